@@ -1,0 +1,161 @@
+"""Classical scikit-learn baselines on downsampled pixels: is a CNN even better than a linear model?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xraybench import GenericModel, ImageSet, hookimpl
+
+
+def pixels(images: np.ndarray, side: int) -> np.ndarray:
+    """Block-average uint8 images (N, H, W, C) down to (N, side*side) floats in [0, 1]."""
+    n, h, w, c = images.shape
+    x = np.asarray(images, dtype=np.float32).mean(axis=3) / 255.0
+    if h % side == 0 and w % side == 0:
+        x = x.reshape(n, side, h // side, side, w // side).mean(axis=(2, 4))
+    else:
+        rows = (np.arange(side) * h // side).astype(int)
+        cols = (np.arange(side) * w // side).astype(int)
+        x = x[:, rows][:, :, cols]
+    return x.reshape(n, side * side)
+
+
+class PixelEstimator:
+    """Wraps a scikit-learn pipeline on downsampled pixels in the GenericModel contract."""
+
+    def __init__(self, pipeline, side: int) -> None:
+        self.pipeline, self.side = pipeline, side
+
+    def fit(self, train: ImageSet, val: ImageSet) -> "PixelEstimator":
+        x = pixels(train.images, self.side)
+        steps = getattr(self.pipeline, "named_steps", {})
+        if "pca" in steps:  # tiny data sets (tests, checks) have fewer images than components
+            wanted = steps["pca"].n_components
+            self.pipeline.set_params(pca__n_components=min(wanted, x.shape[0] - 1, x.shape[1]))
+        self.pipeline.fit(x, np.asarray(train.labels))
+        return self
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return self.pipeline.predict_proba(pixels(images, self.side))[:, 1]
+
+    def param_count(self) -> int | None:
+        from xraybench_plugins._sklearn_size import count_parameters
+
+        return count_parameters(self.pipeline)
+
+
+def _logreg(params: dict[str, Any], seed: int) -> PixelEstimator:
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(
+        StandardScaler(),
+        PCA(n_components=int(params["pca_components"]), random_state=seed),
+        LogisticRegression(C=float(params["C"]), class_weight="balanced" if params["class_weight"] else None, max_iter=2000),
+    )
+    return PixelEstimator(pipe, int(params["side"]))
+
+
+def _svm(params: dict[str, Any], seed: int) -> PixelEstimator:
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    pipe = make_pipeline(
+        StandardScaler(),
+        PCA(n_components=int(params["pca_components"]), random_state=seed),
+        SVC(C=float(params["C"]), gamma=params["gamma"], probability=True, random_state=seed,
+            class_weight="balanced" if params["class_weight"] else None),
+    )
+    return PixelEstimator(pipe, int(params["side"]))
+
+
+def _forest(params: dict[str, Any], seed: int) -> PixelEstimator:
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = RandomForestClassifier(
+        n_estimators=int(params["n_estimators"]), max_features=params["max_features"],
+        min_samples_leaf=int(params["min_samples_leaf"]), n_jobs=-1, random_state=seed,
+        class_weight="balanced" if params["class_weight"] else None,
+    )
+    return PixelEstimator(model, int(params["side"]))
+
+
+def _hgb(params: dict[str, Any], seed: int) -> PixelEstimator:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(
+        learning_rate=float(params["learning_rate"]), max_iter=int(params["max_iter"]),
+        max_leaf_nodes=int(params["max_leaf_nodes"]), l2_regularization=float(params["l2_regularization"]),
+        early_stopping=True, validation_fraction=0.1, random_state=seed,
+        class_weight="balanced" if params["class_weight"] else None,
+    )
+    return PixelEstimator(model, int(params["side"]))
+
+
+def _logreg_space(trial) -> dict[str, Any]:
+    return {
+        "C": trial.suggest_float("C", 1e-4, 10.0, log=True),
+        "pca_components": trial.suggest_categorical("pca_components", [25, 50, 100, 200]),
+        "class_weight": trial.suggest_categorical("class_weight", [False, True]),
+    }
+
+
+def _svm_space(trial) -> dict[str, Any]:
+    return {
+        "C": trial.suggest_float("C", 0.1, 100.0, log=True),
+        "pca_components": trial.suggest_categorical("pca_components", [25, 50, 100]),
+        "class_weight": trial.suggest_categorical("class_weight", [False, True]),
+    }
+
+
+def _forest_space(trial) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 100, 500, step=100),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 8),
+        "max_features": trial.suggest_categorical("max_features", ["sqrt", "log2"]),
+        "class_weight": trial.suggest_categorical("class_weight", [False, True]),
+    }
+
+
+def _hgb_space(trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 63),
+        "l2_regularization": trial.suggest_float("l2_regularization", 1e-6, 1.0, log=True),
+        "class_weight": trial.suggest_categorical("class_weight", [False, True]),
+    }
+
+
+@hookimpl
+def register_models(register) -> None:
+    common = {"side": 32, "class_weight": True}
+    register(GenericModel(
+        name="logreg_pixels",
+        description="no CNN: standardise + PCA + logistic regression on 32x32 pixels",
+        defaults={**common, "pca_components": 100, "C": 0.01},
+        search_space=_logreg_space, create=_logreg, image_size=64,
+    ))
+    register(GenericModel(
+        name="svm_rbf_pixels",
+        description="no CNN: standardise + PCA + RBF SVM (Platt probabilities) on 32x32 pixels",
+        defaults={**common, "pca_components": 50, "C": 3.0, "gamma": "scale"},
+        search_space=_svm_space, create=_svm, image_size=64,
+    ))
+    register(GenericModel(
+        name="random_forest_pixels",
+        description="no CNN: random forest on 32x32 pixels",
+        defaults={**common, "n_estimators": 300, "max_features": "sqrt", "min_samples_leaf": 2},
+        search_space=_forest_space, create=_forest, image_size=64,
+    ))
+    register(GenericModel(
+        name="hist_gradient_boosting_pixels",
+        description="no CNN: histogram gradient boosting on 32x32 pixels",
+        defaults={**common, "learning_rate": 0.1, "max_iter": 300, "max_leaf_nodes": 31, "l2_regularization": 1e-3},
+        search_space=_hgb_space, create=_hgb, image_size=64,
+    ))

@@ -1,0 +1,43 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+# The helper plugins must be importable here and in child processes the harness spawns.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "helper_plugins"), os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, str(HERE / "helper_plugins"))
+
+
+def real_data_path() -> Path | None:
+    path = os.environ.get("XRAYBENCH_DATA")
+    return Path(path) if path and (Path(path) / "train").is_dir() else None
+
+
+@pytest.fixture
+def real_data() -> Path:
+    path = real_data_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set XRAYBENCH_DATA to the shared chest X-ray data")
+        pytest.skip("XRAYBENCH_DATA does not point at the chest X-ray data")
+    return path
+
+
+@pytest.fixture
+def test_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XRAYBENCH_PLUGINS", "xb_test_models")
+
+
+@pytest.fixture(scope="session")
+def _real_cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("real-cache")
+
+
+@pytest.fixture
+def real_cache(_real_cache_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """One decode cache shared by every real-data test of the session; results stay per test."""
+    monkeypatch.setenv("XRAYBENCH_CACHE", str(_real_cache_dir))
+    monkeypatch.setenv("XRAYBENCH_RESULTS", str(tmp_path / "results"))
+    return _real_cache_dir

@@ -1,0 +1,64 @@
+"""Deliberately good and bad model plugins, loaded through $XRAYBENCH_PLUGINS by the tests."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from xraybench import GenericModel, KerasModel, hookimpl
+
+
+class MeanIntensity:
+    """A tiny honest model: logistic regression on the mean pixel intensity."""
+
+    def __init__(self, params, seed):
+        self.mode = params.get("mode", "good")
+
+    def fit(self, train, val):
+        from sklearn.linear_model import LogisticRegression
+
+        if self.mode == "fit_raises":
+            raise RuntimeError("boom in fit")
+        if self.mode == "hang":
+            time.sleep(3600)
+        if self.mode == "crash":
+            os._exit(13)
+        if self.mode == "killed":
+            os.kill(os.getpid(), 9)
+        self.model = LogisticRegression().fit(self._features(train.images), train.labels)
+        return self
+
+    @staticmethod
+    def _features(images):
+        return np.asarray(images, dtype=np.float32).reshape(len(images), -1).mean(axis=1, keepdims=True) / 255.0
+
+    def predict_proba(self, images):
+        p = self.model.predict_proba(self._features(images))[:, 1]
+        if self.mode == "nan":
+            p[0] = np.nan
+        if self.mode == "out_of_range":
+            p = p * 3.0
+        if self.mode == "wrong_shape":
+            p = np.stack([p, p], axis=1)
+        return p
+
+
+def _raising_build(input_shape, params):
+    raise ValueError("boom in build")
+
+
+def _generic(name, mode):
+    return GenericModel(
+        name=name, description=f"test model ({mode})", defaults={"mode": mode},
+        create=lambda params, seed: MeanIntensity(params, seed), image_size=32,
+    )
+
+
+@hookimpl
+def register_models(register):
+    register(_generic("xb_good", "good"))
+    for mode in ("fit_raises", "hang", "crash", "killed", "nan", "out_of_range", "wrong_shape"):
+        register(_generic(f"xb_{mode}", mode))
+    register(KerasModel(name="xb_build_raises", description="build raises", build=_raising_build, image_size=32))

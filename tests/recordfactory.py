@@ -1,0 +1,22 @@
+"""Fake but well-formed run records for store and leaderboard tests."""
+
+import numpy as np
+
+from xraybench.metrics import evaluate
+from xraybench.results import new_run_id, now_iso
+
+
+def make_record(model="m", seed=1, accuracy_shift=0.0, fingerprint="f" * 64, status="done", tuned=False, n=60):
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 3 != 0).astype(int)
+    p = np.clip(y * 0.6 + rng.random(n) * 0.5 - 0.05 + accuracy_shift, 0, 1)
+    m = evaluate(y, p, 0.5)
+    record = {
+        "run_id": new_run_id(model), "created_at": now_iso(), "status": status, "reason": "",
+        "model": model, "distribution": "d", "version": "1", "kind": "generic", "params": {}, "seed": seed,
+        "image_size": 32, "channels": 1, "data": {"fingerprint": fingerprint}, "tags": {"tuned": tuned},
+        "train_seconds": 1.0, "epochs_run": 2, "param_count": 10,
+    }
+    if status == "done":
+        record.update(metrics=m, metrics_at_val_threshold=m)
+    return record, {"test_ids": [str(i) for i in range(n)], "test_labels": y.tolist(), "test_scores": p.tolist()}

@@ -1,0 +1,139 @@
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("keras", "tensorflow", "torch", "jax", "optuna", "matplotlib", "sklearn")
+
+
+def xb(*args, env=None, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "xraybench", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "COLUMNS": "250", **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("command", [["--help"], ["models"], ["plugins"], ["leaderboard"], ["run", "--help"]])
+def test_fast_commands_import_no_backend(command, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "xraybench", *command], capture_output=True, text=True,
+        env={**os.environ, "XRAYBENCH_RESULTS": str(tmp_path)}, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "rich" in imported or command == ["--help"] or command == ["run", "--help"]
+    assert not imported & set(HEAVY), imported & set(HEAVY)
+
+
+def test_models_lists_first_party_and_broken_plugins(monkeypatch):
+    out = xb("models", env={"XRAYBENCH_PLUGINS": "xb_import_fails,xb_test_models"})
+    assert out.returncode == 0
+    assert "baseline_cnn" in out.stdout and "xb_good" in out.stdout
+    assert "xb_import_fails" in out.stdout and "import failed" in out.stdout
+
+
+def test_plugins_requirements():
+    out = xb("plugins", "--requirements")
+    assert out.returncode == 0 and re.search(r"^xraybench==\S+$", out.stdout, re.M)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["run", "--model", "nope"], "unknown model 'nope'; known models:"),
+        (["run", "--model", "logreg_pixels", "--param", "bogus=1"], "unknown parameter 'bogus'"),
+        (["run", "--model", "logreg_pixels", "--param", "C=high"], "expected float"),
+        (["run", "--model", "baseline_cnn", "--epochs", "0"], "--epochs must be at least 1"),
+        (["run", "--model", "logreg_pixels", "--data", "/no/such/folder"], "data path /no/such/folder does not exist"),
+        (["leaderboard", "--sort", "vibes"], "cannot sort by 'vibes'"),
+    ],
+)
+def test_bad_input_is_one_line(args, expected, xray_data):
+    out = xb(*args, env={"XRAYBENCH_DATA": str(xray_data)})
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and expected in out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def _records(results):
+    runs = results / "runs"
+    return [json.loads(p.read_text()) for p in runs.glob("*.json") if not p.name.endswith(".scores.json")]
+
+
+def test_bad_plugins_are_recorded_and_others_still_run(xray_data, test_plugins, xraybench_env):
+    models = ["xb_fit_raises", "xb_nan", "xb_out_of_range", "xb_wrong_shape", "xb_build_raises", "xb_crash",
+              "xb_killed", "xb_good"]
+    args = ["run", "--data", str(xray_data), "--image-size", "16"]
+    for m in models:
+        args += ["--model", m]
+    out = xb(*args)
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    records = {r["model"]: r for r in _records(xraybench_env / "results")}
+    assert records["xb_good"]["status"] == "done"
+    assert 0.0 <= records["xb_good"]["metrics"]["accuracy"] <= 1.0
+    expected = {
+        "xb_fit_raises": "RuntimeError: boom in fit",
+        "xb_nan": "NaN",
+        "xb_out_of_range": "probabilities in [0, 1]",
+        "xb_wrong_shape": "shape",
+        "xb_build_raises": "ValueError: boom in build",
+        "xb_crash": "exited with code 13",
+        "xb_killed": "SIGKILL",
+    }
+    for model, text in expected.items():
+        assert records[model]["status"] == "error", model
+        assert text in records[model]["reason"], (model, records[model]["reason"])
+        assert "\n" not in records[model]["reason"]
+    board = xb("leaderboard", "--format", "json")
+    ranked = {r["model"] for r in json.loads(board.stdout)["rows"]}
+    assert ranked == {"xb_good"}
+
+
+def test_hanging_plugin_times_out_and_next_runs(xray_data, test_plugins, xraybench_env):
+    out = xb("run", "--data", str(xray_data), "--image-size", "16", "--model", "xb_hang", "--model", "xb_good",
+             "--timeout", "15")
+    records = {r["model"]: r for r in _records(xraybench_env / "results")}
+    assert records["xb_hang"]["status"] == "timeout" and "--timeout 15" in records["xb_hang"]["reason"]
+    assert records["xb_good"]["status"] == "done"
+    assert out.returncode == 1
+
+
+def test_ctrl_c_records_interrupted_and_nothing_half_written(xray_data, test_plugins, xraybench_env):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xraybench", "run", "--data", str(xray_data), "--image-size", "16",
+         "--model", "xb_hang", "--model", "xb_good"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    time.sleep(12)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output[-2000:]
+    records = _records(xraybench_env / "results")
+    assert [(r["model"], r["status"]) for r in records] == [("xb_hang", "interrupted")]
+    assert not [p for p in (xraybench_env / "results" / "runs").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_end_to_end_baseline_on_real_data(real_data, real_cache):
+    out = xb("run", "--model", "baseline_cnn", "--data", str(real_data), "--image-size", "32", "--epochs", "1",
+             "--seed", "7")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "PNEUMONIA" in out.stdout and "ROC AUC" in out.stdout
+    board = xb("leaderboard", "--format", "json")
+    rows = json.loads(board.stdout)["rows"]
+    row = next(r for r in rows if r["model"] == "baseline_cnn")
+    assert row["image_size"] == 32 and row["seeds"] == [7] and row["epochs"] == 1
+    assert 0.5 < row["roc_auc"] <= 1.0
+    record = next(iter(_records(Path(os.environ["XRAYBENCH_RESULTS"]))))
+    for key in ("run_id", "created_at", "distribution", "version", "params", "seed", "precision", "data",
+                "environment", "train_seconds", "predict_seconds", "param_count", "history", "val_threshold"):
+        assert key in record, key
+    assert record["data"]["split_counts"]["test"] == {"NORMAL": 234, "PNEUMONIA": 390}
+    assert len(record["data"]["fingerprint"]) == 64
+    table = xb("leaderboard")
+    assert "baseline_cnn" in table.stdout and "seed CNN (published)" in table.stdout

@@ -1,0 +1,49 @@
+import json
+import multiprocessing as mp
+
+import pytest
+
+from recordfactory import make_record
+from xraybench.results import ResultStore
+
+
+def _writer(root, count, tag):
+    store = ResultStore(root)
+    for i in range(count):
+        record, scores = make_record(model=f"{tag}", seed=i)
+        store.save(record, scores)
+
+
+def test_two_writers_lose_nothing(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), 40, tag)) for tag in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    records = ResultStore(tmp_path).records()
+    assert len(records) == 80
+    assert len({r["run_id"] for r in records}) == 80
+    assert sorted({r["model"] for r in records}) == ["a", "b"]
+    assert not list((tmp_path / "runs").glob(".*tmp"))
+
+
+def test_roundtrip_scores_and_status_check(tmp_path):
+    store = ResultStore(tmp_path)
+    record, scores = make_record()
+    store.save(record, scores)
+    assert store.get(record["run_id"])["has_scores"] is True
+    assert store.scores(record["run_id"])["test_scores"] == scores["test_scores"]
+    bad, _ = make_record()
+    bad["status"] = "finished"
+    with pytest.raises(ValueError, match="run status must be one of"):
+        store.save(bad)
+
+
+def test_damaged_file_does_not_hide_others(tmp_path):
+    store = ResultStore(tmp_path)
+    record, _ = make_record()
+    store.save(record)
+    (tmp_path / "runs" / "broken.json").write_text("{not json")
+    assert [r["run_id"] for r in store.records()] == [record["run_id"]]

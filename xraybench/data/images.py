@@ -1,0 +1,57 @@
+"""Decoding one image file into a uint8 array of a fixed square size.
+
+X-rays arrive as 8-bit grayscale JPEGs, 3-channel JPEG copies, 16-bit PNGs,
+palette or CMYK images; all of them end up as uint8 at the requested size with
+one (grayscale) or three channels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff"}
+
+
+class BadImage(Exception):
+    """The file is not a decodable image; the message says why in a few words."""
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Scale 16-bit and float images to 8 bits by their own range (min-max)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+    return img
+
+
+def decode_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str, tuple[int, int]]:
+    """Return (uint8 array (size, size, channels), original mode, original (w, h))."""
+    try:
+        with Image.open(path) as img:
+            mode, original_size = img.mode, img.size
+            if img.format == "JPEG":
+                # Let libjpeg decode at a reduced scale when the original is much larger.
+                img.draft("L" if channels == 1 else "RGB", (size, size))
+            img.load()
+            img = _to_8bit(img)
+            target = "L" if channels == 1 else "RGB"
+            if img.mode != target:
+                if img.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1") and target == "L":
+                    img = img.convert("RGB").convert("L")
+                else:
+                    img = img.convert(target)
+            if img.size != (size, size):
+                img = img.resize((size, size), Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise BadImage("not an image file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImage(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr, mode, original_size

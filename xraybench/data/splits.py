@@ -1,0 +1,29 @@
+"""Validation splits carved from train, stratified by class and grouped by patient."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xraybench.specs import ImageSet
+
+DEFAULT_VAL_FRACTION = 0.15
+
+
+def carve_validation(train: ImageSet, fraction: float = DEFAULT_VAL_FRACTION, seed: int = 42) -> tuple[ImageSet, ImageSet]:
+    """Split ``train`` into (train, val) so that no patient has images on both sides.
+
+    Uses scikit-learn's StratifiedGroupKFold with ``round(1 / fraction)`` folds and
+    keeps the first fold as validation, so the class ratio of both parts stays close
+    to the original and the split is fixed by ``seed``.
+    """
+    if not 0.0 < fraction < 0.5:
+        raise ValueError(f"validation fraction must be in (0, 0.5), got {fraction}")
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_splits = max(2, round(1.0 / fraction))
+    groups = np.asarray(train.groups)
+    if len(np.unique(groups)) < n_splits:
+        raise ValueError(f"only {len(np.unique(groups))} patients in train: too few for a {fraction:.0%} validation split")
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    keep, val = next(splitter.split(np.zeros(len(train)), train.labels, groups))
+    return train.subset(np.sort(keep)), train.subset(np.sort(val))

@@ -1,0 +1,21 @@
+"""Errors a user can act on.
+
+Every exception the CLI shows as a one-line message (never a traceback) derives from
+`XRayBenchError`; anything else is a bug and keeps its traceback.
+"""
+
+
+class XRayBenchError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+
+class DataError(XRayBenchError):
+    """The data set is missing, malformed, or holds unreadable files."""
+
+
+class PluginError(XRayBenchError):
+    """A plugin is unknown, broken, or returned something the harness cannot use."""
+
+
+class ParamError(XRayBenchError):
+    """A `--param key=value` names an unknown key or a value of the wrong type."""

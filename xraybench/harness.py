@@ -1,0 +1,149 @@
+"""Train one model spec on one data set and evaluate it: the only place a model meets test data.
+
+The harness owns everything that must be equal across models for a comparison to
+be fair: the splits, the seed, the training loop of Keras models, the threshold
+(0.5, and one chosen on validation only) and the metrics. A plugin only builds or
+fits; it never scores itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from xraybench.data.loading import Dataset
+from xraybench.metrics import check_scores, evaluate, youden_threshold
+from xraybench.specs import GenericModel, ImageSet, KerasModel, ModelSpec
+
+
+class PluginFailure(Exception):
+    """A plugin raised or returned garbage; the message is one line naming the stage."""
+
+
+@dataclass
+class Fitted:
+    predict: Callable[[np.ndarray], np.ndarray]
+    info: dict[str, Any]
+    precision: str
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def fit(
+    spec: ModelSpec,
+    train: ImageSet,
+    val: ImageSet,
+    params: dict[str, Any],
+    seed: int,
+    precision: str = "auto",
+    on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+    callbacks: list | None = None,
+) -> Fitted:
+    """Fit on train (early-stopping on val for Keras models). Never sees test data."""
+    _seed_everything(seed)
+    if isinstance(spec, KerasModel):
+        from xraybench.keras_training import fit_keras, resolve_precision
+
+        precision = resolve_precision(precision)
+        try:
+            fitted, info = fit_keras(spec, train, val, params, seed, precision, on_epoch, callbacks)
+        except PluginFailure:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "TrialPruned":
+                raise
+            raise PluginFailure(f"training {spec.name} failed: {_one_line(exc)}") from exc
+        return Fitted(fitted.predict_proba, info, precision)
+    if isinstance(spec, GenericModel):
+        if spec.create is None:
+            raise PluginFailure(f"{spec.name} declares no create function")
+        start = time.perf_counter()
+        try:
+            estimator = spec.create(dict(params), seed)
+            estimator.fit(train, val)
+        except Exception as exc:
+            raise PluginFailure(f"fitting {spec.name} failed: {_one_line(exc)}") from exc
+        info = {
+            "history": {},
+            "epochs_run": None,
+            "train_seconds": time.perf_counter() - start,
+            "param_count": _param_count(estimator),
+        }
+        return Fitted(estimator.predict_proba, info, "float64")
+    raise PluginFailure(f"{spec.name} is a {type(spec).__name__}, which the harness cannot train")
+
+
+def predict(fitted: Fitted, images: np.ndarray, what: str, name: str) -> np.ndarray:
+    try:
+        raw = fitted.predict(images)
+    except Exception as exc:
+        raise PluginFailure(f"predicting {what} with {name} failed: {_one_line(exc)}") from exc
+    try:
+        return check_scores(raw, len(images))
+    except ValueError as exc:
+        raise PluginFailure(f"{name} returned bad {what} predictions: {exc}") from None
+
+
+def run(
+    spec: ModelSpec,
+    dataset: Dataset,
+    params: dict[str, Any],
+    seed: int,
+    precision: str = "auto",
+    on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit, predict val and test, evaluate. Returns (record fields, per-image scores)."""
+    splits = dataset.splits
+    fitted = fit(spec, splits.train, splits.val, params, seed, precision, on_epoch)
+    start = time.perf_counter()
+    val_scores = predict(fitted, splits.val.images, "validation", spec.name)
+    test_scores = predict(fitted, splits.test.images, "test", spec.name)
+    predict_seconds = time.perf_counter() - start
+    threshold = youden_threshold(splits.val.labels, val_scores)
+    record = {
+        "precision": fitted.precision,
+        "epochs_run": fitted.info.get("epochs_run"),
+        "param_count": fitted.info.get("param_count"),
+        "train_seconds": fitted.info.get("train_seconds"),
+        "predict_seconds": predict_seconds,
+        "train_images_per_second": fitted.info.get("train_images_per_second"),
+        "history": fitted.info.get("history", {}),
+        "threshold": 0.5,
+        "val_threshold": {"value": threshold, "method": "youden_j_on_validation"},
+        "metrics": evaluate(splits.test.labels, test_scores, 0.5),
+        "metrics_at_val_threshold": evaluate(splits.test.labels, test_scores, threshold),
+        "val_metrics": evaluate(splits.val.labels, val_scores, 0.5),
+    }
+    scores = {
+        "test_ids": list(splits.test.ids),
+        "test_labels": [int(v) for v in splits.test.labels],
+        "test_scores": [float(v) for v in test_scores],
+        "val_ids": list(splits.val.ids),
+        "val_labels": [int(v) for v in splits.val.labels],
+        "val_scores": [float(v) for v in val_scores],
+    }
+    return record, scores
+
+
+def _param_count(estimator: Any) -> int | None:
+    count = getattr(estimator, "param_count", None)
+    if callable(count):
+        try:
+            return int(count())
+        except Exception:
+            return None
+    return int(count) if isinstance(count, (int, np.integer)) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    from xraybench.plugins import one_line
+
+    return one_line(exc)

@@ -1,0 +1,187 @@
+"""The one training loop every Keras plugin gets.
+
+Batches come from the cached uint8 arrays through ``tf.data`` (converted to float
+per batch, prefetched, so both cores stay busy); augmentation runs as Keras
+preprocessing layers in front of the plugin's network; early stopping watches
+validation loss and restores the best weights. Keras is imported only here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from xraybench.specs import ImageSet, KerasModel
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
+def resolve_precision(requested: str = "auto") -> str:
+    """``auto`` picks mixed_bfloat16 where the CPU has native bf16 and the backend is TensorFlow."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    from xraybench.environment import supports_bf16
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return "mixed_bfloat16" if backend == "tensorflow" and supports_bf16() else "float32"
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Weights inverse to class frequency, normalised so that the mean weight per image is 1."""
+    labels = np.asarray(labels).astype(int)
+    n = len(labels)
+    counts = np.bincount(labels, minlength=2)
+    return {c: float(n / (2.0 * counts[c])) if counts[c] else 1.0 for c in (0, 1)}
+
+
+def _has_tf_data() -> bool:
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int):
+    """Backend-neutral batches (keras.utils.PyDataset) for installs without TensorFlow."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = np.arange(len(images))
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self) -> int:
+            return (len(images) + batch_size - 1) // batch_size
+
+        def __getitem__(self, i: int):
+            index = np.sort(self.order[i * batch_size : (i + 1) * batch_size])
+            x = images[index].astype(np.float32) * (1.0 / 255.0)
+            return x if labels is None else (x, np.asarray(labels[index], dtype=np.float32))
+
+        def on_epoch_end(self) -> None:
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return Batches()
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int):
+    """uint8 arrays to float batches in [0, 1], converted per batch (never the whole set up front)."""
+    if os.environ.get("XRAYBENCH_INPUT") == "pydataset" or not _has_tf_data():
+        return _pydataset(np.asarray(images), labels, batch_size, shuffle, seed)
+    import tensorflow as tf
+
+    x = np.ascontiguousarray(images)
+    tensors = (x,) if labels is None else (x, np.asarray(labels, dtype=np.float32))
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def scale(*batch):
+        image = tf.cast(batch[0], tf.float32) * (1.0 / 255.0)
+        return image if len(batch) == 1 else (image, batch[1])
+
+    return ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def augmentation(keras):
+    """The seed's light augmentation: small rotations, shifts and zooms, no flips."""
+    return [
+        keras.layers.RandomRotation(0.04, fill_mode="nearest", name="aug_rotate"),
+        keras.layers.RandomTranslation(0.08, 0.08, fill_mode="nearest", name="aug_shift"),
+        keras.layers.RandomZoom(0.1, fill_mode="nearest", name="aug_zoom"),
+    ]
+
+
+class FittedKeras:
+    def __init__(self, model, core, batch_size: int) -> None:
+        self.model, self.core, self.batch_size = model, core, batch_size
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        ds = make_dataset(images, None, self.batch_size, shuffle=False, seed=0)
+        return np.asarray(self.model.predict(ds, verbose=0), dtype=np.float64)
+
+
+def fit_keras(
+    spec: KerasModel,
+    train: ImageSet,
+    val: ImageSet,
+    params: dict[str, Any],
+    seed: int,
+    precision: str,
+    on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+    callbacks: list | None = None,
+) -> tuple[FittedKeras, dict[str, Any]]:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        shape = tuple(int(d) for d in train.images.shape[1:])
+        if spec.build is None:
+            raise ValueError(f"{spec.name} declares no build function")
+        core = spec.build(shape, dict(params))
+        if not isinstance(core, keras.Model):
+            raise ValueError(f"build returned {type(core).__name__}, expected a keras.Model")
+        inputs = keras.Input(shape=shape, name="image")
+        x = inputs
+        if params.get("augment", True):
+            for layer in augmentation(keras):
+                x = layer(x)
+        outputs = core(x)
+        model = keras.Model(inputs, outputs, name=f"xraybench_{spec.name}")
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=float(params.get("learning_rate", 1e-3))),
+            loss=keras.losses.BinaryCrossentropy(),
+            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        )
+        epochs = int(params.get("epochs", 20))
+        batch_size = int(params.get("batch_size", 32))
+
+        class Progress(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if on_epoch is not None:
+                    on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+        all_callbacks = [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=int(params.get("patience", 3)), restore_best_weights=True
+            ),
+            Progress(),
+            *(callbacks or []),
+        ]
+        train_ds = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed)
+        val_ds = make_dataset(val.images, val.labels, batch_size, shuffle=False, seed=seed)
+        start = time.perf_counter()
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=all_callbacks,
+            class_weight=class_weights(train.labels) if params.get("class_weight") else None,
+            verbose=0,
+        )
+        seconds = time.perf_counter() - start
+        logs = {k: [float(v) for v in values] for k, values in history.history.items()}
+        info = {
+            "history": logs,
+            "epochs_run": len(logs.get("loss", [])),
+            "train_seconds": seconds,
+            "param_count": int(core.count_params()),
+            "train_images_per_second": len(train) * len(logs.get("loss", [])) / seconds if seconds else None,
+        }
+        return FittedKeras(model, core, batch_size), info
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -1,0 +1,66 @@
+"""Parsing ``--param key=value`` against a model's defaults."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping
+
+from xraybench.errors import ParamError
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParamError(f"--param {item!r} is not key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def coerce(key: str, value: Any, default: Any) -> Any:
+    """``value`` converted to the type of ``default``; a ParamError naming both when impossible."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            low = value.lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            return value
+        if default is None or isinstance(default, (list, dict, tuple)):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+    except ValueError:
+        raise ParamError(
+            f"--param {key}={value!r}: expected {type(default).__name__} like the default {default!r}"
+        ) from None
+    return value
+
+
+def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any], model: str = "model") -> dict[str, Any]:
+    """Defaults updated with overrides, each override checked against the known keys and types."""
+    params = dict(defaults)
+    for key, value in overrides.items():
+        if key not in params:
+            known = ", ".join(sorted(params)) or "none"
+            raise ParamError(f"unknown parameter {key!r} for {model}; known: {known}")
+        params[key] = coerce(key, value, params[key])
+    if "epochs" in params and (not isinstance(params["epochs"], int) or params["epochs"] < 1):
+        raise ParamError(f"epochs must be a positive integer, got {params['epochs']!r}")
+    if "batch_size" in params and (not isinstance(params["batch_size"], int) or params["batch_size"] < 1):
+        raise ParamError(f"batch_size must be a positive integer, got {params['batch_size']!r}")
+    return params

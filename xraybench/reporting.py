@@ -1,0 +1,101 @@
+"""Terminal reports with rich: one run in the seed's form, a batch summary, the data summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xraybench.specs import LABELS
+
+
+def _report_table(metrics: dict[str, Any], title: str):
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold", title_justify="left")
+    for col in ("", "precision", "recall", "f1-score", "support"):
+        table.add_column(col, justify="right")
+    for label in LABELS:
+        m = metrics["per_class"][label]
+        table.add_row(label, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}", str(m["support"]))
+    total = sum(metrics["per_class"][label]["support"] for label in LABELS)
+    table.add_row("accuracy", "", "", f"{metrics['accuracy']:.2f}", str(total))
+    table.add_row("macro avg", "", "", f"{metrics['macro_f1']:.2f}", str(total))
+    return table
+
+
+def print_run_report(record: dict[str, Any], console) -> None:
+    status = record["status"]
+    if status != "done":
+        colour = "yellow" if status in ("timeout", "interrupted") else "red"
+        console.print(f"[{colour}]{status}[/] {record['model']} (seed {record['seed']}): {record.get('reason', '')}")
+        return
+    m = record["metrics"]
+    console.print(_report_table(m, f"{record['model']} on test, threshold 0.5"))
+    cm = m["confusion_matrix"]
+    console.print(
+        f"ROC AUC {m['roc_auc']:.4f}  sensitivity {m['sensitivity']:.4f}  specificity {m['specificity']:.4f}  "
+        f"balanced accuracy {m['balanced_accuracy']:.4f}  confusion [[TN {cm[0][0]}, FP {cm[0][1]}], [FN {cm[1][0]}, TP {cm[1][1]}]]"
+    )
+    v = record["metrics_at_val_threshold"]
+    console.print(
+        f"at the validation-chosen threshold {v['threshold']:.3f} (Youden's J on validation, never test): "
+        f"accuracy {v['accuracy']:.4f}  NORMAL recall {v['specificity']:.4f}  PNEUMONIA recall {v['sensitivity']:.4f}"
+    )
+    epochs = record.get("epochs_run")
+    console.print(
+        f"[dim]validation AUC {record['val_metrics']['roc_auc']:.4f}; trained {record['train_seconds']:.1f}s"
+        f"{f', {epochs} epochs' if epochs else ''}; precision {record.get('precision')}; "
+        f"{record.get('param_count') or '?'} parameters[/]"
+    )
+
+
+def print_run_summary(records: list[dict[str, Any]], console) -> None:
+    from rich.table import Table
+
+    table = Table(title="runs", header_style="bold", title_justify="left")
+    for col in ("Run", "Model", "Seed", "Status", "Accuracy", "AUC", "Wall s", "Reason"):
+        table.add_column(col)
+    for r in records:
+        m = r.get("metrics") or {}
+        colour = {"done": "green", "error": "red"}.get(r["status"], "yellow")
+        table.add_row(
+            r["run_id"], r["model"], str(r["seed"]), f"[{colour}]{r['status']}[/]",
+            f"{m['accuracy']:.4f}" if m else "-", f"{m['roc_auc']:.4f}" if m else "-",
+            f"{r.get('wall_seconds', 0):.0f}", r.get("reason", ""),
+        )
+    console.print(table)
+
+
+def print_data_summary(dataset, console) -> None:
+    from rich.table import Table
+
+    stats = dataset.stats
+    table = Table(title=f"data set {dataset.source} ({dataset.reader})", header_style="bold", title_justify="left")
+    for col in ("Split", "Class", "Images", "Patients", "Exact duplicates"):
+        table.add_column(col, justify="right" if col not in ("Split", "Class") else "left")
+    for split, classes in stats.get("splits", {}).items():
+        for label in LABELS:
+            s = classes.get(label)
+            if s is None:
+                continue
+            none = lambda v: "-" if v is None else str(v)  # noqa: E731
+            table.add_row(split, label, str(s["images"]), none(s.get("patients")), none(s.get("duplicates")))
+    console.print(table)
+    counts = dataset.splits.counts()
+    split_table = Table(title="splits used for training and evaluation", header_style="bold", title_justify="left")
+    for col in ("Split", "NORMAL", "PNEUMONIA", "Total", "Patients"):
+        split_table.add_column(col, justify="right" if col != "Split" else "left")
+    for name in ("train", "val", "test"):
+        c = counts[name]
+        patients = len(set(getattr(dataset.splits, name).groups))
+        split_table.add_row(name, str(c["NORMAL"]), str(c["PNEUMONIA"]), str(c["NORMAL"] + c["PNEUMONIA"]), str(patients))
+    console.print(split_table)
+    console.print(f"validation: {dataset.val_strategy}, fraction {dataset.val_fraction}, seed {dataset.seed}")
+    if "kaggle_val_images" in stats:
+        console.print(f"Kaggle val/ folder: {stats['kaggle_val_images']} images, reported but not used")
+    console.print(f"image sizes seen: {stats.get('sizes')}; modes: {stats.get('modes')}")
+    console.print(f"skipped unreadable images: {stats.get('skipped_bad_count', 0)}")
+    console.print(
+        f"cache: {'hit' if dataset.cache_hit else 'written'} at {dataset.cache_path} "
+        f"({dataset.image_size}px x{dataset.channels}, loaded in {dataset.load_seconds:.2f}s)"
+    )
+    console.print(f"fingerprint: {dataset.fingerprint}")

@@ -1,0 +1,164 @@
+"""The value types that cross the plugin boundary.
+
+Plugins build these; the core consumes them. They hold callables and numpy
+arrays only, so importing this module never imports keras or a backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+LABELS = ("NORMAL", "PNEUMONIA")  # index = label: NORMAL = 0, PNEUMONIA = 1, always.
+
+# Training settings the harness itself owns for every Keras model. A plugin may
+# change their defaults in its `defaults`; users override them with --param.
+KERAS_TRAINING_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "augment": True,
+    "class_weight": False,
+    "patience": 3,
+}
+
+
+@dataclass
+class ImageSet:
+    """One split: uint8 images (N, H, W, C), int labels (N,), ids and patient groups.
+
+    ``ids`` are stable per-image names (relative paths) so per-image scores stored
+    with a run can be paired across runs; ``groups`` are patient ids, used to carve
+    validation splits that no patient straddles.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    groups: list[str]
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if not (len(self.labels) == len(self.ids) == len(self.groups) == n):
+            raise ValueError(
+                f"ImageSet lengths differ: images {n}, labels {len(self.labels)}, "
+                f"ids {len(self.ids)}, groups {len(self.groups)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "ImageSet":
+        index = np.asarray(index, dtype=np.int64)
+        return ImageSet(
+            images=self.images[index],
+            labels=self.labels[index],
+            ids=[self.ids[i] for i in index],
+            groups=[self.groups[i] for i in index],
+        )
+
+    def class_counts(self) -> dict[str, int]:
+        return {name: int((self.labels == i).sum()) for i, name in enumerate(LABELS)}
+
+
+@dataclass
+class ModelSpec:
+    """What every model plugin declares.
+
+    ``defaults`` are the hyperparameters a plain run uses; ``search_space``, when
+    given, maps an Optuna trial to a dict of parameters (used by ``xraybench
+    tune``). ``image_size`` and ``channels`` are the model's preferred input.
+    ``version`` and ``distribution`` are filled in by the loader from the package
+    metadata; plugins need not set them.
+    """
+
+    name: str
+    description: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    search_space: Callable[[Any], dict[str, Any]] | None = None
+    image_size: int = 150
+    channels: int = 1
+    distribution: str = "unknown"
+    version: str = "unknown"
+
+    kind = "abstract"
+
+    def all_defaults(self) -> dict[str, Any]:
+        return dict(self.defaults)
+
+
+@dataclass
+class KerasModel(ModelSpec):
+    """A Keras model: the plugin builds it, the harness trains it.
+
+    ``build(input_shape, params)`` returns an uncompiled or compiled
+    ``keras.Model`` whose output is P(PNEUMONIA) of shape (N, 1). Import keras
+    inside ``build``. Give the last layer ``dtype="float32"`` so probabilities
+    keep full precision under mixed precision. The harness adds scaling to
+    [0, 1], augmentation, class weights, early stopping and the seed.
+    """
+
+    build: Callable[[tuple[int, int, int], dict[str, Any]], Any] | None = None
+
+    kind = "keras"
+
+    def all_defaults(self) -> dict[str, Any]:
+        merged = dict(KERAS_TRAINING_DEFAULTS)
+        merged.update(self.defaults)
+        return merged
+
+
+class Estimator(Protocol):
+    def fit(self, train: ImageSet, val: ImageSet) -> Any: ...
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class GenericModel(ModelSpec):
+    """Any other model: ``create(params, seed)`` returns an object with
+    ``fit(train, val)`` and ``predict_proba(images) -> P(PNEUMONIA) of shape (N,)``.
+
+    ``images`` are the cached uint8 arrays (N, H, W, C); the harness still owns
+    data, splits, seeds and metrics, so the object never scores itself.
+    """
+
+    create: Callable[[dict[str, Any], int], Estimator] | None = None
+
+    kind = "generic"
+
+
+@dataclass
+class RawDataset:
+    """What a dataset reader returns: the splits it found plus what it saw.
+
+    ``val`` is None when the source has no validation split of its own; the
+    core then carves one from ``train`` by patient.
+    """
+
+    train: ImageSet
+    test: ImageSet
+    val: ImageSet | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetSpec:
+    """A data set reader.
+
+    ``detect(path)`` says whether the reader understands ``path``; ``files(path)``
+    lists the source files whose size and mtime decide whether the cache is
+    fresh (and whose content hashes make the fingerprint); ``read(path,
+    image_size, channels, skip_bad)`` decodes them.
+    """
+
+    name: str
+    description: str
+    detect: Callable[[Path], bool]
+    files: Callable[[Path], list[str | Path]]
+    read: Callable[[Path, int, int, bool], RawDataset]
+    version: str = "1"
+    distribution: str = "unknown"

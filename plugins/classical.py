@@ -61,16 +61,19 @@ def _logreg(params: dict[str, Any], seed: int) -> PixelEstimator:
 
 
 def _svm(params: dict[str, Any], seed: int) -> PixelEstimator:
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
+    svm = SVC(C=float(params["C"]), gamma=params["gamma"], random_state=seed,
+              class_weight="balanced" if params["class_weight"] else None)
     pipe = make_pipeline(
         StandardScaler(),
         PCA(n_components=int(params["pca_components"]), random_state=seed),
-        SVC(C=float(params["C"]), gamma=params["gamma"], probability=True, random_state=seed,
-            class_weight="balanced" if params["class_weight"] else None),
+        # Platt scaling fitted by cross-validation, as SVC(probability=True) did before it was deprecated.
+        CalibratedClassifierCV(svm, method="sigmoid", cv=3, ensemble=False),
     )
     return PixelEstimator(pipe, int(params["side"]))
 
@@ -143,7 +146,7 @@ def register_models(register) -> None:
     ))
     register(GenericModel(
         name="svm_rbf_pixels",
-        description="no CNN: standardise + PCA + RBF SVM (Platt probabilities) on 32x32 pixels",
+        description="no CNN: standardise + PCA + RBF SVM (Platt-calibrated) on 32x32 pixels",
         defaults={**common, "pca_components": 50, "C": 3.0, "gamma": "scale"},
         search_space=_svm_space, create=_svm, image_size=64,
     ))

@@ -16,7 +16,7 @@ import numpy as np
 
 from xraybench.specs import ImageSet, KerasModel
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
@@ -171,6 +171,7 @@ def fit_keras(
             epochs=epochs,
             callbacks=all_callbacks,
             class_weight=class_weights(train.labels) if params.get("class_weight") else None,
+            shuffle=False,  # the input pipeline already reshuffles every epoch, seeded
             verbose=0,
         )
         seconds = time.perf_counter() - start

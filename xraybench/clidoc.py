@@ -1,0 +1,83 @@
+"""Writes docs/cli.md from the real argument parser, so the reference cannot drift from the code.
+
+    python -m xraybench.clidoc > docs/cli.md
+"""
+
+from __future__ import annotations
+
+import argparse
+
+INTRO = """# xraybench command reference
+
+Generated from the argument parser by `python -m xraybench.clidoc > docs/cli.md`; a test fails
+when this file and the code disagree. Every command prints a one-line `error: ...` and exits
+with status 2 on bad input; `run` exits 1 when any run did not finish (`error`, `timeout`)
+and 130 on Ctrl-C.
+
+Environment: `XRAYBENCH_DATA` (data path), `XRAYBENCH_CACHE` (decoded-image cache, default
+the user cache folder), `XRAYBENCH_RESULTS` (results folder, default `./leaderboards`),
+`XRAYBENCH_DISABLE_PLUGINS` (comma-separated plugin or distribution names),
+`XRAYBENCH_PLUGINS` (extra plugin modules to load, comma-separated), `KERAS_BACKEND`.
+"""
+
+
+def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
+    rows = []
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        if action.option_strings:
+            flags = ", ".join(f"`{o}`" for o in action.option_strings)
+            if action.nargs != 0 and action.metavar:
+                flags += f" `{action.metavar}`"
+            elif action.nargs != 0 and action.choices:
+                flags += " `{" + ",".join(map(str, action.choices)) + "}`"
+        else:
+            flags = f"`{action.metavar or action.dest}`"
+        default = "" if action.default in (None, False, [], argparse.SUPPRESS) else f" (default: `{action.default}`)"
+        text = (action.help or "").replace("|", "\\|")
+        rows.append(f"| {flags} | {text}{default} |")
+    return rows
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _helps(parser: argparse.ArgumentParser) -> dict[str, str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return {a.dest: a.help or "" for a in action._choices_actions}
+    return {}
+
+
+def render() -> str:
+    from xraybench.cli import build_parser
+
+    parser = build_parser()
+    out = [INTRO, "## Global options\n", "| option | meaning |", "|---|---|", *_option_rows(parser), ""]
+
+    def section(prefix: str, sub: argparse.ArgumentParser, help_text: str) -> None:
+        out.extend([f"## `xraybench {prefix}`\n", help_text[:1].upper() + help_text[1:] + ".\n",
+                    "```\n" + sub.format_usage().strip().replace("usage: ", "") + "\n```\n"])
+        rows = _option_rows(sub)
+        if rows:
+            out.extend(["| option | meaning |", "|---|---|", *rows, ""])
+        helps = _helps(sub)
+        for name, child in _subparsers(sub).items():
+            section(f"{prefix} {name}", child, helps.get(name, ""))
+
+    helps = _helps(parser)
+    for name, sub in _subparsers(parser).items():
+        section(name, sub, helps.get(name, ""))
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import os
+
+    os.environ["COLUMNS"] = "100"
+    print(render(), end="")

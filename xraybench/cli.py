@@ -96,6 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.batch_size < 1:
             raise XRayBenchError(f"--batch-size must be at least 1, got {args.batch_size}")
         overrides["batch_size"] = args.batch_size
+    if args.target_sensitivity is not None and not 0.0 < args.target_sensitivity <= 1.0:
+        raise XRayBenchError(f"--target-sensitivity must be in (0, 1], got {args.target_sensitivity}")
     seeds = args.seeds or [args.seed]
     registry = load_registry(args.disable_plugin)
     console = _console()
@@ -112,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 model=model, seed=seed, data=args.data, image_size=args.image_size, channels=args.channels,
                 params=own, precision=args.precision, val_fraction=args.val_fraction, skip_bad=args.skip_bad,
                 disabled=list(args.disable_plugin), timeout=args.timeout, command=command,
+                target_sensitivity=args.target_sensitivity,
             )
             prepared.append(prepare(request, registry, datasets))
     for p in {id(p.dataset): p.dataset for p in prepared}.values():
@@ -146,7 +149,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     store = ResultStore(args.results)
     rows = lb.build_rows(store.iter_records(), threshold=args.threshold, all_runs=args.all_runs,
-                         model=args.model, sort=args.sort)
+                         model=args.model, sort=args.sort, scores_loader=store.scores)
     refs = [] if args.no_references else lb.reference_rows()
     title = f"xraybench leaderboard ({store.runs}; threshold {rows[0]['threshold'] if rows else args.threshold})"
     if args.format == "table":
@@ -249,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto",
                    help="Keras compute precision; auto = mixed_bfloat16 where the CPU has native bf16")
     p.add_argument("--timeout", type=float, default=6 * 3600.0, metavar="SECONDS", help="kill a model's run after this long")
+    p.add_argument("--target-sensitivity", type=float, metavar="X",
+                   help="choose the second operating point on validation for this sensitivity instead of Youden's J")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.add_argument("--no-isolation", action="store_true", help="train in this process instead of a child process (debugging)")
     p.set_defaults(func=cmd_run)

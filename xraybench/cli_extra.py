@@ -134,7 +134,68 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from xraybench import report
+    from xraybench.results import ResultStore
+
+    html_path, md_path = report.write(ResultStore(args.results), Path(args.output), args.threshold)
+    print(f"wrote {html_path} and {md_path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from xraybench.results import ResultStore
+    from xraybench.stats import bootstrap_intervals, compare_runs, format_interval
+
+    store = ResultStore(args.results)
+    a, b = store.get(args.run_a), store.get(args.run_b)
+    sa, sb = store.scores(a["run_id"]), store.scores(b["run_id"])
+    if not sa or not sb:
+        raise XRayBenchError("both runs need per-image scores (.scores.json) to be compared")
+    fa, fb = a.get("data", {}).get("fingerprint"), b.get("data", {}).get("fingerprint")
+    console = Console()
+    if fa != fb:
+        raise XRayBenchError(f"not compared: the runs used different data (fingerprints {str(fa)[:12]} and {str(fb)[:12]})")
+    key = "metrics_at_val_threshold" if args.threshold == "val" else "metrics"
+    ta, tb = a[key]["threshold"], b[key]["threshold"]
+    ia = bootstrap_intervals(sa["test_labels"], sa["test_scores"], ta, seed=0)
+    ib = bootstrap_intervals(sb["test_labels"], sb["test_scores"], tb, seed=0)
+    table = Table(title=f"{a['run_id']} vs {b['run_id']} (95% bootstrap CIs, threshold {args.threshold})",
+                  header_style="bold", title_justify="left")
+    table.add_column("Metric")
+    table.add_column(f"A: {a['model']} seed {a.get('seed')}")
+    table.add_column(f"B: {b['model']} seed {b.get('seed')}")
+    for metric in ("accuracy", "normal_f1", "pneumonia_f1", "macro_f1", "roc_auc", "sensitivity", "specificity"):
+        table.add_row(metric, format_interval(ia[metric]), format_interval(ib[metric]))
+    console.print(table)
+    result = compare_runs(sa, sb, ta, tb)
+    mc, auc = result["mcnemar"], result["auc"]
+    console.print(f"exact McNemar: A right/B wrong {mc['only_a']}, B right/A wrong {mc['only_b']}, p = {mc['p_value']:.4f}")
+    console.print(f"AUC(B) - AUC(A) = {auc['difference']:+.4f} [{auc['low']:+.4f}, {auc['high']:+.4f}], "
+                  f"paired bootstrap p = {auc['p_value']:.4f}")
+    return 0
+
+
 def add_commands(sub, formatter) -> None:
+    p = sub.add_parser("report", help="write a self-contained HTML report (and a Markdown twin) of recorded runs",
+                       formatter_class=formatter)
+    p.add_argument("--output", default="report.html", metavar="FILE", help="HTML file to write; the .md twin goes beside it")
+    p.add_argument("--threshold", choices=("0.5", "val"), default="0.5",
+                   help="metrics at 0.5, or at the threshold chosen on validation")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="two runs side by side, with intervals and paired tests", formatter_class=formatter)
+    p.add_argument("run_a", metavar="RUN_A", help="run id (or a unique prefix)")
+    p.add_argument("run_b", metavar="RUN_B", help="run id (or a unique prefix)")
+    p.add_argument("--threshold", choices=("0.5", "val"), default="0.5",
+                   help="compare at 0.5, or at each run's validation-chosen threshold")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("check", help="check a model plugin against the contract on tiny generated data",
                        formatter_class=formatter)
     p.add_argument("model", metavar="MODEL")

@@ -92,6 +92,21 @@ def predict(fitted: Fitted, images: np.ndarray, what: str, name: str) -> np.ndar
         raise PluginFailure(f"{name} returned bad {what} predictions: {exc}") from None
 
 
+def choose_threshold(labels: np.ndarray, scores: np.ndarray, target_sensitivity: float | None) -> dict[str, Any]:
+    """The operating point, from validation scores only: Youden's J, or a target sensitivity."""
+    if target_sensitivity is None:
+        return {"value": youden_threshold(labels, scores), "method": "youden_j_on_validation"}
+    if not 0.0 < target_sensitivity <= 1.0:
+        raise ValueError(f"target sensitivity must be in (0, 1], got {target_sensitivity}")
+    positives = np.sort(np.asarray(scores)[np.asarray(labels) == 1])
+    if len(positives) == 0:
+        return {"value": 0.5, "method": "no positives in validation; 0.5"}
+    # the highest threshold that keeps at least the target share of validation positives above it
+    k = int(np.floor((1.0 - target_sensitivity) * len(positives)))
+    return {"value": float(positives[min(k, len(positives) - 1)]),
+            "method": f"sensitivity>={target_sensitivity:g}_on_validation"}
+
+
 def run(
     spec: ModelSpec,
     dataset: Dataset,
@@ -99,15 +114,19 @@ def run(
     seed: int,
     precision: str = "auto",
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+    target_sensitivity: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, predict val and test, evaluate. Returns (record fields, per-image scores)."""
+    from xraybench.stats import bootstrap_intervals
+
     splits = dataset.splits
     fitted = fit(spec, splits.train, splits.val, params, seed, precision, on_epoch)
     start = time.perf_counter()
     val_scores = predict(fitted, splits.val.images, "validation", spec.name)
     test_scores = predict(fitted, splits.test.images, "test", spec.name)
     predict_seconds = time.perf_counter() - start
-    threshold = youden_threshold(splits.val.labels, val_scores)
+    operating = choose_threshold(splits.val.labels, val_scores, target_sensitivity)
+    threshold = operating["value"]
     record = {
         "precision": fitted.precision,
         "epochs_run": fitted.info.get("epochs_run"),
@@ -117,9 +136,11 @@ def run(
         "train_images_per_second": fitted.info.get("train_images_per_second"),
         "history": fitted.info.get("history", {}),
         "threshold": 0.5,
-        "val_threshold": {"value": threshold, "method": "youden_j_on_validation"},
+        "val_threshold": operating,
         "metrics": evaluate(splits.test.labels, test_scores, 0.5),
         "metrics_at_val_threshold": evaluate(splits.test.labels, test_scores, threshold),
+        "intervals": bootstrap_intervals(splits.test.labels, test_scores, 0.5, seed=seed),
+        "intervals_at_val_threshold": bootstrap_intervals(splits.test.labels, test_scores, threshold, seed=seed),
         "val_metrics": evaluate(splits.val.labels, val_scores, 0.5),
     }
     scores = {

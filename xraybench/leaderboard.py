@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import statistics
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from xraybench.references import REFERENCES
 
@@ -46,6 +46,16 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def _hardware(record: dict[str, Any]) -> str:
+    env = record.get("environment") or {}
+    backend = env.get("backend") or "?"
+    version = env.get(backend) if backend in ("tensorflow", "torch", "jax") else None
+    device = env.get("accelerator") or f"CPU ({(env.get('cpu') or {}).get('model', '?')}, {(env.get('cpu') or {}).get('cores', '?')} cores)"
+    if record.get("kind") == "generic":
+        return f"scikit-learn {env.get('scikit-learn') or '?'} on {device}"
+    return f"keras {env.get('keras') or '?'} / {backend} {version or ''} on {device}".replace("  ", " ")
+
+
 def variant(record: dict[str, Any]) -> str:
     return "tuned" if record.get("tags", {}).get("tuned") else "default"
 
@@ -63,6 +73,8 @@ def build_rows(
     all_runs: bool = False,
     model: str | None = None,
     sort: str = "accuracy",
+    scores_loader: Callable[[str], dict | None] | None = None,
+    max_paired_rows: int = 60,
 ) -> list[dict[str, Any]]:
     """One row per (model, variant, image size, fingerprint), or per run with ``all_runs``."""
     if sort not in SORTABLE:
@@ -70,6 +82,7 @@ def build_rows(
 
         raise XRayBenchError(f"cannot sort by {sort!r}; choose one of {', '.join(SORTABLE)}")
     key_metrics = "metrics_at_val_threshold" if threshold == "val" else "metrics"
+    key_intervals = "intervals_at_val_threshold" if threshold == "val" else "intervals"
     done = [r for r in records if r.get("status") == "done" and r.get(key_metrics)]
     if model:
         done = [r for r in done if r.get("model") == model]
@@ -80,7 +93,8 @@ def build_rows(
         groups.setdefault(key, []).append(r)
     rows = []
     for runs in groups.values():
-        first = runs[0]
+        runs.sort(key=lambda r: (r.get("seed") is None, r.get("seed"), r.get("created_at", "")))
+        first = runs[0]  # the representative run: lowest seed (its intervals and paired test are shown)
         flats = [flat_metrics(r[key_metrics]) for r in runs]
         row: dict[str, Any] = {
             "model": first["model"],
@@ -97,6 +111,12 @@ def build_rows(
             "created_at": max(r.get("created_at", "") for r in runs),
             "command": first.get("command", ""),
             "study": first.get("tags", {}).get("study"),
+            "representative_run": first["run_id"],
+            "representative_threshold": first[key_metrics].get("threshold", 0.5),
+            "intervals": first.get(key_intervals) or {},
+            "wall_seconds_per_run": [r.get("wall_seconds") for r in runs],
+            "commands": sorted({r.get("command", "") for r in runs}),
+            "hardware": sorted({_hardware(r) for r in runs}),
         }
         for name in METRICS:
             row[name], row[f"{name}_sd"] = _mean_sd([f[name] for f in flats])
@@ -111,9 +131,54 @@ def build_rows(
         row["delta_accuracy_vs_baseline"] = (
             None if ref is None or row["accuracy"] is None else row["accuracy"] - ref["accuracy"]
         )
+    if scores_loader is not None and len(rows) <= max_paired_rows:
+        _paired_vs_baseline(rows, base, scores_loader)
     reverse = sort not in ("train_seconds",)
     rows.sort(key=lambda r: (r.get(sort) is None, -(r.get(sort) or 0) if reverse else (r.get(sort) or 0)))
     return rows
+
+
+def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], loader) -> None:
+    """Exact McNemar (accuracy at each run's threshold) and paired-bootstrap AUC vs baseline_cnn."""
+    from xraybench.stats import compare_runs
+
+    cache: dict[str, Any] = {}
+
+    def scores(run_id: str):
+        if run_id not in cache:
+            try:
+                cache[run_id] = loader(run_id)
+            except (OSError, ValueError):
+                cache[run_id] = None
+        return cache[run_id]
+
+    from xraybench.stats import bootstrap_intervals
+
+    for row in rows:
+        if not row.get("intervals"):  # records made before intervals were stored: compute them now
+            sc = scores(row["representative_run"])
+            if sc:
+                row["intervals"] = bootstrap_intervals(sc["test_labels"], sc["test_scores"],
+                                                       row["representative_threshold"], seed=row["seeds"][0] or 0)
+    for row in rows:
+        row["p_vs_baseline"] = None
+        ref = next((b for b in base if b["fingerprint"] == row["fingerprint"]), None)
+        if ref is None:
+            row["p_vs_baseline_note"] = "no baseline_cnn run on the same data fingerprint: not compared"
+            continue
+        if ref is row:
+            continue
+        a, b = scores(ref["representative_run"]), scores(row["representative_run"])
+        if not a or not b:
+            row["p_vs_baseline_note"] = "per-image scores missing"
+            continue
+        try:
+            result = compare_runs(a, b, ref["representative_threshold"], row["representative_threshold"])
+        except ValueError as exc:
+            row["p_vs_baseline_note"] = str(exc)
+            continue
+        row["p_vs_baseline"] = result["mcnemar"]["p_value"]
+        row["auc_diff_vs_baseline"] = result["auc"]
 
 
 def reference_rows() -> list[dict[str, Any]]:
@@ -139,17 +204,32 @@ def fmt(value: float | None, sd: float | None = None, digits: int = 3) -> str:
     return f"{text} ± {sd:.{digits}f}" if sd is not None else text
 
 
+FOOTNOTE = (
+    "Values are mean ± SD over seeds; 95% CIs are percentile bootstraps (1,000 resamples of the test set) of "
+    "the lowest-seed run; p is the exact McNemar test of that run against baseline_cnn's lowest-seed run on the "
+    "same images (only runs with the same data fingerprint are compared)."
+)
+
 TABLE_COLUMNS = (
     "accuracy", "normal_precision", "normal_recall", "normal_f1",
     "pneumonia_precision", "pneumonia_recall", "pneumonia_f1", "macro_f1", "roc_auc",
 )
 
 
+def _ci(row: dict[str, Any], metric: str) -> str:
+    iv = (row.get("intervals") or {}).get(metric)
+    return "-" if not iv else f"[{iv['low']:.3f}, {iv['high']:.3f}]"
+
+
 def _cells(row: dict[str, Any]) -> list[str]:
     cells = [row["model"], row["variant"], str(row["runs"]) if row["runs"] else "pub."]
-    cells += [fmt(row.get(c), row.get(f"{c}_sd")) for c in TABLE_COLUMNS]
+    cells += [fmt(row.get("accuracy"), row.get("accuracy_sd")), _ci(row, "accuracy")]
+    cells += [fmt(row.get(c), row.get(f"{c}_sd")) for c in TABLE_COLUMNS[1:-1]]
+    cells += [fmt(row.get("roc_auc"), row.get("roc_auc_sd")), _ci(row, "roc_auc")]
     delta = row.get("delta_accuracy_vs_baseline")
     cells.append("-" if delta is None else f"{delta:+.3f}")
+    p = row.get("p_vs_baseline")
+    cells.append("-" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001"))
     cells.append("-" if row.get("train_seconds") is None else f"{row['train_seconds']:.0f}")
     cells.append(str(row.get("image_size") or "-"))
     cells.append("-" if row.get("epochs") is None else f"{row['epochs']:.1f}")
@@ -159,8 +239,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
 
 
 HEADERS = [
-    "Model", "Variant", "Runs", "Acc", "N prec", "N rec", "N F1", "P prec", "P rec", "P F1",
-    "Macro F1", "AUC", "ΔAcc vs baseline", "Train s", "px", "Epochs", "Seeds", "Date",
+    "Model", "Variant", "Runs", "Acc", "Acc 95% CI", "N prec", "N rec", "N F1", "P prec", "P rec", "P F1",
+    "Macro F1", "AUC", "AUC 95% CI", "ΔAcc vs baseline", "p (McNemar)", "Train s", "px", "Epochs", "Seeds", "Date",
 ]
 
 
@@ -182,6 +262,7 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     if refs:
         console.print("[dim]Dim rows are published figures, not runs of xraybench. N = NORMAL, P = PNEUMONIA; "
                       "sensitivity = P rec, specificity = N rec.[/]")
+    console.print(f"[dim]{FOOTNOTE}[/]")
 
 
 def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: str) -> str:
@@ -197,7 +278,24 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
         out.write("| " + " | ".join(cells) + " |\n")
     if refs:
         out.write("\nRows in *italics* are published figures, not runs of xraybench. "
-                  "N = NORMAL, P = PNEUMONIA; sensitivity = P rec, specificity = N rec. Values are mean ± SD over seeds.\n")
+                  "N = NORMAL, P = PNEUMONIA; sensitivity = P rec, specificity = N rec.\n")
+    out.write(f"\n{FOOTNOTE}\n")
+    if rows:
+        out.write("\n### How each row was produced\n\n")
+        out.write("| Model | Variant | px | Params | Epochs | Wall s per run | Precision | Hardware | Command(s) |\n")
+        out.write("|---|---|---|---|---|---|---|---|---|\n")
+        for row in rows:
+            walls = ", ".join(f"{w:.0f}" for w in row.get("wall_seconds_per_run", []) if w is not None) or "-"
+            params = f"{row['param_count']:,}" if row.get("param_count") else "-"
+            epochs = "-" if row.get("epochs") is None else f"{row['epochs']:.1f}"
+            commands = "<br>".join(f"`{c}`" for c in row.get("commands", []) if c) or "-"
+            out.write(f"| {row['model']} | {row['variant']} | {row.get('image_size')} | {params} | {epochs} | {walls} | "
+                      f"{', '.join(row.get('precision', []))} | {'; '.join(row.get('hardware', []))} | {commands} |\n")
+        for row in rows:
+            note = row.get("p_vs_baseline_note")
+            if note:
+                out.write(f"\n- {row['model']}: {note}")
+        out.write("\n")
     return out.getvalue()
 
 

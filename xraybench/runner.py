@@ -39,6 +39,7 @@ class RunRequest:
     timeout: float = DEFAULT_TIMEOUT
     command: str = ""
     quiet: bool = False
+    target_sensitivity: float | None = None
 
 
 @dataclass
@@ -103,7 +104,8 @@ def execute(request: RunRequest, on_epoch: Callable | None = None) -> tuple[dict
     from xraybench import environment, harness
 
     prepared = prepare(request)
-    fields, scores = harness.run(prepared.spec, prepared.dataset, prepared.params, request.seed, request.precision, on_epoch)
+    fields, scores = harness.run(prepared.spec, prepared.dataset, prepared.params, request.seed, request.precision,
+                                 on_epoch, request.target_sensitivity)
     backend = None
     if prepared.spec.kind == "keras":
         import keras
@@ -238,6 +240,7 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
         fields, scores = harness.run(
             prepared.spec, prepared.dataset, prepared.params, prepared.request.seed,
             prepared.request.precision, _epoch_printer(prepared.spec.name, prepared.request.quiet),
+            prepared.request.target_sensitivity,
         )
     except KeyboardInterrupt:
         record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)

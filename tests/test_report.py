@@ -1,0 +1,89 @@
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from recordfactory import make_record
+from xraybench.results import ResultStore
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.images, self._in_board, self._depth = [], [], False, 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and attrs.get("id") == "leaderboard":
+            self._in_board = True
+        if tag == "tr" and self._in_board:
+            self.rows.append(attrs.get("class", ""))
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._in_board = False
+
+
+@pytest.fixture
+def recorded(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "results")
+    for seed in (1, 2):
+        for model, shift in (("baseline_cnn", 0.0), ("other", 0.05)):
+            record, scores = make_record(model, seed, accuracy_shift=shift)
+            record["history"] = {"loss": [0.6, 0.4, 0.3], "val_loss": [0.5, 0.45, 0.44], "val_auc": [0.8, 0.85, 0.86]}
+            store.save(record, scores)
+    monkeypatch.setenv("XRAYBENCH_RESULTS", str(tmp_path / "results"))
+    return tmp_path
+
+
+def test_report_html_has_rows_and_images(recorded):
+    out = subprocess.run([sys.executable, "-m", "xraybench", "report", "--output", str(recorded / "r.html")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    parser = _Collect()
+    parser.feed((recorded / "r.html").read_text())
+    assert parser.rows.count("") == 1 + 2  # header + one row per model
+    assert parser.rows.count("ref") == 6  # published references
+    assert len(parser.images) >= 5
+    for src in parser.images:
+        assert src.startswith("data:image/png;base64,") and len(src) > 2000
+    assert (recorded / "r.md").read_text().startswith("# xraybench report")
+
+
+def test_report_renders_in_headless_chromium(recorded):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail(".ci/run must install Debian's chromium")
+        pytest.skip("chromium is not installed")
+    subprocess.run([sys.executable, "-m", "xraybench", "report", "--output", str(recorded / "r.html")], check=True,
+                   capture_output=True, timeout=300)
+    shot = recorded / "shot.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={recorded / 'profile'}", "--window-size=1400,2000", f"--screenshot={shot}",
+         (recorded / "r.html").as_uri()],
+        capture_output=True, timeout=120,
+    )
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.std() > 10  # not blank
+    assert (pixels < 128).mean() > 0.01  # text, tables and plots drew dark pixels
+
+
+def test_compare_command(recorded):
+    runs = sorted(p.name[:-5] for p in (recorded / "results" / "runs").glob("*.json") if not p.name.endswith(".scores.json"))
+    a = next(r for r in runs if "baseline_cnn" in r)
+    b = next(r for r in runs if "other" in r)
+    out = subprocess.run([sys.executable, "-m", "xraybench", "compare", a, b], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert "exact McNemar" in out.stdout and "AUC(B) - AUC(A)" in out.stdout and "[" in out.stdout

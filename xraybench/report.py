@@ -1,0 +1,236 @@
+"""``xraybench report``: one self-contained HTML file (plots embedded) and its Markdown twin.
+
+Rendering only, from recorded runs and their per-image scores; nothing is retrained.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xraybench import leaderboard as lb
+from xraybench.results import ResultStore
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    roc_fig, roc_ax = plt.subplots(figsize=(6, 5))
+    pr_fig, pr_ax = plt.subplots(figsize=(6, 5))
+    for record, scores in runs:
+        y, s = np.asarray(scores["test_labels"]), np.asarray(scores["test_scores"])
+        fpr, tpr, _ = roc_curve(y, s)
+        roc_ax.plot(fpr, tpr, label=f"{record['model']} (AUC {auc(fpr, tpr):.3f})")
+        precision, recall, _ = precision_recall_curve(y, s)
+        pr_ax.plot(recall, precision, label=record["model"])
+    roc_ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    roc_ax.set(xlabel="1 - specificity (NORMAL called PNEUMONIA)", ylabel="sensitivity", title="ROC, test set",
+               xlim=(0, 1), ylim=(0, 1.01))
+    pr_ax.set(xlabel="recall (PNEUMONIA)", ylabel="precision (PNEUMONIA)", title="Precision-recall, test set",
+              xlim=(0, 1), ylim=(0, 1.01))
+    for ax in (roc_ax, pr_ax):
+        ax.legend(fontsize=7, loc="lower right" if ax is roc_ax else "lower left")
+        ax.grid(alpha=0.3)
+    return _png(roc_fig), _png(pr_fig)
+
+
+def _confusions(runs: list[tuple[dict, dict]]) -> str:
+    import matplotlib.pyplot as plt
+
+    n = len(runs)
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (record, _) in zip(axes.ravel(), runs):
+        cm = np.asarray(record["metrics"]["confusion_matrix"])
+        ax.axis("on")
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+        ax.set_xticks([0, 1], ["NORMAL", "PNEUM."])
+        ax.set_yticks([0, 1], ["NORMAL", "PNEUM."])
+        ax.set_xlabel("predicted (threshold 0.5)")
+        ax.set_ylabel("true")
+        ax.set_title(record["model"], fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _reliability(runs: list[tuple[dict, dict]]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    edges = np.linspace(0, 1, 11)
+    for record, scores in runs:
+        y, s = np.asarray(scores["test_labels"]), np.asarray(scores["test_scores"])
+        index = np.minimum((s * 10).astype(int), 9)
+        xs, ys = [], []
+        for b in range(10):
+            mask = index == b
+            if mask.any():
+                xs.append(s[mask].mean())
+                ys.append(y[mask].mean())
+        ax.plot(xs, ys, marker="o", ms=3, label=f"{record['model']} (ECE {record['metrics'].get('ece', float('nan')):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="mean predicted P(PNEUMONIA)", ylabel="observed share PNEUMONIA", title="Reliability, test set (10 bins)",
+           xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    del edges
+    return _png(fig)
+
+
+def _history(record: dict) -> str | None:
+    history = record.get("history") or {}
+    if not history.get("loss"):
+        return None
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.8))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    a.plot(epochs, history["loss"], label="train loss")
+    if "val_loss" in history:
+        a.plot(epochs, history["val_loss"], label="val loss")
+    a.set(xlabel="epoch", title="loss")
+    a.legend(fontsize=7)
+    for key in ("val_auc", "val_accuracy"):
+        if key in history:
+            b.plot(epochs, history[key], label=key)
+    b.set(xlabel="epoch", title="validation metrics")
+    b.legend(fontsize=7)
+    fig.suptitle(f"{record['model']} seed {record.get('seed')} ({record['run_id']})", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def build(store: ResultStore, threshold: str = "0.5") -> dict[str, Any]:
+    records = store.records()
+    rows = lb.build_rows(records, threshold=threshold, scores_loader=store.scores)
+    by_id = {r["run_id"]: r for r in records}
+    runs = []
+    for row in rows:
+        record = by_id[row["representative_run"]]
+        scores = store.scores(record["run_id"])
+        if scores:
+            runs.append((record, scores))
+    if not runs:
+        from xraybench.errors import XRayBenchError
+
+        raise XRayBenchError(f"no finished runs with per-image scores in {store.runs}; run `xraybench run` first")
+    roc, pr = _curves(runs)
+    histories = []
+    for row in rows:
+        for run_id in row["run_ids"]:
+            image = _history(by_id[run_id])
+            if image:
+                histories.append((by_id[run_id], image))
+    return {
+        "rows": rows,
+        "refs": lb.reference_rows(),
+        "images": {"roc": roc, "pr": pr, "confusion": _confusions(runs), "reliability": _reliability(runs)},
+        "histories": histories,
+        "data": runs[0][0].get("data", {}),
+        "fingerprints": sorted({r.get("data", {}).get("fingerprint", "") for r in records if r.get("status") == "done"}),
+        "environments": {row["model"]: "; ".join(row.get("hardware", [])) for row in rows},
+        "statuses": {s: sum(1 for r in records if r.get("status") == s) for s in ("done", "error", "timeout", "interrupted")},
+        "threshold": threshold,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _table_html(rows: list[dict], refs: list[dict]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in lb.HEADERS)
+    body = []
+    for row in rows:
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
+    for row in refs:
+        body.append('<tr class="ref">' + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
+    return f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def render_html(ctx: dict[str, Any]) -> str:
+    img = lambda b64, alt: f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'  # noqa: E731
+    data = ctx["data"]
+    histories = "".join(f"<figure>{img(b64, 'training curves ' + r['run_id'])}</figure>" for r, b64 in ctx["histories"])
+    env_rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{html.escape(e)}</td></tr>" for m, e in ctx["environments"].items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>xraybench report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; background: #fff; }}
+table {{ border-collapse: collapse; font-size: 12px; margin: 1rem 0; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+tr.ref td {{ color: #666; font-style: italic; }}
+img {{ max-width: 100%; }} figure {{ display: inline-block; margin: 0.5rem; }}
+</style></head><body>
+<h1>xraybench report</h1>
+<p>Generated {ctx['generated']}. Metrics at threshold {'0.5' if ctx['threshold'] == '0.5' else 'val'}
+({'a fixed 0.5' if ctx['threshold'] == '0.5' else "chosen on validation, never on test"}).
+Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done runs are ranked.</p>
+<h2>Leaderboard</h2>
+{_table_html(ctx['rows'], ctx['refs'])}
+<p>{html.escape(lb.FOOTNOTE)} Italic rows are published figures, not runs.</p>
+<h2>ROC and precision-recall curves</h2>
+<figure>{img(ctx['images']['roc'], 'ROC curves')}</figure><figure>{img(ctx['images']['pr'], 'precision-recall curves')}</figure>
+<h2>Confusion matrices</h2>
+<figure>{img(ctx['images']['confusion'], 'confusion matrices')}</figure>
+<h2>Calibration</h2>
+<figure>{img(ctx['images']['reliability'], 'reliability diagram')}</figure>
+<h2>Training curves</h2>
+{histories or '<p>No Keras runs with per-epoch history.</p>'}
+<h2>Data</h2>
+<p>Source {html.escape(str(data.get('source')))} ({html.escape(str(data.get('reader')))}); fingerprint
+<code>{html.escape(str(data.get('fingerprint')))}</code>; split counts {html.escape(str(data.get('split_counts')))};
+validation: {html.escape(str(data.get('val_strategy')))}, fraction {data.get('val_fraction')}.
+Fingerprints among the runs: {len(ctx['fingerprints'])}.</p>
+<p>Data: Kermany et al., Cell 2018 (CC BY 4.0).</p>
+<h2>Environment</h2>
+<table><thead><tr><th>Model</th><th>Software and hardware</th></tr></thead><tbody>{env_rows}</tbody></table>
+</body></html>
+"""
+
+
+def render_markdown(ctx: dict[str, Any]) -> str:
+    img = lambda b64, alt: f"![{alt}](data:image/png;base64,{b64})"  # noqa: E731
+    parts = [
+        "# xraybench report\n",
+        f"Generated {ctx['generated']}; metrics at threshold {ctx['threshold']}.\n",
+        lb.render_markdown(ctx["rows"], ctx["refs"], "Leaderboard"),
+        "## ROC and precision-recall curves\n", img(ctx["images"]["roc"], "ROC"), img(ctx["images"]["pr"], "PR"),
+        "\n## Confusion matrices\n", img(ctx["images"]["confusion"], "confusion matrices"),
+        "\n## Calibration\n", img(ctx["images"]["reliability"], "reliability"),
+        "\n## Training curves\n", *[img(b64, r["run_id"]) for r, b64 in ctx["histories"]],
+        f"\n## Data\n\nfingerprint `{ctx['data'].get('fingerprint')}`; split counts {ctx['data'].get('split_counts')}\n",
+        "\n## Environment\n", *[f"- {m}: {e}" for m, e in ctx["environments"].items()], "",
+    ]
+    return "\n".join(parts)
+
+
+def write(store: ResultStore, output: Path, threshold: str = "0.5") -> tuple[Path, Path]:
+    ctx = build(store, threshold)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_html(ctx))
+    md = output.with_suffix(".md")
+    md.write_text(render_markdown(ctx))
+    return output, md

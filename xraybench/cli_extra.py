@@ -179,7 +179,168 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    import optuna
+    from rich.console import Console
+
+    from xraybench import tuning
+    from xraybench.params import parse_assignments
+    from xraybench.plugins import load_registry
+    from xraybench.reporting import print_run_report
+    from xraybench.results import ResultStore, results_dir
+    from xraybench.runner import Interrupted, RunRequest, prepare, run_isolated
+
+    console = Console()
+    storage = args.storage or tuning.default_storage(results_dir(args.results))
+    if args.show:
+        return _show_study(console, storage, args.show)
+    if not args.model:
+        raise XRayBenchError("tune needs --model NAME (or --show STUDY)")
+    registry = load_registry(args.disable_plugin)
+    spec = registry.model(args.model)
+    if spec.search_space is None:
+        raise XRayBenchError(f"{spec.name} declares no search space, so it cannot be tuned; "
+                             f"`xraybench models` shows which models are tunable")
+    fixed = parse_assignments(args.param)
+    if args.epochs is not None:
+        fixed["epochs"] = args.epochs
+    request = RunRequest(model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size,
+                         channels=args.channels, params=fixed, precision=args.precision,
+                         val_fraction=args.val_fraction, skip_bad=args.skip_bad, disabled=list(args.disable_plugin))
+    prepared = prepare(request, registry)
+    study_name = args.study or f"{spec.name}-{args.metric}-{prepared.dataset.image_size}px-seed{args.seed}"
+    data = prepared.dataset
+    console.print(f"[bold]tuning[/] {spec.name} on {data.source} ({data.image_size}px, fingerprint {data.fingerprint[:12]}): "
+                  f"train {len(data.splits.train)}, val {len(data.splits.val)} images; test is never used while tuning")
+    console.print(f"study {study_name!r} in {tuning.masked(storage)}; metric {args.metric}; sampler {args.sampler}; "
+                  f"pruner {args.pruner}")
+    try:
+        study, objective, seconds = tuning.run_study(
+            spec, data.splits.train, data.splits.val, storage, study_name, args.trials, args.timeout, args.metric,
+            args.sampler, args.pruner, fixed, args.seed, args.precision, console,
+        )
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: finished trials are kept in {tuning.masked(storage)}; "
+                      f"run the same command to resume study {study_name!r}")
+        return 130
+    states = [t.state for t in study.trials]
+    done = states.count(optuna.trial.TrialState.COMPLETE)
+    console.print(f"{len(states)} trials in the study ({done} complete, "
+                  f"{states.count(optuna.trial.TrialState.PRUNED)} pruned, {states.count(optuna.trial.TrialState.FAIL)} failed); "
+                  f"this session {seconds:.0f}s, {sum(objective.epochs_trained)} epochs trained")
+    if not done:
+        raise XRayBenchError(f"study {study_name!r} has no complete trial; nothing to evaluate")
+    best = study.best_trial
+    console.print(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}")
+    if args.no_final:
+        return 0
+    final_params = {**best.params, **fixed}
+    final = RunRequest(
+        model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size, channels=args.channels,
+        params=final_params, precision=args.precision, val_fraction=args.val_fraction, skip_bad=args.skip_bad,
+        disabled=list(args.disable_plugin),
+        tags={"tuned": True, "study": study_name, "storage": tuning.masked(storage), "trials": len(states),
+              "complete_trials": done, "metric": args.metric, "best_value": best.value, "best_trial": best.number},
+        command="xraybench " + " ".join(__import__("shlex").quote(a) for a in __import__("sys").argv[1:]),
+    )
+    console.rule(f"[bold]{spec.name}[/] with the best parameters, evaluated once on test")
+    store = ResultStore(args.results)
+    try:
+        record, scores = run_isolated(prepare(final, registry, {}))
+    except Interrupted as stop:
+        store.save(stop.record)
+        return 130
+    store.save(record, scores)
+    print_run_report(record, console)
+    return 0 if record["status"] == "done" else 1
+
+
+def _show_study(console, storage: str, name: str) -> int:
+    import optuna
+    from rich.table import Table
+
+    from xraybench import tuning
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=tuning.make_storage(storage))
+    except KeyError:
+        raise XRayBenchError(f"no study {name!r} in {tuning.masked(storage)}; `xraybench studies` lists them") from None
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise XRayBenchError(f"study {name!r} has no complete trial yet") from None
+    console.print(f"study {name!r}: {len(study.trials)} trials; best trial {best.number}, value {best.value:.4f}")
+    console.print(f"best parameters: {best.params}")
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError) as exc:
+        importances = {}
+        console.print(f"parameter importances unavailable: {exc}")
+    if importances:
+        table = Table(title="parameter importances (Optuna's default evaluator)", title_justify="left", header_style="bold")
+        table.add_column("Parameter")
+        table.add_column("Importance", justify="right")
+        for key, value in importances.items():
+            table.add_row(key, f"{value:.3f}")
+        console.print(table)
+    console.print(f"dashboard: pip install optuna-dashboard && optuna-dashboard {storage}")
+    return 0
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    import optuna
+    from rich.console import Console
+    from rich.table import Table
+
+    from xraybench import tuning
+    from xraybench.results import results_dir
+
+    storage = args.storage or tuning.default_storage(results_dir(args.results))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    summaries = optuna.get_all_study_summaries(storage=tuning.make_storage(storage))
+    table = Table(title=f"studies in {tuning.masked(storage)}", header_style="bold", title_justify="left")
+    for col in ("Study", "Model", "Metric", "Trials", "Best value", "Started"):
+        table.add_column(col)
+    for s in summaries:
+        best = f"{s.best_trial.value:.4f}" if s.best_trial is not None and s.best_trial.value is not None else "-"
+        started = s.datetime_start.isoformat(timespec="seconds") if s.datetime_start else "-"
+        table.add_row(s.study_name, str(s.user_attrs.get("model", "-")), str(s.user_attrs.get("metric", "-")),
+                      str(s.n_trials), best, started)
+    Console().print(table)
+    return 0
+
+
 def add_commands(sub, formatter) -> None:
+    from xraybench.cli import _data_options
+
+    p = sub.add_parser("tune", help="tune a model's hyperparameters with Optuna on the validation split",
+                       formatter_class=formatter)
+    p.add_argument("--model", metavar="NAME", help="a model with a search space")
+    p.add_argument("--trials", type=int, default=20, metavar="N", help="trials to run in this process")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
+                   "(default: sqlite file tuning.sqlite3 in the results folder)")
+    p.add_argument("--study", metavar="NAME", help="study name (default: MODEL-METRIC-SIZEpx-seedSEED); same name resumes")
+    p.add_argument("--metric", choices=("val_auc", "val_loss", "val_balanced_accuracy"), default="val_auc",
+                   help="objective, on the validation split")
+    p.add_argument("--sampler", choices=("tpe", "random", "cmaes"), default="tpe")
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fix a parameter (repeatable)")
+    p.add_argument("--epochs", type=int, metavar="N", help="cap on epochs per trial (Keras models)")
+    p.add_argument("--seed", type=int, default=42, help="seed for the split, the sampler and training")
+    p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto")
+    _data_options(p, None)
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
+    p.add_argument("--no-final", action="store_true", help="skip the final run of the best parameters on test")
+    p.add_argument("--show", metavar="STUDY", help="print a study's best trial, importances and the dashboard command")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("studies", help="list tuning studies with trial counts and best values", formatter_class=formatter)
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: the results folder's SQLite file)")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
+    p.set_defaults(func=cmd_studies)
+
     p = sub.add_parser("report", help="write a self-contained HTML report (and a Markdown twin) of recorded runs",
                        formatter_class=formatter)
     p.add_argument("--output", default="report.html", metavar="FILE", help="HTML file to write; the .md twin goes beside it")

@@ -56,9 +56,18 @@ def _generic(name, mode):
     )
 
 
+def _tunable_space(trial):
+    return {"mode": trial.suggest_categorical("mode", ["good", "fit_raises"])}
+
+
 @hookimpl
 def register_models(register):
     register(_generic("xb_good", "good"))
     for mode in ("fit_raises", "hang", "crash", "killed", "nan", "out_of_range", "wrong_shape"):
         register(_generic(f"xb_{mode}", mode))
     register(KerasModel(name="xb_build_raises", description="build raises", build=_raising_build, image_size=32))
+    tunable = _generic("xb_tunable", "good")
+    tunable.search_space = _tunable_space
+    register(tunable)
+
+

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from xraybench import GenericModel, ImageSet, hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 
 def pixels(images: np.ndarray, side: int) -> np.ndarray:
     """Block-average uint8 images (N, H, W, C) down to (N, side*side) floats in [0, 1]."""
+    import numpy as np
+
     n, h, w, c = images.shape
     x = np.asarray(images, dtype=np.float32).mean(axis=3) / 255.0
     if h % side == 0 and w % side == 0:
@@ -29,6 +32,8 @@ class PixelEstimator:
         self.pipeline, self.side = pipeline, side
 
     def fit(self, train: ImageSet, val: ImageSet) -> "PixelEstimator":
+        import numpy as np
+
         x = pixels(train.images, self.side)
         steps = getattr(self.pipeline, "named_steps", {})
         if "pca" in steps:  # tiny data sets (tests, checks) have fewer images than components

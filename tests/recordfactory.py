@@ -3,6 +3,7 @@
 import numpy as np
 
 from xraybench.metrics import evaluate
+from xraybench.stats import bootstrap_intervals
 from xraybench.results import new_run_id, now_iso
 
 
@@ -18,5 +19,6 @@ def make_record(model="m", seed=1, accuracy_shift=0.0, fingerprint="f" * 64, sta
         "train_seconds": 1.0, "epochs_run": 2, "param_count": 10,
     }
     if status == "done":
-        record.update(metrics=m, metrics_at_val_threshold=m)
+        iv = bootstrap_intervals(y, p, 0.5, resamples=200, seed=seed)
+        record.update(metrics=m, metrics_at_val_threshold=m, intervals=iv, intervals_at_val_threshold=iv)
     return record, {"test_ids": [str(i) for i in range(n)], "test_labels": y.tolist(), "test_scores": p.tolist()}

@@ -1,16 +1,17 @@
 """The value types that cross the plugin boundary.
 
 Plugins build these; the core consumes them. They hold callables and numpy
-arrays only, so importing this module never imports keras or a backend.
+arrays only, and import nothing heavy, so listing models stays fast.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 LABELS = ("NORMAL", "PNEUMONIA")  # index = label: NORMAL = 0, PNEUMONIA = 1, always.
 
@@ -52,6 +53,8 @@ class ImageSet:
         return len(self.images)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> "ImageSet":
+        import numpy as np
+
         index = np.asarray(index, dtype=np.int64)
         return ImageSet(
             images=self.images[index],

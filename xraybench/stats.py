@@ -103,7 +103,7 @@ def paired_auc_bootstrap(labels: Any, scores_a: Any, scores_b: Any, resamples: i
 
 
 def compare_runs(scores_a: dict[str, Any], scores_b: dict[str, Any], threshold_a: float = 0.5,
-                 threshold_b: float = 0.5, seed: int = 0) -> dict[str, Any]:
+                 threshold_b: float = 0.5, seed: int = 0, auc: bool = True) -> dict[str, Any]:
     """Paired comparison of two runs on the same test images (matched by image id)."""
     if scores_a["test_ids"] != scores_b["test_ids"]:
         common = sorted(set(scores_a["test_ids"]) & set(scores_b["test_ids"]))
@@ -118,7 +118,7 @@ def compare_runs(scores_a: dict[str, Any], scores_b: dict[str, Any], threshold_a
     b = np.asarray(scores_b["test_scores"])
     return {
         "mcnemar": mcnemar_exact((a >= threshold_a) == y, (b >= threshold_b) == y),
-        "auc": paired_auc_bootstrap(y, a, b, seed=seed),
+        "auc": paired_auc_bootstrap(y, a, b, seed=seed) if auc else None,
     }
 
 

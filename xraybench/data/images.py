@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff"}
+from xraybench.data.readers import IMAGE_SUFFIXES  # noqa: F401  (re-exported)
 
 
 class BadImage(Exception):

@@ -6,21 +6,21 @@ reader would (see the ``datasets`` entry point in ``pyproject.toml``).
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import re
-from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image
-
-from xraybench.data.images import IMAGE_SUFFIXES, BadImage, decode_image
 from xraybench.errors import DataError
 from xraybench.hookspecs import hookimpl
 from xraybench.specs import LABELS, DatasetSpec, ImageSet, RawDataset
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+# Kept here (not imported from images.py) so that registering this reader stays import-light.
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff"}
 
 SPLITS = ("train", "val", "test")
 REQUIRED_SPLITS = ("train", "test")
@@ -103,6 +103,12 @@ def _kaggle_files(root: Path) -> list[str]:
 
 
 def _decode_many(paths: list[str], size: int, channels: int):
+    import hashlib
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xraybench.data.images import BadImage, decode_image
+
     def one(path: str):
         try:
             with open(path, "rb") as fh:
@@ -120,6 +126,8 @@ def _decode_many(paths: list[str], size: int, channels: int):
 
 
 def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
+    import numpy as np
+
     layout = _kaggle_layout(root)
     stats: dict = {"reader": "kaggle", "splits": {}, "sizes": Counter(), "modes": Counter(), "skipped_bad": []}
     sets: dict[str, ImageSet] = {}
@@ -185,6 +193,9 @@ def _npz_detect(path: Path) -> bool:
 
 
 def _resize_array(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
+    import numpy as np
+    from PIL import Image
+
     img = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
     img = img.convert("L" if channels == 1 else "RGB")
     if img.size != (size, size):
@@ -194,6 +205,8 @@ def _resize_array(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
 
 
 def _npz_read(path: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
+    import numpy as np
+
     try:
         archive = np.load(path)
     except (OSError, ValueError) as exc:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 import xraybench
 
 
@@ -28,11 +26,15 @@ class NearestCentroid:
         self.temperature = params["temperature"]
 
     def fit(self, train, val):
+        import numpy as np  # heavy imports inside methods keep `xraybench models` fast
+
         x = train.images.reshape(len(train), -1).astype(np.float32) / 255.0
         self.centroids = np.stack([x[train.labels == c].mean(axis=0) for c in (0, 1)])
         return self
 
     def predict_proba(self, images):
+        import numpy as np
+
         x = images.reshape(len(images), -1).astype(np.float32) / 255.0
         d = ((x[:, None, :] - self.centroids[None]) ** 2).mean(axis=2)
         logits = (d[:, 0] - d[:, 1]) / self.temperature

@@ -1,0 +1,185 @@
+"""Training throughput of baseline_cnn at 150 px: the harness against plain Keras and a seed-style script.
+
+Each configuration trains two epochs on the same N training images (default 512, set
+XRAYBENCH_BENCH_IMAGES) and is timed on its second epoch, so graph tracing is not
+counted. Targets: harness / plain Keras (tf.data) >= 0.95; harness / seed-style >= 2.
+The machine's float32 matrix-multiply rate is measured in the same run to say how much
+of the hardware the training uses (about 1.75 GFLOP per trained image at 150 px).
+"""
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from conftest import report
+
+pytestmark = pytest.mark.training
+N = int(os.environ.get("XRAYBENCH_BENCH_IMAGES", "512"))
+SIZE = 150
+RESULTS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def data(real_data, bench_cache):
+    from xraybench.data import load_dataset
+
+    d = load_dataset(real_data, image_size=SIZE)
+    train = d.splits.train.subset(np.arange(N))
+    val = d.splits.val.subset(np.arange(64))
+    return train, val
+
+
+class EpochTimer:
+    def __init__(self):
+        import keras
+
+        outer = self
+        self.times = []
+
+        class CB(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                outer.start = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                outer.last = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                outer.times.append(outer.last - outer.start)
+
+        self.callback = CB()
+
+
+def _params(**extra):
+    from xraybench.plugins import load_registry
+
+    spec = load_registry().model("baseline_cnn")
+    p = spec.all_defaults()
+    p.update(epochs=2, patience=10, **extra)
+    return spec, p
+
+
+def _harness(train, val, precision):
+    from xraybench import harness
+
+    spec, params = _params()
+    timer = EpochTimer()
+    harness.fit(spec, train, val, params, seed=0, precision=precision, callbacks=[timer.callback])
+    return N / timer.times[-1]
+
+
+def _model(keras, rescale: bool):
+    from xraybench.keras_training import augmentation
+    from xraybench_plugins.cnn import build_baseline
+
+    inputs = keras.Input((SIZE, SIZE, 1))
+    x = keras.layers.Rescaling(1.0 / 255)(inputs) if rescale else inputs
+    for layer in augmentation(keras):
+        x = layer(x)
+    model = keras.Model(inputs, build_baseline((SIZE, SIZE, 1), {"dense_units": 128, "dropout": 0.5})(x))
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _plain_tfdata(train):
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    ds = (tf.data.Dataset.from_tensor_slices((np.asarray(train.images), train.labels.astype("float32")))
+          .shuffle(N, seed=0).batch(32).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
+                                            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+    timer = EpochTimer()
+    _model(keras, rescale=False).fit(ds, epochs=2, callbacks=[timer.callback], verbose=0)
+    return N / timer.times[-1]
+
+
+def _plain_numpy(train):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = np.asarray(train.images, dtype="float32") / 255.0
+    timer = EpochTimer()
+    _model(keras, rescale=False).fit(x, train.labels.astype("float32"), batch_size=32, epochs=2,
+                                     callbacks=[timer.callback], verbose=0)
+    return N / timer.times[-1]
+
+
+def _seed_style(real_data):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    ds = keras.utils.image_dataset_from_directory(
+        real_data / "train", labels="inferred", label_mode="binary", color_mode="grayscale",
+        image_size=(SIZE, SIZE), batch_size=32, shuffle=True, seed=0, verbose=False,
+    ).take(N // 32)
+    timer = EpochTimer()
+    _model(keras, rescale=True).fit(ds, epochs=2, callbacks=[timer.callback], verbose=0)
+    return (N // 32) * 32 / timer.times[-1]
+
+
+def _run(benchmark, name, fn):
+    RESULTS[name] = benchmark.pedantic(fn, rounds=1, iterations=1)
+    report(benchmark, images_per_second=RESULTS[name])
+
+
+def test_harness_float32(benchmark, data):
+    _run(benchmark, "harness_float32", lambda: _harness(*data, "float32"))
+
+
+def test_harness_mixed_bfloat16(benchmark, data):
+    _run(benchmark, "harness_mixed_bfloat16", lambda: _harness(*data, "mixed_bfloat16"))
+
+
+def test_plain_keras_tfdata(benchmark, data):
+    _run(benchmark, "plain_tfdata", lambda: _plain_tfdata(data[0]))
+
+
+def test_plain_keras_numpy(benchmark, data):
+    _run(benchmark, "plain_numpy", lambda: _plain_numpy(data[0]))
+
+
+def test_seed_style_from_disk(benchmark, real_data, data):
+    _run(benchmark, "seed_style", lambda: _seed_style(real_data))
+
+
+def _flops_per_trained_image() -> float:
+    """Forward FLOPs of the seed network at 150 px, times 3 for the backward pass."""
+    h = w = SIZE
+    flops, c = 0.0, 1
+    for kind, arg in (("conv", 32), ("pool", 2), ("conv", 64), ("conv", 64), ("pool", 2)):
+        if kind == "conv":
+            h, w = h - 2, w - 2
+            flops += 2 * h * w * 9 * c * arg
+            c = arg
+        else:
+            h, w = h // 2, w // 2
+    flops += 2 * h * w * c * 128 + 2 * 128
+    return 3 * flops
+
+
+def test_matmul_rate_and_summary(benchmark):
+    import tensorflow as tf
+
+    a = tf.random.normal((2048, 2048))
+    tf.matmul(a, a).numpy()
+
+    def mm():
+        return tf.matmul(a, a).numpy()
+
+    benchmark.pedantic(mm, rounds=10, iterations=1, warmup_rounds=2)
+    gflops = 2 * 2048**3 / benchmark.stats.stats.mean / 1e9
+    per_image = _flops_per_trained_image()
+    figures = {"matmul_float32_gflops": gflops, "gflop_per_trained_image": per_image / 1e9}
+    for name, ips in RESULTS.items():
+        figures[f"{name}_img_s"] = ips
+        figures[f"{name}_share_of_matmul_rate"] = ips * per_image / 1e9 / gflops
+    if "plain_tfdata" in RESULTS and "harness_float32" in RESULTS:
+        figures["harness_over_plain_tfdata"] = RESULTS["harness_float32"] / RESULTS["plain_tfdata"]
+    if "plain_numpy" in RESULTS and "harness_float32" in RESULTS:
+        figures["harness_over_plain_numpy"] = RESULTS["harness_float32"] / RESULTS["plain_numpy"]
+    if "seed_style" in RESULTS:
+        best = max(RESULTS.get("harness_float32", 0), RESULTS.get("harness_mixed_bfloat16", 0))
+        figures["harness_best_over_seed_style"] = best / RESULTS["seed_style"]
+    report(benchmark, **figures)

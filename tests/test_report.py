@@ -87,3 +87,26 @@ def test_compare_command(recorded):
                          env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert "exact McNemar" in out.stdout and "AUC(B) - AUC(A)" in out.stdout and "[" in out.stdout
+
+
+def test_compare_refuses_different_data(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "results")
+    a, sa = make_record("baseline_cnn", 1)
+    b, sb = make_record("other", 1, fingerprint="e" * 64)
+    store.save(a, sa)
+    store.save(b, sb)
+    monkeypatch.setenv("XRAYBENCH_RESULTS", str(tmp_path / "results"))
+    out = subprocess.run([sys.executable, "-m", "xraybench", "compare", a["run_id"], b["run_id"]],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "not compared: the runs used different data" in out.stderr
+
+
+def test_leaderboard_shows_p_value_against_baseline(recorded):
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "xraybench", "leaderboard", "--format", "json"],
+                         capture_output=True, text=True)
+    rows = {r["model"]: r for r in json.loads(out.stdout)["rows"]}
+    assert 0.0 <= rows["other"]["p_vs_baseline"] <= 1.0
+    iv = rows["other"]["intervals"]["roc_auc"]
+    assert iv["low"] <= iv["estimate"] <= iv["high"]

@@ -201,11 +201,11 @@ def fmt(value: float | None, sd: float | None = None, digits: int = 3) -> str:
     if value is None:
         return "-"
     text = f"{value:.{digits}f}"
-    return f"{text} ± {sd:.{digits}f}" if sd is not None else text
+    return f"{text}±{sd:.{digits}f}" if sd is not None else text
 
 
 FOOTNOTE = (
-    "Values are mean ± SD over seeds; 95% CIs are percentile bootstraps (1,000 resamples of the test set) of "
+    "ΔAcc = accuracy minus baseline_cnn's on the same data. Values are mean±SD over seeds; 95% CIs are percentile bootstraps (1,000 resamples of the test set) of "
     "the lowest-seed run; p is the exact McNemar test of that run against baseline_cnn's lowest-seed run on the "
     "same images (only runs with the same data fingerprint are compared)."
 )
@@ -218,7 +218,7 @@ TABLE_COLUMNS = (
 
 def _ci(row: dict[str, Any], metric: str) -> str:
     iv = (row.get("intervals") or {}).get(metric)
-    return "-" if not iv else f"[{iv['low']:.3f}, {iv['high']:.3f}]"
+    return "-" if not iv else f"{iv['low']:.3f}–{iv['high']:.3f}"
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
@@ -240,7 +240,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
 
 HEADERS = [
     "Model", "Variant", "Runs", "Acc", "Acc 95% CI", "N prec", "N rec", "N F1", "P prec", "P rec", "P F1",
-    "Macro F1", "AUC", "AUC 95% CI", "ΔAcc vs baseline", "p (McNemar)", "Train s", "px", "Epochs", "Seeds", "Date",
+    "Macro F1", "AUC", "AUC 95% CI", "ΔAcc", "p", "Train s", "px", "Epochs", "Seeds", "Date",
 ]
 
 
@@ -250,14 +250,18 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
 
     console = console or Console()
     table = Table(title=title, show_lines=False, header_style="bold")
-    for h in HEADERS:
-        table.add_column(h, justify="left" if h in ("Model", "Variant") else "right", no_wrap=h in ("Model",))
+    shown = [i for i, h in enumerate(HEADERS) if h not in ("Date",)]  # the terminal is narrower than a page
+    for i in shown:
+        h = HEADERS[i]
+        table.add_column(h, justify="left" if h in ("Model", "Variant") else "right", no_wrap=h == "Model")
     for row in rows:
-        table.add_row(*_cells(row))
+        cells = _cells(row)
+        table.add_row(*[cells[i] for i in shown])
     if refs:
         table.add_section()
         for row in refs:
-            table.add_row(*_cells(row), style="dim italic")
+            cells = _cells(row)
+            table.add_row(*[cells[i] for i in shown], style="dim italic")
     console.print(table)
     if refs:
         console.print("[dim]Dim rows are published figures, not runs of xraybench. N = NORMAL, P = PNEUMONIA; "

@@ -220,7 +220,9 @@ def progress_callback(console, metric: str) -> Callable:
             best = "-"
         value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        console.print(f"  trial {trial.number}: {metric} {value}  [{params}]  best {best}  pruned {pruned}  failed {failed}")
+        from rich.markup import escape
+
+        console.print(escape(f"  trial {trial.number}: {metric} {value}  [{params}]  best {best}  pruned {pruned}  failed {failed}"))
 
     return show
 

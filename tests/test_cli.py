@@ -52,6 +52,8 @@ def test_plugins_requirements():
         (["run", "--model", "baseline_cnn", "--epochs", "0"], "--epochs must be at least 1"),
         (["run", "--model", "logreg_pixels", "--data", "/no/such/folder"], "data path /no/such/folder does not exist"),
         (["leaderboard", "--sort", "vibes"], "cannot sort by 'vibes'"),
+        (["run", "--model", "logreg_pixels", "--target-sensitivity", "1.5"], "--target-sensitivity must be in (0, 1]"),
+        (["compare", "nope-a", "nope-b"], "no single run matches 'nope-a'"),
     ],
 )
 def test_bad_input_is_one_line(args, expected, xray_data):

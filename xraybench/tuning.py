@@ -218,7 +218,9 @@ def progress_callback(console, metric: str) -> Callable:
             best = f"{study.best_value:.4f} (trial {study.best_trial.number})"
         except ValueError:
             best = "-"
-        value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            value += f" ({trial.state.name.lower()})"
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         from rich.markup import escape
 

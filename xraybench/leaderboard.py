@@ -126,8 +126,8 @@ def build_rows(
         rows.append(row)
     base = [r for r in rows if r["model"] == BASELINE and r["variant"] == "default"]
     for row in rows:
-        ref = next((b for b in base if b["fingerprint"] == row["fingerprint"] and b["image_size"] == row["image_size"]), None)
-        ref = ref or next((b for b in base if b["fingerprint"] == row["fingerprint"]), None)
+        ref = reference_for(row, base)
+        row["baseline_image_size"] = None if ref is None else ref["image_size"]
         row["delta_accuracy_vs_baseline"] = (
             None if ref is None or row["accuracy"] is None else row["accuracy"] - ref["accuracy"]
         )
@@ -136,6 +136,21 @@ def build_rows(
     reverse = sort not in ("train_seconds",)
     rows.sort(key=lambda r: (r.get(sort) is None, -(r.get(sort) or 0) if reverse else (r.get(sort) or 0)))
     return rows
+
+
+def reference_for(row: dict[str, Any], base: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The baseline_cnn row a row is compared with: same data fingerprint, and the same image
+    size when there is such a row, else baseline_cnn at its default 150 px, else its largest size."""
+    same_data = [b for b in base if b["fingerprint"] == row["fingerprint"]]
+    if not same_data:
+        return None
+    for b in same_data:
+        if b["image_size"] == row["image_size"]:
+            return b
+    for b in same_data:
+        if b["image_size"] == 150:
+            return b
+    return max(same_data, key=lambda b: (b["image_size"] or 0, b["runs"]))
 
 
 def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], loader) -> None:
@@ -162,7 +177,7 @@ def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], 
                                                        row["representative_threshold"], seed=row["seeds"][0] or 0)
     for row in rows:
         row["p_vs_baseline"] = None
-        ref = next((b for b in base if b["fingerprint"] == row["fingerprint"]), None)
+        ref = reference_for(row, base)
         if ref is None:
             row["p_vs_baseline_note"] = "no baseline_cnn run on the same data fingerprint: not compared"
             continue
@@ -205,9 +220,10 @@ def fmt(value: float | None, sd: float | None = None, digits: int = 3) -> str:
 
 
 FOOTNOTE = (
-    "ΔAcc = accuracy minus baseline_cnn's on the same data. Values are mean±SD over seeds; 95% CIs are percentile bootstraps (1,000 resamples of the test set) of "
-    "the lowest-seed run; p is the exact McNemar test of that run against baseline_cnn's lowest-seed run on the "
-    "same images (only runs with the same data fingerprint are compared)."
+    "ΔAcc = accuracy minus baseline_cnn's (default parameters, same data, same image size where it was run at that "
+    "size, else 150 px). Values are mean±SD over seeds; 95% CIs are percentile bootstraps (1,000 resamples of the test set) of "
+    "the lowest-seed run; p is the exact McNemar test of that run against that baseline_cnn row's lowest-seed run on "
+    "the same test images (only runs with the same data fingerprint are compared)."
 )
 
 TABLE_COLUMNS = (

@@ -47,3 +47,22 @@ def test_damaged_file_does_not_hide_others(tmp_path):
     store.save(record)
     (tmp_path / "runs" / "broken.json").write_text("{not json")
     assert [r["run_id"] for r in store.records()] == [record["run_id"]]
+
+
+def test_summaries_index_follows_the_files(tmp_path):
+    store = ResultStore(tmp_path)
+    first, _ = make_record(model="a")
+    store.save(first)
+    assert [r["model"] for r in store.summaries()] == ["a"]
+    assert (tmp_path / "runs" / ".index.json").is_file()
+    second, _ = make_record(model="b")
+    store.save(second)
+    assert sorted(r["model"] for r in store.summaries()) == ["a", "b"]
+    changed = dict(first, model="a2", history={"loss": [1.0]})
+    store.save(changed)  # same run id: rewritten in place
+    summaries = {r["run_id"]: r for r in store.summaries()}
+    assert summaries[first["run_id"]]["model"] == "a2" and "history" not in summaries[first["run_id"]]
+    (tmp_path / "runs" / f"{second['run_id']}.json").unlink()
+    assert [r["model"] for r in store.summaries()] == ["a2"]
+    (tmp_path / "runs" / ".index.json").write_text("garbage")
+    assert [r["model"] for r in store.summaries()] == ["a2"]

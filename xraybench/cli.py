@@ -148,7 +148,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from xraybench.results import ResultStore
 
     store = ResultStore(args.results)
-    rows = lb.build_rows(store.iter_records(), threshold=args.threshold, all_runs=args.all_runs,
+    rows = lb.build_rows(store.summaries(), threshold=args.threshold, all_runs=args.all_runs,
                          model=args.model, sort=args.sort, scores_loader=store.scores)
     refs = [] if args.no_references else lb.reference_rows()
     title = f"xraybench leaderboard ({store.runs}; threshold {rows[0]['threshold'] if rows else args.threshold})"

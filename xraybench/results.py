@@ -20,6 +20,7 @@ from typing import Any, Iterator
 RESULTS_ENV = "XRAYBENCH_RESULTS"
 STATUSES = ("done", "error", "timeout", "interrupted")
 SCHEMA = 1
+_BULKY = ("history", "val_metrics", "params", "description")
 
 
 def results_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -40,12 +41,12 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _atomic_write(path: Path, payload: Any) -> None:
+def _atomic_write(path: Path, payload: Any, indent: int | None = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, allow_nan=True)
+            json.dump(payload, fh, indent=indent, allow_nan=True)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -78,6 +79,7 @@ class ResultStore:
         return path
 
     def iter_records(self) -> Iterator[dict[str, Any]]:
+        """Every run record in full (per-epoch history included), straight from the files."""
         if not self.runs.is_dir():
             return
         for path in sorted(self.runs.glob("*.json")):
@@ -88,6 +90,51 @@ class ResultStore:
                     yield json.load(fh)
             except (OSError, ValueError):
                 continue  # a foreign or damaged file never hides the others
+
+    def summaries(self) -> Iterator[dict[str, Any]]:
+        """Every run record without its bulky parts (history, validation metrics, params),
+        read through a cache index so that 1,000 runs list fast.
+
+        The index (``runs/.index.json``) maps file name -> ((mtime_ns, size), summary). It is
+        only a cache: files are the truth, new or changed ones are parsed and the index is
+        rewritten atomically (best effort; a read-only folder just skips that).
+        """
+        if not self.runs.is_dir():
+            return iter(())
+        index_path = self.runs / ".index.json"
+        try:
+            index = json.loads(index_path.read_text())
+            if index.get("schema") != SCHEMA:
+                index = {}
+        except (OSError, ValueError):
+            index = {}
+        cached = index.get("records", {})
+        fresh: dict[str, Any] = {}
+        changed = False
+        with os.scandir(self.runs) as entries:
+            names = sorted(
+                (e.name, e.stat()) for e in entries
+                if e.name.endswith(".json") and not e.name.endswith(".scores.json") and not e.name.startswith(".")
+            )
+        for name, st in names:
+            stamp = [st.st_mtime_ns, st.st_size]
+            hit = cached.get(name)
+            if hit is not None and hit[0] == stamp:
+                fresh[name] = hit
+                continue
+            try:
+                with open(self.runs / name) as fh:
+                    record = json.load(fh)
+            except (OSError, ValueError):
+                continue  # a foreign or damaged file never hides the others
+            fresh[name] = [stamp, {k: v for k, v in record.items() if k not in _BULKY}]
+            changed = True
+        if changed or len(fresh) != len(cached):
+            try:
+                _atomic_write(index_path, {"schema": SCHEMA, "records": fresh}, indent=None)
+            except OSError:
+                pass
+        return iter([entry[1] for entry in fresh.values()])
 
     def records(self, status: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.iter_records() if status is None or r.get("status") == status]

@@ -3,25 +3,31 @@
 Resampling is done with a multinomial count matrix W (B resamples x n images), so
 every metric of every resample is a matrix product: no Python loop over
 resamples, and AUC is exact with ties (Mann-Whitney on the weighted pairs).
-numpy only, so the leaderboard can use it without importing scipy or scikit-learn.
+numpy only (imported inside the functions that need it): the leaderboard's exact McNemar
+test is pure Python, so `xraybench leaderboard` never pays for numpy, scipy or scikit-learn.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 INTERVAL_METRICS = ("accuracy", "normal_f1", "pneumonia_f1", "macro_f1", "roc_auc", "sensitivity", "specificity")
 
 
 def _counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
 
 
 def _pair_kernel(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import numpy as np
+
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     sp, sn = scores[pos][:, None], scores[neg][None, :]
     kernel = (sp > sn).astype(np.float64) + 0.5 * (sp == sn)
@@ -30,6 +36,8 @@ def _pair_kernel(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
 
 def _metrics_from_counts(w: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
     """Each metric for each row of the count matrix ``w``."""
+    import numpy as np
+
     y = labels.astype(bool)
     pred = scores >= threshold
     tp = w @ (pred & y)
@@ -60,6 +68,8 @@ def bootstrap_intervals(
     labels: Any, scores: Any, threshold: float = 0.5, resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict[str, dict[str, float]]:
     """Percentile bootstrap intervals: {metric: {"estimate", "low", "high"}}."""
+    import numpy as np
+
     y = np.asarray(labels).astype(int)
     s = np.asarray(scores, dtype=np.float64)
     point = _metrics_from_counts(np.ones((1, len(y))), y, s, threshold)
@@ -74,11 +84,10 @@ def bootstrap_intervals(
     return out
 
 
-def mcnemar_exact(correct_a: Any, correct_b: Any) -> dict[str, float]:
-    """Exact (binomial) McNemar test on paired correctness; two-sided p-value."""
-    a = np.asarray(correct_a, dtype=bool)
-    b = np.asarray(correct_b, dtype=bool)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, float]:
+    """Exact (binomial) McNemar test on paired correctness; two-sided p-value. Pure Python."""
+    only_a = sum(1 for x, y in zip(correct_a, correct_b) if x and not y)
+    only_b = sum(1 for x, y in zip(correct_a, correct_b) if y and not x)
     n = only_a + only_b
     if n == 0:
         return {"only_a": 0, "only_b": 0, "p_value": 1.0}
@@ -89,6 +98,8 @@ def mcnemar_exact(correct_a: Any, correct_b: Any) -> dict[str, float]:
 
 def paired_auc_bootstrap(labels: Any, scores_a: Any, scores_b: Any, resamples: int = 1000, seed: int = 0) -> dict[str, float]:
     """AUC(b) - AUC(a) on the same resamples: estimate, 95% interval and two-sided bootstrap p-value."""
+    import numpy as np
+
     y = np.asarray(labels).astype(int)
     w = _counts(len(y), resamples, seed)
     one = np.ones((1, len(y)))
@@ -113,11 +124,12 @@ def compare_runs(scores_a: dict[str, Any], scores_b: dict[str, Any], threshold_a
         idx = [order_b[i] for i in scores_a["test_ids"]]
         scores_b = {**scores_b, "test_scores": [scores_b["test_scores"][i] for i in idx],
                     "test_labels": [scores_b["test_labels"][i] for i in idx]}
-    y = np.asarray(scores_a["test_labels"])
-    a = np.asarray(scores_a["test_scores"])
-    b = np.asarray(scores_b["test_scores"])
+    y = scores_a["test_labels"]
+    a, b = scores_a["test_scores"], scores_b["test_scores"]
+    correct_a = [(s >= threshold_a) == bool(t) for s, t in zip(a, y)]
+    correct_b = [(s >= threshold_b) == bool(t) for s, t in zip(b, y)]
     return {
-        "mcnemar": mcnemar_exact((a >= threshold_a) == y, (b >= threshold_b) == y),
+        "mcnemar": mcnemar_exact(correct_a, correct_b),
         "auc": paired_auc_bootstrap(y, a, b, seed=seed) if auc else None,
     }
 

@@ -64,5 +64,6 @@ def test_summaries_index_follows_the_files(tmp_path):
     assert summaries[first["run_id"]]["model"] == "a2" and "history" not in summaries[first["run_id"]]
     (tmp_path / "runs" / f"{second['run_id']}.json").unlink()
     assert [r["model"] for r in store.summaries()] == ["a2"]
+    assert [r["model"] for r in store.records()] == ["a2"]  # the index is never read as a record
     (tmp_path / "runs" / ".index.json").write_text("garbage")
     assert [r["model"] for r in store.summaries()] == ["a2"]

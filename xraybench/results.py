@@ -83,8 +83,8 @@ class ResultStore:
         if not self.runs.is_dir():
             return
         for path in sorted(self.runs.glob("*.json")):
-            if path.name.endswith(".scores.json"):
-                continue
+            if path.name.endswith(".scores.json") or path.name.startswith("."):
+                continue  # scores sidecars and the summary index are not records
             try:
                 with open(path) as fh:
                     yield json.load(fh)
@@ -142,7 +142,8 @@ class ResultStore:
     def get(self, run_id: str) -> dict[str, Any]:
         path = self.runs / f"{run_id}.json"
         if not path.is_file():
-            matches = [p for p in self.runs.glob(f"{run_id}*.json") if not p.name.endswith(".scores.json")]
+            matches = [p for p in self.runs.glob(f"{run_id}*.json")
+                       if not p.name.endswith(".scores.json") and not p.name.startswith(".")]
             if len(matches) != 1:
                 from xraybench.errors import XRayBenchError
 

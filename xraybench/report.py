@@ -27,6 +27,12 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _label(record: dict) -> str:
+    """Model, variant and size: several rows can share a model name."""
+    tuned = " tuned" if (record.get("tags") or {}).get("tuned") else ""
+    return f"{record['model']}{tuned} {record.get('image_size')}px"
+
+
 def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:
     import matplotlib
 
@@ -39,9 +45,9 @@ def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:
     for record, scores in runs:
         y, s = np.asarray(scores["test_labels"]), np.asarray(scores["test_scores"])
         fpr, tpr, _ = roc_curve(y, s)
-        roc_ax.plot(fpr, tpr, label=f"{record['model']} (AUC {auc(fpr, tpr):.3f})")
+        roc_ax.plot(fpr, tpr, label=f"{_label(record)} (AUC {auc(fpr, tpr):.3f})")
         precision, recall, _ = precision_recall_curve(y, s)
-        pr_ax.plot(recall, precision, label=record["model"])
+        pr_ax.plot(recall, precision, label=_label(record))
     roc_ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     roc_ax.set(xlabel="1 - specificity (NORMAL called PNEUMONIA)", ylabel="sensitivity", title="ROC, test set",
                xlim=(0, 1), ylim=(0, 1.01))
@@ -72,7 +78,7 @@ def _confusions(runs: list[tuple[dict, dict]]) -> str:
         ax.set_yticks([0, 1], ["NORMAL", "PNEUM."])
         ax.set_xlabel("predicted (threshold 0.5)")
         ax.set_ylabel("true")
-        ax.set_title(record["model"], fontsize=9)
+        ax.set_title(_label(record), fontsize=9)
     fig.tight_layout()
     return _png(fig)
 
@@ -91,7 +97,7 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
             if mask.any():
                 xs.append(s[mask].mean())
                 ys.append(y[mask].mean())
-        ax.plot(xs, ys, marker="o", ms=3, label=f"{record['model']} (ECE {record['metrics'].get('ece', float('nan')):.3f})")
+        ax.plot(xs, ys, marker="o", ms=3, label=f"{_label(record)} (ECE {record['metrics'].get('ece', float('nan')):.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="mean predicted P(PNEUMONIA)", ylabel="observed share PNEUMONIA", title="Reliability, test set (10 bins)",
            xlim=(0, 1), ylim=(0, 1))
@@ -119,7 +125,7 @@ def _history(record: dict) -> str | None:
             b.plot(epochs, history[key], label=key)
     b.set(xlabel="epoch", title="validation metrics")
     b.legend(fontsize=7)
-    fig.suptitle(f"{record['model']} seed {record.get('seed')} ({record['run_id']})", fontsize=9)
+    fig.suptitle(f"{_label(record)} seed {record.get('seed')} ({record['run_id']})", fontsize=9)
     fig.tight_layout()
     return _png(fig)
 
@@ -166,7 +172,8 @@ def _table_html(rows: list[dict], refs: list[dict]) -> str:
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
     for row in refs:
         body.append('<tr class="ref">' + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
-    return f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (f'<div id="board"><table id="leaderboard"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def render_html(ctx: dict[str, Any]) -> str:
@@ -178,7 +185,8 @@ def render_html(ctx: dict[str, Any]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>xraybench report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; background: #fff; }}
-table {{ border-collapse: collapse; font-size: 12px; margin: 1rem 0; }}
+table {{ border-collapse: collapse; font-size: 11px; margin: 1rem 0; }}
+#board {{ overflow-x: auto; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 tr.ref td {{ color: #666; font-style: italic; }}

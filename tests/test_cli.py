@@ -139,3 +139,9 @@ def test_end_to_end_baseline_on_real_data(real_data, real_cache):
     assert len(record["data"]["fingerprint"]) == 64
     table = xb("leaderboard")
     assert "baseline_cnn" in table.stdout and "seed CNN (published)" in table.stdout
+
+
+def test_check_fails_with_nonzero_exit_for_a_broken_plugin(test_plugins):
+    out = xb("check", "xb_build_raises")
+    assert out.returncode == 1
+    assert "FAIL" in out.stdout and "boom in build" in out.stdout and "0 passed" not in out.stdout

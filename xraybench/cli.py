@@ -22,6 +22,11 @@ def _console():
     return Console()
 
 
+def command_line() -> str:
+    """The command as typed, recorded with each run so that it can be repeated."""
+    return "xraybench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def _err(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
@@ -103,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     store = ResultStore(args.results)
     datasets: dict = {}
-    command = "xraybench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    command = command_line()
     # Check every model, parameter and data set before anything trains.
     prepared = []
     for model in args.model:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 
+from xraybench.cli import command_line
 from xraybench.errors import XRayBenchError
 
 
@@ -147,8 +149,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from xraybench.leaderboard import record_keys
     from xraybench.results import ResultStore
-    from xraybench.stats import bootstrap_intervals, compare_runs, format_interval
+    from xraybench.stats import INTERVAL_METRICS, bootstrap_intervals, compare_runs, format_interval
 
     store = ResultStore(args.results)
     a, b = store.get(args.run_a), store.get(args.run_b)
@@ -159,16 +162,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     console = Console()
     if fa != fb:
         raise XRayBenchError(f"not compared: the runs used different data (fingerprints {str(fa)[:12]} and {str(fb)[:12]})")
-    key = "metrics_at_val_threshold" if args.threshold == "val" else "metrics"
+    key, key_intervals = record_keys(args.threshold)
     ta, tb = a[key]["threshold"], b[key]["threshold"]
-    ia = bootstrap_intervals(sa["test_labels"], sa["test_scores"], ta, seed=0)
-    ib = bootstrap_intervals(sb["test_labels"], sb["test_scores"], tb, seed=0)
+    # Intervals are stored with every run; only records from before that are bootstrapped here.
+    ia = a.get(key_intervals) or bootstrap_intervals(sa["test_labels"], sa["test_scores"], ta, seed=a.get("seed") or 0)
+    ib = b.get(key_intervals) or bootstrap_intervals(sb["test_labels"], sb["test_scores"], tb, seed=b.get("seed") or 0)
     table = Table(title=f"{a['run_id']} vs {b['run_id']} (95% bootstrap CIs, threshold {args.threshold})",
                   header_style="bold", title_justify="left")
     table.add_column("Metric")
     table.add_column(f"A: {a['model']} seed {a.get('seed')}")
     table.add_column(f"B: {b['model']} seed {b.get('seed')}")
-    for metric in ("accuracy", "normal_f1", "pneumonia_f1", "macro_f1", "roc_auc", "sensitivity", "specificity"):
+    for metric in INTERVAL_METRICS:
         table.add_row(metric, format_interval(ia[metric]), format_interval(ib[metric]))
     console.print(table)
     result = compare_runs(sa, sb, ta, tb)
@@ -198,16 +202,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise XRayBenchError("tune needs --model NAME (or --show STUDY)")
     registry = load_registry(args.disable_plugin)
     spec = registry.model(args.model)
-    if spec.search_space is None:
-        raise XRayBenchError(f"{spec.name} declares no search space, so it cannot be tuned; "
-                             f"`xraybench models` shows which models are tunable")
+    tuning.require_tunable(spec)  # before any data is loaded
     fixed = parse_assignments(args.param)
     if args.epochs is not None:
         fixed["epochs"] = args.epochs
     request = RunRequest(model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size,
                          channels=args.channels, params=fixed, precision=args.precision,
                          val_fraction=args.val_fraction, skip_bad=args.skip_bad, disabled=list(args.disable_plugin))
-    prepared = prepare(request, registry)
+    datasets: dict = {}  # the final run reuses the data loaded here
+    prepared = prepare(request, registry, datasets)
     study_name = args.study or f"{spec.name}-{args.metric}-{prepared.dataset.image_size}px-seed{args.seed}"
     data = prepared.dataset
     console.print(f"[bold]tuning[/] {spec.name} on {data.source} ({data.image_size}px, fingerprint {data.fingerprint[:12]}): "
@@ -234,19 +237,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
     console.print(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}")
     if args.no_final:
         return 0
-    final_params = {**best.params, **fixed}
-    final = RunRequest(
-        model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size, channels=args.channels,
-        params=final_params, precision=args.precision, val_fraction=args.val_fraction, skip_bad=args.skip_bad,
-        disabled=list(args.disable_plugin),
+    final = dataclasses.replace(
+        request,
+        params={**best.params, **fixed},
         tags={"tuned": True, "study": study_name, "storage": tuning.masked(storage), "trials": len(states),
               "complete_trials": done, "metric": args.metric, "best_value": best.value, "best_trial": best.number},
-        command="xraybench " + " ".join(__import__("shlex").quote(a) for a in __import__("sys").argv[1:]),
+        command=command_line(),
     )
     console.rule(f"[bold]{spec.name}[/] with the best parameters, evaluated once on test")
     store = ResultStore(args.results)
     try:
-        record, scores = run_isolated(prepare(final, registry, {}))
+        record, scores = run_isolated(prepare(final, registry, datasets))
     except Interrupted as stop:
         store.save(stop.record)
         return 130

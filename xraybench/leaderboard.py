@@ -60,6 +60,13 @@ def variant(record: dict[str, Any]) -> str:
     return "tuned" if record.get("tags", {}).get("tuned") else "default"
 
 
+def record_keys(threshold: str) -> tuple[str, str]:
+    """The run-record keys holding metrics and intervals at threshold ``"0.5"`` or ``"val"``."""
+    if threshold == "val":
+        return "metrics_at_val_threshold", "intervals_at_val_threshold"
+    return "metrics", "intervals"
+
+
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     values = [v for v in values if v is not None]
     if not values:
@@ -81,8 +88,7 @@ def build_rows(
         from xraybench.errors import XRayBenchError
 
         raise XRayBenchError(f"cannot sort by {sort!r}; choose one of {', '.join(SORTABLE)}")
-    key_metrics = "metrics_at_val_threshold" if threshold == "val" else "metrics"
-    key_intervals = "intervals_at_val_threshold" if threshold == "val" else "intervals"
+    key_metrics, key_intervals = record_keys(threshold)
     done = [r for r in records if r.get("status") == "done" and r.get(key_metrics)]
     if model:
         done = [r for r in done if r.get("model") == model]
@@ -109,7 +115,6 @@ def build_rows(
             "threshold": "0.5" if threshold != "val" else "val (Youden J on validation)",
             "distribution": f"{first.get('distribution')} {first.get('version')}",
             "created_at": max(r.get("created_at", "") for r in runs),
-            "command": first.get("command", ""),
             "study": first.get("tags", {}).get("study"),
             "representative_run": first["run_id"],
             "representative_threshold": first[key_metrics].get("threshold", 0.5),
@@ -121,13 +126,11 @@ def build_rows(
         for name in METRICS:
             row[name], row[f"{name}_sd"] = _mean_sd([f[name] for f in flats])
         row["train_seconds"], row["train_seconds_sd"] = _mean_sd([r.get("train_seconds") for r in runs])
-        row["wall_seconds"], _ = _mean_sd([r.get("wall_seconds") for r in runs])
         row["epochs"], _ = _mean_sd([r.get("epochs_run") for r in runs])
         rows.append(row)
     base = [r for r in rows if r["model"] == BASELINE and r["variant"] == "default"]
     for row in rows:
         ref = reference_for(row, base)
-        row["baseline_image_size"] = None if ref is None else ref["image_size"]
         row["delta_accuracy_vs_baseline"] = (
             None if ref is None or row["accuracy"] is None else row["accuracy"] - ref["accuracy"]
         )
@@ -154,27 +157,19 @@ def reference_for(row: dict[str, Any], base: list[dict[str, Any]]) -> dict[str, 
 
 
 def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], loader) -> None:
-    """Exact McNemar (accuracy at each run's threshold) and paired-bootstrap AUC vs baseline_cnn."""
+    """Exact McNemar test (accuracy at each run's threshold) of every row's run against baseline_cnn's.
+
+    Only McNemar: it is pure Python and cheap enough for every leaderboard; `compare` and
+    the report add the paired-bootstrap AUC difference.
+    """
     from xraybench.stats import compare_runs
 
-    cache: dict[str, Any] = {}
-
     def scores(run_id: str):
-        if run_id not in cache:
-            try:
-                cache[run_id] = loader(run_id)
-            except (OSError, ValueError):
-                cache[run_id] = None
-        return cache[run_id]
+        try:
+            return loader(run_id)
+        except (OSError, ValueError):
+            return None
 
-    from xraybench.stats import bootstrap_intervals
-
-    for row in rows:
-        if not row.get("intervals"):  # records made before intervals were stored: compute them now
-            sc = scores(row["representative_run"])
-            if sc:
-                row["intervals"] = bootstrap_intervals(sc["test_labels"], sc["test_scores"],
-                                                       row["representative_threshold"], seed=row["seeds"][0] or 0)
     for row in rows:
         row["p_vs_baseline"] = None
         ref = reference_for(row, base)
@@ -188,7 +183,6 @@ def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], 
             row["p_vs_baseline_note"] = "per-image scores missing"
             continue
         try:
-            # McNemar only: cheap enough for every leaderboard; `compare` and the report add the AUC bootstrap.
             result = compare_runs(a, b, ref["representative_threshold"], row["representative_threshold"], auc=False)
         except ValueError as exc:
             row["p_vs_baseline_note"] = str(exc)

@@ -87,7 +87,6 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    edges = np.linspace(0, 1, 11)
     for record, scores in runs:
         y, s = np.asarray(scores["test_labels"]), np.asarray(scores["test_scores"])
         index = np.minimum((s * 10).astype(int), 9)
@@ -103,7 +102,6 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
            xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    del edges
     return _png(fig)
 
 
@@ -131,13 +129,16 @@ def _history(record: dict) -> str | None:
 
 
 def build(store: ResultStore, threshold: str = "0.5") -> dict[str, Any]:
+    import functools
+
     records = store.records()
-    rows = lb.build_rows(records, threshold=threshold, scores_loader=store.scores)
+    scores_of = functools.lru_cache(maxsize=None)(store.scores)  # the leaderboard's paired tests read them too
+    rows = lb.build_rows(records, threshold=threshold, scores_loader=scores_of)
     by_id = {r["run_id"]: r for r in records}
     runs = []
     for row in rows:
         record = by_id[row["representative_run"]]
-        scores = store.scores(record["run_id"])
+        scores = scores_of(record["run_id"])
         if scores:
             runs.append((record, scores))
     if not runs:

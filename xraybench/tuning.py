@@ -229,6 +229,12 @@ def progress_callback(console, metric: str) -> Callable:
     return show
 
 
+def require_tunable(spec: ModelSpec) -> None:
+    if spec.search_space is None:
+        raise XRayBenchError(f"{spec.name} declares no search space, so it cannot be tuned; "
+                             f"`xraybench models` shows which models are tunable")
+
+
 def run_study(
     spec: ModelSpec,
     train: ImageSet,
@@ -245,15 +251,13 @@ def run_study(
     precision: str = "auto",
     console=None,
 ) -> tuple[Any, Objective, float]:
-    fixed_keys = set(fixed)
     """Optimise; returns (study, objective, seconds). Resumes a study of the same name."""
     import optuna
 
+    from xraybench import params as params_mod
     from xraybench.harness import PluginFailure
 
-    if spec.search_space is None:
-        raise XRayBenchError(f"{spec.name} declares no search space, so it cannot be tuned; pick a tunable model "
-                             f"(`xraybench models` shows which)")
+    require_tunable(spec)
     if metric not in METRICS:
         raise XRayBenchError(f"unknown metric {metric!r}; choose {', '.join(METRICS)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -263,10 +267,8 @@ def run_study(
     )
     study.set_user_attr("model", spec.name)
     study.set_user_attr("metric", metric)
-    from xraybench import params as params_mod
-
-    fixed = params_mod.resolve(spec.all_defaults(), fixed, spec.name)
-    fixed = {k: v for k, v in fixed.items() if k in fixed_keys}
+    typed = params_mod.resolve(spec.all_defaults(), fixed, spec.name)  # checks keys and types once
+    fixed = {key: typed[key] for key in fixed}
     objective = Objective(spec, train, val, spec.all_defaults(), fixed, metric, seed, precision)
     callbacks = [progress_callback(console, metric)] if console is not None else []
     start = time.perf_counter()

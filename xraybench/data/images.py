@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from xraybench.data.readers import IMAGE_SUFFIXES  # noqa: F401  (re-exported)
 
 
 class BadImage(Exception):

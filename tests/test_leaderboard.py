@@ -54,3 +54,50 @@ def test_renderers_include_references():
     assert data["published_references"][0]["accuracy"] == 0.86
     csv_text = lb.render_csv(rows)
     assert csv_text.splitlines()[0].startswith("model,variant,runs")
+
+
+def test_mean_and_sd_match_the_statistics_module():
+    import statistics
+
+    values = [0.81, 0.7925, 0.833333, None]
+    mean, sd = lb._mean_sd(values)
+    assert mean == pytest.approx(statistics.fmean(values[:3])) and sd == pytest.approx(statistics.stdev(values[:3]))
+    assert lb._mean_sd([0.5]) == (0.5, None) and lb._mean_sd([None]) == (None, None)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 160, 200, 250])
+def test_terminal_table_fits_and_never_truncates_numbers(width):
+    import io
+
+    from rich.console import Console
+
+    rows = lb.build_rows(_records())
+    out = io.StringIO()
+    lb.render_table(rows, lb.reference_rows(), "t", console=Console(file=out, width=width, color_system=None))
+    lines = out.getvalue().splitlines()
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith(("Not shown", "Dim rows")))]
+    assert max(len(line) for line in table) <= width
+    assert not any("…" in line for line in table)  # nothing squeezed into an ellipsis
+    base = next(r for r in rows if r["model"] == "baseline_cnn")
+    text = "\n".join(table)
+    digits = 3 if f"{base['accuracy']:.3f}" in text else 2
+    for key in ("accuracy", "normal_precision", "normal_recall", "normal_f1", "pneumonia_precision",
+                "pneumonia_recall", "pneumonia_f1", "roc_auc"):
+        assert f"{base[key]:.{digits}f}" in text, key
+    if width >= 250:
+        assert "Acc 95% CI" in text and "±" in text
+    else:
+        assert "Not shown at this terminal width" in out.getvalue()
+
+
+def test_bf16_runs_form_their_own_row():
+    records = [make_record("baseline_cnn", s)[0] for s in (1, 2)]
+    for s in (1, 2):
+        record = make_record("baseline_cnn", s, accuracy_shift=-0.3)[0]
+        record["precision"] = "mixed_bfloat16"
+        records.append(record)
+    rows = {r["variant"]: r for r in lb.build_rows(records)}
+    assert set(rows) == {"default", "default bf16"}
+    assert rows["default"]["runs"] == rows["default bf16"]["runs"] == 2
+    delta = rows["default bf16"]["accuracy"] - rows["default"]["accuracy"]
+    assert delta < 0 and rows["default bf16"]["delta_accuracy_vs_baseline"] == pytest.approx(delta)  # vs float32

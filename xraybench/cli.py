@@ -266,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="show recorded runs ranked, with the published references", formatter_class=_Formatter)
     p.add_argument("--sort", default="accuracy", metavar="METRIC", help="metric to rank by, e.g. accuracy, roc_auc, macro_f1, normal_f1")
     p.add_argument("--model", metavar="NAME", help="only this model")
-    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
+                   help="table fits the terminal (optional columns, then SDs, are dropped and named); "
+                        "markdown and json hold every column")
     p.add_argument("--output", metavar="FILE", help="write markdown/csv/json here instead of stdout")
     p.add_argument("--all-runs", action="store_true", help="one row per run instead of mean ± SD per model")
     p.add_argument("--threshold", choices=("0.5", "val"), default="0.5",

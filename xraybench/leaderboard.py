@@ -1,7 +1,7 @@
 """Leaderboard rows from run records, and their rendering (rich table, Markdown, CSV, JSON).
 
 Rendering only: nothing here trains or imports keras. Runs of the same model,
-variant (default or tuned), image size and data fingerprint form one row, shown
+variant (default or tuned parameters; bf16 marked), image size and data fingerprint form one row, shown
 as mean +- SD over their seeds; only ``done`` runs are ranked.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import statistics
+import math
 from typing import Any, Callable, Iterable
 
 from xraybench.references import REFERENCES
@@ -57,7 +57,10 @@ def _hardware(record: dict[str, Any]) -> str:
 
 
 def variant(record: dict[str, Any]) -> str:
-    return "tuned" if record.get("tags", {}).get("tuned") else "default"
+    """Default or tuned parameters, and "bf16" for runs under mixed_bfloat16: a run at another
+    precision is another configuration, so it gets its own row instead of joining the mean."""
+    name = "tuned" if record.get("tags", {}).get("tuned") else "default"
+    return f"{name} bf16" if record.get("precision") == "mixed_bfloat16" else name
 
 
 def record_keys(threshold: str) -> tuple[str, str]:
@@ -68,10 +71,16 @@ def record_keys(threshold: str) -> tuple[str, str]:
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
-    values = [v for v in values if v is not None]
+    """Mean and sample SD in floats: ``statistics.stdev`` is exact (Fractions) and was a sixth
+    of the leaderboard's start-up with 1,000 runs, for digits nobody reads."""
+    values = [float(v) for v in values if v is not None]
     if not values:
         return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n == 1:
+        return mean, None
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
 
 
 def build_rows(
@@ -231,6 +240,13 @@ def _ci(row: dict[str, Any], metric: str) -> str:
     return "-" if not iv else f"{iv['low']:.3f}–{iv['high']:.3f}"
 
 
+def _seeds(seeds: list) -> str:
+    """All seeds when they are few; first, last and count when a row pools many runs."""
+    if len(seeds) <= 5:
+        return ",".join(str(s) for s in seeds) or "-"
+    return f"{seeds[0]}…{seeds[-1]} ({len(seeds)})"
+
+
 def _cells(row: dict[str, Any]) -> list[str]:
     cells = [row["model"], row["variant"], str(row["runs"]) if row["runs"] else "pub."]
     cells += [fmt(row.get("accuracy"), row.get("accuracy_sd")), _ci(row, "accuracy")]
@@ -243,7 +259,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
     cells.append("-" if row.get("train_seconds") is None else f"{row['train_seconds']:.0f}")
     cells.append(str(row.get("image_size") or "-"))
     cells.append("-" if row.get("epochs") is None else f"{row['epochs']:.1f}")
-    cells.append(",".join(str(s) for s in row.get("seeds", [])) or "-")
+    cells.append(_seeds(row.get("seeds", [])))
     cells.append((row.get("created_at") or "-")[:10])
     return cells
 
@@ -254,25 +270,84 @@ HEADERS = [
 ]
 
 
+# Columns the terminal table drops, first to last, when the terminal is too narrow for all of
+# them; the rest (model, variant, runs, accuracy, per-class precision/recall/F1, AUC, image size)
+# always stay. Narrower still, a borderless table shows two-digit means.
+OPTIONAL_COLUMNS = ("Date", "Seeds", "Epochs", "Train s", "Macro F1", "AUC 95% CI", "Acc 95% CI", "p", "ΔAcc")
+MODEL_WIDTH = 24  # the Model column is at least this wide or as wide as the longest run name; longer published names wrap
+
+
+def _two_digits(cell: str) -> str:
+    mean = cell.split("±")[0]
+    try:
+        return f"{float(mean):.2f}" if "." in mean else mean
+    except ValueError:
+        return mean
+
+
+def _layout(body: list[list[str]], n_runs: int, width: int) -> dict[str, Any]:
+    """Columns, cells, fixed widths and table style for a table that fits ``width`` cells
+    (widths None: too narrow even for the compact table, rich squeezes it)."""
+    from rich.cells import cell_len
+
+    model_cap = max([MODEL_WIDTH] + [cell_len(r[0]) for r in body[:n_runs]])
+
+    def widths(cells: list[list[str]], shown: list[int], word_headers: bool) -> list[int]:
+        out = []
+        for i in shown:
+            head = max(map(cell_len, HEADERS[i].split())) if word_headers else cell_len(HEADERS[i])
+            out.append(max([head] + [cell_len(r[i]) for r in cells]))
+        out[0] = min(out[0], model_cap)
+        return out
+
+    shown = list(range(len(HEADERS)))
+    for name in (None,) + OPTIONAL_COLUMNS:
+        if name is not None:
+            shown.remove(HEADERS.index(name))
+        w = widths(body, shown, False)
+        if sum(w) + 3 * len(w) + 1 <= width:  # one space each side of a cell, plus a rule
+            return {"shown": shown, "cells": body, "widths": w, "cut": "", "compact": False}
+    compact = [[c if i in (0, 1, 2, HEADERS.index("px")) else _two_digits(c) for i, c in enumerate(r)] for r in body]
+    w = widths(compact, shown, True)
+    w[0] = min(w[0], width - (sum(w[1:]) + 2 * (len(w) - 1)))  # borderless: two spaces between columns
+    return {"shown": shown, "cells": compact, "widths": w if w[0] >= 10 else None, "cut": "SDs, third digit",
+            "compact": True}
+
+
 def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: str, console=None) -> None:
+    """The leaderboard as a rich table that fits the terminal.
+
+    Cells are plain one-line strings whose widths are known here, so every column gets a
+    fixed width: rich then skips measuring each cell, which was most of `leaderboard`'s
+    time with many rows. Columns (then SDs and a digit) are dropped, and named, rather than
+    squeezed into truncated numbers; only a terminal too narrow even for the core columns
+    falls back to rich's own collapsing.
+    """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console()
-    table = Table(title=title, show_lines=False, header_style="bold")
-    shown = [i for i, h in enumerate(HEADERS) if h not in ("Date",)]  # the terminal is narrower than a page
-    for i in shown:
+    cells = [_cells(row) for row in rows] + [_cells(row) for row in refs]
+    layout = _layout(cells, len(rows), console.width)
+    shown, widths = layout["shown"], layout["widths"]
+    options: dict[str, Any] = {"box": None, "pad_edge": False} if layout["compact"] else {}
+    table = Table(title=title, show_lines=False, header_style="bold", **options)
+    for k, i in enumerate(shown):
         h = HEADERS[i]
-        table.add_column(h, justify="left" if h in ("Model", "Variant") else "right", no_wrap=h == "Model")
-    for row in rows:
-        cells = _cells(row)
-        table.add_row(*[cells[i] for i in shown])
-    if refs:
-        table.add_section()
-        for row in refs:
-            cells = _cells(row)
-            table.add_row(*[cells[i] for i in shown], style="dim italic")
+        table.add_column(h.replace(" ", "\n") if layout["compact"] else h,
+                         justify="left" if h in ("Model", "Variant") else "right",
+                         no_wrap=h != "Model" and widths is not None, overflow="fold",
+                         width=widths[k] if widths else None)
+    for n, row in enumerate(layout["cells"]):
+        if n == len(rows):
+            table.add_section()
+        table.add_row(*(Text(row[i]) for i in shown), style="dim italic" if n >= len(rows) else None)
     console.print(table)
+    hidden = [h for i, h in enumerate(HEADERS) if i not in shown] + ([layout["cut"]] if layout["cut"] else [])
+    if hidden:
+        console.print(f"[dim]Not shown at this terminal width: {', '.join(hidden)} (widen it, or use "
+                      "--format markdown / json).[/]")
     if refs:
         console.print("[dim]Dim rows are published figures, not runs of xraybench. N = NORMAL, P = PNEUMONIA; "
                       "sensitivity = P rec, specificity = N rec.[/]")

@@ -133,8 +133,10 @@ def test_end_to_end_baseline_on_real_data(real_data, real_cache):
     assert 0.5 < row["roc_auc"] <= 1.0
     record = next(iter(_records(Path(os.environ["XRAYBENCH_RESULTS"]))))
     for key in ("run_id", "created_at", "distribution", "version", "params", "seed", "precision", "data",
-                "environment", "train_seconds", "predict_seconds", "param_count", "history", "val_threshold"):
+                "environment", "train_seconds", "predict_seconds", "param_count", "history", "val_threshold",
+                "wall_seconds", "cpu_seconds"):
         assert key in record, key
+    assert 0 < record["cpu_seconds"] < 2 * os.cpu_count() * record["wall_seconds"]
     assert record["data"]["split_counts"]["test"] == {"NORMAL": 234, "PNEUMONIA": 390}
     assert len(record["data"]["fingerprint"]) == 64
     table = xb("leaderboard")

@@ -129,6 +129,7 @@ def build_rows(
             "representative_threshold": first[key_metrics].get("threshold", 0.5),
             "intervals": first.get(key_intervals) or {},
             "wall_seconds_per_run": [r.get("wall_seconds") for r in runs],
+            "cpu_seconds_per_run": [r.get("cpu_seconds") for r in runs],
             "commands": sorted({r.get("command", "") for r in runs}),
             "hardware": sorted({_hardware(r) for r in runs}),
         }
@@ -371,14 +372,16 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
     out.write(f"\n{FOOTNOTE}\n")
     if rows:
         out.write("\n### How each row was produced\n\n")
-        out.write("| Model | Variant | px | Params | Epochs | Wall s per run | Precision | Hardware | Command(s) |\n")
-        out.write("|---|---|---|---|---|---|---|---|---|\n")
+        out.write("| Model | Variant | px | Params | Epochs | Wall s per run | CPU s per run | Precision | Hardware | Command(s) |\n")
+        out.write("|---|---|---|---|---|---|---|---|---|---|\n")
         for row in rows:
             walls = ", ".join(f"{w:.0f}" for w in row.get("wall_seconds_per_run", []) if w is not None) or "-"
+            cpu = row.get("cpu_seconds_per_run", [])
+            cpus = ", ".join("-" if c is None else f"{c:.0f}" for c in cpu) if any(c is not None for c in cpu) else "-"
             params = f"{row['param_count']:,}" if row.get("param_count") else "-"
             epochs = "-" if row.get("epochs") is None else f"{row['epochs']:.1f}"
             commands = "<br>".join(f"`{c}`" for c in row.get("commands", []) if c) or "-"
-            out.write(f"| {row['model']} | {row['variant']} | {row.get('image_size')} | {params} | {epochs} | {walls} | "
+            out.write(f"| {row['model']} | {row['variant']} | {row.get('image_size')} | {params} | {epochs} | {walls} | {cpus} | "
                       f"{', '.join(row.get('precision', []))} | {'; '.join(row.get('hardware', []))} | {commands} |\n")
         for row in rows:
             note = row.get("p_vs_baseline_note")

@@ -172,6 +172,7 @@ def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | N
     ctx = mp.get_context("spawn")
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(child_conn, asdict(request)), daemon=True)
+    cpu_before = _children_cpu_seconds()
     start = time.perf_counter()
     outcome: tuple | None = None
     proc.start()
@@ -205,12 +206,25 @@ def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | N
             _stop(proc)
     status, payload, scores = outcome
     record["wall_seconds"] = time.perf_counter() - start
+    cpu_after = _children_cpu_seconds()
+    record["cpu_seconds"] = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     if status == "done":
         record.update(payload)
         record["status"], record["reason"] = "done", ""
         return record, scores
     record["status"], record["reason"] = status, payload
     return record, None
+
+
+def _children_cpu_seconds() -> float | None:
+    """User + system CPU seconds of this process's finished children (all their threads):
+    what a run cost the machine, beside its wall time. None where ``resource`` is missing."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _stop(proc) -> None:
@@ -235,7 +249,7 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
     from xraybench import environment, harness
 
     record = base_record(prepared)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         fields, scores = harness.run(
             prepared.spec, prepared.dataset, prepared.params, prepared.request.seed,
@@ -254,5 +268,6 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
 
         backend = keras.backend.backend()
     record.update(fields)
-    record.update(status="done", environment=environment.capture(backend), wall_seconds=time.perf_counter() - start)
+    record.update(status="done", environment=environment.capture(backend), wall_seconds=time.perf_counter() - start,
+                  cpu_seconds=time.process_time() - cpu_start)
     return record, scores

@@ -7,4 +7,11 @@ xraybench leaderboard --format markdown --output leaderboards/LEADERBOARD.md
 xraybench leaderboard --format markdown --threshold val --output leaderboards/LEADERBOARD-val-threshold.md
 xraybench leaderboard --format json --output leaderboards/leaderboard.json
 xraybench leaderboard --format json --threshold val --output leaderboards/leaderboard-val-threshold.json
+if [ -d leaderboards/precision/runs ]; then
+  # float32 against mixed_bfloat16 (issue 8): its own results folder, so it never joins the main rows
+  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --format markdown --no-references \
+    --output leaderboards/precision/PRECISION.md
+  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --format json --no-references \
+    --output leaderboards/precision/precision.json
+fi
 echo "wrote leaderboards/LEADERBOARD.md, LEADERBOARD-val-threshold.md and their JSON twins"

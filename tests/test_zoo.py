@@ -32,6 +32,17 @@ def test_baseline_is_the_seed_network():
     assert model.layers[-4].units == 128 and model.layers[-2].rate == 0.5
 
 
+def test_mobilenet_batch_norms_use_the_shorter_memory():
+    """keras.applications' momentum 0.999 left the moving statistics untrained from scratch."""
+    import keras
+
+    spec = load_registry().model("mobilenet_v3_small")
+    model = spec.build((48, 48, 1), {**spec.all_defaults(), "bn_momentum": 0.8})
+    momenta = {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.8}
+    assert spec.all_defaults()["bn_momentum"] == 0.9
+
+
 @pytest.mark.parametrize("name", CLASSICAL)
 def test_classical_on_real_data(name, real_data, real_cache):
     from xraybench import harness

@@ -101,3 +101,13 @@ def test_bf16_runs_form_their_own_row():
     assert rows["default"]["runs"] == rows["default bf16"]["runs"] == 2
     delta = rows["default bf16"]["accuracy"] - rows["default"]["accuracy"]
     assert delta < 0 and rows["default bf16"]["delta_accuracy_vs_baseline"] == pytest.approx(delta)  # vs float32
+
+
+def test_overridden_parameters_form_their_own_named_row():
+    records = [make_record("baseline_cnn", s)[0] for s in (1, 2)]
+    for s in (1, 2):
+        record = make_record("baseline_cnn", s)[0]
+        record["tags"] = {"overrides": {"standardize": True, "epochs": 10}}
+        records.append(record)
+    variants = sorted(r["variant"] for r in lb.build_rows(records))
+    assert variants == ["default", "epochs=10 standardize=True"]

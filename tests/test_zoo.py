@@ -57,3 +57,17 @@ def test_classical_on_real_data(name, real_data, real_cache):
     m = record["metrics"]
     assert len(scores["test_scores"]) == 624
     assert m["roc_auc"] > 0.85, m["roc_auc"]  # a real signal, well above chance, on the shifted test set
+
+
+def test_standardization_layer_gives_each_image_zero_mean_unit_variance():
+    import keras
+    import numpy as np
+
+    from xraybench.keras_training import standardization
+
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.random((8, 8, 1)) * 0.3, rng.random((8, 8, 1)) * 0.9 + 0.1, np.full((8, 8, 1), 0.5)])
+    out = keras.ops.convert_to_numpy(standardization(keras)(x.astype("float32")))
+    assert np.allclose(out[:2].mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    assert np.allclose(out[:2].std(axis=(1, 2, 3)), 1, atol=1e-3)
+    assert np.allclose(out[2], 0)  # a flat image stays finite

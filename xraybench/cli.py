@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 model=model, seed=seed, data=args.data, image_size=args.image_size, channels=args.channels,
                 params=own, precision=args.precision, val_fraction=args.val_fraction, skip_bad=args.skip_bad,
                 disabled=list(args.disable_plugin), timeout=args.timeout, command=command,
-                target_sensitivity=args.target_sensitivity,
+                target_sensitivity=args.target_sensitivity, tags={"overrides": own} if own else {},
             )
             prepared.append(prepare(request, registry, datasets))
     for p in {id(p.dataset): p.dataset for p in prepared}.values():

@@ -105,6 +105,24 @@ def augmentation(keras):
     ]
 
 
+def standardization(keras):
+    """Per-image standardisation (zero mean, unit variance per image), as a layer.
+
+    Takes each image's exposure and contrast out of what the network sees: the Kaggle test
+    split's NORMAL images are brighter in their darkest pixels than train's (see
+    docs/examples/intensity_by_split.py), a cue a network can learn as "PNEUMONIA".
+    """
+    ops = keras.ops
+
+    class PerImageStandardization(keras.layers.Layer):
+        def call(self, x):
+            mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            std = ops.std(x, axis=(1, 2, 3), keepdims=True)
+            return (x - mean) / ops.maximum(std, 1.0 / 255.0)
+
+    return PerImageStandardization(name="standardize")
+
+
 class FittedKeras:
     def __init__(self, model, core, batch_size: int) -> None:
         self.model, self.core, self.batch_size = model, core, batch_size
@@ -140,6 +158,8 @@ def fit_keras(
         if params.get("augment", True):
             for layer in augmentation(keras):
                 x = layer(x)
+        if params.get("standardize", False):
+            x = standardization(keras)(x)
         outputs = core(x)
         model = keras.Model(inputs, outputs, name=f"xraybench_{spec.name}")
         model.compile(

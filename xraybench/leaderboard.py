@@ -1,7 +1,7 @@
 """Leaderboard rows from run records, and their rendering (rich table, Markdown, CSV, JSON).
 
 Rendering only: nothing here trains or imports keras. Runs of the same model,
-variant (default or tuned parameters; bf16 marked), image size and data fingerprint form one row, shown
+variant (default, tuned or overridden parameters; bf16 marked), image size and data fingerprint form one row, shown
 as mean +- SD over their seeds; only ``done`` runs are ranked.
 """
 
@@ -57,9 +57,16 @@ def _hardware(record: dict[str, Any]) -> str:
 
 
 def variant(record: dict[str, Any]) -> str:
-    """Default or tuned parameters, and "bf16" for runs under mixed_bfloat16: a run at another
-    precision is another configuration, so it gets its own row instead of joining the mean."""
-    name = "tuned" if record.get("tags", {}).get("tuned") else "default"
+    """"default", "tuned", or the ``--param``/``--epochs`` overrides a run was given, plus
+    "bf16" for runs under mixed_bfloat16: another configuration gets its own row instead of
+    joining the mean of the defaults."""
+    tags = record.get("tags") or {}
+    if tags.get("tuned"):
+        name = "tuned"
+    elif tags.get("overrides"):
+        name = " ".join(f"{k}={v}" for k, v in sorted(tags["overrides"].items()))
+    else:
+        name = "default"
     return f"{name} bf16" if record.get("precision") == "mixed_bfloat16" else name
 
 

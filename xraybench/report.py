@@ -29,8 +29,10 @@ def _png(fig) -> str:
 
 def _label(record: dict) -> str:
     """Model, variant and size: several rows can share a model name."""
-    tuned = " tuned" if (record.get("tags") or {}).get("tuned") else ""
-    return f"{record['model']}{tuned} {record.get('image_size')}px"
+    from xraybench.leaderboard import variant
+
+    name = variant(record)
+    return f"{record['model']}{'' if name == 'default' else ' ' + name} {record.get('image_size')}px"
 
 
 def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:

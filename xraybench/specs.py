@@ -23,6 +23,7 @@ KERAS_TRAINING_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-3,
     "augment": True,
     "class_weight": False,
+    "standardize": False,
     "patience": 3,
 }
 

@@ -78,6 +78,9 @@ def base_record(prepared: Prepared) -> dict[str, Any]:
     from xraybench.results import new_run_id, now_iso
 
     spec, request = prepared.spec, prepared.request
+    tags = dict(request.tags)
+    if tags.get("overrides"):  # as resolved (typed), so "true" and "True" name the same row
+        tags["overrides"] = {k: prepared.params.get(k, v) for k, v in tags["overrides"].items()}
     return {
         "run_id": new_run_id(spec.name),
         "created_at": now_iso(),
@@ -93,7 +96,7 @@ def base_record(prepared: Prepared) -> dict[str, Any]:
         "image_size": prepared.dataset.image_size,
         "channels": prepared.dataset.channels,
         "data": prepared.dataset.describe(),
-        "tags": dict(request.tags),
+        "tags": tags,
         "command": request.command,
         "environment": environment.capture(),
     }

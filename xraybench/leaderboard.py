@@ -191,7 +191,7 @@ def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], 
         row["p_vs_baseline"] = None
         ref = reference_for(row, base)
         if ref is None:
-            row["p_vs_baseline_note"] = "no baseline_cnn run on the same data fingerprint: not compared"
+            row["p_vs_baseline_note"] = "no baseline_cnn run with default parameters on the same data fingerprint: not compared"
             continue
         if ref is row:
             continue
@@ -393,7 +393,7 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
         for row in rows:
             note = row.get("p_vs_baseline_note")
             if note:
-                out.write(f"\n- {row['model']}: {note}")
+                out.write(f"\n- {row['model']} ({row['variant']}, {row.get('image_size')} px): {note}")
         out.write("\n")
     return out.getvalue()
 

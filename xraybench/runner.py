@@ -178,9 +178,9 @@ def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | N
     cpu_before = _children_cpu_seconds()
     start = time.perf_counter()
     outcome: tuple | None = None
-    proc.start()
-    child_conn.close()
-    try:
+    try:  # start inside the try: a Ctrl-C at any moment still stops the child and is recorded
+        proc.start()
+        child_conn.close()
         deadline = start + request.timeout
         while outcome is None:
             if parent_conn.poll(0.2):
@@ -204,9 +204,10 @@ def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | N
         record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
         raise Interrupted(record) from None
     finally:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            _stop(proc)
+        if proc.pid is not None:  # started
+            proc.join(timeout=10)
+            if proc.is_alive():
+                _stop(proc)
     status, payload, scores = outcome
     record["wall_seconds"] = time.perf_counter() - start
     cpu_after = _children_cpu_seconds()
@@ -231,6 +232,8 @@ def _children_cpu_seconds() -> float | None:
 
 
 def _stop(proc) -> None:
+    if proc.pid is None:  # never started
+        return
     if proc.is_alive():
         proc.terminate()
         proc.join(timeout=5)

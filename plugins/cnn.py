@@ -79,6 +79,7 @@ def register_models(register) -> None:
             search_space=_baseline_space,
             build=build_baseline,
             image_size=150,
+            reference=True,  # the seed's network: the leaderboard's ΔAcc and paired test compare with it
         )
     )
     register(

@@ -1,4 +1,4 @@
-"""One evaluation from (labels, scores, threshold), computed with scikit-learn.
+"""One evaluation from (labels, scores, threshold): every entry of the metric registry.
 
 Scores are P(PNEUMONIA); PNEUMONIA = 1 is the positive class, so sensitivity is
 PNEUMONIA recall and specificity is NORMAL recall. Threshold choice lives here
@@ -11,54 +11,36 @@ from typing import Any
 
 import numpy as np
 
-from xraybench.specs import LABELS
+from xraybench.records import LABELS
 
 
 def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
-    """Every metric the leaderboard shows, as plain floats (JSON-ready)."""
-    from sklearn.metrics import (
-        accuracy_score,
-        average_precision_score,
-        balanced_accuracy_score,
-        brier_score_loss,
-        confusion_matrix,
-        f1_score,
-        log_loss,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
+    """Every metric of ``metric_registry.REGISTRY`` at ``threshold``, as plain floats (JSON-ready),
+    with the confusion matrix [[TN, FP], [FN, TP]] and per-class support."""
+    from xraybench.metric_registry import REGISTRY
 
     y = np.asarray(labels).astype(int).reshape(-1)
     p = np.asarray(scores, dtype=np.float64).reshape(-1)
     if y.shape != p.shape:
         raise ValueError(f"{len(y)} labels but {len(p)} scores")
-    pred = (p >= threshold).astype(int)
-    precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=[0, 1], zero_division=0)
+    pred = p >= threshold
+    pos = y == 1
+    tp, tn = float(np.sum(pred & pos)), float(np.sum(~pred & ~pos))
+    fp, fn = float(np.sum(pred & ~pos)), float(np.sum(~pred & pos))
     both = len(np.unique(y)) == 2
-    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     out: dict[str, Any] = {
         "threshold": float(threshold),
-        "accuracy": float(accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, average="macro", labels=[0, 1], zero_division=0)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else float("nan"),
-        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
-        "average_precision": float(average_precision_score(y, p)) if both else float("nan"),
-        "sensitivity": float(recall[1]),
-        "specificity": float(recall[0]),
-        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
-        "brier": float(brier_score_loss(y, p)),
         "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
-        "per_class": {
-            LABELS[i]: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i in (0, 1)
-        },
+        "per_class": {LABELS[0]: {"support": int(tn + fp)}, LABELS[1]: {"support": int(tp + fn)}},
     }
-    out["ece"] = expected_calibration_error(y, p)
+    for metric in REGISTRY:
+        if metric.needs_both_classes and not both:
+            value = float("nan")
+        elif metric.counts is not None:
+            value = float(metric.counts(tp, tn, fp, fn))
+        else:
+            value = float(metric.scores(y, p))
+        metric.put(out, value)
     return out
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-LABELS = ("NORMAL", "PNEUMONIA")  # index = label: NORMAL = 0, PNEUMONIA = 1, always.
+from xraybench.records import DEFAULT_IMAGE_SIZE, LABELS  # noqa: F401  (LABELS: part of this module's API)
 
 # Training settings the harness itself owns for every Keras model. A plugin may
 # change their defaults in its `defaults`; users override them with --param.
@@ -75,18 +75,22 @@ class ModelSpec:
     ``defaults`` are the hyperparameters a plain run uses; ``search_space``, when
     given, maps an Optuna trial to a dict of parameters (used by ``xraybench
     tune``). ``image_size`` and ``channels`` are the model's preferred input.
-    ``version`` and ``distribution`` are filled in by the loader from the package
-    metadata; plugins need not set them.
+    ``reference``: this model is the reference the leaderboard compares every other
+    model with (the ΔAcc column and the paired test), at its own ``image_size``;
+    ``xraybench leaderboard --baseline MODEL`` chooses another. ``version`` and
+    ``distribution`` are filled in by the loader from the package metadata; plugins
+    need not set them.
     """
 
     name: str
     description: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     search_space: Callable[[Any], dict[str, Any]] | None = None
-    image_size: int = 150
+    image_size: int = DEFAULT_IMAGE_SIZE
     channels: int = 1
     distribution: str = "unknown"
     version: str = "unknown"
+    reference: bool = False
 
     kind = "abstract"
 

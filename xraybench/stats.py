@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-INTERVAL_METRICS = ("accuracy", "normal_f1", "pneumonia_f1", "macro_f1", "roc_auc", "sensitivity", "specificity")
+def interval_metrics() -> tuple[str, ...]:
+    """The metrics every run stores an interval for: the bootstrapped registry entries."""
+    from xraybench.metric_registry import bootstrapped
+
+    return tuple(m.key for m in bootstrapped())
 
 
 def _counts(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -34,9 +38,20 @@ def _pair_kernel(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
     return pos, neg, kernel
 
 
-def _metrics_from_counts(w: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
-    """Each metric for each row of the count matrix ``w``."""
+def weighted_auc(w: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC for each row of the count matrix ``w``: Mann-Whitney on the weighted pairs (exact with ties)."""
     import numpy as np
+
+    pos, neg, kernel = _pair_kernel(labels, scores)
+    wp, wn = w[:, pos], w[:, neg]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ((wp @ kernel) * wn).sum(axis=1) / (wp.sum(axis=1) * wn.sum(axis=1))
+
+
+def _metrics_from_counts(w: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float,
+                         keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Each bootstrapped registry metric (or those in ``keys``) for each row of the count matrix ``w``."""
+    from xraybench.metric_registry import bootstrapped
 
     y = labels.astype(bool)
     pred = scores >= threshold
@@ -44,39 +59,30 @@ def _metrics_from_counts(w: np.ndarray, labels: np.ndarray, scores: np.ndarray, 
     tn = w @ (~pred & ~y)
     fp = w @ (pred & ~y)
     fn = w @ (~pred & y)
-    n = w.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sens = tp / (tp + fn)
-        spec = tn / (tn + fp)
-        f1_p = 2 * tp / (2 * tp + fp + fn)
-        f1_n = 2 * tn / (2 * tn + fn + fp)
-        pos, neg, kernel = _pair_kernel(labels, scores)
-        wp, wn = w[:, pos], w[:, neg]
-        auc = ((wp @ kernel) * wn).sum(axis=1) / (wp.sum(axis=1) * wn.sum(axis=1))
-    return {
-        "accuracy": (tp + tn) / n,
-        "sensitivity": sens,
-        "specificity": spec,
-        "pneumonia_f1": f1_p,
-        "normal_f1": f1_n,
-        "macro_f1": (f1_p + f1_n) / 2,
-        "roc_auc": auc,
-    }
+    out = {}
+    for metric in bootstrapped():
+        if keys is not None and metric.key not in keys:
+            continue
+        out[metric.key] = metric.counts(tp, tn, fp, fn) if metric.counts is not None else metric.weighted(w, labels, scores)
+    return out
 
 
 def bootstrap_intervals(
-    labels: Any, scores: Any, threshold: float = 0.5, resamples: int = 1000, seed: int = 0, level: float = 0.95
+    labels: Any, scores: Any, threshold: float = 0.5, resamples: int = 1000, seed: int = 0, level: float = 0.95,
+    keys: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Percentile bootstrap intervals: {metric: {"estimate", "low", "high"}}."""
+    """Percentile bootstrap intervals: {metric: {"estimate", "low", "high"}} for every bootstrapped
+    registry metric (or those in ``keys``). The resamples depend on (n, resamples, seed) only, so a
+    metric added later and bootstrapped with a record's stored ``_meta`` joins the same resamples."""
     import numpy as np
 
     y = np.asarray(labels).astype(int)
     s = np.asarray(scores, dtype=np.float64)
-    point = _metrics_from_counts(np.ones((1, len(y))), y, s, threshold)
-    boot = _metrics_from_counts(_counts(len(y), resamples, seed), y, s, threshold)
+    point = _metrics_from_counts(np.ones((1, len(y))), y, s, threshold, keys)
+    boot = _metrics_from_counts(_counts(len(y), resamples, seed), y, s, threshold, keys)
     alpha = (1 - level) / 2
     out = {}
-    for name in INTERVAL_METRICS:
+    for name in boot:
         values = boot[name][np.isfinite(boot[name])]
         low, high = (np.quantile(values, [alpha, 1 - alpha]) if len(values) else (np.nan, np.nan))
         out[name] = {"estimate": float(point[name][0]), "low": float(low), "high": float(high)}
@@ -105,8 +111,8 @@ def paired_auc_bootstrap(labels: Any, scores_a: Any, scores_b: Any, resamples: i
     one = np.ones((1, len(y)))
     a = np.asarray(scores_a, dtype=np.float64)
     b = np.asarray(scores_b, dtype=np.float64)
-    diff = _metrics_from_counts(w, y, b, 0.5)["roc_auc"] - _metrics_from_counts(w, y, a, 0.5)["roc_auc"]
-    point = float(_metrics_from_counts(one, y, b, 0.5)["roc_auc"][0] - _metrics_from_counts(one, y, a, 0.5)["roc_auc"][0])
+    diff = weighted_auc(w, y, b) - weighted_auc(w, y, a)
+    point = float(weighted_auc(one, y, b)[0] - weighted_auc(one, y, a)[0])
     diff = diff[np.isfinite(diff)]
     p = 2 * min((diff <= 0).mean(), (diff >= 0).mean())
     low, high = np.quantile(diff, [0.025, 0.975])

@@ -1,0 +1,212 @@
+"""Every metric xraybench reports, in one place: one ``Metric`` entry per metric.
+
+An entry says where the value lives in a run record, its column label, whether higher is
+better, how to compute it (from the confusion counts, or from the scores) and how to
+bootstrap it, and how to show it. ``metrics.evaluate`` (point values), ``stats`` (bootstrap
+intervals), the leaderboard (terminal table, Markdown, CSV, JSON), the HTML report,
+``compare`` and the run-record schema all iterate over ``REGISTRY``; adding a metric is
+adding an entry here, and nothing else.
+
+Pure Python at import (no numpy): the leaderboard reads labels and formats from here and
+must start fast. Count functions take ``tp, tn, fp, fn`` as floats (one evaluation) or as
+numpy arrays (one value per bootstrap resample) and work on both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from xraybench.records import LABELS
+
+NORMAL, PNEUMONIA = LABELS
+
+
+def _div(a: Any, b: Any) -> Any:
+    """a / b; where b is 0: 0.0 for a single value (scikit-learn's zero_division=0), NaN in a
+    bootstrap array (that resample says nothing about the metric and is left out)."""
+    if isinstance(b, (int, float)):
+        return float(a) / b if b else 0.0
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(a, dtype=np.float64) / b
+
+
+def _sqrt(x: Any) -> Any:
+    if isinstance(x, (int, float)):
+        return float(x) ** 0.5
+    import numpy as np
+
+    return np.sqrt(x)
+
+
+def _f1(hit: Any, miss_a: Any, miss_b: Any) -> Any:
+    return _div(2 * hit, 2 * hit + miss_a + miss_b)
+
+
+def _mcc(tp: Any, tn: Any, fp: Any, fn: Any) -> Any:
+    """Matthews correlation: 0 where a margin is empty (as scikit-learn does)."""
+    den = _sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    if isinstance(den, float):
+        return (tp * tn - fp * fn) / den if den else 0.0
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, (tp * tn - fp * fn) / np.where(den > 0, den, 1.0), 0.0)
+
+
+def _roc_auc(labels: Any, scores: Any) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))
+
+
+def _average_precision(labels: Any, scores: Any) -> float:
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(labels, scores))
+
+
+def _log_loss(labels: Any, scores: Any) -> float:
+    import numpy as np
+    from sklearn.metrics import log_loss
+
+    return float(log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1]))
+
+
+def _brier(labels: Any, scores: Any) -> float:
+    from sklearn.metrics import brier_score_loss
+
+    return float(brier_score_loss(labels, scores))
+
+
+def _ece(labels: Any, scores: Any) -> float:
+    from xraybench.metrics import expected_calibration_error
+
+    return expected_calibration_error(labels, scores)
+
+
+def _weighted_auc(w: Any, labels: Any, scores: Any) -> Any:
+    from xraybench.stats import weighted_auc
+
+    return weighted_auc(w, labels, scores)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric. ``column``: None = not in the leaderboard table (still in CSV and JSON);
+    0 = always shown; n > 0 = an optional column, and the higher n, the sooner a narrow
+    terminal drops it. ``show_interval``: the table has a "95% CI" column beside it."""
+
+    key: str
+    label: str
+    name: str
+    higher_is_better: bool = True
+    per_class: str | None = None  # the class label, for metrics stored under record["metrics"]["per_class"]
+    counts: Callable[..., Any] | None = None  # (tp, tn, fp, fn) -> value(s)
+    scores: Callable[[Any, Any], float] | None = None  # (labels, scores) -> value, threshold-free
+    weighted: Callable[[Any, Any, Any], Any] | None = None  # (resample weights W, labels, scores) -> values
+    needs_both_classes: bool = False  # NaN when the test labels hold one class only
+    column: int | None = None
+    show_interval: bool = False
+    digits: int = 3
+
+    @property
+    def stat(self) -> str:
+        """The name inside ``per_class[LABEL]`` ("precision" for "normal_precision")."""
+        return self.key.split("_", 1)[1] if self.per_class else self.key
+
+    @property
+    def bootstrapped(self) -> bool:
+        """Whether run records store a bootstrap interval for it."""
+        return self.counts is not None or self.weighted is not None
+
+    def value(self, metrics: dict[str, Any]) -> Any:
+        """Its value in one ``metrics`` dict of a run record (None when absent)."""
+        if self.per_class:
+            return ((metrics.get("per_class") or {}).get(self.per_class) or {}).get(self.stat)
+        return metrics.get(self.key)
+
+    def has(self, metrics: dict[str, Any]) -> bool:
+        if self.per_class:
+            return self.stat in ((metrics.get("per_class") or {}).get(self.per_class) or {})
+        return self.key in metrics
+
+    def put(self, metrics: dict[str, Any], value: Any) -> None:
+        if self.per_class:
+            metrics.setdefault("per_class", {}).setdefault(self.per_class, {})[self.stat] = value
+        else:
+            metrics[self.key] = value
+
+    def format(self, value: float | None) -> str:
+        return "-" if value is None else f"{value:.{self.digits}f}"
+
+
+REGISTRY: tuple[Metric, ...] = (
+    Metric("accuracy", "Acc", "accuracy", counts=lambda tp, tn, fp, fn: _div(tp + tn, tp + tn + fp + fn),
+           column=0, show_interval=True),
+    Metric("normal_precision", "N prec", "NORMAL precision", per_class=NORMAL,
+           counts=lambda tp, tn, fp, fn: _div(tn, tn + fn), column=0),
+    Metric("normal_recall", "N rec", "NORMAL recall (specificity)", per_class=NORMAL,
+           counts=lambda tp, tn, fp, fn: _div(tn, tn + fp), column=0),
+    Metric("normal_f1", "N F1", "NORMAL F1", per_class=NORMAL, counts=lambda tp, tn, fp, fn: _f1(tn, fn, fp), column=0),
+    Metric("pneumonia_precision", "P prec", "PNEUMONIA precision", per_class=PNEUMONIA,
+           counts=lambda tp, tn, fp, fn: _div(tp, tp + fp), column=0),
+    Metric("pneumonia_recall", "P rec", "PNEUMONIA recall (sensitivity)", per_class=PNEUMONIA,
+           counts=lambda tp, tn, fp, fn: _div(tp, tp + fn), column=0),
+    Metric("pneumonia_f1", "P F1", "PNEUMONIA F1", per_class=PNEUMONIA, counts=lambda tp, tn, fp, fn: _f1(tp, fp, fn),
+           column=0),
+    Metric("macro_f1", "Macro F1", "macro-averaged F1",
+           counts=lambda tp, tn, fp, fn: (_f1(tp, fp, fn) + _f1(tn, fn, fp)) / 2, column=5),
+    Metric("roc_auc", "AUC", "ROC AUC", scores=_roc_auc, weighted=_weighted_auc, needs_both_classes=True,
+           column=0, show_interval=True),
+    Metric("sensitivity", "Sens", "sensitivity (PNEUMONIA recall)", counts=lambda tp, tn, fp, fn: _div(tp, tp + fn)),
+    Metric("specificity", "Spec", "specificity (NORMAL recall)", counts=lambda tp, tn, fp, fn: _div(tn, tn + fp)),
+    Metric("balanced_accuracy", "Bal acc", "balanced accuracy", needs_both_classes=True,
+           counts=lambda tp, tn, fp, fn: (_div(tp, tp + fn) + _div(tn, tn + fp)) / 2),
+    Metric("average_precision", "AP", "average precision (PNEUMONIA)", scores=_average_precision, needs_both_classes=True),
+    Metric("log_loss", "Log loss", "log loss", higher_is_better=False, scores=_log_loss, digits=4),
+    Metric("brier", "Brier", "Brier score", higher_is_better=False, scores=_brier, digits=4),
+    Metric("ece", "ECE", "expected calibration error (10 bins)", higher_is_better=False, scores=_ece),
+)
+
+BY_KEY: dict[str, Metric] = {m.key: m for m in REGISTRY}
+
+
+def get(key: str) -> Metric:
+    """The entry for ``key``; an XRayBenchError listing the known keys otherwise."""
+    try:
+        return BY_KEY[key]
+    except KeyError:
+        from xraybench.errors import XRayBenchError
+
+        raise XRayBenchError(f"unknown metric {key!r}; known: {', '.join(BY_KEY)}") from None
+
+
+def bootstrapped() -> tuple[Metric, ...]:
+    return tuple(m for m in REGISTRY if m.bootstrapped)
+
+
+def confusion_counts(metrics: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """(tp, tn, fp, fn) from a record's ``confusion_matrix`` [[TN, FP], [FN, TP]], if stored."""
+    cm = metrics.get("confusion_matrix")
+    try:
+        (tn, fp), (fn, tp) = cm
+        return float(tp), float(tn), float(fp), float(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def fill_from_counts(metrics: dict[str, Any]) -> list[str]:
+    """Add every count-based metric a record lacks, from its confusion matrix (exact, no
+    scores needed): how records written before an entry existed gain it. Returns the keys added."""
+    counts = confusion_counts(metrics)
+    if counts is None:
+        return []
+    added = []
+    for m in REGISTRY:
+        if m.counts is not None and not m.has(metrics):
+            m.put(metrics, float(m.counts(*counts)))
+            added.append(m.key)
+    return added

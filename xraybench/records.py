@@ -1,0 +1,370 @@
+"""The run record: its typed form, its vocabulary, its validation and its migrations.
+
+Every producer (harness, runner, the results store) and every consumer (leaderboard,
+report, compare, ``runs``, export) builds and reads records through this module, so the
+shape of a run file is stated once. ``docs/run-record.schema.json`` is generated from it
+(``python -m xraybench.records > docs/run-record.schema.json``; a test keeps them equal)
+for other tools that read run files.
+
+Reading never hides good runs: ``parse`` turns one decoded JSON value into a ``RunRecord``
+or raises ``InvalidRecord`` with a short reason ("no 'model'", "partial metrics (missing
+accuracy)", ...) that the commands print beside the file name. Records written by older
+versions are migrated on read (``migrate``). Pure Python: nothing heavy is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 2  # 1: "schema" key, no reference/spec_image_size; 2: "schema_version"
+
+LABELS = ("NORMAL", "PNEUMONIA")  # index = label: NORMAL = 0, PNEUMONIA = 1, always.
+
+# The defaults every command and the runner share.
+DEFAULT_SEED = 42
+DEFAULT_VAL_FRACTION = 0.15
+DEFAULT_IMAGE_SIZE = 150  # a spec's image size when its plugin names none
+FIXED_THRESHOLD = 0.5
+
+
+class RunStatus(enum.Enum):
+    """How a run ended, with the label and colour every table shows it in.
+
+    ``INVALID`` is never stored: it is how ``xraybench runs`` shows a file that fails
+    validation."""
+
+    DONE = ("done", "green")
+    ERROR = ("error", "red")
+    TIMEOUT = ("timeout", "yellow")
+    INTERRUPTED = ("interrupted", "yellow")
+    INVALID = ("invalid", "magenta")
+
+    def __init__(self, label: str, colour: str) -> None:
+        self.label = label
+        self.colour = colour
+
+    def __str__(self) -> str:
+        return self.label
+
+    @classmethod
+    def parse(cls, value: Any) -> "RunStatus":
+        for status in STORED_STATUSES:
+            if value == status.label or value is status:
+                return status
+        raise ValueError(f"run status must be one of {', '.join(s.label for s in STORED_STATUSES)}, got {value!r}")
+
+    def markup(self) -> str:
+        return f"[{self.colour}]{self.label}[/]"
+
+
+STORED_STATUSES = (RunStatus.DONE, RunStatus.ERROR, RunStatus.TIMEOUT, RunStatus.INTERRUPTED)
+
+YOUDEN = "youden_j_on_validation"
+
+
+def target_sensitivity_method(target: float) -> str:
+    return f"sensitivity>={target:g}_on_validation"
+
+
+def describe_method(method: str | None) -> str:
+    """A stored threshold method in words: "Youden's J on validation", "sensitivity >= 0.9 on validation"."""
+    if not method or method == YOUDEN:
+        return "Youden's J on validation"
+    if method.startswith("sensitivity>=") and method.endswith("_on_validation"):
+        return f"sensitivity >= {method[len('sensitivity>='):-len('_on_validation')]} on validation"
+    return method.replace("_", " ")
+
+
+class Threshold(enum.Enum):
+    """Which operating point metrics are read at: the fixed 0.5, or the one chosen on
+    validation (``--threshold 0.5|val``)."""
+
+    FIXED = "0.5"
+    VAL = "val"
+
+    @classmethod
+    def parse(cls, value: "str | Threshold") -> "Threshold":
+        return value if isinstance(value, Threshold) else cls(str(value))
+
+    @property
+    def metrics_key(self) -> str:
+        return "metrics" if self is Threshold.FIXED else "metrics_at_val_threshold"
+
+    @property
+    def intervals_key(self) -> str:
+        return "intervals" if self is Threshold.FIXED else "intervals_at_val_threshold"
+
+
+class InvalidRecord(ValueError):
+    """A run file that cannot be read as a run record; the message is the short reason."""
+
+
+@dataclass
+class RunRecord:
+    """One run, as stored in ``RESULTS/runs/RUN_ID.json``.
+
+    Metrics dicts hold every ``metric_registry`` entry (per-class ones under
+    ``per_class[LABEL]``) plus ``threshold`` and ``confusion_matrix`` [[TN, FP], [FN, TP]];
+    interval dicts map a metric key to ``{"estimate", "low", "high"}`` plus ``_meta``.
+    Keys this version does not know are kept in ``extra`` and written back unchanged.
+    """
+
+    run_id: str
+    model: str
+    status: RunStatus
+    schema_version: int = SCHEMA_VERSION
+    created_at: str = ""
+    reason: str = ""
+    description: str = ""
+    distribution: str = "unknown"
+    version: str = "unknown"
+    kind: str = "unknown"
+    params: dict = field(default_factory=dict)
+    seed: int | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    spec_image_size: int | None = None  # the model's own image size, at which it serves as a reference
+    reference: bool = False  # its plugin declared it the reference other models are compared with
+    data: dict = field(default_factory=dict)
+    tags: dict = field(default_factory=dict)
+    command: str = ""
+    environment: dict = field(default_factory=dict)
+    precision: str | None = None
+    epochs_run: int | None = None
+    param_count: int | None = None
+    train_seconds: float | None = None
+    predict_seconds: float | None = None
+    train_images_per_second: float | None = None
+    wall_seconds: float | None = None
+    cpu_seconds: float | None = None
+    history: dict = field(default_factory=dict)
+    threshold: float = FIXED_THRESHOLD
+    val_threshold: dict | None = None  # {"value": float, "method": str}
+    metrics: dict | None = None
+    metrics_at_val_threshold: dict | None = None
+    val_metrics: dict | None = None
+    intervals: dict | None = None
+    intervals_at_val_threshold: dict | None = None
+    has_scores: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.data.get("fingerprint") or "")
+
+    def metrics_at(self, threshold: Threshold | str) -> dict | None:
+        return getattr(self, Threshold.parse(threshold).metrics_key)
+
+    def intervals_at(self, threshold: Threshold | str) -> dict:
+        return getattr(self, Threshold.parse(threshold).intervals_key) or {}
+
+    def threshold_method(self) -> str:
+        """How the validation-chosen threshold was chosen, in words."""
+        return describe_method((self.val_threshold or {}).get("method"))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = value.label if isinstance(value, RunStatus) else value
+        out.update(self.extra)
+        return out
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunRecord) if f.name != "extra"}
+_HINTS = typing.get_type_hints(RunRecord)
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether ``value`` (decoded JSON) fits the annotation ``hint``."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return True
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
+def migrate(obj: dict[str, Any]) -> dict[str, Any]:
+    """A decoded record of any known schema version, brought to ``SCHEMA_VERSION`` (a new dict).
+
+    Version 1 (the published runs of 2026-11) named its version ``schema`` and had no
+    ``reference`` / ``spec_image_size`` (they default to "not declared"). Any version gains
+    the count-based metrics added to the registry after it was written, computed exactly
+    from its confusion matrix; their intervals need the scores (``xraybench runs --backfill``).
+    """
+    from xraybench import metric_registry
+
+    out = dict(obj)
+    version = out.pop("schema_version", None)
+    if version is None:
+        version = out.pop("schema", 1)
+    else:
+        out.pop("schema", None)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidRecord(f"schema version {version!r} is not a positive integer")
+    if version > SCHEMA_VERSION:
+        raise InvalidRecord(f"schema version {version} is newer than this xraybench reads ({SCHEMA_VERSION}); "
+                            "upgrade xraybench")
+    for key in ("metrics", "metrics_at_val_threshold", "val_metrics"):
+        if isinstance(out.get(key), dict):
+            out[key] = {**out[key], "per_class": {k: dict(v) for k, v in (out[key].get("per_class") or {}).items()
+                                                  if isinstance(v, dict)}}
+            metric_registry.fill_from_counts(out[key])
+    out["schema_version"] = SCHEMA_VERSION
+    return out
+
+
+def missing_metrics(metrics: dict[str, Any]) -> list[str]:
+    from xraybench.metric_registry import REGISTRY
+
+    return [m.key for m in REGISTRY if not m.has(metrics)]
+
+
+def parse(obj: Any) -> RunRecord:
+    """A decoded run file as a ``RunRecord``, migrated; ``InvalidRecord(reason)`` if it is not one."""
+    if not isinstance(obj, dict):
+        raise InvalidRecord(f"not a run record ({_type_name(obj)}, not an object)")
+    for key in ("model", "run_id", "status"):
+        if key not in obj:
+            raise InvalidRecord(f"no {key!r}")
+    obj = migrate(obj)
+    try:
+        status = RunStatus.parse(obj["status"])
+    except ValueError as exc:
+        raise InvalidRecord(str(exc)) from None
+    kwargs: dict[str, Any] = {"status": status}
+    extra = {}
+    for key, value in obj.items():
+        if key == "status":
+            continue
+        if key not in _FIELDS:
+            extra[key] = value
+            continue
+        if not _accepts(_HINTS[key], value):
+            expected = str(_HINTS[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            raise InvalidRecord(f"{key!r} is {_type_name(value)}, expected {expected}")
+        kwargs[key] = value
+    for key in ("model", "run_id"):
+        if not kwargs[key]:
+            raise InvalidRecord(f"empty {key!r}")
+    if status is RunStatus.DONE:
+        for key in (Threshold.FIXED.metrics_key, Threshold.VAL.metrics_key):
+            metrics = kwargs.get(key)
+            if not metrics:
+                raise InvalidRecord(f"status done but no {key!r}")
+            missing = missing_metrics(metrics)
+            if missing:
+                raise InvalidRecord(f"partial {key!r} (missing {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
+    return RunRecord(**kwargs, extra=extra)
+
+
+def coerce(record: "RunRecord | dict[str, Any]") -> RunRecord:
+    """A ``RunRecord`` from either form (in-memory producers and tests pass dicts)."""
+    return record if isinstance(record, RunRecord) else parse(record)
+
+
+def for_saving(record: "RunRecord | dict[str, Any]") -> dict[str, Any]:
+    """The dict a run file holds: validated through ``parse``, stamped with ``schema_version``.
+    A ``ValueError`` (``InvalidRecord``) says what is wrong before anything is written."""
+    return coerce(record).to_dict()
+
+
+# --- JSON Schema --------------------------------------------------------------------------
+
+def _schema_of(hint: Any) -> dict[str, Any]:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        inner = _schema_of(next(a for a in args if a is not type(None)))
+        return {"type": [inner["type"], "null"]} if "type" in inner else {"anyOf": [inner, {"type": "null"}]}
+    return {"type": {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object",
+                     list: "array", RunStatus: "string"}[hint]}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a run file, written to docs/run-record.schema.json."""
+    from xraybench.metric_registry import REGISTRY
+
+    number = {"type": ["number", "null"]}
+    flat = [m for m in REGISTRY if not m.per_class]
+    metrics = {
+        "type": "object",
+        "description": "metrics on the test set at one threshold; per-class metrics under per_class",
+        "required": [m.key for m in flat] + ["per_class"],
+        "properties": {
+            "threshold": {"type": "number"},
+            "confusion_matrix": {"type": "array", "description": "[[TN, FP], [FN, TP]]"},
+            **{m.key: {**number, "description": m.name} for m in flat},
+            "per_class": {
+                "type": "object",
+                "required": sorted({m.per_class for m in REGISTRY if m.per_class}),
+                "properties": {
+                    label: {"type": "object",
+                            "required": [m.stat for m in REGISTRY if m.per_class == label],
+                            "properties": {**{m.stat: {**number, "description": m.name}
+                                              for m in REGISTRY if m.per_class == label},
+                                           "support": {"type": "integer"}}}
+                    for label in LABELS
+                },
+            },
+        },
+    }
+    interval = {"type": "object", "required": ["estimate", "low", "high"],
+                "properties": {k: number for k in ("estimate", "low", "high")}}
+    intervals = {"type": "object", "description": "95% percentile-bootstrap intervals of the test metrics",
+                 "properties": {"_meta": {"type": "object"}, **{m.key: interval for m in REGISTRY if m.bootstrapped}}}
+    properties: dict[str, Any] = {}
+    for name in _FIELDS:
+        properties[name] = _schema_of(_HINTS[name])
+    properties["schema_version"] = {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION}
+    properties["status"] = {"enum": [s.label for s in STORED_STATUSES]}
+    for key in ("metrics", "metrics_at_val_threshold", "val_metrics"):
+        properties[key] = {"anyOf": [metrics, {"type": "null"}]}
+    for key in ("intervals", "intervals_at_val_threshold"):
+        properties[key] = {"anyOf": [intervals, {"type": "null"}]}
+    properties["val_threshold"] = {"anyOf": [{"type": "object", "required": ["value", "method"],
+                                              "properties": {"value": {"type": "number"}, "method": {"type": "string"}}},
+                                             {"type": "null"}]}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/xraybench/xraybench/docs/run-record.schema.json",
+        "title": "xraybench run record",
+        "description": "One run of one model (RESULTS/runs/RUN_ID.json); per-image scores are in RUN_ID.scores.json. "
+                       "Generated from xraybench/records.py; do not edit.",
+        "type": "object",
+        "required": ["schema_version", "run_id", "model", "status"],
+        "properties": properties,
+        "additionalProperties": True,
+        "if": {"properties": {"status": {"const": "done"}}},
+        "then": {"required": ["metrics", "metrics_at_val_threshold"],
+                 "properties": {"metrics": metrics, "metrics_at_val_threshold": metrics}},
+    }
+
+
+def schema_text() -> str:
+    import json
+
+    return json.dumps(json_schema(), indent=1) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.stdout.write(schema_text())

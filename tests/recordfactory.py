@@ -7,7 +7,10 @@ from xraybench.stats import bootstrap_intervals
 from xraybench.results import new_run_id, now_iso
 
 
-def make_record(model="m", seed=1, accuracy_shift=0.0, fingerprint="f" * 64, status="done", tuned=False, n=60):
+def make_record(model="m", seed=1, accuracy_shift=0.0, fingerprint="f" * 64, status="done", tuned=False, n=60,
+                reference=None):
+    """``reference``: whether the model's spec declares itself the reference (default: the
+    tests' reference model is the one named "baseline_cnn")."""
     rng = np.random.default_rng(seed)
     y = (np.arange(n) % 3 != 0).astype(int)
     p = np.clip(y * 0.6 + rng.random(n) * 0.5 - 0.05 + accuracy_shift, 0, 1)
@@ -15,7 +18,8 @@ def make_record(model="m", seed=1, accuracy_shift=0.0, fingerprint="f" * 64, sta
     record = {
         "run_id": new_run_id(model), "created_at": now_iso(), "status": status, "reason": "",
         "model": model, "distribution": "d", "version": "1", "kind": "generic", "params": {}, "seed": seed,
-        "image_size": 32, "channels": 1, "data": {"fingerprint": fingerprint}, "tags": {"tuned": tuned},
+        "image_size": 32, "spec_image_size": 32, "channels": 1,
+        "reference": model == "baseline_cnn" if reference is None else reference, "data": {"fingerprint": fingerprint}, "tags": {"tuned": tuned},
         "train_seconds": 1.0, "epochs_run": 2, "param_count": 10,
     }
     if status == "done":

@@ -148,18 +148,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "done" for r in records) else 1
 
 
+def report_skipped(skipped) -> None:
+    """The one line naming every run file a command skipped, on stderr (stdout may be data)."""
+    from xraybench.results import skipped_line
+
+    line = skipped_line(skipped)
+    if line:
+        print(line, file=sys.stderr)
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from xraybench import leaderboard as lb
     from xraybench.results import ResultStore
 
     store = ResultStore(args.results)
-    rows = lb.build_rows(store.summaries(), threshold=args.threshold, all_runs=args.all_runs,
-                         model=args.model, sort=args.sort, scores_loader=store.scores)
+    loaded = store.load()
+    report_skipped(loaded.skipped)
+    rows = lb.build_rows(loaded.records, threshold=args.threshold, all_runs=args.all_runs,
+                         model=args.model, sort=args.sort, scores_loader=store.scores, baseline=args.baseline)
     refs = [] if args.no_references else lb.reference_rows()
     title = f"xraybench leaderboard ({store.runs}; threshold {rows[0]['threshold'] if rows else args.threshold})"
     if args.format == "table":
         if not rows:
-            print(f"no finished runs in {store.runs}; run `xraybench run --model baseline_cnn` first")
+            print(f"no finished runs in {store.runs}; run `xraybench run --model MODEL` first (`xraybench models` lists them)")
         lb.render_table(rows, refs, title)
         return 0
     text = {
@@ -272,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="write markdown/csv/json here instead of stdout")
     p.add_argument("--all-runs", action="store_true", help="one row per run instead of mean ± SD per model")
     p.add_argument("--threshold", choices=("0.5", "val"), default="0.5",
-                   help="metrics at 0.5, or at the threshold chosen on validation (Youden's J)")
+                   help="metrics at 0.5, or at the threshold chosen on validation (Youden's J, or the run's --target-sensitivity)")
+    p.add_argument("--baseline", metavar="MODEL",
+                   help="compare every row with this model (ΔAcc, p) instead of the one a plugin declares as reference")
     p.add_argument("--no-references", action="store_true", help="hide the published reference rows")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.set_defaults(func=cmd_leaderboard)

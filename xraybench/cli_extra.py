@@ -183,6 +183,48 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Every run file with its status and reason, invalid ones included: failures stay visible."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from xraybench.records import RunStatus
+    from xraybench.results import ResultStore
+
+    store = ResultStore(args.results)
+    console = Console()
+    if args.backfill:
+        from xraybench.backfill import backfill
+        from xraybench.plugins import load_registry
+
+        changed = backfill(store, load_registry(args.disable_plugin))
+        for name, what in changed:
+            console.print(escape(f"{store.runs / name}: added {what}"), highlight=False)
+        console.print(f"backfilled {len(changed)} record{'s' if len(changed) != 1 else ''} in {escape(str(store.runs))}")
+        return 0
+    loaded = store.load()
+    rows = []
+    for r in loaded.records:
+        reason = r.reason
+        if r.status is RunStatus.DONE and r.has_scores and not (store.runs / f"{r.run_id}.scores.json").is_file():
+            reason = "per-image scores file missing (no curves, paired tests or compare)"
+        rows.append((r.created_at, f"{r.run_id}.json", r.model, "-" if r.seed is None else str(r.seed), r.status, reason))
+    rows += [("", s.path.name, "-", "-", RunStatus.INVALID, s.reason) for s in loaded.skipped]
+    if args.status:
+        rows = [r for r in rows if r[4].label == args.status]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    table = Table(title=f"runs in {escape(str(store.runs))}", header_style="bold", title_justify="left")
+    for col in ("Created", "File", "Model", "Seed", "Status", "Reason"):
+        table.add_column(col, overflow="fold")
+    for created, name, model, seed, status, reason in rows:
+        table.add_row(escape(created[:19] or "-"), escape(name), escape(model), seed, status.markup(), escape(reason or ""))
+    console.print(table)
+    counts = {s.label: sum(1 for r in rows if r[4] is s) for s in RunStatus}
+    console.print(", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no runs")
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     import optuna
     from rich.console import Console
@@ -349,6 +391,15 @@ def add_commands(sub, formatter) -> None:
                    help="metrics at 0.5, or at the threshold chosen on validation")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("runs", help="list every recorded run with its status and reason (failed and invalid ones too)",
+                       formatter_class=formatter)
+    p.add_argument("--status", choices=("done", "error", "timeout", "interrupted", "invalid"), help="only runs with this status")
+    p.add_argument("--backfill", action="store_true",
+                   help="once, after an upgrade: store intervals of newly registered metrics (from the per-image scores) "
+                        "and the installed specs' reference and image size in older records")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("compare", help="two runs side by side, with intervals and paired tests", formatter_class=formatter)
     p.add_argument("run_a", metavar="RUN_A", help="run id (or a unique prefix)")

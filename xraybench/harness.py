@@ -16,6 +16,7 @@ import numpy as np
 
 from xraybench.data.loading import Dataset
 from xraybench.metrics import check_scores, evaluate, youden_threshold
+from xraybench.records import FIXED_THRESHOLD
 from xraybench.specs import GenericModel, ImageSet, KerasModel, ModelSpec
 
 
@@ -94,8 +95,10 @@ def predict(fitted: Fitted, images: np.ndarray, what: str, name: str) -> np.ndar
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray, target_sensitivity: float | None) -> dict[str, Any]:
     """The operating point, from validation scores only: Youden's J, or a target sensitivity."""
+    from xraybench.records import YOUDEN, target_sensitivity_method
+
     if target_sensitivity is None:
-        return {"value": youden_threshold(labels, scores), "method": "youden_j_on_validation"}
+        return {"value": youden_threshold(labels, scores), "method": YOUDEN}
     if not 0.0 < target_sensitivity <= 1.0:
         raise ValueError(f"target sensitivity must be in (0, 1], got {target_sensitivity}")
     positives = np.sort(np.asarray(scores)[np.asarray(labels) == 1])
@@ -104,7 +107,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, target_sensitivity:
     # the highest threshold that keeps at least the target share of validation positives above it
     k = int(np.floor((1.0 - target_sensitivity) * len(positives)))
     return {"value": float(positives[min(k, len(positives) - 1)]),
-            "method": f"sensitivity>={target_sensitivity:g}_on_validation"}
+            "method": target_sensitivity_method(target_sensitivity)}
 
 
 def run(
@@ -116,7 +119,9 @@ def run(
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
     target_sensitivity: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit, predict val and test, evaluate. Returns (record fields, per-image scores)."""
+    """Fit, predict val and test, evaluate. Returns (record fields, per-image scores): the
+    fields are those of ``records.RunRecord`` this stage owns (metrics hold every registry
+    entry, intervals every bootstrapped one); the results store validates the whole record."""
     from xraybench.stats import bootstrap_intervals
 
     splits = dataset.splits
@@ -135,13 +140,13 @@ def run(
         "predict_seconds": predict_seconds,
         "train_images_per_second": fitted.info.get("train_images_per_second"),
         "history": fitted.info.get("history", {}),
-        "threshold": 0.5,
+        "threshold": FIXED_THRESHOLD,
         "val_threshold": operating,
-        "metrics": evaluate(splits.test.labels, test_scores, 0.5),
+        "metrics": evaluate(splits.test.labels, test_scores, FIXED_THRESHOLD),
         "metrics_at_val_threshold": evaluate(splits.test.labels, test_scores, threshold),
-        "intervals": bootstrap_intervals(splits.test.labels, test_scores, 0.5, seed=seed),
+        "intervals": bootstrap_intervals(splits.test.labels, test_scores, FIXED_THRESHOLD, seed=seed),
         "intervals_at_val_threshold": bootstrap_intervals(splits.test.labels, test_scores, threshold, seed=seed),
-        "val_metrics": evaluate(splits.val.labels, val_scores, 0.5),
+        "val_metrics": evaluate(splits.val.labels, val_scores, FIXED_THRESHOLD),
     }
     scores = {
         "test_ids": list(splits.test.ids),

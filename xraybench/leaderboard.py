@@ -1,8 +1,10 @@
 """Leaderboard rows from run records, and their rendering (rich table, Markdown, CSV, JSON).
 
-Rendering only: nothing here trains or imports keras. Runs of the same model,
-variant (default, tuned or overridden parameters; bf16 marked), image size and data fingerprint form one row, shown
-as mean +- SD over their seeds; only ``done`` runs are ranked.
+Nothing here trains or imports keras or numpy: rows are built from stored metrics and
+intervals; only the exact McNemar test (pure Python) reads per-image scores. Runs of the
+same model, variant (default, tuned or overridden parameters; bf16 marked), image size and
+data fingerprint form one row, shown as mean +- SD over their distinct seeds; only ``done``
+runs are ranked. Metric columns come from ``metric_registry.REGISTRY``.
 """
 
 from __future__ import annotations
@@ -11,70 +13,52 @@ import csv
 import io
 import json
 import math
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from xraybench.metric_registry import REGISTRY
+from xraybench.records import InvalidRecord, RunRecord, RunStatus, Threshold, coerce
 from xraybench.references import REFERENCES
 
-BASELINE = "baseline_cnn"
-
-METRICS = {
-    "accuracy": "Acc",
-    "normal_precision": "N prec",
-    "normal_recall": "N rec",
-    "normal_f1": "N F1",
-    "pneumonia_precision": "P prec",
-    "pneumonia_recall": "P rec",
-    "pneumonia_f1": "P F1",
-    "macro_f1": "Macro F1",
-    "roc_auc": "AUC",
-    "sensitivity": "Sens",
-    "specificity": "Spec",
-    "balanced_accuracy": "Bal acc",
-}
+METRICS = {m.key: m.label for m in REGISTRY}
 SORTABLE = tuple(METRICS) + ("train_seconds", "created_at")
+_ASCENDING = {m.key for m in REGISTRY if not m.higher_is_better} | {"train_seconds"}
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
-    per = metrics.get("per_class", {})
-    out: dict[str, float | None] = {}
-    for key in METRICS:
-        if key.startswith("normal_") or key.startswith("pneumonia_"):
-            label, _, name = key.partition("_")
-            out[key] = per.get(label.upper(), {}).get(name)
-        else:
-            out[key] = metrics.get(key)
-    return out
+    return {m.key: m.value(metrics) for m in REGISTRY}
 
 
-def _hardware(record: dict[str, Any]) -> str:
-    env = record.get("environment") or {}
+def _hardware(record: RunRecord) -> str:
+    env = record.environment or {}
     backend = env.get("backend") or "?"
     version = env.get(backend) if backend in ("tensorflow", "torch", "jax") else None
     device = env.get("accelerator") or f"CPU ({(env.get('cpu') or {}).get('model', '?')}, {(env.get('cpu') or {}).get('cores', '?')} cores)"
-    if record.get("kind") == "generic":
+    if record.kind == "generic":
         return f"scikit-learn {env.get('scikit-learn') or '?'} on {device}"
     return f"keras {env.get('keras') or '?'} / {backend} {version or ''} on {device}".replace("  ", " ")
 
 
-def variant(record: dict[str, Any]) -> str:
+def variant(record: RunRecord | dict[str, Any]) -> str:
     """"default", "tuned", or the ``--param``/``--epochs`` overrides a run was given, plus
     "bf16" for runs under mixed_bfloat16: another configuration gets its own row instead of
     joining the mean of the defaults."""
-    tags = record.get("tags") or {}
+    record = coerce(record)
+    tags = record.tags or {}
     if tags.get("tuned"):
         name = "tuned"
     elif tags.get("overrides"):
         name = " ".join(f"{k}={v}" for k, v in sorted(tags["overrides"].items()))
     else:
         name = "default"
-    return f"{name} bf16" if record.get("precision") == "mixed_bfloat16" else name
+    return f"{name} bf16" if record.precision == "mixed_bfloat16" else name
 
 
 def record_keys(threshold: str) -> tuple[str, str]:
     """The run-record keys holding metrics and intervals at threshold ``"0.5"`` or ``"val"``."""
-    if threshold == "val":
-        return "metrics_at_val_threshold", "intervals_at_val_threshold"
-    return "metrics", "intervals"
+    t = Threshold.parse(threshold)
+    return t.metrics_key, t.intervals_key
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
@@ -90,91 +74,158 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
 
 
+def _over_seeds(runs: list[RunRecord], values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and SD over distinct seeds: runs that repeat a seed are averaged into that seed's
+    value first, so repeats never pass for a spread (one seed: no SD)."""
+    by_seed: dict[Any, list[float]] = {}
+    for run, value in zip(runs, values):
+        if value is not None:
+            by_seed.setdefault(run.seed, []).append(value)
+    return _mean_sd([_mean_sd(v)[0] for v in by_seed.values()])
+
+
+@dataclass
+class Reference:
+    """The row every other row is compared with: a model's default runs at its own image size."""
+
+    model: str
+    image_size: int | None
+    declared: str  # how it was chosen: "declared by its plugin" or "--baseline"
+
+    def __str__(self) -> str:
+        return f"{self.model} (default parameters, {self.image_size or '?'} px)"
+
+
+def choose_reference(records: list[RunRecord], baseline: str | None = None) -> tuple[Reference | None, str]:
+    """The reference model and size, from ``--baseline`` or from the records whose plugin
+    declared ``reference=True`` on its spec; and a note when there is none or several."""
+    note = ""
+    if baseline:
+        candidates = [r for r in records if r.model == baseline]
+        if not candidates:
+            return None, f"--baseline {baseline}: no finished run of that model"
+        how = "--baseline"
+    else:
+        declared = sorted({r.model for r in records if r.reference})
+        if not declared:
+            return None, "no model declares itself the reference (ModelSpec.reference) and no --baseline MODEL was given"
+        if len(declared) > 1:
+            note = f"several models declare themselves the reference ({', '.join(declared)}); using {declared[0]}"
+        baseline = declared[0]
+        candidates = [r for r in records if r.model == baseline]
+        how = "declared by its plugin"
+    sizes = Counter(r.spec_image_size for r in candidates if r.spec_image_size)
+    if sizes:
+        size = sizes.most_common(1)[0][0]
+    else:  # records from before specs were recorded: the size it was run at most often by default
+        defaults = [r for r in candidates if variant(r) == "default"] or candidates
+        size = Counter(r.image_size for r in defaults).most_common(1)[0][0]
+    return Reference(baseline, size, how), note
+
+
+def _seeds_text(runs: int, seeds: list) -> str:
+    return str(runs) if len(seeds) == runs else f"{runs} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})"
+
+
 def build_rows(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[RunRecord | dict[str, Any]],
     threshold: str = "0.5",
     all_runs: bool = False,
     model: str | None = None,
     sort: str = "accuracy",
     scores_loader: Callable[[str], dict | None] | None = None,
     max_paired_rows: int = 60,
+    baseline: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (model, variant, image size, fingerprint), or per run with ``all_runs``."""
+    """One row per (model, variant, image size, fingerprint), or per run with ``all_runs``.
+
+    Records that are not valid run records are left out here; ``ResultStore.load`` names them."""
     if sort not in SORTABLE:
         from xraybench.errors import XRayBenchError
 
         raise XRayBenchError(f"cannot sort by {sort!r}; choose one of {', '.join(SORTABLE)}")
-    key_metrics, key_intervals = record_keys(threshold)
-    done = [r for r in records if r.get("status") == "done" and r.get(key_metrics)]
+    t = Threshold.parse(threshold)
+    done = []
+    for r in records:
+        try:
+            r = coerce(r)
+        except InvalidRecord:
+            continue
+        if r.status is RunStatus.DONE and r.metrics_at(t):
+            done.append(r)
+    reference, reference_note = choose_reference(done, baseline)
     if model:
-        done = [r for r in done if r.get("model") == model]
-    groups: dict[tuple, list[dict[str, Any]]] = {}
+        done = [r for r in done if r.model == model]
+    groups: dict[tuple, list[RunRecord]] = {}
     for r in done:
-        fp = r.get("data", {}).get("fingerprint", "")
-        key = (r["run_id"],) if all_runs else (r["model"], variant(r), r.get("image_size"), fp)
+        key = (r.run_id,) if all_runs else (r.model, variant(r), r.image_size, r.fingerprint)
         groups.setdefault(key, []).append(r)
     rows = []
     for runs in groups.values():
-        runs.sort(key=lambda r: (r.get("seed") is None, r.get("seed"), r.get("created_at", "")))
+        runs.sort(key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0, r.created_at))
         first = runs[0]  # the representative run: lowest seed (its intervals and paired test are shown)
-        flats = [flat_metrics(r[key_metrics]) for r in runs]
+        flats = [flat_metrics(r.metrics_at(t)) for r in runs]
+        seeds = sorted({r.seed for r in runs}, key=lambda s: (s is None, s if s is not None else 0))
+        methods = sorted({r.threshold_method() for r in runs})
         row: dict[str, Any] = {
-            "model": first["model"],
+            "model": first.model,
             "variant": variant(first),
             "runs": len(runs),
-            "run_ids": [r["run_id"] for r in runs],
-            "seeds": sorted({r.get("seed") for r in runs}),
-            "image_size": first.get("image_size"),
-            "precision": sorted({str(r.get("precision")) for r in runs}),
-            "param_count": first.get("param_count"),
-            "fingerprint": first.get("data", {}).get("fingerprint", ""),
-            "threshold": "0.5" if threshold != "val" else "val (Youden J on validation)",
-            "distribution": f"{first.get('distribution')} {first.get('version')}",
-            "created_at": max(r.get("created_at", "") for r in runs),
-            "study": first.get("tags", {}).get("study"),
-            "representative_run": first["run_id"],
-            "representative_threshold": first[key_metrics].get("threshold", 0.5),
-            "intervals": first.get(key_intervals) or {},
-            "wall_seconds_per_run": [r.get("wall_seconds") for r in runs],
-            "cpu_seconds_per_run": [r.get("cpu_seconds") for r in runs],
-            "commands": sorted({r.get("command", "") for r in runs}),
+            "run_ids": [r.run_id for r in runs],
+            "seeds": seeds,
+            "distinct_seeds": len(seeds),
+            "runs_text": _seeds_text(len(runs), seeds),
+            "image_size": first.image_size,
+            "precision": sorted({str(r.precision) for r in runs}),
+            "param_count": first.param_count,
+            "fingerprint": first.fingerprint,
+            "threshold": "0.5" if t is Threshold.FIXED else f"val ({'; '.join(methods)})",
+            "distribution": f"{first.distribution} {first.version}",
+            "created_at": max(r.created_at for r in runs),
+            "study": (first.tags or {}).get("study"),
+            "representative_run": first.run_id,
+            "representative_threshold": first.metrics_at(t).get("threshold", 0.5),
+            "intervals": first.intervals_at(t),
+            "wall_seconds_per_run": [r.wall_seconds for r in runs],
+            "cpu_seconds_per_run": [r.cpu_seconds for r in runs],
+            "commands": sorted({r.command for r in runs}),
             "hardware": sorted({_hardware(r) for r in runs}),
+            "reference": None if reference is None else {"model": reference.model, "image_size": reference.image_size,
+                                                          "chosen": reference.declared},
         }
         for name in METRICS:
-            row[name], row[f"{name}_sd"] = _mean_sd([f[name] for f in flats])
-        row["train_seconds"], row["train_seconds_sd"] = _mean_sd([r.get("train_seconds") for r in runs])
-        row["epochs"], _ = _mean_sd([r.get("epochs_run") for r in runs])
+            row[name], row[f"{name}_sd"] = _over_seeds(runs, [f[name] for f in flats])
+        row["train_seconds"], row["train_seconds_sd"] = _over_seeds(runs, [r.train_seconds for r in runs])
+        row["epochs"], _ = _mean_sd([r.epochs_run for r in runs])
         rows.append(row)
-    base = [r for r in rows if r["model"] == BASELINE and r["variant"] == "default"]
+    base = [] if reference is None else [
+        r for r in rows if r["model"] == reference.model and r["variant"] == "default"
+        and r["image_size"] == reference.image_size]
     for row in rows:
         ref = reference_for(row, base)
         row["delta_accuracy_vs_baseline"] = (
             None if ref is None or row["accuracy"] is None else row["accuracy"] - ref["accuracy"]
         )
-    if scores_loader is not None and len(rows) <= max_paired_rows:
-        _paired_vs_baseline(rows, base, scores_loader)
-    reverse = sort not in ("train_seconds",)
-    rows.sort(key=lambda r: (r.get(sort) is None, -(r.get(sort) or 0) if reverse else (r.get(sort) or 0)))
-    return rows
+        if reference is None:
+            row["p_vs_baseline_note"] = reference_note
+        elif reference_note:
+            row["reference_note"] = reference_note
+    if scores_loader is not None and len(rows) <= max_paired_rows and reference is not None:
+        _paired_vs_baseline(rows, base, scores_loader, reference)
+    present = [r for r in rows if r.get(sort) is not None]
+    present.sort(key=lambda r: r[sort], reverse=sort not in _ASCENDING)
+    return present + [r for r in rows if r.get(sort) is None]
 
 
 def reference_for(row: dict[str, Any], base: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The baseline_cnn row a row is compared with: same data fingerprint, and the same image
-    size when there is such a row, else baseline_cnn at its default 150 px, else its largest size."""
+    """The reference row a row is compared with: the reference model's default row at its own
+    image size, on the same data fingerprint (None when there is no such row)."""
     same_data = [b for b in base if b["fingerprint"] == row["fingerprint"]]
-    if not same_data:
-        return None
-    for b in same_data:
-        if b["image_size"] == row["image_size"]:
-            return b
-    for b in same_data:
-        if b["image_size"] == 150:
-            return b
-    return max(same_data, key=lambda b: (b["image_size"] or 0, b["runs"]))
+    return same_data[0] if same_data else None
 
 
-def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], loader) -> None:
-    """Exact McNemar test (accuracy at each run's threshold) of every row's run against baseline_cnn's.
+def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], loader, reference: Reference) -> None:
+    """Exact McNemar test (accuracy at each run's threshold) of every row's run against the reference's.
 
     Only McNemar: it is pure Python and cheap enough for every leaderboard; `compare` and
     the report add the paired-bootstrap AUC difference.
@@ -191,13 +242,14 @@ def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], 
         row["p_vs_baseline"] = None
         ref = reference_for(row, base)
         if ref is None:
-            row["p_vs_baseline_note"] = "no baseline_cnn run with default parameters on the same data fingerprint: not compared"
+            row["p_vs_baseline_note"] = (f"no default run of the reference {reference.model} at {reference.image_size} px "
+                                         "on the same data fingerprint: not compared")
             continue
         if ref is row:
             continue
         a, b = scores(ref["representative_run"]), scores(row["representative_run"])
         if not a or not b:
-            row["p_vs_baseline_note"] = "per-image scores missing"
+            row["p_vs_baseline_note"] = "per-image scores missing or damaged"
             continue
         try:
             result = compare_runs(a, b, ref["representative_threshold"], row["representative_threshold"], auc=False)
@@ -210,15 +262,10 @@ def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], 
 def reference_rows() -> list[dict[str, Any]]:
     rows = []
     for ref in REFERENCES:
-        per = ref.get("per_class", {})
-        row = {"model": ref["model"], "variant": "published", "runs": 0, "source": ref["source"], "image_size": ref.get("image_size")}
-        for name in METRICS:
-            if name.startswith(("normal_", "pneumonia_")):
-                label, _, metric = name.partition("_")
-                row[name] = per.get(label.upper(), {}).get(metric)
-            else:
-                row[name] = ref.get(name)
-            row[f"{name}_sd"] = None
+        row = {"model": ref["model"], "variant": "published", "runs": 0, "runs_text": "pub.", "source": ref["source"],
+               "image_size": ref.get("image_size")}
+        for m in REGISTRY:
+            row[m.key], row[f"{m.key}_sd"] = m.value(ref), None
         rows.append(row)
     return rows
 
@@ -230,22 +277,33 @@ def fmt(value: float | None, sd: float | None = None, digits: int = 3) -> str:
     return f"{text}±{sd:.{digits}f}" if sd is not None else text
 
 
-FOOTNOTE = (
-    "ΔAcc = accuracy minus baseline_cnn's (default parameters, same data, same image size where it was run at that "
-    "size, else 150 px). Values are mean±SD over seeds; 95% CIs are percentile bootstraps (1,000 resamples of the test set) of "
-    "the lowest-seed run; p is the exact McNemar test of that run against that baseline_cnn row's lowest-seed run on "
-    "the same test images (only runs with the same data fingerprint are compared)."
-)
+def footnote(rows: list[dict[str, Any]]) -> str:
+    """What ΔAcc, ±, the CIs and p mean, naming the reference these rows were compared with."""
+    ref = next((r["reference"] for r in rows if r.get("reference")), None)
+    if ref is None:
+        against = ("ΔAcc and p need a reference: no model declares one (ModelSpec.reference) and no "
+                   "--baseline MODEL was given, so none is shown.")
+    else:
+        how = "declared by its plugin" if ref["chosen"] != "--baseline" else "chosen with --baseline"
+        against = (f"ΔAcc = accuracy minus that of the reference, {ref['model']} ({how}; default parameters, its own "
+                   f"{ref['image_size']} px, same data fingerprint). p is the exact McNemar test of each row's lowest-seed "
+                   "run against the reference row's lowest-seed run on the same test images.")
+    return (f"{against} Values are mean±SD over distinct seeds (repeated seeds are averaged first and shown as "
+            "\"runs (n seeds)\"); 95% CIs are percentile bootstraps (1,000 resamples of the test set) of the lowest-seed run.")
 
-TABLE_COLUMNS = (
-    "accuracy", "normal_precision", "normal_recall", "normal_f1",
-    "pneumonia_precision", "pneumonia_recall", "pneumonia_f1", "macro_f1", "roc_auc",
-)
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    cell: Callable[[dict[str, Any]], str]
+    drop: int = 0  # 0: always shown; else the higher, the sooner a narrow terminal drops it
 
 
-def _ci(row: dict[str, Any], metric: str) -> str:
+def _ci(row: dict[str, Any], metric: str, digits: int = 3) -> str:
     iv = (row.get("intervals") or {}).get(metric)
-    return "-" if not iv else f"{iv['low']:.3f}–{iv['high']:.3f}"
+    if not iv or iv.get("low") is None or iv["low"] != iv["low"]:
+        return "-"
+    return f"{iv['low']:.{digits}f}–{iv['high']:.{digits}f}"
 
 
 def _seeds(seeds: list) -> str:
@@ -255,33 +313,47 @@ def _seeds(seeds: list) -> str:
     return f"{seeds[0]}…{seeds[-1]} ({len(seeds)})"
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
-    cells = [row["model"], row["variant"], str(row["runs"]) if row["runs"] else "pub."]
-    cells += [fmt(row.get("accuracy"), row.get("accuracy_sd")), _ci(row, "accuracy")]
-    cells += [fmt(row.get(c), row.get(f"{c}_sd")) for c in TABLE_COLUMNS[1:-1]]
-    cells += [fmt(row.get("roc_auc"), row.get("roc_auc_sd")), _ci(row, "roc_auc")]
-    delta = row.get("delta_accuracy_vs_baseline")
-    cells.append("-" if delta is None else f"{delta:+.3f}")
+def _p(row: dict[str, Any]) -> str:
     p = row.get("p_vs_baseline")
-    cells.append("-" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001"))
-    cells.append("-" if row.get("train_seconds") is None else f"{row['train_seconds']:.0f}")
-    cells.append(str(row.get("image_size") or "-"))
-    cells.append("-" if row.get("epochs") is None else f"{row['epochs']:.1f}")
-    cells.append(_seeds(row.get("seeds", [])))
-    cells.append((row.get("created_at") or "-")[:10])
-    return cells
+    return "-" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001")
 
 
-HEADERS = [
-    "Model", "Variant", "Runs", "Acc", "Acc 95% CI", "N prec", "N rec", "N F1", "P prec", "P rec", "P F1",
-    "Macro F1", "AUC", "AUC 95% CI", "ΔAcc", "p", "Train s", "px", "Epochs", "Seeds", "Date",
-]
+def _columns() -> list[Column]:
+    """Every table column, in order: identity, then each registry metric shown in tables (and its
+    CI), then the comparison with the reference and how the row was produced."""
+    cols = [Column("Model", lambda r: r["model"]), Column("Variant", lambda r: r["variant"]),
+            Column("Runs", lambda r: r.get("runs_text") or str(r["runs"]))]
+    for m in REGISTRY:
+        if m.column is None:
+            continue
+        cols.append(Column(m.label, lambda r, m=m: fmt(r.get(m.key), r.get(f"{m.key}_sd"), m.digits), m.column))
+        if m.interval_column is not None:
+            cols.append(Column(f"{m.label} 95% CI", lambda r, m=m: _ci(r, m.key, m.digits), m.interval_column))
+    delta = lambda r: "-" if r.get("delta_accuracy_vs_baseline") is None else f"{r['delta_accuracy_vs_baseline']:+.3f}"  # noqa: E731
+    cols += [
+        Column("ΔAcc", delta, 2),
+        Column("p", _p, 3),
+        Column("Train s", lambda r: "-" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}", 7),
+        Column("px", lambda r: str(r.get("image_size") or "-")),
+        Column("Epochs", lambda r: "-" if r.get("epochs") is None else f"{r['epochs']:.1f}", 8),
+        Column("Seeds", lambda r: _seeds(r.get("seeds", [])), 9),
+        Column("Date", lambda r: (r.get("created_at") or "-")[:10], 10),
+    ]
+    return cols
 
 
+COLUMNS = _columns()
+HEADERS = [c.header for c in COLUMNS]
 # Columns the terminal table drops, first to last, when the terminal is too narrow for all of
 # them; the rest (model, variant, runs, accuracy, per-class precision/recall/F1, AUC, image size)
 # always stay. Narrower still, a borderless table shows two-digit means.
-OPTIONAL_COLUMNS = ("Date", "Seeds", "Epochs", "Train s", "Macro F1", "AUC 95% CI", "Acc 95% CI", "p", "ΔAcc")
+OPTIONAL_COLUMNS = tuple(c.header for c in sorted((c for c in COLUMNS if c.drop), key=lambda c: -c.drop))
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    return [c.cell(row) for c in COLUMNS]
+
+
 MODEL_WIDTH = 24  # the Model column is at least this wide or as wide as the longest run name; longer published names wrap
 
 
@@ -332,6 +404,7 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     falls back to rich's own collapsing.
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -359,7 +432,7 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     if refs:
         console.print("[dim]Dim rows are published figures, not runs of xraybench. N = NORMAL, P = PNEUMONIA; "
                       "sensitivity = P rec, specificity = N rec.[/]")
-    console.print(f"[dim]{FOOTNOTE}[/]")
+    console.print(f"[dim]{escape(footnote(rows))}[/]")
 
 
 def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: str) -> str:
@@ -376,7 +449,7 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
     if refs:
         out.write("\nRows in *italics* are published figures, not runs of xraybench. "
                   "N = NORMAL, P = PNEUMONIA; sensitivity = P rec, specificity = N rec.\n")
-    out.write(f"\n{FOOTNOTE}\n")
+    out.write(f"\n{footnote(rows)}\n")
     if rows:
         out.write("\n### How each row was produced\n\n")
         out.write("| Model | Variant | px | Params | Epochs | Wall s per run | CPU s per run | Precision | Hardware | Command(s) |\n")
@@ -401,12 +474,16 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
 def render_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     fields = ["model", "variant", "runs", "image_size", "epochs", "train_seconds", "seeds", "fingerprint"]
-    for m in METRICS:
-        fields += [m, f"{m}_sd"]
+    for m in REGISTRY:
+        fields += [m.key, f"{m.key}_sd"] + ([f"{m.key}_ci_low", f"{m.key}_ci_high"] if m.bootstrapped else [])
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "seeds": " ".join(map(str, row.get("seeds", [])))})
+        cis = {}
+        for key, iv in (row.get("intervals") or {}).items():
+            if key != "_meta" and isinstance(iv, dict):
+                cis[f"{key}_ci_low"], cis[f"{key}_ci_high"] = iv.get("low"), iv.get("high")
+        writer.writerow({**row, **cis, "seeds": " ".join(map(str, row.get("seeds", [])))})
     return out.getvalue()
 
 

@@ -97,7 +97,8 @@ def _weighted_auc(w: Any, labels: Any, scores: Any) -> Any:
 class Metric:
     """One metric. ``column``: None = not in the leaderboard table (still in CSV and JSON);
     0 = always shown; n > 0 = an optional column, and the higher n, the sooner a narrow
-    terminal drops it. ``show_interval``: the table has a "95% CI" column beside it."""
+    terminal drops it (the leaderboard's own columns rank 2-10 on the same scale).
+    ``interval_column``: likewise for a "95% CI" column beside it (None: no such column)."""
 
     key: str
     label: str
@@ -109,7 +110,7 @@ class Metric:
     weighted: Callable[[Any, Any, Any], Any] | None = None  # (resample weights W, labels, scores) -> values
     needs_both_classes: bool = False  # NaN when the test labels hold one class only
     column: int | None = None
-    show_interval: bool = False
+    interval_column: int | None = None
     digits: int = 3
 
     @property
@@ -145,7 +146,7 @@ class Metric:
 
 REGISTRY: tuple[Metric, ...] = (
     Metric("accuracy", "Acc", "accuracy", counts=lambda tp, tn, fp, fn: _div(tp + tn, tp + tn + fp + fn),
-           column=0, show_interval=True),
+           column=0, interval_column=4),
     Metric("normal_precision", "N prec", "NORMAL precision", per_class=NORMAL,
            counts=lambda tp, tn, fp, fn: _div(tn, tn + fn), column=0),
     Metric("normal_recall", "N rec", "NORMAL recall (specificity)", per_class=NORMAL,
@@ -158,9 +159,9 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("pneumonia_f1", "P F1", "PNEUMONIA F1", per_class=PNEUMONIA, counts=lambda tp, tn, fp, fn: _f1(tp, fp, fn),
            column=0),
     Metric("macro_f1", "Macro F1", "macro-averaged F1",
-           counts=lambda tp, tn, fp, fn: (_f1(tp, fp, fn) + _f1(tn, fn, fp)) / 2, column=5),
+           counts=lambda tp, tn, fp, fn: (_f1(tp, fp, fn) + _f1(tn, fn, fp)) / 2, column=6),
     Metric("roc_auc", "AUC", "ROC AUC", scores=_roc_auc, weighted=_weighted_auc, needs_both_classes=True,
-           column=0, show_interval=True),
+           column=0, interval_column=5),
     Metric("sensitivity", "Sens", "sensitivity (PNEUMONIA recall)", counts=lambda tp, tn, fp, fn: _div(tp, tp + fn)),
     Metric("specificity", "Spec", "specificity (NORMAL recall)", counts=lambda tp, tn, fp, fn: _div(tn, tn + fp)),
     Metric("balanced_accuracy", "Bal acc", "balanced accuracy", needs_both_classes=True,

@@ -201,7 +201,7 @@ img {{ max-width: 100%; }} figure {{ display: inline-block; margin: 0.5rem; }}
 Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done runs are ranked.</p>
 <h2>Leaderboard</h2>
 {_table_html(ctx['rows'], ctx['refs'])}
-<p>{html.escape(lb.FOOTNOTE)} Italic rows are published figures, not runs.</p>
+<p>{html.escape(lb.footnote(ctx["rows"]))} Italic rows are published figures, not runs.</p>
 <h2>ROC and precision-recall curves</h2>
 <figure>{img(ctx['images']['roc'], 'ROC curves')}</figure><figure>{img(ctx['images']['pr'], 'precision-recall curves')}</figure>
 <h2>Confusion matrices</h2>

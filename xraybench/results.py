@@ -5,6 +5,10 @@ a sidecar ``.scores.json`` with the per-image test scores. Each file is written
 to a temporary name and renamed into place, and run ids are unique, so any
 number of processes can record at once without losing or tearing a record. The
 summary is written last: a run exists once its summary does.
+
+Reading never hides good runs: ``load`` returns the records that pass
+``records.parse`` (migrated to the current schema) and, beside them, every file it
+skipped with the reason, which each command prints in one line (``skipped_line``).
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import secrets
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
+
+from xraybench.records import InvalidRecord, RunRecord, RunStatus, for_saving, parse
 
 RESULTS_ENV = "XRAYBENCH_RESULTS"
-STATUSES = ("done", "error", "timeout", "interrupted")
-SCHEMA = 1
+STATUSES = tuple(s.label for s in RunStatus if s is not RunStatus.INVALID)
+SCHEMA = 1  # of the summary index (runs/.index.json); a record's own version is records.SCHEMA_VERSION
 _BULKY = ("history", "val_metrics", "params", "description")
 
 
@@ -66,10 +72,9 @@ class ResultStore:
         self.runs = self.root / "runs"
 
     def save(self, record: dict[str, Any], scores: dict[str, Any] | None = None) -> Path:
-        """Write the scores sidecar, then the summary (the commit point)."""
-        if record.get("status") not in STATUSES:
-            raise ValueError(f"run status must be one of {STATUSES}, got {record.get('status')!r}")
-        record = {"schema": SCHEMA, **record}
+        """Write the scores sidecar, then the summary (the commit point). The record is
+        validated through ``records.for_saving`` first (a ValueError says what is wrong)."""
+        record = for_saving(record)
         run_id = record["run_id"]
         if scores is not None:
             _atomic_write(self.runs / f"{run_id}.scores.json", scores)
@@ -78,8 +83,12 @@ class ResultStore:
         _atomic_write(path, record)
         return path
 
-    def iter_records(self) -> Iterator[dict[str, Any]]:
-        """Every run record in full (per-epoch history included), straight from the files."""
+    def iter_records(self, failed: list[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
+        """Every run file's JSON in full (per-epoch history included), straight from the files;
+        files that cannot be read are skipped and, with ``failed``, listed there as (name, reason)."""
+        return (obj for _, obj in self._named_records(failed))
+
+    def _named_records(self, failed: list[tuple[str, str]] | None) -> Iterator[tuple[str, Any]]:
         if not self.runs.is_dir():
             return
         for path in sorted(self.runs.glob("*.json")):
@@ -87,20 +96,25 @@ class ResultStore:
                 continue  # scores sidecars and the summary index are not records
             try:
                 with open(path) as fh:
-                    yield json.load(fh)
-            except (OSError, ValueError):
-                continue  # a foreign or damaged file never hides the others
+                    yield path.name, json.load(fh)
+            except (OSError, ValueError) as exc:
+                if failed is not None:  # a foreign or damaged file never hides the others
+                    failed.append((path.name, _unreadable(exc)))
 
-    def summaries(self) -> Iterator[dict[str, Any]]:
+    def summaries(self, failed: list[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
         """Every run record without its bulky parts (history, validation metrics, params),
         read through a cache index so that 1,000 runs list fast.
 
         The index (``runs/.index.json``) maps file name -> ((mtime_ns, size), summary). It is
         only a cache: files are the truth, new or changed ones are parsed and the index is
-        rewritten atomically (best effort; a read-only folder just skips that).
+        rewritten atomically (best effort; a read-only folder just skips that). Unreadable
+        files are skipped and, with ``failed``, listed there as (name, reason).
         """
+        return iter([summary for _, summary in self._named_summaries(failed)])
+
+    def _named_summaries(self, failed: list[tuple[str, str]] | None) -> list[tuple[str, dict[str, Any]]]:
         if not self.runs.is_dir():
-            return iter(())
+            return []
         index_path = self.runs / ".index.json"
         try:
             index = json.loads(index_path.read_text())
@@ -125,8 +139,14 @@ class ResultStore:
             try:
                 with open(self.runs / name) as fh:
                     record = json.load(fh)
-            except (OSError, ValueError):
-                continue  # a foreign or damaged file never hides the others
+            except (OSError, ValueError) as exc:
+                if failed is not None:  # a foreign or damaged file never hides the others
+                    failed.append((name, _unreadable(exc)))
+                continue
+            if not isinstance(record, dict):
+                if failed is not None:
+                    failed.append((name, "not a run record (not an object)"))
+                continue
             fresh[name] = [stamp, {k: v for k, v in record.items() if k not in _BULKY}]
             changed = True
         if changed or len(fresh) != len(cached):
@@ -134,10 +154,26 @@ class ResultStore:
                 _atomic_write(index_path, {"schema": SCHEMA, "records": fresh}, indent=None)
             except OSError:
                 pass
-        return iter([entry[1] for entry in fresh.values()])
+        return [(name, entry[1]) for name, entry in fresh.items()]
+
+    def load(self, full: bool = False) -> "Loaded":
+        """Every valid run record (migrated) and every skipped file with its reason.
+        ``full``: whole records from the files; else summaries (no history) via the index."""
+        failed: list[tuple[str, str]] = []
+        out, skipped = [], []
+        named = self._named_records(failed) if full else self._named_summaries(failed)
+        for name, obj in named:
+            try:
+                out.append(parse(obj))
+            except InvalidRecord as exc:
+                skipped.append(Skipped(self.runs / name, str(exc)))
+        skipped += [Skipped(self.runs / name, reason) for name, reason in failed]
+        skipped.sort(key=lambda s: s.path.name)
+        return Loaded(out, skipped)
 
     def records(self, status: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in self.iter_records() if status is None or r.get("status") == status]
+        """Every valid run record in full, as dicts in the current schema (damaged files skipped)."""
+        return [r.to_dict() for r in self.load(full=True).records if status is None or r.status.label == status]
 
     def get(self, run_id: str) -> dict[str, Any]:
         path = self.runs / f"{run_id}.json"
@@ -149,8 +185,58 @@ class ResultStore:
 
                 raise XRayBenchError(f"no single run matches {run_id!r} in {self.runs}")
             path = matches[0]
-        return json.loads(path.read_text())
+        return self.read(path).to_dict()
+
+    def read(self, path: Path) -> RunRecord:
+        """One run file as a RunRecord; an XRayBenchError naming the file if it is not one."""
+        from xraybench.errors import XRayBenchError
+
+        try:
+            return parse(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, InvalidRecord) else _unreadable(exc)
+            raise XRayBenchError(f"{path} is not a readable run record ({reason})") from None
 
     def scores(self, run_id: str) -> dict[str, Any] | None:
+        """The run's per-image scores; None if it has none; a ValueError naming the file if damaged."""
         path = self.runs / f"{run_id}.scores.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            scores = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidRecord(f"{path} is damaged ({_unreadable(exc)})") from None
+        if not isinstance(scores, dict):
+            raise InvalidRecord(f"{path} is damaged (not an object)")
+        for key in ("test_ids", "test_labels", "test_scores"):
+            if not isinstance(scores.get(key), list):
+                raise InvalidRecord(f"{path} is damaged (no {key!r} list)")
+        if not len(scores["test_ids"]) == len(scores["test_labels"]) == len(scores["test_scores"]):
+            raise InvalidRecord(f"{path} is damaged (test ids, labels and scores differ in length)")
+        return scores
+
+
+class Skipped(NamedTuple):
+    path: Path
+    reason: str
+
+
+class Loaded(NamedTuple):
+    records: list[RunRecord]
+    skipped: list[Skipped]
+
+
+def _unreadable(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not text"
+    if isinstance(exc, ValueError):
+        return "not JSON"
+    return f"unreadable: {exc.strerror or type(exc).__name__}" if isinstance(exc, OSError) else str(exc)
+
+
+def skipped_line(skipped: list[Skipped]) -> str | None:
+    """One line naming every skipped file and why, or None when nothing was skipped."""
+    if not skipped:
+        return None
+    parts = "; ".join(f"{s.path} ({s.reason})" for s in skipped)
+    return f"{len(skipped)} record{'s' if len(skipped) != 1 else ''} skipped: {parts}"

@@ -95,6 +95,8 @@ def base_record(prepared: Prepared) -> dict[str, Any]:
         "seed": request.seed,
         "image_size": prepared.dataset.image_size,
         "channels": prepared.dataset.channels,
+        "spec_image_size": spec.image_size,  # records.RunRecord: the size at which it serves as a reference
+        "reference": bool(getattr(spec, "reference", False)),
         "data": prepared.dataset.describe(),
         "tags": tags,
         "command": request.command,

@@ -53,7 +53,8 @@ def test_report_html_has_rows_and_images(recorded):
     assert len(parser.images) >= 5
     for src in parser.images:
         assert src.startswith("data:image/png;base64,") and len(src) > 2000
-    assert (recorded / "r.md").read_text().startswith("# xraybench report")
+    md = (recorded / "r.md").read_text()
+    assert md.splitlines()[:2] == ["<!-- generator: xraybench report -->", "# xraybench report"]
 
 
 def test_report_renders_in_headless_chromium(recorded):
@@ -110,3 +111,54 @@ def test_leaderboard_shows_p_value_against_baseline(recorded):
     assert 0.0 <= rows["other"]["p_vs_baseline"] <= 1.0
     iv = rows["other"]["intervals"]["roc_auc"]
     assert iv["low"] <= iv["estimate"] <= iv["high"]
+
+
+def _xb(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "xraybench", *args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_report_never_overwrites_a_file_it_did_not_write(recorded):
+    notes = recorded / "notes.md"
+    notes.write_text("my notes\n")
+    # --output X.html would write X.md beside it: refused, naming the file, nothing written
+    out = _xb("report", "--output", str(recorded / "notes.html"))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert f"{notes} exists and was not written by xraybench report" in out.stderr and "--force" in out.stderr
+    assert notes.read_text() == "my notes\n" and not (recorded / "notes.html").exists()
+    # --output X.md writes X.html and X.md, never the HTML into X.md
+    out = _xb("report", "--output", str(notes))
+    assert out.returncode == 2 and notes.read_text() == "my notes\n"
+    out = _xb("report", "--output", str(notes), "--force")
+    assert out.returncode == 0, out.stderr
+    assert notes.read_text().startswith("<!-- generator: xraybench report -->")
+    assert (recorded / "notes.html").read_text().startswith("<!doctype html>")
+    # its own files are overwritten without --force
+    again = _xb("report", "--output", str(recorded / "notes.html"))
+    assert again.returncode == 0, again.stderr
+
+
+def test_report_output_folder_is_a_one_line_error(recorded):
+    out = _xb("report", "--output", str(recorded))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "is a folder" in out.stderr
+
+
+def test_report_names_damaged_records_and_scores(recorded):
+    runs = recorded / "results" / "runs"
+    (runs / "junk.json").write_text("[1, 2]")
+    for victim in runs.glob("*other*.scores.json"):
+        victim.write_text("{torn")
+    out = _xb("report", "--output", str(recorded / "r.html"))
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stderr.splitlines() if "skipped" in l)
+    assert "junk.json (not a run record (a list, not an object))" in line and "other" in line and "not JSON" in line
+
+
+@pytest.mark.parametrize("damage", ["record", "scores"])
+def test_compare_names_a_corrupt_file(recorded, damage):
+    runs = recorded / "results" / "runs"
+    ids = sorted(p.name[:-5] for p in runs.glob("*.json") if not p.name.endswith(".scores.json"))
+    path = runs / (ids[0] + (".json" if damage == "record" else ".scores.json"))
+    path.write_text("{not json")
+    out = _xb("compare", ids[0], ids[1])
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert str(path) in out.stderr and "Traceback" not in out.stderr

@@ -140,7 +140,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from xraybench import report
     from xraybench.results import ResultStore
 
-    html_path, md_path = report.write(ResultStore(args.results), Path(args.output), args.threshold)
+    from xraybench.cli import report_skipped
+
+    html_path, md_path, skipped = report.write(ResultStore(args.results), Path(args.output), args.threshold,
+                                               args.force, args.baseline)
+    report_skipped(skipped)
     print(f"wrote {html_path} and {md_path}")
     return 0
 
@@ -149,31 +153,52 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from rich.markup import escape
+
     from xraybench.leaderboard import record_keys
+    from xraybench.metric_registry import bootstrapped
     from xraybench.results import ResultStore
-    from xraybench.stats import INTERVAL_METRICS, bootstrap_intervals, compare_runs, format_interval
+    from xraybench.stats import bootstrap_intervals, compare_runs, format_interval
 
     store = ResultStore(args.results)
-    a, b = store.get(args.run_a), store.get(args.run_b)
-    sa, sb = store.scores(a["run_id"]), store.scores(b["run_id"])
-    if not sa or not sb:
-        raise XRayBenchError("both runs need per-image scores (.scores.json) to be compared")
+    a, b = store.get(args.run_a), store.get(args.run_b)  # one-line errors naming a damaged file
+    try:
+        sa, sb = store.scores(a["run_id"]), store.scores(b["run_id"])
+    except ValueError as exc:
+        raise XRayBenchError(str(exc)) from None
+    for record, scores in ((a, sa), (b, sb)):
+        if not scores:
+            raise XRayBenchError(f"{store.runs / (record['run_id'] + '.scores.json')} is missing: both runs need "
+                                 "per-image scores to be compared")
+    for record in (a, b):
+        if record["status"] != "done":
+            raise XRayBenchError(f"run {record['run_id']} has status {record['status']}; only done runs can be compared")
     fa, fb = a.get("data", {}).get("fingerprint"), b.get("data", {}).get("fingerprint")
     console = Console()
     if fa != fb:
         raise XRayBenchError(f"not compared: the runs used different data (fingerprints {str(fa)[:12]} and {str(fb)[:12]})")
     key, key_intervals = record_keys(args.threshold)
     ta, tb = a[key]["threshold"], b[key]["threshold"]
-    # Intervals are stored with every run; only records from before that are bootstrapped here.
-    ia = a.get(key_intervals) or bootstrap_intervals(sa["test_labels"], sa["test_scores"], ta, seed=a.get("seed") or 0)
-    ib = b.get(key_intervals) or bootstrap_intervals(sb["test_labels"], sb["test_scores"], tb, seed=b.get("seed") or 0)
-    table = Table(title=f"{a['run_id']} vs {b['run_id']} (95% bootstrap CIs, threshold {args.threshold})",
+    # Intervals are stored with every run; metrics a record predates are bootstrapped here (same resamples).
+    def intervals(record: dict, scores: dict, threshold: float) -> dict:
+        stored = dict(record.get(key_intervals) or {})
+        missing = [m.key for m in bootstrapped() if m.key not in stored]
+        if missing:
+            meta = stored.get("_meta") or {}
+            stored.update(bootstrap_intervals(scores["test_labels"], scores["test_scores"], threshold,
+                                              resamples=meta.get("resamples", 1000),
+                                              seed=meta.get("seed", record.get("seed") or 0), keys=missing))
+        return stored
+
+    ia, ib = intervals(a, sa, ta), intervals(b, sb, tb)
+    table = Table(title=escape(f"{a['run_id']} vs {b['run_id']} (95% bootstrap CIs, threshold {args.threshold})"),
                   header_style="bold", title_justify="left")
     table.add_column("Metric")
-    table.add_column(f"A: {a['model']} seed {a.get('seed')}")
-    table.add_column(f"B: {b['model']} seed {b.get('seed')}")
-    for metric in INTERVAL_METRICS:
-        table.add_row(metric, format_interval(ia[metric]), format_interval(ib[metric]))
+    table.add_column(escape(f"A: {a['model']} seed {a.get('seed')}"))
+    table.add_column(escape(f"B: {b['model']} seed {b.get('seed')}"))
+    for metric in bootstrapped():
+        table.add_row(metric.name, format_interval(ia.get(metric.key), metric.digits),
+                      format_interval(ib.get(metric.key), metric.digits))
     console.print(table)
     result = compare_runs(sa, sb, ta, tb)
     mc, auc = result["mcnemar"], result["auc"]
@@ -386,7 +411,10 @@ def add_commands(sub, formatter) -> None:
 
     p = sub.add_parser("report", help="write a self-contained HTML report (and a Markdown twin) of recorded runs",
                        formatter_class=formatter)
-    p.add_argument("--output", default="report.html", metavar="FILE", help="HTML file to write; the .md twin goes beside it")
+    p.add_argument("--output", default="report.html", metavar="FILE",
+                   help="HTML file to write; the .md twin goes beside it (naming X.md writes X.html and X.md)")
+    p.add_argument("--force", action="store_true", help="overwrite the output files even if xraybench did not write them")
+    p.add_argument("--baseline", metavar="MODEL", help="the reference for ΔAcc and p (default: the one a plugin declares)")
     p.add_argument("--threshold", choices=("0.5", "val"), default="0.5",
                    help="metrics at 0.5, or at the threshold chosen on validation")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")

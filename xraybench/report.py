@@ -1,6 +1,8 @@
 """``xraybench report``: one self-contained HTML file (plots embedded) and its Markdown twin.
 
-Rendering only, from recorded runs and their per-image scores; nothing is retrained.
+Built from recorded runs and their per-image scores (nothing is retrained): the leaderboard
+rows, ROC/PR curves, confusion matrices, calibration and training curves. It only ever
+overwrites files it wrote itself: each carries a generator marker that ``write`` checks.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from typing import Any
 import numpy as np
 
 from xraybench import leaderboard as lb
-from xraybench.results import ResultStore
+from xraybench.errors import XRayBenchError
+from xraybench.records import LABELS, RunStatus
+from xraybench.results import ResultStore, Skipped
+
+MARKER = "xraybench report"  # in <meta name="generator"> of the HTML and the first line of the Markdown
 
 
 def _png(fig) -> str:
@@ -76,8 +82,8 @@ def _confusions(runs: list[tuple[dict, dict]]) -> str:
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
             ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-        ax.set_xticks([0, 1], ["NORMAL", "PNEUM."])
-        ax.set_yticks([0, 1], ["NORMAL", "PNEUM."])
+        ax.set_xticks([0, 1], [LABELS[0], LABELS[1][:6] + "."])
+        ax.set_yticks([0, 1], [LABELS[0], LABELS[1][:6] + "."])
         ax.set_xlabel("predicted (threshold 0.5)")
         ax.set_ylabel("true")
         ax.set_title(_label(record), fontsize=9)
@@ -130,12 +136,22 @@ def _history(record: dict) -> str | None:
     return _png(fig)
 
 
-def build(store: ResultStore, threshold: str = "0.5") -> dict[str, Any]:
+def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = None) -> dict[str, Any]:
     import functools
 
-    records = store.records()
-    scores_of = functools.lru_cache(maxsize=None)(store.scores)  # the leaderboard's paired tests read them too
-    rows = lb.build_rows(records, threshold=threshold, scores_loader=scores_of)
+    loaded = store.load(full=True)
+    skipped = list(loaded.skipped)
+    records = [r.to_dict() for r in loaded.records]
+
+    @functools.lru_cache(maxsize=None)  # the leaderboard's paired tests read them too
+    def scores_of(run_id: str) -> dict | None:
+        try:
+            return store.scores(run_id)
+        except ValueError as exc:
+            skipped.append(Skipped(store.runs / f"{run_id}.scores.json", str(exc).rsplit(" (", 1)[-1].rstrip(")")))
+            return None
+
+    rows = lb.build_rows(loaded.records, threshold=threshold, scores_loader=scores_of, baseline=baseline)
     by_id = {r["run_id"]: r for r in records}
     runs = []
     for row in rows:
@@ -143,9 +159,9 @@ def build(store: ResultStore, threshold: str = "0.5") -> dict[str, Any]:
         scores = scores_of(record["run_id"])
         if scores:
             runs.append((record, scores))
+        elif record.get("has_scores") and not (store.runs / f"{record['run_id']}.scores.json").is_file():
+            skipped.append(Skipped(store.runs / f"{record['run_id']}.scores.json", "missing: run left out of the plots"))
     if not runs:
-        from xraybench.errors import XRayBenchError
-
         raise XRayBenchError(f"no finished runs with per-image scores in {store.runs}; run `xraybench run` first")
     roc, pr = _curves(runs)
     histories = []
@@ -162,7 +178,9 @@ def build(store: ResultStore, threshold: str = "0.5") -> dict[str, Any]:
         "data": runs[0][0].get("data", {}),
         "fingerprints": sorted({r.get("data", {}).get("fingerprint", "") for r in records if r.get("status") == "done"}),
         "environments": {row["model"]: "; ".join(row.get("hardware", [])) for row in rows},
-        "statuses": {s: sum(1 for r in records if r.get("status") == s) for s in ("done", "error", "timeout", "interrupted")},
+        "statuses": {s.label: sum(1 for r in loaded.records if r.status is s) for s in RunStatus if s is not RunStatus.INVALID}
+        | {RunStatus.INVALID.label: len(loaded.skipped)},
+        "skipped": sorted(set(skipped)),
         "threshold": threshold,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -185,7 +203,7 @@ def render_html(ctx: dict[str, Any]) -> str:
     histories = "".join(f"<figure>{img(b64, 'training curves ' + r['run_id'])}</figure>" for r, b64 in ctx["histories"])
     env_rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{html.escape(e)}</td></tr>" for m, e in ctx["environments"].items())
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>xraybench report</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{MARKER}"><title>xraybench report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; background: #fff; }}
 table {{ border-collapse: collapse; font-size: 11px; margin: 1rem 0; }}
@@ -197,8 +215,9 @@ img {{ max-width: 100%; }} figure {{ display: inline-block; margin: 0.5rem; }}
 </style></head><body>
 <h1>xraybench report</h1>
 <p>Generated {ctx['generated']}. Metrics at threshold {'0.5' if ctx['threshold'] == '0.5' else 'val'}
-({'a fixed 0.5' if ctx['threshold'] == '0.5' else "chosen on validation, never on test"}).
+({'a fixed 0.5' if ctx['threshold'] == '0.5' else "chosen on validation, never on test: " + html.escape(_methods(ctx))}).
 Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done runs are ranked.</p>
+{_skipped_html(ctx)}
 <h2>Leaderboard</h2>
 {_table_html(ctx['rows'], ctx['refs'])}
 <p>{html.escape(lb.footnote(ctx["rows"]))} Italic rows are published figures, not runs.</p>
@@ -222,11 +241,25 @@ Fingerprints among the runs: {len(ctx['fingerprints'])}.</p>
 """
 
 
+def _methods(ctx: dict[str, Any]) -> str:
+    return "; ".join(sorted({row["threshold"] for row in ctx["rows"]})) or "val"
+
+
+def _skipped_html(ctx: dict[str, Any]) -> str:
+    if not ctx["skipped"]:
+        return ""
+    items = "".join(f"<li><code>{html.escape(str(s.path))}</code>: {html.escape(s.reason)}</li>" for s in ctx["skipped"])
+    return f"<p>Left out ({len(ctx['skipped'])}):</p><ul>{items}</ul>"
+
+
 def render_markdown(ctx: dict[str, Any]) -> str:
     img = lambda b64, alt: f"![{alt}](data:image/png;base64,{b64})"  # noqa: E731
+    threshold = ctx["threshold"] if ctx["threshold"] == "0.5" else _methods(ctx)
     parts = [
+        f"<!-- generator: {MARKER} -->",
         "# xraybench report\n",
-        f"Generated {ctx['generated']}; metrics at threshold {ctx['threshold']}.\n",
+        f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
+        *[f"- left out: `{s.path}` ({s.reason})" for s in ctx["skipped"]],
         lb.render_markdown(ctx["rows"], ctx["refs"], "Leaderboard"),
         "## ROC and precision-recall curves\n", img(ctx["images"]["roc"], "ROC"), img(ctx["images"]["pr"], "PR"),
         "\n## Confusion matrices\n", img(ctx["images"]["confusion"], "confusion matrices"),
@@ -238,10 +271,42 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def write(store: ResultStore, output: Path, threshold: str = "0.5") -> tuple[Path, Path]:
-    ctx = build(store, threshold)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_html(ctx))
-    md = output.with_suffix(".md")
-    md.write_text(render_markdown(ctx))
-    return output, md
+def targets(output: Path) -> tuple[Path, Path]:
+    """The HTML file and its Markdown twin for ``--output``: X.html and X.md whichever is named."""
+    if output.suffix.lower() == ".md":
+        return output.with_suffix(".html"), output
+    return output, output.with_suffix(".md")
+
+
+def made_by_us(path: Path) -> bool:
+    """Whether ``path`` is a report this command wrote (its generator marker is near the top)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(2048)
+    except OSError:
+        return False
+    return f'<meta name="generator" content="{MARKER}">' in head or head.startswith(f"<!-- generator: {MARKER} -->")
+
+
+def check_targets(output: Path, force: bool = False) -> tuple[Path, Path]:
+    """Both target paths, or a one-line XRayBenchError before anything is built or written."""
+    if output.is_dir():
+        raise XRayBenchError(f"--output {output} is a folder; name the HTML file to write, e.g. {output / 'report.html'}")
+    html_path, md_path = targets(output)
+    for path in (html_path, md_path):
+        if path.is_dir():
+            raise XRayBenchError(f"{path} is a folder; choose another --output")
+        if path.exists() and not force and not made_by_us(path):
+            raise XRayBenchError(f"{path} exists and was not written by xraybench report; "
+                                 "choose another --output, or pass --force to overwrite it")
+    return html_path, md_path
+
+
+def write(store: ResultStore, output: Path, threshold: str = "0.5", force: bool = False,
+          baseline: str | None = None) -> tuple[Path, Path, list[Skipped]]:
+    html_path, md_path = check_targets(output, force)
+    ctx = build(store, threshold, baseline)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(render_html(ctx))
+    md_path.write_text(render_markdown(ctx))
+    return html_path, md_path, ctx["skipped"]

@@ -14,6 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from xraybench.errors import XRayBenchError
+from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
 
 def _console():
@@ -85,6 +86,26 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def flag_overrides(spec, params: dict[str, Any], flags: dict[str, Any], console=None) -> dict[str, Any]:
+    """``--param`` overrides plus the ``--epochs`` / ``--batch-size`` flags that apply to ``spec``.
+
+    The flags set Keras training parameters; a model without such a parameter (scikit-learn)
+    ignores them with a note, in ``run`` and ``tune`` alike (several models share one command
+    line), while an explicit ``--param`` it does not know stays an error."""
+    own = dict(params)
+    ignored = []
+    for key, value in flags.items():
+        if key in spec.all_defaults():
+            own[key] = value
+        else:
+            ignored.append(f"--{key.replace('_', '-')}")
+    if ignored and console is not None:
+        from rich.markup import escape
+
+        console.print(escape(f"note: {spec.name} has no {' or '.join(ignored)} parameter; ignored for it"))
+    return own
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from xraybench.plugins import load_registry
     from xraybench.params import parse_assignments
@@ -93,14 +114,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xraybench.runner import Interrupted, RunRequest, prepare, run_in_process, run_isolated
 
     overrides = parse_assignments(args.param)
+    flags: dict[str, Any] = {}
     if args.epochs is not None:
         if args.epochs < 1:
             raise XRayBenchError(f"--epochs must be at least 1, got {args.epochs}")
-        overrides["epochs"] = args.epochs
+        flags["epochs"] = args.epochs
     if args.batch_size is not None:
         if args.batch_size < 1:
             raise XRayBenchError(f"--batch-size must be at least 1, got {args.batch_size}")
-        overrides["batch_size"] = args.batch_size
+        flags["batch_size"] = args.batch_size
     if args.target_sensitivity is not None and not 0.0 < args.target_sensitivity <= 1.0:
         raise XRayBenchError(f"--target-sensitivity must be in (0, 1], got {args.target_sensitivity}")
     seeds = args.seeds or [args.seed]
@@ -113,8 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepared = []
     for model in args.model:
         spec = registry.model(model)
+        own = flag_overrides(spec, overrides, flags, console)
         for seed in seeds:
-            own = {k: v for k, v in overrides.items() if k in spec.all_defaults() or k not in ("epochs", "batch_size")}
             request = RunRequest(
                 model=model, seed=seed, data=args.data, image_size=args.image_size, channels=args.channels,
                 params=own, precision=args.precision, val_fraction=args.val_fraction, skip_bad=args.skip_bad,
@@ -233,7 +255,7 @@ def _data_options(p: argparse.ArgumentParser, image_size_default: int | None) ->
                    help="square image size in pixels" + (" (default: each model's own)" if image_size_default is None else ""))
     p.add_argument("--channels", type=int, choices=(1, 3), default=None if image_size_default is None else 1,
                    help="1 = grayscale, 3 = RGB" + (" (default: each model's own)" if image_size_default is None else ""))
-    p.add_argument("--val-fraction", type=float, default=0.15, help="share of train held out as the patient-grouped validation split")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION, help="share of train held out as the patient-grouped validation split")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted and recorded) instead of failing")
 
 
@@ -262,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p, None)
     p.add_argument("--epochs", type=int, metavar="N", help="cap on training epochs (Keras models)")
     p.add_argument("--batch-size", type=int, metavar="N", help="batch size (Keras models)")
-    p.add_argument("--seed", type=int, default=42, help="seed for the split and the training")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed for the split and the training")
     p.add_argument("--seeds", type=int, nargs="+", metavar="N", help="run each model once per seed (overrides --seed)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter (repeatable)")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto",
@@ -292,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="summarise the data set (counts, patients, duplicates, cache, fingerprint)",
                        formatter_class=_Formatter)
-    _data_options(p, 150)
-    p.add_argument("--seed", type=int, default=42, help="seed of the validation split")
+    _data_options(p, DEFAULT_IMAGE_SIZE)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the validation split")
     p.add_argument("--clear-cache", action="store_true", help="empty the decoded-image cache")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     d = data_sub.add_parser("download", help="download a public data set", formatter_class=_Formatter)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from xraybench.cli import command_line
 from xraybench.errors import XRayBenchError
+from xraybench.records import DEFAULT_SEED
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -270,9 +271,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     registry = load_registry(args.disable_plugin)
     spec = registry.model(args.model)
     tuning.require_tunable(spec)  # before any data is loaded
-    fixed = parse_assignments(args.param)
-    if args.epochs is not None:
-        fixed["epochs"] = args.epochs
+    from xraybench.cli import flag_overrides
+
+    if args.epochs is not None and args.epochs < 1:
+        raise XRayBenchError(f"--epochs must be at least 1, got {args.epochs}")
+    fixed = flag_overrides(spec, parse_assignments(args.param), {} if args.epochs is None else {"epochs": args.epochs}, console)
     request = RunRequest(model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size,
                          channels=args.channels, params=fixed, precision=args.precision,
                          val_fraction=args.val_fraction, skip_bad=args.skip_bad, disabled=list(args.disable_plugin))
@@ -396,7 +399,7 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fix a parameter (repeatable)")
     p.add_argument("--epochs", type=int, metavar="N", help="cap on epochs per trial (Keras models)")
-    p.add_argument("--seed", type=int, default=42, help="seed for the split, the sampler and training")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed for the split, the sampler and training")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto")
     _data_options(p, None)
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")

@@ -60,7 +60,7 @@ def _short(params: dict[str, Any]) -> dict[str, Any]:
 def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0) -> list[Row]:
     from xraybench import harness
     from xraybench.data import load_dataset
-    from xraybench.testing import make_kaggle_tree
+    from xraybench.synthetic import make_kaggle_tree
 
     rows: list[Row] = []
 

@@ -344,7 +344,6 @@ def json_schema() -> dict[str, Any]:
                                              {"type": "null"}]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://github.com/xraybench/xraybench/docs/run-record.schema.json",
         "title": "xraybench run record",
         "description": "One run of one model (RESULTS/runs/RUN_ID.json); per-image scores are in RUN_ID.scores.json. "
                        "Generated from xraybench/records.py; do not edit.",

@@ -23,10 +23,13 @@ def _report_table(metrics: dict[str, Any], title: str):
 
 
 def print_run_report(record: dict[str, Any], console) -> None:
-    status = record["status"]
-    if status != "done":
-        colour = "yellow" if status in ("timeout", "interrupted") else "red"
-        console.print(f"[{colour}]{status}[/] {record['model']} (seed {record['seed']}): {record.get('reason', '')}")
+    from rich.markup import escape
+
+    from xraybench.records import RunStatus, describe_method
+
+    status = RunStatus.parse(record["status"])
+    if status is not RunStatus.DONE:
+        console.print(f"{status.markup()} {escape(record['model'])} (seed {record['seed']}): {escape(record.get('reason', ''))}")
         return
     m = record["metrics"]
     console.print(_report_table(m, f"{record['model']} on test, threshold 0.5"))
@@ -37,7 +40,8 @@ def print_run_report(record: dict[str, Any], console) -> None:
     )
     v = record["metrics_at_val_threshold"]
     console.print(
-        f"at the validation-chosen threshold {v['threshold']:.3f} (Youden's J on validation, never test): "
+        f"at the validation-chosen threshold {v['threshold']:.3f} "
+        f"({describe_method((record.get('val_threshold') or {}).get('method'))}, never test): "
         f"accuracy {v['accuracy']:.4f}  NORMAL recall {v['specificity']:.4f}  PNEUMONIA recall {v['sensitivity']:.4f}"
     )
     epochs = record.get("epochs_run")
@@ -51,14 +55,15 @@ def print_run_report(record: dict[str, Any], console) -> None:
 def print_run_summary(records: list[dict[str, Any]], console) -> None:
     from rich.table import Table
 
+    from xraybench.records import RunStatus
+
     table = Table(title="runs", header_style="bold", title_justify="left")
     for col in ("Run", "Model", "Seed", "Status", "Accuracy", "AUC", "Wall s", "Reason"):
         table.add_column(col)
     for r in records:
         m = r.get("metrics") or {}
-        colour = {"done": "green", "error": "red"}.get(r["status"], "yellow")
         table.add_row(
-            r["run_id"], r["model"], str(r["seed"]), f"[{colour}]{r['status']}[/]",
+            r["run_id"], r["model"], str(r["seed"]), RunStatus.parse(r["status"]).markup(),
             f"{m['accuracy']:.4f}" if m else "-", f"{m['roc_auc']:.4f}" if m else "-",
             f"{r.get('wall_seconds', 0):.0f}", r.get("reason", ""),
         )

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from xraybench.errors import XRayBenchError
+from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
 DEFAULT_TIMEOUT = 6 * 3600.0  # generous: a full CPU run of the deepest zoo model stays well inside it
 
@@ -26,13 +27,13 @@ DEFAULT_TIMEOUT = 6 * 3600.0  # generous: a full CPU run of the deepest zoo mode
 @dataclass
 class RunRequest:
     model: str
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     data: str | None = None
     image_size: int | None = None
     channels: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     precision: str = "auto"
-    val_fraction: float = 0.15
+    val_fraction: float = DEFAULT_VAL_FRACTION
     skip_bad: bool = False
     disabled: list[str] = field(default_factory=list)
     tags: dict[str, Any] = field(default_factory=dict)

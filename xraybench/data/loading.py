@@ -11,6 +11,7 @@ from typing import Any
 from xraybench.data import cache
 from xraybench.data.splits import DEFAULT_VAL_FRACTION, carve_validation
 from xraybench.errors import DataError
+from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED
 from xraybench.specs import ImageSet
 
 DATA_ENV = "XRAYBENCH_DATA"
@@ -175,9 +176,9 @@ def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root
 
 def load_dataset(
     path: str | os.PathLike | None = None,
-    image_size: int = 150,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     channels: int = 1,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     val_fraction: float = DEFAULT_VAL_FRACTION,
     skip_bad: bool = False,
     registry=None,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION  # noqa: F401  (re-exported)
 from xraybench.specs import ImageSet
 
-DEFAULT_VAL_FRACTION = 0.15
 
-
-def carve_validation(train: ImageSet, fraction: float = DEFAULT_VAL_FRACTION, seed: int = 42) -> tuple[ImageSet, ImageSet]:
+def carve_validation(train: ImageSet, fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED) -> tuple[ImageSet, ImageSet]:
     """Split ``train`` into (train, val) so that no patient has images on both sides.
 
     Uses scikit-learn's StratifiedGroupKFold with ``round(1 / fraction)`` folds and

@@ -66,3 +66,19 @@ def test_check_scores_rejects_garbage(scores, message):
 
 def test_check_scores_accepts_column():
     assert check_scores([[0.1], [0.2], [0.9]], 3).shape == (3,)
+
+
+def test_mcc_npv_ppv_match_scikit_learn_and_the_hand_computation():
+    from sklearn.metrics import matthews_corrcoef
+
+    # TN=3 FP=1 FN=2 TP=4 (as above)
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.7, 0.4, 0.45, 0.6, 0.8, 0.9, 0.95])
+    m = evaluate(y, p, 0.5)
+    assert m["mcc"] == pytest.approx((4 * 3 - 1 * 2) / np.sqrt(5 * 6 * 4 * 5))
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(y, p >= 0.5))
+    assert m["npv"] == pytest.approx(3 / 5) and m["ppv"] == pytest.approx(4 / 5)
+    assert evaluate(np.array([0, 1, 1]), np.array([0.9, 0.8, 0.7]), 0.5)["mcc"] == 0.0  # empty margin, as scikit-learn
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 2, 200), rng.random(200)
+    assert evaluate(y, p, 0.4)["mcc"] == pytest.approx(matthews_corrcoef(y, p >= 0.4))

@@ -170,6 +170,11 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("log_loss", "Log loss", "log loss", higher_is_better=False, scores=_log_loss, digits=4),
     Metric("brier", "Brier", "Brier score", higher_is_better=False, scores=_brier, digits=4),
     Metric("ece", "ECE", "expected calibration error (10 bins)", higher_is_better=False, scores=_ece),
+    Metric("mcc", "MCC", "Matthews correlation coefficient", counts=_mcc, column=11, interval_column=12),
+    Metric("npv", "NPV", "negative predictive value (= NORMAL precision)",
+           counts=lambda tp, tn, fp, fn: _div(tn, tn + fn), column=13, interval_column=15),
+    Metric("ppv", "PPV", "positive predictive value (= PNEUMONIA precision)",
+           counts=lambda tp, tn, fp, fn: _div(tp, tp + fp), column=14, interval_column=16),
 )
 
 BY_KEY: dict[str, Metric] = {m.key: m for m in REGISTRY}

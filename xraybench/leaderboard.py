@@ -350,6 +350,13 @@ HEADERS = [c.header for c in COLUMNS]
 OPTIONAL_COLUMNS = tuple(c.header for c in sorted((c for c in COLUMNS if c.drop), key=lambda c: -c.drop))
 
 
+def legend(headers: Iterable[str]) -> str:
+    """What each metric column shown means, from the registry."""
+    shown = set(headers)
+    names = "; ".join(f"{m.label} = {m.name}" for m in REGISTRY if m.label in shown and m.label.lower() != m.name)
+    return f"N = NORMAL, P = PNEUMONIA. {names}."
+
+
 def _cells(row: dict[str, Any]) -> list[str]:
     return [c.cell(row) for c in COLUMNS]
 
@@ -430,8 +437,8 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
         console.print(f"[dim]Not shown at this terminal width: {', '.join(hidden)} (widen it, or use "
                       "--format markdown / json).[/]")
     if refs:
-        console.print("[dim]Dim rows are published figures, not runs of xraybench. N = NORMAL, P = PNEUMONIA; "
-                      "sensitivity = P rec, specificity = N rec.[/]")
+        console.print("[dim]Dim rows are published figures, not runs of xraybench.[/]")
+    console.print(f"[dim]{escape(legend(HEADERS[i] for i in shown))}[/]")
     console.print(f"[dim]{escape(footnote(rows))}[/]")
 
 
@@ -447,9 +454,8 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
         cells[0] = f"*{cells[0]}*"
         out.write("| " + " | ".join(cells) + " |\n")
     if refs:
-        out.write("\nRows in *italics* are published figures, not runs of xraybench. "
-                  "N = NORMAL, P = PNEUMONIA; sensitivity = P rec, specificity = N rec.\n")
-    out.write(f"\n{footnote(rows)}\n")
+        out.write("\nRows in *italics* are published figures, not runs of xraybench.\n")
+    out.write(f"\n{legend(HEADERS)}\n\n{footnote(rows)}\n")
     if rows:
         out.write("\n### How each row was produced\n\n")
         out.write("| Model | Variant | px | Params | Epochs | Wall s per run | CPU s per run | Precision | Hardware | Command(s) |\n")

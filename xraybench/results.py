@@ -145,7 +145,10 @@ class ResultStore:
                 continue
             if not isinstance(record, dict):
                 if failed is not None:
-                    failed.append((name, "not a run record (not an object)"))
+                    try:
+                        parse(record)
+                    except InvalidRecord as exc:  # its reason, worded as everywhere else
+                        failed.append((name, str(exc)))
                 continue
             fresh[name] = [stamp, {k: v for k, v in record.items() if k not in _BULKY}]
             changed = True

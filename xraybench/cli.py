@@ -14,7 +14,9 @@ import sys
 from typing import Any, Sequence
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED, DEFAULT_VAL_FRACTION, RunStatus, Threshold
+
+THRESHOLDS = tuple(t.value for t in Threshold)
 
 
 def _console():
@@ -167,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_run_report(record, console)
         console.print(f"[dim]recorded {path}[/]")
     print_run_summary(records, console)
-    return 0 if all(r["status"] == "done" for r in records) else 1
+    return 0 if all(r["status"] == RunStatus.DONE.label for r in records) else 1
 
 
 def report_skipped(skipped) -> None:
@@ -304,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "markdown and json hold every column")
     p.add_argument("--output", metavar="FILE", help="write markdown/csv/json here instead of stdout")
     p.add_argument("--all-runs", action="store_true", help="one row per run instead of mean ± SD per model")
-    p.add_argument("--threshold", choices=("0.5", "val"), default="0.5",
+    p.add_argument("--threshold", choices=THRESHOLDS, default=Threshold.FIXED.value,
                    help="metrics at 0.5, or at the threshold chosen on validation (Youden's J, or the run's --target-sensitivity)")
     p.add_argument("--baseline", metavar="MODEL",
                    help="compare every row with this model (ΔAcc, p) instead of the one a plugin declares as reference")

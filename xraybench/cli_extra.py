@@ -9,7 +9,7 @@ from pathlib import Path
 
 from xraybench.cli import command_line
 from xraybench.errors import XRayBenchError
-from xraybench.records import DEFAULT_SEED
+from xraybench.records import DEFAULT_SEED, RunStatus, Threshold
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -172,7 +172,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise XRayBenchError(f"{store.runs / (record['run_id'] + '.scores.json')} is missing: both runs need "
                                  "per-image scores to be compared")
     for record in (a, b):
-        if record["status"] != "done":
+        if record["status"] != RunStatus.DONE.label:
             raise XRayBenchError(f"run {record['run_id']} has status {record['status']}; only done runs can be compared")
     fa, fb = a.get("data", {}).get("fingerprint"), b.get("data", {}).get("fingerprint")
     console = Console()
@@ -323,7 +323,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 130
     store.save(record, scores)
     print_run_report(record, console)
-    return 0 if record["status"] == "done" else 1
+    return 0 if record["status"] == RunStatus.DONE.label else 1
 
 
 def _show_study(console, storage: str, name: str) -> int:
@@ -383,7 +383,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub, formatter) -> None:
-    from xraybench.cli import _data_options
+    from xraybench.cli import THRESHOLDS, _data_options
 
     p = sub.add_parser("tune", help="tune a model's hyperparameters with Optuna on the validation split",
                        formatter_class=formatter)
@@ -418,14 +418,14 @@ def add_commands(sub, formatter) -> None:
                    help="HTML file to write; the .md twin goes beside it (naming X.md writes X.html and X.md)")
     p.add_argument("--force", action="store_true", help="overwrite the output files even if xraybench did not write them")
     p.add_argument("--baseline", metavar="MODEL", help="the reference for ΔAcc and p (default: the one a plugin declares)")
-    p.add_argument("--threshold", choices=("0.5", "val"), default="0.5",
+    p.add_argument("--threshold", choices=THRESHOLDS, default=Threshold.FIXED.value,
                    help="metrics at 0.5, or at the threshold chosen on validation")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("runs", help="list every recorded run with its status and reason (failed and invalid ones too)",
                        formatter_class=formatter)
-    p.add_argument("--status", choices=("done", "error", "timeout", "interrupted", "invalid"), help="only runs with this status")
+    p.add_argument("--status", choices=tuple(s.label for s in RunStatus), help="only runs with this status")
     p.add_argument("--backfill", action="store_true",
                    help="once, after an upgrade: store intervals of newly registered metrics (from the per-image scores) "
                         "and the installed specs' reference and image size in older records")
@@ -435,7 +435,7 @@ def add_commands(sub, formatter) -> None:
     p = sub.add_parser("compare", help="two runs side by side, with intervals and paired tests", formatter_class=formatter)
     p.add_argument("run_a", metavar="RUN_A", help="run id (or a unique prefix)")
     p.add_argument("run_b", metavar="RUN_B", help="run id (or a unique prefix)")
-    p.add_argument("--threshold", choices=("0.5", "val"), default="0.5",
+    p.add_argument("--threshold", choices=THRESHOLDS, default=Threshold.FIXED.value,
                    help="compare at 0.5, or at each run's validation-chosen threshold")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.set_defaults(func=cmd_compare)

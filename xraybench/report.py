@@ -176,7 +176,7 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
         "images": {"roc": roc, "pr": pr, "confusion": _confusions(runs), "reliability": _reliability(runs)},
         "histories": histories,
         "data": runs[0][0].get("data", {}),
-        "fingerprints": sorted({r.get("data", {}).get("fingerprint", "") for r in records if r.get("status") == "done"}),
+        "fingerprints": sorted({r.fingerprint for r in loaded.records if r.status is RunStatus.DONE}),
         "environments": {row["model"]: "; ".join(row.get("hardware", [])) for row in rows},
         "statuses": {s.label: sum(1 for r in loaded.records if r.status is s) for s in RunStatus if s is not RunStatus.INVALID}
         | {RunStatus.INVALID.label: len(loaded.skipped)},

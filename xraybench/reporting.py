@@ -87,12 +87,12 @@ def print_data_summary(dataset, console) -> None:
     console.print(table)
     counts = dataset.splits.counts()
     split_table = Table(title="splits used for training and evaluation", header_style="bold", title_justify="left")
-    for col in ("Split", "NORMAL", "PNEUMONIA", "Total", "Patients"):
+    for col in ("Split", *LABELS, "Total", "Patients"):
         split_table.add_column(col, justify="right" if col != "Split" else "left")
     for name in ("train", "val", "test"):
         c = counts[name]
         patients = len(set(getattr(dataset.splits, name).groups))
-        split_table.add_row(name, str(c["NORMAL"]), str(c["PNEUMONIA"]), str(c["NORMAL"] + c["PNEUMONIA"]), str(patients))
+        split_table.add_row(name, *(str(c[label]) for label in LABELS), str(sum(c[label] for label in LABELS)), str(patients))
     console.print(split_table)
     console.print(f"validation: {dataset.val_strategy}, fraction {dataset.val_fraction}, seed {dataset.seed}")
     if "kaggle_val_images" in stats:

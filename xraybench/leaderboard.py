@@ -77,6 +77,8 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
 def _over_seeds(runs: list[RunRecord], values: list[float | None]) -> tuple[float | None, float | None]:
     """Mean and SD over distinct seeds: runs that repeat a seed are averaged into that seed's
     value first, so repeats never pass for a spread (one seed: no SD)."""
+    if len({run.seed for run in runs}) == len(runs):  # the usual case: every run its own seed
+        return _mean_sd(values)
     by_seed: dict[Any, list[float]] = {}
     for run, value in zip(runs, values):
         if value is not None:

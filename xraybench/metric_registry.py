@@ -14,7 +14,7 @@ numpy arrays (one value per bootstrap resample) and work on both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from xraybench.records import LABELS
@@ -113,10 +113,8 @@ class Metric:
     interval_column: int | None = None
     digits: int = 3
 
-    @property
-    def stat(self) -> str:
-        """The name inside ``per_class[LABEL]`` ("precision" for "normal_precision")."""
-        return self.key.split("_", 1)[1] if self.per_class else self.key
+    def __post_init__(self) -> None:  # derived once: records are validated by the thousand
+        object.__setattr__(self, "stat", self.key.split("_", 1)[1] if self.per_class else self.key)
 
     @property
     def bootstrapped(self) -> bool:

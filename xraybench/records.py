@@ -181,20 +181,28 @@ _FIELDS = {f.name: f for f in dataclasses.fields(RunRecord) if f.name != "extra"
 _HINTS = typing.get_type_hints(RunRecord)
 
 
-def _accepts(hint: Any, value: Any) -> bool:
-    """Whether ``value`` (decoded JSON) fits the annotation ``hint``."""
+def _checker(hint: Any) -> tuple[tuple[type, ...], bool]:
+    """(the JSON value types an annotation accepts, whether null is allowed); worked out once
+    per field, because the leaderboard validates a thousand records at start-up."""
     args = typing.get_args(hint)
-    if type(None) in args:
-        if value is None:
-            return True
+    nullable = type(None) in args
+    if nullable:
         hint = next(a for a in args if a is not type(None))
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, hint)
+    types = {float: (int, float), RunStatus: (str,)}.get(hint, (hint,))
+    return types, nullable
+
+
+_CHECKS = {name: _checker(_HINTS[name]) for name in _FIELDS}
+
+
+def _accepts(name: str, value: Any) -> bool:
+    """Whether ``value`` (decoded JSON) fits field ``name``'s annotation (a bool is no number)."""
+    types, nullable = _CHECKS[name]
+    if value is None:
+        return nullable
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
 
 
 def _type_name(value: Any) -> str:
@@ -210,6 +218,11 @@ def migrate(obj: dict[str, Any]) -> dict[str, Any]:
     the count-based metrics added to the registry after it was written, computed exactly
     from its confusion matrix; their intervals need the scores (``xraybench runs --backfill``).
     """
+    return _migrate(obj)[0]
+
+
+def _migrate(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """``migrate``, and the registry metrics each metrics dict still lacks afterwards."""
     from xraybench import metric_registry
 
     out = dict(obj)
@@ -223,19 +236,52 @@ def migrate(obj: dict[str, Any]) -> dict[str, Any]:
     if version > SCHEMA_VERSION:
         raise InvalidRecord(f"schema version {version} is newer than this xraybench reads ({SCHEMA_VERSION}); "
                             "upgrade xraybench")
+    still_missing = {}
     for key in ("metrics", "metrics_at_val_threshold", "val_metrics"):
-        if isinstance(out.get(key), dict):
-            out[key] = {**out[key], "per_class": {k: dict(v) for k, v in (out[key].get("per_class") or {}).items()
-                                                  if isinstance(v, dict)}}
-            metric_registry.fill_from_counts(out[key])
+        metrics = out.get(key)
+        missing = missing_metrics(metrics) if isinstance(metrics, dict) else []
+        if missing:  # copy only what gains a value
+            out[key] = {**metrics, "per_class": {k: dict(v) for k, v in (metrics.get("per_class") or {}).items()
+                                                 if isinstance(v, dict)}}
+            if metric_registry.fill_from_counts(out[key]):
+                missing = missing_metrics(out[key])
+        still_missing[key] = missing
     out["schema_version"] = SCHEMA_VERSION
-    return out
+    return out, still_missing
 
 
 def missing_metrics(metrics: dict[str, Any]) -> list[str]:
+    """The registry metrics a metrics dict lacks (in registry order)."""
+    flat, per_class_stats = _required()
+    per_class = metrics.get("per_class")
+    per_class = per_class if isinstance(per_class, dict) else {}
+    lacking = flat - metrics.keys()
+    for label, (stats, keys) in per_class_stats.items():
+        inner = per_class.get(label)
+        gone = stats - inner.keys() if isinstance(inner, dict) else stats
+        lacking |= {keys[stat] for stat in gone}
+    if not lacking:
+        return []
     from xraybench.metric_registry import REGISTRY
 
-    return [m.key for m in REGISTRY if not m.has(metrics)]
+    return [m.key for m in REGISTRY if m.key in lacking]
+
+
+_REQUIRED: tuple | None = None
+
+
+def _required() -> tuple[frozenset[str], dict[str, tuple[frozenset[str], dict[str, str]]]]:
+    """(flat metric keys, {class label: (per-class stat names, stat -> metric key)}) that every
+    metrics dict holds; set arithmetic on these keeps validating a thousand records cheap."""
+    global _REQUIRED
+    if _REQUIRED is None:
+        from xraybench.metric_registry import REGISTRY
+
+        flat = frozenset(m.key for m in REGISTRY if not m.per_class)
+        per = {label: (frozenset(m.stat for m in REGISTRY if m.per_class == label),
+                       {m.stat: m.key for m in REGISTRY if m.per_class == label}) for label in LABELS}
+        _REQUIRED = (flat, per)
+    return _REQUIRED
 
 
 def parse(obj: Any) -> RunRecord:
@@ -245,7 +291,7 @@ def parse(obj: Any) -> RunRecord:
     for key in ("model", "run_id", "status"):
         if key not in obj:
             raise InvalidRecord(f"no {key!r}")
-    obj = migrate(obj)
+    obj, missing_after = _migrate(obj)
     try:
         status = RunStatus.parse(obj["status"])
     except ValueError as exc:
@@ -258,7 +304,7 @@ def parse(obj: Any) -> RunRecord:
         if key not in _FIELDS:
             extra[key] = value
             continue
-        if not _accepts(_HINTS[key], value):
+        if not _accepts(key, value):
             expected = str(_HINTS[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
             raise InvalidRecord(f"{key!r} is {_type_name(value)}, expected {expected}")
         kwargs[key] = value
@@ -270,7 +316,7 @@ def parse(obj: Any) -> RunRecord:
             metrics = kwargs.get(key)
             if not metrics:
                 raise InvalidRecord(f"status done but no {key!r}")
-            missing = missing_metrics(metrics)
+            missing = missing_after.get(key) or []
             if missing:
                 raise InvalidRecord(f"partial {key!r} (missing {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
     return RunRecord(**kwargs, extra=extra)

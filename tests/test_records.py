@@ -290,3 +290,46 @@ def test_epochs_flag_is_ignored_alike_by_run_and_tune_for_models_without_epochs(
     assert "g has no --epochs parameter; ignored for it" in out.getvalue()
     keras_model = KerasModel(name="k", description="")
     assert flag_overrides(keras_model, {}, {"epochs": 3}, None) == {"epochs": 3}
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_json, st.dictionaries(st.sampled_from(["model", "run_id", "status", "seed", "metrics", "schema",
+                                                         "schema_version", "tags", "image_size"]), _json)))
+def test_any_json_is_a_record_or_a_named_reason(value):
+    try:
+        record = parse(value)
+    except InvalidRecord as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert isinstance(record, RunRecord) and parse(record.to_dict()) == record
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(["model", "run_id", "status", "seed", "metrics", "metrics_at_val_threshold", "data", "reference"]),
+       _json)
+def test_a_done_record_with_one_field_damaged_is_valid_or_named(key, value):
+    record, _ = make_record("m", 1)
+    record[key] = value
+    try:
+        parse(record)
+    except InvalidRecord as exc:
+        assert str(exc)
+
+
+def test_store_names_damaged_and_missing_scores(tmp_path):
+    store = ResultStore(tmp_path)
+    record, scores = make_record("m", 1)
+    store.save(record, scores)
+    path = tmp_path / "runs" / f"{record['run_id']}.scores.json"
+    path.write_text('{"test_ids": [1]}')
+    with pytest.raises(InvalidRecord, match=f"{path} is damaged"):
+        store.scores(record["run_id"])
+    path.unlink()
+    assert store.scores(record["run_id"]) is None
+    out = _xb("runs", "--results", str(tmp_path))
+    assert "per-image scores file missing" in out.stdout

@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xraybench.errors import XRayBenchError
+from xraybench.metric_registry import BY_KEY
 from xraybench.specs import ImageSet, ModelSpec
 
-METRICS = {"val_auc": "maximize", "val_loss": "minimize", "val_balanced_accuracy": "maximize"}
+# Each objective is a metric_registry entry on the validation split; its direction comes from there.
+OBJECTIVES = {"val_auc": "roc_auc", "val_loss": "log_loss", "val_balanced_accuracy": "balanced_accuracy"}
+METRICS = {name: "maximize" if BY_KEY[key].higher_is_better else "minimize" for name, key in OBJECTIVES.items()}
 # The per-epoch key Keras logs for each objective, used for pruning; balanced accuracy is not
 # logged per epoch, so its trials are pruned on validation AUC (same direction).
 EPOCH_KEYS = {"val_auc": "val_auc", "val_loss": "val_loss", "val_balanced_accuracy": "val_auc"}
@@ -132,7 +135,7 @@ def score(metric: str, labels, scores) -> float:
     from xraybench.metrics import evaluate
 
     m = evaluate(labels, scores, 0.5)
-    return {"val_auc": m["roc_auc"], "val_loss": m["log_loss"], "val_balanced_accuracy": m["balanced_accuracy"]}[metric]
+    return BY_KEY[OBJECTIVES[metric]].value(m)
 
 
 @dataclass

@@ -375,16 +375,17 @@ def json_schema() -> dict[str, Any]:
     interval = {"type": "object", "required": ["estimate", "low", "high"],
                 "properties": {k: number for k in ("estimate", "low", "high")}}
     intervals = {"type": "object", "description": "95% percentile-bootstrap intervals of the test metrics",
-                 "properties": {"_meta": {"type": "object"}, **{m.key: interval for m in REGISTRY if m.bootstrapped}}}
+                 "properties": {"_meta": {"type": "object"},
+                                **{m.key: {"$ref": "#/$defs/interval"} for m in REGISTRY if m.bootstrapped}}}
     properties: dict[str, Any] = {}
     for name in _FIELDS:
         properties[name] = _schema_of(_HINTS[name])
     properties["schema_version"] = {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION}
     properties["status"] = {"enum": [s.label for s in STORED_STATUSES]}
     for key in ("metrics", "metrics_at_val_threshold", "val_metrics"):
-        properties[key] = {"anyOf": [metrics, {"type": "null"}]}
+        properties[key] = {"anyOf": [{"$ref": "#/$defs/metrics"}, {"type": "null"}]}
     for key in ("intervals", "intervals_at_val_threshold"):
-        properties[key] = {"anyOf": [intervals, {"type": "null"}]}
+        properties[key] = {"anyOf": [{"$ref": "#/$defs/intervals"}, {"type": "null"}]}
     properties["val_threshold"] = {"anyOf": [{"type": "object", "required": ["value", "method"],
                                               "properties": {"value": {"type": "number"}, "method": {"type": "string"}}},
                                              {"type": "null"}]}
@@ -399,7 +400,8 @@ def json_schema() -> dict[str, Any]:
         "additionalProperties": True,
         "if": {"properties": {"status": {"const": "done"}}},
         "then": {"required": ["metrics", "metrics_at_val_threshold"],
-                 "properties": {"metrics": metrics, "metrics_at_val_threshold": metrics}},
+                 "properties": {"metrics": {"$ref": "#/$defs/metrics"}, "metrics_at_val_threshold": {"$ref": "#/$defs/metrics"}}},
+        "$defs": {"metrics": metrics, "intervals": intervals, "interval": interval},
     }
 
 

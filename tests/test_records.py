@@ -185,7 +185,8 @@ def test_reference_is_declared_on_the_spec_or_chosen():
     undeclared = [make_record("a", 1, reference=False)[0], make_record("b", 1, reference=False)[0]]
     rows = lb.build_rows(undeclared)
     assert all(r["delta_accuracy_vs_baseline"] is None for r in rows)
-    assert "no model declares one" in lb.footnote(rows)
+    assert "no model declares itself the reference" in lb.footnote(rows)
+    assert not any(r.get("p_vs_baseline_note") for r in rows)  # said once, in the footnote
 
 
 def test_no_first_party_model_name_in_the_core():

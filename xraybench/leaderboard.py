@@ -208,9 +208,8 @@ def build_rows(
         row["delta_accuracy_vs_baseline"] = (
             None if ref is None or row["accuracy"] is None else row["accuracy"] - ref["accuracy"]
         )
-        if reference is None:
-            row["p_vs_baseline_note"] = reference_note
-        elif reference_note:
+        row["p_vs_baseline"] = None
+        if reference_note:  # no reference, or several declared: said once in the footnote
             row["reference_note"] = reference_note
     if scores_loader is not None and len(rows) <= max_paired_rows and reference is not None:
         _paired_vs_baseline(rows, base, scores_loader, reference)
@@ -282,14 +281,15 @@ def fmt(value: float | None, sd: float | None = None, digits: int = 3) -> str:
 def footnote(rows: list[dict[str, Any]]) -> str:
     """What ΔAcc, ±, the CIs and p mean, naming the reference these rows were compared with."""
     ref = next((r["reference"] for r in rows if r.get("reference")), None)
+    note = next((r["reference_note"] for r in rows if r.get("reference_note")), "")
     if ref is None:
-        against = ("ΔAcc and p need a reference: no model declares one (ModelSpec.reference) and no "
-                   "--baseline MODEL was given, so none is shown.")
+        against = f"ΔAcc and p need a reference, and there is none: {note or 'no finished runs'}."
     else:
         how = "declared by its plugin" if ref["chosen"] != "--baseline" else "chosen with --baseline"
         against = (f"ΔAcc = accuracy minus that of the reference, {ref['model']} ({how}; default parameters, its own "
                    f"{ref['image_size']} px, same data fingerprint). p is the exact McNemar test of each row's lowest-seed "
-                   "run against the reference row's lowest-seed run on the same test images.")
+                   "run against the reference row's lowest-seed run on the same test images."
+                   + (f" Note: {note}." if note else ""))
     return (f"{against} Values are mean±SD over distinct seeds (repeated seeds are averaged first and shown as "
             "\"runs (n seeds)\"); 95% CIs are percentile bootstraps (1,000 resamples of the test set) of the lowest-seed run.")
 

@@ -13,6 +13,7 @@ import json
 import math
 from typing import Any, Callable, Iterable
 
+from xraybench.redaction import mask_command
 from xraybench.references import REFERENCES
 
 BASELINE = "baseline_cnn"
@@ -137,7 +138,7 @@ def build_rows(
             "intervals": first.get(key_intervals) or {},
             "wall_seconds_per_run": [r.get("wall_seconds") for r in runs],
             "cpu_seconds_per_run": [r.get("cpu_seconds") for r in runs],
-            "commands": sorted({r.get("command", "") for r in runs}),
+            "commands": sorted({mask_command(r.get("command") or "") for r in runs}),  # old records too
             "hardware": sorted({_hardware(r) for r in runs}),
         }
         for name in METRICS:

@@ -80,3 +80,20 @@ def test_multi_seed_run_with_markup_in_param_and_path_runs_every_seed(hostile, t
         ("xb_markup_fails", 1, "error"), ("xb_markup_fails", 2, "error")]
     assert str(data) in out.stdout  # the data line shows the path as it is
     assert "refusing label '[/x][link=https://evil.example]v'" in out.stdout
+
+
+def test_leaderboard_and_data_with_markup_in_paths(tmp_path):
+    results = tmp_path / "r[/x][bold]"
+    board = _xb("leaderboard", "--results", str(results))
+    assert board.returncode == 0 and str(results / "runs") in board.stdout, board.stderr[-2000:]
+    data = make_kaggle_tree(tmp_path / "d[/x]" / "chest", n_train=(8, 8), n_test=(4, 4), size=24)
+    summary = _xb("data", "--data", str(data), "--image-size", "16", env={"XRAYBENCH_CACHE": str(tmp_path / "c[/x]")})
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    flat = "".join(summary.stdout.split())  # the table title may wrap
+    assert str(data) in flat and str(tmp_path / "c[/x]") in summary.stdout
+
+
+def test_an_error_quoting_a_url_keeps_its_password_hidden(tmp_path):
+    out = _xb("studies", "--storage", "postgresql://alice:Hunter2Err@127.0.0.1:1/xb?sslpassword=K3yErr")
+    assert out.returncode == 2 and out.stderr.startswith("error: cannot open storage postgresql://alice:***@")
+    assert "Hunter2Err" not in out.stderr + out.stdout and "K3yErr" not in out.stderr + out.stdout

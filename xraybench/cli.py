@@ -31,7 +31,9 @@ def command_line() -> str:
 
 
 def _err(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    from xraybench.redaction import mask_text
+
+    print(f"error: {mask_text(message)}", file=sys.stderr)  # a URL quoted in an error keeps its password hidden
 
 
 # --- commands ------------------------------------------------------------------------
@@ -157,6 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from rich.markup import escape  # the title is rich markup; the folder's name is not
+
     from xraybench import leaderboard as lb
     from xraybench.results import ResultStore
 
@@ -164,7 +168,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     rows = lb.build_rows(store.summaries(), threshold=args.threshold, all_runs=args.all_runs,
                          model=args.model, sort=args.sort, scores_loader=store.scores)
     refs = [] if args.no_references else lb.reference_rows()
-    title = f"xraybench leaderboard ({store.runs}; threshold {rows[0]['threshold'] if rows else args.threshold})"
+    title = f"xraybench leaderboard ({escape(str(store.runs))}; threshold {rows[0]['threshold'] if rows else args.threshold})"
     if args.format == "table":
         if not rows:
             print(f"no finished runs in {store.runs}; run `xraybench run --model baseline_cnn` first")

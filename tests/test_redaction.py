@@ -51,7 +51,7 @@ def test_query_secret_never_survives(pw, key, encoded, first):
     written = quote(pw, safe="") if encoded else pw
     query = f"?{key}={written}&sslmode=require" if first else f"?sslmode=require&{key}={written}"
     url = f"sqlite:////tmp/x.sqlite3{query}"
-    assume(pw not in url.replace(written, ""))
+    assume(pw not in f"sqlite:////tmp/x.sqlite3?{key}={MASK}&sslmode=require")  # not part of what stays
     masked = mask_url(url)
     assert _absent(pw, masked) and _absent(written, masked)
     assert "sslmode=require" in masked and f"{key}={MASK}" in masked

@@ -159,8 +159,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from rich.markup import escape  # the title is rich markup; the folder's name is not
-
     from xraybench import leaderboard as lb
     from xraybench.results import ResultStore
 
@@ -168,8 +166,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     rows = lb.build_rows(store.summaries(), threshold=args.threshold, all_runs=args.all_runs,
                          model=args.model, sort=args.sort, scores_loader=store.scores)
     refs = [] if args.no_references else lb.reference_rows()
-    title = f"xraybench leaderboard ({escape(str(store.runs))}; threshold {rows[0]['threshold'] if rows else args.threshold})"
     if args.format == "table":
+        from xraybench.richtext import esc  # the title is rich markup; the folder's name is not
+
+        title = f"xraybench leaderboard ({esc(store.runs)}; threshold {rows[0]['threshold'] if rows else args.threshold})"
         if not rows:
             print(f"no finished runs in {store.runs}; run `xraybench run --model baseline_cnn` first")
         lb.render_table(rows, refs, title)

@@ -149,10 +149,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from xraybench.richtext import console as make_console, plain
-
     from xraybench.leaderboard import record_keys
     from xraybench.results import ResultStore
+    from xraybench.richtext import console as make_console, plain
     from xraybench.stats import INTERVAL_METRICS, bootstrap_intervals, compare_runs, format_interval
 
     store = ResultStore(args.results)

@@ -38,8 +38,6 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _QUERY_PARAM = re.compile(r"(?P<name>[^&=]+)=(?P<value>.*?)(?=&[A-Za-z_][\w.\-]*=|\Z)", re.S)
 _ASSIGNMENT = re.compile(r"^(?P<name>-{0,2}[A-Za-z_][\w.\-]*)=(?P<value>.*)$", re.S)
 _FLAG = re.compile(r"^-{1,2}[A-Za-z][\w\-]*$")
-
-
 _SQUASHED_WORDS = tuple(sorted({w.replace("_", "") for w in _SECRET_WORDS}))
 
 

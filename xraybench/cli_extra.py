@@ -99,7 +99,7 @@ def register_models(register):
 
 SCAFFOLD_TEST = '''"""The xraybench plugin contract, on tiny generated data (see xraybench.testing)."""
 
-from xraybench.plugins import load_registry
+from xraybench import load_registry
 from xraybench.testing import check_model
 
 

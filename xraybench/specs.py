@@ -54,6 +54,7 @@ class ImageSet:
         return len(self.images)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> "ImageSet":
+        """The images at ``index``, with their labels, ids and groups."""
         import numpy as np
 
         index = np.asarray(index, dtype=np.int64)
@@ -65,6 +66,7 @@ class ImageSet:
         )
 
     def class_counts(self) -> dict[str, int]:
+        """Images per class name, e.g. ``{"NORMAL": 24, "PNEUMONIA": 36}``."""
         return {name: int((self.labels == i).sum()) for i, name in enumerate(LABELS)}
 
 
@@ -91,6 +93,7 @@ class ModelSpec:
     kind = "abstract"
 
     def all_defaults(self) -> dict[str, Any]:
+        """The parameters a plain run uses: ``defaults`` (a Keras model adds the harness's training defaults)."""
         return dict(self.defaults)
 
 

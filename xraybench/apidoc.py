@@ -194,6 +194,8 @@ def _testing() -> list[str]:
             fixtures.append((name, *parts))
         elif inspect.isfunction(obj) and obj.__module__.startswith("xraybench"):
             functions.append((name, obj))
+    functions.sort(key=lambda item: item[0])  # by name: stable whichever module defines each
+    fixtures.sort(key=lambda item: item[0])
     for name, fn in functions:
         out += _function(name, fn, prefix="xraybench.testing.")
     out += _generated_data(testing.make_kaggle_tree)

@@ -77,3 +77,121 @@ def test_wrong_spec_type_is_an_error(monkeypatch):
         registry = load_registry()
     info = next(p for p in registry.plugins if p.name == "wrong_type")
     assert info.status == "error" and "registered dict" in info.reason
+
+
+def _module(name, **attrs):
+    module = types.ModuleType(name)
+    for key, value in attrs.items():
+        setattr(module, key, value)
+    return module
+
+
+def _models(*names):
+    @hookimpl
+    def register_models(register):
+        for n in names:
+            register(GenericModel(name=n, description=n, create=lambda p, s: None))
+
+    return register_models
+
+
+def _status(registry, name):
+    info = next(p for p in registry.plugins if p.name == name)
+    return info.status, info.reason
+
+
+def test_misspelled_hook_is_an_error_naming_it_and_the_rest_load():
+    @hookimpl
+    def register_model(register):  # missing "s"
+        raise AssertionError("never called")
+
+    with registered_plugin(_module("typo_plugin", register_model=register_model)), \
+            registered_plugin(_module("fine_plugin", register_models=_models("fine_model"))):
+        registry = load_registry()
+    status, reason = _status(registry, "typo_plugin")
+    assert status == "error" and "\n" not in reason
+    assert reason.startswith("unknown hook register_model;") and "register_models" in reason
+    assert "fine_model" in registry.models and _status(registry, "fine_plugin") == ("ok", "")
+
+
+def test_hook_with_wrong_argument_names_is_an_error():
+    @hookimpl
+    def register_models(reg):
+        raise AssertionError("never called")
+
+    with registered_plugin(_module("bad_args", register_models=register_models)):
+        status, reason = _status(load_registry(), "bad_args")
+    assert status == "error" and "\n" not in reason
+    assert reason.startswith("invalid hook implementation:") and "'reg'" in reason
+
+
+def test_undecorated_hook_is_an_error_not_silently_ignored():
+    def register_models(register):  # no @hookimpl
+        register(GenericModel(name="unmarked_model", description="x", create=lambda p, s: None))
+
+    with registered_plugin(_module("unmarked", register_models=register_models)):
+        registry = load_registry()
+    status, reason = _status(registry, "unmarked")
+    assert status == "error" and "register_models is not marked @xraybench.hookimpl" in reason
+    assert "unmarked_model" not in registry.models
+
+
+def test_plugin_without_hooks_is_an_error():
+    with registered_plugin(_module("empty_plugin", helper=lambda: None)):
+        status, reason = _status(load_registry(), "empty_plugin")
+    assert status == "error" and "implements no xraybench hook" in reason
+
+
+def test_each_plugin_is_called_in_isolation():
+    @hookimpl
+    def register_models(register):
+        register(GenericModel(name="half_registered", description="x", create=lambda p, s: None))
+        raise RuntimeError("boom")
+
+    # the raising plugin sits between two good ones; its partial registration is dropped
+    with registered_plugin(_module("before", register_models=_models("m_before"))), \
+            registered_plugin(_module("raiser", register_models=register_models)), \
+            registered_plugin(_module("after", register_models=_models("m_after"))):
+        registry = load_registry()
+    assert _status(registry, "raiser") == ("error", "register_models raised RuntimeError: boom")
+    assert {"m_before", "m_after"} <= set(registry.models) and "half_registered" not in registry.models
+    assert _status(registry, "before") == _status(registry, "after") == ("ok", "")
+
+
+def test_the_same_object_may_be_registered_under_two_names():
+    module = _module("twice", register_datasets=_datasets_hook())
+    with registered_plugin(module, name="first"), registered_plugin(module, name="second"):
+        registry = load_registry()
+    assert _status(registry, "first") == ("ok", "")
+    status, reason = _status(registry, "second")
+    assert status == "error" and "registered twice" in reason
+
+
+def _datasets_hook():
+    from xraybench import DatasetSpec
+
+    @hookimpl
+    def register_datasets(register):
+        register(DatasetSpec(name="twice_reader", description="x", detect=lambda p: False,
+                             files=lambda p: [], read=lambda *a: None))
+
+    return register_datasets
+
+
+def test_class_based_plugin_with_staticmethod_hooks():
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_models(register):
+            register(GenericModel(name="from_class", description="x", create=lambda p, s: None))
+
+    with registered_plugin(Plugin(), name="class_plugin"):
+        registry = load_registry()
+    assert "from_class" in registry.models and _status(registry, "class_plugin") == ("ok", "")
+
+
+def test_hook_table_matches_the_hookspecs():
+    from xraybench import hookspecs, plugins
+
+    specs = {n for n, f in vars(hookspecs).items() if hasattr(f, "xraybench_spec")}
+    assert set(plugins._HOOKS) == set(plugins.HOOK_NAMES) == specs

@@ -1,8 +1,13 @@
 """xraybench: plugin-based, reproducible benchmarking of pneumonia classifiers on chest X-rays.
 
+The plugin API is exactly ``__all__`` below, plus the hooks declared in
+``xraybench.hookspecs`` and the test helpers in ``xraybench.testing``; docs/api.md is
+generated from their docstrings (``python -m xraybench.apidoc``). Every other module
+and name is internal and may change without notice.
+
 Importing this package is cheap on purpose (no keras, no backend, not even pluggy): the
 CLI's non-training commands and every plugin module import it at start-up. The public
-names below are resolved on first use (PEP 562), so ``xraybench leaderboard`` does not pay
+names are resolved on first use (PEP 562), so ``xraybench leaderboard`` does not pay
 for the plugin machinery it never touches.
 """
 
@@ -12,28 +17,59 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DatasetSpec",
-    "GenericModel",
-    "ImageSet",
-    "KerasModel",
-    "ModelSpec",
-    "hookimpl",
-    "__version__",
-]
+# Public name -> the module that defines it (the one place each lives).
+_EXPORTS: dict[str, str] = {
+    "hookimpl": "xraybench.hookspecs",
+    "KerasModel": "xraybench.specs",
+    "GenericModel": "xraybench.specs",
+    "ModelSpec": "xraybench.specs",
+    "Estimator": "xraybench.specs",
+    "ParamCounted": "xraybench.specs",
+    "DatasetSpec": "xraybench.specs",
+    "RawDataset": "xraybench.specs",
+    "ReaderStats": "xraybench.specs",
+    "ClassStats": "xraybench.specs",
+    "ImageSet": "xraybench.specs",
+    "LABELS": "xraybench.specs",
+    "load_registry": "xraybench.plugins",
+    "Registry": "xraybench.plugins",
+    "PluginInfo": "xraybench.plugins",
+    "XRayBenchError": "xraybench.errors",
+    "DataError": "xraybench.errors",
+    "PluginError": "xraybench.errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from xraybench.errors import DataError, PluginError, XRayBenchError
     from xraybench.hookspecs import hookimpl
-    from xraybench.specs import DatasetSpec, GenericModel, ImageSet, KerasModel, ModelSpec
+    from xraybench.plugins import PluginInfo, Registry, load_registry
+    from xraybench.specs import (
+        LABELS,
+        ClassStats,
+        DatasetSpec,
+        Estimator,
+        GenericModel,
+        ImageSet,
+        KerasModel,
+        ModelSpec,
+        ParamCounted,
+        RawDataset,
+        ReaderStats,
+    )
 
 
 def __getattr__(name: str) -> Any:
-    if name == "hookimpl":
-        from xraybench.hookspecs import hookimpl
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xraybench' has no attribute {name!r}")
+    import importlib
 
-        return hookimpl
-    if name in __all__:
-        from xraybench import specs
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolved once
+    return value
 
-        return getattr(specs, name)
-    raise AttributeError(f"module 'xraybench' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | {n for n in globals() if n.startswith("__")})

@@ -20,18 +20,23 @@ THRESHOLDS = tuple(t.value for t in Threshold)
 
 
 def _console():
-    from rich.console import Console
+    from xraybench.richtext import console
 
-    return Console()
+    return console()
 
 
 def command_line() -> str:
-    """The command as typed, recorded with each run so that it can be repeated."""
-    return "xraybench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    """The command as typed, recorded with each run so that it can be repeated, with its
+    secrets (a storage URL's password, ``--param token=...``) masked: records get published."""
+    from xraybench.redaction import mask_argv
+
+    return "xraybench " + " ".join(shlex.quote(a) for a in mask_argv(sys.argv[1:]))
 
 
 def _err(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    from xraybench.redaction import mask_text
+
+    print(f"error: {mask_text(message)}", file=sys.stderr)  # a URL quoted in an error keeps its password hidden
 
 
 # --- commands ------------------------------------------------------------------------
@@ -41,24 +46,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from xraybench.plugins import load_registry
+    from xraybench.richtext import plain
 
     registry = load_registry(args.disable_plugin)
     table = Table(title="xraybench models", header_style="bold")
     for col in ("Model", "Distribution", "Kind", "Input", "Tunable", "Status", "Description"):
         table.add_column(col, no_wrap=col == "Model")
+    # Every cell is plain Text: names, versions, descriptions and errors come from plugins.
     for name in sorted(registry.models):
         spec = registry.models[name]
-        table.add_row(
+        table.add_row(*map(plain, (
             name, f"{spec.distribution} {spec.version}", spec.kind, f"{spec.image_size}px x{spec.channels}",
-            "yes" if spec.search_space else "no", "[green]ok[/]", spec.description,
-        )
+            "yes" if spec.search_space else "no")), plain("ok", "green"), plain(spec.description))
     for name, message in sorted(registry.conflicts.items()):
-        table.add_row(name, "-", "-", "-", "-", "[red]error[/]", message)
+        table.add_row(*map(plain, (name, "-", "-", "-", "-")), plain("error", "red"), plain(message))
     for info in registry.plugins:
         if info.status != "ok" and not info.models:
             colour = "red" if info.status == "error" else "yellow"
-            table.add_row(f"({info.name})", f"{info.distribution} {info.version}", "-", "-", "-",
-                          f"[{colour}]{info.status}[/]", info.reason)
+            table.add_row(*map(plain, (f"({info.name})", f"{info.distribution} {info.version}", "-", "-", "-")),
+                          plain(info.status, colour), plain(info.reason))
     _console().print(table)
     return 0
 
@@ -76,14 +82,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
+    from xraybench.richtext import plain
+
     table = Table(title="xraybench plugins", header_style="bold")
     for col in ("Plugin", "Distribution", "Version", "Module", "Status", "Registers"):
         table.add_column(col)
     for info in registry.plugins:
         colour = {"ok": "green", "error": "red", "disabled": "yellow"}[info.status]
         registers = ", ".join(info.models + info.datasets) or "-"
-        status = f"[{colour}]{info.status}[/]" + (f": {info.reason}" if info.reason else "")
-        table.add_row(info.name, info.distribution, info.version, info.module, status, registers)
+        status = plain(info.status, colour) + (plain(f": {info.reason}") if info.reason else "")
+        table.add_row(*map(plain, (info.name, info.distribution, info.version, info.module)), status, plain(registers))
     _console().print(table)
     return 0
 
@@ -113,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xraybench.params import parse_assignments
     from xraybench.reporting import print_run_report, print_run_summary
     from xraybench.results import ResultStore
+    from xraybench.richtext import esc
     from xraybench.runner import Interrupted, RunRequest, prepare, run_in_process, run_isolated
 
     overrides = parse_assignments(args.param)
@@ -131,6 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = load_registry(args.disable_plugin)
     console = _console()
     store = ResultStore(args.results)
+    store.check_writable()  # before any data is decoded or model trained
     datasets: dict = {}
     command = command_line()
     # Check every model, parameter and data set before anything trains.
@@ -148,26 +158,26 @@ def cmd_run(args: argparse.Namespace) -> int:
             prepared.append(prepare(request, registry, datasets))
     for p in {id(p.dataset): p.dataset for p in prepared}.values():
         console.print(
-            f"[bold]data[/] {p.source} ({p.reader}) {p.image_size}px x{p.channels}, fingerprint {p.fingerprint[:12]}, "
+            f"[bold]data[/] {esc(p.source)} ({esc(p.reader)}) {p.image_size}px x{p.channels}, fingerprint {p.fingerprint[:12]}, "
             f"{'cache hit' if p.cache_hit else 'decoded and cached'} in {p.load_seconds:.1f}s; "
             f"split {p.splits.counts()}"
         )
     records = []
     runner = run_in_process if args.no_isolation else run_isolated
     for p in prepared:
-        console.rule(f"[bold]{p.spec.name}[/] seed {p.request.seed}")
+        console.rule(f"[bold]{esc(p.spec.name)}[/] seed {p.request.seed}")
         try:
             record, scores = runner(p)
         except Interrupted as stop:
             store.save(stop.record)
-            console.print(f"[yellow]interrupted[/]: recorded run {stop.record['run_id']} as interrupted")
+            console.print(f"[yellow]interrupted[/]: recorded run {esc(stop.record['run_id'])} as interrupted")
             records.append(stop.record)
             print_run_summary(records, console)
             return 130
         path = store.save(record, scores)
         records.append(record)
         print_run_report(record, console)
-        console.print(f"[dim]recorded {path}[/]")
+        console.print(f"[dim]recorded {esc(path)}[/]")
     print_run_summary(records, console)
     return 0 if all(r["status"] == RunStatus.DONE.label for r in records) else 1
 
@@ -191,8 +201,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     rows = lb.build_rows(loaded.records, threshold=args.threshold, all_runs=args.all_runs,
                          model=args.model, sort=args.sort, scores_loader=store.scores, baseline=args.baseline)
     refs = [] if args.no_references else lb.reference_rows()
-    title = f"xraybench leaderboard ({store.runs}; threshold {rows[0]['threshold'] if rows else args.threshold})"
     if args.format == "table":
+        from xraybench.richtext import esc  # the title is rich markup; the folder's name is not
+
+        title = f"xraybench leaderboard ({esc(store.runs)}; threshold {rows[0]['threshold'] if rows else args.threshold})"
         if not rows:
             print(f"no finished runs in {store.runs}; run `xraybench run --model MODEL` first (`xraybench models` lists them)")
         lb.render_table(rows, refs, title)

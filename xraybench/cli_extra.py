@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import shlex
 from pathlib import Path
 
 from xraybench.cli import command_line
@@ -13,21 +14,21 @@ from xraybench.records import DEFAULT_SEED, RunStatus, Threshold
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from xraybench.contract import run_contract
     from xraybench.plugins import load_registry
+    from xraybench.richtext import console as make_console, plain
 
     spec = load_registry(args.disable_plugin).model(args.model)
     rows = run_contract(spec, size=args.image_size, seed=args.seed)
-    table = Table(title=f"xraybench check {spec.name} ({spec.distribution} {spec.version}, {spec.kind})",
+    table = Table(title=plain(f"xraybench check {spec.name} ({spec.distribution} {spec.version}, {spec.kind})"),
                   header_style="bold", title_justify="left")
     for col in ("Check", "Result", "Detail"):
         table.add_column(col)
-    for name, ok, detail in rows:
-        table.add_row(name, "[green]pass[/]" if ok else "[red]FAIL[/]", detail)
-    console = Console()
+    for name, ok, detail in rows:  # details quote the plugin's own errors
+        table.add_row(plain(name), plain("pass", "green") if ok else plain("FAIL", "red"), plain(detail))
+    console = make_console()
     console.print(table)
     failed = sum(not ok for _, ok, _ in rows)
     console.print(f"{len(rows) - failed} passed, {failed} failed")
@@ -99,7 +100,7 @@ def register_models(register):
 
 SCAFFOLD_TEST = '''"""The xraybench plugin contract, on tiny generated data (see xraybench.testing)."""
 
-from xraybench.plugins import load_registry
+from xraybench import load_registry
 from xraybench.testing import check_model
 
 
@@ -151,7 +152,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from rich.markup import escape
@@ -159,6 +159,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from xraybench.leaderboard import record_keys
     from xraybench.metric_registry import bootstrapped
     from xraybench.results import ResultStore
+    from xraybench.richtext import console as make_console, plain
     from xraybench.stats import bootstrap_intervals, compare_runs, format_interval
 
     store = ResultStore(args.results)
@@ -175,7 +176,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if record["status"] != RunStatus.DONE.label:
             raise XRayBenchError(f"run {record['run_id']} has status {record['status']}; only done runs can be compared")
     fa, fb = a.get("data", {}).get("fingerprint"), b.get("data", {}).get("fingerprint")
-    console = Console()
+    console = make_console()
     if fa != fb:
         raise XRayBenchError(f"not compared: the runs used different data (fingerprints {str(fa)[:12]} and {str(fb)[:12]})")
     key, key_intervals = record_keys(args.threshold)
@@ -192,11 +193,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return stored
 
     ia, ib = intervals(a, sa, ta), intervals(b, sb, tb)
-    table = Table(title=escape(f"{a['run_id']} vs {b['run_id']} (95% bootstrap CIs, threshold {args.threshold})"),
+    table = Table(title=plain(f"{a['run_id']} vs {b['run_id']} (95% bootstrap CIs, threshold {args.threshold})"),
                   header_style="bold", title_justify="left")
     table.add_column("Metric")
-    table.add_column(escape(f"A: {a['model']} seed {a.get('seed')}"))
-    table.add_column(escape(f"B: {b['model']} seed {b.get('seed')}"))
+    table.add_column(plain(f"A: {a['model']} seed {a.get('seed')}"))
+    table.add_column(plain(f"B: {b['model']} seed {b.get('seed')}"))
     for metric in bootstrapped():
         table.add_row(metric.name, format_interval(ia.get(metric.key), metric.digits),
                       format_interval(ib.get(metric.key), metric.digits))
@@ -253,17 +254,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     import optuna
-    from rich.console import Console
 
     from xraybench import tuning
     from xraybench.params import parse_assignments
     from xraybench.plugins import load_registry
     from xraybench.reporting import print_run_report
-    from xraybench.results import ResultStore, results_dir
+    from xraybench.results import ResultStore
+    from xraybench.richtext import console as make_console, esc
     from xraybench.runner import Interrupted, RunRequest, prepare, run_isolated
 
-    console = Console()
-    storage = args.storage or tuning.default_storage(results_dir(args.results))
+    console = make_console()
+    if not args.show and (not args.storage or not args.no_final):
+        ResultStore(args.results).check_writable()  # the study file or the final run goes there
+    storage = _storage(args)
     if args.show:
         return _show_study(console, storage, args.show)
     if not args.model:
@@ -283,18 +286,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     prepared = prepare(request, registry, datasets)
     study_name = args.study or f"{spec.name}-{args.metric}-{prepared.dataset.image_size}px-seed{args.seed}"
     data = prepared.dataset
-    console.print(f"[bold]tuning[/] {spec.name} on {data.source} ({data.image_size}px, fingerprint {data.fingerprint[:12]}): "
+    console.print(f"[bold]tuning[/] {esc(spec.name)} on {esc(data.source)} ({data.image_size}px, "
+                  f"fingerprint {esc(data.fingerprint[:12])}): "
                   f"train {len(data.splits.train)}, val {len(data.splits.val)} images; test is never used while tuning")
-    console.print(f"study {study_name!r} in {tuning.masked(storage)}; metric {args.metric}; sampler {args.sampler}; "
-                  f"pruner {args.pruner}")
+    console.print(esc(f"study {study_name!r} in {tuning.masked(storage)}; metric {args.metric}; sampler {args.sampler}; "
+                      f"pruner {args.pruner}"))
     try:
         study, objective, seconds = tuning.run_study(
             spec, data.splits.train, data.splits.val, storage, study_name, args.trials, args.timeout, args.metric,
             args.sampler, args.pruner, fixed, args.seed, args.precision, console,
         )
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: finished trials are kept in {tuning.masked(storage)}; "
-                      f"run the same command to resume study {study_name!r}")
+        console.print(f"[yellow]interrupted[/]: finished trials are kept in {esc(tuning.masked(storage))}; "
+                      f"run the same command to resume study {esc(repr(study_name))}")
         return 130
     states = [t.state for t in study.trials]
     done = states.count(optuna.trial.TrialState.COMPLETE)
@@ -304,7 +308,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if not done:
         raise XRayBenchError(f"study {study_name!r} has no complete trial; nothing to evaluate")
     best = study.best_trial
-    console.print(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}")
+    console.print(esc(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}"))
     if args.no_final:
         return 0
     final = dataclasses.replace(
@@ -314,7 +318,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
               "complete_trials": done, "metric": args.metric, "best_value": best.value, "best_trial": best.number},
         command=command_line(),
     )
-    console.rule(f"[bold]{spec.name}[/] with the best parameters, evaluated once on test")
+    console.rule(f"[bold]{esc(spec.name)}[/] with the best parameters, evaluated once on test")
     store = ResultStore(args.results)
     try:
         record, scores = run_isolated(prepare(final, registry, datasets))
@@ -331,6 +335,7 @@ def _show_study(console, storage: str, name: str) -> int:
     from rich.table import Table
 
     from xraybench import tuning
+    from xraybench.richtext import esc, plain
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -341,45 +346,61 @@ def _show_study(console, storage: str, name: str) -> int:
         best = study.best_trial
     except ValueError:
         raise XRayBenchError(f"study {name!r} has no complete trial yet") from None
-    console.print(f"study {name!r}: {len(study.trials)} trials; best trial {best.number}, value {best.value:.4f}")
-    console.print(f"best parameters: {best.params}")
+    console.print(esc(f"study {name!r}: {len(study.trials)} trials; best trial {best.number}, value {best.value:.4f}"))
+    console.print(esc(f"best parameters: {best.params}"))
     try:
         importances = optuna.importance.get_param_importances(study)
     except (ValueError, RuntimeError) as exc:
         importances = {}
-        console.print(f"parameter importances unavailable: {exc}")
+        console.print(esc(f"parameter importances unavailable: {exc}"))
     if importances:
         table = Table(title="parameter importances (Optuna's default evaluator)", title_justify="left", header_style="bold")
         table.add_column("Parameter")
         table.add_column("Importance", justify="right")
         for key, value in importances.items():
-            table.add_row(key, f"{value:.3f}")
+            table.add_row(plain(key), f"{value:.3f}")
         console.print(table)
-    console.print(f"dashboard: pip install optuna-dashboard && optuna-dashboard {storage}")
+    shown = tuning.masked(storage)
+    note = "" if shown == storage else " (put your password back where *** stands)"
+    console.print(esc(f"dashboard: pip install optuna-dashboard && optuna-dashboard {shlex.quote(shown)}{note}"))
     return 0
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
     import optuna
-    from rich.console import Console
     from rich.table import Table
 
     from xraybench import tuning
-    from xraybench.results import results_dir
+    from xraybench.richtext import console as make_console, plain
 
-    storage = args.storage or tuning.default_storage(results_dir(args.results))
+    storage = _storage(args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summaries = optuna.get_all_study_summaries(storage=tuning.make_storage(storage))
-    table = Table(title=f"studies in {tuning.masked(storage)}", header_style="bold", title_justify="left")
+    table = Table(title=plain(f"studies in {tuning.masked(storage)}"), header_style="bold", title_justify="left")
     for col in ("Study", "Model", "Metric", "Trials", "Best value", "Started"):
         table.add_column(col)
     for s in summaries:
         best = f"{s.best_trial.value:.4f}" if s.best_trial is not None and s.best_trial.value is not None else "-"
         started = s.datetime_start.isoformat(timespec="seconds") if s.datetime_start else "-"
-        table.add_row(s.study_name, str(s.user_attrs.get("model", "-")), str(s.user_attrs.get("metric", "-")),
+        table.add_row(plain(s.study_name), plain(s.user_attrs.get("model", "-")), plain(s.user_attrs.get("metric", "-")),
                       str(s.n_trials), best, started)
-    Console().print(table)
+    make_console().print(table)
     return 0
+
+
+def _storage(args: argparse.Namespace) -> str:
+    """``--storage``, else the SQLite file in the results folder (a one-line error when that cannot be made)."""
+    from xraybench import tuning
+    from xraybench.results import RESULTS_ENV, results_dir
+
+    if args.storage:
+        return args.storage
+    folder = results_dir(args.results)
+    try:
+        return tuning.default_storage(folder)
+    except OSError as exc:
+        raise XRayBenchError(f"results folder {folder} cannot hold the study file ({exc.strerror or type(exc).__name__}); "
+                             f"pass --results DIR, set ${RESULTS_ENV} or give --storage URL") from None
 
 
 def add_commands(sub, formatter) -> None:

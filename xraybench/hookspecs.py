@@ -1,10 +1,10 @@
-"""The whole xraybench plugin API.
+"""The hooks a plugin may implement, and the ``hookimpl`` marker that declares an implementation.
 
 A plugin is any importable module or object, advertised under the ``xraybench``
 entry-point group, that implements one or more of the hooks below with
 ``@xraybench.hookimpl``. This module is the reference: every hook a plugin may
-implement is declared here, and ``docs/plugins.md`` documents each one (a test
-keeps the two in step).
+implement is declared here, ``docs/plugins.md`` documents each one and
+``docs/api.md`` is generated from these docstrings (tests keep all three in step).
 
 Example ``pyproject.toml`` of a plugin package::
 
@@ -18,7 +18,7 @@ the harness can attribute each registration to the distribution that made it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import pluggy
 
@@ -28,11 +28,26 @@ if TYPE_CHECKING:  # pragma: no cover
 PROJECT = "xraybench"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+_impl_marker = pluggy.HookimplMarker(PROJECT)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def hookimpl(function: F | None = None, *, specname: str | None = None, optionalhook: bool = False) -> Any:
+    """Mark ``function`` as the implementation of the hook of the same name: ``@xraybench.hookimpl``.
+
+    Only marked functions count: a hook-named function without the marker makes the
+    plugin an ``error`` ("not marked @xraybench.hookimpl"), never silently ignored,
+    and so does a marked one whose name (or ``specname``) is no hook below
+    ("unknown hook"), or whose arguments are not the hook's. ``specname`` implements
+    the hook under another function name; ``optionalhook=True`` lets a plugin
+    implement a hook that an older xraybench lacks without being an error there.
+    Used bare (``@hookimpl``) or with options (``@hookimpl(specname="register_models")``).
+    """
+    return _impl_marker(function, specname=specname, optionalhook=optionalhook)
 
 
 @hookspec
-def register_models(register: Callable[["ModelSpec"], None]) -> None:
+def register_models(register: Callable[[ModelSpec], None]) -> None:
     """Register model specs by calling ``register(spec)`` once per model.
 
     ``spec`` is a :class:`xraybench.KerasModel` (the plugin supplies ``build``;
@@ -49,7 +64,7 @@ def register_models(register: Callable[["ModelSpec"], None]) -> None:
 
 
 @hookspec
-def register_datasets(register: Callable[["DatasetSpec"], None]) -> None:
+def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register data set readers by calling ``register(spec)`` once per reader.
 
     A :class:`xraybench.DatasetSpec` says whether it recognises a path

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from xraybench.metric_registry import REGISTRY
 from xraybench.records import InvalidRecord, RunRecord, RunStatus, Threshold, coerce
+from xraybench.redaction import mask_command
 from xraybench.references import REFERENCES
 
 METRICS = {m.key: m.label for m in REGISTRY}
@@ -190,7 +191,7 @@ def build_rows(
             "intervals": first.intervals_at(t),
             "wall_seconds_per_run": [r.wall_seconds for r in runs],
             "cpu_seconds_per_run": [r.cpu_seconds for r in runs],
-            "commands": sorted({r.command for r in runs}),
+            "commands": sorted({mask_command(r.command or "") for r in runs}),  # old records too
             "hardware": sorted({_hardware(r) for r in runs}),
             "reference": None if reference is None else {"model": reference.model, "image_size": reference.image_size,
                                                           "chosen": reference.declared},

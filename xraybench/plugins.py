@@ -1,14 +1,17 @@
 """Plugin discovery, isolated so that one broken plugin never takes the harness down.
 
 pluggy's own ``load_setuptools_entrypoints`` stops at the first plugin that fails
-to import; here every entry point is imported, registered and asked for its
-models inside its own ``try``. A failure becomes a ``PluginInfo`` with status
-``error`` and a one-line reason, and everything else keeps working.
+to import; here every entry point is imported, validated against the hookspecs
+and called through pluggy inside its own ``try``, in a plugin manager of its own
+(so one plugin's hook that raises never hides another's). A failure becomes a
+``PluginInfo`` with status ``error`` and a one-line reason (a misspelled hook, an
+undecorated one, an import or a hook that raises), and everything else keeps working.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -28,6 +31,15 @@ EXTRA_ENV = "XRAYBENCH_PLUGINS"  # comma-separated module paths, loaded as if in
 
 @dataclass
 class PluginInfo:
+    """One advertised plugin and what became of it (a row of ``xraybench plugins``).
+
+    ``name`` is the entry-point name (or module path for ``$XRAYBENCH_PLUGINS``),
+    ``distribution``/``version`` the package that advertised it (``local``/``0`` when
+    loaded from the environment or ``xraybench.testing.registered_plugin``),
+    ``module`` the object path. ``status`` is ``ok``, ``error`` (``reason`` says why
+    in one line) or ``disabled``. ``models`` and ``datasets`` are the names it registered.
+    """
+
     name: str
     distribution: str
     version: str
@@ -40,13 +52,21 @@ class PluginInfo:
 
 @dataclass
 class Registry:
+    """Everything the installed plugins registered, as returned by :func:`load_registry`.
+
+    ``models`` and ``datasets`` map a name to its spec, with ``distribution`` and
+    ``version`` filled in; ``plugins`` holds one :class:`PluginInfo` per advertised
+    plugin, broken and disabled ones included; ``conflicts`` maps a name that two
+    plugins registered to the one-line error naming both (neither is usable).
+    """
+
     models: dict[str, ModelSpec] = field(default_factory=dict)
     datasets: dict[str, DatasetSpec] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     conflicts: dict[str, str] = field(default_factory=dict)
 
     def model(self, name: str) -> ModelSpec:
-        """The spec called ``name``, or a one-line error listing what exists."""
+        """The spec called ``name``; else a one-line ``PluginError`` saying why (unknown, conflict, broken plugin)."""
         if name in self.models:
             return self.models[name]
         if name in self.conflicts:
@@ -87,11 +107,67 @@ def _candidates() -> list[tuple[str, str, str, str, Any]]:
 _extra_objects: list[tuple[str, Any]] = []  # plugins registered in-process (xraybench.testing)
 
 
-def load_registry(disabled: Iterable[str] = ()) -> Registry:
-    """Import every plugin in isolation and collect the models and datasets they register."""
-    registry = Registry()
+# hook name -> the spec types its ``register`` accepts
+_HOOKS: dict[str, tuple[type, ...]] = {
+    "register_models": (KerasModel, GenericModel),
+    "register_datasets": (DatasetSpec,),
+}
+HOOK_NAMES = tuple(
+    name for name, fn in vars(hookspecs).items()
+    if callable(fn) and hasattr(fn, f"{hookspecs.PROJECT}_spec")
+)
+
+
+def _unmarked_hooks(plugin: Any) -> list[str]:
+    """Hook-named callables that lack ``@xraybench.hookimpl`` (pluggy would skip them silently)."""
+    marker = f"{hookspecs.PROJECT}_impl"
+    found = []
+    for name in HOOK_NAMES:
+        attr = inspect.getattr_static(plugin, name, None)
+        attr = getattr(attr, "__func__", attr)  # staticmethod / classmethod
+        if callable(attr) and not hasattr(attr, marker):
+            found.append(name)
+    return found
+
+
+def _validated_manager(plugin: Any, label: str) -> pluggy.PluginManager:
+    """A plugin manager holding this one plugin, its hooks checked against the hookspecs.
+
+    One manager per plugin keeps every plugin's hooks isolated (one raising never hides
+    another's) and makes each validation error that plugin's. Raises PluginError.
+    """
+    unmarked = _unmarked_hooks(plugin)
+    if unmarked:
+        raise PluginError(
+            f"{', '.join(unmarked)} is not marked @xraybench.hookimpl, so it would be ignored; decorate it"
+        )
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    try:
+        pm.register(plugin, name=label)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        unknown = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [] if not caller.has_spec())
+        if unknown:
+            raise PluginError(
+                f"unknown hook {', '.join(unknown)}; xraybench hooks are {', '.join(HOOK_NAMES)} (check the spelling)"
+            ) from None
+        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise PluginError(f"invalid hook implementation: {detail}") from None
+    if not any(caller.has_spec() for caller in pm.get_hookcallers(plugin) or []):
+        raise PluginError(f"implements no xraybench hook; expected one of {', '.join(HOOK_NAMES)} with @xraybench.hookimpl")
+    return pm
+
+
+def load_registry(disabled: Iterable[str] = ()) -> Registry:
+    """Import every advertised plugin in isolation and collect what its hooks register.
+
+    ``disabled`` names plugins or distributions to skip, on top of
+    ``$XRAYBENCH_DISABLE_PLUGINS``. Never raises for a broken plugin: it becomes a
+    ``PluginInfo`` with status ``error`` and a one-line reason, and the rest load.
+    Plugin tests call it to see their models as users will (``load_registry().model(name)``).
+    """
+    registry = Registry()
     blocked = _disabled_names(disabled)
     owners: dict[str, str] = {}
 
@@ -106,20 +182,25 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
             continue
         try:
             plugin: ModuleType | Any = loader()
-            pm.register(plugin, name=f"{dist}:{name}")
         except Exception as exc:  # a plugin's import may raise anything
             info.status, info.reason = "error", f"import failed: {one_line(exc)}"
             continue
-        for hook_name, kind_ok, target in (
-            ("register_models", (KerasModel, GenericModel), registry.models),
-            ("register_datasets", (DatasetSpec,), registry.datasets),
-        ):
-            impl = getattr(plugin, hook_name, None)
-            if impl is None:
+        try:
+            pm = _validated_manager(plugin, f"{dist}:{name}")
+        except PluginError as exc:
+            info.status, info.reason = "error", str(exc)
+            continue
+        except Exception as exc:  # attribute access on a hostile plugin object
+            info.status, info.reason = "error", f"cannot inspect hooks: {one_line(exc)}"
+            continue
+        for hook_name, kind_ok in _HOOKS.items():
+            target = registry.models if hook_name == "register_models" else registry.datasets
+            caller = getattr(pm.hook, hook_name)
+            if not caller.get_hookimpls():
                 continue
             staged: list[Any] = []
             try:
-                impl(register=staged.append)
+                caller(register=staged.append)
             except Exception as exc:
                 info.status, info.reason = "error", f"{hook_name} raised {one_line(exc)}"
                 continue

@@ -1,16 +1,21 @@
-"""Terminal reports with rich: one run in the seed's form, a batch summary, the data summary."""
+"""Terminal reports with rich: one run in the seed's form, a batch summary, the data summary.
+
+Record fields (model names, reasons that quote plugin errors or ``--param`` values, data paths)
+are untrusted text: they go through ``esc``/``plain`` and are never read as rich markup.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from xraybench.richtext import esc, plain
 from xraybench.specs import LABELS
 
 
 def _report_table(metrics: dict[str, Any], title: str):
     from rich.table import Table
 
-    table = Table(title=title, header_style="bold", title_justify="left")
+    table = Table(title=plain(title), header_style="bold", title_justify="left")
     for col in ("", "precision", "recall", "f1-score", "support"):
         table.add_column(col, justify="right")
     for label in LABELS:
@@ -47,8 +52,8 @@ def print_run_report(record: dict[str, Any], console) -> None:
     epochs = record.get("epochs_run")
     console.print(
         f"[dim]validation AUC {record['val_metrics']['roc_auc']:.4f}; trained {record['train_seconds']:.1f}s"
-        f"{f', {epochs} epochs' if epochs else ''}; precision {record.get('precision')}; "
-        f"{record.get('param_count') or '?'} parameters[/]"
+        f"{f', {esc(epochs)} epochs' if epochs else ''}; precision {esc(record.get('precision'))}; "
+        f"{esc(record.get('param_count') or '?')} parameters[/]"
     )
 
 
@@ -63,9 +68,9 @@ def print_run_summary(records: list[dict[str, Any]], console) -> None:
     for r in records:
         m = r.get("metrics") or {}
         table.add_row(
-            r["run_id"], r["model"], str(r["seed"]), RunStatus.parse(r["status"]).markup(),
+            plain(r["run_id"]), plain(r["model"]), plain(r["seed"]), RunStatus.parse(r["status"]).markup(),
             f"{m['accuracy']:.4f}" if m else "-", f"{m['roc_auc']:.4f}" if m else "-",
-            f"{r.get('wall_seconds', 0):.0f}", r.get("reason", ""),
+            f"{r.get('wall_seconds', 0):.0f}", plain(r.get("reason", "")),
         )
     console.print(table)
 
@@ -74,7 +79,8 @@ def print_data_summary(dataset, console) -> None:
     from rich.table import Table
 
     stats = dataset.stats
-    table = Table(title=f"data set {dataset.source} ({dataset.reader})", header_style="bold", title_justify="left")
+    table = Table(title=plain(f"data set {dataset.source} ({dataset.reader})"), header_style="bold",
+                  title_justify="left")
     for col in ("Split", "Class", "Images", "Patients", "Exact duplicates"):
         table.add_column(col, justify="right" if col not in ("Split", "Class") else "left")
     for split, classes in stats.get("splits", {}).items():
@@ -83,7 +89,7 @@ def print_data_summary(dataset, console) -> None:
             if s is None:
                 continue
             none = lambda v: "-" if v is None else str(v)  # noqa: E731
-            table.add_row(split, label, str(s["images"]), none(s.get("patients")), none(s.get("duplicates")))
+            table.add_row(plain(split), label, str(s["images"]), none(s.get("patients")), none(s.get("duplicates")))
     console.print(table)
     counts = dataset.splits.counts()
     split_table = Table(title="splits used for training and evaluation", header_style="bold", title_justify="left")
@@ -94,13 +100,13 @@ def print_data_summary(dataset, console) -> None:
         patients = len(set(getattr(dataset.splits, name).groups))
         split_table.add_row(name, *(str(c[label]) for label in LABELS), str(sum(c[label] for label in LABELS)), str(patients))
     console.print(split_table)
-    console.print(f"validation: {dataset.val_strategy}, fraction {dataset.val_fraction}, seed {dataset.seed}")
+    console.print(esc(f"validation: {dataset.val_strategy}, fraction {dataset.val_fraction}, seed {dataset.seed}"))
     if "kaggle_val_images" in stats:
         console.print(f"Kaggle val/ folder: {stats['kaggle_val_images']} images, reported but not used")
-    console.print(f"image sizes seen: {stats.get('sizes')}; modes: {stats.get('modes')}")
+    console.print(esc(f"image sizes seen: {stats.get('sizes')}; modes: {stats.get('modes')}"))
     console.print(f"skipped unreadable images: {stats.get('skipped_bad_count', 0)}")
-    console.print(
+    console.print(esc(
         f"cache: {'hit' if dataset.cache_hit else 'written'} at {dataset.cache_path} "
         f"({dataset.image_size}px x{dataset.channels}, loaded in {dataset.load_seconds:.2f}s)"
-    )
-    console.print(f"fingerprint: {dataset.fingerprint}")
+    ))
+    console.print(esc(f"fingerprint: {dataset.fingerprint}"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ RESULTS_ENV = "XRAYBENCH_RESULTS"
 STATUSES = tuple(s.label for s in RunStatus if s is not RunStatus.INVALID)
 SCHEMA = 1  # of the summary index (runs/.index.json); a record's own version is records.SCHEMA_VERSION
 _BULKY = ("history", "val_metrics", "params", "description")
+FALLBACK_ENV = "XRAYBENCH_FALLBACK_RESULTS"  # where a run goes when its results folder cannot be written
 
 
 def results_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -35,6 +37,30 @@ def results_dir(explicit: str | os.PathLike | None = None) -> Path:
         return Path(explicit).expanduser()
     env = os.environ.get(RESULTS_ENV)
     return Path(env).expanduser() if env else Path("leaderboards")
+
+
+def fallback_dir() -> Path:
+    """Where a finished run is written when its results folder cannot be: ``$XRAYBENCH_FALLBACK_RESULTS``,
+    else the user's state folder (``platformdirs``), so that hours of training are never thrown away."""
+    env = os.environ.get(FALLBACK_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("xraybench")) / "unsaved-runs"
+
+
+def _masked(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with the secrets of its command line and storage URL masked (records get published)."""
+    from xraybench.redaction import mask_command, mask_url
+
+    out = dict(record)
+    if isinstance(out.get("command"), str):
+        out["command"] = mask_command(out["command"])
+    tags = out.get("tags")
+    if isinstance(tags, dict) and isinstance(tags.get("storage"), str):
+        out["tags"] = {**tags, "storage": mask_url(tags["storage"])}
+    return out
 
 
 def new_run_id(model: str) -> str:
@@ -71,15 +97,57 @@ class ResultStore:
         self.root = results_dir(root)
         self.runs = self.root / "runs"
 
+    def check_writable(self) -> None:
+        """Raise a one-line XRayBenchError unless runs can be written here; called before any training,
+        so that a results path that is a file or a read-only folder costs seconds, not a run."""
+        from xraybench.errors import XRayBenchError
+
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=self.runs)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise XRayBenchError(
+                f"results folder {self.root} cannot be written ({why}: {exc.filename or self.runs}); "
+                f"pass --results DIR or set ${RESULTS_ENV} to a writable folder"
+            ) from None
+
     def save(self, record: dict[str, Any], scores: dict[str, Any] | None = None) -> Path:
-        """Write the scores sidecar, then the summary (the commit point). The record is
-        validated through ``records.for_saving`` first (a ValueError says what is wrong)."""
-        record = for_saving(record)
+        """Write the scores sidecar, then the summary (the commit point); returns the summary's path.
+
+        When the results folder cannot be written (removed, made read-only or replaced by a file
+        while the run trained), the run goes to ``fallback_dir()`` instead and one line on stderr
+        says where: a finished run is never dropped.
+        """
+        record = _masked(for_saving(record))  # validated (a ValueError says what is wrong), secrets hidden
+        try:
+            return self._write(self.runs, record, scores)
+        except OSError as exc:
+            failure = f"{exc.strerror or type(exc).__name__}: {exc.filename or self.runs}"
+        for target in (fallback_dir(), Path(tempfile.gettempdir()) / "xraybench-unsaved-runs"):
+            try:
+                path = self._write(target, record, scores)
+            except OSError:
+                continue
+            print(f"warning: results folder {self.runs} could not be written ({failure}); run {record['run_id']} "
+                  f"was saved to {path} instead: move {target}/{record['run_id']}.* into a results folder's runs/",
+                  file=sys.stderr)
+            return path
+        from xraybench.errors import XRayBenchError
+
+        raise XRayBenchError(f"run {record['run_id']} could not be written to {self.runs} ({failure}) "
+                             f"nor to {fallback_dir()} or the temporary folder")
+
+    @staticmethod
+    def _write(runs: Path, record: dict[str, Any], scores: dict[str, Any] | None) -> Path:
+        record = dict(record)
         run_id = record["run_id"]
         if scores is not None:
-            _atomic_write(self.runs / f"{run_id}.scores.json", scores)
+            _atomic_write(runs / f"{run_id}.scores.json", scores)
             record["has_scores"] = True
-        path = self.runs / f"{run_id}.json"
+        path = runs / f"{run_id}.json"
         _atomic_write(path, record)
         return path
 
@@ -150,14 +218,14 @@ class ResultStore:
                     except InvalidRecord as exc:  # its reason, worded as everywhere else
                         failed.append((name, str(exc)))
                 continue
-            fresh[name] = [stamp, {k: v for k, v in record.items() if k not in _BULKY}]
+            fresh[name] = [stamp, _masked({k: v for k, v in record.items() if k not in _BULKY})]
             changed = True
         if changed or len(fresh) != len(cached):
             try:
                 _atomic_write(index_path, {"schema": SCHEMA, "records": fresh}, indent=None)
             except OSError:
                 pass
-        return [(name, entry[1]) for name, entry in fresh.items()]
+        return [(name, _masked(entry[1])) for name, entry in fresh.items()]  # an index from before masking, too
 
     def load(self, full: bool = False) -> "Loaded":
         """Every valid run record (migrated) and every skipped file with its reason.

@@ -123,6 +123,7 @@ def execute(request: RunRequest, on_epoch: Callable | None = None) -> tuple[dict
 
 def _epoch_printer(model: str, quiet: bool) -> Callable:
     from rich.console import Console
+    from rich.markup import escape  # a plugin's model name is not markup
 
     console = Console(stderr=False, highlight=False)
     started = time.perf_counter()
@@ -134,7 +135,7 @@ def _epoch_printer(model: str, quiet: bool) -> Callable:
         left = elapsed / epoch * (epochs - epoch)
         parts = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_auc", "val_accuracy"))
         console.print(
-            f"  [cyan]{model}[/] epoch {epoch}/{epochs}  {parts}  {elapsed:.0f}s elapsed, "
+            f"  [cyan]{escape(model)}[/] epoch {epoch}/{epochs}  {parts}  {elapsed:.0f}s elapsed, "
             f"at most ~{left:.0f}s left (early stopping may end sooner)"
         )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, TypedDict
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -54,6 +54,7 @@ class ImageSet:
         return len(self.images)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> "ImageSet":
+        """The images at ``index``, with their labels, ids and groups."""
         import numpy as np
 
         index = np.asarray(index, dtype=np.int64)
@@ -65,6 +66,7 @@ class ImageSet:
         )
 
     def class_counts(self) -> dict[str, int]:
+        """Images per class name, e.g. ``{"NORMAL": 24, "PNEUMONIA": 36}``."""
         return {name: int((self.labels == i).sum()) for i, name in enumerate(LABELS)}
 
 
@@ -95,6 +97,7 @@ class ModelSpec:
     kind = "abstract"
 
     def all_defaults(self) -> dict[str, Any]:
+        """The parameters a plain run uses: ``defaults`` (a Keras model adds the harness's training defaults)."""
         return dict(self.defaults)
 
 
@@ -120,9 +123,27 @@ class KerasModel(ModelSpec):
 
 
 class Estimator(Protocol):
+    """What ``GenericModel.create(params, seed)`` returns: fitted on train/val, asked for P(PNEUMONIA).
+
+    ``predict_proba`` gets uint8 images (N, H, W, C) and returns shape (N,) in [0, 1]; the
+    harness rejects NaN, values outside [0, 1] and wrong shapes with a one-line reason.
+    """
+
     def fit(self, train: ImageSet, val: ImageSet) -> Any: ...
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray: ...
+
+
+class ParamCounted(Protocol):
+    """Optional: an estimator that says how many parameters it has, for the leaderboard's column.
+
+    ``param_count`` may be a method returning an int or a plain int attribute. The
+    harness records it with the run; anything else (absent, raising, not an int) is
+    recorded as unknown, never an error. Keras models need nothing: the harness counts
+    their weights itself.
+    """
+
+    def param_count(self) -> int: ...
 
 
 @dataclass
@@ -139,6 +160,40 @@ class GenericModel(ModelSpec):
     kind = "generic"
 
 
+class ClassStats(TypedDict):
+    """What a reader saw of one class in one source split (one row of ``xraybench data``).
+
+    ``patients`` and ``duplicates`` (exact byte-identical images) are None when the
+    source cannot tell (e.g. an .npz of bare arrays).
+    """
+
+    images: int
+    patients: int | None
+    duplicates: int | None
+
+
+class ReaderStats(TypedDict, total=False):
+    """``RawDataset.stats``: what a reader saw, shown by ``xraybench data`` and stored with the cache.
+
+    Every key is optional; the report shows those present. ``splits`` maps a source
+    split (``train``, ``test``, ``val``) to ``{"NORMAL": ClassStats, "PNEUMONIA":
+    ClassStats}``; ``sizes`` and ``modes`` count the original image sizes
+    (``"WxH"``) and PIL modes; ``skipped_bad`` lists the files skipped as
+    unreadable (relative paths) and ``skipped_bad_count`` their number;
+    ``kaggle_val_images`` is the size of a source val/ folder that is reported but
+    not used; ``dataset`` is a display name (default: the reader's name).
+    """
+
+    reader: str
+    dataset: str
+    splits: dict[str, dict[str, ClassStats]]
+    sizes: dict[str, int]
+    modes: dict[str, int]
+    skipped_bad: list[str]
+    skipped_bad_count: int
+    kaggle_val_images: int
+
+
 @dataclass
 class RawDataset:
     """What a dataset reader returns: the splits it found plus what it saw.
@@ -150,7 +205,7 @@ class RawDataset:
     train: ImageSet
     test: ImageSet
     val: ImageSet | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: ReaderStats = field(default_factory=dict)  # type: ignore[assignment]
 
 
 @dataclass

@@ -9,6 +9,7 @@ work one study (Optuna's own distributed mode). Heartbeats plus
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 from xraybench.errors import XRayBenchError
 from xraybench.metric_registry import BY_KEY
+from xraybench.redaction import mask_url as masked  # noqa: F401  (the storage URL with its secrets hidden)
 from xraybench.specs import ImageSet, ModelSpec
 
 # Each objective is a metric_registry entry on the validation split; its direction comes from there.
@@ -31,14 +33,16 @@ def default_storage(results: Path) -> str:
     return f"sqlite:///{(results / 'tuning.sqlite3').resolve()}"
 
 
-def masked(url: str) -> str:
-    """The storage URL with any password hidden, for records and logs."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+def _storage_error(url: str, exc: BaseException, with_type: bool) -> XRayBenchError:
+    """A one-line error that names the storage without its secrets, even where the driver's own
+    message echoes part of the URL (a password holding '@' ends up in the host name it reports)."""
+    from xraybench.redaction import mask_text, url_secrets
+
+    secrets = url_secrets(url)
+    pieces = [p for s in secrets for p in re.split(r"[@:/?#&=]", s) if len(p) >= 2]
+    first = (str(exc).splitlines() or [""])[0]
+    detail = mask_text(f"{type(exc).__name__}: {first}" if with_type else first, secrets + pieces)
+    return XRayBenchError(f"cannot open storage {masked(url)}: {detail}")
 
 
 def make_storage(url: str):
@@ -78,9 +82,9 @@ def make_storage(url: str):
                     raise
                 time.sleep(0.5 + random.random())
     except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as exc:
-        raise XRayBenchError(f"cannot open storage {masked(url)}: {str(exc).splitlines()[0]}") from None
+        raise _storage_error(url, exc, with_type=False) from None
     except Exception as exc:  # SQLAlchemy connection errors and friends
-        raise XRayBenchError(f"cannot open storage {masked(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise _storage_error(url, exc, with_type=True) from None
 
 
 def make_sampler(name: str, seed: int):

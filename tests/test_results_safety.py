@@ -1,0 +1,100 @@
+"""The results folder is checked before training, and a finished run is never dropped.
+
+The tests run as root, where a read-only mode does not stop writes; an unwritable folder is
+made instead by putting it under a regular file, or by replacing it with a file mid-run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from recordfactory import make_record
+from xraybench.errors import XRayBenchError
+from xraybench.results import ResultStore
+from xraybench.testing import make_kaggle_tree
+
+
+def _xb(*args, env, timeout=600):
+    return subprocess.run([sys.executable, "-m", "xraybench", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "250", **env})
+
+
+def _records(folder):
+    return [json.loads(p.read_text()) for p in folder.glob("*.json")
+            if not p.name.startswith(".") and not p.name.endswith(".scores.json")]
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("XRAYBENCH_PLUGINS", "xb_test_models,xb_hostile")
+    data = make_kaggle_tree(tmp_path / "data", n_train=(12, 18), n_test=(6, 8), size=24)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    env = {"XRAYBENCH_CACHE": str(tmp_path / "cache"), "XRAYBENCH_FALLBACK_RESULTS": str(tmp_path / "fallback")}
+    return data, blocker, env
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_run_refuses_an_unwritable_results_folder_before_training(setup, tmp_path, where):
+    data, blocker, env = setup
+    results = blocker if where == "file" else blocker / "results"
+    out = _xb("run", "--model", "xb_good", "--data", str(data), "--results", str(results), env=env)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: results folder {results} cannot be written")
+    assert "--results DIR" in lines[0] and "Traceback" not in out.stderr
+    assert not (tmp_path / "cache").exists()  # refused before the data was even decoded
+    assert blocker.read_text() == "x"  # a file xraybench did not create is left alone
+
+
+def test_tune_refuses_an_unwritable_results_folder(setup, tmp_path):
+    data, blocker, env = setup
+    out = _xb("tune", "--model", "xb_tunable", "--data", str(data), "--results", str(blocker / "r"), env=env)
+    assert out.returncode == 2 and out.stderr.startswith("error: results folder") and "Traceback" not in out.stderr
+    shown = _xb("studies", "--results", str(blocker), env=env)
+    assert shown.returncode == 2 and shown.stderr.startswith("error: results folder") and "Traceback" not in shown.stderr
+
+
+def test_a_run_finished_after_its_results_folder_went_away_is_kept(setup, tmp_path):
+    data, _, env = setup
+    results = tmp_path / "results"
+    out = _xb("run", "--model", "xb_sabotage", "--model", "xb_good", "--data", str(data), "--results", str(results),
+              env={**env, "XRAYBENCH_RESULTS": str(results)})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert results.is_file()  # the model really replaced the folder with a file mid-run
+    kept = _records(tmp_path / "fallback")
+    assert sorted(r["model"] for r in kept) == ["xb_good", "xb_sabotage"] and all(r["status"] == "done" for r in kept)
+    assert all((tmp_path / "fallback" / f"{r['run_id']}.scores.json").is_file() for r in kept)
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: results folder")]
+    assert len(warnings) == 2 and all(str(tmp_path / "fallback") in w for w in warnings)
+    assert "Traceback" not in out.stderr
+
+
+def test_save_falls_back_and_says_where(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XRAYBENCH_FALLBACK_RESULTS", str(tmp_path / "fallback"))
+    (tmp_path / "blocker").write_text("x")
+    store = ResultStore(tmp_path / "blocker" / "results")
+    record, scores = make_record("m")
+    path = store.save(record, scores)
+    assert path == tmp_path / "fallback" / f"{record['run_id']}.json"
+    assert json.loads(path.read_text())["run_id"] == record["run_id"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "could not be written" in err[0]
+
+
+def test_save_says_so_when_no_fallback_can_be_written_either(tmp_path, monkeypatch):
+    (tmp_path / "blocker").write_text("x")
+    monkeypatch.setenv("XRAYBENCH_FALLBACK_RESULTS", str(tmp_path / "blocker" / "fallback"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "blocker" / "tmp"))
+    record, _ = make_record("m")
+    with pytest.raises(XRayBenchError, match="could not be written"):
+        ResultStore(tmp_path / "blocker" / "results").save(record)
+
+
+def test_check_writable_leaves_nothing_behind(tmp_path):
+    store = ResultStore(tmp_path / "new")
+    store.check_writable()
+    assert store.runs.is_dir() and list(store.runs.iterdir()) == []

@@ -137,6 +137,10 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise XRayBenchError("`xraybench report` draws its plots with matplotlib: pip install 'xraybench[report]'")
     from xraybench import report
     from xraybench.results import ResultStore
 

@@ -61,7 +61,9 @@ def prepare(request: RunRequest, registry=None, dataset_cache: dict | None = Non
     registry = registry or load_registry(request.disabled)
     spec = registry.model(request.model)
     resolved = params_mod.resolve(spec.all_defaults(), request.params, spec.name)
-    size = request.image_size or spec.image_size
+    from xraybench.data.builtin import native_size
+
+    size = request.image_size or native_size(request.data) or spec.image_size  # the built-in copy: its own 28 px
     channels = request.channels or spec.channels
     key = (request.data, size, channels, request.seed, request.val_fraction, request.skip_bad)
     cache = dataset_cache if dataset_cache is not None else {}

@@ -129,13 +129,9 @@ def _epoch_printer(model: str, quiet: bool) -> Callable:
     def show(epoch: int, epochs: int, logs: dict[str, float]) -> None:
         if quiet:
             return
-        elapsed = time.perf_counter() - started
-        left = elapsed / epoch * (epochs - epoch)
-        parts = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_auc", "val_accuracy"))
-        console.print(
-            f"  [cyan]{model}[/] epoch {epoch}/{epochs}  {parts}  {elapsed:.0f}s elapsed, "
-            f"at most ~{left:.0f}s left (early stopping may end sooner)"
-        )
+        from xraybench.progress import epoch_line  # the wording and the ETA (early-stopping aware) live there
+
+        console.print(epoch_line(model, epoch, epochs, logs, time.perf_counter() - started), markup=False)
 
     return show
 

@@ -162,7 +162,7 @@ def _read(path: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
         stats["kaggle_val_images"] = n_val
     total = len(sets["train"]) + len(sets["test"])
     stats["sizes"] = {f"{native}x{native}": total}
-    stats["modes"] = {"L (uint8 array)": total}
+    stats["modes"] = {"L": total}
     return RawDataset(train=sets["train"], test=sets["test"], val=None, stats=stats)
 
 

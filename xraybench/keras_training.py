@@ -154,6 +154,11 @@ def fit_keras(
     with quiet_backend_startup():
         import keras
 
+        if keras.backend.backend() == "tensorflow":  # device probing (CUDA) logs here, not at import
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(precision)
     bar: EpochBar | None = None

@@ -207,15 +207,15 @@ class EpochBar:
         self.stop()
         self._progress = Progress(
             TextColumn("  {task.description}"),
-            BarColumn(bar_width=24),
+            BarColumn(bar_width=12),
             MofNCompleteColumn(),
-            TextColumn("batches  {task.fields[rate]}  {task.fields[eta]}  {task.fields[loss]}"),
-            console=self.console or Console(),
+            TextColumn("batches · {task.fields[rate]} · {task.fields[eta]} · {task.fields[loss]}"),
+            console=self.console or Console(force_terminal=os.environ.get(PROGRESS_ENV) == "1" or None),
             transient=True,
             refresh_per_second=4,
         )
-        self._task = self._progress.add_task(f"{escape(self.label)} epoch {epoch}/{self.epochs}", total=self.steps,
-                                             rate="", eta="", loss="")
+        self._task = self._progress.add_task(f"{escape(self.label)} {epoch}/{self.epochs}", total=self.steps,
+                                             rate="- img/s", eta="starting", loss="loss -")
         self._progress.start()
         self._started = time.perf_counter()
 
@@ -225,10 +225,10 @@ class EpochBar:
         elapsed = time.perf_counter() - self._started
         step = elapsed / done if done else 0.0
         rate = done * self.batch_size / elapsed if elapsed > 0 else 0.0
-        eta = f"~{format_seconds(step * (self.steps - done))} left in epoch" if done < self.steps else "validating"
+        eta = f"{format_seconds(step * (self.steps - done))} left" if done < self.steps else "validating"
         self._progress.update(
             self._task, completed=min(done, self.steps), rate=f"{rate:,.0f} img/s", eta=eta,
-            loss="" if loss is None or not math.isfinite(loss) else f"loss {loss:.4f}",
+            loss="loss -" if loss is None or not math.isfinite(loss) else f"loss {loss:.4f}",
         )
 
     def stop(self) -> None:

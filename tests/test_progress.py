@@ -27,7 +27,7 @@ def test_plurals_and_durations():
         (5, 20, None, "at most 15 epochs, ~2m 30s left (early stopping may end sooner)"),
         (18, 20, StopState(3, 0, 18), "2 epochs, ~20s left"),  # patience outlasts the cap
         (19, 20, StopState(3, 1, 18), "1 epoch, ~10s left"),
-        (5, 20, StopState(3, 1, 4), "~20s left if val_loss stops improving (patience 2/3, best epoch 4); "
+        (5, 20, StopState(3, 1, 4), "~20s left if val_loss stops improving (2 epochs of patience left, best epoch 4); "
                                     "at most 15 epochs, ~2m 30s"),
     ],
 )

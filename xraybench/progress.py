@@ -151,8 +151,7 @@ def run_eta(epoch: int, epochs: int, seconds_per_epoch: float, stop: StopState |
     if until_stop >= left:
         return f"{cap} left"
     return (f"~{format_seconds(until_stop * seconds_per_epoch)} left if val_loss stops improving "
-            f"(patience {stop.patience - stop.wait}/{stop.patience}, best epoch {stop.best_epoch}); "
-            f"at most {cap}")
+            f"({plural(until_stop, 'epoch')} of patience left, best epoch {stop.best_epoch}); at most {cap}")
 
 
 EPOCH_KEYS = {"loss": "loss", "val_loss": "val_loss", "val_auc": "val_auc", "val_accuracy": "val_acc"}

@@ -97,15 +97,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from xraybench.plugins import load_registry
-    from xraybench.params import parse_assignments
     from rich.markup import escape
 
+    from xraybench.plugins import load_registry
+    from xraybench.params import parse_assignments
+    from xraybench.progress import format_seconds, set_verbose
     from xraybench.reporting import print_data_brief, print_run_report, print_run_summary
     from xraybench.results import ResultStore
     from xraybench.runner import Interrupted, RunRequest, prepare, run_in_process, run_isolated
-
-    from xraybench.progress import format_seconds, set_verbose
 
     set_verbose(args.verbose)
     overrides = parse_assignments(args.param)
@@ -213,8 +212,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     from xraybench.data import load_dataset
     from xraybench.reporting import print_data_summary
 
-    builtin = _announce_builtin(args.data)
-    size = args.image_size or (28 if builtin else 150)
+    from xraybench.data.builtin import native_size
+
+    _announce_builtin(args.data)
+    size = args.image_size or native_size(args.data) or 150
     dataset = load_dataset(args.data, image_size=size, channels=args.channels, seed=args.seed,
                            val_fraction=args.val_fraction, skip_bad=args.skip_bad)
     print_data_summary(dataset, _console())

@@ -270,9 +270,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _show_study(console, storage: str, name: str) -> int:
     import optuna
+    from rich.table import Table
 
     from xraybench.progress import plural
-    from rich.table import Table
 
     from xraybench import tuning
 

@@ -14,9 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xraybench.specs import ImageSet, KerasModel
-
 from xraybench.progress import EpochBar, StopState, live, quiet_backend_startup
+from xraybench.specs import ImageSet, KerasModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -144,7 +143,6 @@ def fit_keras(
     precision: str,
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
     callbacks: list | None = None,
-    label: str | None = None,
 ) -> tuple[FittedKeras, dict[str, Any]]:
     """Train ``spec`` on ``train``, early-stopping on ``val``; returns the fitted model and what happened.
 
@@ -187,7 +185,7 @@ def fit_keras(
         batch_size = int(params.get("batch_size", 32))
 
         steps = max(1, -(-len(train) // batch_size))
-        bar = EpochBar(label or spec.name, epochs, steps, batch_size) if live() else None
+        bar = EpochBar(spec.name, epochs, steps, batch_size) if live() else None
         stopper = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=int(params.get("patience", 3)), restore_best_weights=True
         )

@@ -136,3 +136,18 @@ def test_wheel_ships_the_data(tmp_path):
             assert f"xraybench/data/{name}" in names
         assert hashlib.sha256(zf.read("xraybench/data/kermany2018_28px.npz")).hexdigest() == builtin.recorded()["sha256"]
         assert json.loads(zf.read("xraybench/data/kermany2018_28px.json"))["sha256"] == builtin.recorded()["sha256"]
+
+
+def test_leaderboard_never_pools_data_sets_or_sizes():
+    sys.path.insert(0, str(Path(__file__).parent))
+    from recordfactory import make_record
+
+    from xraybench.leaderboard import build_rows
+
+    records = []
+    for seed, fingerprint, size in ((1, "a" * 64, 150), (2, "b" * 64, 28), (3, "b" * 64, 64), (4, "b" * 64, 28)):
+        record, _ = make_record("baseline_cnn", seed=seed, fingerprint=fingerprint)  # "b": the built-in copy
+        record["image_size"] = size
+        records.append(record)
+    rows = {(r["fingerprint"][0], r["image_size"]): r["runs"] for r in build_rows(records)}
+    assert rows == {("a", 150): 1, ("b", 28): 2, ("b", 64): 1}

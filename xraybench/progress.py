@@ -187,8 +187,8 @@ def live() -> bool:
 class EpochBar:
     """A rich bar for one epoch's batches: done/total, images/s, ETA from the step time, loss.
 
-    ``start(epoch)``, ``advance(batches_done, loss)``, ``validating()``, ``stop()``; transient,
-    so what stays on screen is the epoch line printed after it.
+    ``start(epoch)``, ``advance(batches_done, loss)``, ``stop()``; transient, so what stays on
+    screen is the epoch line printed after it. The bar graphic is left out below 100 columns.
     """
 
     def __init__(self, label: str, epochs: int, steps: int, batch_size: int, console=None) -> None:
@@ -201,15 +201,17 @@ class EpochBar:
     def start(self, epoch: int) -> None:
         from rich.console import Console
         from rich.markup import escape
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, Progress, TextColumn
 
         self.stop()
+        console = self.console or Console(force_terminal=os.environ.get(PROGRESS_ENV) == "1" or None)
+        # The bar itself only where there is room: at 80 columns the counts say as much.
+        bar = [BarColumn(bar_width=16)] if console.width >= 100 else []
         self._progress = Progress(
             TextColumn("  {task.description}"),
-            BarColumn(bar_width=12),
-            MofNCompleteColumn(),
-            TextColumn("batches · {task.fields[rate]} · {task.fields[eta]} · {task.fields[loss]}"),
-            console=self.console or Console(force_terminal=os.environ.get(PROGRESS_ENV) == "1" or None),
+            *bar,
+            TextColumn("batch {task.completed}/{task.total}  {task.fields[rate]}  {task.fields[eta]}  {task.fields[loss]}"),
+            console=console,
             transient=True,
             refresh_per_second=4,
         )
@@ -226,7 +228,7 @@ class EpochBar:
         rate = done * self.batch_size / elapsed if elapsed > 0 else 0.0
         eta = f"{format_seconds(step * (self.steps - done))} left" if done < self.steps else "validating"
         self._progress.update(
-            self._task, completed=min(done, self.steps), rate=f"{rate:,.0f} img/s", eta=eta,
+            self._task, completed=min(done, self.steps), rate=f"{rate:.0f} img/s", eta=eta,
             loss="loss -" if loss is None or not math.isfinite(loss) else f"loss {loss:.4f}",
         )
 

@@ -10,6 +10,17 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "helper_plug
 sys.path.insert(0, str(HERE / "helper_plugins"))
 
 
+@pytest.fixture(autouse=True)
+def _no_user_folders(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes into the user's cache, data, results or Keras folders; fixtures such as
+    ``real_cache`` and ``xraybench_env`` still choose their own."""
+    home = tmp_path_factory.mktemp("user")
+    for var, sub in (("XDG_CACHE_HOME", "cache"), ("XDG_DATA_HOME", "data"), ("KERAS_HOME", "keras")):
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("XRAYBENCH_CACHE", str(home / "xraybench-cache"))
+    monkeypatch.setenv("XRAYBENCH_RESULTS", str(home / "xraybench-results"))
+
+
 def real_data_path() -> Path | None:
     path = os.environ.get("XRAYBENCH_DATA")
     return Path(path) if path and (Path(path) / "train").is_dir() else None
@@ -21,7 +32,7 @@ def real_data() -> Path:
     if path is None:
         if os.environ.get("CI"):
             pytest.fail("CI must set XRAYBENCH_DATA to the shared chest X-ray data")
-        pytest.skip("XRAYBENCH_DATA does not point at the chest X-ray data")
+        pytest.skip("needs the shared chest X-ray data (Kermany 2018, Kaggle layout): set XRAYBENCH_DATA to it")
     return path
 
 

@@ -94,6 +94,10 @@ def test_missing_path_and_no_data(tmp_path, monkeypatch):
         locate_data(tmp_path / "nope")
     monkeypatch.delenv("XRAYBENCH_DATA", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
+    from xraybench.data import builtin
+
+    assert locate_data(None) == builtin.NPZ  # nothing given, nothing downloaded: the built-in copy
+    monkeypatch.setattr(builtin, "NPZ", tmp_path / "stripped.npz")  # an install without it
     with pytest.raises(DataError) as err:
         locate_data(None)
     assert "XRAYBENCH_DATA unset" in str(err.value) and "download" in str(err.value)
@@ -128,7 +132,7 @@ def test_npz_missing_key_and_mismatched_lengths(tmp_path, xraybench_env):
         load_dataset(_write_npz(tmp_path / "b.npz", train_labels=bad), image_size=28)
 
 
-def test_download_verifies_checksum_on_local_urls(tmp_path):
+def test_download_verifies_checksum_on_local_urls(tmp_path, xraybench_env, monkeypatch):
     from xraybench.data import download
 
     src = _write_npz(tmp_path / "pneumoniamnist.npz")
@@ -143,12 +147,9 @@ def test_download_verifies_checksum_on_local_urls(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / name).write_bytes(src.read_bytes())
-    download.PNEUMONIAMNIST[28] = (name, good)
-    try:
-        path = download.download_pneumoniamnist(28, tmp_path / "dest", base_url=mirror.resolve().as_uri())
-    finally:
-        download.PNEUMONIAMNIST[28] = (name, "28209eda62fecd6e6a2d98b1501bb15f")
-    assert load_dataset(path, image_size=28).reader == "medmnist_npz"
+    monkeypatch.setitem(download.PNEUMONIAMNIST, 28, (name, good))
+    path = download.download_pneumoniamnist(28, tmp_path / "dest", base_url=mirror.resolve().as_uri())
+    assert load_dataset(path, image_size=28).reader == "medmnist_npz"  # cached under xraybench_env, not ~/.cache
 
 
 def test_cache_hit_and_invalidation(xray_data):

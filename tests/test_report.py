@@ -62,7 +62,7 @@ def test_report_renders_in_headless_chromium(recorded):
     if browser is None:
         if os.environ.get("CI"):
             pytest.fail(".ci/run must install Debian's chromium")
-        pytest.skip("chromium is not installed")
+        pytest.skip("needs Chromium to render the HTML report (Debian: apt-get install chromium)")
     subprocess.run([sys.executable, "-m", "xraybench", "report", "--output", str(recorded / "r.html")], check=True,
                    capture_output=True, timeout=300)
     shot = recorded / "shot.png"

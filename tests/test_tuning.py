@@ -106,7 +106,7 @@ def test_two_workers_share_one_postgresql_study(xray_data, test_plugins, xrayben
     if not url:
         if os.environ.get("CI"):
             pytest.fail(".ci/run must start PostgreSQL and set XRAYBENCH_TEST_POSTGRES")
-        pytest.skip("set XRAYBENCH_TEST_POSTGRES=postgresql://... to run")
+        pytest.skip("needs a PostgreSQL server: set XRAYBENCH_TEST_POSTGRES=postgresql://... (.ci/postgres.sh starts one)")
     study = f"two-workers-{os.getpid()}"
     workers = [_worker(url, xraybench_env / f"r{i}", xray_data, study) for i in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]

@@ -11,6 +11,7 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from typing import Any, Sequence
 
 from xraybench.errors import XRayBenchError
@@ -37,6 +38,16 @@ def _err(message: str) -> None:
     from xraybench.redaction import mask_text
 
     print(f"error: {mask_text(message)}", file=sys.stderr)  # a URL quoted in an error keeps its password hidden
+
+
+def _announce_builtin(data: str | None, console=None) -> bool:
+    """Say, in one line, when a command falls back to the built-in 28 px copy."""
+    from xraybench.data.builtin import fallback_notice
+
+    notice = fallback_notice(data)
+    if notice:
+        (console or _console()).print(notice, markup=False, highlight=False)
+    return notice is not None
 
 
 # --- commands ------------------------------------------------------------------------
@@ -117,13 +128,17 @@ def flag_overrides(spec, params: dict[str, Any], flags: dict[str, Any], console=
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from xraybench.plugins import load_registry
     from xraybench.params import parse_assignments
-    from xraybench.reporting import print_run_report, print_run_summary
+    from xraybench.progress import format_seconds, set_verbose
+    from xraybench.reporting import print_data_brief, print_run_report, print_run_summary
     from xraybench.results import ResultStore
     from xraybench.richtext import esc
     from xraybench.runner import Interrupted, RunRequest, prepare, run_in_process, run_isolated
 
+    set_verbose(args.verbose)
     overrides = parse_assignments(args.param)
     flags: dict[str, Any] = {}
     if args.epochs is not None:
@@ -143,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.check_writable()  # before any data is decoded or model trained
     datasets: dict = {}
     command = command_line()
+    _announce_builtin(args.data, console)
     # Check every model, parameter and data set before anything trains.
     prepared = []
     for model in args.model:
@@ -157,15 +173,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             prepared.append(prepare(request, registry, datasets))
     for p in {id(p.dataset): p.dataset for p in prepared}.values():
-        console.print(
-            f"[bold]data[/] {esc(p.source)} ({esc(p.reader)}) {p.image_size}px x{p.channels}, fingerprint {p.fingerprint[:12]}, "
-            f"{'cache hit' if p.cache_hit else 'decoded and cached'} in {p.load_seconds:.1f}s; "
-            f"split {p.splits.counts()}"
-        )
+        print_data_brief(p, console)
     records = []
     runner = run_in_process if args.no_isolation else run_isolated
-    for p in prepared:
-        console.rule(f"[bold]{esc(p.spec.name)}[/] seed {p.request.seed}")
+    batch_start = time.perf_counter()
+    for i, p in enumerate(prepared, 1):
+        count = f" (run {i}/{len(prepared)})" if len(prepared) > 1 else ""
+        if i > 1:  # the runs so far, as the measure of those left
+            mean = (time.perf_counter() - batch_start) / (i - 1)
+            count = f" (run {i}/{len(prepared)}, ~{format_seconds(mean * (len(prepared) - i + 1))} left)"
+        console.rule(f"[bold]{esc(p.spec.name)}[/] seed {p.request.seed}{count}")
         try:
             record, scores = runner(p)
         except Interrupted as stop:
@@ -242,7 +259,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     from xraybench.data import load_dataset
     from xraybench.reporting import print_data_summary
 
-    dataset = load_dataset(args.data, image_size=args.image_size, channels=args.channels, seed=args.seed,
+    from xraybench.data.builtin import native_size
+
+    _announce_builtin(args.data)
+    size = args.image_size or native_size(args.data) or 150
+    dataset = load_dataset(args.data, image_size=size, channels=args.channels, seed=args.seed,
                            val_fraction=args.val_fraction, skip_bad=args.skip_bad)
     print_data_summary(dataset, _console())
     return 0
@@ -264,9 +285,11 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _data_options(p: argparse.ArgumentParser, image_size_default: int | None) -> None:
-    p.add_argument("--data", metavar="PATH", help="data set folder or .npz (default: $XRAYBENCH_DATA, then the user data folder)")
-    p.add_argument("--image-size", type=int, default=image_size_default, metavar="N",
-                   help="square image size in pixels" + (" (default: each model's own)" if image_size_default is None else ""))
+    p.add_argument("--data", metavar="PATH", help="data set folder or .npz (default: $XRAYBENCH_DATA, then the user data "
+                   "folder, then the built-in 28 px copy)")
+    p.add_argument("--image-size", type=int, default=None, metavar="N",
+                   help="square image size in pixels (default: " + (f"{image_size_default}" if image_size_default else
+                   "each model's own") + "; 28 on the built-in copy)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None if image_size_default is None else 1,
                    help="1 = grayscale, 3 = RGB" + (" (default: each model's own)" if image_size_default is None else ""))
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION, help="share of train held out as the patient-grouped validation split")
@@ -308,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose the second operating point on validation for this sensitivity instead of Youden's J")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.add_argument("--no-isolation", action="store_true", help="train in this process instead of a child process (debugging)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's and absl's start-up messages")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("leaderboard", help="show recorded runs ranked, with the published references", formatter_class=_Formatter)

@@ -139,6 +139,10 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise XRayBenchError("`xraybench report` draws its plots with matplotlib: pip install 'xraybench[report]'")
     from xraybench import report
     from xraybench.results import ResultStore
 
@@ -264,6 +268,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from xraybench.runner import Interrupted, RunRequest, prepare, run_isolated
 
     console = make_console()
+    from xraybench.progress import set_verbose
+
+    set_verbose(args.verbose)
     if not args.show and (not args.storage or not args.no_final):
         ResultStore(args.results).check_writable()  # the study file or the final run goes there
     storage = _storage(args)
@@ -279,6 +286,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise XRayBenchError(f"--epochs must be at least 1, got {args.epochs}")
     fixed = flag_overrides(spec, parse_assignments(args.param), {} if args.epochs is None else {"epochs": args.epochs}, console)
+    from xraybench.cli import _announce_builtin
+
+    _announce_builtin(args.data, console)
     request = RunRequest(model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size,
                          channels=args.channels, params=fixed, precision=args.precision,
                          val_fraction=args.val_fraction, skip_bad=args.skip_bad, disabled=list(args.disable_plugin))
@@ -302,9 +312,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 130
     states = [t.state for t in study.trials]
     done = states.count(optuna.trial.TrialState.COMPLETE)
-    console.print(f"{len(states)} trials in the study ({done} complete, "
+    from xraybench.progress import plural
+
+    console.print(f"{plural(len(states), 'trial')} in the study ({done} complete, "
                   f"{states.count(optuna.trial.TrialState.PRUNED)} pruned, {states.count(optuna.trial.TrialState.FAIL)} failed); "
-                  f"this session {seconds:.0f}s, {sum(objective.epochs_trained)} epochs trained")
+                  f"this session {seconds:.0f}s, {plural(sum(objective.epochs_trained), 'epoch')} trained")
     if not done:
         raise XRayBenchError(f"study {study_name!r} has no complete trial; nothing to evaluate")
     best = study.best_trial
@@ -334,6 +346,8 @@ def _show_study(console, storage: str, name: str) -> int:
     import optuna
     from rich.table import Table
 
+    from xraybench.progress import plural
+
     from xraybench import tuning
     from xraybench.richtext import esc, plain
 
@@ -346,7 +360,7 @@ def _show_study(console, storage: str, name: str) -> int:
         best = study.best_trial
     except ValueError:
         raise XRayBenchError(f"study {name!r} has no complete trial yet") from None
-    console.print(esc(f"study {name!r}: {len(study.trials)} trials; best trial {best.number}, value {best.value:.4f}"))
+    console.print(esc(f"study {name!r}: {plural(len(study.trials), 'trial')}; best trial {best.number}, value {best.value:.4f}"))
     console.print(esc(f"best parameters: {best.params}"))
     try:
         importances = optuna.importance.get_param_importances(study)
@@ -426,6 +440,7 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.add_argument("--no-final", action="store_true", help="skip the final run of the best parameters on test")
     p.add_argument("--show", metavar="STUDY", help="print a study's best trial, importances and the dashboard command")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's and absl's start-up messages")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("studies", help="list tuning studies with trial counts and best values", formatter_class=formatter)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from xraybench.progress import EpochBar, StopState, live, quiet_backend_startup
 from xraybench.specs import ImageSet, KerasModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -43,7 +44,8 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
 
 def _has_tf_data() -> bool:
     try:
-        import tensorflow  # noqa: F401
+        with quiet_backend_startup():
+            import tensorflow  # noqa: F401
     except ImportError:
         return False
     return True
@@ -142,10 +144,22 @@ def fit_keras(
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
     callbacks: list | None = None,
 ) -> tuple[FittedKeras, dict[str, Any]]:
-    import keras
+    """Train ``spec`` on ``train``, early-stopping on ``val``; returns the fitted model and what happened.
+
+    ``on_epoch(epoch, epochs, logs)`` gets Keras' epoch logs plus the early-stopping state
+    (``StopState.as_logs``); on a terminal a live bar runs inside each epoch (see progress.py).
+    """
+    with quiet_backend_startup():
+        import keras
+
+        if keras.backend.backend() == "tensorflow":  # device probing (CUDA) logs here, not at import
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
 
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(precision)
+    bar: EpochBar | None = None
     try:
         shape = tuple(int(d) for d in train.images.shape[1:])
         if spec.build is None:
@@ -170,18 +184,43 @@ def fit_keras(
         epochs = int(params.get("epochs", 20))
         batch_size = int(params.get("batch_size", 32))
 
-        class Progress(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                if on_epoch is not None:
-                    on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+        steps = max(1, -(-len(train) // batch_size))
+        bar = EpochBar(spec.name, epochs, steps, batch_size) if live() else None
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=int(params.get("patience", 3)), restore_best_weights=True
+        )
 
-        all_callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=int(params.get("patience", 3)), restore_best_weights=True
-            ),
-            Progress(),
-            *(callbacks or []),
-        ]
+        class Progress(keras.callbacks.Callback):
+            """After EarlyStopping in the list, so its state for this epoch is already updated."""
+
+            def on_train_begin(self, logs=None):
+                self.began = time.perf_counter()
+
+            def on_epoch_begin(self, epoch, logs=None):
+                if bar is not None:
+                    bar.start(epoch + 1)
+
+            def on_train_batch_end(self, batch, logs=None):
+                if bar is not None:
+                    loss = (logs or {}).get("loss")
+                    bar.advance(batch + 1, None if loss is None else float(loss))
+
+            def on_epoch_end(self, epoch, logs=None):
+                if bar is not None:
+                    bar.stop()
+                if on_epoch is not None:
+                    state = StopState(
+                        patience=stopper.patience, wait=stopper.wait, best_epoch=stopper.best_epoch + 1,
+                        stopping=bool(getattr(self.model, "stop_training", False)),
+                        epoch_seconds=(time.perf_counter() - self.began) / (epoch + 1),
+                    )
+                    on_epoch(epoch + 1, epochs, {**{k: float(v) for k, v in (logs or {}).items()}, **state.as_logs()})
+
+            def on_train_end(self, logs=None):
+                if bar is not None:
+                    bar.stop()
+
+        all_callbacks = [stopper, Progress(), *(callbacks or [])]
         train_ds = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed)
         val_ds = make_dataset(val.images, val.labels, batch_size, shuffle=False, seed=seed)
         start = time.perf_counter()
@@ -205,4 +244,6 @@ def fit_keras(
         }
         return FittedKeras(model, core, batch_size), info
     finally:
+        if bar is not None:
+            bar.stop()
         keras.mixed_precision.set_global_policy("float32")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from xraybench.richtext import esc, plain
+from xraybench.progress import plural
 from xraybench.specs import LABELS
 
 
@@ -52,61 +53,116 @@ def print_run_report(record: dict[str, Any], console) -> None:
     epochs = record.get("epochs_run")
     console.print(
         f"[dim]validation AUC {record['val_metrics']['roc_auc']:.4f}; trained {record['train_seconds']:.1f}s"
-        f"{f', {esc(epochs)} epochs' if epochs else ''}; precision {esc(record.get('precision'))}; "
+        f"{', ' + plural(epochs, 'epoch') if epochs else ''}; precision {esc(record.get('precision'))}; "
         f"{esc(record.get('param_count') or '?')} parameters[/]"
     )
 
 
 def print_run_summary(records: list[dict[str, Any]], console) -> None:
+    """One row per run. Names are never cut mid-word: at a narrow width the run-id column goes
+    (the ids are in the "recorded" lines above) and reasons go under the table."""
+    from rich.markup import escape
     from rich.table import Table
 
     from xraybench.records import RunStatus
 
+    reasons = [r for r in records if r.get("reason")]
+
+    def needed(with_ids: bool, with_reason: bool) -> int:
+        """Columns that never wrap: their widest cell (or header), padding and rules."""
+        widths = [max(len("Model"), *(len(r["model"]) for r in records)), 4, 11, 8, 6, 6]
+        widths += [max(len(r["run_id"]) for r in records)] if with_ids else []
+        widths += [24] if with_reason else []
+        return sum(w + 3 for w in widths) + 1
+
+    with_ids = bool(records) and needed(True, False) <= console.width
+    with_reason = bool(reasons) and needed(with_ids, True) <= console.width
     table = Table(title="runs", header_style="bold", title_justify="left")
-    for col in ("Run", "Model", "Seed", "Status", "Accuracy", "AUC", "Wall s", "Reason"):
-        table.add_column(col)
+    for col in (["Run"] if with_ids else []) + ["Model", "Seed", "Status", "Accuracy", "AUC", "Wall s"]:
+        table.add_column(col, no_wrap=True)
+    if with_reason:
+        table.add_column("Reason")
     for r in records:
         m = r.get("metrics") or {}
-        table.add_row(
-            plain(r["run_id"]), plain(r["model"]), plain(r["seed"]), RunStatus.parse(r["status"]).markup(),
+        row = ([plain(r["run_id"])] if with_ids else []) + [
+            plain(r["model"]), plain(r["seed"]), RunStatus.parse(r["status"]).markup(),
             f"{m['accuracy']:.4f}" if m else "-", f"{m['roc_auc']:.4f}" if m else "-",
-            f"{r.get('wall_seconds', 0):.0f}", plain(r.get("reason", "")),
-        )
+            f"{r.get('wall_seconds', 0):.0f}",
+        ]
+        table.add_row(*row, *([plain(r.get("reason", ""))] if with_reason else []))
     console.print(table)
+    if reasons and not with_reason:
+        for r in reasons:
+            console.print(f"  {escape(r['model'])} seed {r['seed']}: {escape(r['reason'])}", highlight=False)
+
+
+def _splits_table(dataset, title: str):
+    """train/val/test as used: classes, total and patients per split."""
+    from rich.table import Table
+
+    counts = dataset.splits.counts()
+    table = Table(title=title, header_style="bold", title_justify="left")
+    for col in ("Split", *LABELS, "Total", "Patients"):
+        table.add_column(col, justify="right" if col != "Split" else "left")
+    for name in ("train", "val", "test"):
+        c = counts[name]
+        patients = len(set(getattr(dataset.splits, name).groups))
+        table.add_row(name, *(str(c[label]) for label in LABELS), str(sum(c[label] for label in LABELS)), str(patients))
+    return table
+
+
+def _counted(values: dict | None) -> str:
+    """{'224x224': 5840} as '224x224 (5840)': a count per kind, not a Python dict."""
+    return ", ".join(f"{k} ({v})" for k, v in (values or {}).items()) or "-"
+
+
+def print_data_brief(dataset, console) -> None:
+    """What `run` and `tune` say about their data: one line, then the splits as a small table."""
+    from rich.markup import escape
+
+    name = dataset.stats.get("dataset") or dataset.reader
+    console.print(f"[bold]data[/] {escape(str(dataset.source))}", highlight=False)
+    console.print(
+        f"  {escape(str(name))}: {dataset.image_size}px x{dataset.channels}, "
+        f"{'cache hit' if dataset.cache_hit else 'decoded and cached'} in {dataset.load_seconds:.1f}s",
+        highlight=False,
+    )
+    console.print(f"  fingerprint {dataset.fingerprint[:12]}; validation {escape(dataset.val_strategy)}", highlight=False)
+    console.print(_splits_table(dataset, "splits"))
 
 
 def print_data_summary(dataset, console) -> None:
+    """`xraybench data`: per source split and class, the splits as used, then the details, all as tables."""
+    from rich.markup import escape
     from rich.table import Table
 
     stats = dataset.stats
-    table = Table(title=plain(f"data set {dataset.source} ({dataset.reader})"), header_style="bold",
-                  title_justify="left")
+    title = f"data set {escape(str(dataset.source))} ({escape(str(stats.get('dataset') or dataset.reader))})"
+    table = Table(title=title, header_style="bold", title_justify="left")
     for col in ("Split", "Class", "Images", "Patients", "Exact duplicates"):
         table.add_column(col, justify="right" if col not in ("Split", "Class") else "left")
+    none = lambda v: "-" if v is None else str(v)  # noqa: E731
     for split, classes in stats.get("splits", {}).items():
         for label in LABELS:
             s = classes.get(label)
             if s is None:
                 continue
-            none = lambda v: "-" if v is None else str(v)  # noqa: E731
-            table.add_row(plain(split), label, str(s["images"]), none(s.get("patients")), none(s.get("duplicates")))
+            table.add_row(escape(split), label, str(s["images"]), none(s.get("patients")), none(s.get("duplicates")))
     console.print(table)
-    counts = dataset.splits.counts()
-    split_table = Table(title="splits used for training and evaluation", header_style="bold", title_justify="left")
-    for col in ("Split", *LABELS, "Total", "Patients"):
-        split_table.add_column(col, justify="right" if col != "Split" else "left")
-    for name in ("train", "val", "test"):
-        c = counts[name]
-        patients = len(set(getattr(dataset.splits, name).groups))
-        split_table.add_row(name, *(str(c[label]) for label in LABELS), str(sum(c[label] for label in LABELS)), str(patients))
-    console.print(split_table)
-    console.print(esc(f"validation: {dataset.val_strategy}, fraction {dataset.val_fraction}, seed {dataset.seed}"))
+    console.print(_splits_table(dataset, "splits used for training and evaluation"))
+    details = Table(show_header=False, box=None, padding=(0, 1))
+    details.add_column(style="bold", no_wrap=True)
+    details.add_column(overflow="fold")
+    details.add_row("validation", f"{escape(dataset.val_strategy)}; fraction {dataset.val_fraction}, seed {dataset.seed}")
     if "kaggle_val_images" in stats:
-        console.print(f"Kaggle val/ folder: {stats['kaggle_val_images']} images, reported but not used")
-    console.print(esc(f"image sizes seen: {stats.get('sizes')}; modes: {stats.get('modes')}"))
-    console.print(f"skipped unreadable images: {stats.get('skipped_bad_count', 0)}")
-    console.print(esc(
-        f"cache: {'hit' if dataset.cache_hit else 'written'} at {dataset.cache_path} "
-        f"({dataset.image_size}px x{dataset.channels}, loaded in {dataset.load_seconds:.2f}s)"
-    ))
-    console.print(esc(f"fingerprint: {dataset.fingerprint}"))
+        details.add_row("Kaggle val/", f"{stats['kaggle_val_images']} images, reported but not used")
+    details.add_row("image sizes", escape(_counted(stats.get("sizes"))))
+    details.add_row("modes", escape(_counted(stats.get("modes"))))
+    details.add_row("skipped", f"{stats.get('skipped_bad_count', 0)} unreadable images")
+    details.add_row(
+        "cache",
+        f"{'hit' if dataset.cache_hit else 'written'}, {dataset.image_size}px x{dataset.channels}, "
+        f"loaded in {dataset.load_seconds:.2f}s: {escape(str(dataset.cache_path))}",
+    )
+    details.add_row("fingerprint", dataset.fingerprint)
+    console.print(details)

@@ -62,7 +62,9 @@ def prepare(request: RunRequest, registry=None, dataset_cache: dict | None = Non
     registry = registry or load_registry(request.disabled)
     spec = registry.model(request.model)
     resolved = params_mod.resolve(spec.all_defaults(), request.params, spec.name)
-    size = request.image_size or spec.image_size
+    from xraybench.data.builtin import native_size
+
+    size = request.image_size or native_size(request.data) or spec.image_size  # the built-in copy: its own 28 px
     channels = request.channels or spec.channels
     key = (request.data, size, channels, request.seed, request.val_fraction, request.skip_bad)
     cache = dataset_cache if dataset_cache is not None else {}
@@ -131,13 +133,9 @@ def _epoch_printer(model: str, quiet: bool) -> Callable:
     def show(epoch: int, epochs: int, logs: dict[str, float]) -> None:
         if quiet:
             return
-        elapsed = time.perf_counter() - started
-        left = elapsed / epoch * (epochs - epoch)
-        parts = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_auc", "val_accuracy"))
-        console.print(
-            f"  [cyan]{escape(model)}[/] epoch {epoch}/{epochs}  {parts}  {elapsed:.0f}s elapsed, "
-            f"at most ~{left:.0f}s left (early stopping may end sooner)"
-        )
+        from xraybench.progress import epoch_line  # the wording and the ETA (early-stopping aware) live there
+
+        console.print(epoch_line(model, epoch, epochs, logs, time.perf_counter() - started), markup=False)
 
     return show
 

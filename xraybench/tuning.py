@@ -215,8 +215,12 @@ class _EpochCounter:
         return Count()
 
 
-def progress_callback(console, metric: str) -> Callable:
+def progress_callback(console, metric: str, trials: int | None = None) -> Callable:
     import optuna
+
+    from xraybench.progress import trial_eta
+
+    start, done = time.perf_counter(), [0]
 
     def show(study, trial) -> None:
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
@@ -232,6 +236,8 @@ def progress_callback(console, metric: str) -> Callable:
         from rich.markup import escape
 
         console.print(escape(f"  trial {trial.number}: {metric} {value}  [{params}]  best {best}  pruned {pruned}  failed {failed}"))
+        done[0] += 1
+        console.print(escape(f"  {trial_eta(done[0], trials, time.perf_counter() - start)}"), style="dim")
 
     return show
 
@@ -277,7 +283,7 @@ def run_study(
     typed = params_mod.resolve(spec.all_defaults(), fixed, spec.name)  # checks keys and types once
     fixed = {key: typed[key] for key in fixed}
     objective = Objective(spec, train, val, spec.all_defaults(), fixed, metric, seed, precision)
-    callbacks = [progress_callback(console, metric)] if console is not None else []
+    callbacks = [progress_callback(console, metric, trials)] if console is not None else []
     start = time.perf_counter()
     study.optimize(objective, n_trials=trials, timeout=timeout, catch=(PluginFailure,), callbacks=callbacks,
                    gc_after_trial=True)

@@ -24,7 +24,8 @@ def default_data_path() -> Path:
 
 
 def locate_data(explicit: str | os.PathLike | None = None) -> Path:
-    """``--data PATH``, else ``$XRAYBENCH_DATA``, else the default folder; a one-line error if none."""
+    """``--data PATH``, else ``$XRAYBENCH_DATA``, else the default folder, else the built-in
+    28 px copy; a one-line error if none."""
     if explicit:
         path = Path(explicit).expanduser()
         if not path.exists():
@@ -39,6 +40,10 @@ def locate_data(explicit: str | os.PathLike | None = None) -> Path:
     path = default_data_path()
     if path.exists():
         return path
+    from xraybench.data import builtin
+
+    if builtin.available():  # a fresh install with no download still runs on the real images, at 28 px
+        return builtin.NPZ
     raise DataError(
         f"no data found: no --data given, {DATA_ENV} unset, {path} missing; download Kaggle's "
         f"'Chest X-Ray Images (Pneumonia)' and pass --data PATH, or run `xraybench data download pneumoniamnist`"
@@ -78,6 +83,7 @@ class Dataset:
         return {
             "source": str(self.source),
             "reader": self.reader,
+            **({"dataset": self.stats["dataset"]} if "dataset" in self.stats else {}),
             "fingerprint": self.fingerprint,
             "image_size": self.image_size,
             "channels": self.channels,

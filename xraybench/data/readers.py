@@ -260,6 +260,9 @@ def register_datasets(register) -> None:
             version="1",
         )
     )
+    from xraybench.data.builtin import SPEC as XRAYBENCH_NPZ
+
+    register(XRAYBENCH_NPZ)  # before medmnist_npz: both read .npz, this one only its own kind
     register(
         DatasetSpec(
             name="medmnist_npz",

@@ -1,0 +1,331 @@
+"""The built-in 28 px copy of Kermany et al. (2018), shipped inside the package.
+
+Why: a fresh install with no internet and no download still runs the main job on the
+real data set, at the PneumoniaMNIST resolution (28 x 28 grayscale) so its results sit
+beside the MedMNIST v2 28 px rows like for like. The copy keeps every image's Kaggle
+path (``train/PNEUMONIA/person1_virus_6.jpeg``), so patient ids, and with them the
+patient-grouped validation split, work exactly as on the full-resolution folder.
+
+One ``.npz`` holds ``images`` (N, 28, 28) uint8, ``labels`` (N,) uint8 (NORMAL = 0,
+PNEUMONIA = 1), ``split`` (N,) uint8 (0 = train, 1 = test, 2 = Kaggle's val/) and
+``names`` (N,) the relative paths. ``kermany2018_28px.json`` beside it records the
+provenance, the licence (CC BY 4.0) and the fingerprints; ``BUILTIN_DATA.md`` says the same
+for people.
+
+Rebuild it from the full Kaggle-layout download (same bytes on every rebuild with the
+same Pillow/libjpeg)::
+
+    python -m xraybench.data.builtin build /path/to/chest_xray
+    python -m xraybench.data.builtin verify
+
+This module imports nothing heavy at import time: the CLI asks it whether the built-in
+copy is in use before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xraybench.errors import DataError
+from xraybench.specs import LABELS, DatasetSpec, ImageSet, RawDataset
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+HERE = Path(__file__).resolve().parent
+NPZ = HERE / "kermany2018_28px.npz"
+PROVENANCE = HERE / "kermany2018_28px.json"
+SIZE = 28
+NAME = "Kermany 2018 chest X-ray, built-in 28 px copy"
+READER = "xraybench_npz"
+NOTICE = "using the built-in 28 px copy; pass --data for full resolution"
+SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
+MEMBERS = ("images", "labels", "split", "names")  # fixed order: part of the byte-for-byte promise
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # no timestamps in the archive
+RESIZE = "decode (Pillow), convert to 8-bit grayscale (L), resize to 28x28 with Image.Resampling.BOX (area average)"
+SOURCE = {
+    "title": "Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images for Classification",
+    "authors": "Daniel Kermany, Kang Zhang, Michael Goldbaum",
+    "paper": "Kermany et al., Identifying Medical Diagnoses and Treatable Diseases by Image-Based Deep Learning, "
+    "Cell 172(5):1122-1131, 2018, doi:10.1016/j.cell.2018.02.010",
+    "doi": "10.17632/rscbjbr9sj",
+    "url": "https://data.mendeley.com/datasets/rscbjbr9sj",
+    "kaggle": "https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia",
+    "licence": "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)",
+    "changes": "downscaled to 28x28 grayscale; file names kept; nothing else changed",
+}
+
+
+def is_builtin(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` is the copy shipped in this package."""
+    if path is None:
+        return False
+    try:
+        return Path(path).resolve() == NPZ
+    except OSError:
+        return False
+
+
+def available() -> bool:
+    return NPZ.is_file()
+
+
+def fallback_notice(explicit: str | os.PathLike | None) -> str | None:
+    """The one line a command prints when it falls back to the built-in copy, else None.
+
+    Raises the same one-line DataError as ``locate_data`` for a bad ``--data``.
+    """
+    from xraybench.data.loading import locate_data
+
+    if explicit:
+        return None
+    return NOTICE if is_builtin(locate_data(None)) else None
+
+
+def native_size(explicit: str | os.PathLike | None) -> int | None:
+    """28 when the data resolved from ``explicit`` is the built-in copy (train at its own size,
+    never upsampled to a model's 150 px default), else None."""
+    from xraybench.data.loading import locate_data
+
+    try:
+        return SIZE if is_builtin(locate_data(explicit)) else None
+    except DataError:
+        return None  # load_dataset reports it, in one line, where it matters
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def _detect(path: Path) -> bool:
+    """An xraybench ``.npz`` (the built-in copy or a rebuild): it carries names and splits."""
+    if not (path.is_file() and path.suffix.lower() == ".npz"):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {f"{m}.npy" for m in MEMBERS} <= set(zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def load_arrays(path: Path = NPZ) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {m: archive[m] for m in MEMBERS}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read {path} as an xraybench .npz ({exc}); rebuild it or reinstall xraybench") from None
+    n = len(arrays["images"])
+    if any(len(a) != n for a in arrays.values()) or arrays["images"].dtype != np.uint8:
+        raise DataError(f"{path} is damaged (arrays of different lengths or not uint8); rebuild it or reinstall xraybench")
+    return arrays
+
+
+def _read(path: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
+    import numpy as np
+
+    from xraybench.data.readers import _resize_array, patient_id
+
+    arrays = load_arrays(path)
+    native = arrays["images"].shape[1]
+    stats: dict[str, Any] = {"reader": READER, "dataset": NAME if is_builtin(path) else f"xraybench .npz {path.name}",
+                             "splits": {}, "skipped_bad": [], "skipped_bad_count": 0}
+    sets: dict[str, ImageSet] = {}
+    for split in ("train", "test"):
+        index = np.flatnonzero(arrays["split"] == SPLIT_CODES[split])
+        images = arrays["images"][index]
+        if native != size or channels != 1:
+            images = np.stack([_resize_array(a[:, :, None], size, channels) for a in images]) if len(images) else \
+                np.zeros((0, size, size, channels), np.uint8)
+        else:
+            images = images[:, :, :, None]
+        names = [str(n) for n in arrays["names"][index]]
+        labels = arrays["labels"][index].astype(np.int64)
+        sets[split] = ImageSet(images=images, labels=labels, ids=names,
+                               groups=[f"{split}:{patient_id(os.path.basename(n))}" for n in names])
+        split_stats = {}
+        for c, label in enumerate(LABELS):
+            rows = index[arrays["labels"][index] == c]
+            digests = {hashlib.sha256(arrays["images"][i].tobytes()).hexdigest() for i in rows}
+            patients = {patient_id(os.path.basename(str(arrays["names"][i]))) for i in rows}
+            split_stats[label] = {"images": len(rows), "patients": len(patients), "duplicates": len(rows) - len(digests)}
+        stats["splits"][split] = split_stats
+    n_val = int((arrays["split"] == SPLIT_CODES["val"]).sum())
+    if n_val:
+        stats["kaggle_val_images"] = n_val
+    total = len(sets["train"]) + len(sets["test"])
+    stats["sizes"] = {f"{native}x{native}": total}
+    stats["modes"] = {"L": total}
+    return RawDataset(train=sets["train"], test=sets["test"], val=None, stats=stats)
+
+
+SPEC = DatasetSpec(
+    name=READER,
+    description="xraybench .npz with file names (the built-in 28 px Kermany copy; "
+    "`python -m xraybench.data.builtin build` makes one)",
+    detect=_detect,
+    files=lambda p: [p],
+    read=_read,
+    version="1",
+)
+
+
+# --- building -----------------------------------------------------------------------
+
+
+def _decode(path: str, size: int):
+    import numpy as np
+    from PIL import Image
+
+    from xraybench.data.images import _to_8bit
+
+    with Image.open(path) as img:
+        img.load()
+        img = _to_8bit(img)
+        if img.mode != "L":
+            img = img.convert("RGB").convert("L") if img.mode in ("P", "PA", "LA", "RGBA", "CMYK", "1") else img.convert("L")
+        img = img.resize((size, size), Image.Resampling.BOX)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def _sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source_files(src: Path) -> list[tuple[str, str, int]]:
+    """(relative path, split, label) for every image in a Kaggle-layout folder, sorted."""
+    from xraybench.data.readers import _kaggle_layout
+
+    rows = []
+    for split, classes in _kaggle_layout(src).items():
+        for label, files in classes.items():
+            rows += [(os.path.relpath(f, src).replace(os.sep, "/"), split, LABELS.index(label)) for f in files]
+    return sorted(rows)
+
+
+def build_arrays(src: Path, size: int = SIZE, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the copy, from the Kaggle-layout folder ``src`` (only ``names`` when given)."""
+    import numpy as np
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = source_files(src)
+    if names is not None:
+        wanted = set(names)
+        rows = [r for r in rows if r[0] in wanted]
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        images = list(pool.map(lambda r: _decode(str(src / r[0]), size), rows))
+    return {
+        "images": np.stack(images) if images else np.zeros((0, size, size), np.uint8),
+        "labels": np.asarray([r[2] for r in rows], dtype=np.uint8),
+        "split": np.asarray([SPLIT_CODES[r[1]] for r in rows], dtype=np.uint8),
+        "names": np.asarray([r[0] for r in rows], dtype=str),
+    }
+
+
+def write_npz(arrays: dict[str, np.ndarray], out: Path) -> None:
+    """np.savez_compressed, minus the timestamps: fixed member order and dates, so a rebuild
+    gives the same bytes."""
+    import numpy as np
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for member in MEMBERS:
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[member]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{member}.npy", date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue(), compresslevel=9)
+    os.replace(tmp, out)
+
+
+def manifest_sha256(src: Path, rows: list[tuple[str, str, int]]) -> str:
+    """sha256 over 'relative path<TAB>sha256 of the file' lines, sorted: which source files went in."""
+    h = hashlib.sha256()
+    for rel, _, _ in rows:
+        h.update(f"{rel}\t{_sha256_file(src / rel)}\n".encode())
+    return h.hexdigest()
+
+
+def build(src: Path, out: Path = NPZ, provenance: Path | None = PROVENANCE) -> dict[str, Any]:
+    """Rebuild the copy (and its provenance record) from the full Kaggle-layout download."""
+    import numpy as np
+    import PIL
+
+    src = Path(src)
+    rows = source_files(src)
+    arrays = build_arrays(src)
+    write_npz(arrays, out)
+    counts = {
+        split: {label: int(((arrays["split"] == code) & (arrays["labels"] == c)).sum()) for c, label in enumerate(LABELS)}
+        for split, code in SPLIT_CODES.items() if (arrays["split"] == code).any()
+    }
+    record = {
+        "name": NAME,
+        "file": out.name,
+        "sha256": _sha256_file(out),
+        "image_size": SIZE,
+        "channels": 1,
+        "images": int(len(arrays["images"])),
+        "counts": counts,
+        "source": SOURCE,
+        "source_manifest_sha256": manifest_sha256(src, rows),
+        "resize": RESIZE,
+        "built_with": {"pillow": PIL.__version__, "numpy": np.__version__,
+                       "command": "python -m xraybench.data.builtin build SRC"},
+        "members": {m: f"{arrays[m].dtype} {list(arrays[m].shape)}" for m in MEMBERS},
+    }
+    if provenance is not None:
+        provenance.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def recorded() -> dict[str, Any]:
+    return json.loads(PROVENANCE.read_text())
+
+
+def verify(path: Path = NPZ) -> str:
+    """The file's sha256, checked against the recorded one; a one-line DataError if they differ."""
+    expected = recorded()["sha256"]
+    actual = _sha256_file(path)
+    if actual != expected:
+        raise DataError(f"{path} has sha256 {actual[:16]}..., the record says {expected[:16]}...; reinstall xraybench")
+    return actual
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m xraybench.data.builtin", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    b = sub.add_parser("build", help="rebuild the copy from the full Kaggle-layout folder")
+    b.add_argument("src", help="folder with train/ and test/ (NORMAL/, PNEUMONIA/ inside)")
+    b.add_argument("--out", default=str(NPZ), help="where to write the .npz (default: the package's copy)")
+    sub.add_parser("verify", help="check the shipped copy against its recorded sha256")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "build":
+            out = Path(args.out)
+            record = build(Path(args.src), out, PROVENANCE if out.resolve() == NPZ else out.with_suffix(".json"))
+            print(f"wrote {out} ({record['images']} images, sha256 {record['sha256']})")
+        else:
+            print(f"{NPZ} ok, sha256 {verify()}")
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

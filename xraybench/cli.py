@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", metavar="N", help="run each model once per seed (overrides --seed)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter (repeatable)")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto",
-                   help="Keras compute precision; auto = mixed_bfloat16 where the CPU has native bf16")
+                   help="Keras compute precision; auto = float32 on a CPU, mixed_bfloat16 on a GPU")
     p.add_argument("--timeout", type=float, default=6 * 3600.0, metavar="SECONDS", help="kill a model's run after this long")
     p.add_argument("--target-sensitivity", type=float, metavar="X",
                    help="choose the second operating point on validation for this sensitivity instead of Youden's J")

@@ -35,12 +35,6 @@ def cpu_info() -> dict[str, Any]:
     return {"model": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
 
 
-def supports_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    flags = set(cpu_info()["flags"])
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
 def git_commit() -> str | None:
     here = Path(__file__).resolve().parent.parent
     if not (here / ".git").exists():

@@ -19,6 +19,9 @@ class MeanIntensity:
     def fit(self, train, val):
         from sklearn.linear_model import LogisticRegression
 
+        from xraybench.isolation import checkpoint
+
+        checkpoint("training")  # tests pause here to signal a process mid-training
         if self.mode == "fit_raises":
             raise RuntimeError("boom in fit")
         if self.mode == "hang":

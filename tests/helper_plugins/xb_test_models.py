@@ -52,15 +52,19 @@ def _raising_build(input_shape, params):
     raise ValueError("boom in build")
 
 
-def _generic(name, mode):
+def _generic(name, mode, **defaults):
     return GenericModel(
-        name=name, description=f"test model ({mode})", defaults={"mode": mode},
+        name=name, description=f"test model ({mode})", defaults={"mode": mode, **defaults},
         create=lambda params, seed: MeanIntensity(params, seed), image_size=32,
     )
 
 
 def _tunable_space(trial):
     return {"mode": trial.suggest_categorical("mode", ["good", "fit_raises"])}
+
+
+def _wide_space(trial):
+    return {"c": trial.suggest_float("c", 1e-6, 1.0, log=True), "k": trial.suggest_int("k", 0, 10**6)}
 
 
 @hookimpl
@@ -72,5 +76,8 @@ def register_models(register):
     tunable = _generic("xb_tunable", "good")
     tunable.search_space = _tunable_space
     register(tunable)
+    wide = _generic("xb_tunable_wide", "good", c=1.0, k=0)
+    wide.search_space = _wide_space  # large enough that a repeated set means a repeated seed
+    register(wide)
 
 

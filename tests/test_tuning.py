@@ -178,3 +178,21 @@ def test_a_hanging_trial_is_killed_recorded_and_the_study_goes_on(xray_data, tes
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2  # both tried, not just the first
     assert all("--trial-timeout 3" in t.user_attrs["fail_reason"] for t in study.trials)
     assert out.stdout.count("--trial-timeout 3") == 2
+
+
+def test_run_trial_reports_through_the_storage_and_the_parent_tells_pruned(xray_data, monkeypatch):
+    """The protocol a child (or a remote worker) follows: reopen the study by URL, rebuild the asked
+    trial, report each epoch there; the asking process then tells the study the outcome."""
+    data = load_dataset(xray_data, image_size=16)
+    spec = load_registry().model("baseline_cnn_bn")
+    url = f"sqlite:///{xray_data.parent / 'p.db'}"
+    monkeypatch.setattr(tuning, "make_pruner", lambda name: optuna.pruners.ThresholdPruner(upper=-1.0))
+    study = optuna.create_study(study_name="p", storage=url, direction="maximize")
+    trial = study.ask()
+    params = {**spec.all_defaults(), "epochs": 5, "batch_size": 16}
+    task = tuning.TrialTask(spec.name, [], data.splits.train, data.splits.val, "val_auc", 0, "float32", "threshold")
+    result = tuning.run_trial(url, "p", trial._trial_id, params, task)
+    assert result["state"] == "pruned" and result["epochs"] == 1
+    told = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert told.intermediate_values.keys() == {0} and told.value == told.intermediate_values[0]
+    assert told.user_attrs["epochs"] == 1

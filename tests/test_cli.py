@@ -161,3 +161,13 @@ def test_check_fails_with_nonzero_exit_for_a_broken_plugin(test_plugins):
     out = xb("check", "xb_build_raises")
     assert out.returncode == 1
     assert "FAIL" in out.stdout and "boom in build" in out.stdout and "0 passed" not in out.stdout
+
+
+def test_check_kills_a_hanging_check_and_goes_on(test_plugins):
+    out = xb("check", "xb_hang_predict", "--timeout", "4")
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if line.count("│") >= 3}
+    assert "pass" in rows["fits one short epoch on tiny generated data"]
+    assert "FAIL" in rows["predicts probabilities of the right shape"] and "--timeout 4" in out.stdout
+    assert "pass" in rows["no test data reachable while training"]  # after a killed check, the rest still run
+    assert "4 passed, 2 failed" in out.stdout  # predicts and same-seed (which predicts too) time out

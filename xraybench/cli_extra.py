@@ -16,10 +16,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from xraybench.contract import run_contract
+    from xraybench.isolation import interruptible
     from xraybench.plugins import load_registry
 
+    interruptible()
+    if args.timeout <= 0:
+        raise XRayBenchError(f"--timeout must be positive, got {args.timeout:g}")
     spec = load_registry(args.disable_plugin).model(args.model)
-    rows = run_contract(spec, size=args.image_size, seed=args.seed)
+    rows = run_contract(spec, size=args.image_size, seed=args.seed, timeout=args.timeout, disabled=list(args.disable_plugin))
     table = Table(title=f"xraybench check {spec.name} ({spec.distribution} {spec.version}, {spec.kind})",
                   header_style="bold", title_justify="left")
     for col in ("Check", "Result", "Detail"):
@@ -369,6 +373,8 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--image-size", type=int, default=32, help="size of the generated images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="kill a check after this long and report it as failed; the other checks go on")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("new-plugin", help="write a ready-to-install model plugin package", formatter_class=formatter)

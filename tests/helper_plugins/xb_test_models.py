@@ -38,6 +38,8 @@ class MeanIntensity:
         return np.asarray(images, dtype=np.float32).reshape(len(images), -1).mean(axis=1, keepdims=True) / 255.0
 
     def predict_proba(self, images):
+        if self.mode == "hang_predict":
+            time.sleep(3600)
         p = self.model.predict_proba(self._features(images))[:, 1]
         if self.mode == "nan":
             p[0] = np.nan
@@ -70,7 +72,7 @@ def _wide_space(trial):
 @hookimpl
 def register_models(register):
     register(_generic("xb_good", "good"))
-    for mode in ("fit_raises", "hang", "crash", "killed", "nan", "out_of_range", "wrong_shape"):
+    for mode in ("fit_raises", "hang", "hang_predict", "crash", "killed", "nan", "out_of_range", "wrong_shape"):
         register(_generic(f"xb_{mode}", mode))
     register(KerasModel(name="xb_build_raises", description="build raises", build=_raising_build, image_size=32))
     tunable = _generic("xb_tunable", "good")

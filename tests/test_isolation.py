@@ -115,3 +115,22 @@ def test_traceback_is_stored_and_printed_only_on_request(xray_data, test_plugins
                if not p.name.startswith(".")]
     assert len(records) == 4
     assert all("boom in fit" in r["traceback"] and "\n" not in r["reason"] for r in records)
+
+
+def test_ctrl_c_during_a_trial_stops_it_and_leaves_no_trial_running(xray_data, test_plugins, xraybench_env, spawn):
+    import optuna
+
+    pause = xraybench_env / "pause"
+    pause.mkdir()
+    proc = spawn("tune", "--model", "xb_tunable_wide", "--data", str(xray_data), "--image-size", "16", "--trials", "3",
+                 "--study", "c", "--no-final", env={"XRAYBENCH_TEST_PAUSE": f"training={pause}"},
+                 stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    wait_for(pause / "training.ready", proc)
+    child = int((pause / "training.ready").read_text())
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in output, output[-2000:]
+    assert pid_gone(child)
+    study = optuna.load_study(study_name="c", storage=f"sqlite:///{xraybench_env / 'results' / 'tuning.sqlite3'}")
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in study.trials] == [
+        (optuna.trial.TrialState.FAIL, "interrupted by Ctrl-C")]

@@ -38,6 +38,15 @@ def masked(url: str) -> str:
     return url
 
 
+def _engine_kwargs(url: str) -> dict[str, Any] | None:
+    if url.startswith("postgresql"):
+        return {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        # several workers (or a worker and its heartbeat) write one file: wait for the lock, don't fail
+        return {"connect_args": {"timeout": 60}}
+    return None
+
+
 def make_storage(url: str):
     import warnings
 
@@ -65,7 +74,7 @@ def make_storage(url: str):
                         url,
                         heartbeat_interval=30,
                         grace_period=90,
-                        engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
+                        engine_kwargs=_engine_kwargs(url),
                         **{key: Retry(max_retry=2)},
                     )
             except Exception as exc:

@@ -287,7 +287,6 @@ class Session:
     trials_run: int = 0
     duplicates: int = 0
     worker: str = ""
-    sampler_seed: int = 0
 
 
 _worker_cache: dict[Any, Any] = {}
@@ -320,13 +319,16 @@ def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str
     return {"state": "complete", "value": value, "epochs": epochs, "reason": ""}
 
 
-def sampler_seed(seed: int, trials_so_far: int, worker: str) -> int:
-    """The sampler's seed for one ``tune`` process: the user's seed, varied by how far the study
-    has got and by a per-process token. Seeding every resume and every worker with the bare seed
-    made them all draw the same parameter sets (issue 13.8)."""
+def sampler_seed(seed: int, trial_number: int) -> int:
+    """The sampler's seed for one trial: the user's seed and the trial's number in the study.
+
+    Seeding every resume and every worker with the bare seed made them draw the same parameter
+    sets (issue 13.8). The storage hands out each trial number once, so resumes and concurrent
+    workers sample from different streams, while one process on a fresh study stays
+    reproducible from ``--seed``."""
     import hashlib
 
-    digest = hashlib.sha256(f"{seed}:{trials_so_far}:{worker}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}:{trial_number}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
 
@@ -430,8 +432,6 @@ def run_study(
         sampler=make_sampler(sampler, seed), pruner=make_pruner(pruner), load_if_exists=True,
     )
     session = Session(worker=uuid.uuid4().hex[:12])
-    session.sampler_seed = sampler_seed(seed, len(study.trials), session.worker)
-    study.sampler = make_sampler(sampler, session.sampler_seed)
     study.set_user_attr("model", spec.name)
     study.set_user_attr("metric", metric)
     typed = params_mod.resolve(spec.all_defaults(), fixed, spec.name)  # checks keys and types once
@@ -449,8 +449,9 @@ def run_study(
                 warnings.simplefilter("ignore")  # experimental API; heartbeats outside optimize()
                 optuna.storages.fail_stale_trials(study)
                 trial = study.ask()
-            trial.set_user_attr("worker", session.worker)
-            trial.set_user_attr("sampler_seed", session.sampler_seed)
+            # A sampler seeded for this trial number (Trial looks the sampler up at each suggest).
+            study.sampler = make_sampler(sampler, sampler_seed(seed, trial.number))
+            trial.set_user_attr("worker", session.worker)  # which process ran it, for the record
             try:
                 sampled = spec.search_space(FixedParamsTrial(trial, fixed))
                 params = params_mod.resolve(spec.all_defaults(), {**sampled, **fixed}, spec.name)

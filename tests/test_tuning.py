@@ -1,7 +1,6 @@
 import json
 import os
 import subprocess
-import sys
 from collections import Counter
 
 import optuna

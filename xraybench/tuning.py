@@ -462,9 +462,9 @@ def run_study(
             if same is not None:
                 trial.set_user_attr("duplicate_of", same.number)
                 if same.state == optuna.trial.TrialState.COMPLETE:
-                    frozen = study.tell(trial, same.value)
+                    study.tell(trial, same.value)
                 else:
-                    frozen = study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 session.duplicates += 1
                 in_a_row += 1
                 if in_a_row >= MAX_DUPLICATES_IN_A_ROW:

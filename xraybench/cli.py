@@ -138,6 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xraybench.richtext import esc
     from xraybench.runner import Interrupted, RunRequest, prepare, run_in_process, run_isolated
 
+    from xraybench.isolation import interruptible
+
+    interruptible()  # kill -INT stops a run cleanly even where SIGINT was inherited ignored
     set_verbose(args.verbose)
     overrides = parse_assignments(args.param)
     flags: dict[str, Any] = {}
@@ -194,6 +197,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = store.save(record, scores)
         records.append(record)
         print_run_report(record, console)
+        if args.traceback and record.get("traceback"):
+            sys.stderr.write(record["traceback"])
         console.print(f"[dim]recorded {esc(path)}[/]")
     print_run_summary(records, console)
     return 0 if all(r["status"] == RunStatus.DONE.label for r in records) else 1
@@ -332,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.add_argument("--no-isolation", action="store_true", help="train in this process instead of a child process (debugging)")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's and absl's start-up messages")
+    p.add_argument("--traceback", action="store_true",
+                   help="print a failed plugin's full traceback (it is always stored in the run record)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("leaderboard", help="show recorded runs ranked, with the published references", formatter_class=_Formatter)

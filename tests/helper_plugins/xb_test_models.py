@@ -15,10 +15,15 @@ class MeanIntensity:
 
     def __init__(self, params, seed):
         self.mode = params.get("mode", "good")
+        if self.mode == "hang_create":
+            time.sleep(3600)
 
     def fit(self, train, val):
         from sklearn.linear_model import LogisticRegression
 
+        from xraybench.isolation import checkpoint
+
+        checkpoint("training")  # tests pause here to signal a process mid-training
         if self.mode == "fit_raises":
             raise RuntimeError("boom in fit")
         if self.mode == "hang":
@@ -49,15 +54,19 @@ def _raising_build(input_shape, params):
     raise ValueError("boom in build")
 
 
-def _generic(name, mode):
+def _generic(name, mode, **defaults):
     return GenericModel(
-        name=name, description=f"test model ({mode})", defaults={"mode": mode},
+        name=name, description=f"test model ({mode})", defaults={"mode": mode, **defaults},
         create=lambda params, seed: MeanIntensity(params, seed), image_size=32,
     )
 
 
 def _tunable_space(trial):
     return {"mode": trial.suggest_categorical("mode", ["good", "fit_raises"])}
+
+
+def _wide_space(trial):
+    return {"c": trial.suggest_float("c", 1e-6, 1.0, log=True), "k": trial.suggest_int("k", 0, 10**6)}
 
 
 @hookimpl
@@ -69,5 +78,11 @@ def register_models(register):
     tunable = _generic("xb_tunable", "good")
     tunable.search_space = _tunable_space
     register(tunable)
+    wide = _generic("xb_tunable_wide", "good", c=1.0, k=0)
+    wide.search_space = _wide_space  # large enough that a repeated set means a repeated seed
+    register(wide)
+    sampled_hangs = _generic("xb_hang_sampled", "good")
+    sampled_hangs.search_space = lambda trial: {"mode": trial.suggest_categorical("mode", ["hang_create"])}
+    register(sampled_hangs)  # only `check`'s search-space build hangs
 
 

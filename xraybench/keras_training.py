@@ -36,9 +36,11 @@ def resolve_precision(requested: str = "auto") -> str:
         return requested
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return "float32"
-    import tensorflow as tf
+    with quiet_backend_startup():  # importing TensorFlow and probing for CUDA write to fd 2
+        import tensorflow as tf
 
-    return "mixed_bfloat16" if tf.config.list_physical_devices("GPU") else "float32"
+        gpus = tf.config.list_physical_devices("GPU")
+    return "mixed_bfloat16" if gpus else "float32"
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:

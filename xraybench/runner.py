@@ -61,7 +61,7 @@ def prepare(request: RunRequest, registry=None, dataset_cache: dict | None = Non
     registry = registry or load_registry(request.disabled)
     spec = registry.model(request.model)
     resolved = params_mod.resolve(spec.all_defaults(), request.params, spec.name)
-    size = request.image_size or spec.image_size
+    size = spec.image_size if request.image_size is None else request.image_size  # 0 is an error, not "default"
     channels = request.channels or spec.channels
     key = (request.data, size, channels, request.seed, request.val_fraction, request.skip_bad)
     cache = dataset_cache if dataset_cache is not None else {}

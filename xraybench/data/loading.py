@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from xraybench.data import cache
+from xraybench.data.limits import check_image_size
 from xraybench.data.splits import DEFAULT_VAL_FRACTION, carve_validation
 from xraybench.errors import DataError
 from xraybench.specs import ImageSet
@@ -118,8 +120,7 @@ def load_raw(
     reader: str | None = None,
 ) -> tuple[dict[str, ImageSet], dict[str, Any], Path, bool]:
     """Decoded sets + meta, from the cache when it is fresh. Returns (sets, meta, entry, hit)."""
-    if image_size < 8 or image_size > 1024:
-        raise DataError(f"--image-size {image_size} is out of range; use 8 to 1024 pixels")
+    image_size = check_image_size(image_size)
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     spec = pick_reader(path, registry, reader)
@@ -136,7 +137,7 @@ def load_raw(
     counts = {k: v.class_counts() for k, v in sets.items()}
     meta = {
         "reader": spec.name,
-        "fingerprint": cache.content_fingerprint(path, files, counts),
+        "fingerprint": cache.content_fingerprint(path, files, counts, raw.stats.get("skipped_bad", [])),
         "stats": raw.stats,
         "source": str(path),
     }
@@ -144,17 +145,33 @@ def load_raw(
     return sets, meta, entry, False
 
 
+def _read_val_index(marker: Path, n_train: int):
+    """The stored val indices if they are intact (checksum, range, no repeats), else None."""
+    import zlib
+
+    import numpy as np
+
+    try:
+        check = json.loads(marker.with_suffix(".json").read_text())
+        index = np.load(marker, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(check, dict) or index.ndim != 1 or index.dtype != np.int64 or check.get("n_train") != n_train
+            or check.get("crc32") != zlib.crc32(index.tobytes())):
+        return None
+    if len(index) and (index.min() < 0 or index.max() >= n_train or len(np.unique(index)) != len(index)):
+        return None
+    return index
+
+
 def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root: Path) -> tuple[ImageSet, ImageSet]:
-    """Carve (train, val) once per (seed, fraction) and keep the val indices beside the cache entry."""
+    """Carve (train, val) once per (seed, fraction) and keep the val indices, checksummed, beside the cache entry."""
+    import zlib
+
     import numpy as np
 
     marker = entry / f"val-index-seed{seed}-frac{fraction:.4f}.npy"
-    val_index = None
-    if marker.is_file():
-        try:
-            val_index = np.load(marker)
-        except (OSError, ValueError):
-            val_index = None
+    val_index = _read_val_index(marker, len(train)) if marker.is_file() else None
     if val_index is None:
         try:
             _, val = carve_validation(train, fraction, seed)
@@ -163,9 +180,12 @@ def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root
         position = {image_id: i for i, image_id in enumerate(train.ids)}
         val_index = np.asarray([position[i] for i in val.ids], dtype=np.int64)
         tmp = marker.with_suffix(f".{os.getpid()}.tmp.npy")
+        tmp_check = marker.with_suffix(f".{os.getpid()}.tmp.json")
         try:
             np.save(tmp, val_index)
+            tmp_check.write_text(json.dumps({"n_train": len(train), "crc32": zlib.crc32(val_index.tobytes())}))
             os.replace(tmp, marker)
+            os.replace(tmp_check, marker.with_suffix(".json"))
         except OSError:
             pass  # a read-only cache still works, it just splits again next time
     mask = np.zeros(len(train), dtype=bool)

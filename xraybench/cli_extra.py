@@ -183,6 +183,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_storage(results: str | None) -> str:
+    """The results folder's SQLite storage; a one-line error when that folder cannot be one (a file, say)."""
+    from xraybench import tuning
+    from xraybench.results import results_dir
+
+    folder = results_dir(results)
+    if folder.exists() and not folder.is_dir():
+        raise XRayBenchError(f"results path {folder} is a file, not a folder; pass --results DIR (or --storage URL)")
+    try:
+        return tuning.default_storage(folder)
+    except OSError as exc:
+        raise XRayBenchError(f"cannot use {folder} as the results folder ({exc.strerror or exc}); "
+                             f"pass --results DIR (or --storage URL)") from None
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     import optuna
     from rich.console import Console
@@ -191,11 +206,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from xraybench.params import parse_assignments
     from xraybench.plugins import load_registry
     from xraybench.reporting import print_run_report
-    from xraybench.results import ResultStore, results_dir
+    from xraybench.results import ResultStore
     from xraybench.runner import Interrupted, RunRequest, prepare, run_isolated
 
     console = Console()
-    storage = args.storage or tuning.default_storage(results_dir(args.results))
+    storage = args.storage or _default_storage(args.results)
     if args.show:
         return _show_study(console, storage, args.show)
     if not args.model:
@@ -295,9 +310,8 @@ def cmd_studies(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from xraybench import tuning
-    from xraybench.results import results_dir
 
-    storage = args.storage or tuning.default_storage(results_dir(args.results))
+    storage = args.storage or _default_storage(args.results)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summaries = optuna.get_all_study_summaries(storage=tuning.make_storage(storage))
     table = Table(title=f"studies in {tuning.masked(storage)}", header_style="bold", title_justify="left")

@@ -207,6 +207,10 @@ def load_dataset(
     start = time.perf_counter()
     root = locate_data(path)
     sets, meta, entry, hit = load_raw(root, image_size, channels, skip_bad, registry, reader)
+    skipped = meta["stats"].get("skipped_reasons") or meta["stats"].get("skipped_bad") or []
+    if skipped:  # on every load, warm ones too: a run on fewer images than the folder holds says so
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        cache.warn(f"--skip-bad skipped {len(skipped)} unreadable image(s) in {root}: {'; '.join(skipped[:3])}{more}")
     if "val" in sets:
         train, val = sets["train"], sets["val"]
         strategy = "the data set's own validation split"

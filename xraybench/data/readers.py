@@ -175,7 +175,8 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
     import numpy as np
 
     layout, bad_entries = _kaggle_layout(root)
-    stats: dict = {"reader": "kaggle", "splits": {}, "sizes": Counter(), "modes": Counter(), "skipped_bad": []}
+    stats: dict = {"reader": "kaggle", "splits": {}, "sizes": Counter(), "modes": Counter(), "skipped_bad": [],
+                   "skipped_reasons": []}
     sets: dict[str, ImageSet] = {}
     bad: list[str] = []
     for split, classes in layout.items():
@@ -186,6 +187,7 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
             for path, why in bad_entries[split].get(label, []):
                 bad.append(f"{path} ({why})")
                 stats["skipped_bad"].append(os.path.relpath(path, root).replace(os.sep, "/"))
+                stats["skipped_reasons"].append(f"{stats['skipped_bad'][-1]} ({why})")
             decoded = _decode_many(files, size, channels)
             seen: dict[str, str] = {}
             duplicates = 0
@@ -195,6 +197,7 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
                 if error is not None:
                     bad.append(f"{path} ({error})")
                     stats["skipped_bad"].append(rel)
+                    stats["skipped_reasons"].append(f"{rel} ({error})")
                     continue
                 if digest in seen:
                     duplicates += 1

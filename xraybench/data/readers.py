@@ -68,12 +68,12 @@ def _scan_class(class_dir: Path, real_root: str) -> tuple[list[str], list[tuple[
     good: list[str] = []
     bad: list[tuple[str, str]] = []
     try:
-        entries = sorted(os.scandir(class_dir), key=lambda e: e.name)
+        with os.scandir(class_dir) as listing:
+            entries = [e for e in listing if e.name[0] != "." and e.name[e.name.rfind("."):].lower() in IMAGE_SUFFIXES]
     except OSError as exc:
         raise DataError(f"cannot list {class_dir} ({exc.strerror or exc}); check its permissions") from None
+    entries.sort(key=lambda e: e.name)
     for e in entries:
-        if e.name.startswith(".") or os.path.splitext(e.name)[1].lower() not in IMAGE_SUFFIXES:
-            continue
         try:
             if e.is_dir():
                 continue

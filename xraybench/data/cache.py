@@ -139,31 +139,49 @@ def _crc_block(job: tuple[Path, int]) -> int:
                 return zlib.crc32(view[start:start + BLOCK])  # zlib drops the GIL: blocks run in parallel
 
 
+def _start_checksums(paths: list[Path]) -> tuple[list[tuple[Path, int]], list]:
+    """Checksum jobs for ``paths`` running on worker threads; collect them with ``_collect``."""
+    jobs = [job for p in paths for job in _blocks(p)]
+    pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+    futures = [pool.submit(_crc_block, job) for job in jobs]
+    pool.shutdown(wait=False)  # the futures still run; nothing waits here
+    return jobs, futures
+
+
+def _collect(jobs: list[tuple[Path, int]], futures: list) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for (path, _), future in zip(jobs, futures):
+        out.setdefault(path.name, []).append(future.result())
+    return out
+
+
 def checksums(paths: list[Path]) -> dict[str, dict[str, Any]]:
     """{file name: {"size": bytes, "crc32": [one per 16 MiB block]}} for files in one folder."""
-    jobs = [job for p in paths for job in _blocks(p)]
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        crcs = list(pool.map(_crc_block, jobs))
-    out: dict[str, dict[str, Any]] = {p.name: {"size": p.stat().st_size, "crc32": []} for p in paths}
-    for (path, _), crc in zip(jobs, crcs):
-        out[path.name]["crc32"].append(crc)
-    return out
+    crcs = _collect(*_start_checksums(paths))
+    return {p.name: {"size": p.stat().st_size, "crc32": crcs[p.name]} for p in paths}
+
+
+def _mismatch(recorded: dict[str, dict[str, Any]], actual: dict[str, list[int]]) -> str | None:
+    for name in actual:
+        if actual[name] != recorded[name].get("crc32"):
+            return f"{name} does not match its checksum"
+    return None
 
 
 def verify(folder: Path, recorded: dict[str, dict[str, Any]]) -> str | None:
     """None when every recorded file is there with its recorded size and checksums, else what is wrong."""
+    problem = _sizes(folder, recorded)
+    return problem or _mismatch(recorded, _collect(*_start_checksums([folder / name for name in recorded])))
+
+
+def _sizes(folder: Path, recorded: dict[str, dict[str, Any]]) -> str | None:
     for name, info in recorded.items():
-        path = folder / name
         try:
-            size = path.stat().st_size
+            size = (folder / name).stat().st_size
         except OSError:
             return f"{name} is missing"
-        if size != info.get("size"):
-            return f"{name} has {size} bytes, {info.get('size')} were written"
-    actual = checksums([folder / name for name in recorded])
-    for name, info in recorded.items():
-        if actual[name]["crc32"] != info.get("crc32"):
-            return f"{name} does not match its checksum"
+        if not isinstance(info, dict) or size != info.get("size"):
+            return f"{name} has {size} bytes, {info.get('size') if isinstance(info, dict) else '?'} were written"
     return None
 
 
@@ -174,7 +192,9 @@ class Damaged(Exception):
     """An entry that cannot be trusted; the message says why in a few words."""
 
 
-def _read(folder: Path, key: str) -> tuple[dict[str, ImageSet], dict[str, Any]]:
+def _open(folder: Path, key: str):
+    """(sets, meta, pending image checksums). Everything but the big image arrays is verified before it is read;
+    the images' checksums run on worker threads while the caller carves its split (they decide nothing there)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
@@ -186,7 +206,13 @@ def _read(folder: Path, key: str) -> tuple[dict[str, ImageSet], dict[str, Any]]:
     files = manifest.get("files")
     if not isinstance(files, dict) or META not in files:
         raise Damaged(f"{MANIFEST} lists no files")
-    problem = verify(folder, files)
+    problem = _sizes(folder, files)
+    if problem:
+        raise Damaged(problem)
+    big = [name for name in files if name.endswith("_images.npy")]
+    pending = _start_checksums([folder / name for name in big])
+    small = [name for name in files if name not in big]
+    problem = _mismatch(files, _collect(*_start_checksums([folder / name for name in small])))
     if problem:
         raise Damaged(problem)
     try:
@@ -200,20 +226,42 @@ def _read(folder: Path, key: str) -> tuple[dict[str, ImageSet], dict[str, Any]]:
             sets[split] = ImageSet(images=images, labels=labels, ids=info["ids"], groups=info["groups"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise Damaged(f"its files do not load ({exc})") from None
-    return sets, meta
+    return sets, meta, lambda: _mismatch(files, _collect(*pending))
 
 
-def read_entry(key: str) -> tuple[dict[str, ImageSet], dict[str, Any]] | None:
-    """The cached sets and meta, or None (a miss). A damaged entry is discarded, with a warning."""
+def _discard(folder: Path, why: object) -> None:
+    removed = remove_entry(folder)
+    warn(f"cache entry {folder} is damaged ({why}); {'discarded it, ' if removed else ''}decoding the data again")
+
+
+def open_entry(key: str):
+    """(sets, meta, confirm) or None (a miss). ``confirm()`` waits for the image checksums: True when they
+    match; False when they do not, after discarding the entry with a warning (the sets must not be used).
+    Anything else that is damaged is discarded, with the warning, before this returns (None)."""
     folder = entry_path(key)
     if not folder.is_dir() or not (folder / MARKER).is_file():
         return None
     try:
-        return _read(folder, key)
+        sets, meta, pending = _open(folder, key)
     except Damaged as why:
-        removed = remove_entry(folder)
-        warn(f"cache entry {folder} is damaged ({why}); {'discarded it, ' if removed else ''}decoding the data again")
+        _discard(folder, why)
         return None
+
+    def confirm() -> bool:
+        problem = pending()
+        if problem:
+            _discard(folder, problem)
+        return not problem
+
+    return sets, meta, confirm
+
+
+def read_entry(key: str) -> tuple[dict[str, ImageSet], dict[str, Any]] | None:
+    """The cached sets and meta, fully verified, or None (a miss or a damaged entry, discarded with a warning)."""
+    opened = open_entry(key)
+    if opened is None or not opened[2]():
+        return None
+    return opened[0], opened[1]
 
 
 def write_entry(key: str, sets: dict[str, ImageSet], meta: dict[str, Any]) -> Path:
@@ -233,7 +281,8 @@ def write_entry(key: str, sets: dict[str, ImageSet], meta: dict[str, Any]) -> Pa
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if final.exists() and not remove_entry(final, force=True):  # ours, or a pre-marker entry of ours
             raise DataError(
-                f"cache folder {final} is in the way and was not made by xraybench; move it, or set "
+                f"cache folder {final} is in the way and was not made by xraybench (or holds files it did not "
+                f"write); move it, or set "
                 f"{CACHE_ENV} to another folder"
             )
         try:

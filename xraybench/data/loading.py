@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from xraybench.data import cache
 from xraybench.data.limits import check_image_size
@@ -119,17 +119,36 @@ def load_raw(
     registry=None,
     reader: str | None = None,
 ) -> tuple[dict[str, ImageSet], dict[str, Any], Path, bool]:
-    """Decoded sets + meta, from the cache when it is fresh. Returns (sets, meta, entry, hit)."""
+    """Decoded sets + meta, from the cache when it is fresh and intact. Returns (sets, meta, entry, hit)."""
+    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader)
+    if confirm():
+        return sets, meta, entry, hit
+    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader)
+    if not confirm():  # the damaged entry could not be discarded
+        raise DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
+                        f"{cache.CACHE_ENV} to another folder")
+    return sets, meta, entry, hit
+
+
+def _load_raw(
+    path: Path,
+    image_size: int,
+    channels: int,
+    skip_bad: bool = False,
+    registry=None,
+    reader: str | None = None,
+) -> tuple[dict[str, ImageSet], dict[str, Any], Path, bool, Callable[[], bool]]:
+    """``load_raw`` plus ``confirm``: on a hit, the image checksums are still running; ``confirm()`` waits for them."""
     image_size = check_image_size(image_size)
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     spec = pick_reader(path, registry, reader)
     files = spec.files(path)
     key = cache.source_key(spec.name, spec.version, path, files, size=image_size, channels=channels, skip_bad=skip_bad)
-    hit = cache.read_entry(key)
-    if hit is not None:
-        sets, meta = hit
-        return sets, meta, cache.entry_path(key), True
+    opened = cache.open_entry(key)
+    if opened is not None:
+        sets, meta, confirm = opened
+        return sets, meta, cache.entry_path(key), True, confirm
     raw = spec.read(path, image_size, channels, skip_bad)
     sets = {"train": raw.train, "test": raw.test}
     if raw.val is not None:
@@ -142,7 +161,7 @@ def load_raw(
         "source": str(path),
     }
     entry = cache.write_entry(key, sets, meta)
-    return sets, meta, entry, False
+    return sets, meta, entry, False, lambda: True
 
 
 def _read_val_index(marker: Path, n_train: int):
@@ -206,17 +225,24 @@ def load_dataset(
     """Load (decode once, then from cache) and split a data set."""
     start = time.perf_counter()
     root = locate_data(path)
-    sets, meta, entry, hit = load_raw(root, image_size, channels, skip_bad, registry, reader)
+    for _ in range(2):
+        sets, meta, entry, hit, confirm = _load_raw(root, image_size, channels, skip_bad, registry, reader)
+        if "val" in sets:
+            train, val = sets["train"], sets["val"]
+            strategy = "the data set's own validation split"
+        else:  # split while the image checksums run: the split reads only labels and ids, verified already
+            train, val = _cached_split(entry, sets["train"], val_fraction, seed, root)
+            strategy = "patient-grouped, stratified, carved from train"
+        if confirm():
+            break
+        # damaged images: the entry was discarded with a warning; the second pass decodes (confirm is then True)
+    else:
+        raise DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
+                        f"{cache.CACHE_ENV} to another folder")
     skipped = meta["stats"].get("skipped_reasons") or meta["stats"].get("skipped_bad") or []
     if skipped:  # on every load, warm ones too: a run on fewer images than the folder holds says so
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         cache.warn(f"--skip-bad skipped {len(skipped)} unreadable image(s) in {root}: {'; '.join(skipped[:3])}{more}")
-    if "val" in sets:
-        train, val = sets["train"], sets["val"]
-        strategy = "the data set's own validation split"
-    else:
-        train, val = _cached_split(entry, sets["train"], val_fraction, seed, root)
-        strategy = "patient-grouped, stratified, carved from train"
     return Dataset(
         source=root,
         reader=meta["reader"],

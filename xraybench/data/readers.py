@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,27 +73,35 @@ def _scan_class(class_dir: Path, real_root: str) -> tuple[list[str], list[tuple[
             entries = [e for e in listing if e.name[0] != "." and e.name[e.name.rfind("."):].lower() in IMAGE_SUFFIXES]
     except OSError as exc:
         raise DataError(f"cannot list {class_dir} ({exc.strerror or exc}); check its permissions") from None
-    entries.sort(key=lambda e: e.name)
     for e in entries:
-        try:
-            if e.is_dir():
-                continue
-            if e.is_symlink():
-                target = os.path.realpath(e.path)
-                if not os.path.exists(target):
-                    bad.append((e.path, f"broken symlink to {os.readlink(e.path)}"))
-                    continue
-                if os.path.commonpath([real_root, target]) != real_root:
-                    bad.append((e.path, f"symlink to {target}, outside the data folder; copy the file in instead"))
-                    continue
-            if not e.is_file():
-                bad.append((e.path, "not a regular file"))
-                continue
-        except OSError as exc:
-            reason = "symlink loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
-            bad.append((e.path, reason))
+        if e.is_file(follow_symlinks=False):  # a plain file: no system call, the common case
+            good.append(e.path)
             continue
-        good.append(e.path)
+        if not e.is_symlink():
+            if not e.is_dir(follow_symlinks=False):
+                bad.append((e.path, "not a regular file"))
+            continue
+        try:
+            st = os.stat(e.path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                bad.append((e.path, "symlink loop"))
+            elif exc.errno == errno.ENOENT:
+                bad.append((e.path, f"broken symlink to {os.readlink(e.path)}"))
+            else:
+                bad.append((e.path, exc.strerror or str(exc)))
+            continue
+        target = os.path.realpath(e.path)
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if os.path.commonpath([real_root, target]) != real_root:
+            bad.append((e.path, f"symlink to {target}, outside the data folder; copy the file in instead"))
+        elif not stat.S_ISREG(st.st_mode):
+            bad.append((e.path, "not a regular file"))
+        else:
+            good.append(e.path)
+    good.sort()
+    bad.sort()
     return good, bad
 
 

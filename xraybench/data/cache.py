@@ -210,6 +210,8 @@ def _open(folder: Path, key: str):
     files = manifest.get("files")
     if not isinstance(files, dict) or META not in files:
         raise Damaged(f"{MANIFEST} lists no files")
+    if any(not isinstance(n, str) or "/" in n or os.sep in n or n.startswith(".") for n in files):
+        raise Damaged(f"{MANIFEST} names a file outside its folder")
     problem = _sizes(folder, files)
     if problem:
         raise Damaged(problem)
@@ -250,6 +252,7 @@ def _array(path: Path, buf) -> np.ndarray:
 
 def _discard(folder: Path, why: object) -> None:
     removed = remove_entry(folder)
+    why = " ".join(str(why).split())  # one line, whatever the exception said
     warn(f"cache entry {folder} is damaged ({why}); {'discarded it, ' if removed else ''}decoding the data again")
 
 

@@ -244,3 +244,142 @@ def test_cli_clear_cache(xray_data):
     load_dataset(xray_data, image_size=32)
     out = subprocess.run([sys.executable, "-m", "xraybench", "data", "--clear-cache"], capture_output=True, text=True)
     assert out.returncode == 0 and "removed 1 cache entry" in out.stdout
+
+
+def _old_format_entry(root: Path, key: str = "ab" * 32) -> Path:
+    """An entry as xraybench wrote it before entries carried the ownership marker."""
+    folder = root / key[:24]
+    folder.mkdir(parents=True)
+    np.save(folder / "train_images.npy", np.zeros((2, 8, 8, 1), np.uint8))
+    np.save(folder / "train_labels.npy", np.zeros(2, np.int64))
+    (folder / "meta.json").write_text(json.dumps({"key": key, "sets": {"train": {"ids": [], "groups": []}}}))
+    return folder
+
+
+def test_clear_cache_removes_only_what_xraybench_made(xray_data):
+    from xraybench.data import cache
+
+    root = Path(os.environ["XRAYBENCH_CACHE"])
+    (root / ".git" / "objects").mkdir(parents=True)
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (root / "thesis").mkdir()
+    (root / "thesis" / "chapter1.tex").write_text("\\chapter{Pneumonia}")
+    (root / "notes.txt").write_text("keep me")
+    looks_like_ours = root / ("0" * 24)  # an entry-like name, but not made by xraybench
+    looks_like_ours.mkdir()
+    (looks_like_ours / "meta.json").write_text("{}")
+    old = _old_format_entry(root)
+    first = load_dataset(xray_data, image_size=16).cache_path
+    second = load_dataset(xray_data, image_size=24).cache_path
+    (second / "my-own-file.txt").write_text("put here by the user")
+
+    out = subprocess.run([sys.executable, "-m", "xraybench", "data", "--clear-cache"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "removed 1 cache entry" in out.stdout
+    assert "kept 1 entry holding files xraybench did not write" in out.stdout and second.name in out.stdout
+    assert f"without the ownership marker: {old.name}; pass --force" in out.stdout
+    assert "left 4 item(s) xraybench did not make: .git, 000000000000000000000000, notes.txt, thesis" in out.stdout
+    assert not first.exists()
+    assert (root / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n" and (root / ".git" / "objects").is_dir()
+    assert (root / "thesis" / "chapter1.tex").is_file() and (root / "notes.txt").read_text() == "keep me"
+    assert (looks_like_ours / "meta.json").is_file()
+    assert sorted(p.name for p in second.iterdir()) == [cache.MARKER, "my-own-file.txt"]
+    assert old.is_dir()
+
+    out = subprocess.run([sys.executable, "-m", "xraybench", "data", "--clear-cache", "--force"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "removed 1 cache entry" in out.stdout and not old.exists()
+    assert (root / ".git" / "HEAD").is_file() and (root / "thesis" / "chapter1.tex").is_file()
+    assert (second / "my-own-file.txt").is_file() and looks_like_ours.is_dir()
+
+
+def test_old_format_entry_under_the_same_key_is_replaced(xray_data):
+    from xraybench.data import cache
+
+    fresh = load_dataset(xray_data, image_size=16)
+    key = json.loads((fresh.cache_path / cache.MANIFEST).read_text())["key"]
+    for p in fresh.cache_path.iterdir():
+        p.unlink()
+    fresh.cache_path.rmdir()
+    _old_format_entry(fresh.cache_path.parent, key)  # what an older xraybench left under this key
+    again = load_dataset(xray_data, image_size=16)
+    assert not again.cache_hit and (again.cache_path / cache.MARKER).is_file()
+    assert again.fingerprint == fresh.fingerprint
+
+
+def test_foreign_folder_in_the_way_of_an_entry_is_an_error(xray_data):
+    first = load_dataset(xray_data, image_size=16)
+    path = first.cache_path
+    __import__("shutil").rmtree(path)
+    path.mkdir()
+    (path / "thesis.tex").write_text("mine")
+    with pytest.raises(DataError, match="is in the way and was not made by xraybench"):
+        load_dataset(xray_data, image_size=16)
+    assert (path / "thesis.tex").read_text() == "mine"
+
+
+def _flip_labels(entry: Path) -> None:
+    labels = np.load(entry / "test_labels.npy")
+    np.save(entry / "test_labels.npy", 1 - labels)
+
+
+def _edit_one_pixel(entry: Path) -> None:
+    images = np.load(entry / "train_images.npy", mmap_mode="r+")
+    images[3, 5, 5, 0] ^= 0xFF
+    images.flush()
+
+
+def _truncate(entry: Path) -> None:
+    data = (entry / "test_images.npy").read_bytes()
+    (entry / "test_images.npy").write_bytes(data[:-100])
+
+
+def _edit_meta(entry: Path) -> None:
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["fingerprint"] = "f" * 64
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (_flip_labels, "test_labels.npy does not match its checksum"),
+        (_edit_one_pixel, "train_images.npy does not match its checksum"),
+        (_truncate, "test_images.npy has"),
+        (_edit_meta, "meta.json"),
+        (lambda e: (e / "train_labels.npy").unlink(), "train_labels.npy is missing"),
+        (lambda e: (e / "manifest.json").write_text("{not json"), "manifest.json is unreadable"),
+        (lambda e: (e / "manifest.json").unlink(), "manifest.json is unreadable"),
+    ],
+    ids=["flipped-labels", "one-pixel", "truncated", "edited-meta", "missing-array", "bad-manifest", "no-manifest"],
+)
+def test_damaged_cache_entry_is_discarded_and_rebuilt(xray_data, capsys, damage, why):
+    first = load_dataset(xray_data, image_size=16)
+    truth = {s: (getattr(first.splits, s).ids, getattr(first.splits, s).labels.tolist(),
+                 np.asarray(getattr(first.splits, s).images).copy()) for s in ("train", "val", "test")}
+    damage(first.cache_path)
+    capsys.readouterr()
+    again = load_dataset(xray_data, image_size=16)
+    err = capsys.readouterr().err
+    assert not again.cache_hit
+    assert err.count("\n") == 1 and err.startswith(f"warning: cache entry {first.cache_path} is damaged")
+    assert why in err and "decoding the data again" in err
+    assert again.fingerprint == first.fingerprint
+    for s, (ids, labels, images) in truth.items():
+        part = getattr(again.splits, s)
+        assert part.ids == ids and part.labels.tolist() == labels
+        np.testing.assert_array_equal(part.images, images)
+    for image_id, label in zip(again.splits.test.ids, again.splits.test.labels):
+        assert label == (1 if "/PNEUMONIA/" in image_id else 0)
+    third = load_dataset(xray_data, image_size=16)
+    assert third.cache_hit and capsys.readouterr().err == ""
+
+
+def test_tampered_validation_index_is_carved_again(xray_data):
+    first = load_dataset(xray_data, image_size=16, seed=5)
+    (index_file,) = first.cache_path.glob("val-index-seed5-*.npy")
+    index = np.load(index_file)
+    np.save(index_file, np.roll(np.arange(len(first.splits.train) + len(first.splits.val)), 1)[: len(index)])
+    again = load_dataset(xray_data, image_size=16, seed=5)
+    assert again.cache_hit and again.splits.val.ids == first.splits.val.ids
+    assert np.load(index_file).tolist() == index.tolist()  # rewritten, intact

@@ -258,8 +258,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from xraybench.data import cache
 
     if args.clear_cache:
-        n = cache.clear()
-        print(f"removed {n} cache entr{'y' if n == 1 else 'ies'} from {cache.cache_root()}")
+        print(_cleared_text(cache.clear(force=args.force)))
         return 0
     from xraybench.data import load_dataset
     from xraybench.reporting import print_data_summary
@@ -272,6 +271,34 @@ def cmd_data(args: argparse.Namespace) -> int:
                            val_fraction=args.val_fraction, skip_bad=args.skip_bad)
     print_data_summary(dataset, _console())
     return 0
+
+
+def _cleared_text(done) -> str:
+    """What --clear-cache removed, and what it left and why, in a few lines."""
+    def names(items: list) -> str:
+        return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+    n = len(done.removed)
+    lines = [f"removed {n} cache entr{'y' if n == 1 else 'ies'} from {done.root}"]
+    if done.partly:
+        lines.append(f"kept {len(done.partly)} entr{'y' if len(done.partly) == 1 else 'ies'} holding files xraybench "
+                     f"did not write (its own files are gone): {names(done.partly)}")
+    if done.old_entries:
+        lines.append(f"left {len(done.old_entries)} entr{'y' if len(done.old_entries) == 1 else 'ies'} from an older "
+                     f"xraybench without the ownership marker: {names(done.old_entries)}; pass --force to remove them")
+    if done.foreign:
+        lines.append(f"left {len(done.foreign)} item(s) xraybench did not make: {names(done.foreign)}")
+    return "\n".join(lines)
+
+
+def image_size_arg(text: str) -> int:
+    """argparse type of every --image-size: a whole number of pixels in range, else a one-line usage error."""
+    from xraybench.data.limits import check_image_size
+
+    try:
+        return check_image_size(text.strip(), flag="")
+    except XRayBenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
 
 
 # --- parser --------------------------------------------------------------------------
@@ -292,7 +319,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 def _data_options(p: argparse.ArgumentParser, image_size_default: int | None) -> None:
     p.add_argument("--data", metavar="PATH", help="data set folder or .npz (default: $XRAYBENCH_DATA, then the user data "
                    "folder, then the built-in 28 px copy)")
-    p.add_argument("--image-size", type=int, default=None, metavar="N",
+    p.add_argument("--image-size", type=image_size_arg, default=None, metavar="N",
                    help="square image size in pixels (default: " + (f"{image_size_default}" if image_size_default else
                    "each model's own") + "; 28 on the built-in copy)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None if image_size_default is None else 1,
@@ -361,7 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Formatter)
     _data_options(p, DEFAULT_IMAGE_SIZE)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the validation split")
-    p.add_argument("--clear-cache", action="store_true", help="empty the decoded-image cache")
+    p.add_argument("--clear-cache", action="store_true",
+                   help="remove the decoded-image cache entries xraybench made; anything else in the cache folder is left and named")
+    p.add_argument("--force", action="store_true",
+                   help="with --clear-cache, also remove entries an older xraybench made before entries carried an ownership marker")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     d = data_sub.add_parser("download", help="download a public data set", formatter_class=_Formatter)
     d.add_argument("dataset", choices=("pneumoniamnist",))

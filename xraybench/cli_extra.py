@@ -428,7 +428,7 @@ def _storage(args: argparse.Namespace) -> str:
 
 
 def add_commands(sub, formatter) -> None:
-    from xraybench.cli import THRESHOLDS, _data_options
+    from xraybench.cli import THRESHOLDS, _data_options, image_size_arg
 
     p = sub.add_parser("tune", help="tune a model's hyperparameters with Optuna on the validation split",
                        formatter_class=formatter)
@@ -492,7 +492,7 @@ def add_commands(sub, formatter) -> None:
     p = sub.add_parser("check", help="check a model plugin against the contract on tiny generated data",
                        formatter_class=formatter)
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--image-size", type=int, default=32, help="size of the generated images")
+    p.add_argument("--image-size", type=image_size_arg, default=32, help="size of the generated images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="kill a check after this long and report it as failed; the other checks go on")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Iterable, Mapping
 
 from xraybench.errors import ParamError
@@ -22,9 +23,15 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
 
 
 def coerce(key: str, value: Any, default: Any) -> Any:
-    """``value`` converted to the type of ``default``; a ParamError naming both when impossible."""
+    """``value`` converted to the type of ``default``; a ParamError naming both when impossible.
+
+    bool: true/false, yes/no, on/off, 1/0; int: a whole number; float: a finite number;
+    str: the text as given; list/dict: JSON of that kind; None: JSON if it parses, else
+    the text. Values that are not text (Optuna's suggestions) are taken as they are.
+    """
     if not isinstance(value, str):
         return value
+    expected = f"expected {type(default).__name__} like the default {default!r}"
     try:
         if isinstance(default, bool):
             low = value.lower()
@@ -36,18 +43,28 @@ def coerce(key: str, value: Any, default: Any) -> Any:
         if isinstance(default, int):
             return int(value)
         if isinstance(default, float):
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                expected = f"expected a finite number like the default {default!r}"
+                raise ValueError
+            return number
         if isinstance(default, str):
             return value
-        if default is None or isinstance(default, (list, dict, tuple)):
+        if isinstance(default, (list, tuple, dict)):
+            parsed = json.loads(value)
+            if not isinstance(parsed, list if isinstance(default, (list, tuple)) else dict):
+                raise ValueError
+            return parsed
+        if default is None:
             try:
                 return json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return value
-    except ValueError:
-        raise ParamError(
-            f"--param {key}={value!r}: expected {type(default).__name__} like the default {default!r}"
-        ) from None
+    except (ValueError, RecursionError):
+        if isinstance(default, (list, tuple, dict)):
+            kind = "list" if isinstance(default, (list, tuple)) else "object"
+            expected = f"expected a JSON {kind} like the default {default!r}"
+        raise ParamError(f"--param {key}={value!r}: {expected}") from None
     return value
 
 

@@ -62,7 +62,8 @@ def prepare(request: RunRequest, registry=None, dataset_cache: dict | None = Non
     resolved = params_mod.resolve(spec.all_defaults(), request.params, spec.name)
     from xraybench.data.builtin import native_size
 
-    size = request.image_size or native_size(request.data) or spec.image_size  # the built-in copy: its own 28 px
+    # 0 is an error (checked by the data layer), not "default"; the built-in copy has its own 28 px
+    size = request.image_size if request.image_size is not None else (native_size(request.data) or spec.image_size)
     channels = request.channels or spec.channels
     key = (request.data, size, channels, request.seed, request.val_fraction, request.skip_bad)
     cache = dataset_cache if dataset_cache is not None else {}

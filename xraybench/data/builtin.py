@@ -207,8 +207,15 @@ def source_files(src: Path) -> list[tuple[str, str, int]]:
     """(relative path, split, label) for every image in a Kaggle-layout folder, sorted."""
     from xraybench.data.readers import _kaggle_layout
 
+    layout, bad = _kaggle_layout(src)
+    unusable = [(path, why) for classes in bad.values() for entries in classes.values() for path, why in entries]
+    if unusable:  # the shipped copy is all of the source or nothing
+        from xraybench.errors import DataError
+
+        path, why = unusable[0]
+        raise DataError(f"{len(unusable)} unusable file(s) in {src}, first {path} ({why}); the built-in copy needs every image")
     rows = []
-    for split, classes in _kaggle_layout(src).items():
+    for split, classes in layout.items():
         for label, files in classes.items():
             rows += [(os.path.relpath(f, src).replace(os.sep, "/"), split, LABELS.index(label)) for f in files]
     return sorted(rows)

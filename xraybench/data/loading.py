@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from xraybench.data import cache
+from xraybench.data.limits import check_image_size
 from xraybench.data.splits import DEFAULT_VAL_FRACTION, carve_validation
 from xraybench.errors import DataError
 from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED
@@ -124,18 +126,36 @@ def load_raw(
     registry=None,
     reader: str | None = None,
 ) -> tuple[dict[str, ImageSet], dict[str, Any], Path, bool]:
-    """Decoded sets + meta, from the cache when it is fresh. Returns (sets, meta, entry, hit)."""
-    if image_size < 8 or image_size > 1024:
-        raise DataError(f"--image-size {image_size} is out of range; use 8 to 1024 pixels")
+    """Decoded sets + meta, from the cache when it is fresh and intact. Returns (sets, meta, entry, hit)."""
+    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader)
+    if confirm():
+        return sets, meta, entry, hit
+    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader)
+    if not confirm():  # the damaged entry could not be discarded
+        raise DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
+                        f"{cache.CACHE_ENV} to another folder")
+    return sets, meta, entry, hit
+
+
+def _load_raw(
+    path: Path,
+    image_size: int,
+    channels: int,
+    skip_bad: bool = False,
+    registry=None,
+    reader: str | None = None,
+) -> tuple[dict[str, ImageSet], dict[str, Any], Path, bool, Callable[[], bool]]:
+    """``load_raw`` plus ``confirm``: on a hit, the image checksums are still running; ``confirm()`` waits for them."""
+    image_size = check_image_size(image_size)
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     spec = pick_reader(path, registry, reader)
     files = spec.files(path)
     key = cache.source_key(spec.name, spec.version, path, files, size=image_size, channels=channels, skip_bad=skip_bad)
-    hit = cache.read_entry(key)
-    if hit is not None:
-        sets, meta = hit
-        return sets, meta, cache.entry_path(key), True
+    opened = cache.open_entry(key)
+    if opened is not None:
+        sets, meta, confirm = opened
+        return sets, meta, cache.entry_path(key), True, confirm
     raw = spec.read(path, image_size, channels, skip_bad)
     sets = {"train": raw.train, "test": raw.test}
     if raw.val is not None:
@@ -143,25 +163,41 @@ def load_raw(
     counts = {k: v.class_counts() for k, v in sets.items()}
     meta = {
         "reader": spec.name,
-        "fingerprint": cache.content_fingerprint(path, files, counts),
+        "fingerprint": cache.content_fingerprint(path, files, counts, raw.stats.get("skipped_bad", [])),
         "stats": raw.stats,
         "source": str(path),
     }
     entry = cache.write_entry(key, sets, meta)
-    return sets, meta, entry, False
+    return sets, meta, entry, False, lambda: True
+
+
+def _read_val_index(marker: Path, n_train: int):
+    """The stored val indices if they are intact (checksum, range, no repeats), else None."""
+    import zlib
+
+    import numpy as np
+
+    try:
+        check = json.loads(marker.with_suffix(".json").read_text())
+        index = np.load(marker, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(check, dict) or index.ndim != 1 or index.dtype != np.int64 or check.get("n_train") != n_train
+            or check.get("crc32") != zlib.crc32(index.tobytes())):
+        return None
+    if len(index) and (index.min() < 0 or index.max() >= n_train or len(np.unique(index)) != len(index)):
+        return None
+    return index
 
 
 def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root: Path) -> tuple[ImageSet, ImageSet]:
-    """Carve (train, val) once per (seed, fraction) and keep the val indices beside the cache entry."""
+    """Carve (train, val) once per (seed, fraction) and keep the val indices, checksummed, beside the cache entry."""
+    import zlib
+
     import numpy as np
 
     marker = entry / f"val-index-seed{seed}-frac{fraction:.4f}.npy"
-    val_index = None
-    if marker.is_file():
-        try:
-            val_index = np.load(marker)
-        except (OSError, ValueError):
-            val_index = None
+    val_index = _read_val_index(marker, len(train)) if marker.is_file() else None
     if val_index is None:
         try:
             _, val = carve_validation(train, fraction, seed)
@@ -170,9 +206,12 @@ def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root
         position = {image_id: i for i, image_id in enumerate(train.ids)}
         val_index = np.asarray([position[i] for i in val.ids], dtype=np.int64)
         tmp = marker.with_suffix(f".{os.getpid()}.tmp.npy")
+        tmp_check = marker.with_suffix(f".{os.getpid()}.tmp.json")
         try:
             np.save(tmp, val_index)
+            tmp_check.write_text(json.dumps({"n_train": len(train), "crc32": zlib.crc32(val_index.tobytes())}))
             os.replace(tmp, marker)
+            os.replace(tmp_check, marker.with_suffix(".json"))
         except OSError:
             pass  # a read-only cache still works, it just splits again next time
     mask = np.zeros(len(train), dtype=bool)
@@ -193,13 +232,24 @@ def load_dataset(
     """Load (decode once, then from cache) and split a data set."""
     start = time.perf_counter()
     root = locate_data(path)
-    sets, meta, entry, hit = load_raw(root, image_size, channels, skip_bad, registry, reader)
-    if "val" in sets:
-        train, val = sets["train"], sets["val"]
-        strategy = "the data set's own validation split"
+    for _ in range(2):
+        sets, meta, entry, hit, confirm = _load_raw(root, image_size, channels, skip_bad, registry, reader)
+        if "val" in sets:
+            train, val = sets["train"], sets["val"]
+            strategy = "the data set's own validation split"
+        else:  # split while the image checksums run: the split reads only labels and ids, verified already
+            train, val = _cached_split(entry, sets["train"], val_fraction, seed, root)
+            strategy = "patient-grouped, stratified, carved from train"
+        if confirm():
+            break
+        # damaged images: the entry was discarded with a warning; the second pass decodes (confirm is then True)
     else:
-        train, val = _cached_split(entry, sets["train"], val_fraction, seed, root)
-        strategy = "patient-grouped, stratified, carved from train"
+        raise DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
+                        f"{cache.CACHE_ENV} to another folder")
+    skipped = meta["stats"].get("skipped_reasons") or meta["stats"].get("skipped_bad") or []
+    if skipped:  # on every load, warm ones too: a run on fewer images than the folder holds says so
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        cache.warn(f"--skip-bad skipped {len(skipped)} unreadable image(s) in {root}: {'; '.join(skipped[:3])}{more}")
     return Dataset(
         source=root,
         reader=meta["reader"],

@@ -6,8 +6,10 @@ reader would (see the ``datasets`` entry point in ``pyproject.toml``).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,8 +56,57 @@ def _kaggle_detect(path: Path) -> bool:
     return path.is_dir()
 
 
-def _kaggle_layout(root: Path) -> dict[str, dict[str, list[str]]]:
-    """{split: {class: [files]}} after checking the layout, with one-line errors."""
+def _scan_class(class_dir: Path, real_root: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """(image files, [(entry, why it cannot be used)]) in one class folder.
+
+    Never opens anything, so a FIFO named ``x.jpeg`` cannot hang it. A symlink loop,
+    a dangling link, something that is not a regular file, or a file symlink that
+    leads outside the data folder is a bad entry: named in the error, or skipped and
+    recorded with ``--skip-bad``. (A link out of the data folder would put files into
+    the benchmark that its fingerprint's owner never sees in the folder; copy the file
+    in instead.) Folders named like images are not entries at all.
+    """
+    good: list[str] = []
+    bad: list[tuple[str, str]] = []
+    try:
+        with os.scandir(class_dir) as listing:
+            entries = [e for e in listing if e.name[0] != "." and e.name[e.name.rfind("."):].lower() in IMAGE_SUFFIXES]
+    except OSError as exc:
+        raise DataError(f"cannot list {class_dir} ({exc.strerror or exc}); check its permissions") from None
+    for e in entries:
+        if e.is_file(follow_symlinks=False):  # a plain file: no system call, the common case
+            good.append(e.path)
+            continue
+        if not e.is_symlink():
+            if not e.is_dir(follow_symlinks=False):
+                bad.append((e.path, "not a regular file"))
+            continue
+        try:
+            st = os.stat(e.path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                bad.append((e.path, "symlink loop"))
+            elif exc.errno == errno.ENOENT:
+                bad.append((e.path, f"broken symlink to {os.readlink(e.path)}"))
+            else:
+                bad.append((e.path, exc.strerror or str(exc)))
+            continue
+        target = os.path.realpath(e.path)
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if os.path.commonpath([real_root, target]) != real_root:
+            bad.append((e.path, f"symlink to {target}, outside the data folder; copy the file in instead"))
+        elif not stat.S_ISREG(st.st_mode):
+            bad.append((e.path, "not a regular file"))
+        else:
+            good.append(e.path)
+    good.sort()
+    bad.sort()
+    return good, bad
+
+
+def _kaggle_layout(root: Path) -> tuple[dict[str, dict[str, list[str]]], dict[str, dict[str, list[tuple[str, str]]]]]:
+    """({split: {class: [files]}}, {split: {class: [(bad entry, why)]}}) after checking the layout."""
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist; pass --data PATH or set XRAYBENCH_DATA")
     missing = [s for s in REQUIRED_SPLITS if not (root / s).is_dir()]
@@ -64,42 +115,44 @@ def _kaggle_layout(root: Path) -> dict[str, dict[str, list[str]]]:
             f"{root} has no {'/ and '.join(missing)}/ folder; expected the Kaggle layout "
             f"ROOT/{{train,test}}/{{NORMAL,PNEUMONIA}}/*.jpeg"
         )
+    real_root = os.path.realpath(root)
     layout: dict[str, dict[str, list[str]]] = {}
+    bad: dict[str, dict[str, list[tuple[str, str]]]] = {}
     for split in SPLITS:
         folder = root / split
         if not folder.is_dir():
             continue
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        try:
+            classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as exc:
+            raise DataError(f"cannot list {folder} ({exc.strerror or exc}); check its permissions") from None
         unknown = [c for c in classes if c not in LABELS]
         if unknown:
             raise DataError(
                 f"unknown class folder {folder / unknown[0]}; xraybench expects exactly NORMAL and "
                 f"PNEUMONIA in each split: move or remove it"
             )
-        layout[split] = {}
+        layout[split], bad[split] = {}, {}
         for label in LABELS:
             class_dir = folder / label
             if not class_dir.is_dir():
                 if split == "val":
                     continue
                 raise DataError(f"missing class folder {class_dir}; each split needs NORMAL/ and PNEUMONIA/")
-            with os.scandir(class_dir) as entries:
-                files = sorted(
-                    e.path
-                    for e in entries
-                    if not e.name.startswith(".")
-                    and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
-                    and e.is_file()
-                )
-            if not files and split != "val":
+            files, bad_entries = _scan_class(class_dir, real_root)
+            if not files and not bad_entries and split != "val":
                 raise DataError(f"class folder {class_dir} holds no images (.jpeg/.jpg/.png); add its images")
             layout[split][label] = files
-    return layout
+            bad[split][label] = bad_entries
+    return layout, bad
 
 
 def _kaggle_files(root: Path) -> list[str]:
-    layout = _kaggle_layout(root)
-    return [f for split in layout.values() for files in split.values() for f in files]
+    """Every entry, usable or not: a bad one that changes must change the cache key too."""
+    layout, bad = _kaggle_layout(root)
+    return [f for split in layout.values() for files in split.values() for f in files] + [
+        path for split in bad.values() for entries in split.values() for path, _ in entries
+    ]
 
 
 def _decode_many(paths: list[str], size: int, channels: int):
@@ -119,6 +172,8 @@ def _decode_many(paths: list[str], size: int, channels: int):
             return None, None, None, None, str(exc)
         except OSError as exc:
             return None, None, None, None, exc.strerror or str(exc)
+        except MemoryError:
+            return None, None, None, None, "too large to read into memory"
 
     workers = max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -128,8 +183,9 @@ def _decode_many(paths: list[str], size: int, channels: int):
 def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
     import numpy as np
 
-    layout = _kaggle_layout(root)
-    stats: dict = {"reader": "kaggle", "splits": {}, "sizes": Counter(), "modes": Counter(), "skipped_bad": []}
+    layout, bad_entries = _kaggle_layout(root)
+    stats: dict = {"reader": "kaggle", "splits": {}, "sizes": Counter(), "modes": Counter(), "skipped_bad": [],
+                   "skipped_reasons": []}
     sets: dict[str, ImageSet] = {}
     bad: list[str] = []
     for split, classes in layout.items():
@@ -137,6 +193,10 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
         split_stats = {}
         for label_index, label in enumerate(LABELS):
             files = classes.get(label, [])
+            for path, why in bad_entries[split].get(label, []):
+                bad.append(f"{path} ({why})")
+                stats["skipped_bad"].append(os.path.relpath(path, root).replace(os.sep, "/"))
+                stats["skipped_reasons"].append(f"{stats['skipped_bad'][-1]} ({why})")
             decoded = _decode_many(files, size, channels)
             seen: dict[str, str] = {}
             duplicates = 0
@@ -146,6 +206,7 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
                 if error is not None:
                     bad.append(f"{path} ({error})")
                     stats["skipped_bad"].append(rel)
+                    stats["skipped_reasons"].append(f"{rel} ({error})")
                     continue
                 if digest in seen:
                     duplicates += 1
@@ -196,7 +257,7 @@ def _resize_array(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
     import numpy as np
     from PIL import Image
 
-    img = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
+    img = Image.fromarray(np.ascontiguousarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr))
     img = img.convert("L" if channels == 1 else "RGB")
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR)
@@ -204,13 +265,59 @@ def _resize_array(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
+# Any of these, raised while a member of the archive is read, means the file is damaged.
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    import zipfile
+    import zlib
+
+    return (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, KeyError)
+
+
+def _npz_array(archive, path: Path, key: str) -> np.ndarray:
+    """One member, loaded without pickle; a damaged or object-typed member is a one-line DataError."""
+    try:
+        return archive[key]
+    except _damage_errors() as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "allow_pickle" in text:
+            text = "it holds Python objects, which xraybench does not unpickle"
+        raise DataError(f"cannot read {key} from {path} ({text}); re-download the file") from None
+
+
+def _npz_check_split(path: Path, split: str, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The labels as int64 0/1 after checking both arrays against the MedMNIST format; else one line."""
+    import numpy as np
+
+    where = f"{path}: {split}_images"
+    if images.dtype != np.uint8:
+        raise DataError(f"{where} is {images.dtype}, expected uint8 (MedMNIST format); re-download the file")
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+        raise DataError(f"{where} has shape {images.shape}; expected (N, H, W) or (N, H, W, 1 or 3) (MedMNIST format)")
+    if images.shape[1] < 1 or images.shape[2] < 1:
+        raise DataError(f"{where} has shape {images.shape}: images of zero pixels; re-download the file")
+    if labels.ndim > 2 or (labels.ndim == 2 and labels.shape[1] != 1):
+        raise DataError(f"{path}: {split}_labels has shape {labels.shape}; expected (N,) or (N, 1) (one binary label each)")
+    labels = labels.reshape(-1)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{path}: {split}_images has {len(images)} entries but {split}_labels has {len(labels)}; "
+            f"the file is damaged: re-download it"
+        )
+    if labels.dtype.kind not in "biuf" or not np.isin(labels, (0, 1)).all():
+        raise DataError(f"{path}: {split}_labels holds values other than 0 and 1; not a binary data set")
+    return labels.astype(np.int64)
+
+
 def _npz_read(path: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
     import numpy as np
 
     try:
-        archive = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path} as .npz ({exc}); re-download it") from None
+        archive = np.load(path, allow_pickle=False)
+    except _damage_errors() as exc:
+        reason = "empty file" if isinstance(exc, EOFError) else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"cannot read {path} as .npz ({reason}); re-download it") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} holds a single .npy array, not a .npz archive of {', '.join(NPZ_KEYS)}; re-download it")
     with archive:
         missing = [k for k in NPZ_KEYS if k not in archive.files]
         if missing:
@@ -218,22 +325,15 @@ def _npz_read(path: Path, size: int, channels: int, skip_bad: bool) -> RawDatase
         sets = {}
         sizes: dict[str, int] = {}
         for split in ("train", "val", "test"):
-            images, labels = archive[f"{split}_images"], archive[f"{split}_labels"].reshape(-1)
-            if len(images) != len(labels):
-                raise DataError(
-                    f"{path}: {split}_images has {len(images)} entries but {split}_labels has {len(labels)}; "
-                    f"the file is damaged: re-download it"
-                )
-            if images.dtype != np.uint8:
-                raise DataError(f"{path}: {split}_images is {images.dtype}, expected uint8 (MedMNIST format)")
-            if not set(np.unique(labels).tolist()) <= {0, 1}:
-                raise DataError(f"{path}: {split}_labels holds values other than 0 and 1; not a binary data set")
-            sizes[f"{images.shape[2]}x{images.shape[1]}"] = sizes.get(f"{images.shape[2]}x{images.shape[1]}", 0) + len(images)
+            images = _npz_array(archive, path, f"{split}_images")
+            labels = _npz_check_split(path, split, images, _npz_array(archive, path, f"{split}_labels"))
+            shape = f"{images.shape[2]}x{images.shape[1]}"
+            sizes[shape] = sizes.get(shape, 0) + len(images)
             resized = np.stack([_resize_array(a, size, channels) for a in images]) if len(images) else np.zeros(
                 (0, size, size, channels), np.uint8
             )
             ids = [f"{split}/{i}" for i in range(len(images))]
-            sets[split] = ImageSet(resized, labels.astype(np.int64), ids, list(ids))
+            sets[split] = ImageSet(resized, labels, ids, list(ids))
     stats = {
         "reader": "medmnist",
         "splits": {

@@ -209,33 +209,53 @@ def report_skipped(skipped) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from xraybench import leaderboard as lb
+    from xraybench.generated import check_target
     from xraybench.results import ResultStore
 
+    output = Path(args.output) if args.output else None
+    if output is not None:  # before anything is read: a file xraybench did not write is never replaced
+        check_target(output, lb.COMMAND, args.force, lb.CSV_HEADER if args.format == "csv" else None)
     store = ResultStore(args.results)
     loaded = store.load()
     report_skipped(loaded.skipped)
     rows = lb.build_rows(loaded.records, threshold=args.threshold, all_runs=args.all_runs,
                          model=args.model, sort=args.sort, scores_loader=store.scores, baseline=args.baseline)
     refs = [] if args.no_references else lb.reference_rows()
+    statuses = lb.count_statuses(loaded.records, len(loaded.skipped), args.model)
     if args.format == "table":
         from xraybench.richtext import esc  # the title is rich markup; the folder's name is not
 
         title = f"xraybench leaderboard ({esc(store.runs)}; threshold {rows[0]['threshold'] if rows else args.threshold})"
-        if not rows:
-            print(f"no finished runs in {store.runs}; run `xraybench run --model MODEL` first (`xraybench models` lists them)")
-        lb.render_table(rows, refs, title)
-        return 0
-    text = {
-        "markdown": lambda: lb.render_markdown(rows, refs, "xraybench leaderboard"),
-        "csv": lambda: lb.render_csv(rows),
-        "json": lambda: lb.render_json(rows, refs),
-    }[args.format]()
-    if args.output:
-        with open(args.output, "w") as fh:
-            fh.write(text)
+        if output is None:
+            lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs))
+            return 0
+        import io
+
+        from rich.console import Console
+
+        buffer = io.StringIO()  # plain text, every column: a file has no width to fit
+        lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs),
+                        console=Console(file=buffer, width=lb.full_width(rows, refs), color_system=None, force_terminal=False,
+                                        soft_wrap=False))
+        text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
     else:
+        text = {
+            "markdown": lambda: lb.render_markdown(rows, refs, "xraybench leaderboard", statuses),
+            "csv": lambda: lb.render_csv(rows),
+            "json": lambda: lb.render_json(rows, refs, statuses),
+        }[args.format]()
+    if output is None:
         sys.stdout.write(text)
+        return 0
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(lb.with_marker(text, args.format))
+    except OSError as exc:
+        raise XRayBenchError(f"cannot write --output {output} ({exc.strerror or type(exc).__name__})") from None
+    print(f"wrote {output}", file=sys.stderr)
     return 0
 
 
@@ -340,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
                    help="table fits the terminal (optional columns, then SDs, are dropped and named); "
                         "markdown and json hold every column")
-    p.add_argument("--output", metavar="FILE", help="write markdown/csv/json here instead of stdout")
+    p.add_argument("--output", metavar="FILE", help="write the table (plain text, every column) or markdown/csv/json here "
+                                                    "instead of stdout")
+    p.add_argument("--force", action="store_true", help="overwrite --output even if xraybench did not write it")
     p.add_argument("--all-runs", action="store_true", help="one row per run instead of mean ± SD per model")
     p.add_argument("--threshold", choices=THRESHOLDS, default=Threshold.FIXED.value,
                    help="metrics at 0.5, or at the threshold chosen on validation (Youden's J, or the run's --target-sensitivity)")

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from xraybench import leaderboard as lb
+from xraybench import generated, leaderboard as lb
 from xraybench.errors import XRayBenchError
 from xraybench.records import LABELS, RunStatus
 from xraybench.results import ResultStore, Skipped
 
-MARKER = "xraybench report"  # in <meta name="generator"> of the HTML and the first line of the Markdown
+COMMAND = "report"  # its files carry xraybench.generated's marker: <meta name="generator"> and the Markdown's first line
+MARKER = generated.marker(COMMAND)
 
 
 def _png(fig) -> str:
@@ -203,7 +204,7 @@ def render_html(ctx: dict[str, Any]) -> str:
     histories = "".join(f"<figure>{img(b64, 'training curves ' + r['run_id'])}</figure>" for r, b64 in ctx["histories"])
     env_rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{html.escape(e)}</td></tr>" for m, e in ctx["environments"].items())
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{MARKER}"><title>xraybench report</title>
+<html lang="en"><head><meta charset="utf-8">{generated.html_meta(COMMAND)}<title>xraybench report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; background: #fff; }}
 table {{ border-collapse: collapse; font-size: 11px; margin: 1rem 0; }}
@@ -256,7 +257,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     img = lambda b64, alt: f"![{alt}](data:image/png;base64,{b64})"  # noqa: E731
     threshold = ctx["threshold"] if ctx["threshold"] == "0.5" else _methods(ctx)
     parts = [
-        f"<!-- generator: {MARKER} -->",
+        generated.comment_line(COMMAND),
         "# xraybench report\n",
         f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
         *[f"- left out: `{s.path}` ({s.reason})" for s in ctx["skipped"]],
@@ -280,12 +281,7 @@ def targets(output: Path) -> tuple[Path, Path]:
 
 def made_by_us(path: Path) -> bool:
     """Whether ``path`` is a report this command wrote (its generator marker is near the top)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            head = fh.read(2048)
-    except OSError:
-        return False
-    return f'<meta name="generator" content="{MARKER}">' in head or head.startswith(f"<!-- generator: {MARKER} -->")
+    return generated.made_by(path, COMMAND)
 
 
 def check_targets(output: Path, force: bool = False) -> tuple[Path, Path]:
@@ -296,9 +292,7 @@ def check_targets(output: Path, force: bool = False) -> tuple[Path, Path]:
     for path in (html_path, md_path):
         if path.is_dir():
             raise XRayBenchError(f"{path} is a folder; choose another --output")
-        if path.exists() and not force and not made_by_us(path):
-            raise XRayBenchError(f"{path} exists and was not written by xraybench report; "
-                                 "choose another --output, or pass --force to overwrite it")
+        generated.check_target(path, COMMAND, force)
     return html_path, md_path
 
 

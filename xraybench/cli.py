@@ -132,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from xraybench.plugins import load_registry
     from xraybench.params import parse_assignments
-    from xraybench.progress import format_seconds, set_verbose
+    from xraybench.progress import about, set_verbose
     from xraybench.reporting import print_data_brief, print_run_report, print_run_summary
     from xraybench.results import ResultStore
     from xraybench.richtext import esc
@@ -181,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         count = f" (run {i}/{len(prepared)})" if len(prepared) > 1 else ""
         if i > 1:  # the runs so far, as the measure of those left
             mean = (time.perf_counter() - batch_start) / (i - 1)
-            count = f" (run {i}/{len(prepared)}, ~{format_seconds(mean * (len(prepared) - i + 1))} left)"
+            count = f" (run {i}/{len(prepared)}, {about(mean * (len(prepared) - i + 1))} left)"
         console.rule(f"[bold]{esc(p.spec.name)}[/] seed {p.request.seed}{count}")
         try:
             record, scores = runner(p)

@@ -341,10 +341,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     try:
         record, scores = run_isolated(prepare(final, registry, datasets))
     except Interrupted as stop:
-        store.save(stop.record)
+        console.print(f"[dim]recorded {esc(store.save(stop.record))}[/]")
         return 130
-    store.save(record, scores)
+    path = store.save(record, scores)
     print_run_report(record, console)
+    console.print(f"[dim]recorded {esc(path)}[/]")  # where the tuned run is, as `run` says
     return 0 if record["status"] == RunStatus.DONE.label else 1
 
 

@@ -42,6 +42,26 @@ def _label(record: dict) -> str:
     return f"{record['model']}{'' if name == 'default' else ' ' + name} {record.get('image_size')}px"
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def series_styles(n: int) -> list[tuple[str, str]]:
+    """(colour, line style) for ``n`` curves on one plot, all distinct up to 80 (and 20 distinct
+    colours): tab20's dark shades first, then its light ones, each with the next of four line
+    styles, so that neighbours in the legend differ in both and 20 series stay apart in grey too."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    tab20 = [to_hex(c) for c in colormaps["tab20"].colors]
+    colours = tab20[0::2] + tab20[1::2]
+    return [(colours[i % 20], LINE_STYLES[(i + i // 20) % 4]) for i in range(n)]
+
+
+def _legend(ax, n: int, loc: str) -> None:
+    """A legend that stays readable with many series: smaller type and two columns past ten."""
+    ax.legend(fontsize=7 if n <= 10 else 5.5, loc=loc, ncol=1 if n <= 10 else 2)
+
+
 def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:
     import matplotlib
 
@@ -51,19 +71,19 @@ def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:
 
     roc_fig, roc_ax = plt.subplots(figsize=(6, 5))
     pr_fig, pr_ax = plt.subplots(figsize=(6, 5))
-    for record, scores in runs:
+    for (record, scores), (colour, style) in zip(runs, series_styles(len(runs))):
         y, s = np.asarray(scores["test_labels"]), np.asarray(scores["test_scores"])
         fpr, tpr, _ = roc_curve(y, s)
-        roc_ax.plot(fpr, tpr, label=f"{_label(record)} (AUC {auc(fpr, tpr):.3f})")
+        roc_ax.plot(fpr, tpr, color=colour, linestyle=style, label=f"{_label(record)} (AUC {auc(fpr, tpr):.3f})")
         precision, recall, _ = precision_recall_curve(y, s)
-        pr_ax.plot(recall, precision, label=_label(record))
+        pr_ax.plot(recall, precision, color=colour, linestyle=style, label=_label(record))
     roc_ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     roc_ax.set(xlabel="1 - specificity (NORMAL called PNEUMONIA)", ylabel="sensitivity", title="ROC, test set",
                xlim=(0, 1), ylim=(0, 1.01))
     pr_ax.set(xlabel="recall (PNEUMONIA)", ylabel="precision (PNEUMONIA)", title="Precision-recall, test set",
               xlim=(0, 1), ylim=(0, 1.01))
     for ax in (roc_ax, pr_ax):
-        ax.legend(fontsize=7, loc="lower right" if ax is roc_ax else "lower left")
+        _legend(ax, len(runs), "lower right" if ax is roc_ax else "lower left")
         ax.grid(alpha=0.3)
     return _png(roc_fig), _png(pr_fig)
 
@@ -96,7 +116,7 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    for record, scores in runs:
+    for (record, scores), (colour, style) in zip(runs, series_styles(len(runs))):
         y, s = np.asarray(scores["test_labels"]), np.asarray(scores["test_scores"])
         index = np.minimum((s * 10).astype(int), 9)
         xs, ys = [], []
@@ -105,11 +125,11 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
             if mask.any():
                 xs.append(s[mask].mean())
                 ys.append(y[mask].mean())
-        ax.plot(xs, ys, marker="o", ms=3, label=f"{_label(record)} (ECE {record['metrics'].get('ece', float('nan')):.3f})")
+        ax.plot(xs, ys, color=colour, linestyle=style, marker="o", ms=3, label=f"{_label(record)} (ECE {record['metrics'].get('ece', float('nan')):.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="mean predicted P(PNEUMONIA)", ylabel="observed share PNEUMONIA", title="Reliability, test set (10 bins)",
            xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=7)
+    _legend(ax, len(runs), "upper left")
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -187,6 +207,9 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
     }
 
 
+WIDE_COLUMNS = 16  # past this many columns the leaderboard's type gets smaller (CSS table.wide)
+
+
 def _table_html(rows: list[dict], refs: list[dict]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in lb.HEADERS)
     body = []
@@ -194,7 +217,8 @@ def _table_html(rows: list[dict], refs: list[dict]) -> str:
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
     for row in refs:
         body.append('<tr class="ref">' + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
-    return (f'<div id="board"><table id="leaderboard"><thead><tr>{head}</tr></thead>'
+    wide = ' class="wide"' if len(lb.HEADERS) > WIDE_COLUMNS else ""
+    return (f'<div id="board"><table id="leaderboard"{wide}><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
@@ -208,7 +232,14 @@ def render_html(ctx: dict[str, Any]) -> str:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; background: #fff; }}
 table {{ border-collapse: collapse; font-size: 11px; margin: 1rem 0; }}
-#board {{ overflow-x: auto; }}
+/* The leaderboard fits the page: headers wrap at their spaces, numbers never do, wide tables
+   get smaller type, and what is still too wide scrolls inside its box, not the page. */
+#board {{ overflow-x: auto; max-width: 100%; }}
+#leaderboard {{ table-layout: auto; width: max-content; max-width: none; }}
+#leaderboard.wide {{ font-size: 9.5px; }}
+#leaderboard th {{ white-space: normal; vertical-align: bottom; }}
+#leaderboard td {{ white-space: nowrap; }}
+#leaderboard td:last-child {{ white-space: normal; word-break: break-all; min-width: 12em; font-family: monospace; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 tr.ref td {{ color: #666; font-style: italic; }}

@@ -49,7 +49,7 @@ def format_seconds(seconds: float) -> str:
 
 def about(seconds: float) -> str:
     """An estimate: ``~3m 05s``, or ``under 1s`` where rounding would say the nonsense ``~0s``."""
-    return "under 1s" if seconds < 0.5 else f"~{format_seconds(seconds)}"
+    return "under 1s" if seconds < 1 else f"~{format_seconds(seconds)}"
 
 
 # --- verbosity and the backend's start-up noise ----------------------------------------

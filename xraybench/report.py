@@ -58,8 +58,12 @@ def series_styles(n: int) -> list[tuple[str, str]]:
 
 
 def _legend(ax, n: int, loc: str) -> None:
-    """A legend that stays readable with many series: smaller type and two columns past ten."""
-    ax.legend(fontsize=7 if n <= 10 else 5.5, loc=loc, ncol=1 if n <= 10 else 2)
+    """Inside the plot for up to ten series; beside it past ten, where it would hide the curves
+    (``savefig(bbox_inches="tight")`` widens the image to hold it)."""
+    if n <= 10:
+        ax.legend(fontsize=7, loc=loc)
+    else:
+        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
 def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:

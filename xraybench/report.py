@@ -314,11 +314,6 @@ def targets(output: Path) -> tuple[Path, Path]:
     return output, output.with_suffix(".md")
 
 
-def made_by_us(path: Path) -> bool:
-    """Whether ``path`` is a report this command wrote (its generator marker is near the top)."""
-    return generated.made_by(path, COMMAND)
-
-
 def check_targets(output: Path, force: bool = False) -> tuple[Path, Path]:
     """Both target paths, or a one-line XRayBenchError before anything is built or written."""
     if output.is_dir():

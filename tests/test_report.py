@@ -206,6 +206,7 @@ def test_report_table_fits_its_page(recorded):
     style = page[page.index("<style>"):page.index("</style>")]
     assert "#board { overflow-x: auto; max-width: 100%; }" in style  # scrolls in its box, not the page
     assert "#leaderboard th { white-space: normal;" in style and "#leaderboard.wide { font-size:" in style
+    assert '<td class="id">' in page and "#leaderboard td.id {" in style  # long run ids may break, numbers not
 
 
 def _runs(recorded):

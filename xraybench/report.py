@@ -216,11 +216,13 @@ WIDE_COLUMNS = 16  # past this many columns the leaderboard's type gets smaller 
 
 def _table_html(rows: list[dict], refs: list[dict]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in lb.HEADERS)
-    body = []
-    for row in rows:
-        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
-    for row in refs:
-        body.append('<tr class="ref">' + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
+    ids = lb.HEADERS.index("Run id")
+
+    def cells(row: dict) -> str:
+        tags = ['<td class="id">' if i == ids else "<td>" for i in range(len(lb.HEADERS))]
+        return "".join(f"{tag}{html.escape(c)}</td>" for tag, c in zip(tags, lb._cells(row)))
+
+    body = [f"<tr>{cells(row)}</tr>" for row in rows] + [f'<tr class="ref">{cells(row)}</tr>' for row in refs]
     wide = ' class="wide"' if len(lb.HEADERS) > WIDE_COLUMNS else ""
     return (f'<div id="board"><table id="leaderboard"{wide}><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
@@ -243,7 +245,7 @@ table {{ border-collapse: collapse; font-size: 11px; margin: 1rem 0; }}
 #leaderboard.wide {{ font-size: 9.5px; }}
 #leaderboard th {{ white-space: normal; vertical-align: bottom; }}
 #leaderboard td {{ white-space: nowrap; }}
-#leaderboard td:last-child {{ white-space: normal; word-break: break-all; min-width: 12em; font-family: monospace; }}
+#leaderboard td.id {{ white-space: normal; word-break: break-all; min-width: 12em; font-family: monospace; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 tr.ref td {{ color: #666; font-style: italic; }}

@@ -3,15 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XRAYBENCH_RESULTS=leaderboards
-xraybench leaderboard --format markdown --output leaderboards/LEADERBOARD.md
-xraybench leaderboard --format markdown --threshold val --output leaderboards/LEADERBOARD-val-threshold.md
-xraybench leaderboard --format json --output leaderboards/leaderboard.json
-xraybench leaderboard --format json --threshold val --output leaderboards/leaderboard-val-threshold.json
+# --force: these published files are this script's own (older ones were written before files carried
+# xraybench's generator marker)
+xraybench leaderboard --force --format markdown --output leaderboards/LEADERBOARD.md
+xraybench leaderboard --force --format markdown --threshold val --output leaderboards/LEADERBOARD-val-threshold.md
+xraybench leaderboard --force --format json --output leaderboards/leaderboard.json
+xraybench leaderboard --force --format json --threshold val --output leaderboards/leaderboard-val-threshold.json
 if [ -d leaderboards/precision/runs ]; then
   # float32 against mixed_bfloat16 (issue 8): its own results folder, so it never joins the main rows
-  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --format markdown --no-references \
+  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --force --format markdown --no-references \
     --output leaderboards/precision/PRECISION.md
-  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --format json --no-references \
+  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --force --format json --no-references \
     --output leaderboards/precision/precision.json
 fi
 echo "wrote leaderboards/LEADERBOARD.md, LEADERBOARD-val-threshold.md and their JSON twins"

@@ -111,3 +111,98 @@ def test_overridden_parameters_form_their_own_named_row():
         records.append(record)
     variants = sorted(r["variant"] for r in lb.build_rows(records))
     assert variants == ["default", "epochs=10 standardize=True"]
+
+
+def _store(tmp_path, statuses=("done", "done"), junk=False):
+    """A results folder with baseline_cnn runs of the given statuses (seeds 1, 2, ...)."""
+    from xraybench.results import ResultStore
+
+    store = ResultStore(tmp_path / "results")
+    for seed, status in enumerate(statuses, 1):
+        record, scores = make_record("baseline_cnn", seed, status=status)
+        store.save(record, scores if status == "done" else None)
+    if junk:
+        (store.runs / "junk.json").write_text("[1]")
+    return store
+
+
+def _xb(tmp_path, *args, columns=200):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "xraybench", "leaderboard", "--results", str(tmp_path / "results"), *args],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": str(columns)})
+
+
+def test_run_ids_in_every_format():
+    rows = lb.build_rows(_records())
+    base = next(r for r in rows if r["model"] == "baseline_cnn")
+    first, *others = base["run_ids"]
+    assert base["representative_run"] == first and len(others) == 2
+    md = lb.render_markdown(rows, [], "t")
+    line = next(l for l in md.splitlines() if l.startswith("| baseline_cnn | default |"))
+    assert all(run in line for run in base["run_ids"])  # Markdown lists them all
+    assert "| Run id |" in md
+    csv_rows = list(__import__("csv").DictReader(__import__("io").StringIO(lb.render_csv(rows))))
+    row = next(r for r in csv_rows if r["model"] == "baseline_cnn" and r["variant"] == "default")
+    assert row["representative_run"] == first and row["run_ids"].split() == base["run_ids"]
+    assert json.loads(lb.render_json(rows, []))["rows"][0]["representative_run"]
+
+
+@pytest.mark.parametrize("width", [250, 300])
+def test_terminal_table_shows_the_run_id_where_it_fits(width):
+    import io
+
+    from rich.console import Console
+
+    rows = lb.build_rows(_records())
+    out = io.StringIO()
+    lb.render_table(rows, [], "t", console=Console(file=out, width=width, color_system=None))
+    base = next(r for r in rows if r["model"] == "baseline_cnn")
+    assert f"{base['representative_run']} +2" in out.getvalue()
+    assert max(len(line) for line in out.getvalue().splitlines() if "│" in line) <= width
+
+
+def test_status_footer_counts_runs_not_ranked(tmp_path):
+    _store(tmp_path, ("done", "interrupted", "error", "timeout", "interrupted"), junk=True)
+    out = _xb(tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Not ranked (only done runs are): 1 error, 1 timeout, 2 interrupted, 1 invalid" in " ".join(out.stdout.split())
+    md = _xb(tmp_path, "--format", "markdown").stdout
+    assert "2 interrupted" in md and "1 invalid" in md
+    data = json.loads(_xb(tmp_path, "--format", "json").stdout)
+    assert data["statuses"] == {"done": 1, "error": 1, "timeout": 1, "interrupted": 2, "invalid": 1}
+
+
+def test_no_done_run_says_what_there_is(tmp_path):
+    _store(tmp_path, ("interrupted",))
+    out = _xb(tmp_path)
+    text = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "no finished runs in" in text and "(1 interrupted; `xraybench runs` lists them" in text
+    assert "there is none: no finished runs" not in text
+
+
+def test_table_output_file_is_plain_and_guarded(tmp_path):
+    _store(tmp_path)
+    target = tmp_path / "board.txt"
+    out = _xb(tmp_path, "--format", "table", "--output", str(target), columns=80)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""  # the table went to the file
+    text = target.read_text()
+    assert text.startswith("# generator: xraybench leaderboard\n") and "\x1b[" not in text
+    assert "baseline_cnn" in text and "Run id" in text and "Acc 95% CI" in text  # every column: a file has no width
+    assert "Not shown at this terminal width" not in text
+    # rewritten without --force (it is ours); a file xraybench did not write is never replaced without it
+    assert _xb(tmp_path, "--format", "table", "--output", str(target)).returncode == 0
+    for name, fmt in (("notes.txt", "table"), ("notes.md", "markdown"), ("data.csv", "csv"), ("data.json", "json")):
+        mine = tmp_path / name
+        mine.write_text("mine\n")
+        refused = _xb(tmp_path, "--format", fmt, "--output", str(mine))
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert f"{mine} exists and was not written by xraybench leaderboard" in refused.stderr and "--force" in refused.stderr
+        assert mine.read_text() == "mine\n"
+        assert _xb(tmp_path, "--format", fmt, "--output", str(mine), "--force").returncode == 0
+        assert mine.read_text() != "mine\n"
+        again = _xb(tmp_path, "--format", fmt, "--output", str(mine))  # now ours: no --force needed
+        assert again.returncode == 0, (fmt, again.stderr)

@@ -162,3 +162,72 @@ def test_compare_names_a_corrupt_file(recorded, damage):
     out = _xb("compare", ids[0], ids[1])
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert str(path) in out.stderr and "Traceback" not in out.stderr
+
+
+def test_twenty_series_get_twenty_distinct_styles():
+    from xraybench.report import series_styles
+
+    styles = series_styles(20)
+    assert len(set(styles)) == 20 and len({c for c, _ in styles}) == 20
+    assert all(a[1] != b[1] for a, b in zip(styles, styles[1:]))  # neighbours differ in line style too
+    assert len(set(series_styles(80))) == 80
+
+
+def test_report_curves_use_the_styles(recorded, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xraybench import report
+
+    drawn = []
+    real = plt.Axes.plot
+
+    def spy(ax, *args, **kw):
+        if "label" in kw:
+            drawn.append((ax.get_title(), kw.get("color"), kw.get("linestyle")))
+        return real(ax, *args, **kw)
+
+    monkeypatch.setattr(plt.Axes, "plot", spy)
+    store = ResultStore(recorded / "results")
+    runs = [(r, store.scores(r["run_id"])) for r in store.records()][:3]
+    report._curves(runs)
+    report._reliability(runs)
+    assert len(drawn) == 9 and all(c is not None and s is not None for _, c, s in drawn)
+    assert len({(c, s) for _, c, s in drawn}) == 3  # one (colour, style) per run, the same on every plot
+
+
+def test_report_table_fits_its_page(recorded):
+    out = _xb("report", "--output", str(recorded / "r.html"))
+    assert out.returncode == 0, out.stderr
+    page = (recorded / "r.html").read_text()
+    assert '<div id="board"><table id="leaderboard" class="wide">' in page  # smaller type for a wide table
+    style = page[page.index("<style>"):page.index("</style>")]
+    assert "#board { overflow-x: auto; max-width: 100%; }" in style  # scrolls in its box, not the page
+    assert "#leaderboard th { white-space: normal;" in style and "#leaderboard.wide { font-size:" in style
+    assert '<td class="id">' in page and "#leaderboard td.id {" in style  # long run ids may break, numbers not
+
+
+def _runs(recorded):
+    runs = recorded / "results" / "runs"
+    return sorted(p.name[:-5] for p in runs.glob("*.json") if not p.name.endswith(".scores.json"))
+
+
+def test_compare_names_an_interrupted_run(recorded):
+    record, _ = make_record("other", 7, status="interrupted")
+    record["reason"] = "stopped by Ctrl-C"
+    ResultStore(recorded / "results").save(record)  # no scores: an interrupted run has none
+    out = _xb("compare", _runs(recorded)[0], record["run_id"])
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"run {record['run_id']} was interrupted (stopped by Ctrl-C)" in out.stderr
+    assert "per-image scores" not in out.stderr
+
+
+def test_compare_reports_an_ambiguous_prefix(recorded):
+    ids = _runs(recorded)
+    prefix = ids[0][:4]  # the year: every run matches
+    out = _xb("compare", prefix, ids[1])
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"ambiguous: '{prefix}' matches {', '.join(ids)} (give more characters)" in out.stderr
+    assert _xb("compare", ids[0][:-2], ids[1]).returncode == 0  # a unique prefix is enough

@@ -1,6 +1,9 @@
 import json
 import os
+import re
 import subprocess
+import sys
+from pathlib import Path
 from collections import Counter
 
 import optuna
@@ -76,6 +79,8 @@ def test_tune_cli_failures_resume_and_tuned_row(xray_data, test_plugins, xrayben
     first = _xb(*args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "failed" in first.stdout and "best trial" in first.stdout
+    recorded = re.search(r"recorded (\S+\.json)", first.stdout)  # where its final run went
+    assert recorded and Path(recorded.group(1)).is_file()
     storage = f"sqlite:///{xraybench_env / 'results' / 'tuning.sqlite3'}"
     study = optuna.load_study(study_name="s1", storage=storage)
     states = [t.state for t in study.trials]

@@ -132,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from xraybench.plugins import load_registry
     from xraybench.params import parse_assignments
-    from xraybench.progress import format_seconds, set_verbose
+    from xraybench.progress import about, set_verbose
     from xraybench.reporting import print_data_brief, print_run_report, print_run_summary
     from xraybench.results import ResultStore
     from xraybench.richtext import esc
@@ -184,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         count = f" (run {i}/{len(prepared)})" if len(prepared) > 1 else ""
         if i > 1:  # the runs so far, as the measure of those left
             mean = (time.perf_counter() - batch_start) / (i - 1)
-            count = f" (run {i}/{len(prepared)}, ~{format_seconds(mean * (len(prepared) - i + 1))} left)"
+            count = f" (run {i}/{len(prepared)}, {about(mean * (len(prepared) - i + 1))} left)"
         console.rule(f"[bold]{esc(p.spec.name)}[/] seed {p.request.seed}{count}")
         try:
             record, scores = runner(p)
@@ -214,33 +214,53 @@ def report_skipped(skipped) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from xraybench import leaderboard as lb
+    from xraybench.generated import check_target
     from xraybench.results import ResultStore
 
+    output = Path(args.output) if args.output else None
+    if output is not None:  # before anything is read: a file xraybench did not write is never replaced
+        check_target(output, lb.COMMAND, args.force, lb.CSV_HEADER if args.format == "csv" else None)
     store = ResultStore(args.results)
     loaded = store.load()
     report_skipped(loaded.skipped)
     rows = lb.build_rows(loaded.records, threshold=args.threshold, all_runs=args.all_runs,
                          model=args.model, sort=args.sort, scores_loader=store.scores, baseline=args.baseline)
     refs = [] if args.no_references else lb.reference_rows()
+    statuses = lb.count_statuses(loaded.records, len(loaded.skipped), args.model)
     if args.format == "table":
         from xraybench.richtext import esc  # the title is rich markup; the folder's name is not
 
         title = f"xraybench leaderboard ({esc(store.runs)}; threshold {rows[0]['threshold'] if rows else args.threshold})"
-        if not rows:
-            print(f"no finished runs in {store.runs}; run `xraybench run --model MODEL` first (`xraybench models` lists them)")
-        lb.render_table(rows, refs, title)
-        return 0
-    text = {
-        "markdown": lambda: lb.render_markdown(rows, refs, "xraybench leaderboard"),
-        "csv": lambda: lb.render_csv(rows),
-        "json": lambda: lb.render_json(rows, refs),
-    }[args.format]()
-    if args.output:
-        with open(args.output, "w") as fh:
-            fh.write(text)
+        if output is None:
+            lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs))
+            return 0
+        import io
+
+        from rich.console import Console
+
+        buffer = io.StringIO()  # plain text, every column: a file has no width to fit
+        lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs),
+                        console=Console(file=buffer, width=lb.full_width(rows, refs), color_system=None, force_terminal=False,
+                                        soft_wrap=False))
+        text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
     else:
+        text = {
+            "markdown": lambda: lb.render_markdown(rows, refs, "xraybench leaderboard", statuses),
+            "csv": lambda: lb.render_csv(rows),
+            "json": lambda: lb.render_json(rows, refs, statuses),
+        }[args.format]()
+    if output is None:
         sys.stdout.write(text)
+        return 0
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(lb.with_marker(text, args.format))
+    except OSError as exc:
+        raise XRayBenchError(f"cannot write --output {output} ({exc.strerror or type(exc).__name__})") from None
+    print(f"wrote {output}", file=sys.stderr)
     return 0
 
 
@@ -374,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
                    help="table fits the terminal (optional columns, then SDs, are dropped and named); "
                         "markdown and json hold every column")
-    p.add_argument("--output", metavar="FILE", help="write markdown/csv/json here instead of stdout")
+    p.add_argument("--output", metavar="FILE", help="write the table (plain text, every column) or markdown/csv/json here "
+                                                    "instead of stdout")
+    p.add_argument("--force", action="store_true", help="overwrite --output even if xraybench did not write it")
     p.add_argument("--all-runs", action="store_true", help="one row per run instead of mean ± SD per model")
     p.add_argument("--threshold", choices=THRESHOLDS, default=Threshold.FIXED.value,
                    help="metrics at 0.5, or at the threshold chosen on validation (Youden's J, or the run's --target-sensitivity)")

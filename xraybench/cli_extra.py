@@ -159,6 +159,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+_ENDED = {RunStatus.INTERRUPTED.label: "interrupted", RunStatus.ERROR.label: "stopped by an error",
+          RunStatus.TIMEOUT.label: "stopped by its timeout"}  # how a run that is not done ended, in words
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -176,13 +180,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sa, sb = store.scores(a["run_id"]), store.scores(b["run_id"])
     except ValueError as exc:
         raise XRayBenchError(str(exc)) from None
+    for record in (a, b):  # before the scores: an interrupted run has none, and that is not what is wrong
+        if record["status"] != RunStatus.DONE.label:
+            reason = f" ({record['reason']})" if record.get("reason") else ""
+            raise XRayBenchError(f"run {record['run_id']} was {_ENDED.get(record['status'], record['status'])}"
+                                 f"{reason}; only done runs can be compared (`xraybench leaderboard` lists them)")
     for record, scores in ((a, sa), (b, sb)):
         if not scores:
             raise XRayBenchError(f"{store.runs / (record['run_id'] + '.scores.json')} is missing: both runs need "
                                  "per-image scores to be compared")
-    for record in (a, b):
-        if record["status"] != RunStatus.DONE.label:
-            raise XRayBenchError(f"run {record['run_id']} has status {record['status']}; only done runs can be compared")
     fa, fb = a.get("data", {}).get("fingerprint"), b.get("data", {}).get("fingerprint")
     console = make_console()
     if fa != fb:
@@ -345,10 +351,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     try:
         record, scores = run_isolated(prepare(final, registry, datasets))
     except Interrupted as stop:
-        store.save(stop.record)
+        console.print(f"[dim]recorded {esc(store.save(stop.record))}[/]")
         return 130
-    store.save(record, scores)
+    path = store.save(record, scores)
     print_run_report(record, console)
+    console.print(f"[dim]recorded {esc(path)}[/]")  # where the tuned run is, as `run` says
     return 0 if record["status"] == RunStatus.DONE.label else 1
 
 

@@ -261,6 +261,33 @@ def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], 
         row["p_vs_baseline"] = result["mcnemar"]["p_value"]
 
 
+def count_statuses(records: Iterable[RunRecord], invalid: int = 0, model: str | None = None) -> dict[str, int]:
+    """Runs per status (``RunStatus`` labels, in its order), ``invalid`` being the files that
+    failed validation: the leaderboard ranks only done runs and says how many others there are."""
+    counts = {s.label: 0 for s in RunStatus}
+    for r in records:
+        if model is None or r.model == model:
+            counts[r.status.label] += 1
+    counts[RunStatus.INVALID.label] = invalid
+    return counts
+
+
+def status_line(counts: dict[str, int] | None, where: str = "") -> str:
+    """The footer: how many runs are not ranked and why, or, without a done run, that there is none
+    (naming the others, so that a newcomer whose run was interrupted learns it here)."""
+    counts = counts or {}
+    others = [f"{counts[s.label]} {s.label}" for s in RunStatus if s is not RunStatus.DONE and counts.get(s.label)]
+    listing = "`xraybench runs` lists them with their reasons"
+    if not counts.get(RunStatus.DONE.label):
+        head = f"no finished runs{' in ' + where if where else ''}"
+        if others:
+            return f"{head} ({', '.join(others)}; {listing}); run `xraybench run --model MODEL` (`xraybench models` lists them)"
+        return f"{head}; run `xraybench run --model MODEL` first (`xraybench models` lists them)"
+    if not others:
+        return ""
+    return f"Not ranked (only done runs are): {', '.join(others)}; {listing}."
+
+
 def reference_rows() -> list[dict[str, Any]]:
     rows = []
     for ref in REFERENCES:
@@ -284,7 +311,7 @@ def footnote(rows: list[dict[str, Any]]) -> str:
     ref = next((r["reference"] for r in rows if r.get("reference")), None)
     note = next((r["reference_note"] for r in rows if r.get("reference_note")), "")
     if ref is None:
-        against = f"ΔAcc and p need a reference, and there is none: {note or 'no finished runs'}."
+        against = f"ΔAcc and p need a reference, and there is none{': ' + note if note else ''}."
     else:
         how = "declared by its plugin" if ref["chosen"] != "--baseline" else "chosen with --baseline"
         against = (f"ΔAcc = accuracy minus that of the reference, {ref['model']} ({how}; default parameters, its own "
@@ -299,7 +326,7 @@ def footnote(rows: list[dict[str, Any]]) -> str:
 class Column:
     header: str
     cell: Callable[[dict[str, Any]], str]
-    drop: int = 0  # 0: always shown; else the higher, the sooner a narrow terminal drops it
+    drop: float = 0  # 0: always shown; else the higher, the sooner a narrow terminal drops it
 
 
 def _ci(row: dict[str, Any], metric: str, digits: int = 3) -> str:
@@ -319,6 +346,16 @@ def _seeds(seeds: list) -> str:
 def _p(row: dict[str, Any]) -> str:
     p = row.get("p_vs_baseline")
     return "-" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+
+
+def _run_id(row: dict[str, Any]) -> str:
+    """The representative (lowest-seed) run's id, which ``xraybench compare`` takes, and how many
+    more runs the row pools (Markdown, CSV and JSON list them all)."""
+    run = row.get("representative_run")
+    if not run:
+        return "-"
+    more = len(row.get("run_ids") or [run]) - 1
+    return f"{run} +{more}" if more else run
 
 
 def _columns() -> list[Column]:
@@ -341,6 +378,7 @@ def _columns() -> list[Column]:
         Column("Epochs", lambda r: "-" if r.get("epochs") is None else f"{r['epochs']:.1f}", 8),
         Column("Seeds", lambda r: _seeds(r.get("seeds", [])), 9),
         Column("Date", lambda r: (r.get("created_at") or "-")[:10], 10),
+        Column("Run id", _run_id, 5.5),
     ]
     return cols
 
@@ -404,7 +442,15 @@ def _layout(body: list[list[str]], n_runs: int, width: int) -> dict[str, Any]:
             "compact": True}
 
 
-def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: str, console=None) -> None:
+def full_width(rows: list[dict[str, Any]], refs: list[dict[str, Any]]) -> int:
+    """The width at which the terminal table shows every column (what a file written with
+    ``--format table --output`` gets: a file has no terminal to fit)."""
+    layout = _layout([_cells(row) for row in rows] + [_cells(row) for row in refs], len(rows), 10**6)
+    return sum(layout["widths"]) + 3 * len(layout["widths"]) + 1
+
+
+def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: str, console=None,
+                 statuses: dict[str, int] | None = None, where: str = "") -> None:
     """The leaderboard as a rich table that fits the terminal.
 
     Cells are plain one-line strings whose widths are known here, so every column gets a
@@ -442,16 +488,24 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     if refs:
         console.print("[dim]Dim rows are published figures, not runs of xraybench.[/]")
     console.print(f"[dim]{escape(legend(HEADERS[i] for i in shown))}[/]")
-    console.print(f"[dim]{escape(footnote(rows))}[/]")
+    if rows:  # without a run there is nothing for it to explain
+        console.print(f"[dim]{escape(footnote(rows))}[/]")
+    line = status_line(statuses, where) if statuses is not None else ""
+    if line:
+        console.print(escape(line), highlight=False)
 
 
-def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: str) -> str:
+def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: str,
+                    statuses: dict[str, int] | None = None) -> str:
     out = io.StringIO()
     out.write(f"## {title}\n\n")
     out.write("| " + " | ".join(HEADERS) + " |\n")
     out.write("|" + "---|" * len(HEADERS) + "\n")
+    ids = HEADERS.index("Run id")
     for row in rows:
-        out.write("| " + " | ".join(_cells(row)) + " |\n")
+        cells = _cells(row)
+        cells[ids] = "<br>".join(row.get("run_ids") or []) or "-"  # all of them: Markdown has the room
+        out.write("| " + " | ".join(cells) + " |\n")
     for row in refs:
         cells = _cells(row)
         cells[0] = f"*{cells[0]}*"
@@ -459,6 +513,9 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
     if refs:
         out.write("\nRows in *italics* are published figures, not runs of xraybench.\n")
     out.write(f"\n{legend(HEADERS)}\n\n{footnote(rows)}\n")
+    line = status_line(statuses) if statuses is not None else ""
+    if line:
+        out.write(f"\n{line}\n")
     if rows:
         out.write("\n### How each row was produced\n\n")
         out.write("| Model | Variant | px | Params | Epochs | Wall s per run | CPU s per run | Precision | Hardware | Command(s) |\n")
@@ -482,7 +539,8 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
 
 def render_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
-    fields = ["model", "variant", "runs", "image_size", "epochs", "train_seconds", "seeds", "fingerprint"]
+    fields = ["model", "variant", "runs", "image_size", "epochs", "train_seconds", "seeds", "fingerprint",
+              "representative_run", "run_ids"]
     for m in REGISTRY:
         fields += [m.key, f"{m.key}_sd"] + ([f"{m.key}_ci_low", f"{m.key}_ci_high"] if m.bootstrapped else [])
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
@@ -492,9 +550,34 @@ def render_csv(rows: list[dict[str, Any]]) -> str:
         for key, iv in (row.get("intervals") or {}).items():
             if key != "_meta" and isinstance(iv, dict):
                 cis[f"{key}_ci_low"], cis[f"{key}_ci_high"] = iv.get("low"), iv.get("high")
-        writer.writerow({**row, **cis, "seeds": " ".join(map(str, row.get("seeds", [])))})
+        writer.writerow({**row, **cis, "seeds": " ".join(map(str, row.get("seeds", []))),
+                         "run_ids": " ".join(row.get("run_ids", []))})
     return out.getvalue()
 
 
-def render_json(rows: list[dict[str, Any]], refs: list[dict[str, Any]]) -> str:
-    return json.dumps({"rows": rows, "published_references": refs}, indent=1)
+CSV_HEADER = "model,variant,runs,"  # how a CSV this command wrote starts (CSV has no room for a marker)
+
+
+def render_json(rows: list[dict[str, Any]], refs: list[dict[str, Any]], statuses: dict[str, int] | None = None) -> str:
+    from xraybench.generated import json_key
+
+    key, value = json_key(COMMAND)
+    data: dict[str, Any] = {key: value, "rows": rows, "published_references": refs}
+    if statuses is not None:
+        data["statuses"] = statuses
+    return json.dumps(data, indent=1)
+
+
+COMMAND = "leaderboard"
+
+
+def with_marker(text: str, fmt: str) -> str:
+    """``text`` as written to an ``--output`` file: with the generator marker its format allows
+    (``xraybench.generated``), so that a later run may overwrite it without ``--force``."""
+    from xraybench.generated import comment_line
+
+    if fmt == "markdown":
+        return f"{comment_line(COMMAND)}\n{text}"
+    if fmt == "table":
+        return f"{comment_line(COMMAND, 'text')}\n{text}"
+    return text  # json carries its key; csv is recognised by CSV_HEADER

@@ -47,6 +47,11 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
+def about(seconds: float) -> str:
+    """An estimate: ``~3m 05s``, or ``under 1s`` where rounding would say the nonsense ``~0s``."""
+    return "under 1s" if seconds < 1 else f"~{format_seconds(seconds)}"
+
+
 # --- verbosity and the backend's start-up noise ----------------------------------------
 
 
@@ -144,13 +149,13 @@ def run_eta(epoch: int, epochs: int, seconds_per_epoch: float, stop: StopState |
         return f"early stopping: best epoch {stop.best_epoch}, restoring its weights"
     if left == 0:
         return "last epoch done"
-    cap = f"{plural(left, 'epoch')}, ~{format_seconds(left * seconds_per_epoch)}"
+    cap = f"{plural(left, 'epoch')}, {about(left * seconds_per_epoch)}"
     if stop is None:
         return f"at most {cap} left (early stopping may end sooner)"
     until_stop = max(1, stop.patience - stop.wait)
     if until_stop >= left:
         return f"{cap} left"
-    return (f"~{format_seconds(until_stop * seconds_per_epoch)} left if val_loss stops improving "
+    return (f"{about(until_stop * seconds_per_epoch)} left if val_loss stops improving "
             f"({plural(until_stop, 'epoch')} of patience left, best epoch {stop.best_epoch}); at most {cap}")
 
 
@@ -245,4 +250,4 @@ def trial_eta(done: int, total: int | None, elapsed: float) -> str:
     left = max(0, total - done)
     if not left or not done:
         return f"trial {done}/{total}, {format_seconds(elapsed)}"
-    return f"trial {done}/{total}, {format_seconds(elapsed)} elapsed, ~{format_seconds(elapsed / done * left)} left"
+    return f"trial {done}/{total}, {format_seconds(elapsed)} elapsed, {about(elapsed / done * left)} left"

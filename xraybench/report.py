@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from xraybench import leaderboard as lb
+from xraybench import generated, leaderboard as lb
 from xraybench.errors import XRayBenchError
 from xraybench.records import LABELS, RunStatus
 from xraybench.results import ResultStore, Skipped
 
-MARKER = "xraybench report"  # in <meta name="generator"> of the HTML and the first line of the Markdown
+COMMAND = "report"  # its files carry xraybench.generated's marker: <meta name="generator"> and the Markdown's first line
+MARKER = generated.marker(COMMAND)
 
 
 def _png(fig) -> str:
@@ -41,6 +42,30 @@ def _label(record: dict) -> str:
     return f"{record['model']}{'' if name == 'default' else ' ' + name} {record.get('image_size')}px"
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def series_styles(n: int) -> list[tuple[str, str]]:
+    """(colour, line style) for ``n`` curves on one plot, all distinct up to 80 (and 20 distinct
+    colours): tab20's dark shades first, then its light ones, each with the next of four line
+    styles, so that neighbours in the legend differ in both and 20 series stay apart in grey too."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    tab20 = [to_hex(c) for c in colormaps["tab20"].colors]
+    colours = tab20[0::2] + tab20[1::2]
+    return [(colours[i % 20], LINE_STYLES[(i + i // 20) % 4]) for i in range(n)]
+
+
+def _legend(ax, n: int, loc: str) -> None:
+    """Inside the plot for up to ten series; beside it past ten, where it would hide the curves
+    (``savefig(bbox_inches="tight")`` widens the image to hold it)."""
+    if n <= 10:
+        ax.legend(fontsize=7, loc=loc)
+    else:
+        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+
+
 def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:
     import matplotlib
 
@@ -50,19 +75,19 @@ def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:
 
     roc_fig, roc_ax = plt.subplots(figsize=(6, 5))
     pr_fig, pr_ax = plt.subplots(figsize=(6, 5))
-    for record, scores in runs:
+    for (record, scores), (colour, style) in zip(runs, series_styles(len(runs))):
         y, s = np.asarray(scores["test_labels"]), np.asarray(scores["test_scores"])
         fpr, tpr, _ = roc_curve(y, s)
-        roc_ax.plot(fpr, tpr, label=f"{_label(record)} (AUC {auc(fpr, tpr):.3f})")
+        roc_ax.plot(fpr, tpr, color=colour, linestyle=style, label=f"{_label(record)} (AUC {auc(fpr, tpr):.3f})")
         precision, recall, _ = precision_recall_curve(y, s)
-        pr_ax.plot(recall, precision, label=_label(record))
+        pr_ax.plot(recall, precision, color=colour, linestyle=style, label=_label(record))
     roc_ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     roc_ax.set(xlabel="1 - specificity (NORMAL called PNEUMONIA)", ylabel="sensitivity", title="ROC, test set",
                xlim=(0, 1), ylim=(0, 1.01))
     pr_ax.set(xlabel="recall (PNEUMONIA)", ylabel="precision (PNEUMONIA)", title="Precision-recall, test set",
               xlim=(0, 1), ylim=(0, 1.01))
     for ax in (roc_ax, pr_ax):
-        ax.legend(fontsize=7, loc="lower right" if ax is roc_ax else "lower left")
+        _legend(ax, len(runs), "lower right" if ax is roc_ax else "lower left")
         ax.grid(alpha=0.3)
     return _png(roc_fig), _png(pr_fig)
 
@@ -95,7 +120,7 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    for record, scores in runs:
+    for (record, scores), (colour, style) in zip(runs, series_styles(len(runs))):
         y, s = np.asarray(scores["test_labels"]), np.asarray(scores["test_scores"])
         index = np.minimum((s * 10).astype(int), 9)
         xs, ys = [], []
@@ -104,11 +129,11 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
             if mask.any():
                 xs.append(s[mask].mean())
                 ys.append(y[mask].mean())
-        ax.plot(xs, ys, marker="o", ms=3, label=f"{_label(record)} (ECE {record['metrics'].get('ece', float('nan')):.3f})")
+        ax.plot(xs, ys, color=colour, linestyle=style, marker="o", ms=3, label=f"{_label(record)} (ECE {record['metrics'].get('ece', float('nan')):.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="mean predicted P(PNEUMONIA)", ylabel="observed share PNEUMONIA", title="Reliability, test set (10 bins)",
            xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=7)
+    _legend(ax, len(runs), "upper left")
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -186,14 +211,20 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
     }
 
 
+WIDE_COLUMNS = 16  # past this many columns the leaderboard's type gets smaller (CSS table.wide)
+
+
 def _table_html(rows: list[dict], refs: list[dict]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in lb.HEADERS)
-    body = []
-    for row in rows:
-        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
-    for row in refs:
-        body.append('<tr class="ref">' + "".join(f"<td>{html.escape(c)}</td>" for c in lb._cells(row)) + "</tr>")
-    return (f'<div id="board"><table id="leaderboard"><thead><tr>{head}</tr></thead>'
+    ids = lb.HEADERS.index("Run id")
+
+    def cells(row: dict) -> str:
+        tags = ['<td class="id">' if i == ids else "<td>" for i in range(len(lb.HEADERS))]
+        return "".join(f"{tag}{html.escape(c)}</td>" for tag, c in zip(tags, lb._cells(row)))
+
+    body = [f"<tr>{cells(row)}</tr>" for row in rows] + [f'<tr class="ref">{cells(row)}</tr>' for row in refs]
+    wide = ' class="wide"' if len(lb.HEADERS) > WIDE_COLUMNS else ""
+    return (f'<div id="board"><table id="leaderboard"{wide}><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
@@ -203,11 +234,18 @@ def render_html(ctx: dict[str, Any]) -> str:
     histories = "".join(f"<figure>{img(b64, 'training curves ' + r['run_id'])}</figure>" for r, b64 in ctx["histories"])
     env_rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{html.escape(e)}</td></tr>" for m, e in ctx["environments"].items())
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{MARKER}"><title>xraybench report</title>
+<html lang="en"><head><meta charset="utf-8">{generated.html_meta(COMMAND)}<title>xraybench report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; background: #fff; }}
 table {{ border-collapse: collapse; font-size: 11px; margin: 1rem 0; }}
-#board {{ overflow-x: auto; }}
+/* The leaderboard fits the page: headers wrap at their spaces, numbers never do, wide tables
+   get smaller type, and what is still too wide scrolls inside its box, not the page. */
+#board {{ overflow-x: auto; max-width: 100%; }}
+#leaderboard {{ table-layout: auto; width: max-content; max-width: none; }}
+#leaderboard.wide {{ font-size: 9.5px; }}
+#leaderboard th {{ white-space: normal; vertical-align: bottom; }}
+#leaderboard td {{ white-space: nowrap; }}
+#leaderboard td.id {{ white-space: normal; word-break: break-all; min-width: 12em; font-family: monospace; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 tr.ref td {{ color: #666; font-style: italic; }}
@@ -256,7 +294,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     img = lambda b64, alt: f"![{alt}](data:image/png;base64,{b64})"  # noqa: E731
     threshold = ctx["threshold"] if ctx["threshold"] == "0.5" else _methods(ctx)
     parts = [
-        f"<!-- generator: {MARKER} -->",
+        generated.comment_line(COMMAND),
         "# xraybench report\n",
         f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
         *[f"- left out: `{s.path}` ({s.reason})" for s in ctx["skipped"]],
@@ -278,16 +316,6 @@ def targets(output: Path) -> tuple[Path, Path]:
     return output, output.with_suffix(".md")
 
 
-def made_by_us(path: Path) -> bool:
-    """Whether ``path`` is a report this command wrote (its generator marker is near the top)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            head = fh.read(2048)
-    except OSError:
-        return False
-    return f'<meta name="generator" content="{MARKER}">' in head or head.startswith(f"<!-- generator: {MARKER} -->")
-
-
 def check_targets(output: Path, force: bool = False) -> tuple[Path, Path]:
     """Both target paths, or a one-line XRayBenchError before anything is built or written."""
     if output.is_dir():
@@ -296,9 +324,7 @@ def check_targets(output: Path, force: bool = False) -> tuple[Path, Path]:
     for path in (html_path, md_path):
         if path.is_dir():
             raise XRayBenchError(f"{path} is a folder; choose another --output")
-        if path.exists() and not force and not made_by_us(path):
-            raise XRayBenchError(f"{path} exists and was not written by xraybench report; "
-                                 "choose another --output, or pass --force to overwrite it")
+        generated.check_target(path, COMMAND, force)
     return html_path, md_path
 
 

@@ -254,7 +254,11 @@ class ResultStore:
             if len(matches) != 1:
                 from xraybench.errors import XRayBenchError
 
-                raise XRayBenchError(f"no single run matches {run_id!r} in {self.runs}")
+                if matches:
+                    ids = sorted(p.name[:-len(".json")] for p in matches)
+                    names = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+                    raise XRayBenchError(f"ambiguous: {run_id!r} matches {names} (give more characters)")
+                raise XRayBenchError(f"no single run matches {run_id!r} in {self.runs}; `xraybench runs` lists them")
             path = matches[0]
         return self.read(path).to_dict()
 

@@ -156,13 +156,18 @@ def _restore(model, saved: dict[str, Any]) -> int:
     return int(saved["epoch"])
 
 
+_ITERATORS_PER_EPOCH = 2  # keras/src/trainers/epoch_iterator.py, _enumerate_iterator
+
+
 def _skip_epochs(train_ds, epochs_done: int) -> None:
     """Advance the input pipeline's reshuffling to where ``epochs_done`` epochs left it.
 
-    A ``tf.data`` shuffle with a fixed seed draws one order per iterator, and Keras makes one
-    iterator before the first epoch and one at the end of each: epoch k trains on the k-th
-    order. A resumed fit starts a fresh pipeline, so it makes (and drops) k iterators first.
-    Keras' ``PyDataset`` path reshuffles in ``on_epoch_end``, called here likewise.
+    A ``tf.data`` shuffle with a fixed seed draws one order per iterator, and Keras 3's
+    ``EpochIterator`` makes two per epoch (one as the epoch starts, when no ``steps_per_epoch``
+    is given, and one as it ends): epoch k trains on order 2k. A resumed fit starts a fresh
+    pipeline, so it makes (and drops) 2k iterators first; test_resume checks the result is the
+    uninterrupted run's, bit for bit. Keras' ``PyDataset`` path reshuffles once per epoch in
+    ``on_epoch_end``, called here likewise.
     """
     if epochs_done <= 0:
         return
@@ -170,7 +175,7 @@ def _skip_epochs(train_ds, epochs_done: int) -> None:
         for _ in range(epochs_done):
             train_ds.on_epoch_end()
         return
-    for _ in range(epochs_done):
+    for _ in range(_ITERATORS_PER_EPOCH * epochs_done):
         iterator = iter(train_ds)
         del iterator
 

@@ -137,3 +137,41 @@ def test_saved_state_round_trips_and_replaces_the_previous_epoch(tmp_path):
     assert saved["model"][0].tolist() == [2.0, 2.0, 2.0] and int(saved["optimizer"][0]) == 2
     assert checkpoints.history_of(path) == ({"loss": [0.5, 0.5]}, 2)
     assert json.loads((path / checkpoints.MANIFEST).read_text())["request"] == {"model": "m"}
+
+
+def _prepared(results: Path, resume_from: Path | None = None):
+    from types import SimpleNamespace
+
+    from xraybench.runner import RunRequest
+
+    request = RunRequest(model="m", checkpoints=str(results), resume_from=str(resume_from) if resume_from else None)
+    return SimpleNamespace(request=request, spec=SimpleNamespace(kind="keras"))
+
+
+@pytest.mark.parametrize("status", ["timeout", "error", "interrupted"])
+def test_an_unfinished_run_keeps_its_epochs_and_checkpoint(tmp_path, status):
+    import numpy as np
+
+    from xraybench.runner import _finish_checkpoints, _start_checkpoints
+
+    prepared = _prepared(tmp_path)
+    record = {"run_id": "r1", "status": status}
+    path = _start_checkpoints(prepared, record)
+    checkpoints.save(path, 1, {"loss": [0.7], "val_loss": [0.6]}, [np.zeros(2)], [], {"wait": 0, "best_epoch": 0,
+                     "stopped_epoch": 0, "best": 0.6}, None)
+    _finish_checkpoints(prepared, record, path)
+    assert record["history"] == {"loss": [0.7], "val_loss": [0.6]} and record["epochs_run"] == 1
+    assert record["checkpoint"] == "checkpoints/r1" and path.is_dir()
+
+    # Resumed and stopped again before an epoch ended: the old checkpoint is still the last one.
+    again = _prepared(tmp_path, resume_from=path)
+    record2 = {"run_id": "r2", "status": status}
+    path2 = _start_checkpoints(again, record2)
+    _finish_checkpoints(again, record2, path2)
+    assert record2["checkpoint"] == "checkpoints/r1" and not path2.exists()
+
+    # Resumed to the end: both checkpoints have served their purpose.
+    record3 = {"run_id": "r3", "status": "done"}
+    path3 = _start_checkpoints(again, record3)
+    _finish_checkpoints(again, record3, path3)
+    assert not path.exists() and not path3.exists() and not (tmp_path / "checkpoints").exists()

@@ -105,6 +105,12 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
     damaged = _saved(results, kind="keras", checkpoint="checkpoints/damaged")
     assert "is damaged" in _resume_error(results, damaged["run_id"], capsys)
 
+    secret_dir = results / "checkpoints" / "secret"
+    checkpoints.create(secret_dir, "secret", {"model": "baseline_cnn", "data": "s3://u:***@host/x"})
+    (secret_dir / checkpoints.STATE).write_text(json.dumps({"epoch": 1, "history": {}}))
+    secret = _saved(results, kind="keras", checkpoint="checkpoints/secret")
+    assert "pass --data again" in _resume_error(results, secret["run_id"], capsys)
+
     assert main(["run", "--resume", done["run_id"], "--model", "baseline_cnn", "--results", str(results)]) == 2
     assert "--resume RUN_ID" in capsys.readouterr().err
 
@@ -175,3 +181,12 @@ def test_an_unfinished_run_keeps_its_epochs_and_checkpoint(tmp_path, status):
     path3 = _start_checkpoints(again, record3)
     _finish_checkpoints(again, record3, path3)
     assert not path.exists() and not path3.exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_resume_on_other_data_is_refused(tmp_path, xray_data, capsys):
+    results = tmp_path / "results"
+    path = results / "checkpoints" / "other"
+    checkpoints.create(path, "other", {"model": "baseline_cnn", "data": str(xray_data), "image_size": 16})
+    (path / checkpoints.STATE).write_text(json.dumps({"epoch": 1, "history": {}}))
+    record = _saved(results, kind="keras", checkpoint="checkpoints/other")  # fingerprint "fff...": not this data
+    assert "changed since run" in _resume_error(results, record["run_id"], capsys)

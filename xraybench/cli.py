@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         from xraybench.runner import check_resumed, resume_request
 
-        request, resumed = resume_request(store, args.resume, command)
+        request, resumed = resume_request(store, args.resume, command, args.data)
         prepared.append(prepare(request, registry, datasets))
         check_resumed(prepared[0], resumed)
     for model in args.model or []:
@@ -334,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train and evaluate models, record the runs", formatter_class=_Formatter)
     p.add_argument("--model", action="append", metavar="NAME", help="model to run (repeatable)")
     p.add_argument("--resume", metavar="RUN_ID",
-                   help="continue an interrupted or timed-out Keras run from its last epoch's checkpoint (a new record names it)")
+                   help="continue an interrupted or timed-out Keras run from its last epoch's checkpoint, with the run's own "
+                        "model, data and settings (a new record names it in resumed_from)")
     _data_options(p, None)
     p.add_argument("--epochs", type=int, metavar="N", help="cap on training epochs (Keras models)")
     p.add_argument("--batch-size", type=int, metavar="N", help="batch size (Keras models)")

@@ -161,7 +161,11 @@ def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> "Path | No
     if prepared.spec.kind != "keras" or not request.checkpoints:
         return None
     path = checkpoints.folder(request.checkpoints, record["run_id"])
+    from xraybench.redaction import mask_command, mask_url
+
     kept = {k: v for k, v in asdict(request).items() if k not in ("resume_from", "resumed_from", "checkpoints")}
+    kept["command"] = mask_command(request.command)  # never a secret on disk: a resume asks for --data again
+    kept["data"] = mask_url(request.data) if isinstance(request.data, str) else request.data
     checkpoints.create(path, record["run_id"], kept)
     return path
 
@@ -291,10 +295,11 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
     return record, scores
 
 
-def resume_request(store, run_id: str, command: str = "") -> tuple[RunRequest, dict[str, Any]]:
+def resume_request(store, run_id: str, command: str = "", data: str | None = None) -> tuple[RunRequest, dict[str, Any]]:
     """The request that continues run ``run_id`` from its last checkpoint, and its record.
 
-    One-line XRayBenchErrors: an unknown id, a run that cannot be resumed (done, a model without
+    ``data`` replaces the stored data location (whose secrets are masked). One-line
+    XRayBenchErrors: an unknown id, a run that cannot be resumed (done, a model without
     epochs, no checkpoint) and a damaged checkpoint. The data is checked later (``check_resumed``).
     """
     from pathlib import Path
@@ -320,6 +325,11 @@ def resume_request(store, run_id: str, command: str = "") -> tuple[RunRequest, d
         request = RunRequest(**saved["request"])
     except TypeError as exc:
         raise checkpoints.CheckpointError(f"checkpoint {path} is damaged ({checkpoints.MANIFEST}: {exc})") from None
+    if data:
+        request.data = data  # checked against the run's data fingerprint (check_resumed)
+    elif isinstance(request.data, str) and "***" in request.data:
+        raise XRayBenchError(f"run {run_id} read its data from {request.data}, whose secret is not stored; "
+                             "pass --data again")
     request.resume_from, request.resumed_from = str(path), run_id
     request.checkpoints = str(store.root)
     request.command = command or request.command

@@ -7,6 +7,8 @@ run with status ``timeout`` or ``error`` and a one-line reason, and the next
 model runs. The parent alone writes records, so Ctrl-C leaves no half-written
 record: the run in flight is recorded as ``interrupted``. A plugin failure keeps
 its full traceback in the record (``traceback``), printed by ``run --traceback``.
+A Keras run saves every epoch (``xraybench.checkpoints``): an unfinished run's record keeps
+its epochs and names its checkpoint, which ``run --resume`` continues from.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> "Path | No
     """The run's checkpoint folder with its manifest (Keras models, when the request asks for
     checkpoints); names the run it resumes in the record."""
     from xraybench import checkpoints
+    from xraybench.redaction import mask_command, mask_url
 
     request = prepared.request
     if request.resumed_from:
@@ -161,8 +164,6 @@ def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> "Path | No
     if prepared.spec.kind != "keras" or not request.checkpoints:
         return None
     path = checkpoints.folder(request.checkpoints, record["run_id"])
-    from xraybench.redaction import mask_command, mask_url
-
     kept = {k: v for k, v in asdict(request).items() if k not in ("resume_from", "resumed_from", "checkpoints")}
     kept["command"] = mask_command(request.command)  # never a secret on disk: a resume asks for --data again
     kept["data"] = mask_url(request.data) if isinstance(request.data, str) else request.data
@@ -259,9 +260,7 @@ class Interrupted(Exception):
 
 def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Same contract as run_isolated, without a child process (debugging, `--no-isolation`)."""
-    from xraybench import environment, harness
-
-    from xraybench import checkpoints
+    from xraybench import checkpoints, environment, harness
 
     record = base_record(prepared)
     save_to = _start_checkpoints(prepared, record)

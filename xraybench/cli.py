@@ -155,16 +155,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.target_sensitivity is not None and not 0.0 < args.target_sensitivity <= 1.0:
         raise XRayBenchError(f"--target-sensitivity must be in (0, 1], got {args.target_sensitivity}")
     seeds = args.seeds or [args.seed]
+    if bool(args.model) == bool(args.resume):
+        raise XRayBenchError("run needs --model NAME, or --resume RUN_ID (which takes the run's own model and settings)")
     registry = load_registry(args.disable_plugin)
     console = _console()
     store = ResultStore(args.results)
     store.check_writable()  # before any data is decoded or model trained
     datasets: dict = {}
     command = command_line()
-    _announce_builtin(args.data, console)
+    if not args.resume:
+        _announce_builtin(args.data, console)
     # Check every model, parameter and data set before anything trains.
     prepared = []
-    for model in args.model:
+    if args.resume:
+        from xraybench.runner import check_resumed, resume_request
+
+        request, resumed = resume_request(store, args.resume, command, args.data)
+        prepared.append(prepare(request, registry, datasets))
+        check_resumed(prepared[0], resumed)
+    for model in args.model or []:
         spec = registry.model(model)
         own = flag_overrides(spec, overrides, flags, console)
         for seed in seeds:
@@ -173,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 params=own, precision=args.precision, val_fraction=args.val_fraction, skip_bad=args.skip_bad,
                 disabled=list(args.disable_plugin), timeout=args.timeout, command=command,
                 target_sensitivity=args.target_sensitivity, tags={"overrides": own} if own else {},
+                checkpoints=str(store.root),
             )
             prepared.append(prepare(request, registry, datasets))
     for p in {id(p.dataset): p.dataset for p in prepared}.values():
@@ -369,7 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("run", help="train and evaluate models, record the runs", formatter_class=_Formatter)
-    p.add_argument("--model", action="append", required=True, metavar="NAME", help="model to run (repeatable)")
+    p.add_argument("--model", action="append", metavar="NAME", help="model to run (repeatable)")
+    p.add_argument("--resume", metavar="RUN_ID",
+                   help="continue an interrupted or timed-out Keras run from its last epoch's checkpoint, with the run's own "
+                        "model, data and settings (a new record names it in resumed_from)")
     _data_options(p, None)
     p.add_argument("--epochs", type=int, metavar="N", help="cap on training epochs (Keras models)")
     p.add_argument("--batch-size", type=int, metavar="N", help="batch size (Keras models)")

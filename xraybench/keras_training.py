@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from xraybench import checkpoints
 from xraybench.progress import EpochBar, StopState, live, quiet_backend_startup
 from xraybench.specs import ImageSet, KerasModel
 
@@ -221,7 +222,7 @@ def fit_keras(
                     state = StopState(
                         patience=stopper.patience, wait=stopper.wait, best_epoch=stopper.best_epoch + 1,
                         stopping=bool(getattr(self.model, "stop_training", False)),
-                        epoch_seconds=(time.perf_counter() - self.began) / (epoch + 1),
+                        epoch_seconds=(time.perf_counter() - self.began) / (epoch + 1 - initial_epoch),
                     )
                     on_epoch(epoch + 1, epochs, {**{k: float(v) for k, v in (logs or {}).items()}, **state.as_logs()})
 
@@ -229,14 +230,20 @@ def fit_keras(
                 if bar is not None:
                     bar.stop()
 
-        all_callbacks = [stopper, Progress(), *(callbacks or [])]
+        save_to, resume_from = checkpoints.current()
+        saved = checkpoints.load(resume_from) if resume_from is not None else None
+        initial_epoch = _restore(model, saved) if saved else 0
+        keeper = _checkpointer(keras, stopper, save_to, saved)
+        all_callbacks = [stopper, *([keeper] if keeper else []), Progress(), *(callbacks or [])]
         train_ds = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed)
         val_ds = make_dataset(val.images, val.labels, batch_size, shuffle=False, seed=seed)
+        _skip_epochs(train_ds, initial_epoch)
         start = time.perf_counter()
         history = model.fit(
             train_ds,
             validation_data=val_ds,
             epochs=epochs,
+            initial_epoch=initial_epoch,
             callbacks=all_callbacks,
             class_weight=class_weights(train.labels) if params.get("class_weight") else None,
             shuffle=False,  # the input pipeline already reshuffles every epoch, seeded
@@ -244,6 +251,8 @@ def fit_keras(
         )
         seconds = time.perf_counter() - start
         logs = {k: [float(v) for v in values] for k, values in history.history.items()}
+        if saved:  # the epochs before the resume first
+            logs = {k: [*saved["history"].get(k, []), *v] for k, v in logs.items()}
         info = {
             "history": logs,
             "epochs_run": len(logs.get("loss", [])),
@@ -256,3 +265,91 @@ def fit_keras(
         if bar is not None:
             bar.stop()
         keras.mixed_precision.set_global_policy("float32")
+
+
+# --- checkpoints: resume where an interrupted run stopped (xraybench/checkpoints.py) ---------------
+
+
+def _restore(model, saved: dict[str, Any]) -> int:
+    """Put a checkpoint's model and optimizer variables back; returns the epochs it had done.
+
+    ``model.variables`` holds the random layers' seed states too, so augmentation and dropout
+    draw after a resume what they would have drawn without the interruption.
+    """
+    variables = model.variables
+    if len(variables) != len(saved["model"]):
+        raise checkpoints.CheckpointError(
+            f"checkpoint holds {len(saved['model'])} model variables, the model has {len(variables)}; "
+            "it was made by another model or version")
+    model.optimizer.build(model.trainable_variables)
+    slots = model.optimizer.variables
+    if len(slots) != len(saved["optimizer"]):
+        raise checkpoints.CheckpointError("checkpoint's optimizer state does not fit this model's optimizer")
+    for variable, value in zip([*variables, *slots], [*saved["model"], *saved["optimizer"]]):
+        if tuple(variable.shape) != tuple(value.shape):
+            raise checkpoints.CheckpointError(f"checkpoint variable {variable.path} has shape {value.shape}, "
+                                              f"the model's has {tuple(variable.shape)}")
+        variable.assign(value)
+    return int(saved["epoch"])
+
+
+_ITERATORS_PER_EPOCH = 2  # keras/src/trainers/epoch_iterator.py, _enumerate_iterator
+
+
+def _skip_epochs(train_ds, epochs_done: int) -> None:
+    """Advance the input pipeline's reshuffling to where ``epochs_done`` epochs left it.
+
+    A ``tf.data`` shuffle with a fixed seed draws one order per iterator, and Keras 3's
+    ``EpochIterator`` makes two per epoch (one as the epoch starts, when no ``steps_per_epoch``
+    is given, and one as it ends): epoch k trains on order 2k. A resumed fit starts a fresh
+    pipeline, so it makes (and drops) 2k iterators first; test_resume checks the result is the
+    uninterrupted run's, bit for bit. Keras' ``PyDataset`` path reshuffles once per epoch in
+    ``on_epoch_end``, called here likewise.
+    """
+    if epochs_done <= 0:
+        return
+    if hasattr(train_ds, "on_epoch_end") and not hasattr(train_ds, "element_spec"):
+        for _ in range(epochs_done):
+            train_ds.on_epoch_end()
+        return
+    for _ in range(_ITERATORS_PER_EPOCH * epochs_done):
+        iterator = iter(train_ds)
+        del iterator
+
+
+def _checkpointer(keras, stopper, save_to, saved: dict[str, Any] | None):
+    """The callback that saves every epoch to ``save_to`` and, on a resume, puts the
+    early-stopping state back (``wait``, ``best``, ``best_epoch``, ``best_weights``: with them a
+    resumed run stops, and restores, exactly where an uninterrupted one would)."""
+    if save_to is None and saved is None:
+        return None
+    from xraybench.isolation import checkpoint as pause_point
+
+    class Checkpoint(keras.callbacks.Callback):
+        """After EarlyStopping in the list: its state for the epoch is already updated."""
+
+        def on_train_begin(self, logs=None):
+            self.history = {k: list(v) for k, v in (saved or {}).get("history", {}).items()}
+            if saved:
+                state = saved["stopper"]
+                stopper.wait, stopper.best_epoch = int(state["wait"]), int(state["best_epoch"])
+                stopper.stopped_epoch = int(state.get("stopped_epoch", 0))
+                stopper.best = state["best"]
+                stopper.best_weights = saved["best"]
+
+        def on_epoch_end(self, epoch, logs=None):
+            for key, value in (logs or {}).items():
+                self.history.setdefault(key, []).append(float(value))
+            if save_to is None:
+                return
+            checkpoints.save(
+                save_to, epoch + 1, self.history,
+                [v.numpy() for v in self.model.variables], [v.numpy() for v in self.model.optimizer.variables],
+                {"wait": int(stopper.wait), "best_epoch": int(stopper.best_epoch),
+                 "stopped_epoch": int(stopper.stopped_epoch),
+                 "best": None if stopper.best is None else float(stopper.best)},
+                stopper.best_weights,
+            )
+            pause_point(f"epoch{epoch + 1}")  # tests interrupt here, at a known point
+
+    return Checkpoint()

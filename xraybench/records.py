@@ -150,6 +150,8 @@ class RunRecord:
     intervals: dict | None = None
     intervals_at_val_threshold: dict | None = None
     has_scores: bool = False
+    checkpoint: str | None = None  # an unfinished Keras run's last epoch, relative to the results folder (run --resume)
+    resumed_from: str | None = None  # the run id this run continued from its checkpoint
     extra: dict = field(default_factory=dict)
 
     @property

@@ -7,6 +7,8 @@ run with status ``timeout`` or ``error`` and a one-line reason, and the next
 model runs. The parent alone writes records, so Ctrl-C leaves no half-written
 record: the run in flight is recorded as ``interrupted``. A plugin failure keeps
 its full traceback in the record (``traceback``), printed by ``run --traceback``.
+A Keras run saves every epoch (``xraybench.checkpoints``): an unfinished run's record keeps
+its epochs and names its checkpoint, which ``run --resume`` continues from.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class RunRequest:
     command: str = ""
     quiet: bool = False
     target_sensitivity: float | None = None
+    checkpoints: str | None = None  # results folder whose checkpoints/RUN_ID/ gets each epoch (Keras models)
+    resume_from: str | None = None  # checkpoint folder to continue from (``run --resume``)
+    resumed_from: str | None = None  # the run id it belongs to
 
 
 @dataclass
@@ -139,10 +144,57 @@ def _epoch_printer(model: str, quiet: bool) -> Callable:
     return show
 
 
-def _run_request(request_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What the child process runs: one model, with its epochs printed as they end."""
+def _run_request(request_dict: dict[str, Any], save_to: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the child process runs: one model, with its epochs printed as they end and saved to ``save_to``."""
+    from xraybench import checkpoints
+
     request = RunRequest(**request_dict)
-    return execute(request, _epoch_printer(request.model, request.quiet))
+    with checkpoints.active(save_to, request.resume_from):
+        return execute(request, _epoch_printer(request.model, request.quiet))
+
+
+def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> "Path | None":
+    """The run's checkpoint folder with its manifest (Keras models, when the request asks for
+    checkpoints); names the run it resumes in the record."""
+    from xraybench import checkpoints
+    from xraybench.redaction import mask_command, mask_url
+
+    request = prepared.request
+    if request.resumed_from:
+        record["resumed_from"] = request.resumed_from
+    if prepared.spec.kind != "keras" or not request.checkpoints:
+        return None
+    path = checkpoints.folder(request.checkpoints, record["run_id"])
+    kept = {k: v for k, v in asdict(request).items() if k not in ("resume_from", "resumed_from", "checkpoints")}
+    kept["command"] = mask_command(request.command)  # never a secret on disk: a resume asks for --data again
+    kept["data"] = mask_url(request.data) if isinstance(request.data, str) else request.data
+    checkpoints.create(path, record["run_id"], kept)
+    return path
+
+
+def _finish_checkpoints(prepared: Prepared, record: dict[str, Any], save_to: "Path | None") -> None:
+    """A done run's checkpoints have served their purpose (its own, and the one it resumed);
+    any other keeps the epochs it finished: their history in the record, and the checkpoint
+    that ``run --resume`` continues from."""
+    from pathlib import Path
+
+    from xraybench import checkpoints
+
+    resumed = Path(prepared.request.resume_from) if prepared.request.resume_from else None
+    if record["status"] == "done":
+        checkpoints.remove(save_to)
+        checkpoints.remove(resumed)
+        return
+    history, epochs = checkpoints.history_of(save_to)
+    where = save_to
+    if not epochs:  # nothing saved by this run: the resumed checkpoint is still the last one
+        checkpoints.remove(save_to)
+        history, epochs = checkpoints.history_of(resumed)
+        where = resumed
+    if epochs:  # the checkpoint's path relative to the results folder, when it is inside (records get published)
+        root = Path(prepared.request.checkpoints or ".")
+        where = where.relative_to(root) if where.is_relative_to(root) else where
+        record.update(history=history, epochs_run=epochs, checkpoint=str(where))
 
 
 def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -152,14 +204,25 @@ def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | N
 
     record = base_record(prepared)
     request = prepared.request
+    save_to = _start_checkpoints(prepared, record)
     cpu_before = _children_cpu_seconds()
     start = time.perf_counter()
     try:
-        outcome = isolation.run_once(_run_request, (asdict(request),), request.timeout,
-                                     expected=(PluginFailure, XRayBenchError))
+        outcome = isolation.run_once(_run_request, (asdict(request), str(save_to) if save_to else None),
+                                     request.timeout, expected=(PluginFailure, XRayBenchError))
     except KeyboardInterrupt:  # the child is already stopped
         record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
+        _finish_checkpoints(prepared, record, save_to)
         raise Interrupted(record) from None
+    try:
+        return _outcome_record(prepared, record, outcome, start, cpu_before)
+    finally:
+        _finish_checkpoints(prepared, record, save_to)
+
+
+def _outcome_record(prepared: Prepared, record: dict[str, Any], outcome, start: float,
+                    cpu_before: float | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    request = prepared.request
     record["wall_seconds"] = time.perf_counter() - start
     cpu_after = _children_cpu_seconds()
     record["cpu_seconds"] = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
@@ -198,23 +261,27 @@ class Interrupted(Exception):
 
 def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Same contract as run_isolated, without a child process (debugging, `--no-isolation`)."""
-    from xraybench import environment, harness
+    from xraybench import checkpoints, environment, harness
 
     record = base_record(prepared)
+    save_to = _start_checkpoints(prepared, record)
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
-        fields, scores = harness.run(
-            prepared.spec, prepared.dataset, prepared.params, prepared.request.seed,
-            prepared.request.precision, _epoch_printer(prepared.spec.name, prepared.request.quiet),
-            prepared.request.target_sensitivity,
-        )
+        with checkpoints.active(str(save_to) if save_to else None, prepared.request.resume_from):
+            fields, scores = harness.run(
+                prepared.spec, prepared.dataset, prepared.params, prepared.request.seed,
+                prepared.request.precision, _epoch_printer(prepared.spec.name, prepared.request.quiet),
+                prepared.request.target_sensitivity,
+            )
     except KeyboardInterrupt:
         record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
+        _finish_checkpoints(prepared, record, save_to)
         raise Interrupted(record) from None
     except (harness.PluginFailure, XRayBenchError) as exc:
         text = str(exc).strip()
         record.update(status="error", reason=text.splitlines()[0] if text else type(exc).__name__,
                       traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start)
+        _finish_checkpoints(prepared, record, save_to)
         return record, None
     backend = None
     if prepared.spec.kind == "keras":
@@ -224,4 +291,55 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
     record.update(fields)
     record.update(status="done", environment=environment.capture(backend), wall_seconds=time.perf_counter() - start,
                   cpu_seconds=time.process_time() - cpu_start)
+    _finish_checkpoints(prepared, record, save_to)
     return record, scores
+
+
+def resume_request(store, run_id: str, command: str = "", data: str | None = None) -> tuple[RunRequest, dict[str, Any]]:
+    """The request that continues run ``run_id`` from its last checkpoint, and its record.
+
+    ``data`` replaces the stored data location (whose secrets are masked). One-line
+    XRayBenchErrors: an unknown id, a run that cannot be resumed (done, a model without
+    epochs, no checkpoint) and a damaged checkpoint. The data is checked later (``check_resumed``).
+    """
+    from pathlib import Path
+
+    from xraybench import checkpoints
+
+    record = store.get(run_id)
+    run_id = record["run_id"]
+    if record["status"] == "done":
+        raise XRayBenchError(f"run {run_id} finished (done); only an interrupted, timed-out or failed run can be resumed")
+    if record.get("kind") != "keras":
+        raise XRayBenchError(f"run {run_id} is a {record.get('kind')} model, which has no epochs to resume; run it again")
+    where = record.get("checkpoint")
+    if not isinstance(where, str) or not where:
+        raise XRayBenchError(f"run {run_id} has no checkpoint (no epoch had finished); run it again")
+    path = Path(where)
+    if not path.is_absolute():
+        path = store.root / path
+    saved = checkpoints.manifest(path)
+    if checkpoints.state(path) is None:
+        raise checkpoints.CheckpointError(f"checkpoint {path} holds no finished epoch; run {run_id} cannot be resumed")
+    try:
+        request = RunRequest(**saved["request"])
+    except TypeError as exc:
+        raise checkpoints.CheckpointError(f"checkpoint {path} is damaged ({checkpoints.MANIFEST}: {exc})") from None
+    if data:
+        request.data = data  # checked against the run's data fingerprint (check_resumed)
+    elif isinstance(request.data, str) and "***" in request.data:
+        raise XRayBenchError(f"run {run_id} read its data from {request.data}, whose secret is not stored; "
+                             "pass --data again")
+    request.resume_from, request.resumed_from = str(path), run_id
+    request.checkpoints = str(store.root)
+    request.command = command or request.command
+    return request, record
+
+
+def check_resumed(prepared: Prepared, record: dict[str, Any]) -> None:
+    """The data a resume trains on must be the data the run started on."""
+    was = (record.get("data") or {}).get("fingerprint")
+    now = prepared.dataset.fingerprint
+    if was and was != now:
+        raise XRayBenchError(f"the data at {prepared.dataset.source} changed since run {record['run_id']} "
+                             f"(fingerprint {now}, was {was}); a resume needs the same data")

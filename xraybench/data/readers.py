@@ -103,26 +103,9 @@ def _kaggle_files(root: Path) -> list[str]:
 
 
 def _decode_many(paths: list[str], size: int, channels: int):
-    import hashlib
-    import io
-    from concurrent.futures import ThreadPoolExecutor
+    from xraybench.data.parallel import decode_files  # a process pool over the cores (parallel.py)
 
-    from xraybench.data.images import BadImage, decode_image
-
-    def one(path: str):
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            arr, mode, original = decode_image(io.BytesIO(data), size, channels)  # type: ignore[arg-type]
-            return arr, mode, original, hashlib.sha256(data).hexdigest(), None
-        except BadImage as exc:
-            return None, None, None, None, str(exc)
-        except OSError as exc:
-            return None, None, None, None, exc.strerror or str(exc)
-
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, paths, chunksize=64))
+    return decode_files(paths, size, channels)
 
 
 def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
@@ -132,12 +115,14 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
     stats: dict = {"reader": "kaggle", "splits": {}, "sizes": Counter(), "modes": Counter(), "skipped_bad": []}
     sets: dict[str, ImageSet] = {}
     bad: list[str] = []
+    every = [f for classes in layout.values() for label in LABELS for f in classes.get(label, [])]
+    decoded_all = iter(_decode_many(every, size, channels))  # one pool for all splits, in this order
     for split, classes in layout.items():
         images, labels, ids, groups = [], [], [], []
         split_stats = {}
         for label_index, label in enumerate(LABELS):
             files = classes.get(label, [])
-            decoded = _decode_many(files, size, channels)
+            decoded = [next(decoded_all) for _ in files]
             seen: dict[str, str] = {}
             duplicates = 0
             patients = set()

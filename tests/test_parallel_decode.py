@@ -1,0 +1,60 @@
+"""The process-pool cold decode gives exactly the serial decode's arrays, in the same order."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xraybench.data import parallel
+from xraybench.errors import DataError
+from xraybench.synthetic import make_kaggle_tree
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.rglob("*.jpeg"))
+
+
+def test_pool_matches_serial_decode(tmp_path):
+    root = make_kaggle_tree(tmp_path / "data", n_train=(70, 90), n_test=(10, 12), size=40)
+    files = _files(root)
+    (Path(files[5])).write_bytes(b"not an image")  # an error must come back at its own position
+    files.append(str(tmp_path / "missing.jpeg"))
+    assert len(files) > 2 * parallel.CHUNK  # several chunks, so order across chunks is tested
+    serial = parallel.decode_files(files, 24, 1, workers=1)
+    pooled = parallel.decode_files(files, 24, 1, workers=2)
+    assert len(serial) == len(pooled) == len(files)
+    for (a, mode_a, size_a, digest_a, err_a), (b, mode_b, size_b, digest_b, err_b) in zip(serial, pooled):
+        assert (mode_a, size_a, digest_a, err_a) == (mode_b, size_b, digest_b, err_b)
+        if a is None:
+            assert b is None
+        else:
+            assert a.dtype == np.uint8 and a.shape == (24, 24, 1)
+            np.testing.assert_array_equal(a, b)
+    assert serial[5][4] is not None and serial[-1][4] is not None
+    assert sum(r[4] is None for r in serial) == len(files) - 2
+
+
+def test_loaded_dataset_identical_with_one_and_two_workers(tmp_path, monkeypatch):
+    from xraybench.data import load_dataset
+
+    root = make_kaggle_tree(tmp_path / "data", n_train=(40, 60), n_test=(10, 12), size=32)
+    out = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("XRAYBENCH_CACHE", str(tmp_path / f"cache{workers}"))
+        monkeypatch.setenv(parallel.WORKERS_ENV, workers)
+        d = load_dataset(root, image_size=16)
+        assert not d.cache_hit
+        out[workers] = d
+    for split in ("train", "val", "test"):
+        a, b = getattr(out["1"].splits, split), getattr(out["2"].splits, split)
+        assert a.ids == b.ids
+        np.testing.assert_array_equal(a.images, b.images)
+        np.testing.assert_array_equal(a.labels, b.labels)
+    assert out["1"].fingerprint == out["2"].fingerprint
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_bad_worker_count_is_a_one_line_error(monkeypatch, value):
+    monkeypatch.setenv(parallel.WORKERS_ENV, value)
+    with pytest.raises(DataError, match=parallel.WORKERS_ENV):
+        parallel.default_workers()

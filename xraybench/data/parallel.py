@@ -1,0 +1,86 @@
+"""Cold decoding spread over processes, in a deterministic order.
+
+Decoding a JPEG and resizing it is CPU-bound Python + C; threads share one interpreter
+lock for the Python part, so a process pool is what makes the cold load scale with
+cores. Files go to the workers in chunks (one pickle round-trip per chunk, not per
+image) and come back in input order, so the arrays are identical to a serial decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Sequence
+
+WORKERS_ENV = "XRAYBENCH_DECODE_WORKERS"
+CHUNK = 64
+
+# (array or None, original mode, original (w, h), sha256 of the file, error text or None)
+Decoded = tuple
+
+
+def default_workers() -> int:
+    """``$XRAYBENCH_DECODE_WORKERS`` if set, else every core the process may use."""
+    env = os.environ.get(WORKERS_ENV)
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            value = 0
+        if value < 1:
+            from xraybench.errors import DataError
+
+            raise DataError(f"{WORKERS_ENV}={env!r} is not a positive whole number; set it to 1 or more, or unset it")
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def decode_one(path: str, size: int, channels: int) -> Decoded:
+    """One file: decoded array, its mode and size, its sha256, or the error that stopped it."""
+    from xraybench.data.images import BadImage, decode_image
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        arr, mode, original = decode_image(io.BytesIO(data), size, channels)  # type: ignore[arg-type]
+        return arr, mode, original, hashlib.sha256(data).hexdigest(), None
+    except BadImage as exc:
+        return None, None, None, None, str(exc)
+    except OSError as exc:
+        return None, None, None, None, exc.strerror or str(exc)
+
+
+def _decode_chunk(paths: Sequence[str], size: int, channels: int) -> list[Decoded]:
+    return [decode_one(p, size, channels) for p in paths]
+
+
+def _context():
+    # forkserver: workers start from a clean process, safe even when the parent already runs
+    # a backend's threads (fork after TensorFlow has started its pools can deadlock).
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def decode_files(paths: Sequence[str], size: int, channels: int, workers: int | None = None) -> list[Decoded]:
+    """Decode ``paths`` in order; ``workers`` processes (default: :func:`default_workers`).
+
+    One worker (or a handful of files) decodes in this process: no pool to start.
+    """
+    paths = list(map(str, paths))
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1 or len(paths) <= CHUNK:
+        return _decode_chunk(paths, size, channels)
+    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    out: list[Decoded] = []
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_context()) as pool:
+        for part in pool.map(_decode_chunk, chunks, [size] * len(chunks), [channels] * len(chunks)):
+            out.extend(part)
+    return out

@@ -58,3 +58,21 @@ def test_bad_worker_count_is_a_one_line_error(monkeypatch, value):
     monkeypatch.setenv(parallel.WORKERS_ENV, value)
     with pytest.raises(DataError, match=parallel.WORKERS_ENV):
         parallel.default_workers()
+
+
+def test_warm_load_maps_the_carved_split_from_disk(tmp_path, monkeypatch):
+    """Train-minus-validation is written once beside the entry, then memory-mapped: no copy per load."""
+    from xraybench.data import load_dataset
+
+    root = make_kaggle_tree(tmp_path / "data", n_train=(40, 60), n_test=(10, 12), size=32)
+    monkeypatch.setenv("XRAYBENCH_CACHE", str(tmp_path / "cache"))
+    cold = load_dataset(root, image_size=16)
+    warm = load_dataset(root, image_size=16)
+    assert warm.cache_hit
+    for split in ("train", "val"):
+        a, b = getattr(cold.splits, split), getattr(warm.splits, split)
+        assert isinstance(b.images, np.memmap)
+        np.testing.assert_array_equal(a.images, b.images)
+        assert a.ids == b.ids
+    names = sorted(p.name.rsplit("-", 1)[1] for p in warm.cache_path.glob("val-index-*_images.npy"))
+    assert names == ["train_images.npy", "val_images.npy"]

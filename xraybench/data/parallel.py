@@ -84,3 +84,43 @@ def decode_files(paths: Sequence[str], size: int, channels: int, workers: int | 
         for part in pool.map(_decode_chunk, chunks, [size] * len(chunks), [channels] * len(chunks)):
             out.extend(part)
     return out
+
+
+def rows_on_disk(images, index, path) -> "np.ndarray":
+    """``images[index]`` as a memory-mapped ``.npy`` at ``path``, written once in chunks.
+
+    A carved split (train minus validation) indexed in memory would copy every training
+    image into RAM at each warm load: time and memory growing with the data set. Kept on
+    disk beside the cache entry it is mapped in O(1) from the second load on. Where the
+    source is not memory-mapped, or the cache cannot be written, the plain in-memory copy.
+    """
+    import numpy as np
+    from pathlib import Path
+
+    index = np.asarray(index, dtype=np.int64)
+    shape = (len(index), *images.shape[1:])
+    if not isinstance(images, np.memmap):
+        return images[index]
+    path = Path(path)
+    if path.is_file():
+        try:
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == shape and arr.dtype == images.dtype:
+                return arr
+        except (OSError, ValueError):
+            pass  # damaged: write it again
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=images.dtype, shape=shape)
+        for start in range(0, len(index), 1024):
+            out[start : start + 1024] = images[index[start : start + 1024]]
+        out.flush()
+        del out
+        os.replace(tmp, path)
+        return np.load(path, mmap_mode="r")
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        return images[index]

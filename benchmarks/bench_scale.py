@@ -17,7 +17,9 @@ folder (generated in parallel, 90% train / 10% test, half PNEUMONIA), then measu
   through the harness's input pipeline (``make_dataset``, shuffled over the whole train
   split) into a small CNN. Sampled from /proc/self/status every 20 ms: VmRSS (all resident
   pages, including the cache file's pages the kernel keeps mapped: reclaimable page cache)
-  and RssAnon (the process's own memory, which is what must not grow with N); ru_maxrss too.
+  and RssAnon (the process's own memory, which is what must not grow with N), and the
+  kernel's high-water mark VmHWM. (Not ``ru_maxrss``: Linux carries the parent's high-water
+  mark across fork + exec into the child's, so it reports this script's own footprint.)
 
 Everything generated is deleted at the end (``--keep`` keeps it). Needs ~0.3 GB of JPEGs and
 ~1.6 GB of cache per 50k images in the temporary folder (``--tmp``).
@@ -81,7 +83,7 @@ def du(path: Path) -> int:
 CHILD = r"""
 import json, os, resource, sys, threading, time
 import numpy as np
-peak = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0}
+peak = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0, "VmHWM": 0}
 def sample():
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -115,7 +117,7 @@ model.fit(ds, steps_per_epoch=int(sys.argv[3]), epochs=1, verbose=0)
 seconds = time.perf_counter() - start
 stop = True; sample()
 print(json.dumps({"peak": peak, "after_load": after_load, "train_images": len(train), "fit_seconds": seconds,
-                  "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                  "hwm": peak["VmHWM"]}))
 """
 
 
@@ -163,7 +165,7 @@ def measure(n: int, tmp: Path, steps: int, old: bool) -> dict:
     row["warm_s"] = statistics.median(warms)
     row["cache_bytes"] = du(cache)
     mem = train_memory(data, cache, steps)
-    row.update(peak_rss=mem["peak"]["VmRSS"], peak_anon=mem["peak"]["RssAnon"], ru_maxrss=mem["ru_maxrss"],
+    row.update(peak_rss=mem["peak"]["VmRSS"], peak_anon=mem["peak"]["RssAnon"], hwm=mem["hwm"],
                load_anon=mem["after_load"]["RssAnon"], fit_s=mem["fit_seconds"])
     if old:
         mem = train_memory(data, cache, steps, old=True)

@@ -76,3 +76,18 @@ def test_warm_load_maps_the_carved_split_from_disk(tmp_path, monkeypatch):
         assert a.ids == b.ids
     names = sorted(p.name.rsplit("-", 1)[1] for p in warm.cache_path.glob("val-index-*_images.npy"))
     assert names == ["train_images.npy", "val_images.npy"]
+
+
+def test_one_carved_copy_per_cache_entry(tmp_path, monkeypatch):
+    """Another seed replaces the carved copy on disk instead of adding one per seed."""
+    from xraybench.data import load_dataset
+
+    root = make_kaggle_tree(tmp_path / "data", n_train=(40, 60), n_test=(10, 12), size=32)
+    monkeypatch.setenv("XRAYBENCH_CACHE", str(tmp_path / "cache"))
+    first = load_dataset(root, image_size=16, seed=1)
+    second = load_dataset(root, image_size=16, seed=2)
+    carved = sorted(p.name for p in second.cache_path.glob("val-index-*_images.npy"))
+    assert len(carved) == 2 and all("seed2" in name for name in carved)
+    again = load_dataset(root, image_size=16, seed=1)  # rewritten, same split as before
+    assert again.splits.val.ids == first.splits.val.ids
+    np.testing.assert_array_equal(again.splits.train.images, first.splits.train.images)

@@ -177,8 +177,9 @@ def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root
             pass  # a read-only cache still works, it just splits again next time
     mask = np.zeros(len(train), dtype=bool)
     mask[val_index] = True
-    from xraybench.data.parallel import rows_on_disk
+    from xraybench.data.parallel import drop_other_carved, rows_on_disk
 
+    drop_other_carved(entry, marker.stem)
     parts = []
     for name, index in (("train", np.flatnonzero(~mask)), ("val", np.flatnonzero(mask))):
         images = rows_on_disk(train.images, index, marker.with_name(f"{marker.stem}-{name}_images.npy"))

@@ -124,3 +124,21 @@ def rows_on_disk(images, index, path) -> "np.ndarray":
         except OSError:
             pass
         return images[index]
+
+
+def drop_other_carved(entry, keep_prefix: str) -> None:
+    """Delete carved-split image files of other seeds/fractions, so the cache holds one carved copy.
+
+    Runs usually repeat one seed (O(1) loads); a sweep over seeds rewrites the copy once per
+    seed (the cost the in-memory copy had at every load) instead of keeping one per seed on
+    disk. A file another process still maps stays readable to it (POSIX); where it cannot be
+    deleted it is left.
+    """
+    from pathlib import Path
+
+    for path in Path(entry).glob("val-index-*_images.npy"):
+        if not path.name.startswith(keep_prefix + "-"):
+            try:
+                path.unlink()
+            except OSError:
+                pass

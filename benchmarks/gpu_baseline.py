@@ -25,7 +25,7 @@ import sys
 import time
 
 
-def child(backend: str, precision: str, batch: int, data: str | None, seed: int) -> None:
+def child(backend: str, precision: str, batch: int, data: str | None, seed: int, size: int, epochs: int | None) -> None:
     os.environ["KERAS_BACKEND"] = backend
     start = time.perf_counter()
     import numpy as np
@@ -34,7 +34,7 @@ def child(backend: str, precision: str, batch: int, data: str | None, seed: int)
     from xraybench.data import load_dataset
     from xraybench.plugins import load_registry
 
-    d = load_dataset(data, image_size=150)
+    d = load_dataset(data, image_size=size)
     import keras
 
     epoch_times: list[float] = []
@@ -52,6 +52,8 @@ def child(backend: str, precision: str, batch: int, data: str | None, seed: int)
     spec = load_registry().model("baseline_cnn")
     params = spec.all_defaults()
     params["batch_size"] = batch
+    if epochs:
+        params["epochs"] = epochs
     fitted = harness.fit(spec, d.splits.train, d.splits.val, params, seed=seed, precision=precision, callbacks=[Timer()])
     scores = fitted.predict(d.splits.test.images)
     accuracy = float(np.mean((np.asarray(scores).reshape(-1) >= 0.5) == d.splits.test.labels))
@@ -86,17 +88,20 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=None, help="BACKEND:PRECISION:BATCH ...")
     ap.add_argument("--data", default=None)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--image-size", type=int, default=150, help="150 for the figure; small only to smoke-test the script")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the model's (early stopping decides)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         backend, precision, batch = args.one.split(":")
-        child(backend, precision, int(batch), args.data, args.seed)
+        child(backend, precision, int(batch), args.data, args.seed, args.image_size, args.epochs)
         return
     backends = [b for b in ("tensorflow", "torch", "jax") if importlib.util.find_spec(b)]
     configs = args.configs or [f"{b}:{p}:{n}" for b in backends for p, n in (("float32", 32), ("mixed_bfloat16", 256))]
     rows = []
     for config in configs:
-        cmd = [sys.executable, __file__, "--one", config, "--seed", str(args.seed)] + (["--data", args.data] if args.data else [])
+        cmd = [sys.executable, __file__, "--one", config, "--seed", str(args.seed), "--image-size", str(args.image_size)]
+        cmd += (["--data", args.data] if args.data else []) + (["--epochs", str(args.epochs)] if args.epochs else [])
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:
             print(f"{config}: failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)

@@ -159,27 +159,17 @@ def test_harness_float32_after_the_others(benchmark, data):
 
 
 def test_harness_over_plain_interleaved(benchmark, data):
-    """harness / plain Keras (tf.data), measured in alternating pairs.
+    """harness / plain Keras (tf.data) in many short alternating turns in one process (bench_paired.py).
 
-    On a shared VM the speed drifts by up to 2x within minutes, so one harness run and one
-    plain run minutes apart do not give a ratio to 5%. Here each round trains the harness and
-    then the plain script back to back on the same images; the median of the per-round ratios
-    (and their range) is the figure. XRAYBENCH_BENCH_ROUNDS sets the rounds (default 3).
+    XRAYBENCH_BENCH_ROUNDS sets the rounds (default 24); the median of the per-round ratios,
+    its quartiles and range are the figures.
     """
-    rounds = int(os.environ.get("XRAYBENCH_BENCH_ROUNDS", "3"))
+    from bench_paired import paired_rounds
 
-    def pairs():
-        out = []
-        for _ in range(rounds):
-            h = _harness(*data, "float32")
-            p = _plain_tfdata(data[0])
-            out.append((h, p))
-        return out
-
-    measured = benchmark.pedantic(pairs, rounds=1, iterations=1)
-    ratios = sorted(h / p for h, p in measured)
-    report(benchmark, harness_img_s=[round(h, 1) for h, _ in measured], plain_img_s=[round(p, 1) for _, p in measured],
-           ratio_median=ratios[len(ratios) // 2], ratio_min=ratios[0], ratio_max=ratios[-1], target=">= 0.95")
+    rounds = int(os.environ.get("XRAYBENCH_BENCH_ROUNDS", "24"))
+    train, val = data
+    r = benchmark.pedantic(lambda: paired_rounds(train.subset(np.arange(min(N, 256))), val, SIZE, rounds), rounds=1, iterations=1)
+    report(benchmark, **{k: v for k, v in r.items() if not isinstance(v, list)}, target=">= 0.95")
 
 
 def _flops_per_trained_image() -> float:

@@ -89,23 +89,36 @@ def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, s
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int):
-    """uint8 arrays to float batches in [0, 1], converted per batch (never the whole set up front)."""
+    """uint8 arrays to float batches in [0, 1], read and converted per batch (never the whole set up front).
+
+    ``tf.data`` carries only image *indices* (shuffled, seeded, batched); each batch's rows are
+    gathered from ``images`` (the cache's memory-mapped array) by a NumPy call inside the
+    pipeline. ``from_tensor_slices(images)`` would instead copy every image into one tensor,
+    and a full-size shuffle buffer would hold a second copy: memory that grows with the data
+    set (docs/performance.md, scale benchmark). Same seed, same batches as that older form.
+    """
     if os.environ.get("XRAYBENCH_INPUT") == "pydataset" or not _has_tf_data():
         return _pydataset(np.asarray(images), labels, batch_size, shuffle, seed)
     import tensorflow as tf
 
-    x = np.ascontiguousarray(images)
-    tensors = (x,) if labels is None else (x, np.asarray(labels, dtype=np.float32))
-    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    n = len(images)
+    shape = tuple(int(d) for d in images.shape[1:])
+    index = tf.data.Dataset.range(n)
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+        index = index.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+    index = index.batch(batch_size)
+    y = None if labels is None else tf.constant(np.asarray(labels, dtype=np.float32))
 
-    def scale(*batch):
-        image = tf.cast(batch[0], tf.float32) * (1.0 / 255.0)
-        return image if len(batch) == 1 else (image, batch[1])
+    def gather_rows(idx: np.ndarray) -> np.ndarray:
+        return np.asarray(images[idx], dtype=np.uint8)  # a fancy index reads just these rows
 
-    return ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    def load(idx):
+        rows = tf.numpy_function(gather_rows, [idx], tf.uint8, stateful=False)
+        rows.set_shape((None, *shape))
+        image = tf.cast(rows, tf.float32) * (1.0 / 255.0)
+        return image if y is None else (image, tf.gather(y, idx))
+
+    return index.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def augmentation(keras):

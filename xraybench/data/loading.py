@@ -216,7 +216,14 @@ def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root
             pass  # a read-only cache still works, it just splits again next time
     mask = np.zeros(len(train), dtype=bool)
     mask[val_index] = True
-    return train.subset(np.flatnonzero(~mask)), train.subset(np.flatnonzero(mask))
+    from xraybench.data.parallel import drop_other_carved, rows_on_disk
+
+    drop_other_carved(entry, marker.stem)
+    parts = []
+    for name, index in (("train", np.flatnonzero(~mask)), ("val", np.flatnonzero(mask))):
+        images = rows_on_disk(train.images, index, marker.with_name(f"{marker.stem}-{name}_images.npy"))
+        parts.append(ImageSet(images, train.labels[index], [train.ids[i] for i in index], [train.groups[i] for i in index]))
+    return parts[0], parts[1]
 
 
 def load_dataset(

@@ -156,28 +156,9 @@ def _kaggle_files(root: Path) -> list[str]:
 
 
 def _decode_many(paths: list[str], size: int, channels: int):
-    import hashlib
-    import io
-    from concurrent.futures import ThreadPoolExecutor
+    from xraybench.data.parallel import decode_files  # a process pool over the cores (parallel.py)
 
-    from xraybench.data.images import BadImage, decode_image
-
-    def one(path: str):
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            arr, mode, original = decode_image(io.BytesIO(data), size, channels)  # type: ignore[arg-type]
-            return arr, mode, original, hashlib.sha256(data).hexdigest(), None
-        except BadImage as exc:
-            return None, None, None, None, str(exc)
-        except OSError as exc:
-            return None, None, None, None, exc.strerror or str(exc)
-        except MemoryError:
-            return None, None, None, None, "too large to read into memory"
-
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, paths, chunksize=64))
+    return decode_files(paths, size, channels)
 
 
 def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
@@ -188,6 +169,8 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
                    "skipped_reasons": []}
     sets: dict[str, ImageSet] = {}
     bad: list[str] = []
+    every = [f for classes in layout.values() for label in LABELS for f in classes.get(label, [])]
+    decoded_all = iter(_decode_many(every, size, channels))  # one pool for all splits, in this order
     for split, classes in layout.items():
         images, labels, ids, groups = [], [], [], []
         split_stats = {}
@@ -197,7 +180,7 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
                 bad.append(f"{path} ({why})")
                 stats["skipped_bad"].append(os.path.relpath(path, root).replace(os.sep, "/"))
                 stats["skipped_reasons"].append(f"{stats['skipped_bad'][-1]} ({why})")
-            decoded = _decode_many(files, size, channels)
+            decoded = [next(decoded_all) for _ in files]
             seen: dict[str, str] = {}
             duplicates = 0
             patients = set()

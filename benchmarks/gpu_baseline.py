@@ -1,0 +1,119 @@
+"""The GPU benchmark of issue 16, item 1: `baseline_cnn` at 150 px on the full data, to early stopping.
+
+    python benchmarks/gpu_baseline.py                    # every installed backend x two configurations
+    python benchmarks/gpu_baseline.py --configs tensorflow:float32:32
+
+Installs nothing. Each configuration BACKEND:PRECISION:BATCH runs in its own child process
+(Keras fixes its backend at import) through the harness, exactly as ``xraybench run`` trains:
+the cached uint8 arrays, the harness's input pipeline (tf.data over indices with
+prefetching under TensorFlow, ``keras.utils.PyDataset`` otherwise), augmentation as Keras
+layers on the device, compiled steps, early stopping on validation loss. Printed per
+configuration: training images/s over the epochs after the first (tracing excluded) and over
+the whole fit, epochs run, wall time of the whole child (start, data from cache, training,
+test predictions), and test accuracy. Targets: >= 5,000 images/s and < 60 s wall.
+Data: ``--data`` or ``$XRAYBENCH_DATA``; the first configuration fills the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def child(backend: str, precision: str, batch: int, data: str | None, seed: int, size: int, epochs: int | None) -> None:
+    os.environ["KERAS_BACKEND"] = backend
+    start = time.perf_counter()
+    import numpy as np
+
+    from xraybench import harness
+    from xraybench.data import load_dataset
+    from xraybench.plugins import load_registry
+
+    d = load_dataset(data, image_size=size)
+    import keras
+
+    epoch_times: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.t1 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_times.append(self.t1 - self.t0)
+
+    spec = load_registry().model("baseline_cnn")
+    params = spec.all_defaults()
+    params["batch_size"] = batch
+    if epochs:
+        params["epochs"] = epochs
+    fitted = harness.fit(spec, d.splits.train, d.splits.val, params, seed=seed, precision=precision, callbacks=[Timer()])
+    scores = fitted.predict(d.splits.test.images)
+    accuracy = float(np.mean((np.asarray(scores).reshape(-1) >= 0.5) == d.splits.test.labels))
+    n = len(d.splits.train)
+    later = epoch_times[1:] or epoch_times
+    print(json.dumps({
+        "backend": backend, "precision": fitted.precision, "batch": batch, "epochs": len(epoch_times),
+        "img_s_after_epoch1": n * len(later) / sum(later), "img_s_fit": fitted.info.get("train_images_per_second"),
+        "train_s": fitted.info.get("train_seconds"), "wall_s": time.perf_counter() - start,
+        "test_accuracy": accuracy, "devices": [str(x) for x in _devices(backend)],
+    }))
+
+
+def _devices(backend: str) -> list:
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if backend == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices()]
+    return []
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", nargs="+", default=None, help="BACKEND:PRECISION:BATCH ...")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--image-size", type=int, default=150, help="150 for the figure; small only to smoke-test the script")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the model's (early stopping decides)")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        backend, precision, batch = args.one.split(":")
+        child(backend, precision, int(batch), args.data, args.seed, args.image_size, args.epochs)
+        return
+    backends = [b for b in ("tensorflow", "torch", "jax") if importlib.util.find_spec(b)]
+    configs = args.configs or [f"{b}:{p}:{n}" for b in backends for p, n in (("float32", 32), ("mixed_bfloat16", 256))]
+    rows = []
+    for config in configs:
+        cmd = [sys.executable, __file__, "--one", config, "--seed", str(args.seed), "--image-size", str(args.image_size)]
+        cmd += (["--data", args.data] if args.data else []) + (["--epochs", str(args.epochs)] if args.epochs else [])
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            print(f"{config}: failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    print("\n| backend | precision | batch | epochs | images/s (after epoch 1) | images/s (whole fit) | wall s | test accuracy |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['backend']} | {r['precision']} | {r['batch']} | {r['epochs']} | {r['img_s_after_epoch1']:.0f} | "
+              f"{r['img_s_fit'] or 0:.0f} | {r['wall_s']:.1f} | {r['test_accuracy']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

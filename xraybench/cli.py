@@ -200,7 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             record, scores = runner(p)
         except Interrupted as stop:
             store.save(stop.record)
-            console.print(f"[yellow]interrupted[/]: recorded run {esc(stop.record['run_id'])} as interrupted")
+            run_id = esc(stop.record["run_id"])
+            resumable = " (resume it with `xraybench run --resume " + run_id + "`)" if stop.record.get("checkpoint") else ""
+            console.print(f"[yellow]interrupted[/]: recorded run {run_id} as interrupted{resumable}")
             records.append(stop.record)
             print_run_summary(records, console)
             return 130

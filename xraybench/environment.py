@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
+def _version(*dists: str) -> str | None:
+    """The first installed distribution's version: one package can ship under several names
+    (TensorFlow as ``tensorflow``, ``tensorflow-cpu`` or ``tensorflow-macos``)."""
+    for dist in dists:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -82,7 +86,7 @@ def capture(backend: str | None = None) -> dict[str, Any]:
         "git_commit": git_commit(),
         "keras": _version("keras"),
         "backend": backend or os.environ.get("KERAS_BACKEND", "tensorflow"),
-        "tensorflow": _version("tensorflow"),
+        "tensorflow": _version("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel"),
         "torch": _version("torch"),
         "jax": _version("jax"),
         "scikit-learn": _version("scikit-learn"),

@@ -128,6 +128,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{'cache hit' if p.cache_hit else 'decoded and cached'} in {p.load_seconds:.1f}s; "
             f"split {p.splits.counts()}"
         )
+    from xraybench import distributed
+
+    if distributed.wanted(args):  # each run a Dask task; see docs/distributed.md
+        if args.no_isolation:
+            raise XRayBenchError("--no-isolation runs in this process; it cannot be combined with --workers/--scheduler")
+        return distributed.run_batch(prepared, store, console, args.workers, args.scheduler, args.gpu)
     records = []
     runner = run_in_process if args.no_isolation else run_isolated
     for p in prepared:
@@ -261,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose the second operating point on validation for this sensitivity instead of Youden's J")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.add_argument("--no-isolation", action="store_true", help="train in this process instead of a child process (debugging)")
+    from xraybench import distributed
+
+    distributed.add_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("leaderboard", help="show recorded runs ranked, with the published references", formatter_class=_Formatter)

@@ -138,11 +138,28 @@ def _epoch_printer(model: str, quiet: bool) -> Callable:
     return show
 
 
+def _exit_with_parent() -> None:
+    """End this child when its parent dies (SIGKILL, out of memory, a Dask worker lost): an
+    orphaned run would keep training, unseen, with nobody left to record or stop it."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="xraybench-parent-watch", daemon=True).start()
+
+
 def _child_main(conn, request_dict: dict[str, Any]) -> None:
     """Entry point of the child process: run one model and send back the outcome."""
     from xraybench.harness import PluginFailure
     from xraybench.plugins import one_line
 
+    _exit_with_parent()
     request = RunRequest(**request_dict)
     try:
         fields, scores = execute(request, _epoch_printer(request.model, request.quiet))
@@ -168,8 +185,11 @@ def _describe_exit(code: int | None) -> str:
     return f"the model's process exited with code {code} without a result"
 
 
-def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Run one prepared request in a child process; always returns a record (status set)."""
+def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Run one prepared request in a child process; always returns a record (status set).
+
+    ``cancel`` (a ``threading.Event``) stops the run as Ctrl-C does, from another thread: how a
+    Dask worker's task is interrupted when its client is (xraybench.distributed)."""
     record = base_record(prepared)
     request = prepared.request
     ctx = mp.get_context("spawn")
@@ -196,6 +216,8 @@ def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | N
                 proc.join()
                 outcome = ("error", _describe_exit(proc.exitcode), None)
                 break
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt  # the same path as Ctrl-C: stop the child, record interrupted
             if time.perf_counter() > deadline:
                 _stop(proc)
                 outcome = ("timeout", f"no result within --timeout {request.timeout:g}s; the process was killed", None)

@@ -1,0 +1,439 @@
+"""Many runs on a Dask cluster: each (model, seed, size, params) is one Dask task.
+
+What runs where:
+
+- The client (``xraybench run --workers N`` or ``--scheduler ADDR``) checks every model,
+  parameter and the data set as the sequential runner does, then submits one task per run.
+  It alone writes run records, so workers need no shared results folder.
+- A task runs on a worker (``run_task``): it loads the data set from the worker's own path
+  (``--data`` as given, else the worker's ``$XRAYBENCH_DATA``), refuses to train on data whose
+  fingerprint differs from the client's, and runs the model with the sequential runner's own
+  isolation (``runner.run_isolated``: a child process of the worker, killed at ``--timeout``, a
+  crash becomes an ``error`` record). It returns the record and the test scores.
+- A worker that dies mid-task: the scheduler gives the task to another worker, up to
+  ``distributed.scheduler.allowed-failures`` times, then the client records it as an ``error``
+  naming the last worker. Ctrl-C on the client stops the runs in flight on every worker,
+  cancels the queued ones, and records all of them as ``interrupted``.
+
+Dask is an optional extra (``pip install "xraybench[dask]"``): this module imports it only
+inside the functions that need it, so the fast commands never pay for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from xraybench.errors import XRayBenchError
+
+TOPIC = "xraybench-tasks"  # worker -> client progress events (the Dask event log)
+INSTALL_HINT = 'Dask is not installed; pip install "xraybench[dask]"'
+GPU_RESOURCE = "GPU"
+
+# Worker-side registry of the tasks running in this worker process, so that a client's
+# Ctrl-C (sent through ``Client.run``) can stop them: batch id -> {task key: Event}.
+_ACTIVE: dict[str, dict[str, threading.Event]] = {}
+_CANCELLED: set[str] = set()
+_LOCK = threading.Lock()
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The cluster flags, shared by ``run`` and ``tune``."""
+    group = parser.add_argument_group("cluster (Dask; pip install \"xraybench[dask]\"; see docs/distributed.md)")
+    group.add_argument("--workers", type=int, metavar="N",
+                       help="run the tasks on a local Dask cluster of N worker processes")
+    group.add_argument("--scheduler", nargs="?", const="dask-config", metavar="ADDR",
+                       help="run the tasks on an existing Dask scheduler: tcp://host:8786, a scheduler file, "
+                            "or no value for Dask's own config ($DASK_SCHEDULER_ADDRESS)")
+    group.add_argument("--gpu", action="store_true",
+                       help="each task asks Dask for one GPU: only workers started with `--resources GPU=N` run it")
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """True when the command line asks for a cluster."""
+    return getattr(args, "workers", None) is not None or bool(getattr(args, "scheduler", None))
+
+
+# --- connecting ------------------------------------------------------------------------
+
+
+@dataclass
+class Engine:
+    """A connected client, and the local cluster it owns (None for a remote scheduler)."""
+
+    client: Any
+    cluster: Any
+    description: str
+
+    def close(self) -> None:
+        for closer in (self.client.close, getattr(self.cluster, "close", None)):
+            if closer is None:
+                continue
+            try:
+                closer(timeout=10)
+            except Exception:
+                pass  # shutting down: a cluster already gone is not an error
+
+
+def connect(workers: int | None, scheduler: str | None, gpu: bool = False) -> Engine:
+    """A client for ``--workers N`` (a LocalCluster of processes) or ``--scheduler ADDR``."""
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise XRayBenchError(INSTALL_HINT) from None
+    import logging
+
+    if workers is not None and scheduler:
+        raise XRayBenchError("give --workers N (a local cluster) or --scheduler ADDR (an existing one), not both")
+    if workers is not None:
+        if workers < 1:
+            raise XRayBenchError(f"--workers must be at least 1, got {workers}")
+        if gpu:
+            raise XRayBenchError("--gpu needs workers started with `dask worker --resources GPU=1`; "
+                                 "--workers starts CPU workers, so use --scheduler ADDR (docs/distributed.md)")
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+        client = Client(cluster, set_as_default=False)
+        return Engine(client, cluster, f"local Dask cluster of {workers} worker process{'es' if workers > 1 else ''}")
+    if scheduler == "dask-config":
+        address = dask.config.get("scheduler-address", None)
+        if not address:
+            raise XRayBenchError("--scheduler without an address needs Dask's config: set $DASK_SCHEDULER_ADDRESS "
+                                 "or scheduler-address in ~/.config/dask, or pass --scheduler tcp://host:8786")
+        scheduler = address
+    kwargs = {"scheduler_file": scheduler} if os.path.isfile(str(scheduler)) else {"address": scheduler}
+    try:
+        client = Client(**kwargs, timeout="20s", set_as_default=False)
+    except Exception as exc:  # OSError, TimeoutError, ValueError for a malformed address
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise XRayBenchError(f"cannot reach the Dask scheduler {scheduler}: {first}") from None
+    return Engine(client, None, f"Dask scheduler {client.scheduler.address}")
+
+
+def dashboard_link(engine: Engine) -> str | None:
+    """The dashboard's URL, when the scheduler can serve one (it needs bokeh there)."""
+
+    def scheduler_has_bokeh() -> bool:  # nested, so it travels by value: the scheduler needs no xraybench
+        import importlib.util
+
+        return importlib.util.find_spec("bokeh") is not None
+
+    try:
+        return engine.client.dashboard_link if engine.client.run_on_scheduler(scheduler_has_bokeh) else None
+    except Exception:
+        return None
+
+
+# --- on the worker ---------------------------------------------------------------------
+
+
+def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> dict[str, Any]:
+    """Runs ON A WORKER: load the data here, check it is the client's, run the model isolated.
+
+    Returns ``{"record", "scores", "worker"}`` for a run that reached the runner (done, error,
+    timeout or interrupted), or ``{"error", "worker"}`` when it could not start here (other
+    data, another xraybench or plugin version, a model this worker does not have). Never
+    writes a file: the client records.
+    """
+    import multiprocessing as mp
+
+    from distributed import get_worker
+
+    from xraybench import __version__
+    from xraybench.plugins import one_line
+    from xraybench.runner import Interrupted, RunRequest, prepare, run_isolated
+
+    worker = get_worker()
+    key = str(worker.get_current_task())
+    info = worker_info(worker)
+    worker.log_event(TOPIC, {"batch": batch, "key": key, "event": "started", "worker": info["address"]})
+    # Dask starts worker processes as daemons, which multiprocessing forbids to have children;
+    # the run's child is ours to stop (timeout, Ctrl-C) and it ends with its parent, so allow it.
+    mp.current_process()._config["daemon"] = False
+    cancel = threading.Event()
+    with _LOCK:
+        if batch in _CANCELLED:
+            cancel.set()
+        _ACTIVE.setdefault(batch, {})[key] = cancel
+    try:
+        if cancel.is_set():
+            return {"error": "cancelled by Ctrl-C before it started", "interrupted": True, "worker": info}
+        if __version__ != expected["xraybench"]:
+            return {"error": f"worker {info['address']} has xraybench {__version__}, the client "
+                             f"{expected['xraybench']}; install the same version on every worker", "worker": info}
+        run = RunRequest(**request)
+        try:
+            prepared = prepare(run)
+        except XRayBenchError as exc:
+            return {"error": f"on worker {info['address']}: {str(exc).splitlines()[0]}", "worker": info}
+        got = prepared.dataset.fingerprint
+        if got != expected["fingerprint"]:
+            return {"error": (
+                f"data fingerprint {got[:12]} on worker {info['address']} ({prepared.dataset.source}) differs from "
+                f"the client's {expected['fingerprint'][:12]} ({expected['source']}); stage the same data set on "
+                f"every worker (docs/distributed.md)"), "worker": info}
+        plugin = f"{prepared.spec.distribution} {prepared.spec.version}"
+        if plugin != expected["plugin"]:
+            return {"error": f"worker {info['address']} has {run.model} from {plugin}, the client from "
+                             f"{expected['plugin']}; install the same plugin version on every worker", "worker": info}
+        try:
+            record, scores = run_isolated(prepared, cancel=cancel)
+        except Interrupted as stop:
+            record, scores = stop.record, None
+        return {"record": record, "scores": scores, "worker": info}
+    except Exception as exc:  # anything else: one line back to the client, the worker goes on
+        return {"error": f"on worker {info['address']}: {one_line(exc)}", "worker": info}
+    finally:
+        with _LOCK:
+            _ACTIVE.get(batch, {}).pop(key, None)
+            if not _ACTIVE.get(batch):
+                _ACTIVE.pop(batch, None)
+
+
+def worker_info(worker: Any) -> dict[str, Any]:
+    import socket
+
+    resources = dict(getattr(worker.state, "total_resources", {}) or {})
+    return {
+        "address": worker.address,
+        "name": str(worker.name),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "resources": resources,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def interrupt_batch(batch: str) -> int:
+    """Runs on every worker (``Client.run``) at Ctrl-C: stop this batch's runs here, refuse
+    its tasks that start later. Returns how many runs it stopped."""
+    with _LOCK:
+        _CANCELLED.add(batch)
+        events = list(_ACTIVE.get(batch, {}).values())
+    for event in events:
+        event.set()
+    return len(events)
+
+
+# --- on the client ---------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    prepared: Any
+    key: str
+    state: str = "queued"  # queued, running, done, failed
+    worker: str = ""
+    detail: str = ""
+    recorded: bool = False
+
+
+def _executor(outcome_worker: dict[str, Any] | None, scheduler: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Which worker and device ran a run: recorded with it."""
+    env = record.get("environment") or {}
+    w = outcome_worker or {}
+    return {
+        "engine": "dask",
+        "scheduler": scheduler,
+        "worker": w.get("address"),
+        "worker_name": w.get("name"),
+        "host": w.get("host"),
+        "resources": w.get("resources") or {},
+        "device": env.get("accelerator") or "cpu",
+        "cuda_visible_devices": w.get("cuda_visible_devices"),
+    }
+
+
+def record_from_outcome(task: Task, outcome: dict[str, Any], scheduler: str) -> tuple[dict[str, Any], dict | None]:
+    """The run record the client saves for what a task returned."""
+    from xraybench.runner import base_record
+
+    if "record" in outcome:
+        record, scores = outcome["record"], outcome.get("scores")
+    else:
+        record, scores = base_record(task.prepared), None
+        status = "interrupted" if outcome.get("interrupted") else "error"
+        record.update(status=status, reason=outcome["error"])
+    record["executor"] = _executor(outcome.get("worker"), scheduler, record)
+    return record, scores
+
+
+def record_for_failure(task: Task, exc: BaseException, scheduler: str) -> dict[str, Any]:
+    """A task that never returned: its worker died too often, or the cluster went away."""
+    from xraybench.plugins import one_line
+    from xraybench.runner import base_record
+
+    record = base_record(task.prepared)
+    if type(exc).__name__ == "KilledWorker":
+        last = getattr(getattr(exc, "last_worker", None), "address", "?")
+        allowed = exc.args[2] if len(exc.args) > 2 else "?"
+        reason = (f"the workers running it died {allowed} times (last {last}); Dask gave up "
+                  f"(distributed.scheduler.allowed-failures)")
+    else:
+        reason = f"the Dask task failed: {one_line(exc)}"
+    record.update(status="error", reason=reason)
+    record["executor"] = _executor({"address": task.worker or None}, scheduler, record)
+    return record
+
+
+class Progress:
+    """One live view of the batch: counts, then running and failed tasks with their workers."""
+
+    def __init__(self, tasks: list[Task], header: str) -> None:
+        self.tasks = tasks
+        self.header = header
+        self.by_key = {t.key: t for t in tasks}
+
+    def on_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        """Dask event handler (client's event-loop thread)."""
+        msg = event[1] if isinstance(event, tuple) else event
+        task = self.by_key.get(msg.get("key")) if isinstance(msg, dict) else None
+        if task is not None and not task.recorded and msg.get("event") == "started":
+            task.state, task.worker = "running", msg.get("worker", "")
+
+    def counts(self) -> dict[str, int]:
+        counts = {"queued": 0, "running": 0, "done": 0, "failed": 0}
+        for t in list(self.tasks):
+            counts[t.state] = counts.get(t.state, 0) + 1
+        return counts
+
+    def __rich__(self):
+        from rich.markup import escape
+        from rich.table import Table
+
+        c = self.counts()
+        table = Table(title=escape(self.header) + f"\nqueued {c['queued']}  running {c['running']}  "
+                      f"done {c['done']}  failed {c['failed']}", title_justify="left", header_style="bold")
+        for col in ("Model", "Seed", "State", "Worker", "Detail"):
+            table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "Detail" else None)
+        shown = [t for t in self.tasks if t.state in ("running", "failed")]
+        for t in shown[:30]:
+            colour = {"running": "cyan", "failed": "red"}[t.state]
+            table.add_row(escape(t.prepared.spec.name), str(t.prepared.request.seed), f"[{colour}]{t.state}[/]",
+                          escape(t.worker), escape(t.detail[:100]))
+        if len(shown) > 30:
+            table.add_row("…", "", "", "", f"{len(shown) - 30} more")
+        return table
+
+
+def run_batch(prepared: list, store, console, workers: int | None, scheduler: str | None, gpu: bool = False) -> int:
+    """Run every prepared request as a Dask task; save each record once, as it comes back.
+
+    Returns the exit status: 0 all done, 1 some failed, 130 interrupted.
+    """
+    from rich.live import Live
+    from rich.markup import escape
+
+    from xraybench import __version__
+    from xraybench.reporting import print_run_summary
+
+    engine = connect(workers, scheduler, gpu)
+    batch = uuid.uuid4().hex
+    tasks: list[Task] = []
+    records: list[dict[str, Any]] = []
+    futures: dict[Any, Task] = {}
+    scheduler_address = engine.client.scheduler.address
+
+    def save(task: Task, record: dict[str, Any], scores: dict | None) -> None:
+        path = store.save(record, scores)
+        task.recorded = True
+        task.state = "done" if record["status"] == "done" else "failed"
+        task.detail = "" if task.state == "done" else str(record.get("reason", ""))
+        task.worker = (record.get("executor") or {}).get("worker") or task.worker
+        records.append(record)
+        m = record.get("metrics") or {}
+        result = (f"accuracy {m['accuracy']:.4f}  AUC {m['roc_auc']:.4f}" if record["status"] == "done"
+                  else f"{record['status']}: {record.get('reason', '')}")
+        console.print(escape(f"{record['status']:<11} {record['model']} seed {record['seed']} on {task.worker or '-'}: "
+                             f"{result}  ({record.get('wall_seconds') or 0:.1f}s; recorded {path.name})"))
+
+    try:
+        from distributed import as_completed
+
+        client = engine.client
+        console.print(escape(f"engine: {engine.description} at {scheduler_address}; "
+                             f"{len(client.scheduler_info().get('workers', {}))} worker(s) connected now"))
+        link = dashboard_link(engine)
+        if link:
+            console.print(f"dashboard: {escape(link)}")
+        if gpu and not any(GPU_RESOURCE in (w.get("resources") or {})
+                           for w in client.scheduler_info().get("workers", {}).values()):
+            console.print("[yellow]no connected worker offers GPU yet[/]: the tasks wait until one started with "
+                          "`dask worker --resources GPU=1` joins")
+        for i, p in enumerate(prepared):
+            key = f"xraybench-{p.spec.name}-seed{p.request.seed}-{i}-{batch[:8]}"
+            tasks.append(Task(p, key))
+        progress = Progress(tasks, f"{len(tasks)} runs on {engine.description}")
+        client.subscribe_topic(TOPIC, progress.on_event)
+        for task in tasks:
+            p = task.prepared
+            expected = {"fingerprint": p.dataset.fingerprint, "source": str(p.dataset.source),
+                        "xraybench": __version__, "plugin": f"{p.spec.distribution} {p.spec.version}"}
+            future = client.submit(run_task, asdict(p.request), expected, batch, key=task.key, pure=False,
+                                   resources={GPU_RESOURCE: 1} if gpu else None)
+            futures[future] = task
+        with Live(progress, console=console, refresh_per_second=2, transient=False):
+            for future in as_completed(list(futures), loop=client.loop):
+                task = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # KilledWorker, a lost scheduler: recorded, never dropped
+                    save(task, record_for_failure(task, exc, scheduler_address), None)
+                    continue
+                record, scores = record_from_outcome(task, outcome, scheduler_address)
+                save(task, record, scores)
+    except KeyboardInterrupt:
+        _interrupt(engine, batch, futures, save, scheduler_address, console)
+        print_run_summary(records, console)
+        engine.close()
+        return 130
+    except BaseException:
+        engine.close()
+        raise
+    engine.close()
+    print_run_summary(records, console)
+    return 0 if all(r["status"] == "done" for r in records) else 1
+
+
+def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, console) -> None:
+    """Ctrl-C: stop the running tasks on every worker, cancel the queued ones, and record every
+    task not yet recorded as ``interrupted`` (with the worker's own record where it came back)."""
+    from xraybench.runner import base_record
+
+    client = engine.client
+    try:
+        client.run(interrupt_batch, batch)  # every worker, at once
+    except Exception:
+        pass  # a worker gone or the scheduler lost: the runs there are gone too
+    pending = {f: t for f, t in futures.items() if not t.recorded}
+    deadline = time.monotonic() + 15.0  # the running ones stop their child and return at once
+    for future, task in pending.items():
+        if task.state != "running":
+            continue
+        try:
+            outcome = future.result(timeout=max(0.1, deadline - time.monotonic()))
+        except BaseException:
+            continue
+        if "record" in outcome and outcome["record"].get("status") == "interrupted":
+            record, _ = record_from_outcome(task, outcome, scheduler)
+            save(task, record, None)
+    try:
+        client.cancel(list(pending), force=True)
+    except Exception:
+        pass
+    for future, task in pending.items():
+        if task.recorded:
+            continue
+        record = base_record(task.prepared)
+        was_running = task.state == "running"
+        record.update(status="interrupted",
+                      reason="stopped by Ctrl-C" if was_running else "cancelled by Ctrl-C before it started")
+        record["executor"] = _executor({"address": task.worker or None}, scheduler, record)
+        save(task, record, None)
+    console.print(f"[yellow]interrupted[/]: {len(pending)} unfinished task(s) recorded as interrupted")

@@ -152,18 +152,16 @@ def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> d
     worker = get_worker()
     key = str(worker.get_current_task())
     info = worker_info(worker)
+    cancel = threading.Event()
+    with _LOCK:
+        if batch in _CANCELLED:  # its client was interrupted while this task waited here
+            return {"error": "cancelled by Ctrl-C before it started", "interrupted": True, "worker": info}
+        _ACTIVE.setdefault(batch, {})[key] = cancel
     worker.log_event(TOPIC, {"batch": batch, "key": key, "event": "started", "worker": info["address"]})
     # Dask starts worker processes as daemons, which multiprocessing forbids to have children;
     # the run's child is ours to stop (timeout, Ctrl-C) and it ends with its parent, so allow it.
     mp.current_process()._config["daemon"] = False
-    cancel = threading.Event()
-    with _LOCK:
-        if batch in _CANCELLED:
-            cancel.set()
-        _ACTIVE.setdefault(batch, {})[key] = cancel
     try:
-        if cancel.is_set():
-            return {"error": "cancelled by Ctrl-C before it started", "interrupted": True, "worker": info}
         if __version__ != expected["xraybench"]:
             return {"error": f"worker {info['address']} has xraybench {__version__}, the client "
                              f"{expected['xraybench']}; install the same version on every worker", "worker": info}
@@ -349,7 +347,7 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
         records.append(record)
         m = record.get("metrics") or {}
         result = (f"accuracy {m['accuracy']:.4f}  AUC {m['roc_auc']:.4f}" if record["status"] == "done"
-                  else f"{record['status']}: {record.get('reason', '')}")
+                  else str(record.get("reason", "")))
         console.print(escape(f"{record['status']:<11} {record['model']} seed {record['seed']} on {task.worker or '-'}: "
                              f"{result}  ({record.get('wall_seconds') or 0:.1f}s; recorded {path.name})"))
 
@@ -388,6 +386,8 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
                     continue
                 record, scores = record_from_outcome(task, outcome, scheduler_address)
                 save(task, record, scores)
+        if not console.is_terminal:
+            console.print()  # rich leaves the final view without its line end off a terminal
     except KeyboardInterrupt:
         _interrupt(engine, batch, futures, save, scheduler_address, console)
         print_run_summary(records, console)
@@ -412,6 +412,10 @@ def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, 
     except Exception:
         pass  # a worker gone or the scheduler lost: the runs there are gone too
     pending = {f: t for f, t in futures.items() if not t.recorded}
+    try:  # the queued ones first, so that none starts now
+        client.cancel([f for f, t in pending.items() if t.state != "running"], force=True)
+    except Exception:
+        pass
     deadline = time.monotonic() + 15.0  # the running ones stop their child and return at once
     for future, task in pending.items():
         if task.state != "running":
@@ -420,9 +424,8 @@ def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, 
             outcome = future.result(timeout=max(0.1, deadline - time.monotonic()))
         except BaseException:
             continue
-        if "record" in outcome and outcome["record"].get("status") == "interrupted":
-            record, _ = record_from_outcome(task, outcome, scheduler)
-            save(task, record, None)
+        record, scores = record_from_outcome(task, outcome, scheduler)  # interrupted, or done just in time
+        save(task, record, scores)
     try:
         client.cancel(list(pending), force=True)
     except Exception:

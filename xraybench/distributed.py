@@ -87,7 +87,6 @@ def connect(workers: int | None, scheduler: str | None, gpu: bool = False) -> En
         from distributed import Client, LocalCluster
     except ImportError:
         raise XRayBenchError(INSTALL_HINT) from None
-    import logging
 
     if workers is not None and scheduler:
         raise XRayBenchError("give --workers N (a local cluster) or --scheduler ADDR (an existing one), not both")
@@ -97,10 +96,10 @@ def connect(workers: int | None, scheduler: str | None, gpu: bool = False) -> En
         if gpu:
             raise XRayBenchError("--gpu needs workers started with `dask worker --resources GPU=1`; "
                                  "--workers starts CPU workers, so use --scheduler ADDR (docs/distributed.md)")
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+        cluster = _start_local_cluster(LocalCluster, workers)
         client = Client(cluster, set_as_default=False)
-        return Engine(client, cluster, f"local Dask cluster of {workers} worker process{'es' if workers > 1 else ''}")
+        return Engine(client, cluster, f"local Dask cluster of {workers} worker process{'es' if workers > 1 else ''} "
+                                       f"at {cluster.scheduler_address}")
     if scheduler == "dask-config":
         address = dask.config.get("scheduler-address", None)
         if not address:
@@ -113,7 +112,24 @@ def connect(workers: int | None, scheduler: str | None, gpu: bool = False) -> En
     except Exception as exc:  # OSError, TimeoutError, ValueError for a malformed address
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise XRayBenchError(f"cannot reach the Dask scheduler {scheduler}: {first}") from None
-    return Engine(client, None, f"Dask scheduler {client.scheduler.address}")
+    return Engine(client, None, f"Dask scheduler at {client.scheduler.address}")
+
+
+def _start_local_cluster(factory: Any, workers: int) -> Any:
+    """A LocalCluster of processes whose workers ignore SIGINT: Ctrl-C in a terminal reaches the
+    whole process group, and it is the client's to handle (stop the runs, record them), not
+    something to kill the workers with mid-task. The disposition is inherited at spawn."""
+    import logging
+    import signal
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        return factory(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                       dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 def dashboard_link(engine: Engine) -> str | None:
@@ -128,6 +144,15 @@ def dashboard_link(engine: Engine) -> str | None:
         return engine.client.dashboard_link if engine.client.run_on_scheduler(scheduler_has_bokeh) else None
     except Exception:
         return None
+
+
+def all_workers(client: Any) -> dict[str, dict[str, Any]]:
+    """Every connected worker's info (newer Dask lists only the first five unless asked)."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # Dask before n_workers existed lists them all
+        info = client.scheduler_info()
+    return info.get("workers", {})
 
 
 # --- on the worker ---------------------------------------------------------------------
@@ -355,13 +380,11 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
         from distributed import as_completed
 
         client = engine.client
-        console.print(escape(f"engine: {engine.description} at {scheduler_address}; "
-                             f"{len(client.scheduler_info().get('workers', {}))} worker(s) connected now"))
+        console.print(escape(f"engine: {engine.description}; {len(client.nthreads())} worker(s) connected now"))
         link = dashboard_link(engine)
         if link:
             console.print(f"dashboard: {escape(link)}")
-        if gpu and not any(GPU_RESOURCE in (w.get("resources") or {})
-                           for w in client.scheduler_info().get("workers", {}).values()):
+        if gpu and not any(GPU_RESOURCE in (w.get("resources") or {}) for w in all_workers(client).values()):
             console.print("[yellow]no connected worker offers GPU yet[/]: the tasks wait until one started with "
                           "`dask worker --resources GPU=1` joins")
         for i, p in enumerate(prepared):

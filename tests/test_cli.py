@@ -4,19 +4,16 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from proctools import pid_gone, run_xb, spawn, wait_for  # noqa: F401 (spawn is a fixture)
 
 HEAVY = ("keras", "tensorflow", "torch", "jax", "optuna", "matplotlib", "sklearn")
 
 
 def xb(*args, env=None, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "xraybench", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "250", **(env or {})},
-    )
+    return run_xb(*args, env=env, timeout=timeout)
 
 
 @pytest.mark.parametrize("command", [["--help"], ["models"], ["plugins"], ["leaderboard"], ["run", "--help"]])
@@ -64,8 +61,15 @@ def test_bad_input_is_one_line(args, expected, xray_data):
 
 
 def _records(results):
-    runs = results / "runs"
-    return [json.loads(p.read_text()) for p in runs.glob("*.json") if not p.name.endswith(".scores.json")]
+    """The run records only: not the summary index (.index.json), score sidecars or temporary files."""
+    records = []
+    for p in sorted((results / "runs").glob("*.json")):
+        if p.name.startswith(".") or p.name.endswith(".scores.json"):
+            continue
+        data = json.loads(p.read_text())
+        if isinstance(data, dict) and "run_id" in data and "status" in data:
+            records.append(data)
+    return records
 
 
 def test_bad_plugins_are_recorded_and_others_still_run(xray_data, test_plugins, xraybench_env):
@@ -106,19 +110,28 @@ def test_hanging_plugin_times_out_and_next_runs(xray_data, test_plugins, xrayben
     assert out.returncode == 1
 
 
-def test_ctrl_c_records_interrupted_and_nothing_half_written(xray_data, test_plugins, xraybench_env):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xraybench", "run", "--data", str(xray_data), "--image-size", "16",
-         "--model", "xb_hang", "--model", "xb_good"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    time.sleep(12)
+def _sigint(disposition):
+    """Start a process with this SIGINT disposition: SIG_IGN is what a background job inherits."""
+    return lambda: signal.signal(signal.SIGINT, disposition)
+
+
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
+def test_ctrl_c_records_interrupted_and_nothing_half_written(inherited, xray_data, test_plugins, xraybench_env, spawn):
+    # The child announces that it is training through a checkpoint file: no sleeping, no guessing.
+    pause = xraybench_env / "pause"
+    pause.mkdir()
+    proc = spawn("run", "--data", str(xray_data), "--image-size", "16", "--model", "xb_hang", "--model", "xb_good",
+                 env={"XRAYBENCH_TEST_PAUSE": f"training={pause}"}, stderr=subprocess.STDOUT,
+                 preexec_fn=_sigint(inherited))
+    wait_for(pause / "training.ready", proc)
+    child = int((pause / "training.ready").read_text())
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output[-2000:]
     records = _records(xraybench_env / "results")
     assert [(r["model"], r["status"]) for r in records] == [("xb_hang", "interrupted")]
     assert not [p for p in (xraybench_env / "results" / "runs").iterdir() if p.name.endswith(".tmp")]
+    assert pid_gone(child), "the training child outlived the interrupted run"
 
 
 def test_end_to_end_baseline_on_real_data(real_data, real_cache):
@@ -148,3 +161,13 @@ def test_check_fails_with_nonzero_exit_for_a_broken_plugin(test_plugins):
     out = xb("check", "xb_build_raises")
     assert out.returncode == 1
     assert "FAIL" in out.stdout and "boom in build" in out.stdout and "0 passed" not in out.stdout
+
+
+def test_check_kills_a_hanging_check_and_goes_on(test_plugins):
+    out = xb("check", "xb_hang_predict", "--timeout", "4")
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if line.count("│") >= 3}
+    assert "pass" in rows["fits one short epoch on tiny generated data"]
+    assert "FAIL" in rows["predicts probabilities of the right shape"] and "--timeout 4" in out.stdout
+    assert "pass" in rows["no test data reachable while training"]  # after a killed check, the rest still run
+    assert "4 passed, 2 failed" in out.stdout  # predicts and same-seed (which predicts too) time out

@@ -90,8 +90,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xraybench.params import parse_assignments
     from xraybench.reporting import print_run_report, print_run_summary
     from xraybench.results import ResultStore
+    from xraybench.isolation import interruptible
     from xraybench.runner import Interrupted, RunRequest, prepare, run_in_process, run_isolated
 
+    interruptible()  # kill -INT stops a run cleanly even where SIGINT was inherited ignored
     overrides = parse_assignments(args.param)
     if args.epochs is not None:
         if args.epochs < 1:
@@ -149,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = store.save(record, scores)
         records.append(record)
         print_run_report(record, console)
+        if args.traceback and record.get("traceback"):
+            sys.stderr.write(record["traceback"])
         console.print(f"[dim]recorded {path}[/]")
     print_run_summary(records, console)
     return 0 if all(r["status"] == "done" for r in records) else 1
@@ -267,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose the second operating point on validation for this sensitivity instead of Youden's J")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")
     p.add_argument("--no-isolation", action="store_true", help="train in this process instead of a child process (debugging)")
+    p.add_argument("--traceback", action="store_true",
+                   help="print a failed plugin's full traceback (it is always stored in the run record)")
     from xraybench import distributed
 
     distributed.add_options(p)

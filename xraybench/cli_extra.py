@@ -16,10 +16,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from xraybench.contract import run_contract
+    from xraybench.isolation import interruptible
     from xraybench.plugins import load_registry
 
+    interruptible()
+    if args.timeout <= 0:
+        raise XRayBenchError(f"--timeout must be positive, got {args.timeout:g}")
     spec = load_registry(args.disable_plugin).model(args.model)
-    rows = run_contract(spec, size=args.image_size, seed=args.seed)
+    rows = run_contract(spec, size=args.image_size, seed=args.seed, timeout=args.timeout, disabled=list(args.disable_plugin))
     table = Table(title=f"xraybench check {spec.name} ({spec.distribution} {spec.version}, {spec.kind})",
                   header_style="bold", title_justify="left")
     for col in ("Check", "Result", "Detail"):
@@ -192,8 +196,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from xraybench.plugins import load_registry
     from xraybench.reporting import print_run_report
     from xraybench.results import ResultStore, results_dir
-    from xraybench.runner import Interrupted, RunRequest, prepare, run_isolated
+    from xraybench.isolation import interruptible
+    from xraybench.runner import DEFAULT_TIMEOUT, Interrupted, RunRequest, prepare, run_isolated
 
+    interruptible()  # kill -INT stops tuning cleanly even where SIGINT was inherited ignored
     console = Console()
     storage = args.storage or tuning.default_storage(results_dir(args.results))
     if args.show:
@@ -221,6 +227,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         study, objective, seconds = tuning.run_study(
             spec, data.splits.train, data.splits.val, storage, study_name, args.trials, args.timeout, args.metric,
             args.sampler, args.pruner, fixed, args.seed, args.precision, console,
+            trial_timeout=args.trial_timeout or DEFAULT_TIMEOUT, disabled=list(args.disable_plugin),
         )
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: finished trials are kept in {tuning.masked(storage)}; "
@@ -230,7 +237,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     done = states.count(optuna.trial.TrialState.COMPLETE)
     console.print(f"{len(states)} trials in the study ({done} complete, "
                   f"{states.count(optuna.trial.TrialState.PRUNED)} pruned, {states.count(optuna.trial.TrialState.FAIL)} failed); "
-                  f"this session {seconds:.0f}s, {sum(objective.epochs_trained)} epochs trained")
+                  f"this session {seconds:.0f}s, {sum(objective.epochs_trained)} epochs trained"
+                  + (f", {objective.duplicates} repeated parameter sets not retrained" if objective.duplicates else ""))
     if not done:
         raise XRayBenchError(f"study {study_name!r} has no complete trial; nothing to evaluate")
     best = study.best_trial
@@ -320,6 +328,8 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("--model", metavar="NAME", help="a model with a search space")
     p.add_argument("--trials", type=int, default=20, metavar="N", help="trials to run in this process")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
+    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help="kill a trial after this long and record it as failed (default: run's --timeout default)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
                    "(default: sqlite file tuning.sqlite3 in the results folder)")
     p.add_argument("--study", metavar="NAME", help="study name (default: MODEL-METRIC-SIZEpx-seedSEED); same name resumes")
@@ -363,6 +373,8 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--image-size", type=int, default=32, help="size of the generated images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="kill a check after this long and report it as failed; the other checks go on")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("new-plugin", help="write a ready-to-install model plugin package", formatter_class=formatter)

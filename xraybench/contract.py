@@ -3,7 +3,8 @@
 Each check is one row: it builds with its defaults and with a point from its
 search space, gives probabilities of the right shape, fits one short epoch,
 predicts, gives the same predictions for the same seed, and opens no test file
-while it trains.
+while it trains. ``xraybench check`` runs each check in a child process with a
+per-check timeout, so a plugin that hangs is reported, not waited on forever.
 """
 
 from __future__ import annotations
@@ -57,113 +58,199 @@ def _short(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0) -> list[Row]:
-    from xraybench import harness
-    from xraybench.data import load_dataset
-    from xraybench.testing import make_kaggle_tree
+class _Context:
+    """What the checks share (the data, the first fit), built lazily so that a check run in a
+    fresh child process (after a hung one was killed) rebuilds what it needs."""
 
-    rows: list[Row] = []
+    def __init__(self, spec: ModelSpec, size: int, seed: int, root: Path, cache: Path) -> None:
+        self.spec, self.size, self.seed, self.root, self.cache = spec, size, seed, root, cache
+        self.shape = (size, size, spec.channels)
+        self.defaults = _short(spec.all_defaults())
+        self._splits = None
+        self._fitted: dict[str, Any] = {}
 
-    def row(name: str, fn) -> Any:
-        try:
-            detail = fn()
-            rows.append((name, True, detail if isinstance(detail, str) else ""))
-            return True
-        except Exception as exc:
-            from xraybench.plugins import one_line
+    def splits(self):
+        from xraybench.data import load_dataset
 
-            rows.append((name, False, one_line(exc)))
-            return False
+        if self._splits is None:
+            old_cache = os.environ.get("XRAYBENCH_CACHE")
+            os.environ["XRAYBENCH_CACHE"] = str(self.cache)
+            try:
+                data = load_dataset(self.root, image_size=self.size, channels=self.spec.channels, seed=self.seed,
+                                    val_fraction=0.25)
+            finally:
+                if old_cache is None:
+                    os.environ.pop("XRAYBENCH_CACHE", None)
+                else:
+                    os.environ["XRAYBENCH_CACHE"] = old_cache
+            self._splits = data.splits
+        return self._splits
 
-    shape = (size, size, spec.channels)
-    defaults = _short(spec.all_defaults())
+    def fitted(self):
+        """The first fit, watched for any file opened under test/."""
+        from xraybench import harness
 
-    def build_with(params: dict[str, Any]) -> str:
-        if isinstance(spec, KerasModel):
-            import keras
-
-            model = spec.build(shape, dict(params))
-            if not isinstance(model, keras.Model):
-                raise TypeError(f"build returned {type(model).__name__}, expected keras.Model")
-            return f"{model.count_params():,} parameters"
-        if isinstance(spec, GenericModel):
-            est = spec.create(dict(params), seed)
-            for attr in ("fit", "predict_proba"):
-                if not callable(getattr(est, attr, None)):
-                    raise TypeError(f"create returned an object without {attr}()")
-            return type(est).__name__
-        raise TypeError(f"{type(spec).__name__} is neither KerasModel nor GenericModel")
-
-    row("builds with defaults", lambda: build_with(defaults))
-    if spec.search_space is None:
-        rows.append(("builds with a search-space sample", True, "no search space declared (not tunable)"))
-    else:
-        row("builds with a search-space sample", lambda: build_with(_short({**defaults, **_sample_params(spec, seed)})))
-
-    if isinstance(spec, KerasModel):
-        def output_range() -> str:
-            model = spec.build(shape, dict(defaults))
-            x = np.random.default_rng(seed).random((4, *shape), dtype=np.float32)
-            out = np.asarray(model.predict(x, verbose=0))
-            if out.shape != (4, 1):
-                raise ValueError(f"output shape {out.shape}, expected (4, 1)")
-            if not (np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1):
-                raise ValueError(f"outputs are not probabilities: range [{out.min():.3g}, {out.max():.3g}]")
-            return "(N, 1) in [0, 1]"
-
-        row("output shape and probability range", output_range)
-
-    with tempfile.TemporaryDirectory(prefix="xraybench-check-") as tmp:
-        old_cache = os.environ.get("XRAYBENCH_CACHE")
-        os.environ["XRAYBENCH_CACHE"] = str(Path(tmp) / "cache")
-        try:
-            root = make_kaggle_tree(Path(tmp) / "data", n_train=(24, 24), n_test=(8, 8), size=size, seed=seed,
-                                    mode="L" if spec.channels == 1 else "RGB")
-            data = load_dataset(root, image_size=size, channels=spec.channels, seed=seed, val_fraction=0.25)
-        finally:
-            if old_cache is None:
-                os.environ.pop("XRAYBENCH_CACHE", None)
-            else:
-                os.environ["XRAYBENCH_CACHE"] = old_cache
-        splits = data.splits
-        fitted: dict[str, Any] = {}
-        _install_hook()
-
-        def fit_once() -> str:
+        if "a" not in self._fitted:
+            splits = self.splits()
+            _install_hook()
             # The data folder is advertised as usual; a plugin that goes looking for test/ is caught.
             old_data = os.environ.get("XRAYBENCH_DATA")
-            os.environ["XRAYBENCH_DATA"] = str(root)
-            _watch["prefix"], _watch["hits"] = os.path.abspath(root / "test"), []
+            os.environ["XRAYBENCH_DATA"] = str(self.root)
+            _watch["prefix"], _watch["hits"] = os.path.abspath(self.root / "test"), []
             try:
-                fitted["a"] = harness.fit(spec, splits.train, splits.val, defaults, seed, "float32")
+                self._fitted["a"] = harness.fit(self.spec, splits.train, splits.val, self.defaults, self.seed, "float32")
             finally:
                 _watch["prefix"] = None
                 if old_data is None:
                     os.environ.pop("XRAYBENCH_DATA", None)
                 else:
                     os.environ["XRAYBENCH_DATA"] = old_data
-            fitted["opened_test"] = list(_watch["hits"])
-            return f"{len(splits.train)} train / {len(splits.val)} val images"
+            self._fitted["opened_test"] = list(_watch["hits"])
+        return self._fitted["a"]
 
-        if row("fits one short epoch on tiny generated data", fit_once):
-            row("predicts probabilities of the right shape",
-                lambda: f"{len(harness.predict(fitted['a'], splits.test.images, 'test', spec.name))} scores in [0, 1]")
+    # --- the checks, in order; each returns its detail or raises -----------------------
 
-            def same_seed() -> str:
-                again = harness.fit(spec, splits.train, splits.val, defaults, seed, "float32")
-                a = harness.predict(fitted["a"], splits.test.images, "test", spec.name)
-                b = harness.predict(again, splits.test.images, "test", spec.name)
-                gap = float(np.max(np.abs(a - b)))
-                if gap > 1e-5:
-                    raise AssertionError(f"predictions differ by up to {gap:.2e} for the same seed")
-                return f"max difference {gap:.1e}"
+    def build_with(self, params: dict[str, Any]) -> str:
+        spec = self.spec
+        if isinstance(spec, KerasModel):
+            import keras
 
-            row("same seed gives the same predictions", same_seed)
+            model = spec.build(self.shape, dict(params))
+            if not isinstance(model, keras.Model):
+                raise TypeError(f"build returned {type(model).__name__}, expected keras.Model")
+            return f"{model.count_params():,} parameters"
+        if isinstance(spec, GenericModel):
+            est = spec.create(dict(params), self.seed)
+            for attr in ("fit", "predict_proba"):
+                if not callable(getattr(est, attr, None)):
+                    raise TypeError(f"create returned an object without {attr}()")
+            return type(est).__name__
+        raise TypeError(f"{type(spec).__name__} is neither KerasModel nor GenericModel")
 
-            def no_test() -> str:
-                if fitted["opened_test"]:
-                    raise AssertionError(f"opened {len(fitted['opened_test'])} test file(s) while training, e.g. {fitted['opened_test'][0]}")
-                return "training received train/val only and opened no test file"
+    def builds_with_defaults(self) -> str:
+        return self.build_with(self.defaults)
 
-            row("no test data reachable while training", no_test)
+    def builds_with_a_sample(self) -> str:
+        return self.build_with(_short({**self.defaults, **_sample_params(self.spec, self.seed)}))
+
+    def output_range(self) -> str:
+        model = self.spec.build(self.shape, dict(self.defaults))
+        x = np.random.default_rng(self.seed).random((4, *self.shape), dtype=np.float32)
+        out = np.asarray(model.predict(x, verbose=0))
+        if out.shape != (4, 1):
+            raise ValueError(f"output shape {out.shape}, expected (4, 1)")
+        if not (np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1):
+            raise ValueError(f"outputs are not probabilities: range [{out.min():.3g}, {out.max():.3g}]")
+        return "(N, 1) in [0, 1]"
+
+    def fits(self) -> str:
+        self.fitted()
+        splits = self.splits()
+        return f"{len(splits.train)} train / {len(splits.val)} val images"
+
+    def predicts(self) -> str:
+        from xraybench import harness
+
+        splits = self.splits()
+        return f"{len(harness.predict(self.fitted(), splits.test.images, 'test', self.spec.name))} scores in [0, 1]"
+
+    def same_seed(self) -> str:
+        from xraybench import harness
+
+        splits = self.splits()
+        a = harness.predict(self.fitted(), splits.test.images, "test", self.spec.name)
+        again = harness.fit(self.spec, splits.train, splits.val, self.defaults, self.seed, "float32")
+        b = harness.predict(again, splits.test.images, "test", self.spec.name)
+        gap = float(np.max(np.abs(a - b)))
+        if gap > 1e-5:
+            raise AssertionError(f"predictions differ by up to {gap:.2e} for the same seed")
+        return f"max difference {gap:.1e}"
+
+    def no_test(self) -> str:
+        self.fitted()
+        opened = self._fitted["opened_test"]
+        if opened:
+            raise AssertionError(f"opened {len(opened)} test file(s) while training, e.g. {opened[0]}")
+        return "training received train/val only and opened no test file"
+
+
+# (row name, _Context method); the rows after the fit run only when it passed
+CHECKS = [
+    ("builds with defaults", "builds_with_defaults"),
+    ("builds with a search-space sample", "builds_with_a_sample"),
+    ("output shape and probability range", "output_range"),
+    ("fits one short epoch on tiny generated data", "fits"),
+    ("predicts probabilities of the right shape", "predicts"),
+    ("same seed gives the same predictions", "same_seed"),
+    ("no test data reachable while training", "no_test"),
+]
+_AFTER_FIT = {"predicts", "same_seed", "no_test"}
+
+_contexts: dict[Any, _Context] = {}
+
+
+def _check_in_child(model: str, disabled: list[str], size: int, seed: int, folder: str, method: str) -> tuple[bool, str]:
+    """One check, run in a child process; the context survives between checks in the same child."""
+    from xraybench.plugins import load_registry
+
+    key = (model, tuple(disabled), size, seed, folder)
+    if key not in _contexts:
+        spec = load_registry(disabled).model(model)
+        _contexts[key] = _Context(spec, size, seed, Path(folder) / "data", Path(folder) / "cache")
+    return _one_check(_contexts[key], method)
+
+
+def _one_check(ctx: _Context, method: str) -> tuple[bool, str]:
+    from xraybench.plugins import one_line
+
+    try:
+        return True, getattr(ctx, method)()
+    except Exception as exc:
+        return False, one_line(exc)
+
+
+def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0, timeout: float | None = None,
+                 disabled: list[str] | None = None) -> list[Row]:
+    """The contract's rows. With ``timeout``, each check runs in a child process (one, reused while
+    checks end): a check that runs past ``timeout`` seconds is killed and reported as a failed
+    row, and the others go on, as ``run --timeout`` does for a run. Without, all run here."""
+    from xraybench.testing import make_kaggle_tree
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="xraybench-check-") as tmp:
+        root = make_kaggle_tree(Path(tmp) / "data", n_train=(24, 24), n_test=(8, 8), size=size, seed=seed,
+                                mode="L" if spec.channels == 1 else "RGB")
+        child = None
+        if timeout is None:
+            ctx = _Context(spec, size, seed, root, Path(tmp) / "cache")
+            check = lambda method: _one_check(ctx, method)  # noqa: E731
+        else:
+            from xraybench import isolation
+
+            child = isolation.Child()
+
+            def check(method: str) -> tuple[bool, str]:
+                outcome = child.call(_check_in_child, (spec.name, list(disabled or []), size, seed, tmp, method), timeout)
+                if outcome.status == "done":
+                    return outcome.value
+                if outcome.status == "timeout":
+                    return False, f"timeout: no result within --timeout {timeout:g}s; the check was killed"
+                return False, outcome.reason
+        try:
+            fit_ok = True
+            for name, method in CHECKS:
+                if method == "builds_with_a_sample" and spec.search_space is None:
+                    rows.append((name, True, "no search space declared (not tunable)"))
+                    continue
+                if method == "output_range" and not isinstance(spec, KerasModel):
+                    continue
+                if method in _AFTER_FIT and not fit_ok:
+                    continue
+                ok, detail = check(method)
+                rows.append((name, ok, detail if isinstance(detail, str) else ""))
+                if method == "fits":
+                    fit_ok = ok
+        finally:
+            if child is not None:
+                child.close()
     return rows

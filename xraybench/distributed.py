@@ -356,7 +356,6 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
     from xraybench import __version__
     from xraybench.reporting import print_run_summary
 
-    _interruptible()
     engine = connect(workers, scheduler, gpu)
     batch = uuid.uuid4().hex
     tasks: list[Task] = []
@@ -423,15 +422,6 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
     engine.close()
     print_run_summary(records, console)
     return 0 if all(r["status"] == "done" for r in records) else 1
-
-
-def _interruptible() -> None:
-    """Ctrl-C must reach the batch even when this process inherited SIGINT ignored (a background
-    job, some CI runners): Python then installs no KeyboardInterrupt handler of its own."""
-    import signal
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, console) -> None:

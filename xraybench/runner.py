@@ -1,20 +1,18 @@
 """Runs models one after another, each in its own child process.
 
-The child process is the isolation boundary: a plugin that hangs is killed at
+The child process (``xraybench.isolation``) is the isolation boundary: a plugin that hangs is killed at
 ``--timeout``, one that crashes the interpreter or is killed for memory is seen
 to die, one that raises or returns garbage reports it; each becomes a recorded
 run with status ``timeout`` or ``error`` and a one-line reason, and the next
 model runs. The parent alone writes records, so Ctrl-C leaves no half-written
-record: the run in flight is recorded as ``interrupted``.
+record: the run in flight is recorded as ``interrupted``. A plugin failure keeps
+its full traceback in the record (``traceback``), printed by ``run --traceback``.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-import signal
-import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -138,51 +136,10 @@ def _epoch_printer(model: str, quiet: bool) -> Callable:
     return show
 
 
-def _exit_with_parent() -> None:
-    """End this child when its parent dies (SIGKILL, out of memory, a Dask worker lost): an
-    orphaned run would keep training, unseen, with nobody left to record or stop it."""
-    import threading
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="xraybench-parent-watch", daemon=True).start()
-
-
-def _child_main(conn, request_dict: dict[str, Any]) -> None:
-    """Entry point of the child process: run one model and send back the outcome."""
-    from xraybench.harness import PluginFailure
-    from xraybench.plugins import one_line
-
-    _exit_with_parent()
+def _run_request(request_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the child process runs: one model, with its epochs printed as they end."""
     request = RunRequest(**request_dict)
-    try:
-        fields, scores = execute(request, _epoch_printer(request.model, request.quiet))
-        conn.send(("done", fields, scores))
-    except (PluginFailure, XRayBenchError) as exc:
-        conn.send(("error", str(exc).splitlines()[0] if str(exc) else type(exc).__name__, None))
-    except BaseException as exc:  # anything a plugin throws, even SystemExit
-        conn.send(("error", f"unexpected {one_line(exc)}", None))
-    finally:
-        conn.close()
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "the model's process ended without a result"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
-        return f"the model's process died with {name}{hint}"
-    return f"the model's process exited with code {code} without a result"
+    return execute(request, _epoch_printer(request.model, request.quiet))
 
 
 def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -190,56 +147,47 @@ def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[dict[str, Any]
 
     ``cancel`` (a ``threading.Event``) stops the run as Ctrl-C does, from another thread: how a
     Dask worker's task is interrupted when its client is (xraybench.distributed)."""
+    from xraybench import isolation
+    from xraybench.harness import PluginFailure
+
     record = base_record(prepared)
     request = prepared.request
-    ctx = mp.get_context("spawn")
-    parent_conn, child_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(child_conn, asdict(request)), daemon=True)
     cpu_before = _children_cpu_seconds()
     start = time.perf_counter()
-    outcome: tuple | None = None
-    try:  # start inside the try: a Ctrl-C at any moment still stops the child and is recorded
-        proc.start()
-        child_conn.close()
-        deadline = start + request.timeout
-        while outcome is None:
-            if parent_conn.poll(0.2):
-                try:
-                    outcome = parent_conn.recv()
-                except EOFError:  # the child closed the pipe by dying
-                    proc.join(timeout=10)
-                    outcome = ("error", _describe_exit(proc.exitcode), None)
-                break
-            if not proc.is_alive():
-                if parent_conn.poll(0.5):
-                    continue
-                proc.join()
-                outcome = ("error", _describe_exit(proc.exitcode), None)
-                break
-            if cancel is not None and cancel.is_set():
-                raise KeyboardInterrupt  # the same path as Ctrl-C: stop the child, record interrupted
-            if time.perf_counter() > deadline:
-                _stop(proc)
-                outcome = ("timeout", f"no result within --timeout {request.timeout:g}s; the process was killed", None)
-    except KeyboardInterrupt:
-        _stop(proc)
+    try:
+        outcome = isolation.run_once(_run_request, (asdict(request),), request.timeout,
+                                     expected=(PluginFailure, XRayBenchError), on_tick=_cancel_check(cancel))
+    except KeyboardInterrupt:  # the child is already stopped
         record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
         raise Interrupted(record) from None
-    finally:
-        if proc.pid is not None:  # started
-            proc.join(timeout=10)
-            if proc.is_alive():
-                _stop(proc)
-    status, payload, scores = outcome
     record["wall_seconds"] = time.perf_counter() - start
     cpu_after = _children_cpu_seconds()
     record["cpu_seconds"] = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
-    if status == "done":
-        record.update(payload)
+    if outcome.status == "done":
+        fields, scores = outcome.value
+        record.update(fields)
         record["status"], record["reason"] = "done", ""
         return record, scores
-    record["status"], record["reason"] = status, payload
+    if outcome.status == "timeout":
+        record["status"], record["reason"] = "timeout", f"no result within --timeout {request.timeout:g}s; the process was killed"
+    else:
+        record["status"], record["reason"] = "error", outcome.reason
+    if outcome.traceback:
+        record["traceback"] = outcome.traceback
     return record, None
+
+
+def _cancel_check(cancel: Any) -> Callable[[], None] | None:
+    """An ``on_tick`` that turns a set ``cancel`` event into Ctrl-C (the child is stopped, the
+    run recorded as interrupted)."""
+    if cancel is None:
+        return None
+
+    def check() -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+
+    return check
 
 
 def _children_cpu_seconds() -> float | None:
@@ -251,17 +199,6 @@ def _children_cpu_seconds() -> float | None:
         return None
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _stop(proc) -> None:
-    if proc.pid is None:  # never started
-        return
-    if proc.is_alive():
-        proc.terminate()
-        proc.join(timeout=5)
-    if proc.is_alive():
-        proc.kill()
-        proc.join(timeout=5)
 
 
 class Interrupted(Exception):
@@ -288,7 +225,9 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
         record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
         raise Interrupted(record) from None
     except (harness.PluginFailure, XRayBenchError) as exc:
-        record.update(status="error", reason=str(exc), wall_seconds=time.perf_counter() - start)
+        text = str(exc).strip()
+        record.update(status="error", reason=text.splitlines()[0] if text else type(exc).__name__,
+                      traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start)
         return record, None
     backend = None
     if prepared.spec.kind == "keras":

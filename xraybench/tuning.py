@@ -38,6 +38,15 @@ def masked(url: str) -> str:
     return url
 
 
+def _engine_kwargs(url: str) -> dict[str, Any] | None:
+    if url.startswith("postgresql"):
+        return {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        # several workers (or a worker and its heartbeat) write one file: wait for the lock, don't fail
+        return {"connect_args": {"timeout": 60}}
+    return None
+
+
 def make_storage(url: str):
     import warnings
 
@@ -65,7 +74,7 @@ def make_storage(url: str):
                         url,
                         heartbeat_interval=30,
                         grace_period=90,
-                        engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
+                        engine_kwargs=_engine_kwargs(url),
                         **{key: Retry(max_retry=2)},
                     )
             except Exception as exc:
@@ -135,9 +144,35 @@ def score(metric: str, labels, scores) -> float:
     return {"val_auc": m["roc_auc"], "val_loss": m["log_loss"], "val_balanced_accuracy": m["balanced_accuracy"]}[metric]
 
 
+def evaluate_params(spec: ModelSpec, train: ImageSet, val: ImageSet, params: dict[str, Any], metric: str,
+                    seed: int, precision: str, trial=None) -> tuple[float, int | None]:
+    """Train with ``params`` on train, score on val; returns (value, epochs trained).
+
+    With ``trial``, a Keras model reports ``EPOCH_KEYS[metric]`` each epoch and raises
+    ``optuna.TrialPruned`` when the pruner says so; the epochs are kept as the trial's
+    ``epochs`` user attribute even when the fit is pruned or fails.
+    """
+    from xraybench import harness
+
+    callbacks, counter = [], None
+    if spec.kind == "keras":
+        counter = _EpochCounter()  # first, so an epoch that gets pruned is still counted
+        callbacks = [counter.callback()] + ([pruning_callback(trial, EPOCH_KEYS[metric])] if trial is not None else [])
+    try:
+        fitted = harness.fit(spec, train, val, params, seed, precision, callbacks=callbacks)
+    finally:
+        if counter is not None and trial is not None:
+            trial.set_user_attr("epochs", counter.epochs)
+    val_scores = harness.predict(fitted, val.images, "validation", spec.name)
+    value = score(metric, val.labels, val_scores)
+    if not math.isfinite(value):
+        raise harness.PluginFailure(f"{metric} is not finite ({value})")
+    return value, None if counter is None else counter.epochs
+
+
 @dataclass
 class Objective:
-    """Trains on ``train``, scores on ``val``. It holds no test split: there is none to read."""
+    """Trains on ``train``, scores on ``val``, in this process (``study.optimize``). It holds no test split."""
 
     spec: ModelSpec
     train: ImageSet
@@ -150,25 +185,16 @@ class Objective:
     epochs_trained: list[int] = field(default_factory=list)
 
     def __call__(self, trial) -> float:
-        from xraybench import harness
         from xraybench import params as params_mod
 
         sampled = self.spec.search_space(FixedParamsTrial(trial, self.fixed))
         params = params_mod.resolve(self.base_params, {**sampled, **self.fixed}, self.spec.name)
-        callbacks = []
-        if self.spec.kind == "keras":
-            counter = _EpochCounter()  # first, so an epoch that gets pruned is still counted
-            callbacks = [counter.callback(), pruning_callback(trial, EPOCH_KEYS[self.metric])]
         try:
-            fitted = harness.fit(self.spec, self.train, self.val, params, self.seed, self.precision, callbacks=callbacks)
+            value, _ = evaluate_params(self.spec, self.train, self.val, params, self.metric, self.seed,
+                                       self.precision, trial)
         finally:
             if self.spec.kind == "keras":
-                self.epochs_trained.append(counter.epochs)
-                trial.set_user_attr("epochs", counter.epochs)
-        val_scores = harness.predict(fitted, self.val.images, "validation", self.spec.name)
-        value = score(self.metric, self.val.labels, val_scores)
-        if not math.isfinite(value):
-            raise harness.PluginFailure(f"{self.metric} is not finite ({value})")
+                self.epochs_trained.append(int(trial.user_attrs.get("epochs", 0)))
         return value
 
 
@@ -221,6 +247,8 @@ def progress_callback(console, metric: str) -> Callable:
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
         if trial.state != optuna.trial.TrialState.COMPLETE:
             value += f" ({trial.state.name.lower()})"
+        if trial.user_attrs.get("fail_reason"):
+            value += f" ({trial.user_attrs['fail_reason']})"
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         from rich.markup import escape
 
@@ -233,6 +261,122 @@ def require_tunable(spec: ModelSpec) -> None:
     if spec.search_space is None:
         raise XRayBenchError(f"{spec.name} declares no search space, so it cannot be tuned; "
                              f"`xraybench models` shows which models are tunable")
+
+
+@dataclass
+class TrialTask:
+    """Everything one trial needs besides its parameters; picklable, so a trial can run in any
+    process (a child here, a remote worker elsewhere). It carries train and val only: there is
+    no test split to leak. The model is found by name in the worker's own registry."""
+
+    model: str
+    disabled: list[str]
+    train: ImageSet
+    val: ImageSet
+    metric: str
+    seed: int
+    precision: str
+    pruner: str
+
+
+@dataclass
+class Session:
+    """What one ``run_study`` call did (the study itself holds the trials)."""
+
+    epochs_trained: list[int] = field(default_factory=list)
+    trials_run: int = 0
+    duplicates: int = 0
+    worker: str = ""
+    sampler_seed: int = 0
+
+
+_worker_cache: dict[Any, Any] = {}
+
+
+def _cached(key: Any, make: Callable[[], Any]) -> Any:
+    """Storage connections and registries are reused by the trials one worker process runs."""
+    if key not in _worker_cache:
+        _worker_cache[key] = make()
+    return _worker_cache[key]
+
+
+def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str, Any], task: TrialTask) -> dict[str, Any]:
+    """Run one asked trial: train with ``params``, report each epoch to the trial in the storage
+    (so the pruner sees it across processes), return ``{"state": "complete"|"pruned", "value",
+    "epochs", "reason"}``. A plugin failure raises. The caller tells the study the result."""
+    import optuna
+
+    from xraybench.plugins import load_registry
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _cached(("storage", storage_url), lambda: make_storage(storage_url))
+    study = optuna.load_study(study_name=study_name, storage=storage, pruner=make_pruner(task.pruner))
+    trial = optuna.trial.Trial(study, trial_id)
+    spec = _cached(("registry", tuple(task.disabled)), lambda: load_registry(task.disabled)).model(task.model)
+    try:
+        value, epochs = evaluate_params(spec, task.train, task.val, params, task.metric, task.seed, task.precision, trial)
+    except optuna.TrialPruned as exc:
+        return {"state": "pruned", "value": None, "epochs": trial.user_attrs.get("epochs"), "reason": str(exc)}
+    return {"state": "complete", "value": value, "epochs": epochs, "reason": ""}
+
+
+def sampler_seed(seed: int, trials_so_far: int, worker: str) -> int:
+    """The sampler's seed for one ``tune`` process: the user's seed, varied by how far the study
+    has got and by a per-process token. Seeding every resume and every worker with the bare seed
+    made them all draw the same parameter sets (issue 13.8)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{seed}:{trials_so_far}:{worker}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def _duplicate_of(study, trial):
+    """A finished or running trial of the study with exactly these parameters, if any."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    mine = trial.params
+    for other in study.get_trials(deepcopy=False, states=states):
+        if other._trial_id != trial._trial_id and other.params == mine:
+            return other
+    return None
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat while it runs, so a dead worker's trial is failed and retried."""
+
+    def __init__(self, storage, trial_id: int) -> None:
+        import threading
+
+        self.storage, self.trial_id = storage, trial_id
+        self.stop = threading.Event()
+        interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        self.thread = None
+        if interval:
+            self.interval = interval
+            self.thread = threading.Thread(target=self._beat, name="xraybench-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:
+                pass  # a missed beat is retried; a dead storage fails the tell that follows
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "_Heartbeat":
+        if self.thread is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
+MAX_DUPLICATES_IN_A_ROW = 50
 
 
 def run_study(
@@ -250,28 +394,124 @@ def run_study(
     seed: int,
     precision: str = "auto",
     console=None,
-) -> tuple[Any, Objective, float]:
-    """Optimise; returns (study, objective, seconds). Resumes a study of the same name."""
+    *,
+    trial_timeout: float | None = None,
+    isolate: bool = True,
+    disabled: list[str] | None = None,
+) -> tuple[Any, Session, float]:
+    """Optimise with Optuna's ask/tell; returns (study, session, seconds). Resumes a study of the same name.
+
+    The parent asks for a trial and samples its parameters; :func:`run_trial` trains it, in a
+    child process when ``isolate`` (a hung trial is killed at ``trial_timeout`` and recorded as
+    failed, a crashed one too, and the study goes on). A sampled parameter set that a complete or
+    running trial already has is not trained again: it is told the known value (Optuna's FAQ
+    recipe) or failed as a duplicate, and does not count toward ``trials``.
+    """
+    import uuid
+    import warnings
+
     import optuna
 
+    from xraybench import isolation
     from xraybench import params as params_mod
+    from xraybench.errors import XRayBenchError as _Err
     from xraybench.harness import PluginFailure
 
     require_tunable(spec)
     if metric not in METRICS:
         raise XRayBenchError(f"unknown metric {metric!r}; choose {', '.join(METRICS)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(storage_url)
     study = optuna.create_study(
-        study_name=study_name, storage=make_storage(storage_url), direction=METRICS[metric],
+        study_name=study_name, storage=storage, direction=METRICS[metric],
         sampler=make_sampler(sampler, seed), pruner=make_pruner(pruner), load_if_exists=True,
     )
+    session = Session(worker=uuid.uuid4().hex[:12])
+    session.sampler_seed = sampler_seed(seed, len(study.trials), session.worker)
+    study.sampler = make_sampler(sampler, session.sampler_seed)
     study.set_user_attr("model", spec.name)
     study.set_user_attr("metric", metric)
     typed = params_mod.resolve(spec.all_defaults(), fixed, spec.name)  # checks keys and types once
     fixed = {key: typed[key] for key in fixed}
-    objective = Objective(spec, train, val, spec.all_defaults(), fixed, metric, seed, precision)
-    callbacks = [progress_callback(console, metric)] if console is not None else []
+    task = TrialTask(spec.name, list(disabled or []), train, val, metric, seed, precision, pruner)
+    show = progress_callback(console, metric) if console is not None else None
+    child = isolation.Child(expected=(PluginFailure, _Err)) if isolate else None
     start = time.perf_counter()
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(PluginFailure,), callbacks=callbacks,
-                   gc_after_trial=True)
-    return study, objective, time.perf_counter() - start
+    in_a_row = 0
+    try:
+        while trials is None or session.trials_run < trials:
+            if timeout is not None and time.perf_counter() - start > timeout:
+                break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # experimental API; heartbeats outside optimize()
+                optuna.storages.fail_stale_trials(study)
+                trial = study.ask()
+            trial.set_user_attr("worker", session.worker)
+            try:
+                sampled = spec.search_space(FixedParamsTrial(trial, fixed))
+                params = params_mod.resolve(spec.all_defaults(), {**sampled, **fixed}, spec.name)
+            except Exception as exc:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise XRayBenchError(f"{spec.name}'s search space failed: {type(exc).__name__}: {exc}") from None
+            same = _duplicate_of(study, trial)
+            if same is not None:
+                trial.set_user_attr("duplicate_of", same.number)
+                if same.state == optuna.trial.TrialState.COMPLETE:
+                    frozen = study.tell(trial, same.value)
+                else:
+                    frozen = study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                session.duplicates += 1
+                in_a_row += 1
+                if in_a_row >= MAX_DUPLICATES_IN_A_ROW:
+                    if console is not None:
+                        console.print(f"  {in_a_row} sampled parameter sets in a row were already tried: "
+                                      f"the search space looks exhausted; stopping")
+                    break
+                continue
+            in_a_row = 0
+            session.trials_run += 1
+            frozen = _run_one(study, storage, storage_url, study_name, trial, params, task, child, trial_timeout, session)
+            if show is not None:
+                show(study, frozen)
+    finally:
+        if child is not None:
+            child.close()
+    return study, session, time.perf_counter() - start
+
+
+def _run_one(study, storage, storage_url, study_name, trial, params, task, child, trial_timeout, session):
+    """Run one trial (here or in ``child``) and tell the study; returns the told FrozenTrial."""
+    import optuna
+
+    from xraybench import isolation
+    from xraybench.harness import PluginFailure
+
+    fail = optuna.trial.TrialState.FAIL
+    args = (storage_url, study_name, trial._trial_id, params, task)
+    try:
+        with _Heartbeat(storage, trial._trial_id):
+            if child is not None:
+                outcome = child.call(run_trial, args, trial_timeout)
+            else:
+                try:
+                    outcome = isolation.Outcome("done", value=run_trial(*args))
+                except PluginFailure as exc:
+                    outcome = isolation.Outcome("error", reason=str(exc).splitlines()[0] if str(exc) else "PluginFailure")
+    except BaseException as exc:  # Ctrl-C, or an unexpected error in this process: never leave it RUNNING
+        reason = "interrupted by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        trial.set_user_attr("fail_reason", reason.splitlines()[0])
+        study.tell(trial, state=fail, skip_if_finished=True)
+        raise
+    epochs = storage.get_trial(trial._trial_id).user_attrs.get("epochs")
+    if epochs is not None:
+        session.epochs_trained.append(int(epochs))
+    if outcome.status == "done":
+        result = outcome.value
+        if result["state"] == "pruned":
+            return study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return study.tell(trial, result["value"])
+    reason = outcome.reason
+    if outcome.status == "timeout":
+        reason = f"no result within --trial-timeout {trial_timeout:g}s; the process was killed"
+    trial.set_user_attr("fail_reason", reason)
+    return study.tell(trial, state=fail)

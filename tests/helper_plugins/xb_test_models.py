@@ -19,6 +19,9 @@ class MeanIntensity:
     def fit(self, train, val):
         from sklearn.linear_model import LogisticRegression
 
+        from xraybench.isolation import checkpoint
+
+        checkpoint("training")  # tests pause here to signal a process mid-training
         if self.mode == "fit_raises":
             raise RuntimeError("boom in fit")
         if self.mode == "hang":
@@ -37,6 +40,8 @@ class MeanIntensity:
         return np.asarray(images, dtype=np.float32).reshape(len(images), -1).mean(axis=1, keepdims=True) / 255.0
 
     def predict_proba(self, images):
+        if self.mode == "hang_predict":
+            time.sleep(3600)
         p = self.model.predict_proba(self._features(images))[:, 1]
         if self.mode == "nan":
             p[0] = np.nan
@@ -64,9 +69,9 @@ def _raising_build(input_shape, params):
     raise ValueError("boom in build")
 
 
-def _generic(name, mode):
+def _generic(name, mode, **defaults):
     return GenericModel(
-        name=name, description=f"test model ({mode})", defaults={"mode": mode},
+        name=name, description=f"test model ({mode})", defaults={"mode": mode, **defaults},
         create=lambda params, seed: MeanIntensity(params, seed), image_size=32,
     )
 
@@ -75,14 +80,21 @@ def _tunable_space(trial):
     return {"mode": trial.suggest_categorical("mode", ["good", "fit_raises"])}
 
 
+def _wide_space(trial):
+    return {"c": trial.suggest_float("c", 1e-6, 1.0, log=True), "k": trial.suggest_int("k", 0, 10**6)}
+
+
 @hookimpl
 def register_models(register):
     register(_generic("xb_good", "good"))
-    for mode in ("fit_raises", "hang", "crash", "killed", "nan", "out_of_range", "wrong_shape", "block"):
+    for mode in ("fit_raises", "hang", "hang_predict", "crash", "killed", "nan", "out_of_range", "wrong_shape", "block"):
         register(_generic(f"xb_{mode}", mode))
     register(KerasModel(name="xb_build_raises", description="build raises", build=_raising_build, image_size=32))
     tunable = _generic("xb_tunable", "good")
     tunable.search_space = _tunable_space
     register(tunable)
+    wide = _generic("xb_tunable_wide", "good", c=1.0, k=0)
+    wide.search_space = _wide_space  # large enough that a repeated set means a repeated seed
+    register(wide)
 
 

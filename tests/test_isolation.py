@@ -1,0 +1,136 @@
+"""Fault injection at each phase of a model child's life, with Ctrl-C and with SIGKILL of the parent.
+
+The processes pause at named checkpoints (``XRAYBENCH_TEST_PAUSE``) and say so through a
+file, so every signal lands at a known point; nothing here sleeps for a guessed time.
+Phases: ``spawned`` (the parent, right after starting the child, while SIGINT is blocked),
+``start`` (the child, before it runs anything), ``training`` (inside the plugin's fit) and
+``saving`` (the child, result in hand, before sending it back).
+"""
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from proctools import pid_gone, spawn, wait_for  # noqa: F401 (spawn is a fixture)
+
+from xraybench import isolation
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc (Linux)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def _start_paused(spawn, phase, data, env_dir, model="xb_good"):
+    pause = env_dir / "pause"
+    pause.mkdir()
+    proc = spawn("run", "--data", str(data), "--image-size", "16", "--model", model,
+                 env={"XRAYBENCH_TEST_PAUSE": f"{phase}={pause}"}, stderr=subprocess.STDOUT)
+    wait_for(pause / f"{phase}.ready", proc)
+    return proc, pause
+
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+
+
+@pytest.mark.parametrize("phase", ["spawned", "start", "saving"])
+def test_ctrl_c_at_each_phase_stops_the_child_and_records_interrupted(phase, xray_data, test_plugins,
+                                                                      xraybench_env, spawn):
+    proc, pause = _start_paused(spawn, phase, xray_data, xraybench_env)
+    children = _descendants(proc.pid)
+    assert children, "the model's child process should exist at this phase"
+    proc.send_signal(signal.SIGINT)
+    if phase == "spawned":  # SIGINT is blocked there: it must be delivered, not lost, once the pid is known
+        (pause / "spawned.go").touch()
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-2000:]
+    runs = xraybench_env / "results" / "runs"
+    records = [json.loads(p.read_text()) for p in runs.glob("*.json") if not p.name.startswith(".")]
+    assert [(r["model"], r["status"]) for r in records] == [("xb_good", "interrupted")]
+    assert all(pid_gone(pid) for pid in children), "a child outlived the interrupted run"
+
+
+@pytest.mark.parametrize("phase", ["spawned", "start", "training", "saving"])
+def test_sigkill_of_the_parent_takes_the_child_with_it(phase, xray_data, test_plugins, xraybench_env, spawn):
+    proc, pause = _start_paused(spawn, phase, xray_data, xraybench_env)
+    children = _descendants(proc.pid)
+    assert children
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    if phase == "spawned":  # nothing left to wait for this file; the child must notice on its own
+        (pause / "spawned.go").touch()
+    # no timing asserted: each orphan must end, and the deadline only bounds a broken run
+    assert all(pid_gone(pid, deadline_s=60) for pid in children), "a child outlived its SIGKILLed parent"
+    proc.stdout.read()  # the output pipe is closed: nobody holds it open
+
+
+def _raise_value_error():
+    raise ValueError("boom in a child")
+
+
+def test_child_outcomes_in_process():
+    with isolation.Child() as child:
+        first_pid = None
+        out = child.call(os.getpid)
+        assert out.status == "done" and out.value != os.getpid()
+        first_pid = out.value
+        out = child.call(_raise_value_error)
+        assert out.status == "error" and out.reason == "unexpected ValueError: boom in a child"
+        assert "Traceback" in out.traceback and "boom in a child" in out.traceback
+        assert child.call(os.getpid).value == first_pid  # the same child serves the next call
+        out = child.call(isolation.time.sleep, (60,), timeout=1)
+        assert out.status == "timeout"
+        assert pid_gone(first_pid)
+        assert child.call(os.getpid).value not in (first_pid, None)  # a fresh child after a kill
+        out = child.call(os._exit, (7,))
+        assert out.status == "error" and "exited with code 7" in out.reason
+
+
+def test_traceback_is_stored_and_printed_only_on_request(xray_data, test_plugins, xraybench_env):
+    from proctools import run_xb
+
+    for extra in ([], ["--no-isolation"]):
+        quiet = run_xb("run", "--data", str(xray_data), "--image-size", "16", "--model", "xb_fit_raises", *extra)
+        assert quiet.returncode == 1 and "Traceback" not in quiet.stdout + quiet.stderr
+        loud = run_xb("run", "--data", str(xray_data), "--image-size", "16", "--model", "xb_fit_raises",
+                      "--traceback", *extra)
+        assert loud.returncode == 1
+        assert "Traceback (most recent call last)" in loud.stderr and "boom in fit" in loud.stderr, (extra, loud.stderr)
+        assert "xb_test_models.py" in loud.stderr  # the plugin's own frame, for its author
+    records = [json.loads(p.read_text()) for p in (xraybench_env / "results" / "runs").glob("*.json")
+               if not p.name.startswith(".")]
+    assert len(records) == 4
+    assert all("boom in fit" in r["traceback"] and "\n" not in r["reason"] for r in records)
+
+
+def test_ctrl_c_during_a_trial_stops_it_and_leaves_no_trial_running(xray_data, test_plugins, xraybench_env, spawn):
+    import optuna
+
+    pause = xraybench_env / "pause"
+    pause.mkdir()
+    proc = spawn("tune", "--model", "xb_tunable_wide", "--data", str(xray_data), "--image-size", "16", "--trials", "3",
+                 "--study", "c", "--no-final", env={"XRAYBENCH_TEST_PAUSE": f"training={pause}"},
+                 stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    wait_for(pause / "training.ready", proc)
+    child = int((pause / "training.ready").read_text())
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in output, output[-2000:]
+    assert pid_gone(child)
+    study = optuna.load_study(study_name="c", storage=f"sqlite:///{xraybench_env / 'results' / 'tuning.sqlite3'}")
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in study.trials] == [
+        (optuna.trial.TrialState.FAIL, "interrupted by Ctrl-C")]

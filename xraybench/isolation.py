@@ -1,0 +1,268 @@
+"""Run plugin code in a child process that can be timed out, interrupted and never outlives us.
+
+One mechanism for every command that calls plugin code (``run``, ``tune``'s trials,
+``check``'s contract checks): a :class:`Child` runs calls one at a time in a
+``spawn``-ed process and turns whatever happens into an :class:`Outcome`:
+
+- ``done``: the call returned; ``value`` is what it returned.
+- ``error``: it raised (``reason`` is one line, ``traceback`` the full text) or the
+  process died (``reason`` names the exit code or signal).
+- ``timeout``: no answer within the timeout; the process was killed.
+
+Ctrl-C in the parent stops the child and re-raises ``KeyboardInterrupt``. The child
+ignores SIGINT (the parent owns Ctrl-C and stops it), and it dies with its parent on
+every path: ``PR_SET_PDEATHSIG`` on Linux, plus a thread that polls the parent pid
+everywhere, so a SIGKILL-ed ``xraybench`` leaves no training process behind holding
+its output pipe. SIGINT is blocked while the child starts, so an interrupt cannot
+land between the fork and the moment its pid is known; it is delivered right after.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+POLL_SECONDS = 0.2
+PAUSE_ENV = "XRAYBENCH_TEST_PAUSE"  # fault injection for tests: "phase[,phase...]=DIR"
+
+
+@dataclass
+class Outcome:
+    status: str  # "done", "error" or "timeout"
+    value: Any = None
+    reason: str = ""
+    traceback: str | None = None
+
+
+def interruptible() -> None:
+    """Make SIGINT raise KeyboardInterrupt in this process, whatever we inherited.
+
+    A process started with SIGINT ignored (a background job of a non-interactive
+    shell, ``trap '' INT``, some CI runners) keeps it ignored, and Python then does
+    not install its KeyboardInterrupt handler: ``kill -INT`` would do nothing and the
+    run could only be stopped by SIGTERM/SIGKILL, recording nothing. Commands that
+    run plugin code call this first, so an interrupt always stops a run cleanly and
+    records it as ``interrupted``.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def checkpoint(phase: str) -> None:
+    """Fault-injection hook for tests: pause at a named phase of a process's life.
+
+    When ``$XRAYBENCH_TEST_PAUSE`` is ``phase[,phase...]=DIR`` and names ``phase``, write
+    ``DIR/PHASE.ready`` (holding this pid) and wait until ``DIR/PHASE.go`` exists, so a
+    test can signal a process at a known point instead of sleeping. Inert otherwise.
+    """
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec or "=" not in spec:
+        return
+    phases, folder = spec.split("=", 1)
+    if phase not in phases.split(","):
+        return
+    ready = os.path.join(folder, f"{phase}.ready")
+    with open(ready + ".tmp", "w") as fh:
+        fh.write(str(os.getpid()))
+    os.replace(ready + ".tmp", ready)
+    go = os.path.join(folder, f"{phase}.go")
+    deadline = time.monotonic() + 600
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# --- the child side ---------------------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Never outlive the parent: the kernel's parent-death signal, and a polling thread."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    # The parent may have died before prctl took effect: we would already be adopted.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:  # portable fallback (macOS has no PDEATHSIG)
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="xraybench-parent-watch", daemon=True).start()
+
+
+def _reason(exc: BaseException, expected: tuple[type, ...]) -> str:
+    from xraybench.plugins import one_line
+
+    if isinstance(exc, expected):
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+    return f"unexpected {one_line(exc)}"
+
+
+def _child_main(conn, parent_pid: int, expected: tuple[type, ...]) -> None:
+    """Serve calls from the parent until it sends None or goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and stops us
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while we were started
+    _die_with_parent(parent_pid)
+    checkpoint("start")
+    while True:
+        try:
+            call = conn.recv()
+        except (EOFError, OSError):
+            return
+        if call is None:
+            return
+        target, args = call
+        try:
+            value = target(*args)
+        except BaseException as exc:  # anything plugin code throws, even SystemExit
+            message = ("error", _reason(exc, expected), traceback.format_exc())
+        else:
+            message = ("done", value, None)
+        checkpoint("saving")
+        try:
+            conn.send(message)
+        except Exception as exc:  # an unpicklable result is the call's failure, not ours
+            conn.send(("error", f"cannot send the result back: {type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+# --- the parent side --------------------------------------------------------------------
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "the model's process ended without a result"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
+        return f"the model's process died with {name}{hint}"
+    return f"the model's process exited with code {code} without a result"
+
+
+class Child:
+    """A child process that runs calls one at a time; replaced after a timeout or a death.
+
+    Reusing one child across calls keeps its imports and loaded data warm (a study's
+    trials, a plugin's contract checks); :func:`run_once` uses a child for one call.
+    """
+
+    def __init__(self, expected: tuple[type, ...] = ()) -> None:
+        self.expected = expected
+        self._proc = None
+        self._conn = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_child_main, args=(child_conn, os.getpid(), self.expected), daemon=True)
+        can_block = hasattr(signal, "pthread_sigmask")
+        if can_block:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            proc.start()
+            self._proc, self._conn = proc, parent_conn
+            checkpoint("spawned")
+        finally:
+            child_conn.close()
+            if can_block:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C lands here
+
+    def call(self, target: Callable, args: tuple = (), timeout: float | None = None,
+             on_tick: Callable[[], None] | None = None) -> Outcome:
+        """Run ``target(*args)`` in the child (a picklable module-level function)."""
+        try:
+            if self._proc is None or not self._proc.is_alive():
+                self._discard()
+                self._start()
+            self._conn.send((target, args))
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                if self._conn.poll(POLL_SECONDS):
+                    try:
+                        status, payload, text = self._conn.recv()
+                    except (EOFError, OSError):  # the child closed the pipe by dying
+                        return self._died()
+                    if status == "done":
+                        return Outcome("done", value=payload)
+                    return Outcome("error", reason=payload, traceback=text)
+                if not self._proc.is_alive():
+                    if self._conn.poll(0.5):
+                        continue
+                    return self._died()
+                if on_tick is not None:
+                    on_tick()
+                if deadline is not None and time.monotonic() > deadline:
+                    self.stop()
+                    return Outcome("timeout", reason=f"no result within {timeout:g}s; the process was killed")
+        except BaseException:  # Ctrl-C above all: the child is stopped before it propagates
+            self.stop()
+            raise
+
+    def _died(self) -> Outcome:
+        self._proc.join(timeout=10)
+        code = self._proc.exitcode
+        self._discard()
+        return Outcome("error", reason=describe_exit(code))
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def stop(self) -> None:
+        """Terminate (then kill) the child, and wait for it."""
+        proc = self._proc
+        if proc is not None and proc.pid is not None:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        self._discard()
+
+    def close(self) -> None:
+        """Ask the child to finish, then make sure it has."""
+        proc = self._proc
+        if proc is not None and proc.is_alive():
+            try:
+                self._conn.send(None)
+                proc.join(timeout=10)
+            except (OSError, ValueError):
+                pass
+        self.stop()
+
+    def __enter__(self) -> "Child":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def run_once(target: Callable, args: tuple = (), timeout: float | None = None,
+             expected: tuple[type, ...] = (), on_tick: Callable[[], None] | None = None) -> Outcome:
+    """Run one call in a fresh child process that ends with it."""
+    with Child(expected) as child:
+        return child.call(target, args, timeout, on_tick)

@@ -315,3 +315,31 @@ def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, share
         _wait_for(lambda: not _alive(pid), f"run process {pid} to stop", limit=30)
     assert not [p for p in (results / "runs").iterdir() if p.name.endswith(".tmp")]
     assert len(cluster.worker_addresses()) == WORKERS
+
+
+def test_tune_splits_one_study_over_two_workers_and_resumes_without_repeats(cluster, shared, tmp_path):
+    """Two `tune --scheduler` sessions, one after the other, on one study: every trial trained on
+    one of the two workers, no parameter set twice, the second session resuming the first."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.sqlite3'}"
+    for session in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xraybench", "tune", "--model", "xb_tunable_wide", "--image-size", "16",
+             "--trials", "3", "--sampler", "random", "--storage", storage, "--study", "wide", "--no-final",
+             "--scheduler", cluster.address],
+            env={**shared, "XRAYBENCH_RESULTS": str(tmp_path / "results")}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        out = _finish(proc)
+        assert proc.returncode == 0, out[-4000:] + cluster.logs()
+    study = optuna.load_study(study_name="wide", storage=storage)
+    trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trained)
+    sets = {tuple(sorted(t.params.items())) for t in trained}
+    assert len(sets) == 6
+    workers = {t.user_attrs["dask_worker"] for t in trained}
+    assert workers <= set(cluster.worker_addresses()) and len(workers) == 2, workers
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # one asking session each
+    print(f"tune over two workers: {len(study.trials)} trials, {len(sets)} distinct parameter sets, "
+          f"best {study.best_value:.4f} (trial {study.best_trial.number}); trials per worker "
+          f"{ {w: sum(t.user_attrs['dask_worker'] == w for t in trained) for w in sorted(workers)} }")

@@ -166,8 +166,6 @@ def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> d
     data, another xraybench or plugin version, a model this worker does not have). Never
     writes a file: the client records.
     """
-    import multiprocessing as mp
-
     from distributed import get_worker
 
     from xraybench import __version__
@@ -177,15 +175,10 @@ def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> d
     worker = get_worker()
     key = str(worker.get_current_task())
     info = worker_info(worker)
-    cancel = threading.Event()
-    with _LOCK:
-        if batch in _CANCELLED:  # its client was interrupted while this task waited here
-            return {"error": "cancelled by Ctrl-C before it started", "interrupted": True, "worker": info}
-        _ACTIVE.setdefault(batch, {})[key] = cancel
+    cancel = _register(batch, key)
+    if cancel is None:  # its client was interrupted while this task waited here
+        return {"error": "cancelled by Ctrl-C before it started", "interrupted": True, "worker": info}
     worker.log_event(TOPIC, {"batch": batch, "key": key, "event": "started", "worker": info["address"]})
-    # Dask starts worker processes as daemons, which multiprocessing forbids to have children;
-    # the run's child is ours to stop (timeout, Ctrl-C) and it ends with its parent, so allow it.
-    mp.current_process()._config["daemon"] = False
     try:
         if __version__ != expected["xraybench"]:
             return {"error": f"worker {info['address']} has xraybench {__version__}, the client "
@@ -213,10 +206,30 @@ def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> d
     except Exception as exc:  # anything else: one line back to the client, the worker goes on
         return {"error": f"on worker {info['address']}: {one_line(exc)}", "worker": info}
     finally:
-        with _LOCK:
-            _ACTIVE.get(batch, {}).pop(key, None)
-            if not _ACTIVE.get(batch):
-                _ACTIVE.pop(batch, None)
+        _unregister(batch, key)
+
+
+def _register(batch: str, key: str) -> threading.Event | None:
+    """Note a task running in this worker process, with the event that cancels it; None when its
+    batch was already interrupted. Also lets the task start child processes (see below)."""
+    import multiprocessing as mp
+
+    # Dask starts worker processes as daemons, which multiprocessing forbids to have children;
+    # the run's child is ours to stop (timeout, Ctrl-C) and it dies with its parent, so allow it.
+    mp.current_process()._config["daemon"] = False
+    cancel = threading.Event()
+    with _LOCK:
+        if batch in _CANCELLED:
+            return None
+        _ACTIVE.setdefault(batch, {})[key] = cancel
+    return cancel
+
+
+def _unregister(batch: str, key: str) -> None:
+    with _LOCK:
+        _ACTIVE.get(batch, {}).pop(key, None)
+        if not _ACTIVE.get(batch):
+            _ACTIVE.pop(batch, None)
 
 
 def worker_info(worker: Any) -> dict[str, Any]:
@@ -463,3 +476,171 @@ def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, 
         record["executor"] = _executor({"address": task.worker or None}, scheduler, record)
         save(task, record, None)
     console.print(f"[yellow]interrupted[/]: {len(pending)} unfinished task(s) recorded as interrupted")
+
+
+# --- tuning on the cluster ---------------------------------------------------------------
+
+
+def run_trial_task(storage_url: str, study_name: str, trial_id: int, params: dict[str, Any], task: Any,
+                   trial_timeout: float | None, isolate: bool, batch: str) -> dict[str, Any]:
+    """Runs ON A WORKER: one asked trial, through ``tuning.run_trial`` (which reports each epoch to
+    the trial in the shared storage, so the pruner works across workers), in a child process of
+    the worker killed at ``trial_timeout``. Returns the outcome; the client tells the study."""
+    from distributed import get_worker
+
+    from xraybench import isolation, tuning
+    from xraybench.harness import PluginFailure
+    from xraybench.runner import _cancel_check
+
+    worker = get_worker()
+    key = str(worker.get_current_task())
+    info = worker_info(worker)
+    cancel = _register(batch, key)
+    if cancel is None:
+        return {"status": "interrupted", "reason": "cancelled by Ctrl-C before it started", "worker": info}
+    worker.log_event(TOPIC, {"batch": batch, "key": key, "event": "started", "worker": info["address"]})
+    args = (storage_url, study_name, trial_id, params, task)
+    try:
+        if isolate:
+            child = _trial_child(lambda: isolation.Child(expected=(PluginFailure, XRayBenchError)))
+            outcome = child.call(tuning.run_trial, args, trial_timeout, on_tick=_cancel_check(cancel))
+        else:
+            try:
+                outcome = isolation.Outcome("done", value=tuning.run_trial(*args))
+            except (PluginFailure, XRayBenchError) as exc:
+                outcome = isolation.Outcome("error", reason=(str(exc).splitlines() or [type(exc).__name__])[0])
+    except KeyboardInterrupt:  # our cancel event: the child is already stopped
+        return {"status": "interrupted", "reason": "interrupted by Ctrl-C", "worker": info}
+    except Exception as exc:
+        from xraybench.plugins import one_line
+
+        return {"status": "error", "reason": f"on worker {info['address']}: {one_line(exc)}", "worker": info}
+    finally:
+        _unregister(batch, key)
+    return {"status": outcome.status, "value": outcome.value, "reason": outcome.reason, "worker": info}
+
+
+_TRIAL_CHILDREN: dict[int, Any] = {}  # worker thread -> its isolation.Child
+
+
+def _trial_child(make: Any) -> Any:
+    """One trial child process per worker thread, reused across trials (its imports stay warm,
+    as in the sequential loop); isolation.Child replaces it after a timeout, a crash or a cancel."""
+    ident = threading.get_ident()
+    with _LOCK:
+        if ident not in _TRIAL_CHILDREN:
+            _TRIAL_CHILDREN[ident] = make()
+        return _TRIAL_CHILDREN[ident]
+
+
+def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str, trials: int | None,
+              timeout: float | None, metric: str, sampler: str, pruner: str, fixed: dict[str, Any], seed: int,
+              precision: str = "auto", console: Any = None, *, trial_timeout: float | None = None,
+              isolate: bool = True, disabled: list[str] | None = None, workers: int | None = None,
+              scheduler: str | None = None, gpu: bool = False) -> tuple[Any, Any, float]:
+    """``tuning.run_study`` with the trials as Dask tasks: same arguments, same return value.
+
+    This process alone asks and tells (``tuning.ask_trial``: its sampler, and no parameter set a
+    complete or running trial of the study already has), keeping one trial in flight per worker
+    thread; the workers train and report epochs to the same storage, which they must reach (a
+    PostgreSQL URL, or a SQLite file on a path every worker shares). Train and validation images
+    travel to each worker once (``Client.scatter``). A worker lost mid-trial: Dask runs the trial
+    elsewhere; this process keeps each running trial's heartbeat, so if it dies itself the next
+    resume fails and retries them.
+    """
+    import optuna
+
+    from xraybench import tuning
+
+    study, storage, session, fixed, task = tuning.open_study(spec, train, val, storage_url, study_name, metric,
+                                                             sampler, pruner, fixed, seed, precision, disabled)
+    show = tuning.progress_callback(console, metric) if console is not None else None
+    engine = connect(workers, scheduler, gpu)
+    batch = uuid.uuid4().hex
+    in_flight: dict[Any, tuple[Any, Any]] = {}  # future -> (trial, heartbeat)
+    start = time.perf_counter()
+    fail = optuna.trial.TrialState.FAIL
+    try:
+        from distributed import as_completed
+
+        client = engine.client
+        slots = max(1, sum(client.nthreads().values()))
+        if console is not None:
+            console.print(f"engine: {engine.description}; {slots} trial(s) at a time")
+        shipped = client.scatter(task, broadcast=True)
+        pending = as_completed([], loop=client.loop)
+        exhausted = False
+
+        def submit_one() -> bool:
+            nonlocal exhausted
+            if exhausted or (trials is not None and session.trials_run >= trials):
+                return False
+            if timeout is not None and time.perf_counter() - start > timeout:
+                return False
+            asked = tuning.ask_trial(study, spec, fixed, session, console)
+            if asked is None:
+                exhausted = True
+                return False
+            trial, params = asked
+            session.trials_run += 1
+            beat = tuning._Heartbeat(storage, trial._trial_id).__enter__()
+            future = client.submit(run_trial_task, storage_url, study_name, trial._trial_id, params, shipped,
+                                   trial_timeout, isolate, batch, key=f"xraybench-trial-{study_name}-{trial.number}-"
+                                   f"{batch[:8]}", pure=False, resources={GPU_RESOURCE: 1} if gpu else None)
+            in_flight[future] = (trial, beat)
+            pending.add(future)
+            return True
+
+        while len(in_flight) < slots and submit_one():
+            pass
+        for future in pending:
+            trial, beat = in_flight.pop(future)
+            beat.__exit__(None, None, None)
+            try:
+                outcome = future.result()
+            except Exception as exc:  # KilledWorker after too many deaths, a lost scheduler
+                outcome = {"status": "error", "reason": f"the Dask task failed: {type(exc).__name__}: {exc}"}
+            frozen = _tell(study, storage, trial, outcome, trial_timeout, session, fail)
+            if show is not None:
+                show(study, frozen)
+            while len(in_flight) < slots and submit_one():
+                pass
+    except KeyboardInterrupt:
+        try:
+            engine.client.run(interrupt_batch, batch)
+            engine.client.cancel(list(in_flight), force=True)
+        except Exception:
+            pass
+        for trial, beat in in_flight.values():
+            beat.__exit__(None, None, None)
+            trial.set_user_attr("fail_reason", "interrupted by Ctrl-C")
+            study.tell(trial, state=fail, skip_if_finished=True)
+        raise
+    finally:
+        for trial, beat in in_flight.values():
+            beat.__exit__(None, None, None)
+        engine.close()
+    return study, session, time.perf_counter() - start
+
+
+def _tell(study: Any, storage: Any, trial: Any, outcome: dict[str, Any], trial_timeout: float | None,
+          session: Any, fail: Any) -> Any:
+    """Tell the study what a trial's task returned; returns the frozen trial."""
+    import optuna
+
+    worker = (outcome.get("worker") or {}).get("address")
+    if worker:
+        trial.set_user_attr("dask_worker", worker)
+    epochs = storage.get_trial(trial._trial_id).user_attrs.get("epochs")
+    if epochs is not None:
+        session.epochs_trained.append(int(epochs))
+    if outcome["status"] == "done":
+        result = outcome["value"]
+        if result["state"] == "pruned":
+            return study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return study.tell(trial, result["value"])
+    reason = outcome.get("reason") or outcome["status"]
+    if outcome["status"] == "timeout":
+        reason = f"no result within --trial-timeout {trial_timeout:g}s; the process was killed"
+    trial.set_user_attr("fail_reason", reason)
+    return study.tell(trial, state=fail)

@@ -60,6 +60,7 @@ class LoopbackCluster:
         self.scheduler: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self.names: dict[int, str] = {}  # worker command's pid -> the worker's --name
+        self.extra: list[subprocess.Popen] = []  # workers a test starts beside the WORKERS
         self._logs = []
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
@@ -83,13 +84,17 @@ class LoopbackCluster:
         """Start workers until WORKERS live ones are connected."""
         self.workers = [w for w in self.workers if w.poll() is None]
         while len(self.workers) < WORKERS:
-            n = len(list(self.root.glob("worker-*.log")))
-            self.workers.append(self._spawn(f"worker-{n}", [
-                "distributed.cli.dask_worker", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
-                "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--name", f"w{n}",
-                "--local-directory", str(self.root / "dask-worker-space")]))
-            self.names[self.workers[-1].pid] = f"w{n}"
+            self.workers.append(self.start_worker())
         _wait_for(lambda: len(self.worker_addresses()) == WORKERS, f"{WORKERS} workers", proc=self.scheduler)
+
+    def start_worker(self, *extra: str) -> subprocess.Popen:
+        n = len(list(self.root.glob("worker-*.log")))
+        proc = self._spawn(f"worker-{n}", [
+            "distributed.cli.dask_worker", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
+            "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--name", f"w{n}",
+            "--local-directory", str(self.root / "dask-worker-space"), *extra])
+        self.names[proc.pid] = f"w{n}"
+        return proc
 
     def worker_addresses(self) -> dict[str, str]:
         """Connected workers: address -> name."""
@@ -104,7 +109,7 @@ class LoopbackCluster:
         return next(w for w in self.workers if w.pid == group)
 
     def stop(self) -> None:
-        for proc in [*self.workers, self.scheduler]:
+        for proc in [*self.workers, *self.extra, self.scheduler]:
             if proc is not None:
                 _kill_group(proc)
         for log in self._logs:
@@ -343,3 +348,39 @@ def test_tune_splits_one_study_over_two_workers_and_resumes_without_repeats(clus
     print(f"tune over two workers: {len(study.trials)} trials, {len(sets)} distinct parameter sets, "
           f"best {study.best_value:.4f} (trial {study.best_trial.number}); trials per worker "
           f"{ {w: sum(t.user_attrs['dask_worker'] == w for t in trained) for w in sorted(workers)} }")
+
+
+def test_gpu_tasks_go_only_to_a_worker_with_gpu_resources(cluster, shared, results):
+    """`--gpu`: each task asks Dask for one GPU, so only the worker started with
+    `--resources GPU=1` runs them (no CUDA needed: Dask's resources are labels)."""
+    gpu = cluster.start_worker("--resources", "GPU=1")
+    cluster.extra.append(gpu)
+    try:
+        _wait_for(lambda: len(cluster.worker_addresses()) == WORKERS + 1, "the GPU worker", proc=gpu)
+        name = cluster.names[gpu.pid]
+        proc = _client(["--scheduler", cluster.address, "--gpu", "--model", "xb_good", "--seeds", "1", "2"],
+                       shared, results)
+        out = _finish(proc)
+        assert proc.returncode == 0, out[-3000:] + cluster.logs()
+    finally:
+        _kill_group(gpu)
+    records = _records(results)
+    assert len(records) == 2
+    for r in records:
+        assert r["executor"]["worker_name"] == name and r["executor"]["resources"] == {"GPU": 1}, r["executor"]
+
+
+def test_killed_worker_exception_becomes_an_error_record(xray_data, xraybench_env):
+    """After `allowed-failures` worker deaths Dask raises KilledWorker: recorded, never dropped."""
+    from distributed.scheduler import KilledWorker
+
+    from xraybench import distributed
+    from xraybench.runner import RunRequest, prepare
+
+    task = distributed.Task(prepare(RunRequest(model="logreg_pixels", data=str(xray_data), image_size=16)), "k")
+    last = type("WorkerState", (), {"address": "tcp://10.0.0.9:4000"})()
+    record = distributed.record_for_failure(task, KilledWorker("k", last, 3), "tcp://10.0.0.1:8786")
+    assert record["status"] == "error" and record["model"] == "logreg_pixels"
+    assert record["reason"] == ("the workers running it died 3 times (last tcp://10.0.0.9:4000); Dask gave up "
+                                "(distributed.scheduler.allowed-failures)")
+    assert record["executor"]["scheduler"] == "tcp://10.0.0.1:8786"

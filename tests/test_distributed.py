@@ -384,3 +384,17 @@ def test_killed_worker_exception_becomes_an_error_record(xray_data, xraybench_en
     assert record["reason"] == ("the workers running it died 3 times (last tcp://10.0.0.9:4000); Dask gave up "
                                 "(distributed.scheduler.allowed-failures)")
     assert record["executor"]["scheduler"] == "tcp://10.0.0.1:8786"
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--scheduler"], "--scheduler without an address needs Dask's config"),
+    (["--workers", "1", "--gpu"], "--gpu needs workers started with `dask worker --resources GPU=1`"),
+])
+def test_bad_cluster_options_are_one_line(flags, expected, data_a, shared, tmp_path):
+    env = {k: v for k, v in shared.items() if not k.startswith("DASK_")}
+    out = subprocess.run([sys.executable, "-m", "xraybench", "run", "--model", "xb_good", "--data", str(data_a),
+                          "--image-size", "16", *flags], env={**env, "XRAYBENCH_RESULTS": str(tmp_path)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and expected in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1

@@ -332,7 +332,8 @@ def add_commands(sub, formatter) -> None:
     p = sub.add_parser("tune", help="tune a model's hyperparameters with Optuna on the validation split",
                        formatter_class=formatter)
     p.add_argument("--model", metavar="NAME", help="a model with a search space")
-    p.add_argument("--trials", type=int, default=20, metavar="N", help="trials to run in this process")
+    p.add_argument("--trials", type=int, default=20, metavar="N", help="trials to run in this process (a sampled repeat of a parameter set the study already has "
+                   "is not trained again and not counted)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
     p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
                    help="kill a trial after this long and record it as failed (default: run's --timeout default)")

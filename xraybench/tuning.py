@@ -334,10 +334,13 @@ def _duplicate_of(study, trial):
     """A finished or running trial of the study with exactly these parameters, if any."""
     import optuna
 
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    running = optuna.trial.TrialState.RUNNING
+    states = (optuna.trial.TrialState.COMPLETE, running)
     mine = trial.params
     for other in study.get_trials(deepcopy=False, states=states):
-        if other._trial_id != trial._trial_id and other.params == mine:
+        # Of two running twins, the older one trains: two workers that sampled the same set at
+        # the same moment must not both step aside.
+        if other.number != trial.number and other.params == mine and not (other.state == running and other.number > trial.number):
             return other
     return None
 
@@ -486,6 +489,7 @@ def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, c
             optuna.storages.fail_stale_trials(study)
             trial = study.ask()
         trial.set_user_attr("worker", session.worker)
+        trial.set_user_attr("sampler_seed", session.sampler_seed)
         try:
             sampled = spec.search_space(FixedParamsTrial(trial, fixed))
             params = params_mod.resolve(spec.all_defaults(), {**sampled, **fixed}, spec.name)

@@ -15,6 +15,8 @@ class MeanIntensity:
 
     def __init__(self, params, seed):
         self.mode = params.get("mode", "good")
+        if self.mode == "hang_create":
+            time.sleep(3600)
 
     def fit(self, train, val):
         from sklearn.linear_model import LogisticRegression
@@ -40,8 +42,6 @@ class MeanIntensity:
         return np.asarray(images, dtype=np.float32).reshape(len(images), -1).mean(axis=1, keepdims=True) / 255.0
 
     def predict_proba(self, images):
-        if self.mode == "hang_predict":
-            time.sleep(3600)
         p = self.model.predict_proba(self._features(images))[:, 1]
         if self.mode == "nan":
             p[0] = np.nan
@@ -87,7 +87,7 @@ def _wide_space(trial):
 @hookimpl
 def register_models(register):
     register(_generic("xb_good", "good"))
-    for mode in ("fit_raises", "hang", "hang_predict", "crash", "killed", "nan", "out_of_range", "wrong_shape", "block"):
+    for mode in ("fit_raises", "hang", "crash", "killed", "nan", "out_of_range", "wrong_shape", "block"):
         register(_generic(f"xb_{mode}", mode))
     register(KerasModel(name="xb_build_raises", description="build raises", build=_raising_build, image_size=32))
     tunable = _generic("xb_tunable", "good")
@@ -96,5 +96,8 @@ def register_models(register):
     wide = _generic("xb_tunable_wide", "good", c=1.0, k=0)
     wide.search_space = _wide_space  # large enough that a repeated set means a repeated seed
     register(wide)
+    sampled_hangs = _generic("xb_hang_sampled", "good")
+    sampled_hangs.search_space = lambda trial: {"mode": trial.suggest_categorical("mode", ["hang_create"])}
+    register(sampled_hangs)  # only `check`'s search-space build hangs
 
 

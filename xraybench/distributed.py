@@ -34,6 +34,13 @@ from xraybench.errors import XRayBenchError
 TOPIC = "xraybench-tasks"  # worker -> client progress events (the Dask event log)
 INSTALL_HINT = 'Dask is not installed; pip install "xraybench[dask]"'
 GPU_RESOURCE = "GPU"
+# What Dask's nanny sets in a worker's environment (distributed.nanny.pre-spawn-environ: one BLAS
+# and OpenMP thread, a fixed hash seed) to keep its own threads from oversubscribing the machine.
+# A run's child process is not a Dask thread: it gets the client's values (unset = the libraries'
+# defaults), as a sequential run would, so that both give the same numbers (BLAS thread counts
+# change floating-point sums: logistic regression and SVM scores moved in the 5th decimal).
+RUN_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+           "VECLIB_MAXIMUM_THREADS", "PYTHONHASHSEED")
 
 # Worker-side registry of the tasks running in this worker process, so that a client's
 # Ctrl-C (sent through ``Client.run``) can stop them: batch id -> {task key: Event}.
@@ -198,6 +205,7 @@ def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> d
         if plugin != expected["plugin"]:
             return {"error": f"worker {info['address']} has {run.model} from {plugin}, the client from "
                              f"{expected['plugin']}; install the same plugin version on every worker", "worker": info}
+        _adopt_env(expected["env"])
         try:
             record, scores = run_isolated(prepared, cancel=cancel)
         except Interrupted as stop:
@@ -223,6 +231,19 @@ def _register(batch: str, key: str) -> threading.Event | None:
             return None
         _ACTIVE.setdefault(batch, {})[key] = cancel
     return cancel
+
+
+def _adopt_env(env: dict[str, str | None]) -> None:
+    """Give the children this worker starts the client's RUN_ENV values (None: unset)."""
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def client_env() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in RUN_ENV}
 
 
 def _unregister(batch: str, key: str) -> None:
@@ -408,7 +429,8 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
         for task in tasks:
             p = task.prepared
             expected = {"fingerprint": p.dataset.fingerprint, "source": str(p.dataset.source),
-                        "xraybench": __version__, "plugin": f"{p.spec.distribution} {p.spec.version}"}
+                        "xraybench": __version__, "plugin": f"{p.spec.distribution} {p.spec.version}",
+                        "env": client_env()}
             future = client.submit(run_task, asdict(p.request), expected, batch, key=task.key, pure=False,
                                    resources={GPU_RESOURCE: 1} if gpu else None)
             futures[future] = task
@@ -482,7 +504,7 @@ def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, 
 
 
 def run_trial_task(storage_url: str, study_name: str, trial_id: int, params: dict[str, Any], task: Any,
-                   trial_timeout: float | None, isolate: bool, batch: str) -> dict[str, Any]:
+                   trial_timeout: float | None, isolate: bool, batch: str, env: dict[str, str | None]) -> dict[str, Any]:
     """Runs ON A WORKER: one asked trial, through ``tuning.run_trial`` (which reports each epoch to
     the trial in the shared storage, so the pruner works across workers), in a child process of
     the worker killed at ``trial_timeout``. Returns the outcome; the client tells the study."""
@@ -500,6 +522,7 @@ def run_trial_task(storage_url: str, study_name: str, trial_id: int, params: dic
         return {"status": "interrupted", "reason": "cancelled by Ctrl-C before it started", "worker": info}
     worker.log_event(TOPIC, {"batch": batch, "key": key, "event": "started", "worker": info["address"]})
     args = (storage_url, study_name, trial_id, params, task)
+    _adopt_env(env)
     try:
         if isolate:
             child = _trial_child(lambda: isolation.Child(expected=(PluginFailure, XRayBenchError)))
@@ -585,7 +608,7 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
             session.trials_run += 1
             beat = tuning._Heartbeat(storage, trial._trial_id).__enter__()
             future = client.submit(run_trial_task, storage_url, study_name, trial._trial_id, params, shipped,
-                                   trial_timeout, isolate, batch, key=f"xraybench-trial-{study_name}-{trial.number}-"
+                                   trial_timeout, isolate, batch, client_env(), key=f"xraybench-trial-{study_name}-{trial.number}-"
                                    f"{batch[:8]}", pure=False, resources={GPU_RESOURCE: 1} if gpu else None)
             in_flight[future] = (trial, beat)
             pending.add(future)

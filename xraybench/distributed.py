@@ -76,6 +76,7 @@ class Engine:
     client: Any
     cluster: Any
     description: str
+    env: dict[str, str | None] | None = None  # this process's RUN_ENV before a local cluster started
 
     def close(self) -> None:
         for closer in (self.client.close, getattr(self.cluster, "close", None)):
@@ -85,6 +86,8 @@ class Engine:
                 closer(timeout=10)
             except Exception:
                 pass  # shutting down: a cluster already gone is not an error
+        if self.env is not None:  # a local nanny that restarted a worker rewrote it again
+            _adopt_env(self.env)
 
 
 def connect(workers: int | None, scheduler: str | None, gpu: bool = False) -> Engine:
@@ -103,10 +106,11 @@ def connect(workers: int | None, scheduler: str | None, gpu: bool = False) -> En
         if gpu:
             raise XRayBenchError("--gpu needs workers started with `dask worker --resources GPU=1`; "
                                  "--workers starts CPU workers, so use --scheduler ADDR (docs/distributed.md)")
+        env = client_env()
         cluster = _start_local_cluster(LocalCluster, workers)
         client = Client(cluster, set_as_default=False)
         return Engine(client, cluster, f"local Dask cluster of {workers} worker process{'es' if workers > 1 else ''} "
-                                       f"at {cluster.scheduler_address}")
+                                       f"at {cluster.scheduler_address}", env)
     if scheduler == "dask-config":
         address = dask.config.get("scheduler-address", None)
         if not address:
@@ -131,10 +135,12 @@ def _start_local_cluster(factory: Any, workers: int) -> Any:
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    saved = client_env()  # Dask's nanny, here in this process, writes its worker caps into os.environ
     try:
         return factory(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                        dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
     finally:
+        _adopt_env(saved)
         if main:
             signal.signal(signal.SIGINT, previous)
 
@@ -390,6 +396,7 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
     from xraybench import __version__
     from xraybench.reporting import print_run_summary
 
+    env = client_env()  # before any local cluster exists: its nanny rewrites this process's environment
     engine = connect(workers, scheduler, gpu)
     batch = uuid.uuid4().hex
     tasks: list[Task] = []
@@ -430,7 +437,7 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
             p = task.prepared
             expected = {"fingerprint": p.dataset.fingerprint, "source": str(p.dataset.source),
                         "xraybench": __version__, "plugin": f"{p.spec.distribution} {p.spec.version}",
-                        "env": client_env()}
+                        "env": env}
             future = client.submit(run_task, asdict(p.request), expected, batch, key=task.key, pure=False,
                                    resources={GPU_RESOURCE: 1} if gpu else None)
             futures[future] = task
@@ -578,6 +585,7 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
     study, storage, session, fixed, task = tuning.open_study(spec, train, val, storage_url, study_name, metric,
                                                              sampler, pruner, fixed, seed, precision, disabled)
     show = tuning.progress_callback(console, metric) if console is not None else None
+    env = client_env()  # before any local cluster exists: its nanny rewrites this process's environment
     engine = connect(workers, scheduler, gpu)
     batch = uuid.uuid4().hex
     in_flight: dict[Any, tuple[Any, Any]] = {}  # future -> (trial, heartbeat)
@@ -608,7 +616,7 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
             session.trials_run += 1
             beat = tuning._Heartbeat(storage, trial._trial_id).__enter__()
             future = client.submit(run_trial_task, storage_url, study_name, trial._trial_id, params, shipped,
-                                   trial_timeout, isolate, batch, client_env(), key=f"xraybench-trial-{study_name}-{trial.number}-"
+                                   trial_timeout, isolate, batch, env, key=f"xraybench-trial-{study_name}-{trial.number}-"
                                    f"{batch[:8]}", pure=False, resources={GPU_RESOURCE: 1} if gpu else None)
             in_flight[future] = (trial, beat)
             pending.add(future)

@@ -165,10 +165,10 @@ def test_check_fails_with_nonzero_exit_for_a_broken_plugin(test_plugins):
 
 
 def test_check_kills_a_hanging_check_and_goes_on(test_plugins):
-    out = xb("check", "xb_hang_sampled", "--timeout", "20")
+    out = xb("check", "xb_hang_sampled", "--timeout", "12")
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
     rows = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if line.count("│") >= 3}
-    assert "FAIL" in rows["builds with a search-space sample"] and "--timeout 20" in out.stdout
+    assert "FAIL" in rows["builds with a search-space sample"] and "--timeout 12" in out.stdout
     for later in ("fits one short epoch on tiny generated data", "predicts probabilities of the right shape",
                   "same seed gives the same predictions", "no test data reachable while training"):
         assert "pass" in rows[later], later  # after the killed check, the rest run in a fresh child

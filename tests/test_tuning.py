@@ -1,7 +1,6 @@
 import json
 import os
 import subprocess
-import sys
 from collections import Counter
 
 import optuna
@@ -133,19 +132,18 @@ def _param_sets(study):
 def test_resumes_and_concurrent_workers_never_repeat_a_parameter_set(xray_data, test_plugins, xraybench_env, spawn):
     """Issue 13.8: every resume and every worker used to seed its sampler with the same seed."""
     storage = f"sqlite:///{xraybench_env / 'wide.sqlite3'}"
-    for sampler in ("random", "tpe"):  # two resumes of one study, one process after the other
-        out = _worker(spawn, storage, xraybench_env / "r", xray_data, "wide", "xb_tunable_wide", 3, sampler)
-        text = out.communicate(timeout=600)[0]
-        assert out.returncode == 0, text[-3000:]
-    workers = [_worker(spawn, storage, xraybench_env / f"w{i}", xray_data, "wide", "xb_tunable_wide", 3, "random")
-               for i in range(2)]  # two at once on one SQLite file
+    first = _worker(spawn, storage, xraybench_env / "r", xray_data, "wide", "xb_tunable_wide", 4, "random")
+    text = first.communicate(timeout=600)[0]
+    assert first.returncode == 0, text[-3000:]
+    workers = [_worker(spawn, storage, xraybench_env / f"w{i}", xray_data, "wide", "xb_tunable_wide", 4, sampler)
+               for i, sampler in enumerate(("random", "tpe"))]  # two resumes at once on one SQLite file
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), [o[-3000:] for o in outputs]
     study = optuna.load_study(study_name="wide", storage=storage)
     sets = _param_sets(study)
     assert len(sets) == 12
     assert len(set(sets)) == 12, [s for s, n in Counter(sets).items() if n > 1]
-    assert len({t.user_attrs["worker"] for t in study.trials}) == 4  # one token per process
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 3  # one token per process
 
 
 def test_a_sampled_repeat_is_not_trained_again_nor_counted(xray_data):

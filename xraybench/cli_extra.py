@@ -210,6 +210,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     registry = load_registry(args.disable_plugin)
     spec = registry.model(args.model)
     tuning.require_tunable(spec)  # before any data is loaded
+    if args.trial_timeout is not None and args.trial_timeout <= 0:
+        raise XRayBenchError(f"--trial-timeout must be positive, got {args.trial_timeout:g}")
     fixed = parse_assignments(args.param)
     if args.epochs is not None:
         fixed["epochs"] = args.epochs

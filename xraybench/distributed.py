@@ -608,7 +608,7 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
                 return False
             if timeout is not None and time.perf_counter() - start > timeout:
                 return False
-            asked = tuning.ask_trial(study, spec, fixed, session, console)
+            asked = tuning.ask_trial(study, spec, fixed, session, sampler, seed, console)
             if asked is None:
                 exhausted = True
                 return False

@@ -287,7 +287,6 @@ class Session:
     trials_run: int = 0
     duplicates: int = 0
     worker: str = ""
-    sampler_seed: int = 0
 
 
 _worker_cache: dict[Any, Any] = {}
@@ -320,13 +319,16 @@ def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str
     return {"state": "complete", "value": value, "epochs": epochs, "reason": ""}
 
 
-def sampler_seed(seed: int, trials_so_far: int, worker: str) -> int:
-    """The sampler's seed for one ``tune`` process: the user's seed, varied by how far the study
-    has got and by a per-process token. Seeding every resume and every worker with the bare seed
-    made them all draw the same parameter sets (issue 13.8)."""
+def sampler_seed(seed: int, trial_number: int) -> int:
+    """The sampler's seed for one trial: the user's seed and the trial's number in the study.
+
+    Seeding every resume and every worker with the bare seed made them draw the same parameter
+    sets (issue 13.8). The storage hands out each trial number once, so resumes and concurrent
+    workers sample from different streams, while one process on a fresh study stays
+    reproducible from ``--seed``."""
     import hashlib
 
-    digest = hashlib.sha256(f"{seed}:{trials_so_far}:{worker}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}:{trial_number}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
 
@@ -423,7 +425,7 @@ def run_study(
         while trials is None or session.trials_run < trials:
             if timeout is not None and time.perf_counter() - start > timeout:
                 break
-            asked = ask_trial(study, spec, fixed, session, console)
+            asked = ask_trial(study, spec, fixed, session, sampler, seed, console)
             if asked is None:
                 break
             trial, params = asked
@@ -440,7 +442,7 @@ def run_study(
 def open_study(spec: ModelSpec, train: ImageSet, val: ImageSet, storage_url: str, study_name: str, metric: str,
                sampler: str, pruner: str, fixed: dict[str, Any], seed: int, precision: str = "auto",
                disabled: list[str] | None = None):
-    """Create or resume the study, with this process's own sampler seed; returns
+    """Create or resume the study (ask_trial seeds its sampler per trial); returns
     ``(study, storage, session, fixed (typed), task)``. Shared by the sequential loop and the
     Dask one (xraybench.distributed)."""
     import uuid
@@ -459,8 +461,6 @@ def open_study(spec: ModelSpec, train: ImageSet, val: ImageSet, storage_url: str
         sampler=make_sampler(sampler, seed), pruner=make_pruner(pruner), load_if_exists=True,
     )
     session = Session(worker=uuid.uuid4().hex[:12])
-    session.sampler_seed = sampler_seed(seed, len(study.trials), session.worker)
-    study.sampler = make_sampler(sampler, session.sampler_seed)
     study.set_user_attr("model", spec.name)
     study.set_user_attr("metric", metric)
     typed = params_mod.resolve(spec.all_defaults(), fixed, spec.name)  # checks keys and types once
@@ -469,7 +469,7 @@ def open_study(spec: ModelSpec, train: ImageSet, val: ImageSet, storage_url: str
     return study, storage, session, fixed, task
 
 
-def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, console=None):
+def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, sampler: str, seed: int, console=None):
     """Ask the study for a trial and sample its parameters here, in the asking process, until the
     set is one no complete or running trial has. A repeat is not trained again: it is told the
     known value (Optuna's FAQ recipe) or failed as a duplicate, and counted in ``session``.
@@ -488,8 +488,9 @@ def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, c
             warnings.simplefilter("ignore")  # experimental API; heartbeats outside optimize()
             optuna.storages.fail_stale_trials(study)
             trial = study.ask()
-        trial.set_user_attr("worker", session.worker)
-        trial.set_user_attr("sampler_seed", session.sampler_seed)
+        # A sampler seeded for this trial number (Trial looks the sampler up at each suggest).
+        study.sampler = make_sampler(sampler, sampler_seed(seed, trial.number))
+        trial.set_user_attr("worker", session.worker)  # which process ran it, for the record
         try:
             sampled = spec.search_space(FixedParamsTrial(trial, fixed))
             params = params_mod.resolve(spec.all_defaults(), {**sampled, **fixed}, spec.name)

@@ -187,6 +187,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             prepared.append(prepare(request, registry, datasets))
     for p in {id(p.dataset): p.dataset for p in prepared}.values():
         print_data_brief(p, console)
+    from xraybench import distributed
+
+    if distributed.wanted(args):  # each run a Dask task; see docs/distributed.md
+        if args.no_isolation:
+            raise XRayBenchError("--no-isolation runs in this process; it cannot be combined with --workers/--scheduler")
+        return distributed.run_batch(prepared, store, console, args.workers, args.scheduler, args.gpu)
     records = []
     runner = run_in_process if args.no_isolation else run_isolated
     batch_start = time.perf_counter()
@@ -401,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's and absl's start-up messages")
     p.add_argument("--traceback", action="store_true",
                    help="print a failed plugin's full traceback (it is always stored in the run record)")
+    from xraybench import distributed
+
+    distributed.add_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("leaderboard", help="show recorded runs ranked, with the published references", formatter_class=_Formatter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -315,8 +316,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   f"train {len(data.splits.train)}, val {len(data.splits.val)} images; test is never used while tuning")
     console.print(esc(f"study {study_name!r} in {tuning.masked(storage)}; metric {args.metric}; sampler {args.sampler}; "
                       f"pruner {args.pruner}"))
+    from xraybench import distributed
+
+    optimise = tuning.run_study
+    if distributed.wanted(args):  # the trials as Dask tasks; see docs/distributed.md
+        optimise = functools.partial(distributed.run_study, workers=args.workers, scheduler=args.scheduler, gpu=args.gpu)
     try:
-        study, objective, seconds = tuning.run_study(
+        study, objective, seconds = optimise(
             spec, data.splits.train, data.splits.val, storage, study_name, args.trials, args.timeout, args.metric,
             args.sampler, args.pruner, fixed, args.seed, args.precision, console,
             trial_timeout=args.trial_timeout or DEFAULT_TIMEOUT, disabled=list(args.disable_plugin),
@@ -461,6 +467,9 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("--no-final", action="store_true", help="skip the final run of the best parameters on test")
     p.add_argument("--show", metavar="STUDY", help="print a study's best trial, importances and the dashboard command")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's and absl's start-up messages")
+    from xraybench import distributed
+
+    distributed.add_options(p)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("studies", help="list tuning studies with trial counts and best values", formatter_class=formatter)

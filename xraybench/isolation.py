@@ -262,7 +262,7 @@ class Child:
 
 
 def run_once(target: Callable, args: tuple = (), timeout: float | None = None,
-             expected: tuple[type, ...] = ()) -> Outcome:
+             expected: tuple[type, ...] = (), on_tick: Callable[[], None] | None = None) -> Outcome:
     """Run one call in a fresh child process that ends with it."""
     with Child(expected) as child:
-        return child.call(target, args, timeout)
+        return child.call(target, args, timeout, on_tick)

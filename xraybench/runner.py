@@ -197,8 +197,11 @@ def _finish_checkpoints(prepared: Prepared, record: dict[str, Any], save_to: "Pa
         record.update(history=history, epochs_run=epochs, checkpoint=str(where))
 
 
-def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Run one prepared request in a child process; always returns a record (status set)."""
+def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Run one prepared request in a child process; always returns a record (status set).
+
+    ``cancel`` (a ``threading.Event``) stops the run as Ctrl-C does, from another thread: how a
+    Dask worker's task is interrupted when its client is (xraybench.distributed)."""
     from xraybench import isolation
     from xraybench.harness import PluginFailure
 
@@ -209,7 +212,8 @@ def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | N
     start = time.perf_counter()
     try:
         outcome = isolation.run_once(_run_request, (asdict(request), str(save_to) if save_to else None),
-                                     request.timeout, expected=(PluginFailure, XRayBenchError))
+                                     request.timeout, expected=(PluginFailure, XRayBenchError),
+                                     on_tick=_cancel_check(cancel))
     except KeyboardInterrupt:  # the child is already stopped
         record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
@@ -238,6 +242,19 @@ def _outcome_record(prepared: Prepared, record: dict[str, Any], outcome, start: 
     if outcome.traceback:
         record["traceback"] = outcome.traceback
     return record, None
+
+
+def _cancel_check(cancel: Any) -> Callable[[], None] | None:
+    """An ``on_tick`` that turns a set ``cancel`` event into Ctrl-C (the child is stopped, the
+    run recorded as interrupted)."""
+    if cancel is None:
+        return None
+
+    def check() -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+
+    return check
 
 
 def _children_cpu_seconds() -> float | None:

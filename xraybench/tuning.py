@@ -425,15 +425,44 @@ def run_study(
     running trial already has is not trained again: it is told the known value (Optuna's FAQ
     recipe) or failed as a duplicate, and does not count toward ``trials``.
     """
+    from xraybench import isolation
+    from xraybench.errors import XRayBenchError as _Err
+    from xraybench.harness import PluginFailure
+
+    study, storage, session, fixed, task = open_study(spec, train, val, storage_url, study_name, metric, sampler,
+                                                      pruner, fixed, seed, precision, disabled)
+    show = progress_callback(console, metric, trials) if console is not None else None
+    child = isolation.Child(expected=(PluginFailure, _Err)) if isolate else None
+    start = time.perf_counter()
+    try:
+        while trials is None or session.trials_run < trials:
+            if timeout is not None and time.perf_counter() - start > timeout:
+                break
+            asked = ask_trial(study, spec, fixed, session, sampler, seed, console)
+            if asked is None:
+                break
+            trial, params = asked
+            session.trials_run += 1
+            frozen = _run_one(study, storage, storage_url, study_name, trial, params, task, child, trial_timeout, session)
+            if show is not None:
+                show(study, frozen)
+    finally:
+        if child is not None:
+            child.close()
+    return study, session, time.perf_counter() - start
+
+
+def open_study(spec: ModelSpec, train: ImageSet, val: ImageSet, storage_url: str, study_name: str, metric: str,
+               sampler: str, pruner: str, fixed: dict[str, Any], seed: int, precision: str = "auto",
+               disabled: list[str] | None = None):
+    """Create or resume the study (ask_trial seeds its sampler per trial); returns
+    ``(study, storage, session, fixed (typed), task)``. Shared by the sequential loop and the
+    Dask one (xraybench.distributed)."""
     import uuid
-    import warnings
 
     import optuna
 
-    from xraybench import isolation
     from xraybench import params as params_mod
-    from xraybench.errors import XRayBenchError as _Err
-    from xraybench.harness import PluginFailure
 
     require_tunable(spec)
     if metric not in METRICS:
@@ -450,51 +479,52 @@ def run_study(
     typed = params_mod.resolve(spec.all_defaults(), fixed, spec.name)  # checks keys and types once
     fixed = {key: typed[key] for key in fixed}
     task = TrialTask(spec.name, list(disabled or []), train, val, metric, seed, precision, pruner)
-    show = progress_callback(console, metric, trials) if console is not None else None
-    child = isolation.Child(expected=(PluginFailure, _Err)) if isolate else None
-    start = time.perf_counter()
+    return study, storage, session, fixed, task
+
+
+def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, sampler: str, seed: int, console=None):
+    """Ask the study for a trial and sample its parameters here, in the asking process, until the
+    set is one no complete or running trial has. A repeat is not trained again: it is told the
+    known value (Optuna's FAQ recipe) or failed as a duplicate, and counted in ``session``.
+    Returns ``(trial, params)``, or None when MAX_DUPLICATES_IN_A_ROW draws in a row were repeats
+    (the search space looks exhausted). Shared by the sequential loop and the Dask one
+    (xraybench.distributed), so both ask the same way."""
+    import warnings
+
+    import optuna
+
+    from xraybench import params as params_mod
+
     in_a_row = 0
-    try:
-        while trials is None or session.trials_run < trials:
-            if timeout is not None and time.perf_counter() - start > timeout:
-                break
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # experimental API; heartbeats outside optimize()
-                optuna.storages.fail_stale_trials(study)
-                trial = study.ask()
-            # A sampler seeded for this trial number (Trial looks the sampler up at each suggest).
-            study.sampler = make_sampler(sampler, sampler_seed(seed, trial.number))
-            trial.set_user_attr("worker", session.worker)  # which process ran it, for the record
-            try:
-                sampled = spec.search_space(FixedParamsTrial(trial, fixed))
-                params = params_mod.resolve(spec.all_defaults(), {**sampled, **fixed}, spec.name)
-            except Exception as exc:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                raise XRayBenchError(f"{spec.name}'s search space failed: {type(exc).__name__}: {exc}") from None
-            same = _duplicate_of(study, trial)
-            if same is not None:
-                trial.set_user_attr("duplicate_of", same.number)
-                if same.state == optuna.trial.TrialState.COMPLETE:
-                    study.tell(trial, same.value)
-                else:
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                session.duplicates += 1
-                in_a_row += 1
-                if in_a_row >= MAX_DUPLICATES_IN_A_ROW:
-                    if console is not None:
-                        console.print(f"  {in_a_row} sampled parameter sets in a row were already tried: "
-                                      f"the search space looks exhausted; stopping")
-                    break
-                continue
-            in_a_row = 0
-            session.trials_run += 1
-            frozen = _run_one(study, storage, storage_url, study_name, trial, params, task, child, trial_timeout, session)
-            if show is not None:
-                show(study, frozen)
-    finally:
-        if child is not None:
-            child.close()
-    return study, session, time.perf_counter() - start
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental API; heartbeats outside optimize()
+            optuna.storages.fail_stale_trials(study)
+            trial = study.ask()
+        # A sampler seeded for this trial number (Trial looks the sampler up at each suggest).
+        study.sampler = make_sampler(sampler, sampler_seed(seed, trial.number))
+        trial.set_user_attr("worker", session.worker)  # which process ran it, for the record
+        try:
+            sampled = spec.search_space(FixedParamsTrial(trial, fixed))
+            params = params_mod.resolve(spec.all_defaults(), {**sampled, **fixed}, spec.name)
+        except Exception as exc:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise XRayBenchError(f"{spec.name}'s search space failed: {type(exc).__name__}: {exc}") from None
+        same = _duplicate_of(study, trial)
+        if same is None:
+            return trial, params
+        trial.set_user_attr("duplicate_of", same.number)
+        if same.state == optuna.trial.TrialState.COMPLETE:
+            study.tell(trial, same.value)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        session.duplicates += 1
+        in_a_row += 1
+        if in_a_row >= MAX_DUPLICATES_IN_A_ROW:
+            if console is not None:
+                console.print(f"  {in_a_row} sampled parameter sets in a row were already tried: "
+                              f"the search space looks exhausted; stopping")
+            return None
 
 
 def _run_one(study, storage, storage_url, study_name, trial, params, task, child, trial_timeout, session):

@@ -32,6 +32,8 @@ class MeanIntensity:
             os._exit(13)
         if self.mode == "killed":
             os.kill(os.getpid(), 9)
+        if self.mode == "block":
+            _block_until_released()
         self.model = LogisticRegression().fit(self._features(train.images), train.labels)
         return self
 
@@ -48,6 +50,19 @@ class MeanIntensity:
         if self.mode == "wrong_shape":
             p = np.stack([p, p], axis=1)
         return p
+
+
+def _block_until_released() -> None:
+    """Say "started" with a marker file in $XB_BLOCK_DIR (this process and its parent), then wait
+    for a ``release`` file there: lets a test act while a run is known to be in flight."""
+    folder = os.environ["XB_BLOCK_DIR"]
+    with open(os.path.join(folder, f"started-{os.getpid()}"), "w") as fh:
+        fh.write(f"{os.getpid()} {os.getppid()}")
+    deadline = time.monotonic() + 600
+    while not os.path.exists(os.path.join(folder, "release")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("xb_block was never released")
+        time.sleep(0.05)
 
 
 def _raising_build(input_shape, params):
@@ -72,7 +87,7 @@ def _wide_space(trial):
 @hookimpl
 def register_models(register):
     register(_generic("xb_good", "good"))
-    for mode in ("fit_raises", "hang", "crash", "killed", "nan", "out_of_range", "wrong_shape"):
+    for mode in ("fit_raises", "hang", "crash", "killed", "nan", "out_of_range", "wrong_shape", "block"):
         register(_generic(f"xb_{mode}", mode))
     register(KerasModel(name="xb_build_raises", description="build raises", build=_raising_build, image_size=32))
     tunable = _generic("xb_tunable", "good")

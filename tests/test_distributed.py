@@ -1,0 +1,400 @@
+"""`xraybench run` on Dask: a real `dask scheduler` and two `dask worker` processes on loopback.
+
+The cluster is started once for the module (its processes killed, by process group, whatever
+happens); a test that kills a worker gets a fresh one started before the next test. Runs use
+the test plugins on tiny generated data, so each task is a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from xraybench.testing import make_kaggle_tree  # noqa: E402
+
+WORKERS = 2
+
+
+def _wait_for(condition, what: str, limit: float = 120.0, proc: subprocess.Popen | None = None):
+    """Poll until ``condition()`` is truthy; a limit only so that a broken run fails instead of hanging."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended (rc {proc.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class LoopbackCluster:
+    """`dask scheduler` + `dask worker` processes on 127.0.0.1, each in its own process group."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root, self.env = root, env
+        self.scheduler_file = root / "scheduler.json"
+        self.scheduler: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self.names: dict[int, str] = {}  # worker command's pid -> the worker's --name
+        self.extra: list[subprocess.Popen] = []  # workers a test starts beside the WORKERS
+        self._logs = []
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.root / f"{name}.log", "ab")
+        self._logs.append(log)
+        return subprocess.Popen([sys.executable, "-m", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)
+
+    def start(self) -> None:
+        self.scheduler = self._spawn("scheduler", [
+            "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+            "--scheduler-file", str(self.scheduler_file)])
+        _wait_for(self.scheduler_file.is_file, "the scheduler file", proc=self.scheduler)
+        self.ensure_workers()
+
+    @property
+    def address(self) -> str:
+        return json.loads(self.scheduler_file.read_text())["address"]
+
+    def ensure_workers(self) -> None:
+        """Start workers until WORKERS live ones are connected."""
+        self.workers = [w for w in self.workers if w.poll() is None]
+        while len(self.workers) < WORKERS:
+            self.workers.append(self.start_worker())
+        _wait_for(lambda: len(self.worker_addresses()) == WORKERS, f"{WORKERS} workers", proc=self.scheduler)
+
+    def start_worker(self, *extra: str) -> subprocess.Popen:
+        n = len(list(self.root.glob("worker-*.log")))
+        proc = self._spawn(f"worker-{n}", [
+            "distributed.cli.dask_worker", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
+            "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--name", f"w{n}",
+            "--local-directory", str(self.root / "dask-worker-space"), *extra])
+        self.names[proc.pid] = f"w{n}"
+        return proc
+
+    def worker_addresses(self) -> dict[str, str]:
+        """Connected workers: address -> name."""
+        from distributed import Client
+
+        with Client(self.address, timeout="20s", set_as_default=False) as client:
+            return {a: w.get("name") for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+
+    def worker_owning(self, pid: int) -> subprocess.Popen:
+        """The `dask worker` command whose process group holds ``pid``."""
+        group = os.getpgid(pid)
+        return next(w for w in self.workers if w.pid == group)
+
+    def stop(self) -> None:
+        for proc in [*self.workers, *self.extra, self.scheduler]:
+            if proc is not None:
+                _kill_group(proc)
+        for log in self._logs:
+            log.close()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(self.root.glob("*.log")))
+
+
+@pytest.fixture(scope="module")
+def data_a(tmp_path_factory) -> Path:
+    return make_kaggle_tree(tmp_path_factory.mktemp("data-a") / "chest_xray", seed=0)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, data_a) -> dict[str, str]:
+    """Environment shared by the workers and the clients: test plugins, one decode cache."""
+    root = tmp_path_factory.mktemp("dask-env")
+    (root / "block").mkdir()
+    return {
+        **os.environ,
+        "XRAYBENCH_PLUGINS": "xb_test_models",
+        "XRAYBENCH_DATA": str(data_a),
+        "XRAYBENCH_CACHE": str(root / "cache"),
+        "XB_BLOCK_DIR": str(root / "block"),
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture(scope="module")
+def _cluster(tmp_path_factory, shared):
+    cluster = LoopbackCluster(tmp_path_factory.mktemp("dask-cluster"), shared)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster(_cluster, shared) -> LoopbackCluster:
+    _cluster.ensure_workers()
+    block = Path(shared["XB_BLOCK_DIR"])
+    for marker in block.iterdir():
+        marker.unlink()
+    return _cluster
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    return tmp_path / "results"
+
+
+def _client(args: list[str], shared: dict, results: Path, **env) -> subprocess.Popen:
+    # SIGINT back to its default so that Python installs its Ctrl-C handler, whatever the
+    # disposition this test process inherited (CI may run with SIGINT ignored).
+    return subprocess.Popen(
+        [sys.executable, "-m", "xraybench", "run", "--image-size", "16", *args],
+        env={**shared, "XRAYBENCH_RESULTS": str(results), **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def _finish(proc: subprocess.Popen, limit: float = 240) -> str:
+    try:
+        out, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"client still running after {limit}s:\n{out[-4000:]}")
+    return out
+
+
+def _records(results: Path) -> list[dict]:
+    runs = results / "runs"
+    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json")) if not p.name.endswith(".scores.json")]
+
+
+def _started(block: Path) -> list[tuple[int, int]]:
+    """(pid, parent pid) of each xb_block run that has started."""
+    found = []
+    for marker in block.glob("started-*"):
+        text = marker.read_text().split()
+        if len(text) == 2:
+            found.append((int(text[0]), int(text[1])))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_each_task_recorded_once_with_its_worker_and_isolated(cluster, shared, results):
+    """Good, hanging, crashing and raising plugins: four records, each once, with its worker."""
+    proc = _client(["--scheduler", cluster.address, "--timeout", "12", "--model", "xb_good", "--model", "xb_hang",
+                    "--model", "xb_crash", "--model", "xb_fit_raises", "--seed", "1"], shared, results)
+    out = _finish(proc)
+    assert proc.returncode == 1, out[-4000:] + cluster.logs()
+    records = _records(results)
+    assert sorted(r["model"] for r in records) == ["xb_crash", "xb_fit_raises", "xb_good", "xb_hang"], out[-4000:]
+    status = {r["model"]: r for r in records}
+    assert status["xb_good"]["status"] == "done", status["xb_good"]["reason"]
+    assert status["xb_hang"]["status"] == "timeout" and "--timeout 12" in status["xb_hang"]["reason"]
+    assert status["xb_crash"]["status"] == "error" and "exited with code 13" in status["xb_crash"]["reason"]
+    assert status["xb_fit_raises"]["status"] == "error" and "boom in fit" in status["xb_fit_raises"]["reason"]
+    workers = cluster.worker_addresses()
+    for r in records:
+        assert r["executor"]["engine"] == "dask" and r["executor"]["worker"] in workers, r["executor"]
+        assert r["executor"]["device"] == "cpu" and r["executor"]["host"]
+    assert f"on {status['xb_good']['executor']['worker']}" in out  # the live view names the workers
+
+
+def test_local_cluster_matches_the_sequential_runner(shared, results, tmp_path, data_a):
+    """--workers 2 (a LocalCluster of processes) gives the same metrics as the default runner."""
+    seq = _client(["--data", str(data_a), "--model", "xb_good", "--seeds", "1"], shared, tmp_path / "seq")
+    seq_out = _finish(seq)
+    assert seq.returncode == 0, seq_out[-3000:]
+    local = _client(["--data", str(data_a), "--model", "xb_good", "--model", "xb_fit_raises", "--seeds", "1",
+                     "--workers", "2"], shared, results)
+    out = _finish(local)
+    assert local.returncode == 1, out[-3000:]
+    assert "engine: local Dask cluster of 2 worker processes" in out
+    by_model = {r["model"]: r for r in _records(results)}
+    assert sorted(by_model) == ["xb_fit_raises", "xb_good"]
+    assert by_model["xb_fit_raises"]["status"] == "error"
+    (sequential,) = _records(tmp_path / "seq")
+    assert by_model["xb_good"]["metrics"] == sequential["metrics"]
+    assert by_model["xb_good"]["executor"]["worker"].startswith("tcp://127.0.0.1:")
+    assert "executor" not in sequential
+
+
+def test_a_worker_killed_mid_task_is_retried_elsewhere(cluster, shared, results):
+    """SIGKILL the worker (and its whole process group) running xb_block: the scheduler gives the
+    task to the other worker, and every task is still recorded exactly once."""
+    block = Path(shared["XB_BLOCK_DIR"])
+    proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--model", "xb_good", "--seeds", "1"],
+                   shared, results)
+    try:
+        (pid, worker_pid), = _wait_for(lambda: _started(block), "xb_block to start", proc=proc)
+        victim = cluster.worker_owning(worker_pid)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        # the same task starts again on the surviving worker
+        _wait_for(lambda: [s for s in _started(block) if s[0] != pid], "xb_block to restart elsewhere", proc=proc)
+        (block / "release").write_text("")
+        out = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(out)
+    assert proc.returncode == 0, out[-4000:] + cluster.logs()
+    records = _records(results)
+    assert sorted((r["model"], r["seed"], r["status"]) for r in records) == [
+        ("xb_block", 1, "done"), ("xb_good", 1, "done")]
+    retried = next(r for r in records if r["model"] == "xb_block")
+    assert retried["executor"]["worker_name"] != cluster.names[victim.pid]
+    assert retried["executor"]["worker"] in cluster.worker_addresses()
+    assert not _alive(pid), "the killed worker's run kept going"
+
+
+def test_fingerprint_mismatch_is_a_one_line_error(cluster, shared, results, tmp_path, data_a, monkeypatch):
+    """The client's data (here $XRAYBENCH_DATA=B) differs from what the workers load (A)."""
+    from xraybench.data import load_dataset
+
+    data_b = make_kaggle_tree(tmp_path / "other" / "chest_xray", seed=1, n_train=(20, 30))
+    proc = _client(["--scheduler", cluster.address, "--model", "xb_good"], shared, results,
+                   XRAYBENCH_DATA=str(data_b))
+    out = _finish(proc)
+    assert proc.returncode == 1, out[-3000:]
+    monkeypatch.setenv("XRAYBENCH_CACHE", shared["XRAYBENCH_CACHE"])
+    theirs = load_dataset(data_a, image_size=16, channels=1).fingerprint[:12]
+    ours = load_dataset(data_b, image_size=16, channels=1).fingerprint[:12]
+    assert theirs != ours
+    (record,) = _records(results)
+    assert record["status"] == "error" and "\n" not in record["reason"]
+    assert f"data fingerprint {theirs} on worker" in record["reason"]
+    assert f"the client's {ours}" in record["reason"]
+    assert record["data"]["fingerprint"].startswith(ours)
+
+
+def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, shared, results):
+    """Three blocking runs on two workers: two run, one waits. SIGINT to the client: all three
+    recorded as interrupted, the running ones' processes stopped, the workers still serving."""
+    block = Path(shared["XB_BLOCK_DIR"])
+    proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--seeds", "1", "2", "3"], shared, results)
+    try:
+        started = _wait_for(lambda: len(_started(block)) == 2 and _started(block), "two runs to start", proc=proc)
+        proc.send_signal(signal.SIGINT)
+        out = _finish(proc, limit=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(out)
+    assert proc.returncode == 130, out[-4000:]
+    records = _records(results)
+    assert sorted(r["seed"] for r in records) == [1, 2, 3]
+    assert {r["status"] for r in records} == {"interrupted"}
+    reasons = sorted(r["reason"] for r in records)
+    assert reasons == ["cancelled by Ctrl-C before it started", "stopped by Ctrl-C", "stopped by Ctrl-C"], reasons
+    for pid, _ in started:
+        _wait_for(lambda: not _alive(pid), f"run process {pid} to stop", limit=30)
+    assert not [p for p in (results / "runs").iterdir() if p.name.endswith(".tmp")]
+    assert len(cluster.worker_addresses()) == WORKERS
+
+
+def test_tune_splits_one_study_over_two_workers_and_resumes_without_repeats(cluster, shared, tmp_path):
+    """Two `tune --scheduler` sessions, one after the other, on one study: every trial trained on
+    one of the two workers, no parameter set twice, the second session resuming the first."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.sqlite3'}"
+    for session in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xraybench", "tune", "--model", "xb_tunable_wide", "--image-size", "16",
+             "--trials", "3", "--sampler", "random", "--storage", storage, "--study", "wide", "--no-final",
+             "--scheduler", cluster.address],
+            env={**shared, "XRAYBENCH_RESULTS": str(tmp_path / "results")}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        out = _finish(proc)
+        assert proc.returncode == 0, out[-4000:] + cluster.logs()
+    study = optuna.load_study(study_name="wide", storage=storage)
+    trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trained)
+    sets = {tuple(sorted(t.params.items())) for t in trained}
+    assert len(sets) == 6
+    workers = {t.user_attrs["dask_worker"] for t in trained}
+    assert workers <= set(cluster.worker_addresses()) and len(workers) == 2, workers
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # one asking session each
+    print(f"tune over two workers: {len(study.trials)} trials, {len(sets)} distinct parameter sets, "
+          f"best {study.best_value:.4f} (trial {study.best_trial.number}); trials per worker "
+          f"{ {w: sum(t.user_attrs['dask_worker'] == w for t in trained) for w in sorted(workers)} }")
+
+
+def test_gpu_tasks_go_only_to_a_worker_with_gpu_resources(cluster, shared, results):
+    """`--gpu`: each task asks Dask for one GPU, so only the worker started with
+    `--resources GPU=1` runs them (no CUDA needed: Dask's resources are labels)."""
+    gpu = cluster.start_worker("--resources", "GPU=1")
+    cluster.extra.append(gpu)
+    try:
+        _wait_for(lambda: len(cluster.worker_addresses()) == WORKERS + 1, "the GPU worker", proc=gpu)
+        name = cluster.names[gpu.pid]
+        proc = _client(["--scheduler", cluster.address, "--gpu", "--model", "xb_good", "--seeds", "1", "2"],
+                       shared, results)
+        out = _finish(proc)
+        assert proc.returncode == 0, out[-3000:] + cluster.logs()
+    finally:
+        _kill_group(gpu)
+    records = _records(results)
+    assert len(records) == 2
+    for r in records:
+        assert r["executor"]["worker_name"] == name and r["executor"]["resources"] == {"GPU": 1}, r["executor"]
+
+
+def test_killed_worker_exception_becomes_an_error_record(xray_data, xraybench_env):
+    """After `allowed-failures` worker deaths Dask raises KilledWorker: recorded, never dropped."""
+    from distributed.scheduler import KilledWorker
+
+    from xraybench import distributed
+    from xraybench.runner import RunRequest, prepare
+
+    task = distributed.Task(prepare(RunRequest(model="logreg_pixels", data=str(xray_data), image_size=16)), "k")
+    last = type("WorkerState", (), {"address": "tcp://10.0.0.9:4000"})()
+    record = distributed.record_for_failure(task, KilledWorker("k", last, 3), "tcp://10.0.0.1:8786")
+    assert record["status"] == "error" and record["model"] == "logreg_pixels"
+    assert record["reason"] == ("the workers running it died 3 times (last tcp://10.0.0.9:4000); Dask gave up "
+                                "(distributed.scheduler.allowed-failures)")
+    assert record["executor"]["scheduler"] == "tcp://10.0.0.1:8786"
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--scheduler"], "--scheduler without an address needs Dask's config"),
+    (["--workers", "1", "--gpu"], "--gpu needs workers started with `dask worker --resources GPU=1`"),
+])
+def test_bad_cluster_options_are_one_line(flags, expected, data_a, shared, tmp_path):
+    env = {k: v for k, v in shared.items() if not k.startswith("DASK_")}
+    out = subprocess.run([sys.executable, "-m", "xraybench", "run", "--model", "xb_good", "--data", str(data_a),
+                          "--image-size", "16", *flags], env={**env, "XRAYBENCH_RESULTS": str(tmp_path)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and expected in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1

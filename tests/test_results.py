@@ -67,3 +67,17 @@ def test_summaries_index_follows_the_files(tmp_path):
     assert [r["model"] for r in store.records()] == ["a2"]  # the index is never read as a record
     (tmp_path / "runs" / ".index.json").write_text("garbage")
     assert [r["model"] for r in store.summaries()] == ["a2"]
+
+
+def test_dangling_and_looping_links_are_skipped_with_reason(tmp_path):
+    store = ResultStore(tmp_path)
+    record, _ = make_record()
+    store.save(record)
+    runs = tmp_path / "runs"
+    (runs / "dangling.json").symlink_to(runs / "nowhere.json")
+    (runs / "loop.json").symlink_to(runs / "loop.json")
+    for full in (False, True):
+        loaded = store.load(full=full)
+        assert [r.run_id for r in loaded.records] == [record["run_id"]]
+        assert sorted(s.path.name for s in loaded.skipped) == ["dangling.json", "loop.json"]
+        assert all(s.reason.startswith("unreadable") for s in loaded.skipped)

@@ -193,11 +193,17 @@ class ResultStore:
         cached = index.get("records", {})
         fresh: dict[str, Any] = {}
         changed = False
+        names = []
         with os.scandir(self.runs) as entries:
-            names = sorted(
-                (e.name, e.stat()) for e in entries
-                if e.name.endswith(".json") and not e.name.endswith(".scores.json") and not e.name.startswith(".")
-            )
+            for e in entries:
+                if not e.name.endswith(".json") or e.name.endswith(".scores.json") or e.name.startswith("."):
+                    continue
+                try:  # a dangling link, a link loop or a file deleted since the listing
+                    names.append((e.name, e.stat()))
+                except OSError as exc:
+                    if failed is not None:
+                        failed.append((e.name, _unreadable(exc)))
+        names.sort(key=lambda item: item[0])
         for name, st in names:
             stamp = [st.st_mtime_ns, st.st_size]
             hit = cached.get(name)

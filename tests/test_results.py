@@ -81,3 +81,24 @@ def test_dangling_and_looping_links_are_skipped_with_reason(tmp_path):
         assert [r.run_id for r in loaded.records] == [record["run_id"]]
         assert sorted(s.path.name for s in loaded.skipped) == ["dangling.json", "loop.json"]
         assert all(s.reason.startswith("unreadable") for s in loaded.skipped)
+
+
+@pytest.mark.parametrize("bad", ["**", "../x", "a/b", "..", "", "a b", "x*"])
+def test_a_run_id_that_is_not_one_is_a_one_line_error(tmp_path, bad):
+    from xraybench.errors import XRayBenchError
+
+    store = ResultStore(tmp_path)
+    store.save(make_record()[0])
+    with pytest.raises(XRayBenchError, match="is not a run id") as exc:
+        store.get(bad)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(XRayBenchError, match="is not a run id"):
+        store.scores(bad)
+
+
+def test_a_unique_prefix_finds_the_run(tmp_path):
+    store = ResultStore(tmp_path)
+    record, _ = make_record()
+    store.save(record)
+    assert store.get(record["run_id"][:-3])["run_id"] == record["run_id"]
+    assert store.get(record["run_id"])["run_id"] == record["run_id"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -61,6 +62,19 @@ def _masked(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(tags, dict) and isinstance(tags.get("storage"), str):
         out["tags"] = {**tags, "storage": mask_url(tags["storage"])}
     return out
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_run_id(run_id: str) -> None:
+    """A one-line XRayBenchError unless ``run_id`` could name a run (as ``new_run_id`` makes them):
+    ids are joined into paths and matched as prefixes, so no separators, wildcards or ``..``."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        from xraybench.errors import XRayBenchError
+
+        raise XRayBenchError(f"{run_id!r} is not a run id (letters, digits, '_', '-', '.'; "
+                             "`xraybench runs` lists them)")
 
 
 def new_run_id(model: str) -> str:
@@ -253,10 +267,14 @@ class ResultStore:
         return [r.to_dict() for r in self.load(full=True).records if status is None or r.status.label == status]
 
     def get(self, run_id: str) -> dict[str, Any]:
+        """The run whose id is ``run_id`` or, uniquely, starts with it (one-line errors otherwise)."""
+        check_run_id(run_id)
         path = self.runs / f"{run_id}.json"
         if not path.is_file():
-            matches = [p for p in self.runs.glob(f"{run_id}*.json")
-                       if not p.name.endswith(".scores.json") and not p.name.startswith(".")]
+            names = sorted(os.listdir(self.runs)) if self.runs.is_dir() else []
+            matches = [self.runs / n for n in names
+                       if n.startswith(run_id) and n.endswith(".json")
+                       and not n.endswith(".scores.json") and not n.startswith(".")]
             if len(matches) != 1:
                 from xraybench.errors import XRayBenchError
 
@@ -280,6 +298,7 @@ class ResultStore:
 
     def scores(self, run_id: str) -> dict[str, Any] | None:
         """The run's per-image scores; None if it has none; a ValueError naming the file if damaged."""
+        check_run_id(run_id)
         path = self.runs / f"{run_id}.scores.json"
         if not path.is_file():
             return None

@@ -332,7 +332,11 @@ def write(store: ResultStore, output: Path, threshold: str = "0.5", force: bool 
           baseline: str | None = None) -> tuple[Path, Path, list[Skipped]]:
     html_path, md_path = check_targets(output, force)
     ctx = build(store, threshold, baseline)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_html(ctx))
-    md_path.write_text(render_markdown(ctx))
+    texts = [(html_path, render_html(ctx)), (md_path, render_markdown(ctx))]  # both rendered before either is written
+    for path, text in texts:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError as exc:
+            raise XRayBenchError(f"cannot write report {path} ({exc.strerror or type(exc).__name__})") from None
     return html_path, md_path, ctx["skipped"]

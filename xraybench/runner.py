@@ -181,14 +181,15 @@ def _finish_checkpoints(prepared: Prepared, record: dict[str, Any], save_to: "Pa
     from xraybench import checkpoints
 
     resumed = Path(prepared.request.resume_from) if prepared.request.resume_from else None
+    root = prepared.request.checkpoints
     if record["status"] == "done":
-        checkpoints.remove(save_to)
-        checkpoints.remove(resumed)
+        checkpoints.remove(save_to, root)
+        checkpoints.remove(resumed, root)
         return
     history, epochs = checkpoints.history_of(save_to)
     where = save_to
     if not epochs:  # nothing saved by this run: the resumed checkpoint is still the last one
-        checkpoints.remove(save_to)
+        checkpoints.remove(save_to, root)
         history, epochs = checkpoints.history_of(resumed)
         where = resumed
     if epochs:  # the checkpoint's path relative to the results folder, when it is inside (records get published)
@@ -318,6 +319,10 @@ def resume_request(store, run_id: str, command: str = "", data: str | None = Non
     path = Path(where)
     if not path.is_absolute():
         path = store.root / path
+    inside = (store.root / "checkpoints").resolve()
+    if path.resolve().parent != inside:  # a record is data: it never points resume (or removal) elsewhere
+        raise XRayBenchError(f"run {run_id}'s checkpoint {where} is not a folder of {store.root / 'checkpoints'}; "
+                             "run it again")
     saved = checkpoints.manifest(path)
     if checkpoints.state(path) is None:
         raise checkpoints.CheckpointError(f"checkpoint {path} holds no finished epoch; run {run_id} cannot be resumed")

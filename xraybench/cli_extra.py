@@ -8,7 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
-from xraybench.cli import command_line
+from xraybench.cli import command_line, positive_seconds
 from xraybench.errors import XRayBenchError
 from xraybench.records import DEFAULT_SEED, RunStatus, Threshold
 
@@ -22,8 +22,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     from xraybench.richtext import console as make_console, plain
 
     interruptible()
-    if args.timeout <= 0:
-        raise XRayBenchError(f"--timeout must be positive, got {args.timeout:g}")
     spec = load_registry(args.disable_plugin).model(args.model)
     rows = run_contract(spec, size=args.image_size, seed=args.seed, timeout=args.timeout, disabled=list(args.disable_plugin))
     table = Table(title=plain(f"xraybench check {spec.name} ({spec.distribution} {spec.version}, {spec.kind})"),
@@ -293,8 +291,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     registry = load_registry(args.disable_plugin)
     spec = registry.model(args.model)
     tuning.require_tunable(spec)  # before any data is loaded
-    if args.trial_timeout is not None and args.trial_timeout <= 0:
-        raise XRayBenchError(f"--trial-timeout must be positive, got {args.trial_timeout:g}")
     from xraybench.cli import flag_overrides
 
     if args.epochs is not None and args.epochs < 1:
@@ -442,8 +438,8 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("--model", metavar="NAME", help="a model with a search space")
     p.add_argument("--trials", type=int, default=20, metavar="N", help="trials to run in this process (a sampled repeat of a parameter set the study already has "
                    "is not trained again and not counted)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
-    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_seconds, metavar="SECONDS", help="stop starting trials after this long")
+    p.add_argument("--trial-timeout", type=positive_seconds, metavar="SECONDS",
                    help="kill a trial after this long and record it as failed (default: run's --timeout default)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
                    "(default: sqlite file tuning.sqlite3 in the results folder)")
@@ -501,7 +497,7 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--image-size", type=image_size_arg, default=32, help="size of the generated images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_seconds, default=600.0, metavar="SECONDS",
                    help="kill a check after this long and report it as failed; the other checks go on")
     p.set_defaults(func=cmd_check)
 

@@ -199,3 +199,30 @@ def test_run_trial_reports_through_the_storage_and_the_parent_tells_pruned(xray_
     told = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     assert told.intermediate_values.keys() == {0} and told.value == told.intermediate_values[0]
     assert told.user_attrs["epochs"] == 1
+
+
+def test_the_final_tuned_run_is_checkpointed_like_run(xray_data, test_plugins, xraybench_env, monkeypatch):
+    from xraybench import runner
+    from xraybench.cli import main
+
+    def one_trial_study(spec, train, val, storage, name, *args, **kwargs):
+        study = optuna.create_study(direction="maximize")
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+        return study, tuning.Session(), 0.0
+
+    class Stop(Exception):
+        pass
+
+    requests = []
+
+    def capture(prepared):
+        requests.append(prepared.request)
+        raise Stop
+
+    monkeypatch.setattr(tuning, "run_study", one_trial_study)
+    monkeypatch.setattr(runner, "run_isolated", capture)
+    results = xraybench_env / "res"
+    with pytest.raises(Stop):
+        main(["tune", "--model", "xb_tunable", "--data", str(xray_data), "--image-size", "16",
+              "--results", str(results), "--trials", "1"])
+    assert [r.checkpoints for r in requests] == [str(results.resolve())]

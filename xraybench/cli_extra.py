@@ -335,15 +335,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     console.print(esc(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}"))
     if args.no_final:
         return 0
+    store = ResultStore(args.results)
     final = dataclasses.replace(
         request,
         params={**best.params, **fixed},
         tags={"tuned": True, "study": study_name, "storage": tuning.masked(storage), "trials": len(states),
               "complete_trials": done, "metric": args.metric, "best_value": best.value, "best_trial": best.number},
         command=command_line(),
+        checkpoints=str(store.root),  # as `run` does: an interrupted final run keeps its epochs
     )
     console.rule(f"[bold]{esc(spec.name)}[/] with the best parameters, evaluated once on test")
-    store = ResultStore(args.results)
     try:
         record, scores = run_isolated(prepare(final, registry, datasets))
     except Interrupted as stop:

@@ -226,3 +226,23 @@ def test_the_final_tuned_run_is_checkpointed_like_run(xray_data, test_plugins, x
         main(["tune", "--model", "xb_tunable", "--data", str(xray_data), "--image-size", "16",
               "--results", str(results), "--trials", "1"])
     assert [r.checkpoints for r in requests] == [str(results.resolve())]
+
+
+def test_each_trial_is_sampled_inside_ask_by_the_sampler_seeded_for_its_number(xray_data, monkeypatch):
+    data = load_dataset(xray_data, image_size=16)
+    seen = []
+
+    class Recording(optuna.samplers.RandomSampler):
+        def __init__(self, seed):
+            super().__init__(seed=seed)
+            self.seed = seed
+
+        def before_trial(self, study, trial):  # called inside study.ask(), where relative samplers sample
+            seen.append((trial.number, self.seed))
+            super().before_trial(study, trial)
+
+    monkeypatch.setattr(tuning, "make_sampler", lambda name, seed: Recording(seed))
+    spec = load_registry().model("logreg_pixels")
+    tuning.run_study(spec, data.splits.train, data.splits.val, f"sqlite:///{xray_data.parent / 'q.db'}", "q", 3, None,
+                     "val_auc", "random", "none", {"side": "16"}, 5, isolate=False)
+    assert seen and all(seed == tuning.sampler_seed(5, number) for number, seed in seen), seen

@@ -461,9 +461,11 @@ def run_study(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # experimental API; heartbeats outside optimize()
                 optuna.storages.fail_stale_trials(study)
+                # A sampler seeded for the number ask() is about to assign, set before it: relative
+                # samplers (CMA-ES, multivariate TPE) sample inside ask(). A concurrent worker may take
+                # that number first; the seeds then differ by one trial, and the duplicate check covers the rest.
+                study.sampler = make_sampler(sampler, sampler_seed(seed, len(study.get_trials(deepcopy=False))))
                 trial = study.ask()
-            # A sampler seeded for this trial number (Trial looks the sampler up at each suggest).
-            study.sampler = make_sampler(sampler, sampler_seed(seed, trial.number))
             trial.set_user_attr("worker", session.worker)  # which process ran it, for the record
             try:
                 sampled = spec.search_space(FixedParamsTrial(trial, fixed))

@@ -52,15 +52,22 @@ def fallback_dir() -> Path:
 
 
 def _masked(record: dict[str, Any]) -> dict[str, Any]:
-    """The record with the secrets of its command line and storage URL masked (records get published)."""
-    from xraybench.redaction import mask_command, mask_url
+    """The record with the secrets of its command line, storage URL, data source and free text
+    (reason, traceback) masked (records get published)."""
+    from xraybench.redaction import mask_command, mask_text, mask_url
 
     out = dict(record)
     if isinstance(out.get("command"), str):
         out["command"] = mask_command(out["command"])
+    for key in ("reason", "traceback"):
+        if isinstance(out.get(key), str):
+            out[key] = mask_text(out[key])
     tags = out.get("tags")
     if isinstance(tags, dict) and isinstance(tags.get("storage"), str):
         out["tags"] = {**tags, "storage": mask_url(tags["storage"])}
+    data = out.get("data")
+    if isinstance(data, dict) and isinstance(data.get("source"), str):
+        out["data"] = {**data, "source": mask_text(data["source"])}
     return out
 
 

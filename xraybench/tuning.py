@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from xraybench.errors import XRayBenchError
 from xraybench.metric_registry import BY_KEY
-from xraybench.redaction import mask_url as masked  # noqa: F401  (the storage URL with its secrets hidden)
+from xraybench.redaction import mask_url as masked  # the storage URL with its secrets hidden
 from xraybench.specs import ImageSet, ModelSpec
 
 # Each objective is a metric_registry entry on the validation split; its direction comes from there.
@@ -505,6 +505,7 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
 
     from xraybench import isolation
     from xraybench.harness import PluginFailure
+    from xraybench.redaction import mask_text, url_secrets
 
     fail = optuna.trial.TrialState.FAIL
     args = (storage_url, study_name, trial._trial_id, params, task)
@@ -519,7 +520,7 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
                     outcome = isolation.Outcome("error", reason=str(exc).splitlines()[0] if str(exc) else "PluginFailure")
     except BaseException as exc:  # Ctrl-C, or an unexpected error in this process: never leave it RUNNING
         reason = "interrupted by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        trial.set_user_attr("fail_reason", reason.splitlines()[0])
+        trial.set_user_attr("fail_reason", mask_text(reason.splitlines()[0], url_secrets(storage_url)))
         study.tell(trial, state=fail, skip_if_finished=True)
         raise
     epochs = storage.get_trial(trial._trial_id).user_attrs.get("epochs")
@@ -533,5 +534,5 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
     reason = outcome.reason
     if outcome.status == "timeout":
         reason = f"no result within --trial-timeout {trial_timeout:g}s; the process was killed"
-    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr("fail_reason", mask_text(reason, url_secrets(storage_url)))  # the study may be shared
     return study.tell(trial, state=fail)

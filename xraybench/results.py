@@ -196,7 +196,8 @@ class ResultStore:
 
         The index (``runs/.index.json``) maps file name -> ((mtime_ns, size), summary). It is
         only a cache: files are the truth, new or changed ones are parsed and the index is
-        rewritten atomically (best effort; a read-only folder just skips that). Unreadable
+        rewritten atomically (best effort; a read-only folder just skips that). An index file
+        without our ``schema`` key is not ours: it is left as it is and nothing is cached. Unreadable
         files are skipped and, with ``failed``, listed there as (name, reason).
         """
         return iter([summary for _, summary in self._named_summaries(failed)])
@@ -205,12 +206,17 @@ class ResultStore:
         if not self.runs.is_dir():
             return []
         index_path = self.runs / ".index.json"
+        ours = True  # an index we may rewrite: none yet, or one that carries our schema key
         try:
             index = json.loads(index_path.read_text())
-            if index.get("schema") != SCHEMA:
-                index = {}
+            if not isinstance(index, dict) or "schema" not in index:
+                index, ours = {}, False  # someone else's file: left alone, and nothing cached
+            elif index.get("schema") != SCHEMA:
+                index = {}  # an older version's cache: ours to rewrite
+        except FileNotFoundError:
+            index, ours = {}, not index_path.is_symlink()
         except (OSError, ValueError):
-            index = {}
+            index, ours = {}, False
         cached = index.get("records", {})
         fresh: dict[str, Any] = {}
         changed = False
@@ -247,7 +253,7 @@ class ResultStore:
                 continue
             fresh[name] = [stamp, _masked({k: v for k, v in record.items() if k not in _BULKY})]
             changed = True
-        if changed or len(fresh) != len(cached):
+        if ours and (changed or len(fresh) != len(cached)):
             try:
                 _atomic_write(index_path, {"schema": SCHEMA, "records": fresh}, indent=None)
             except OSError:

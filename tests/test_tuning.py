@@ -38,13 +38,21 @@ def test_objective_never_receives_test_data(xray_data, monkeypatch):
     assert all(t.params and t.user_attrs.get("fixed:side") is None for t in study.trials)  # side is not searched
 
 
+def _bn_params(**fixed):
+    from xraybench import params as params_mod
+
+    spec = load_registry().model("baseline_cnn_bn")
+    return spec, params_mod.resolve(spec.all_defaults(), fixed, spec.name)
+
+
 def test_keras_trial_gets_pruned_with_the_logged_key(xray_data):
     data = load_dataset(xray_data, image_size=16)
-    spec = load_registry().model("baseline_cnn_bn")
+    spec, params = _bn_params(epochs=5, batch_size=16)
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(upper=-1.0))
-    objective = tuning.Objective(spec, data.splits.train, data.splits.val, spec.all_defaults(),
-                                 {"epochs": 5, "batch_size": 16}, "val_auc", 0, "float32")
-    study.optimize(objective, n_trials=1)
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        tuning.evaluate_params(spec, data.splits.train, data.splits.val, params, "val_auc", 0, "float32", trial)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert trial.user_attrs["epochs"] == 1 and list(trial.intermediate_values) == [0]
@@ -52,16 +60,15 @@ def test_keras_trial_gets_pruned_with_the_logged_key(xray_data):
 
 def test_pruning_fails_loudly_on_a_wrong_key(xray_data):
     data = load_dataset(xray_data, image_size=16)
-    spec = load_registry().model("baseline_cnn_bn")
+    spec, params = _bn_params(epochs=2, batch_size=16)
     study = optuna.create_study(direction="maximize")
-    objective = tuning.Objective(spec, data.splits.train, data.splits.val, spec.all_defaults(),
-                                 {"epochs": 2, "batch_size": 16}, "val_auc", 0, "float32")
     tuning.EPOCH_KEYS["val_auc"], saved = "val_not_logged", tuning.EPOCH_KEYS["val_auc"]
     try:
-        study.optimize(objective, n_trials=1, catch=(harness.PluginFailure,))
+        with pytest.raises(harness.PluginFailure):
+            tuning.evaluate_params(spec, data.splits.train, data.splits.val, params, "val_auc", 0, "float32",
+                                   study.ask())
     finally:
         tuning.EPOCH_KEYS["val_auc"] = saved
-    assert study.trials[0].state == optuna.trial.TrialState.FAIL
 
 
 def _xb(*args, env=None, timeout=600):

@@ -129,8 +129,6 @@ def flag_overrides(spec, params: dict[str, Any], flags: dict[str, Any], console=
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-
     from xraybench.plugins import load_registry
     from xraybench.params import parse_assignments
     from xraybench.progress import about, set_verbose

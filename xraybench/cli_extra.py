@@ -164,8 +164,6 @@ _ENDED = {RunStatus.INTERRUPTED.label: "interrupted", RunStatus.ERROR.label: "st
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from rich.markup import escape
-
     from xraybench.leaderboard import record_keys
     from xraybench.metric_registry import bootstrapped
     from xraybench.results import ResultStore
@@ -224,15 +222,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Every run file with its status and reason, invalid ones included: failures stay visible."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from xraybench.records import RunStatus
     from xraybench.results import ResultStore
+    from xraybench.richtext import console as make_console
 
     store = ResultStore(args.results)
-    console = Console()
+    console = make_console()
     if args.backfill:
         from xraybench.backfill import backfill
         from xraybench.plugins import load_registry
@@ -312,7 +310,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     console.print(esc(f"study {study_name!r} in {tuning.masked(storage)}; metric {args.metric}; sampler {args.sampler}; "
                       f"pruner {args.pruner}"))
     try:
-        study, objective, seconds = tuning.run_study(
+        study, session, seconds = tuning.run_study(
             spec, data.splits.train, data.splits.val, storage, study_name, args.trials, args.timeout, args.metric,
             args.sampler, args.pruner, fixed, args.seed, args.precision, console,
             trial_timeout=args.trial_timeout or DEFAULT_TIMEOUT, disabled=list(args.disable_plugin),
@@ -327,8 +325,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     console.print(f"{plural(len(states), 'trial')} in the study ({done} complete, "
                   f"{states.count(optuna.trial.TrialState.PRUNED)} pruned, {states.count(optuna.trial.TrialState.FAIL)} failed); "
-                  f"this session {seconds:.0f}s, {plural(sum(objective.epochs_trained), 'epoch')} trained"
-                  + (f", {objective.duplicates} repeated parameter sets not retrained" if objective.duplicates else ""))
+                  f"this session {seconds:.0f}s, {plural(sum(session.epochs_trained), 'epoch')} trained"
+                  + (f", {session.duplicates} repeated parameter sets not retrained" if session.duplicates else ""))
     if not done:
         raise XRayBenchError(f"study {study_name!r} has no complete trial; nothing to evaluate")
     best = study.best_trial

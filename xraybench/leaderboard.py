@@ -459,12 +459,13 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     squeezed into truncated numbers; only a terminal too narrow even for the core columns
     falls back to rich's own collapsing.
     """
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    console = console or Console()
+    from xraybench.richtext import console as make_console
+
+    console = console or make_console()
     cells = [_cells(row) for row in rows] + [_cells(row) for row in refs]
     layout = _layout(cells, len(rows), console.width)
     shown, widths = layout["shown"], layout["widths"]

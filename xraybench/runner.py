@@ -129,7 +129,6 @@ def execute(request: RunRequest, on_epoch: Callable | None = None) -> tuple[dict
 
 def _epoch_printer(model: str, quiet: bool) -> Callable:
     from rich.console import Console
-    from rich.markup import escape  # a plugin's model name is not markup
 
     console = Console(stderr=False, highlight=False)
     started = time.perf_counter()

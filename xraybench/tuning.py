@@ -177,34 +177,6 @@ def evaluate_params(spec: ModelSpec, train: ImageSet, val: ImageSet, params: dic
     return value, None if counter is None else counter.epochs
 
 
-@dataclass
-class Objective:
-    """Trains on ``train``, scores on ``val``, in this process (``study.optimize``). It holds no test split."""
-
-    spec: ModelSpec
-    train: ImageSet
-    val: ImageSet
-    base_params: dict[str, Any]
-    fixed: dict[str, Any]
-    metric: str
-    seed: int
-    precision: str = "auto"
-    epochs_trained: list[int] = field(default_factory=list)
-
-    def __call__(self, trial) -> float:
-        from xraybench import params as params_mod
-
-        sampled = self.spec.search_space(FixedParamsTrial(trial, self.fixed))
-        params = params_mod.resolve(self.base_params, {**sampled, **self.fixed}, self.spec.name)
-        try:
-            value, _ = evaluate_params(self.spec, self.train, self.val, params, self.metric, self.seed,
-                                       self.precision, trial)
-        finally:
-            if self.spec.kind == "keras":
-                self.epochs_trained.append(int(trial.user_attrs.get("epochs", 0)))
-        return value
-
-
 class FixedParamsTrial:
     """Hands a search space the user's ``--param`` values for those names instead of sampling them."""
 

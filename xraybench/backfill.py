@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xraybench.records import RunRecord, RunStatus, Threshold
+from xraybench.records import FIXED_THRESHOLD, RunRecord, RunStatus, Threshold
 
 
 def _missing_intervals(record: RunRecord) -> dict[Threshold, list[str]]:
@@ -50,7 +50,7 @@ def backfill(store, registry=None) -> list[tuple[str, str]]:
             for t, keys in missing.items():
                 stored = dict(record.intervals_at(t))
                 meta = stored.get("_meta") or {}
-                threshold = meta.get("threshold", record.metrics_at(t).get("threshold", 0.5))
+                threshold = meta.get("threshold", record.metrics_at(t).get("threshold", FIXED_THRESHOLD))
                 new = bootstrap_intervals(scores["test_labels"], scores["test_scores"], threshold,
                                           resamples=meta.get("resamples", 1000), seed=meta.get("seed", record.seed or 0),
                                           level=meta.get("level", 0.95), keys=keys)

@@ -295,7 +295,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from xraybench.data.builtin import native_size
 
     _announce_builtin(args.data)
-    size = args.image_size or native_size(args.data) or 150
+    size = args.image_size or native_size(args.data) or DEFAULT_IMAGE_SIZE
     dataset = load_dataset(args.data, image_size=size, channels=args.channels, seed=args.seed,
                            val_fraction=args.val_fraction, skip_bad=args.skip_bad)
     print_data_summary(dataset, _console())

@@ -18,7 +18,7 @@ import numpy as np
 
 from xraybench import generated, leaderboard as lb
 from xraybench.errors import XRayBenchError
-from xraybench.records import LABELS, RunStatus
+from xraybench.records import FIXED_THRESHOLD, LABELS, RunStatus
 from xraybench.results import ResultStore, Skipped
 
 COMMAND = "report"  # its files carry xraybench.generated's marker: <meta name="generator"> and the Markdown's first line
@@ -109,7 +109,7 @@ def _confusions(runs: list[tuple[dict, dict]]) -> str:
             ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
         ax.set_xticks([0, 1], [LABELS[0], LABELS[1][:6] + "."])
         ax.set_yticks([0, 1], [LABELS[0], LABELS[1][:6] + "."])
-        ax.set_xlabel("predicted (threshold 0.5)")
+        ax.set_xlabel(f"predicted (threshold {FIXED_THRESHOLD:g})")
         ax.set_ylabel("true")
         ax.set_title(_label(record), fontsize=9)
     fig.tight_layout()

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION, RunStatus
 
 DEFAULT_TIMEOUT = 6 * 3600.0  # generous: a full CPU run of the deepest zoo model stays well inside it
 
@@ -91,7 +91,7 @@ def base_record(prepared: Prepared) -> dict[str, Any]:
     return {
         "run_id": new_run_id(spec.name),
         "created_at": now_iso(),
-        "status": "error",
+        "status": RunStatus.ERROR.label,
         "reason": "",
         "model": spec.name,
         "description": spec.description,
@@ -181,7 +181,7 @@ def _finish_checkpoints(prepared: Prepared, record: dict[str, Any], save_to: "Pa
 
     resumed = Path(prepared.request.resume_from) if prepared.request.resume_from else None
     root = prepared.request.checkpoints
-    if record["status"] == "done":
+    if record["status"] == RunStatus.DONE.label:
         checkpoints.remove(save_to, root)
         checkpoints.remove(resumed, root)
         return
@@ -211,7 +211,7 @@ def run_isolated(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | N
         outcome = isolation.run_once(_run_request, (asdict(request), str(save_to) if save_to else None),
                                      request.timeout, expected=(PluginFailure, XRayBenchError))
     except KeyboardInterrupt:  # the child is already stopped
-        record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
+        record.update(status=RunStatus.INTERRUPTED.label, reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
         raise Interrupted(record) from None
     try:
@@ -229,12 +229,12 @@ def _outcome_record(prepared: Prepared, record: dict[str, Any], outcome, start: 
     if outcome.status == "done":
         fields, scores = outcome.value
         record.update(fields)
-        record["status"], record["reason"] = "done", ""
+        record["status"], record["reason"] = RunStatus.DONE.label, ""
         return record, scores
     if outcome.status == "timeout":
-        record["status"], record["reason"] = "timeout", f"no result within --timeout {request.timeout:g}s; the process was killed"
+        record["status"], record["reason"] = RunStatus.TIMEOUT.label, f"no result within --timeout {request.timeout:g}s; the process was killed"
     else:
-        record["status"], record["reason"] = "error", outcome.reason
+        record["status"], record["reason"] = RunStatus.ERROR.label, outcome.reason
     if outcome.traceback:
         record["traceback"] = outcome.traceback
     return record, None
@@ -274,12 +274,12 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
                 prepared.request.target_sensitivity,
             )
     except KeyboardInterrupt:
-        record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
+        record.update(status=RunStatus.INTERRUPTED.label, reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
         raise Interrupted(record) from None
     except (harness.PluginFailure, XRayBenchError) as exc:
         text = str(exc).strip()
-        record.update(status="error", reason=text.splitlines()[0] if text else type(exc).__name__,
+        record.update(status=RunStatus.ERROR.label, reason=text.splitlines()[0] if text else type(exc).__name__,
                       traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
         return record, None
@@ -289,7 +289,7 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
 
         backend = keras.backend.backend()
     record.update(fields)
-    record.update(status="done", environment=environment.capture(backend), wall_seconds=time.perf_counter() - start,
+    record.update(status=RunStatus.DONE.label, environment=environment.capture(backend), wall_seconds=time.perf_counter() - start,
                   cpu_seconds=time.process_time() - cpu_start)
     _finish_checkpoints(prepared, record, save_to)
     return record, scores
@@ -308,7 +308,7 @@ def resume_request(store, run_id: str, command: str = "", data: str | None = Non
 
     record = store.get(run_id)
     run_id = record["run_id"]
-    if record["status"] == "done":
+    if record["status"] == RunStatus.DONE.label:
         raise XRayBenchError(f"run {run_id} finished (done); only an interrupted, timed-out or failed run can be resumed")
     if record.get("kind") != "keras":
         raise XRayBenchError(f"run {run_id} is a {record.get('kind')} model, which has no epochs to resume; run it again")

@@ -146,8 +146,9 @@ def pruning_callback(trial, monitor: str):
 
 def score(metric: str, labels, scores) -> float:
     from xraybench.metrics import evaluate
+    from xraybench.records import FIXED_THRESHOLD
 
-    m = evaluate(labels, scores, 0.5)
+    m = evaluate(labels, scores, FIXED_THRESHOLD)
     return BY_KEY[OBJECTIVES[metric]].value(m)
 
 

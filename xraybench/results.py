@@ -74,10 +74,14 @@ def _masked(record: dict[str, Any]) -> dict[str, Any]:
 _RUN_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
 
+def _is_run_id(run_id: object) -> bool:
+    return isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) is not None and ".." not in run_id
+
+
 def check_run_id(run_id: str) -> None:
     """A one-line XRayBenchError unless ``run_id`` could name a run (as ``new_run_id`` makes them):
     ids are joined into paths and matched as prefixes, so no separators, wildcards or ``..``."""
-    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+    if not _is_run_id(run_id):
         from xraybench.errors import XRayBenchError
 
         raise XRayBenchError(f"{run_id!r} is not a run id (letters, digits, '_', '-', '.'; "
@@ -311,7 +315,8 @@ class ResultStore:
 
     def scores(self, run_id: str) -> dict[str, Any] | None:
         """The run's per-image scores; None if it has none; a ValueError naming the file if damaged."""
-        check_run_id(run_id)
+        if not _is_run_id(run_id):  # a record's id that cannot name a file never names one elsewhere
+            return None
         path = self.runs / f"{run_id}.scores.json"
         if not path.is_file():
             return None

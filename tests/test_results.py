@@ -101,3 +101,13 @@ def test_a_unique_prefix_finds_the_run(tmp_path):
     store.save(record)
     assert store.get(record["run_id"][:-3])["run_id"] == record["run_id"]
     assert store.get(record["run_id"])["run_id"] == record["run_id"]
+
+
+def test_a_record_whose_id_is_a_path_is_never_written(tmp_path):
+    from xraybench.errors import XRayBenchError
+
+    record, _ = make_record()
+    record["run_id"] = "../escaped"
+    with pytest.raises(XRayBenchError, match="is not a run id"):
+        ResultStore(tmp_path / "results").save(record)
+    assert not (tmp_path / "results" / "escaped.json").exists() and not (tmp_path / "escaped.json").exists()

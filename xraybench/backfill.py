@@ -32,7 +32,7 @@ def _missing_intervals(record: RunRecord) -> dict[Threshold, list[str]]:
 
 def backfill(store, registry=None) -> list[tuple[str, str]]:
     """Backfill every record of ``store``; returns (file name, what was added) per rewritten file."""
-    from xraybench.results import _atomic_write
+    from xraybench.results import _atomic_write, _is_run_id
     from xraybench.stats import bootstrap_intervals
 
     specs: dict[str, Any] = dict(getattr(registry, "models", {}) or {})
@@ -60,7 +60,7 @@ def backfill(store, registry=None) -> list[tuple[str, str]]:
                                             "level": meta.get("level", 0.95), "threshold": threshold})
                 setattr(record, t.intervals_key, stored)
                 added.append(f"{t.value}: {', '.join(keys)} intervals")
-        if added and (store.runs / f"{record.run_id}.json").is_file():
+        if added and _is_run_id(record.run_id) and (store.runs / f"{record.run_id}.json").is_file():
             _atomic_write(store.runs / f"{record.run_id}.json", record.to_dict())
             changed.append((f"{record.run_id}.json", "; ".join(added)))
     return changed

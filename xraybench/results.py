@@ -147,6 +147,7 @@ class ResultStore:
         says where: a finished run is never dropped.
         """
         record = _masked(for_saving(record))  # validated (a ValueError says what is wrong), secrets hidden
+        check_run_id(record["run_id"])  # it names the files: never a path elsewhere
         try:
             return self._write(self.runs, record, scores)
         except OSError as exc:

@@ -436,9 +436,13 @@ def run_study(
                 optuna.storages.fail_stale_trials(study)
                 # A sampler seeded for the number ask() is about to assign, set before it: relative
                 # samplers (CMA-ES, multivariate TPE) sample inside ask(). A concurrent worker may take
-                # that number first; the seeds then differ by one trial, and the duplicate check covers the rest.
-                study.sampler = make_sampler(sampler, sampler_seed(seed, len(study.get_trials(deepcopy=False))))
+                # that number first: then the trial re-seeds for its own number below (as independent
+                # samplers suggest after ask()), and the duplicate check covers the rest.
+                expected = len(study.get_trials(deepcopy=False))
+                study.sampler = make_sampler(sampler, sampler_seed(seed, expected))
                 trial = study.ask()
+            if trial.number != expected:  # another worker took that number: the suggests after ask()
+                study.sampler = make_sampler(sampler, sampler_seed(seed, trial.number))  # draw its own stream
             trial.set_user_attr("worker", session.worker)  # which process ran it, for the record
             try:
                 sampled = spec.search_space(FixedParamsTrial(trial, fixed))

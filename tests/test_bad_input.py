@@ -310,3 +310,20 @@ def test_results_path_is_a_file(command, tmp_path, capsys):
     code, _, err = run_cli(capsys, *command, "--results", str(path / "sub"))
     line = one_line_error(err)
     assert code == 2 and f"results folder {path / 'sub'} cannot" in line and "--results DIR" in line
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "abc"])
+@pytest.mark.parametrize("command", [["run", "--model", "baseline_cnn", "--timeout"], ["check", "baseline_cnn", "--timeout"],
+                                     ["tune", "--model", "baseline_cnn", "--trial-timeout"],
+                                     ["tune", "--model", "baseline_cnn", "--timeout"]])
+def test_seconds_must_be_finite_and_positive(command, value, capsys, xraybench_env):
+    code, _, err = run_cli(capsys, *command, value)
+    line = one_line_error(err)
+    assert code == 2 and f"{command[-1]}: {value!r} is not a positive number of seconds" in line
+
+
+def test_run_timeout_default_is_the_runner_s():
+    from xraybench.cli import build_parser
+    from xraybench.runner import DEFAULT_TIMEOUT
+
+    assert build_parser().parse_args(["run", "--model", "m"]).timeout == DEFAULT_TIMEOUT

@@ -173,3 +173,12 @@ def test_check_kills_a_hanging_check_and_goes_on(test_plugins):
                   "same seed gives the same predictions", "no test data reachable while training"):
         assert "pass" in rows[later], later  # after the killed check, the rest run in a fresh child
     assert "5 passed, 1 failed" in out.stdout
+
+
+def test_a_plugin_calling_sys_exit_is_an_error_row_not_the_end():
+    out = xb("plugins", env={"XRAYBENCH_PLUGINS": "xb_exits_at_import,xb_exits_in_hook,xb_test_models"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "xb_exits_at_import" in out.stdout and "SystemExit: 3" in out.stdout
+    assert "xb_exits_in_hook" in out.stdout and "SystemExit: bye" in out.stdout
+    models = xb("models", env={"XRAYBENCH_PLUGINS": "xb_exits_at_import,xb_exits_in_hook,xb_test_models"})
+    assert models.returncode == 0 and "xb_good" in models.stdout

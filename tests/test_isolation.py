@@ -82,6 +82,28 @@ def _raise_value_error():
     raise ValueError("boom in a child")
 
 
+def _close_the_pipe_and_live_on(pid_file):
+    Path(pid_file).write_text(str(os.getpid()))
+    import gc
+    from multiprocessing.connection import Connection
+
+    for conn in [o for o in gc.get_objects() if isinstance(o, Connection)]:
+        conn.close()  # the pipe to the parent: it sees EOF while this process lives on
+    isolation.time.sleep(120)
+
+
+def test_a_child_that_closes_its_pipe_but_lives_is_killed(tmp_path, monkeypatch):
+    monkeypatch.setattr(isolation, "DIED_GRACE_SECONDS", 0.5)
+    pid_file = tmp_path / "pid"
+    child = isolation.Child()
+    try:
+        out = child.call(_close_the_pipe_and_live_on, (str(pid_file),), timeout=60)
+        assert out.status == "error" and out.reason == "the model's process ended without a result"
+        assert pid_gone(int(pid_file.read_text()))
+    finally:
+        child.stop()
+
+
 def test_child_outcomes_in_process():
     with isolation.Child() as child:
         first_pid = None

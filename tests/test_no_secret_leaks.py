@@ -7,6 +7,7 @@ raw bytes included) is searched for the password, raw and percent-encoded.
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -104,10 +105,17 @@ def test_an_old_record_holding_a_secret_is_masked_when_published(tmp_path):
     store = ResultStore(tmp_path)
     record, scores = make_record("old")
     record["command"] = "xraybench tune --storage postgresql://alice:Hunter2Old@db/xb --param api_token=T0kenOld"
+    record["reason"] = "cannot open s3://bob:ReasonPw@bucket/x"
+    record["data"] = {**record["data"], "source": "s3://carol:SourcePw@bucket/xray"}
     _atomic_write(store.runs / f"{record['run_id']}.json", {"schema": 1, **record})  # as an old version wrote it
+    saved, _ = make_record("new", status="error")
+    saved.update(reason="failed: token=ReasonTok", traceback="Traceback ...\n  url https://dave:TbPw@host/x")
+    store.save(saved)
+    assert not {"ReasonTok", "TbPw"} & set(re.findall(r"\w+", (store.runs / f"{saved['run_id']}.json").read_text()))
     summaries = list(store.summaries())
     rows = lb.build_rows(summaries)
     published = lb.render_markdown(rows, [], "t") + lb.render_json(rows, []) + lb.render_csv(rows) + repr(summaries)
     assert "Hunter2Old" not in published and "T0kenOld" not in published
+    assert "ReasonPw" not in repr(summaries) and "SourcePw" not in repr(summaries)
     assert "postgresql://alice:***@db/xb" in published
     assert "Hunter2Old" not in (store.runs / ".index.json").read_text()

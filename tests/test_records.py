@@ -105,7 +105,7 @@ def test_store_refuses_to_save_an_invalid_record(tmp_path):
 
 
 def _damaged_folder(root: Path) -> tuple[ResultStore, list[str]]:
-    """Good runs of two models plus five damaged records of different kinds."""
+    """Good runs of two models plus six damaged records of different kinds."""
     store = ResultStore(root)
     for seed in (1, 2):
         for model in ("baseline_cnn", "other"):
@@ -122,7 +122,10 @@ def _damaged_folder(root: Path) -> tuple[ResultStore, list[str]]:
     future, _ = make_record("future", 1)
     future["schema_version"] = 7
     (runs / "future.json").write_text(json.dumps(future))
-    return store, ["torn.json", "list.json", "nomodel.json", "partial.json", "future.json"]
+    badclass, _ = make_record("badclass", 1)
+    badclass["metrics"] = {"roc_auc": 0.99, "per_class": 5}
+    (runs / "badclass.json").write_text(json.dumps(badclass))
+    return store, ["torn.json", "list.json", "nomodel.json", "partial.json", "future.json", "badclass.json"]
 
 
 @pytest.mark.parametrize("fmt", ["table", "json"])
@@ -131,7 +134,7 @@ def test_leaderboard_shows_every_good_run_and_names_each_damaged_file_once(tmp_p
     out = _xb("leaderboard", "--format", fmt, "--results", str(tmp_path))
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("5 records skipped: "), out.stderr
+    assert len(lines) == 1 and lines[0].startswith("6 records skipped: "), out.stderr
     for name in damaged:
         assert lines[0].count(name) == 1, name
     assert "(no 'model')" in lines[0] and "(not JSON)" in lines[0] and "newer than" in lines[0]
@@ -151,7 +154,7 @@ def test_runs_lists_failures_and_invalid_files(tmp_path):
     assert "RuntimeError: boom" in out.stdout and "crashy" in out.stdout
     for name in damaged:
         assert name in out.stdout
-    assert "4 done, 1 error, 5 invalid" in out.stdout
+    assert "4 done, 1 error, 6 invalid" in out.stdout
     only = _xb("runs", "--status", "error", "--results", str(tmp_path))
     assert "crashy" in only.stdout and "baseline_cnn" not in only.stdout
 
@@ -338,3 +341,23 @@ def test_store_names_damaged_and_missing_scores(tmp_path):
     assert store.scores(record["run_id"]) is None
     out = _xb("runs", "--results", str(tmp_path))
     assert "per-image scores file missing" in out.stdout
+
+
+@pytest.mark.parametrize("per_class", [5, [1], "x"])
+def test_a_non_object_per_class_is_named(per_class):
+    record, _ = make_record("m", 1)
+    record["metrics"] = {"roc_auc": 0.9, "per_class": per_class}
+    with pytest.raises(InvalidRecord, match="per_class"):
+        parse(record)
+
+
+def test_an_unforeseen_error_in_validation_is_an_invalid_record(monkeypatch):
+    import xraybench.records as records
+
+    def broken(obj):
+        raise AttributeError("'int' object has no attribute 'items'")
+
+    monkeypatch.setattr(records, "_migrate", broken)
+    record, _ = make_record("m", 1)
+    with pytest.raises(InvalidRecord, match="malformed"):
+        parse(record)

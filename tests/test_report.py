@@ -231,3 +231,23 @@ def test_compare_reports_an_ambiguous_prefix(recorded):
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert f"ambiguous: '{prefix}' matches {', '.join(ids)} (give more characters)" in out.stderr
     assert _xb("compare", ids[0][:-2], ids[1]).returncode == 0  # a unique prefix is enough
+
+
+def test_a_report_that_cannot_be_written_is_a_one_line_error(recorded, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from xraybench import report
+    from xraybench.errors import XRayBenchError
+
+    real = Path.write_text
+
+    def full_disk(self, *args, **kw):
+        if self.suffix == ".md":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(XRayBenchError, match=r"cannot write report .*r\.md \(No space left on device\)") as exc:
+        report.write(ResultStore(recorded / "results"), recorded / "r.html")
+    assert "\n" not in str(exc.value)

@@ -67,3 +67,47 @@ def test_summaries_index_follows_the_files(tmp_path):
     assert [r["model"] for r in store.records()] == ["a2"]  # the index is never read as a record
     (tmp_path / "runs" / ".index.json").write_text("garbage")
     assert [r["model"] for r in store.summaries()] == ["a2"]
+
+
+def test_dangling_and_looping_links_are_skipped_with_reason(tmp_path):
+    store = ResultStore(tmp_path)
+    record, _ = make_record()
+    store.save(record)
+    runs = tmp_path / "runs"
+    (runs / "dangling.json").symlink_to(runs / "nowhere.json")
+    (runs / "loop.json").symlink_to(runs / "loop.json")
+    for full in (False, True):
+        loaded = store.load(full=full)
+        assert [r.run_id for r in loaded.records] == [record["run_id"]]
+        assert sorted(s.path.name for s in loaded.skipped) == ["dangling.json", "loop.json"]
+        assert all(s.reason.startswith("unreadable") for s in loaded.skipped)
+
+
+@pytest.mark.parametrize("bad", ["**", "../x", "a/b", "..", "", "a b", "x*"])
+def test_a_run_id_that_is_not_one_is_a_one_line_error(tmp_path, bad):
+    from xraybench.errors import XRayBenchError
+
+    store = ResultStore(tmp_path)
+    store.save(make_record()[0])
+    with pytest.raises(XRayBenchError, match="is not a run id") as exc:
+        store.get(bad)
+    assert "\n" not in str(exc.value)
+    assert store.scores(bad) is None  # a record's id that is not one names no file
+
+
+def test_a_unique_prefix_finds_the_run(tmp_path):
+    store = ResultStore(tmp_path)
+    record, _ = make_record()
+    store.save(record)
+    assert store.get(record["run_id"][:-3])["run_id"] == record["run_id"]
+    assert store.get(record["run_id"])["run_id"] == record["run_id"]
+
+
+def test_a_record_whose_id_is_a_path_is_never_written(tmp_path):
+    from xraybench.errors import XRayBenchError
+
+    record, _ = make_record()
+    record["run_id"] = "../escaped"
+    with pytest.raises(XRayBenchError, match="is not a run id"):
+        ResultStore(tmp_path / "results").save(record)
+    assert not (tmp_path / "results" / "escaped.json").exists() and not (tmp_path / "escaped.json").exists()

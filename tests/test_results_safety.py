@@ -98,3 +98,42 @@ def test_check_writable_leaves_nothing_behind(tmp_path):
     store = ResultStore(tmp_path / "new")
     store.check_writable()
     assert store.runs.is_dir() and list(store.runs.iterdir()) == []
+
+
+@pytest.mark.parametrize("foreign", ["garbage", '{"records": {}}', "[1]", None])
+def test_an_index_file_that_is_not_ours_is_left_alone(tmp_path, foreign):
+    store = ResultStore(tmp_path)
+    record, _ = make_record()
+    store.save(record)
+    index = store.runs / ".index.json"
+    if foreign is None:  # a dangling link: writing the index would replace it
+        index.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        index.write_text(foreign)
+    assert [r["run_id"] for r in store.summaries()] == [record["run_id"]]
+    if foreign is None:
+        assert index.is_symlink() and not (tmp_path / "elsewhere.json").exists()
+    else:
+        assert index.read_text() == foreign
+
+
+def test_an_index_of_ours_is_still_written(tmp_path):
+    store = ResultStore(tmp_path)
+    record, _ = make_record()
+    store.save(record)
+    assert [r["run_id"] for r in store.summaries()] == [record["run_id"]]
+    assert record["run_id"] in (store.runs / ".index.json").read_text()
+
+
+@pytest.mark.parametrize("dangling", [True, False])
+def test_an_output_path_that_is_a_symlink_is_refused(tmp_path, dangling):
+    from xraybench import generated
+
+    target = tmp_path / "target.md"
+    if not dangling:
+        target.write_text("user file\n")
+    link = tmp_path / "out.md"
+    link.symlink_to(target)
+    with pytest.raises(XRayBenchError, match="is a symbolic link"):
+        generated.check_target(link, "leaderboard", force=True)
+    assert target.exists() is not dangling

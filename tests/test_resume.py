@@ -111,6 +111,10 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
     secret = _saved(results, kind="keras", checkpoint="checkpoints/secret")
     assert "pass --data again" in _resume_error(results, secret["run_id"], capsys)
 
+    for elsewhere in ("../outside", str(tmp_path / "outside"), "checkpoints", "checkpoints/a/b"):
+        escaped = _saved(results, kind="keras", checkpoint=elsewhere)
+        assert "is not a folder of" in _resume_error(results, escaped["run_id"], capsys)
+
     assert main(["run", "--resume", done["run_id"], "--model", "baseline_cnn", "--results", str(results)]) == 2
     assert "--resume RUN_ID" in capsys.readouterr().err
 
@@ -190,3 +194,38 @@ def test_resume_on_other_data_is_refused(tmp_path, xray_data, capsys):
     (path / checkpoints.STATE).write_text(json.dumps({"epoch": 1, "history": {}}))
     record = _saved(results, kind="keras", checkpoint="checkpoints/other")  # fingerprint "fff...": not this data
     assert "changed since run" in _resume_error(results, record["run_id"], capsys)
+
+
+def test_checkpoint_removal_deletes_only_its_own_files(tmp_path):
+    import numpy as np
+
+    ours = checkpoints.folder(tmp_path, "run1")
+    checkpoints.create(ours, "run1", {})
+    checkpoints.save(ours, 1, {"loss": [0.5]}, [np.zeros(2)], [], {}, None)
+    (ours / ".state.json.abc.tmp").write_text("{}")
+    (ours / "notes.txt").write_text("user data")
+    checkpoints.remove(ours, tmp_path)
+    assert sorted(p.name for p in ours.iterdir()) == ["notes.txt"]
+    (ours / "notes.txt").unlink()
+    checkpoints.create(ours, "run1", {})
+    other = tmp_path / "elsewhere" / "run2"
+    checkpoints.create(other, "run2", {})
+    checkpoints.remove(other, tmp_path)  # its parent is not RESULTS/checkpoints: kept
+    assert not other.exists() and other.parent.is_dir()
+    checkpoints.remove(ours, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_state_naming_other_arrays_is_damaged_and_nothing_outside_is_deleted(tmp_path):
+    import numpy as np
+
+    path = checkpoints.folder(tmp_path, "r")
+    checkpoints.create(path, "r", {})
+    victim = tmp_path / "victim.npz"
+    victim.write_text("user data")
+    (path / checkpoints.STATE).write_text(json.dumps({"epoch": 1, "history": {}, "arrays": "../../victim.npz",
+                                                      "counts": {"model": 0, "optimizer": 0}}))
+    with pytest.raises(checkpoints.CheckpointError, match="not epoch-N.npz"):
+        checkpoints.load(path)
+    checkpoints.save(path, 2, {"loss": [0.5, 0.4]}, [np.zeros(2)], [], {}, None)
+    assert victim.read_text() == "user data"

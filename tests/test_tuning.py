@@ -38,13 +38,21 @@ def test_objective_never_receives_test_data(xray_data, monkeypatch):
     assert all(t.params and t.user_attrs.get("fixed:side") is None for t in study.trials)  # side is not searched
 
 
+def _bn_params(**fixed):
+    from xraybench import params as params_mod
+
+    spec = load_registry().model("baseline_cnn_bn")
+    return spec, params_mod.resolve(spec.all_defaults(), fixed, spec.name)
+
+
 def test_keras_trial_gets_pruned_with_the_logged_key(xray_data):
     data = load_dataset(xray_data, image_size=16)
-    spec = load_registry().model("baseline_cnn_bn")
+    spec, params = _bn_params(epochs=5, batch_size=16)
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(upper=-1.0))
-    objective = tuning.Objective(spec, data.splits.train, data.splits.val, spec.all_defaults(),
-                                 {"epochs": 5, "batch_size": 16}, "val_auc", 0, "float32")
-    study.optimize(objective, n_trials=1)
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        tuning.evaluate_params(spec, data.splits.train, data.splits.val, params, "val_auc", 0, "float32", trial)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert trial.user_attrs["epochs"] == 1 and list(trial.intermediate_values) == [0]
@@ -52,16 +60,15 @@ def test_keras_trial_gets_pruned_with_the_logged_key(xray_data):
 
 def test_pruning_fails_loudly_on_a_wrong_key(xray_data):
     data = load_dataset(xray_data, image_size=16)
-    spec = load_registry().model("baseline_cnn_bn")
+    spec, params = _bn_params(epochs=2, batch_size=16)
     study = optuna.create_study(direction="maximize")
-    objective = tuning.Objective(spec, data.splits.train, data.splits.val, spec.all_defaults(),
-                                 {"epochs": 2, "batch_size": 16}, "val_auc", 0, "float32")
     tuning.EPOCH_KEYS["val_auc"], saved = "val_not_logged", tuning.EPOCH_KEYS["val_auc"]
     try:
-        study.optimize(objective, n_trials=1, catch=(harness.PluginFailure,))
+        with pytest.raises(harness.PluginFailure):
+            tuning.evaluate_params(spec, data.splits.train, data.splits.val, params, "val_auc", 0, "float32",
+                                   study.ask())
     finally:
         tuning.EPOCH_KEYS["val_auc"] = saved
-    assert study.trials[0].state == optuna.trial.TrialState.FAIL
 
 
 def _xb(*args, env=None, timeout=600):
@@ -199,3 +206,50 @@ def test_run_trial_reports_through_the_storage_and_the_parent_tells_pruned(xray_
     told = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     assert told.intermediate_values.keys() == {0} and told.value == told.intermediate_values[0]
     assert told.user_attrs["epochs"] == 1
+
+
+def test_the_final_tuned_run_is_checkpointed_like_run(xray_data, test_plugins, xraybench_env, monkeypatch):
+    from xraybench import runner
+    from xraybench.cli import main
+
+    def one_trial_study(spec, train, val, storage, name, *args, **kwargs):
+        study = optuna.create_study(direction="maximize")
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+        return study, tuning.Session(), 0.0
+
+    class Stop(Exception):
+        pass
+
+    requests = []
+
+    def capture(prepared):
+        requests.append(prepared.request)
+        raise Stop
+
+    monkeypatch.setattr(tuning, "run_study", one_trial_study)
+    monkeypatch.setattr(runner, "run_isolated", capture)
+    results = xraybench_env / "res"
+    with pytest.raises(Stop):
+        main(["tune", "--model", "xb_tunable", "--data", str(xray_data), "--image-size", "16",
+              "--results", str(results), "--trials", "1"])
+    assert [r.checkpoints for r in requests] == [str(results.resolve())]
+
+
+def test_each_trial_is_sampled_inside_ask_by_the_sampler_seeded_for_its_number(xray_data, monkeypatch):
+    data = load_dataset(xray_data, image_size=16)
+    seen = []
+
+    class Recording(optuna.samplers.RandomSampler):
+        def __init__(self, seed):
+            super().__init__(seed=seed)
+            self.seed = seed
+
+        def before_trial(self, study, trial):  # called inside study.ask(), where relative samplers sample
+            seen.append((trial.number, self.seed))
+            super().before_trial(study, trial)
+
+    monkeypatch.setattr(tuning, "make_sampler", lambda name, seed: Recording(seed))
+    spec = load_registry().model("logreg_pixels")
+    tuning.run_study(spec, data.splits.train, data.splits.val, f"sqlite:///{xray_data.parent / 'q.db'}", "q", 3, None,
+                     "val_auc", "random", "none", {"side": "16"}, 5, isolate=False)
+    assert seen and all(seed == tuning.sampler_seed(5, number) for number, seed in seen), seen

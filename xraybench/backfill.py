@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xraybench.records import RunRecord, RunStatus, Threshold
+from xraybench.records import FIXED_THRESHOLD, RunRecord, RunStatus, Threshold
 
 
 def _missing_intervals(record: RunRecord) -> dict[Threshold, list[str]]:
@@ -32,7 +32,7 @@ def _missing_intervals(record: RunRecord) -> dict[Threshold, list[str]]:
 
 def backfill(store, registry=None) -> list[tuple[str, str]]:
     """Backfill every record of ``store``; returns (file name, what was added) per rewritten file."""
-    from xraybench.results import _atomic_write
+    from xraybench.results import _atomic_write, _is_run_id
     from xraybench.stats import bootstrap_intervals
 
     specs: dict[str, Any] = dict(getattr(registry, "models", {}) or {})
@@ -50,7 +50,7 @@ def backfill(store, registry=None) -> list[tuple[str, str]]:
             for t, keys in missing.items():
                 stored = dict(record.intervals_at(t))
                 meta = stored.get("_meta") or {}
-                threshold = meta.get("threshold", record.metrics_at(t).get("threshold", 0.5))
+                threshold = meta.get("threshold", record.metrics_at(t).get("threshold", FIXED_THRESHOLD))
                 new = bootstrap_intervals(scores["test_labels"], scores["test_scores"], threshold,
                                           resamples=meta.get("resamples", 1000), seed=meta.get("seed", record.seed or 0),
                                           level=meta.get("level", 0.95), keys=keys)
@@ -60,7 +60,7 @@ def backfill(store, registry=None) -> list[tuple[str, str]]:
                                             "level": meta.get("level", 0.95), "threshold": threshold})
                 setattr(record, t.intervals_key, stored)
                 added.append(f"{t.value}: {', '.join(keys)} intervals")
-        if added and (store.runs / f"{record.run_id}.json").is_file():
+        if added and _is_run_id(record.run_id) and (store.runs / f"{record.run_id}.json").is_file():
             _atomic_write(store.runs / f"{record.run_id}.json", record.to_dict())
             changed.append((f"{record.run_id}.json", "; ".join(added)))
     return changed

@@ -21,14 +21,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from xraybench.errors import XRayBenchError
+from xraybench.results import _atomic_write
 
 MANIFEST = "xraybench-checkpoint.json"
 STATE = "state.json"
@@ -43,24 +43,22 @@ def folder(results_root: str | os.PathLike, run_id: str) -> Path:
     return Path(results_root) / "checkpoints" / run_id
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+_ARRAYS = re.compile(r"epoch-\d+\.npz")
+_TEMP = re.compile(r"\.(?:xraybench-checkpoint\.json|state\.json)\..+\.tmp|\.epoch-\d+\.npz\.tmp")
+
+
+def _arrays_name(path: Path, saved: dict[str, Any]) -> str:
+    """The arrays file a state names: only an ``epoch-N.npz`` of this folder (never a path elsewhere)."""
+    name = saved.get("arrays")
+    if not isinstance(name, str) or not _ARRAYS.fullmatch(name):
+        raise CheckpointError(f"checkpoint {path} is damaged ({STATE} names arrays {name!r}, not epoch-N.npz)")
+    return name
 
 
 def create(path: Path, run_id: str, request: dict[str, Any]) -> None:
     """Make the folder and its manifest (the parent, before the child starts)."""
     path.mkdir(parents=True, exist_ok=True)
-    _write_json(path / MANIFEST, {"format": FORMAT, "run_id": run_id, "request": request})
+    _atomic_write(path / MANIFEST, {"format": FORMAT, "run_id": run_id, "request": request})
 
 
 def is_ours(path: Path) -> bool:
@@ -105,11 +103,25 @@ def history_of(path: Path | None) -> tuple[dict[str, list[float]], int]:
     return (saved["history"], saved["epoch"]) if saved else ({}, 0)
 
 
-def remove(path: Path | None) -> None:
-    """Delete a checkpoint folder, only if xraybench made it (it holds the manifest)."""
-    if path is not None and path.is_dir() and is_ours(path):
-        shutil.rmtree(path, ignore_errors=True)
-        with contextlib.suppress(OSError):  # RESULTS/checkpoints itself, once empty
+def remove(path: Path | None, results_root: str | os.PathLike | None = None) -> None:
+    """Delete a checkpoint folder's own files, only if xraybench made it (it holds the manifest):
+    the manifest, the state, ``epoch-N.npz`` and their temporary files. The folder goes only once
+    empty, and ``RESULTS/checkpoints`` (with ``results_root`` given) only once empty too; anything
+    else a user put there stays."""
+    if path is None or not path.is_dir() or not is_ours(path):
+        return
+    for entry in os.listdir(path):
+        if entry == MANIFEST:
+            continue  # last: while it is there the folder is still marked as ours
+        if entry == STATE or _ARRAYS.fullmatch(entry) or _TEMP.fullmatch(entry):
+            with contextlib.suppress(OSError):
+                os.unlink(path / entry)
+    with contextlib.suppress(OSError):
+        os.unlink(path / MANIFEST)
+    with contextlib.suppress(OSError):  # only if empty
+        path.rmdir()
+    if results_root is not None and path.parent == Path(results_root) / "checkpoints":
+        with contextlib.suppress(OSError):
             path.parent.rmdir()
 
 
@@ -149,15 +161,16 @@ def save(path: Path, epoch: int, history: dict[str, list[float]], model_vars: li
         os.fsync(fh.fileno())
     os.replace(tmp, path / name)
     previous = state(path)
-    _write_json(path / STATE, {
+    _atomic_write(path / STATE, {
         "format": FORMAT, "epoch": epoch, "history": history, "arrays": name,
         "counts": {"model": len(model_vars), "optimizer": len(optimizer_vars),
                    "best": None if best_weights is None else len(best_weights)},
         "stopper": stopper,
     })
-    if previous and previous.get("arrays") not in (None, name):
+    old = previous.get("arrays") if previous else None
+    if isinstance(old, str) and old != name and _ARRAYS.fullmatch(old):
         with contextlib.suppress(OSError):
-            (path / str(previous["arrays"])).unlink()
+            (path / old).unlink()
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -166,12 +179,13 @@ def load(path: Path) -> dict[str, Any]:
     if saved is None:
         raise CheckpointError(f"checkpoint {path} holds no finished epoch; nothing to resume")
     counts = saved.get("counts") or {}
+    arrays = _arrays_name(path, saved)
     try:
-        with np.load(path / str(saved.get("arrays")), allow_pickle=False) as npz:
+        with np.load(path / arrays, allow_pickle=False) as npz:
             saved["model"] = [npz[f"model_{i}"] for i in range(int(counts["model"]))]
             saved["optimizer"] = [npz[f"optimizer_{i}"] for i in range(int(counts["optimizer"]))]
             best = counts.get("best")
             saved["best"] = None if best is None else [npz[f"best_{i}"] for i in range(int(best))]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path} is damaged ({saved.get('arrays')}: {exc})") from None
+        raise CheckpointError(f"checkpoint {path} is damaged ({arrays}: {exc})") from None
     return saved

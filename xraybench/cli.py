@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from xraybench.errors import XRayBenchError
 from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED, DEFAULT_VAL_FRACTION, RunStatus, Threshold
+from xraybench.runner import DEFAULT_TIMEOUT  # runner imports nothing heavy at module level
 
 THRESHOLDS = tuple(t.value for t in Threshold)
 
@@ -128,8 +129,6 @@ def flag_overrides(spec, params: dict[str, Any], flags: dict[str, Any], console=
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-
     from xraybench.plugins import load_registry
     from xraybench.params import parse_assignments
     from xraybench.progress import about, set_verbose
@@ -304,7 +303,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from xraybench.data.builtin import native_size
 
     _announce_builtin(args.data)
-    size = args.image_size or native_size(args.data) or 150
+    size = args.image_size or native_size(args.data) or DEFAULT_IMAGE_SIZE
     dataset = load_dataset(args.data, image_size=size, channels=args.channels, seed=args.seed,
                            val_fraction=args.val_fraction, skip_bad=args.skip_bad)
     print_data_summary(dataset, _console())
@@ -337,6 +336,20 @@ def image_size_arg(text: str) -> int:
         return check_image_size(text.strip(), flag="")
     except XRayBenchError as exc:
         raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of every seconds flag (--timeout, --trial-timeout): a finite number above 0,
+    else a one-line usage error (0, a negative or nan would kill at once or never)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 # --- parser --------------------------------------------------------------------------
@@ -399,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter (repeatable)")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto",
                    help="Keras compute precision; auto = float32 on a CPU, mixed_bfloat16 on a GPU")
-    p.add_argument("--timeout", type=float, default=6 * 3600.0, metavar="SECONDS", help="kill a model's run after this long")
+    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="kill a model's run after this long")
     p.add_argument("--target-sensitivity", type=float, metavar="X",
                    help="choose the second operating point on validation for this sensitivity instead of Youden's J")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $XRAYBENCH_RESULTS, then ./leaderboards)")

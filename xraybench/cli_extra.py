@@ -9,7 +9,7 @@ import re
 import shlex
 from pathlib import Path
 
-from xraybench.cli import command_line
+from xraybench.cli import command_line, positive_seconds
 from xraybench.errors import XRayBenchError
 from xraybench.records import DEFAULT_SEED, RunStatus, Threshold
 
@@ -23,8 +23,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     from xraybench.richtext import console as make_console, plain
 
     interruptible()
-    if args.timeout <= 0:
-        raise XRayBenchError(f"--timeout must be positive, got {args.timeout:g}")
     spec = load_registry(args.disable_plugin).model(args.model)
     rows = run_contract(spec, size=args.image_size, seed=args.seed, timeout=args.timeout, disabled=list(args.disable_plugin))
     table = Table(title=plain(f"xraybench check {spec.name} ({spec.distribution} {spec.version}, {spec.kind})"),
@@ -167,8 +165,6 @@ _ENDED = {RunStatus.INTERRUPTED.label: "interrupted", RunStatus.ERROR.label: "st
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from rich.markup import escape
-
     from xraybench.leaderboard import record_keys
     from xraybench.metric_registry import bootstrapped
     from xraybench.results import ResultStore
@@ -227,15 +223,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Every run file with its status and reason, invalid ones included: failures stay visible."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from xraybench.records import RunStatus
     from xraybench.results import ResultStore
+    from xraybench.richtext import console as make_console
 
     store = ResultStore(args.results)
-    console = Console()
+    console = make_console()
     if args.backfill:
         from xraybench.backfill import backfill
         from xraybench.plugins import load_registry
@@ -294,8 +290,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     registry = load_registry(args.disable_plugin)
     spec = registry.model(args.model)
     tuning.require_tunable(spec)  # before any data is loaded
-    if args.trial_timeout is not None and args.trial_timeout <= 0:
-        raise XRayBenchError(f"--trial-timeout must be positive, got {args.trial_timeout:g}")
     from xraybench.cli import flag_overrides
 
     if args.epochs is not None and args.epochs < 1:
@@ -322,7 +316,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if distributed.wanted(args):  # the trials as Dask tasks; see docs/distributed.md
         optimise = functools.partial(distributed.run_study, workers=args.workers, scheduler=args.scheduler, gpu=args.gpu)
     try:
-        study, objective, seconds = optimise(
+        study, session, seconds = optimise(
             spec, data.splits.train, data.splits.val, storage, study_name, args.trials, args.timeout, args.metric,
             args.sampler, args.pruner, fixed, args.seed, args.precision, console,
             trial_timeout=args.trial_timeout or DEFAULT_TIMEOUT, disabled=list(args.disable_plugin),
@@ -337,23 +331,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     console.print(f"{plural(len(states), 'trial')} in the study ({done} complete, "
                   f"{states.count(optuna.trial.TrialState.PRUNED)} pruned, {states.count(optuna.trial.TrialState.FAIL)} failed); "
-                  f"this session {seconds:.0f}s, {plural(sum(objective.epochs_trained), 'epoch')} trained"
-                  + (f", {objective.duplicates} repeated parameter sets not retrained" if objective.duplicates else ""))
+                  f"this session {seconds:.0f}s, {plural(sum(session.epochs_trained), 'epoch')} trained"
+                  + (f", {session.duplicates} repeated parameter sets not retrained" if session.duplicates else ""))
     if not done:
         raise XRayBenchError(f"study {study_name!r} has no complete trial; nothing to evaluate")
     best = study.best_trial
     console.print(esc(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}"))
     if args.no_final:
         return 0
+    store = ResultStore(args.results)
     final = dataclasses.replace(
         request,
         params={**best.params, **fixed},
         tags={"tuned": True, "study": study_name, "storage": tuning.masked(storage), "trials": len(states),
               "complete_trials": done, "metric": args.metric, "best_value": best.value, "best_trial": best.number},
         command=command_line(),
+        checkpoints=str(store.root),  # as `run` does: an interrupted final run keeps its epochs
     )
     console.rule(f"[bold]{esc(spec.name)}[/] with the best parameters, evaluated once on test")
-    store = ResultStore(args.results)
     try:
         record, scores = run_isolated(prepare(final, registry, datasets))
     except Interrupted as stop:
@@ -448,8 +443,8 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("--model", metavar="NAME", help="a model with a search space")
     p.add_argument("--trials", type=int, default=20, metavar="N", help="trials to run in this process (a sampled repeat of a parameter set the study already has "
                    "is not trained again and not counted)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
-    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_seconds, metavar="SECONDS", help="stop starting trials after this long")
+    p.add_argument("--trial-timeout", type=positive_seconds, metavar="SECONDS",
                    help="kill a trial after this long and record it as failed (default: run's --timeout default)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
                    "(default: sqlite file tuning.sqlite3 in the results folder)")
@@ -510,7 +505,7 @@ def add_commands(sub, formatter) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--image-size", type=image_size_arg, default=32, help="size of the generated images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_seconds, default=600.0, metavar="SECONDS",
                    help="kill a check after this long and report it as failed; the other checks go on")
     p.set_defaults(func=cmd_check)
 

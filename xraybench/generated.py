@@ -51,6 +51,8 @@ def made_by(path: Path, command: str, header: str | None = None) -> bool:
 
 def check_target(path: Path, command: str, force: bool = False, header: str | None = None) -> None:
     """A one-line XRayBenchError, before anything is built, when ``path`` cannot or must not be written."""
+    if path.is_symlink():  # dangling or not, writing through it would land somewhere else
+        raise XRayBenchError(f"--output {path} is a symbolic link; name a regular file to write")
     if path.is_dir():
         raise XRayBenchError(f"--output {path} is a folder; name the file to write, e.g. {path / 'out.txt'}")
     if path.exists() and not force and not made_by(path, command, header):

@@ -103,7 +103,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, target_sensitivity:
         raise ValueError(f"target sensitivity must be in (0, 1], got {target_sensitivity}")
     positives = np.sort(np.asarray(scores)[np.asarray(labels) == 1])
     if len(positives) == 0:
-        return {"value": 0.5, "method": "no positives in validation; 0.5"}
+        return {"value": FIXED_THRESHOLD, "method": f"no positives in validation; {FIXED_THRESHOLD:g}"}
     # the highest threshold that keeps at least the target share of validation positives above it
     k = int(np.floor((1.0 - target_sensitivity) * len(positives)))
     return {"value": float(positives[min(k, len(positives) - 1)]),

@@ -144,6 +144,9 @@ def _child_main(conn, parent_pid: int, expected: tuple[type, ...]) -> None:
 # --- the parent side --------------------------------------------------------------------
 
 
+DIED_GRACE_SECONDS = 10.0  # how long a child whose pipe closed gets to exit by itself before it is killed
+
+
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "the model's process ended without a result"
@@ -221,9 +224,9 @@ class Child:
             raise
 
     def _died(self) -> Outcome:
-        self._proc.join(timeout=10)
+        self._proc.join(timeout=DIED_GRACE_SECONDS)
         code = self._proc.exitcode
-        self._discard()
+        self.stop()  # a child that closed its pipe but lives on is killed, not left behind
         return Outcome("error", reason=describe_exit(code))
 
     def _discard(self) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from xraybench.metric_registry import REGISTRY
-from xraybench.records import InvalidRecord, RunRecord, RunStatus, Threshold, coerce
+from xraybench.records import FIXED_THRESHOLD, InvalidRecord, RunRecord, RunStatus, Threshold, coerce
 from xraybench.redaction import mask_command
 from xraybench.references import REFERENCES
 
@@ -132,7 +132,7 @@ def _seeds_text(runs: int, seeds: list) -> str:
 
 def build_rows(
     records: Iterable[RunRecord | dict[str, Any]],
-    threshold: str = "0.5",
+    threshold: str = Threshold.FIXED.value,
     all_runs: bool = False,
     model: str | None = None,
     sort: str = "accuracy",
@@ -182,12 +182,12 @@ def build_rows(
             "precision": sorted({str(r.precision) for r in runs}),
             "param_count": first.param_count,
             "fingerprint": first.fingerprint,
-            "threshold": "0.5" if t is Threshold.FIXED else f"val ({'; '.join(methods)})",
+            "threshold": Threshold.FIXED.value if t is Threshold.FIXED else f"val ({'; '.join(methods)})",
             "distribution": f"{first.distribution} {first.version}",
             "created_at": max(r.created_at for r in runs),
             "study": (first.tags or {}).get("study"),
             "representative_run": first.run_id,
-            "representative_threshold": first.metrics_at(t).get("threshold", 0.5),
+            "representative_threshold": first.metrics_at(t).get("threshold", FIXED_THRESHOLD),
             "intervals": first.intervals_at(t),
             "wall_seconds_per_run": [r.wall_seconds for r in runs],
             "cpu_seconds_per_run": [r.cpu_seconds for r in runs],
@@ -459,12 +459,13 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     squeezed into truncated numbers; only a terminal too narrow even for the core columns
     falls back to rich's own collapsing.
     """
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    console = console or Console()
+    from xraybench.richtext import console as make_console
+
+    console = console or make_console()
     cells = [_cells(row) for row in rows] + [_cells(row) for row in refs]
     layout = _layout(cells, len(rows), console.width)
     shown, widths = layout["shown"], layout["widths"]

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from xraybench.records import LABELS
+from xraybench.records import FIXED_THRESHOLD, LABELS
 
 
-def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = FIXED_THRESHOLD) -> dict[str, Any]:
     """Every metric of ``metric_registry.REGISTRY`` at ``threshold``, as plain floats (JSON-ready),
     with the confusion matrix [[TN, FP], [FN, TP]] and per-class support."""
     from xraybench.metric_registry import REGISTRY

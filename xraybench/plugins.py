@@ -182,7 +182,9 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
             continue
         try:
             plugin: ModuleType | Any = loader()
-        except Exception as exc:  # a plugin's import may raise anything
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a plugin's import may raise anything, sys.exit() included
             info.status, info.reason = "error", f"import failed: {one_line(exc)}"
             continue
         try:
@@ -190,7 +192,9 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
         except PluginError as exc:
             info.status, info.reason = "error", str(exc)
             continue
-        except Exception as exc:  # attribute access on a hostile plugin object
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # attribute access on a hostile plugin object
             info.status, info.reason = "error", f"cannot inspect hooks: {one_line(exc)}"
             continue
         for hook_name, kind_ok in _HOOKS.items():
@@ -201,7 +205,9 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
             staged: list[Any] = []
             try:
                 caller(register=staged.append)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # sys.exit() in a hook takes down no command
                 info.status, info.reason = "error", f"{hook_name} raised {one_line(exc)}"
                 continue
             for spec in staged:

@@ -242,6 +242,8 @@ def _migrate(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]
     for key in ("metrics", "metrics_at_val_threshold", "val_metrics"):
         metrics = out.get(key)
         missing = missing_metrics(metrics) if isinstance(metrics, dict) else []
+        if missing and not isinstance(metrics.get("per_class", {}) or {}, dict):
+            raise InvalidRecord(f"{key!r} per_class is {_type_name(metrics['per_class'])}, expected an object")
         if missing:  # copy only what gains a value
             out[key] = {**metrics, "per_class": {k: dict(v) for k, v in (metrics.get("per_class") or {}).items()
                                                  if isinstance(v, dict)}}
@@ -287,7 +289,17 @@ def _required() -> tuple[frozenset[str], dict[str, tuple[frozenset[str], dict[st
 
 
 def parse(obj: Any) -> RunRecord:
-    """A decoded run file as a ``RunRecord``, migrated; ``InvalidRecord(reason)`` if it is not one."""
+    """A decoded run file as a ``RunRecord``, migrated; ``InvalidRecord(reason)`` if it is not one.
+    A damaged record that trips an unforeseen check is still named and skipped, never a traceback."""
+    try:
+        return _parse(obj)
+    except InvalidRecord:
+        raise
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise InvalidRecord(f"malformed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def _parse(obj: Any) -> RunRecord:
     if not isinstance(obj, dict):
         raise InvalidRecord(f"not a run record ({_type_name(obj)}, not an object)")
     for key in ("model", "run_id", "status"):

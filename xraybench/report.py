@@ -18,7 +18,7 @@ import numpy as np
 
 from xraybench import generated, leaderboard as lb
 from xraybench.errors import XRayBenchError
-from xraybench.records import LABELS, RunStatus
+from xraybench.records import FIXED_THRESHOLD, LABELS, RunStatus
 from xraybench.results import ResultStore, Skipped
 
 COMMAND = "report"  # its files carry xraybench.generated's marker: <meta name="generator"> and the Markdown's first line
@@ -109,7 +109,7 @@ def _confusions(runs: list[tuple[dict, dict]]) -> str:
             ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
         ax.set_xticks([0, 1], [LABELS[0], LABELS[1][:6] + "."])
         ax.set_yticks([0, 1], [LABELS[0], LABELS[1][:6] + "."])
-        ax.set_xlabel("predicted (threshold 0.5)")
+        ax.set_xlabel(f"predicted (threshold {FIXED_THRESHOLD:g})")
         ax.set_ylabel("true")
         ax.set_title(_label(record), fontsize=9)
     fig.tight_layout()
@@ -332,7 +332,11 @@ def write(store: ResultStore, output: Path, threshold: str = "0.5", force: bool 
           baseline: str | None = None) -> tuple[Path, Path, list[Skipped]]:
     html_path, md_path = check_targets(output, force)
     ctx = build(store, threshold, baseline)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_html(ctx))
-    md_path.write_text(render_markdown(ctx))
+    texts = [(html_path, render_html(ctx)), (md_path, render_markdown(ctx))]  # both rendered before either is written
+    for path, text in texts:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError as exc:
+            raise XRayBenchError(f"cannot write report {path} ({exc.strerror or type(exc).__name__})") from None
     return html_path, md_path, ctx["skipped"]

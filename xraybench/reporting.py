@@ -31,14 +31,14 @@ def _report_table(metrics: dict[str, Any], title: str):
 def print_run_report(record: dict[str, Any], console) -> None:
     from rich.markup import escape
 
-    from xraybench.records import RunStatus, describe_method
+    from xraybench.records import FIXED_THRESHOLD, RunStatus, describe_method
 
     status = RunStatus.parse(record["status"])
     if status is not RunStatus.DONE:
         console.print(f"{status.markup()} {escape(record['model'])} (seed {record['seed']}): {escape(record.get('reason', ''))}")
         return
     m = record["metrics"]
-    console.print(_report_table(m, f"{record['model']} on test, threshold 0.5"))
+    console.print(_report_table(m, f"{record['model']} on test, threshold {FIXED_THRESHOLD:g}"))
     cm = m["confusion_matrix"]
     console.print(
         f"ROC AUC {m['roc_auc']:.4f}  sensitivity {m['sensitivity']:.4f}  specificity {m['specificity']:.4f}  "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -51,16 +52,40 @@ def fallback_dir() -> Path:
 
 
 def _masked(record: dict[str, Any]) -> dict[str, Any]:
-    """The record with the secrets of its command line and storage URL masked (records get published)."""
-    from xraybench.redaction import mask_command, mask_url
+    """The record with the secrets of its command line, storage URL, data source and free text
+    (reason, traceback) masked (records get published)."""
+    from xraybench.redaction import mask_command, mask_text, mask_url
 
     out = dict(record)
     if isinstance(out.get("command"), str):
         out["command"] = mask_command(out["command"])
+    for key in ("reason", "traceback"):
+        if isinstance(out.get(key), str):
+            out[key] = mask_text(out[key])
     tags = out.get("tags")
     if isinstance(tags, dict) and isinstance(tags.get("storage"), str):
         out["tags"] = {**tags, "storage": mask_url(tags["storage"])}
+    data = out.get("data")
+    if isinstance(data, dict) and isinstance(data.get("source"), str):
+        out["data"] = {**data, "source": mask_text(data["source"])}
     return out
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _is_run_id(run_id: object) -> bool:
+    return isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) is not None and ".." not in run_id
+
+
+def check_run_id(run_id: str) -> None:
+    """A one-line XRayBenchError unless ``run_id`` could name a run (as ``new_run_id`` makes them):
+    ids are joined into paths and matched as prefixes, so no separators, wildcards or ``..``."""
+    if not _is_run_id(run_id):
+        from xraybench.errors import XRayBenchError
+
+        raise XRayBenchError(f"{run_id!r} is not a run id (letters, digits, '_', '-', '.'; "
+                             "`xraybench runs` lists them)")
 
 
 def new_run_id(model: str) -> str:
@@ -122,6 +147,7 @@ class ResultStore:
         says where: a finished run is never dropped.
         """
         record = _masked(for_saving(record))  # validated (a ValueError says what is wrong), secrets hidden
+        check_run_id(record["run_id"])  # it names the files: never a path elsewhere
         try:
             return self._write(self.runs, record, scores)
         except OSError as exc:
@@ -175,7 +201,8 @@ class ResultStore:
 
         The index (``runs/.index.json``) maps file name -> ((mtime_ns, size), summary). It is
         only a cache: files are the truth, new or changed ones are parsed and the index is
-        rewritten atomically (best effort; a read-only folder just skips that). Unreadable
+        rewritten atomically (best effort; a read-only folder just skips that). An index file
+        without our ``schema`` key is not ours: it is left as it is and nothing is cached. Unreadable
         files are skipped and, with ``failed``, listed there as (name, reason).
         """
         return iter([summary for _, summary in self._named_summaries(failed)])
@@ -184,20 +211,31 @@ class ResultStore:
         if not self.runs.is_dir():
             return []
         index_path = self.runs / ".index.json"
+        ours = True  # an index we may rewrite: none yet, or one that carries our schema key
         try:
             index = json.loads(index_path.read_text())
-            if index.get("schema") != SCHEMA:
-                index = {}
+            if not isinstance(index, dict) or "schema" not in index:
+                index, ours = {}, False  # someone else's file: left alone, and nothing cached
+            elif index.get("schema") != SCHEMA:
+                index = {}  # an older version's cache: ours to rewrite
+        except FileNotFoundError:
+            index, ours = {}, not index_path.is_symlink()
         except (OSError, ValueError):
-            index = {}
+            index, ours = {}, False
         cached = index.get("records", {})
         fresh: dict[str, Any] = {}
         changed = False
+        names = []
         with os.scandir(self.runs) as entries:
-            names = sorted(
-                (e.name, e.stat()) for e in entries
-                if e.name.endswith(".json") and not e.name.endswith(".scores.json") and not e.name.startswith(".")
-            )
+            for e in entries:
+                if not e.name.endswith(".json") or e.name.endswith(".scores.json") or e.name.startswith("."):
+                    continue
+                try:  # a dangling link, a link loop or a file deleted since the listing
+                    names.append((e.name, e.stat()))
+                except OSError as exc:
+                    if failed is not None:
+                        failed.append((e.name, _unreadable(exc)))
+        names.sort(key=lambda item: item[0])
         for name, st in names:
             stamp = [st.st_mtime_ns, st.st_size]
             hit = cached.get(name)
@@ -220,7 +258,7 @@ class ResultStore:
                 continue
             fresh[name] = [stamp, _masked({k: v for k, v in record.items() if k not in _BULKY})]
             changed = True
-        if changed or len(fresh) != len(cached):
+        if ours and (changed or len(fresh) != len(cached)):
             try:
                 _atomic_write(index_path, {"schema": SCHEMA, "records": fresh}, indent=None)
             except OSError:
@@ -247,10 +285,14 @@ class ResultStore:
         return [r.to_dict() for r in self.load(full=True).records if status is None or r.status.label == status]
 
     def get(self, run_id: str) -> dict[str, Any]:
+        """The run whose id is ``run_id`` or, uniquely, starts with it (one-line errors otherwise)."""
+        check_run_id(run_id)
         path = self.runs / f"{run_id}.json"
         if not path.is_file():
-            matches = [p for p in self.runs.glob(f"{run_id}*.json")
-                       if not p.name.endswith(".scores.json") and not p.name.startswith(".")]
+            names = sorted(os.listdir(self.runs)) if self.runs.is_dir() else []
+            matches = [self.runs / n for n in names
+                       if n.startswith(run_id) and n.endswith(".json")
+                       and not n.endswith(".scores.json") and not n.startswith(".")]
             if len(matches) != 1:
                 from xraybench.errors import XRayBenchError
 
@@ -274,6 +316,8 @@ class ResultStore:
 
     def scores(self, run_id: str) -> dict[str, Any] | None:
         """The run's per-image scores; None if it has none; a ValueError naming the file if damaged."""
+        if not _is_run_id(run_id):  # a record's id that cannot name a file never names one elsewhere
+            return None
         path = self.runs / f"{run_id}.scores.json"
         if not path.is_file():
             return None

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION, RunStatus
 
 DEFAULT_TIMEOUT = 6 * 3600.0  # generous: a full CPU run of the deepest zoo model stays well inside it
 
@@ -91,7 +91,7 @@ def base_record(prepared: Prepared) -> dict[str, Any]:
     return {
         "run_id": new_run_id(spec.name),
         "created_at": now_iso(),
-        "status": "error",
+        "status": RunStatus.ERROR.label,
         "reason": "",
         "model": spec.name,
         "description": spec.description,
@@ -129,7 +129,6 @@ def execute(request: RunRequest, on_epoch: Callable | None = None) -> tuple[dict
 
 def _epoch_printer(model: str, quiet: bool) -> Callable:
     from rich.console import Console
-    from rich.markup import escape  # a plugin's model name is not markup
 
     console = Console(stderr=False, highlight=False)
     started = time.perf_counter()
@@ -181,14 +180,15 @@ def _finish_checkpoints(prepared: Prepared, record: dict[str, Any], save_to: "Pa
     from xraybench import checkpoints
 
     resumed = Path(prepared.request.resume_from) if prepared.request.resume_from else None
-    if record["status"] == "done":
-        checkpoints.remove(save_to)
-        checkpoints.remove(resumed)
+    root = prepared.request.checkpoints
+    if record["status"] == RunStatus.DONE.label:
+        checkpoints.remove(save_to, root)
+        checkpoints.remove(resumed, root)
         return
     history, epochs = checkpoints.history_of(save_to)
     where = save_to
     if not epochs:  # nothing saved by this run: the resumed checkpoint is still the last one
-        checkpoints.remove(save_to)
+        checkpoints.remove(save_to, root)
         history, epochs = checkpoints.history_of(resumed)
         where = resumed
     if epochs:  # the checkpoint's path relative to the results folder, when it is inside (records get published)
@@ -215,7 +215,7 @@ def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[dict[str, Any]
                                      request.timeout, expected=(PluginFailure, XRayBenchError),
                                      on_tick=_cancel_check(cancel))
     except KeyboardInterrupt:  # the child is already stopped
-        record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
+        record.update(status=RunStatus.INTERRUPTED.label, reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
         raise Interrupted(record) from None
     try:
@@ -233,12 +233,12 @@ def _outcome_record(prepared: Prepared, record: dict[str, Any], outcome, start: 
     if outcome.status == "done":
         fields, scores = outcome.value
         record.update(fields)
-        record["status"], record["reason"] = "done", ""
+        record["status"], record["reason"] = RunStatus.DONE.label, ""
         return record, scores
     if outcome.status == "timeout":
-        record["status"], record["reason"] = "timeout", f"no result within --timeout {request.timeout:g}s; the process was killed"
+        record["status"], record["reason"] = RunStatus.TIMEOUT.label, f"no result within --timeout {request.timeout:g}s; the process was killed"
     else:
-        record["status"], record["reason"] = "error", outcome.reason
+        record["status"], record["reason"] = RunStatus.ERROR.label, outcome.reason
     if outcome.traceback:
         record["traceback"] = outcome.traceback
     return record, None
@@ -291,12 +291,12 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
                 prepared.request.target_sensitivity,
             )
     except KeyboardInterrupt:
-        record.update(status="interrupted", reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
+        record.update(status=RunStatus.INTERRUPTED.label, reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
         raise Interrupted(record) from None
     except (harness.PluginFailure, XRayBenchError) as exc:
         text = str(exc).strip()
-        record.update(status="error", reason=text.splitlines()[0] if text else type(exc).__name__,
+        record.update(status=RunStatus.ERROR.label, reason=text.splitlines()[0] if text else type(exc).__name__,
                       traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
         return record, None
@@ -306,7 +306,7 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
 
         backend = keras.backend.backend()
     record.update(fields)
-    record.update(status="done", environment=environment.capture(backend), wall_seconds=time.perf_counter() - start,
+    record.update(status=RunStatus.DONE.label, environment=environment.capture(backend), wall_seconds=time.perf_counter() - start,
                   cpu_seconds=time.process_time() - cpu_start)
     _finish_checkpoints(prepared, record, save_to)
     return record, scores
@@ -325,7 +325,7 @@ def resume_request(store, run_id: str, command: str = "", data: str | None = Non
 
     record = store.get(run_id)
     run_id = record["run_id"]
-    if record["status"] == "done":
+    if record["status"] == RunStatus.DONE.label:
         raise XRayBenchError(f"run {run_id} finished (done); only an interrupted, timed-out or failed run can be resumed")
     if record.get("kind") != "keras":
         raise XRayBenchError(f"run {run_id} is a {record.get('kind')} model, which has no epochs to resume; run it again")
@@ -335,6 +335,10 @@ def resume_request(store, run_id: str, command: str = "", data: str | None = Non
     path = Path(where)
     if not path.is_absolute():
         path = store.root / path
+    inside = (store.root / "checkpoints").resolve()
+    if path.resolve().parent != inside:  # a record is data: it never points resume (or removal) elsewhere
+        raise XRayBenchError(f"run {run_id}'s checkpoint {where} is not a folder of {store.root / 'checkpoints'}; "
+                             "run it again")
     saved = checkpoints.manifest(path)
     if checkpoints.state(path) is None:
         raise checkpoints.CheckpointError(f"checkpoint {path} holds no finished epoch; run {run_id} cannot be resumed")

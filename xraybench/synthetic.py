@@ -13,8 +13,6 @@ import numpy as np
 
 from xraybench.records import LABELS
 
-LABEL_NAMES = LABELS
-
 
 def synthetic_image(rng: np.random.Generator, label: int, size: int = 48) -> np.ndarray:
     """A grayscale 'chest' of smooth noise; PNEUMONIA adds a bright blurred patch in a lung field."""
@@ -43,7 +41,7 @@ def make_kaggle_tree(
     rng = np.random.default_rng(seed)
     for split, counts in (("train", n_train), ("test", n_test)):
         for label, count in enumerate(counts):
-            folder = root / split / LABEL_NAMES[label]
+            folder = root / split / LABELS[label]
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 patient = i // images_per_patient

@@ -23,7 +23,8 @@ import pytest
 
 # The generated data set lives in xraybench.synthetic (no pytest there: `xraybench check` uses it
 # on a plain install); re-exported here for plugin authors' tests.
-from xraybench.synthetic import LABEL_NAMES, make_kaggle_tree, synthetic_image  # noqa: E402,F401
+from xraybench.records import LABELS  # noqa: E402,F401
+from xraybench.synthetic import make_kaggle_tree, synthetic_image  # noqa: E402,F401
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from xraybench.errors import XRayBenchError
 from xraybench.metric_registry import BY_KEY
-from xraybench.redaction import mask_url as masked  # noqa: F401  (the storage URL with its secrets hidden)
+from xraybench.redaction import mask_url as masked  # the storage URL with its secrets hidden
 from xraybench.specs import ImageSet, ModelSpec
 
 # Each objective is a metric_registry entry on the validation split; its direction comes from there.
@@ -146,8 +146,9 @@ def pruning_callback(trial, monitor: str):
 
 def score(metric: str, labels, scores) -> float:
     from xraybench.metrics import evaluate
+    from xraybench.records import FIXED_THRESHOLD
 
-    m = evaluate(labels, scores, 0.5)
+    m = evaluate(labels, scores, FIXED_THRESHOLD)
     return BY_KEY[OBJECTIVES[metric]].value(m)
 
 
@@ -175,34 +176,6 @@ def evaluate_params(spec: ModelSpec, train: ImageSet, val: ImageSet, params: dic
     if not math.isfinite(value):
         raise harness.PluginFailure(f"{metric} is not finite ({value})")
     return value, None if counter is None else counter.epochs
-
-
-@dataclass
-class Objective:
-    """Trains on ``train``, scores on ``val``, in this process (``study.optimize``). It holds no test split."""
-
-    spec: ModelSpec
-    train: ImageSet
-    val: ImageSet
-    base_params: dict[str, Any]
-    fixed: dict[str, Any]
-    metric: str
-    seed: int
-    precision: str = "auto"
-    epochs_trained: list[int] = field(default_factory=list)
-
-    def __call__(self, trial) -> float:
-        from xraybench import params as params_mod
-
-        sampled = self.spec.search_space(FixedParamsTrial(trial, self.fixed))
-        params = params_mod.resolve(self.base_params, {**sampled, **self.fixed}, self.spec.name)
-        try:
-            value, _ = evaluate_params(self.spec, self.train, self.val, params, self.metric, self.seed,
-                                       self.precision, trial)
-        finally:
-            if self.spec.kind == "keras":
-                self.epochs_trained.append(int(trial.user_attrs.get("epochs", 0)))
-        return value
 
 
 class FixedParamsTrial:
@@ -500,9 +473,15 @@ def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # experimental API; heartbeats outside optimize()
             optuna.storages.fail_stale_trials(study)
+            # A sampler seeded for the number ask() is about to assign, set before it: relative
+            # samplers (CMA-ES, multivariate TPE) sample inside ask(). A concurrent worker may take
+            # that number first: then the trial re-seeds for its own number below (as independent
+            # samplers suggest after ask()), and the duplicate check covers the rest.
+            expected = len(study.get_trials(deepcopy=False))
+            study.sampler = make_sampler(sampler, sampler_seed(seed, expected))
             trial = study.ask()
-        # A sampler seeded for this trial number (Trial looks the sampler up at each suggest).
-        study.sampler = make_sampler(sampler, sampler_seed(seed, trial.number))
+        if trial.number != expected:  # another worker took that number: the suggests after ask()
+            study.sampler = make_sampler(sampler, sampler_seed(seed, trial.number))  # draw its own stream
         trial.set_user_attr("worker", session.worker)  # which process ran it, for the record
         try:
             sampled = spec.search_space(FixedParamsTrial(trial, fixed))
@@ -533,6 +512,7 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
 
     from xraybench import isolation
     from xraybench.harness import PluginFailure
+    from xraybench.redaction import mask_text, url_secrets
 
     fail = optuna.trial.TrialState.FAIL
     args = (storage_url, study_name, trial._trial_id, params, task)
@@ -547,7 +527,7 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
                     outcome = isolation.Outcome("error", reason=str(exc).splitlines()[0] if str(exc) else "PluginFailure")
     except BaseException as exc:  # Ctrl-C, or an unexpected error in this process: never leave it RUNNING
         reason = "interrupted by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        trial.set_user_attr("fail_reason", reason.splitlines()[0])
+        trial.set_user_attr("fail_reason", mask_text(reason.splitlines()[0], url_secrets(storage_url)))
         study.tell(trial, state=fail, skip_if_finished=True)
         raise
     epochs = storage.get_trial(trial._trial_id).user_attrs.get("epochs")
@@ -561,5 +541,5 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
     reason = outcome.reason
     if outcome.status == "timeout":
         reason = f"no result within --trial-timeout {trial_timeout:g}s; the process was killed"
-    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr("fail_reason", mask_text(reason, url_secrets(storage_url)))  # the study may be shared
     return study.tell(trial, state=fail)

@@ -36,11 +36,11 @@ def test_pruning(benchmark, splits, pruner, tmp_path):
 
     def study():
         start = time.perf_counter()
-        s, objective, _ = tuning.run_study(
+        s, session, _ = tuning.run_study(
             spec, splits.train, splits.val, f"sqlite:///{tmp_path / 'p.db'}", f"prune-{pruner}", TRIALS, None,
             "val_auc", "tpe", pruner, {"epochs": str(EPOCHS)}, seed=0, precision="float32",
         )
-        return s, sum(objective.epochs_trained), time.perf_counter() - start
+        return s, sum(session.epochs_trained), time.perf_counter() - start
 
     s, epochs, seconds = benchmark.pedantic(study, rounds=1, iterations=1)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in s.trials)

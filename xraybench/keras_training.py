@@ -137,11 +137,19 @@ def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int,
 
 
 def augmentation(keras):
-    """The seed's light augmentation: small rotations, shifts and zooms, no flips."""
+    """The seed's light augmentation: small rotations, shifts and zooms, no flips.
+
+    TensorFlow: Keras' three layers (the draws behind every published CPU row). JAX and
+    PyTorch: the same ranges as one fused warp (xraybench/augment.py says why).
+    """
+    from xraybench import augment
+
+    if keras.backend.backend() != "tensorflow":
+        return [augment.random_affine_layer(keras)]
     return [
-        keras.layers.RandomRotation(0.04, fill_mode="nearest", name="aug_rotate"),
-        keras.layers.RandomTranslation(0.08, 0.08, fill_mode="nearest", name="aug_shift"),
-        keras.layers.RandomZoom(0.1, fill_mode="nearest", name="aug_zoom"),
+        keras.layers.RandomRotation(augment.ROTATION, fill_mode="nearest", name="aug_rotate"),
+        keras.layers.RandomTranslation(augment.SHIFT, augment.SHIFT, fill_mode="nearest", name="aug_shift"),
+        keras.layers.RandomZoom(augment.ZOOM, fill_mode="nearest", name="aug_zoom"),
     ]
 
 

@@ -24,37 +24,20 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _setup, however the script is started
+
 
 def child(backend: str, precision: str, batch: int, data: str | None, seed: int, size: int, epochs: int | None) -> None:
     os.environ["KERAS_BACKEND"] = backend
     start = time.perf_counter()
     import numpy as np
 
-    from xraybench import harness
+    from _setup import model_params, timed_fit
     from xraybench.data import load_dataset
-    from xraybench.plugins import load_registry
 
     d = load_dataset(data, image_size=size)
-    import keras
-
-    epoch_times: list[float] = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.t1 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_times.append(self.t1 - self.t0)
-
-    spec = load_registry().model("baseline_cnn")
-    params = spec.all_defaults()
-    params["batch_size"] = batch
-    if epochs:
-        params["epochs"] = epochs
-    fitted = harness.fit(spec, d.splits.train, d.splits.val, params, seed=seed, precision=precision, callbacks=[Timer()])
+    spec, params = model_params(batch_size=batch, **({"epochs": epochs} if epochs else {}))
+    fitted, epoch_times = timed_fit(spec, d.splits.train, d.splits.val, params, seed=seed, precision=precision)
     scores = fitted.predict(d.splits.test.images)
     accuracy = float(np.mean((np.asarray(scores).reshape(-1) >= 0.5) == d.splits.test.labels))
     n = len(d.splits.train)

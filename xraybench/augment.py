@@ -3,7 +3,7 @@
 Why this exists: under JAX and PyTorch, Keras' ``RandomRotation``/``RandomTranslation``/
 ``RandomZoom`` each resample the whole batch through ``map_coordinates`` (eight gathers per
 pixel, one call per layer). On an H200 that made augmentation the whole cost of training
-``baseline_cnn`` at 150 px: without it an epoch took 0.25 s under JAX (17,600 images/s), with it
+the seed's CNN at 150 px: without it an epoch took 0.25 s under JAX (17,600 images/s), with it
 the first epoch took 43 s and the next did not finish in 10 s (docs/performance.md). Here one
 matrix per image combines the three draws, and the batch is resampled once, bilinearly, with
 four gathers over the flattened image: memory-bound work a GPU does in well under a millisecond.

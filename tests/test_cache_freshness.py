@@ -270,3 +270,14 @@ def test_after_any_changes_a_load_sees_exactly_the_files_on_disk(tmp_path_factor
         data = load_dataset(root, image_size=SIZE)
         assert _ids(data) == _on_disk(root)
         assert data.fingerprint == load_dataset(root, image_size=SIZE, rescan=True).fingerprint
+
+
+def test_cli_data_rescan_sees_an_image_rewritten_in_place(xray_data, settled, capsys):
+    from xraybench.cli import main
+
+    first = load_dataset(xray_data, image_size=SIZE)
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(xray_data / "test" / "NORMAL" / "IM-0000-0000.jpeg")
+    assert main(["data", "--data", str(xray_data), "--image-size", str(SIZE)]) == 0
+    assert load_dataset(xray_data, image_size=SIZE).fingerprint == first.fingerprint  # not seen without --rescan
+    assert main(["data", "--data", str(xray_data), "--image-size", str(SIZE), "--rescan"]) == 0
+    assert load_dataset(xray_data, image_size=SIZE).fingerprint != first.fingerprint

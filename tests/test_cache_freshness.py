@@ -281,3 +281,41 @@ def test_cli_data_rescan_sees_an_image_rewritten_in_place(xray_data, settled, ca
     assert load_dataset(xray_data, image_size=SIZE).fingerprint == first.fingerprint  # not seen without --rescan
     assert main(["data", "--data", str(xray_data), "--image-size", str(SIZE), "--rescan"]) == 0
     assert load_dataset(xray_data, image_size=SIZE).fingerprint != first.fingerprint
+
+
+def _outside_reader(folder: Path):
+    """A plugin reader whose images live outside the data folder it is given (e.g. listed by an index)."""
+    from types import SimpleNamespace
+
+    from xraybench import hookimpl
+    from xraybench.specs import DatasetSpec, ImageSet, RawDataset
+
+    def files(path):
+        return [str(Path(path) / "index.txt"), *sorted(map(str, folder.glob("*.npy")))]
+
+    def read(path, size, channels, skip_bad):
+        paths = files(path)[1:]
+        images = np.stack([np.full((size, size, channels), int(np.load(p)), np.uint8) for p in paths])
+        labels = np.arange(len(paths)) % 2
+        ids = [Path(p).name for p in paths]
+        part = ImageSet(images, labels, ids, ids)
+        return RawDataset(train=part, test=part, val=part, stats={})
+
+    spec = DatasetSpec(name="outside_list", description="test reader", detect=lambda p: False, files=files, read=read)
+    return SimpleNamespace(register_datasets=hookimpl(lambda register: register(spec)))
+
+
+def test_folders_of_listed_files_outside_the_data_folder_are_checked_too(tmp_path, xraybench_env, settled):
+    from xraybench.testing import registered_plugin
+
+    root, outside = tmp_path / "data", tmp_path / "elsewhere"
+    root.mkdir(), outside.mkdir()
+    (root / "index.txt").write_text(str(outside))
+    for i in range(4):
+        np.save(outside / f"img{i}.npy", np.array(10 * i))
+    with registered_plugin(_outside_reader(outside), "outside_list"):
+        first = load_dataset(root, image_size=8, reader="outside_list")
+        assert load_dataset(root, image_size=8, reader="outside_list").cache_hit
+        np.save(outside / "img9.npy", np.array(90))  # only the outside folder's mtime moves
+        again = load_dataset(root, image_size=8, reader="outside_list")
+    assert not again.cache_hit and len(again.splits.test) == 5 and again.fingerprint != first.fingerprint

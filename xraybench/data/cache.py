@@ -133,34 +133,61 @@ def _identity(st: os.stat_result) -> list[int]:
     return [st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def source_state(root: Path) -> dict[str, Any]:
+def source_state(root: Path, outside: list[str] = ()) -> dict[str, Any]:
     """The source's state as the folders show it: O(folders) to check, O(entries) to take.
 
     Every folder under ``root`` (symlinked folders by their target, not descended) with its
-    identity, or for a one-file source the file's size and identity. Taken *before* the
-    files are listed, so a change during a cold load shows as a difference later.
+    identity, or for a one-file source the file's size and identity; plus the ``outside``
+    folders (absolute paths: see :func:`with_outside`). Taken *before* the files are
+    listed, so a change during a cold load shows as a difference later.
     """
     taken = time.time_ns()
     root = Path(root)
+    state: dict[str, Any] = {"taken_ns": taken}
+    folders: dict[str, list[int]] = {}
     if not root.is_dir():
         try:
             st = os.stat(root)
+            state["file"] = [st.st_size, *_identity(st)]
         except OSError:
-            return {"taken_ns": taken, "file": None}
-        return {"taken_ns": taken, "file": [st.st_size, *_identity(st)]}
-    folders: dict[str, list[int]] = {}
-    for current, dirs, _ in os.walk(root, followlinks=False):
-        for name in [".", *dirs]:
-            path = os.path.join(current, name) if name != "." else current
-            try:
-                folders[os.path.relpath(path, root)] = _identity(os.stat(path))
-            except OSError:
-                folders[os.path.relpath(path, root)] = []
-    return {"taken_ns": taken, "folders": folders}
+            state["file"] = None
+    else:
+        for current, dirs, _ in os.walk(root, followlinks=False):
+            for name in [".", *dirs]:
+                path = os.path.join(current, name) if name != "." else current
+                folders[os.path.relpath(path, root)] = _folder_identity(path)
+    for folder in outside:
+        folders[folder] = _folder_identity(folder)
+    if folders or root.is_dir():
+        state["folders"] = folders
+    return state
+
+
+def _folder_identity(path: str) -> list[int]:
+    try:
+        return _identity(os.stat(path))
+    except OSError:
+        return []
+
+
+def outside_folders(root: Path, files: list) -> list[str]:
+    """The folders of listed files that lie outside ``root`` (a plugin's reader may list such files), absolute."""
+    base = os.path.abspath(root if Path(root).is_dir() else Path(root).parent)
+    found = {os.path.dirname(os.path.abspath(f)) for f in files}
+    return sorted(d for d in found if d != base and not d.startswith(base.rstrip(os.sep) + os.sep))
+
+
+def with_outside(state: dict[str, Any], root: Path, files: list) -> dict[str, Any]:
+    """``state`` plus the folders of listed files outside ``root``, stat()ed now (after the listing: a change
+    in between leaves them modified after ``taken_ns``, which the racy rule then checks file by file)."""
+    outside = outside_folders(root, files)
+    if outside:
+        state.setdefault("folders", {}).update({d: _folder_identity(d) for d in outside})
+    return state
 
 
 def source_unchanged(root: Path, state: Any) -> bool:
-    """True when every recorded folder (or the file) still has its identity and none was racy; O(folders).
+    """True when every recorded folder (and the file) still has its identity and none was racy; O(folders).
 
     False means "look closer" (list and stat the files), not "changed".
     """
@@ -175,13 +202,16 @@ def source_unchanged(root: Path, state: Any) -> bool:
             st = os.stat(root)
         except OSError:
             return False
-        return [st.st_size, *_identity(st)] == state["file"] and max(st.st_mtime_ns, st.st_ctime_ns) < limit
-    folders = state.get("folders")
-    if not isinstance(folders, dict) or not folders:
+        if [st.st_size, *_identity(st)] != state["file"] or max(st.st_mtime_ns, st.st_ctime_ns) >= limit:
+            return False
+    elif not root.is_dir() or not state.get("folders"):
+        return False
+    folders = state.get("folders", {})
+    if not isinstance(folders, dict):
         return False
     for rel, recorded in folders.items():
         try:
-            st = os.stat(os.path.join(root, rel))
+            st = os.stat(os.path.join(root, rel))  # an absolute (outside) folder joins to itself
         except (OSError, TypeError, ValueError):
             return False
         if _identity(st) != recorded or max(st.st_mtime_ns, st.st_ctime_ns) >= limit:
@@ -360,7 +390,9 @@ def _open(folder: Path, key: str, root: Path, files_key, rescan: bool):
     files, source = manifest["files"], manifest["source"]
     fresh_state = None
     if rescan or not source_unchanged(root, source.get("state")):
-        fresh_state = source_state(root)  # before listing: a change while listing shows next time
+        recorded = source.get("state") if isinstance(source.get("state"), dict) else {}
+        outside = [f for f in recorded.get("folders") or {} if isinstance(f, str) and os.path.isabs(f)]
+        fresh_state = source_state(root, outside)  # before listing: a change while listing shows next time
         if files_key() != source.get("files_key"):
             raise Stale()
     stats = _stats(folder, files)

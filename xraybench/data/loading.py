@@ -185,7 +185,7 @@ def _load_raw(
         "stats": raw.stats,
         "source": str(path),
     }
-    entry = cache.write_entry(key, sets, meta, {"state": state, "files_key": listed["key"]})
+    entry = cache.write_entry(key, sets, meta, {"state": cache.with_outside(state, path, files), "files_key": listed["key"]})
     return sets, meta, entry, False, lambda: True
 
 

@@ -7,6 +7,7 @@ functions that do it, so "O(1) in images" is asserted by behaviour, never by a t
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +257,8 @@ def test_after_any_changes_a_load_sees_exactly_the_files_on_disk(tmp_path_factor
     root = make_kaggle_tree(base / "data", n_train=(10, 10), n_test=(3, 3), size=24, images_per_patient=1)
     load_dataset(root, image_size=SIZE)
     for step, op in enumerate(ops):
+        # RACY_NS is 0 here, so leave the last snapshot a timestamp tick (<= 10 ms) behind, as the real 1 s does
+        time.sleep(0.03)
         folder = root / "train" / ("NORMAL", "PNEUMONIA")[step % 2]
         files = sorted(folder.glob("*.jpeg"))
         if op == "add":

@@ -11,8 +11,10 @@ folder (generated in parallel, 90% train / 10% test, half PNEUMONIA), then measu
   over every file: decode + resize + sha256), and the whole cold ``load_dataset`` (decode
   with every core, fingerprint, write the cache);
 * warm load: ``load_dataset`` from the cache (median of 5 after the first warm load, which
-  writes the carved train/validation split once); a warm load stats the source's folders
-  and the cache files, not each image (``xraybench/data/cache.py``);
+  writes the carved train/validation split once, and checksums the files written in the
+  second before it: ``xraybench.data.cache.RACY_NS``; the median is taken after a 1.1 s
+  pause); a warm load stats the source's folders and the cache files, not each image
+  (``xraybench/data/cache.py``);
 * cache bytes on disk;
 * peak memory of a short training in a child process: warm load, then 300 steps of batch 32
   through the harness's input pipeline (``make_dataset``, shuffled over the whole train
@@ -157,6 +159,7 @@ def measure(n: int, tmp: Path, steps: int, old: bool) -> dict:
     start = time.perf_counter()
     load_dataset(data, image_size=SIZE)
     row["first_warm_s"] = time.perf_counter() - start  # writes the carved split once
+    time.sleep(1.1)  # past xraybench.data.cache.RACY_NS: a load within a second of a write checksums what it wrote
     warms = []
     for _ in range(5):
         start = time.perf_counter()

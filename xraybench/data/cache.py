@@ -133,6 +133,20 @@ def _identity(st: os.stat_result) -> list[int]:
     return [st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def stamp(path) -> tuple[os.stat_result, dict[str, Any]]:
+    """(stat, {"stat": identity, "at": when it was taken}): what a checksum is recorded with."""
+    at = time.time_ns()
+    st = os.stat(path)
+    return st, {"stat": _identity(st), "at": at}
+
+
+def unchanged(st: os.stat_result, recorded: Any) -> bool:
+    """True when ``st`` has the recorded identity and was not modified within ``RACY_NS`` of its recording
+    (a write in the same timestamp tick as the recording would leave the identity as it was)."""
+    return (isinstance(recorded, dict) and recorded.get("stat") == _identity(st) and isinstance(recorded.get("at"), int)
+            and max(st.st_mtime_ns, st.st_ctime_ns) < recorded["at"] - RACY_NS)
+
+
 def source_state(root: Path, outside: list[str] = ()) -> dict[str, Any]:
     """The source's state as the folders show it: O(folders) to check, O(entries) to take.
 
@@ -290,14 +304,13 @@ def _collect(names: list[str], futures: list) -> dict[str, list[int]]:
 
 
 def checksums(paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """{file name: {"size": bytes, "crc32": [one per 16 MiB block], "stat": identity}} for files in one folder.
+    """{file name: {"size": bytes, "crc32": [one per 16 MiB block], "stat": identity, "at": ns}} for files in one folder.
 
     The identity is taken before the bytes are read: a write during the checksum changes it again.
     """
-    stats = {p.name: os.stat(p) for p in paths}
+    stamps = {p.name: stamp(p) for p in paths}
     crcs = _collect(*_start_checksums({p.name: _map(p) for p in paths}))
-    return {p.name: {"size": stats[p.name].st_size, "crc32": crcs[p.name], "stat": _identity(stats[p.name])}
-            for p in paths}
+    return {p.name: {"size": stamps[p.name][0].st_size, "crc32": crcs[p.name], **stamps[p.name][1]} for p in paths}
 
 
 def _mismatch(recorded: dict[str, dict[str, Any]], actual: dict[str, list[int]]) -> str | None:
@@ -395,8 +408,9 @@ def _open(folder: Path, key: str, root: Path, files_key, rescan: bool):
         fresh_state = source_state(root, outside)  # before listing: a change while listing shows next time
         if files_key() != source.get("files_key"):
             raise Stale()
+    checked_at = time.time_ns()
     stats = _stats(folder, files)
-    changed = {name for name, st in stats.items() if rescan or _identity(st) != files[name].get("stat")}
+    changed = {name for name, st in stats.items() if rescan or not unchanged(st, files[name])}
     try:
         big = {name: _map(folder / name, populate=name in changed) for name in files if name.endswith("_images.npy")}
     except (OSError, ValueError) as exc:
@@ -422,7 +436,7 @@ def _open(folder: Path, key: str, root: Path, files_key, rescan: bool):
         problem = _mismatch(files, _collect(*pending))
         if problem is None and (changed or fresh_state is not None):
             for name in changed:
-                files[name]["stat"] = _identity(stats[name])  # the identity the checksum was taken under
+                files[name].update(stat=_identity(stats[name]), at=checked_at)  # what the checksum was taken under
             if fresh_state is not None:
                 source["state"] = fresh_state
             _rewrite_manifest(folder, manifest)

@@ -110,7 +110,7 @@ def rows_on_disk(images, index, path, verify: bool = False) -> "np.ndarray":
     import numpy as np
     from pathlib import Path
 
-    from xraybench.data.cache import warn
+    from xraybench.data.cache import stamp, unchanged, warn
 
     index = np.asarray(index, dtype=np.int64)
     shape = (len(index), *images.shape[1:])
@@ -123,11 +123,11 @@ def rows_on_disk(images, index, path, verify: bool = False) -> "np.ndarray":
             arr = np.load(path, mmap_mode="r")
             recorded = json.loads(check.read_text())
             if arr.shape == shape and arr.dtype == images.dtype:
-                st = os.stat(path)
-                if not verify and recorded.get("stat") == _identity(st):
+                st, now = stamp(path)
+                if not verify and unchanged(st, recorded):
                     return arr
                 if recorded["crc32"] == _crc32(arr):
-                    _write_check(check, {"crc32": recorded["crc32"], "stat": _identity(st)})
+                    _write_check(check, {"crc32": recorded["crc32"], **now})
                     return arr
             warn(f"carved split {path} does not match its checksum; written again")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -142,7 +142,8 @@ def rows_on_disk(images, index, path, verify: bool = False) -> "np.ndarray":
         st = os.stat(tmp)  # before the checksum: a write during it changes the identity again
         crc = _crc32(np.load(tmp, mmap_mode="r"))
         os.replace(tmp, path)  # some file systems (ext4) move the ctime on rename: the identity is taken after it
-        _write_check(check, {"crc32": crc, "stat": _identity(os.stat(path)) if _same_file(st, path) else None})
+        after, now = stamp(path)
+        _write_check(check, {"crc32": crc, **(now if _same_file(st, after) else {})})
         return np.load(path, mmap_mode="r")
     except OSError:
         try:
@@ -152,16 +153,9 @@ def rows_on_disk(images, index, path, verify: bool = False) -> "np.ndarray":
         return images[index]
 
 
-def _identity(st) -> list[int]:
-    from xraybench.data.cache import _identity as identity
-
-    return identity(st)
-
-
-def _same_file(before, path) -> bool:
-    """True when ``path`` is the file ``before`` described, unwritten since (a rename may move its ctime)."""
-    st = os.stat(path)
-    return (st.st_ino, st.st_size, st.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+def _same_file(before, after) -> bool:
+    """True when ``after`` describes the file ``before`` did, unwritten since (a rename may move its ctime)."""
+    return (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
 
 
 def _write_check(check, record: dict) -> None:

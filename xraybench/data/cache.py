@@ -19,7 +19,10 @@ Two promises, because the cache root is a path a user can point anywhere
   checksums computed, and a mismatch makes the entry "damaged": discarded and rebuilt
   with a one-line warning; a match (a ``touch``, a copy) records the new identity. Any
   edit through the file system changes the ctime, which no user call can set back, so
-  an edit that restores the mtime (``os.utime``) is still checked. What this does not
+  an edit that restores the mtime (``os.utime``) is still checked. An identity taken
+  within ``RACY_NS`` of the file's last write is not trusted (a second write in the same
+  timestamp tick would leave it as it was): the next load checksums that file again, so
+  loads in the second after an entry is written cost the full check. What this does not
   see: bytes that change without the file system knowing (a failing disk, a write to
   the raw device, a file system that keeps no ctime); ``rescan=True``
   (``load_dataset``) checks every checksum. CRC-32 (zlib, ~4 GB/s, on two threads)

@@ -29,7 +29,8 @@ Two promises, because the cache root is a path a user can point anywhere
   rather than a cryptographic hash because the threat is accident, not malice: whoever
   can rewrite an array can rewrite the manifest beside it.
 - *Freshness, in O(folders).* An entry's folder name comes from the reader, the
-  preprocessing and the source's real path; its manifest records the source's state:
+  preprocessing and the source's real path (a moved data folder is decoded again; a
+  changed one replaces its entry); its manifest records the source's state:
   the mtime, ctime and inode of every folder under the data folder (or of the file,
   for a one-file source), taken before the files were listed, and a key over every
   listed file's relative path, size and mtime (``files_key``). Adding, removing or

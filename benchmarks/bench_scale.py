@@ -11,7 +11,10 @@ folder (generated in parallel, 90% train / 10% test, half PNEUMONIA), then measu
   over every file: decode + resize + sha256), and the whole cold ``load_dataset`` (decode
   with every core, fingerprint, write the cache);
 * warm load: ``load_dataset`` from the cache (median of 5 after the first warm load, which
-  writes the carved train/validation split once);
+  writes the carved train/validation split once, and checksums the files written in the
+  second before it: ``xraybench.data.cache.RACY_NS``; the median is taken after a 1.1 s
+  pause); a warm load stats the source's folders and the cache files, not each image
+  (``xraybench/data/cache.py``);
 * cache bytes on disk;
 * peak memory of a short training in a child process: warm load, then 300 steps of batch 32
   through the harness's input pipeline (``make_dataset``, shuffled over the whole train
@@ -156,6 +159,7 @@ def measure(n: int, tmp: Path, steps: int, old: bool) -> dict:
     start = time.perf_counter()
     load_dataset(data, image_size=SIZE)
     row["first_warm_s"] = time.perf_counter() - start  # writes the carved split once
+    time.sleep(1.1)  # past xraybench.data.cache.RACY_NS: a load within a second of a write checksums what it wrote
     warms = []
     for _ in range(5):
         start = time.perf_counter()
@@ -182,6 +186,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
+    load_at_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="xraybench-scale-", dir=args.tmp))
     rows = []
     try:
@@ -195,7 +200,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     mb = 1 / 2**20
-    print(f"\nload average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs, {args.steps} training steps of 32")
+    print(f"\nload average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs, {args.steps} training steps of 32")
     head = "| images | decode 1 worker s | decode 2 workers s | 2w speed-up | s per 1k (2w) | cold load s | warm load s | cache MiB | peak RSS MiB | peak anon MiB |"
     if args.old_pipeline:
         head += " old pipeline peak RSS / anon MiB |"

@@ -305,7 +305,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     _announce_builtin(args.data)
     size = args.image_size or native_size(args.data) or DEFAULT_IMAGE_SIZE
     dataset = load_dataset(args.data, image_size=size, channels=args.channels, seed=args.seed,
-                           val_fraction=args.val_fraction, skip_bad=args.skip_bad)
+                           val_fraction=args.val_fraction, skip_bad=args.skip_bad, rescan=args.rescan)
     print_data_summary(dataset, _console())
     return 0
 
@@ -451,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove the decoded-image cache entries xraybench made; anything else in the cache folder is left and named")
     p.add_argument("--force", action="store_true",
                    help="with --clear-cache, also remove entries an older xraybench made before entries carried an ownership marker")
+    p.add_argument("--rescan", action="store_true", help="stat every source image and checksum every cached byte (sees images rewritten in place)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     d = data_sub.add_parser("download", help="download a public data set", formatter_class=_Formatter)
     d.add_argument("dataset", choices=("pneumoniamnist",))

@@ -214,8 +214,10 @@ class DatasetSpec:
 
     ``detect(path)`` says whether the reader understands ``path``; ``files(path)``
     lists the source files whose size and mtime decide whether the cache is
-    fresh (and whose content hashes make the fingerprint); ``read(path,
-    image_size, channels, skip_bad)`` decodes them.
+    fresh (and whose content hashes make the fingerprint); a warm load lists
+    them only when a folder under ``path`` (or holding one of them) changed,
+    or with ``--rescan``; ``read(path, image_size, channels, skip_bad)``
+    decodes them.
     """
 
     name: str

@@ -12,13 +12,35 @@ Two promises, because the cache root is a path a user can point anywhere
   and inside them only the file names xraybench writes; anything else (a ``.git/``, a
   thesis) is left where it is and named. Entries from before the marker existed are
   removed only with ``force``.
-- *Integrity.* ``manifest.json`` records the size and CRC-32 checksums (per 16 MiB
-  block) of every other file, taken at write time. A warm load checks them all before
-  it trusts a byte: an edited, truncated or missing file makes the entry "damaged", and
-  it is discarded and rebuilt with a one-line warning. CRC-32 (zlib, ~4 GB/s, run on
-  two threads) rather than a cryptographic hash because the threat is accident, not
-  malice: whoever can rewrite an array can rewrite the manifest beside it, and a full
-  check has to fit in a warm load that costs 1/50 of a cold one (docs/performance.md).
+- *Integrity.* ``manifest.json`` records, for every other file, its size, its CRC-32
+  checksums (per 16 MiB block) and its identity (mtime, ctime and inode), taken at write
+  time. A warm load stats each file (O(1) per file): a file whose size differs is damaged;
+  a file whose identity differs (it was written, touched, replaced or copied) has its
+  checksums computed, and a mismatch makes the entry "damaged": discarded and rebuilt
+  with a one-line warning; a match (a ``touch``, a copy) records the new identity. Any
+  edit through the file system changes the ctime, which no user call can set back, so
+  an edit that restores the mtime (``os.utime``) is still checked. An identity taken
+  within ``RACY_NS`` of the file's last write is not trusted (a second write in the same
+  timestamp tick would leave it as it was): the next load checksums that file again, so
+  loads in the second after an entry is written cost the full check. What this does not
+  see: bytes that change without the file system knowing (a failing disk, a write to
+  the raw device, a file system that keeps no ctime); ``rescan=True``
+  (``load_dataset``) checks every checksum. CRC-32 (zlib, ~4 GB/s, on two threads)
+  rather than a cryptographic hash because the threat is accident, not malice: whoever
+  can rewrite an array can rewrite the manifest beside it.
+- *Freshness, in O(folders).* An entry's folder name comes from the reader, the
+  preprocessing and the source's real path (a moved data folder is decoded again; a
+  changed one replaces its entry); its manifest records the source's state:
+  the mtime, ctime and inode of every folder under the data folder (or of the file,
+  for a one-file source), taken before the files were listed, and a key over every
+  listed file's relative path, size and mtime (``files_key``). Adding, removing or
+  renaming an image changes its folder's mtime, so a warm load stats only the folders.
+  When one differs (or was modified within ``RACY_NS`` of the snapshot, when a later
+  change could keep the same timestamp), the files are listed and stat()ed again: the
+  same ``files_key`` keeps the entry (and records the new folder state), another one
+  decodes again and replaces it. An image rewritten in place under its own name leaves
+  its folder's mtime alone: ``rescan=True`` (``xraybench data --rescan``) is what
+  notices it, by listing and stat()ing every file.
 """
 
 from __future__ import annotations
@@ -30,6 +52,7 @@ import mmap
 import os
 import sys
 import tempfile
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,12 +65,15 @@ from xraybench.errors import DataError
 from xraybench.specs import ImageSet
 
 CACHE_ENV = "XRAYBENCH_CACHE"
-FORMAT = 2
+FORMAT = 3
 MARKER = "XRAYBENCH_CACHE_ENTRY"
 MANIFEST = "manifest.json"
 META = "meta.json"
 MADE_BY = "xraybench"
 BLOCK = 16 << 20
+# A folder modified this close to the snapshot of the source's state (or later) may change again
+# within the same timestamp tick unseen: such a snapshot is checked file by file until it is older.
+RACY_NS = 1_000_000_000
 # Every name xraybench writes inside an entry folder; clearing deletes these and nothing else.
 OWN_FILES = (MARKER, MANIFEST, META, "*_images.npy", "*_labels.npy", "val-index-*.npy", "val-index-*.json",
              "*.tmp.npy", "*.tmp.json")
@@ -82,7 +108,10 @@ def _stat_line(name: str) -> str:
 
 
 def source_key(reader: str, reader_version: str, root: Path, files: list, **params: Any) -> str:
-    """Cheap freshness key: relative path, size and mtime of every source file, plus preprocessing."""
+    """Full freshness key (``files_key``): relative path, size and mtime of every source file, plus preprocessing.
+
+    O(files): computed on a cold load, with ``rescan``, and when the source's folders changed.
+    """
     h = hashlib.sha256()
     h.update(json.dumps({"format": FORMAT, "reader": reader, "v": reader_version, **params}, sort_keys=True).encode())
     base = str(root if root.is_dir() else root.parent)
@@ -90,6 +119,122 @@ def source_key(reader: str, reader_version: str, root: Path, files: list, **para
     for name in sorted(map(str, files)):
         h.update(f"{name[cut:]}\t{_stat_line(name)}\n".encode())
     return h.hexdigest()
+
+
+def entry_key(reader: str, reader_version: str, root: Path, **params: Any) -> str:
+    """Where an entry lives: the reader, the preprocessing and the source's real path; O(1).
+
+    Freshness is not in it (that is the manifest's ``source`` and ``files_key``): one entry
+    per source and preprocessing, replaced when the source changes.
+    """
+    source = os.path.realpath(root)
+    return hashlib.sha256(json.dumps({"format": FORMAT, "reader": reader, "v": reader_version, "source": source,
+                                      **params}, sort_keys=True).encode()).hexdigest()
+
+
+def _identity(st: os.stat_result) -> list[int]:
+    """What changes whenever a file's or folder's content or entries change: [mtime, ctime, inode]."""
+    return [st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def stamp(path) -> tuple[os.stat_result, dict[str, Any]]:
+    """(stat, {"stat": identity, "at": when it was taken}): what a checksum is recorded with."""
+    at = time.time_ns()
+    st = os.stat(path)
+    return st, {"stat": _identity(st), "at": at}
+
+
+def unchanged(st: os.stat_result, recorded: Any) -> bool:
+    """True when ``st`` has the recorded identity and was not modified within ``RACY_NS`` of its recording
+    (a write in the same timestamp tick as the recording would leave the identity as it was)."""
+    return (isinstance(recorded, dict) and recorded.get("stat") == _identity(st) and isinstance(recorded.get("at"), int)
+            and max(st.st_mtime_ns, st.st_ctime_ns) < recorded["at"] - RACY_NS)
+
+
+def source_state(root: Path, outside: list[str] = ()) -> dict[str, Any]:
+    """The source's state as the folders show it: O(folders) to check, O(entries) to take.
+
+    Every folder under ``root`` (symlinked folders by their target, not descended) with its
+    identity, or for a one-file source the file's size and identity; plus the ``outside``
+    folders (absolute paths: see :func:`with_outside`). Taken *before* the files are
+    listed, so a change during a cold load shows as a difference later.
+    """
+    taken = time.time_ns()
+    root = Path(root)
+    state: dict[str, Any] = {"taken_ns": taken}
+    folders: dict[str, list[int]] = {}
+    if not root.is_dir():
+        try:
+            st = os.stat(root)
+            state["file"] = [st.st_size, *_identity(st)]
+        except OSError:
+            state["file"] = None
+    else:
+        for current, dirs, _ in os.walk(root, followlinks=False):
+            for name in [".", *dirs]:
+                path = os.path.join(current, name) if name != "." else current
+                folders[os.path.relpath(path, root)] = _folder_identity(path)
+    for folder in outside:
+        folders[folder] = _folder_identity(folder)
+    if folders or root.is_dir():
+        state["folders"] = folders
+    return state
+
+
+def _folder_identity(path: str) -> list[int]:
+    try:
+        return _identity(os.stat(path))
+    except OSError:
+        return []
+
+
+def outside_folders(root: Path, files: list) -> list[str]:
+    """The folders of listed files that lie outside ``root`` (a plugin's reader may list such files), absolute."""
+    base = os.path.abspath(root if Path(root).is_dir() else Path(root).parent)
+    found = {os.path.dirname(os.path.abspath(f)) for f in files}
+    return sorted(d for d in found if d != base and not d.startswith(base.rstrip(os.sep) + os.sep))
+
+
+def with_outside(state: dict[str, Any], root: Path, files: list) -> dict[str, Any]:
+    """``state`` plus the folders of listed files outside ``root``, stat()ed now (after the listing: a change
+    in between leaves them modified after ``taken_ns``, which the racy rule then checks file by file)."""
+    outside = outside_folders(root, files)
+    if outside:
+        state.setdefault("folders", {}).update({d: _folder_identity(d) for d in outside})
+    return state
+
+
+def source_unchanged(root: Path, state: Any) -> bool:
+    """True when every recorded folder (and the file) still has its identity and none was racy; O(folders).
+
+    False means "look closer" (list and stat the files), not "changed".
+    """
+    if not isinstance(state, dict) or not isinstance(state.get("taken_ns"), int):
+        return False
+    limit = state["taken_ns"] - RACY_NS
+    root = Path(root)
+    if "file" in state:
+        if root.is_dir() or not isinstance(state["file"], list):
+            return False
+        try:
+            st = os.stat(root)
+        except OSError:
+            return False
+        if [st.st_size, *_identity(st)] != state["file"] or max(st.st_mtime_ns, st.st_ctime_ns) >= limit:
+            return False
+    elif not root.is_dir() or not state.get("folders"):
+        return False
+    folders = state.get("folders", {})
+    if not isinstance(folders, dict):
+        return False
+    for rel, recorded in folders.items():
+        try:
+            st = os.stat(os.path.join(root, rel))  # an absolute (outside) folder joins to itself
+        except (OSError, TypeError, ValueError):
+            return False
+        if _identity(st) != recorded or max(st.st_mtime_ns, st.st_ctime_ns) >= limit:
+            return False
+    return True
 
 
 def content_fingerprint(root: Path, files: list, split_counts: dict[str, Any], skipped: list[str] = ()) -> str:
@@ -124,17 +269,18 @@ def entry_path(key: str) -> Path:
 # --- checksums -------------------------------------------------------------------------
 
 
-def _map(path: Path):
-    """The file's bytes, memory-mapped read-only and (on Linux) pre-faulted in one call.
+def _map(path: Path, populate: bool = True):
+    """The file's bytes, memory-mapped read-only; with ``populate`` (on Linux) pre-faulted in one call.
 
-    One mapping serves both the checksum and the array a warm load returns, so the
-    bytes are paged in once; MAP_POPULATE makes that one kernel call instead of a fault
-    per 4 KiB page, which is most of what a warm load of big arrays costs.
+    Pre-faulting is for a file about to be checksummed: one mapping serves both the
+    checksum and the array, the bytes are paged in once, and MAP_POPULATE makes that one
+    kernel call instead of a fault per 4 KiB page. A file whose identity matches is mapped
+    lazily: O(1), its pages come in as training reads them.
     """
     with open(path, "rb") as fh:
         if os.fstat(fh.fileno()).st_size == 0:
             return b""
-        if hasattr(mmap, "MAP_POPULATE"):
+        if populate and hasattr(mmap, "MAP_POPULATE"):
             return mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
@@ -142,6 +288,8 @@ def _map(path: Path):
 def _start_checksums(buffers: dict[str, Any]) -> tuple[list[str], list]:
     """CRC-32 of each 16 MiB block of each buffer, running on worker threads; collect them with ``_collect``."""
     names, futures = [], []
+    if not buffers:
+        return names, futures
     pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
     for name, buf in buffers.items():
         view = memoryview(buf)
@@ -160,9 +308,13 @@ def _collect(names: list[str], futures: list) -> dict[str, list[int]]:
 
 
 def checksums(paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """{file name: {"size": bytes, "crc32": [one per 16 MiB block]}} for files in one folder."""
+    """{file name: {"size": bytes, "crc32": [one per 16 MiB block], "stat": identity, "at": ns}} for files in one folder.
+
+    The identity is taken before the bytes are read: a write during the checksum changes it again.
+    """
+    stamps = {p.name: stamp(p) for p in paths}
     crcs = _collect(*_start_checksums({p.name: _map(p) for p in paths}))
-    return {p.name: {"size": p.stat().st_size, "crc32": crcs[p.name]} for p in paths}
+    return {p.name: {"size": stamps[p.name][0].st_size, "crc32": crcs[p.name], **stamps[p.name][1]} for p in paths}
 
 
 def _mismatch(recorded: dict[str, dict[str, Any]], actual: dict[str, list[int]]) -> str | None:
@@ -173,20 +325,29 @@ def _mismatch(recorded: dict[str, dict[str, Any]], actual: dict[str, list[int]])
 
 
 def verify(folder: Path, recorded: dict[str, dict[str, Any]]) -> str | None:
-    """None when every recorded file is there with its recorded size and checksums, else what is wrong."""
-    problem = _sizes(folder, recorded)
-    return problem or _mismatch(recorded, _collect(*_start_checksums({n: _map(folder / n) for n in recorded})))
+    """None when every recorded file is there with its recorded size and checksums, else what is wrong.
+
+    The full check: every byte, whatever the identities say.
+    """
+    try:
+        _stats(folder, recorded)
+    except Damaged as problem:
+        return str(problem)
+    return _mismatch(recorded, _collect(*_start_checksums({n: _map(folder / n) for n in recorded})))
 
 
-def _sizes(folder: Path, recorded: dict[str, dict[str, Any]]) -> str | None:
+def _stats(folder: Path, recorded: dict[str, dict[str, Any]]) -> dict[str, os.stat_result]:
+    """Every recorded file's stat; Damaged when one is missing or has another size than was written."""
+    out = {}
     for name, info in recorded.items():
         try:
-            size = (folder / name).stat().st_size
+            st = os.stat(folder / name)
         except OSError:
-            return f"{name} is missing"
-        if not isinstance(info, dict) or size != info.get("size"):
-            return f"{name} has {size} bytes, {info.get('size') if isinstance(info, dict) else '?'} were written"
-    return None
+            raise Damaged(f"{name} is missing") from None
+        if not isinstance(info, dict) or st.st_size != info.get("size"):
+            raise Damaged(f"{name} has {st.st_size} bytes, {info.get('size') if isinstance(info, dict) else '?'} were written")
+        out[name] = st
+    return out
 
 
 # --- reading and writing entries ------------------------------------------------------
@@ -196,9 +357,11 @@ class Damaged(Exception):
     """An entry that cannot be trusted; the message says why in a few words."""
 
 
-def _open(folder: Path, key: str):
-    """(sets, meta, pending image checksums). Everything but the big image arrays is verified before it is read;
-    the images' checksums run on worker threads while the caller carves its split (they decide nothing there)."""
+class Stale(Exception):
+    """An intact entry of data that has changed since: a miss, replaced by the next write."""
+
+
+def _read_manifest(folder: Path, key: str) -> dict[str, Any]:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
@@ -212,15 +375,52 @@ def _open(folder: Path, key: str):
         raise Damaged(f"{MANIFEST} lists no files")
     if any(not isinstance(n, str) or "/" in n or os.sep in n or n.startswith(".") for n in files):
         raise Damaged(f"{MANIFEST} names a file outside its folder")
-    problem = _sizes(folder, files)
-    if problem:
-        raise Damaged(problem)
+    if not isinstance(manifest.get("source"), dict):
+        raise Damaged(f"{MANIFEST} does not record its source")
+    return manifest
+
+
+def _rewrite_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Replace the manifest atomically; a read-only cache just checks again next time."""
+    tmp = folder / f"manifest.{os.getpid()}.tmp.json"
     try:
-        big = {name: _map(folder / name) for name in files if name.endswith("_images.npy")}
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, folder / MANIFEST)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def _open(folder: Path, key: str, root: Path, files_key, rescan: bool):
+    """(sets, meta, pending check). Raises Stale (the source changed) or Damaged.
+
+    The source: O(folders) unless a folder changed (or ``rescan``), then ``files_key()``
+    (O(files)) decides. The entry's files: a stat each; only files whose identity differs
+    from the manifest's (every file with ``rescan``) are checksummed: the small ones before
+    anything is read, the big image arrays on worker threads while the caller carves its
+    split (they decide nothing there); ``pending()`` waits for them and, when all match,
+    records the new identities and source state so the next load is O(1) again.
+    """
+    manifest = _read_manifest(folder, key)
+    files, source = manifest["files"], manifest["source"]
+    fresh_state = None
+    if rescan or not source_unchanged(root, source.get("state")):
+        recorded = source.get("state") if isinstance(source.get("state"), dict) else {}
+        outside = [f for f in recorded.get("folders") or {} if isinstance(f, str) and os.path.isabs(f)]
+        fresh_state = source_state(root, outside)  # before listing: a change while listing shows next time
+        if files_key() != source.get("files_key"):
+            raise Stale()
+    checked_at = time.time_ns()
+    stats = _stats(folder, files)
+    changed = {name for name, st in stats.items() if rescan or not unchanged(st, files[name])}
+    try:
+        big = {name: _map(folder / name, populate=name in changed) for name in files if name.endswith("_images.npy")}
     except (OSError, ValueError) as exc:
         raise Damaged(f"its image arrays do not map ({exc})") from None
-    pending = _start_checksums(big)
-    small = [name for name in files if name not in big]
+    pending = _start_checksums({name: buf for name, buf in big.items() if name in changed})
+    small = [name for name in files if name not in big and name in changed]
     problem = _mismatch(files, _collect(*_start_checksums({n: _map(folder / n) for n in small})))
     if problem:
         raise Damaged(problem)
@@ -235,7 +435,18 @@ def _open(folder: Path, key: str):
             sets[split] = ImageSet(images=images, labels=labels, ids=info["ids"], groups=info["groups"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise Damaged(f"its files do not load ({exc})") from None
-    return sets, meta, lambda: _mismatch(files, _collect(*pending))
+
+    def check() -> str | None:
+        problem = _mismatch(files, _collect(*pending))
+        if problem is None and (changed or fresh_state is not None):
+            for name in changed:
+                files[name].update(stat=_identity(stats[name]), at=checked_at)  # what the checksum was taken under
+            if fresh_state is not None:
+                source["state"] = fresh_state
+            _rewrite_manifest(folder, manifest)
+        return problem
+
+    return sets, meta, check
 
 
 def _array(path: Path, buf) -> np.ndarray:
@@ -256,15 +467,22 @@ def _discard(folder: Path, why: object) -> None:
     warn(f"cache entry {folder} is damaged ({why}); {'discarded it, ' if removed else ''}decoding the data again")
 
 
-def open_entry(key: str):
+def open_entry(key: str, root: Path, files_key, rescan: bool = False):
     """(sets, meta, confirm) or None (a miss). ``confirm()`` waits for the image checksums: True when they
     match; False when they do not, after discarding the entry with a warning (the sets must not be used).
-    Anything else that is damaged is discarded, with the warning, before this returns (None)."""
+    Anything else that is damaged is discarded, with the warning, before this returns (None); an entry of
+    data that has changed since is left for the next write to replace (None, no warning).
+
+    ``files_key()`` computes the source's full key (:func:`source_key`); it is called only when the
+    source's folders changed, or with ``rescan`` (also every checksum).
+    """
     folder = entry_path(key)
     if not folder.is_dir() or not (folder / MARKER).is_file():
         return None
     try:
-        sets, meta, pending = _open(folder, key)
+        sets, meta, pending = _open(folder, key, root, files_key, rescan)
+    except Stale:
+        return None
     except Damaged as why:
         _discard(folder, why)
         return None
@@ -278,15 +496,17 @@ def open_entry(key: str):
     return sets, meta, confirm
 
 
-def read_entry(key: str) -> tuple[dict[str, ImageSet], dict[str, Any]] | None:
-    """The cached sets and meta, fully verified, or None (a miss or a damaged entry, discarded with a warning)."""
-    opened = open_entry(key)
+def read_entry(key: str, root: Path, files_key, rescan: bool = False) -> tuple[dict[str, ImageSet], dict[str, Any]] | None:
+    """The cached sets and meta, verified, or None (a miss or a damaged entry, discarded with a warning)."""
+    opened = open_entry(key, root, files_key, rescan)
     if opened is None or not opened[2]():
         return None
     return opened[0], opened[1]
 
 
-def write_entry(key: str, sets: dict[str, ImageSet], meta: dict[str, Any]) -> Path:
+def write_entry(key: str, sets: dict[str, ImageSet], meta: dict[str, Any], source: dict[str, Any]) -> Path:
+    """Write an entry atomically; ``source`` is ``{"state": source_state(root), "files_key": ...}``, both
+    taken before the source was read."""
     final = entry_path(key)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
@@ -299,7 +519,7 @@ def write_entry(key: str, sets: dict[str, ImageSet], meta: dict[str, Any]) -> Pa
             info[split] = {"ids": list(data.ids), "groups": list(data.groups)}
         (tmp / META).write_text(json.dumps({**meta, "key": key, "sets": info}))
         written = sorted(p for p in tmp.iterdir() if p.name not in (MARKER, MANIFEST))
-        manifest = {"made_by": MADE_BY, "format": FORMAT, "key": key, "files": checksums(written)}
+        manifest = {"made_by": MADE_BY, "format": FORMAT, "key": key, "source": source, "files": checksums(written)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if final.exists() and not remove_entry(final, force=True):  # ours, or a pre-marker entry of ours
             raise DataError(

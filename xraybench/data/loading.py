@@ -125,12 +125,15 @@ def load_raw(
     skip_bad: bool = False,
     registry=None,
     reader: str | None = None,
+    rescan: bool = False,
 ) -> tuple[dict[str, ImageSet], dict[str, Any], Path, bool]:
-    """Decoded sets + meta, from the cache when it is fresh and intact. Returns (sets, meta, entry, hit)."""
-    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader)
+    """Decoded sets + meta, from the cache when it is fresh and intact. Returns (sets, meta, entry, hit).
+
+    ``rescan``: list and stat every source file and checksum every cached byte (see ``load_dataset``)."""
+    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader, rescan)
     if confirm():
         return sets, meta, entry, hit
-    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader)
+    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader, rescan)
     if not confirm():  # the damaged entry could not be discarded
         raise DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
                         f"{cache.CACHE_ENV} to another folder")
@@ -144,18 +147,33 @@ def _load_raw(
     skip_bad: bool = False,
     registry=None,
     reader: str | None = None,
+    rescan: bool = False,
 ) -> tuple[dict[str, ImageSet], dict[str, Any], Path, bool, Callable[[], bool]]:
-    """``load_raw`` plus ``confirm``: on a hit, the image checksums are still running; ``confirm()`` waits for them."""
+    """``load_raw`` plus ``confirm``: on a hit, the checksums of image arrays whose identity changed are
+    still running; ``confirm()`` waits for them."""
     image_size = check_image_size(image_size)
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     spec = pick_reader(path, registry, reader)
-    files = spec.files(path)
-    key = cache.source_key(spec.name, spec.version, path, files, size=image_size, channels=channels, skip_bad=skip_bad)
-    opened = cache.open_entry(key)
+    params = dict(size=image_size, channels=channels, skip_bad=skip_bad)
+    key = cache.entry_key(spec.name, spec.version, path, **params)
+    listed: dict[str, Any] = {}
+
+    def files_key() -> str:
+        """The full key over every listed file: O(files), so only when the folders say the source changed."""
+        if "key" not in listed:
+            listed["files"] = spec.files(path)
+            listed["key"] = cache.source_key(spec.name, spec.version, path, listed["files"], **params)
+        return listed["key"]
+
+    opened = cache.open_entry(key, path, files_key, rescan)
     if opened is not None:
         sets, meta, confirm = opened
         return sets, meta, cache.entry_path(key), True, confirm
+    state = cache.source_state(path)  # before listing (again): what the new entry records
+    listed.clear()
+    files_key()
+    files = listed["files"]
     raw = spec.read(path, image_size, channels, skip_bad)
     sets = {"train": raw.train, "test": raw.test}
     if raw.val is not None:
@@ -167,7 +185,7 @@ def _load_raw(
         "stats": raw.stats,
         "source": str(path),
     }
-    entry = cache.write_entry(key, sets, meta)
+    entry = cache.write_entry(key, sets, meta, {"state": cache.with_outside(state, path, files), "files_key": listed["key"]})
     return sets, meta, entry, False, lambda: True
 
 
@@ -190,7 +208,8 @@ def _read_val_index(marker: Path, n_train: int):
     return index
 
 
-def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root: Path) -> tuple[ImageSet, ImageSet]:
+def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root: Path,
+                  verify: bool = False) -> tuple[ImageSet, ImageSet]:
     """Carve (train, val) once per (seed, fraction) and keep the val indices, checksummed, beside the cache entry."""
     import zlib
 
@@ -221,9 +240,19 @@ def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root
     drop_other_carved(entry, marker.stem)
     parts = []
     for name, index in (("train", np.flatnonzero(~mask)), ("val", np.flatnonzero(mask))):
-        images = rows_on_disk(train.images, index, marker.with_name(f"{marker.stem}-{name}_images.npy"))
-        parts.append(ImageSet(images, train.labels[index], [train.ids[i] for i in index], [train.groups[i] for i in index]))
+        images = rows_on_disk(train.images, index, marker.with_name(f"{marker.stem}-{name}_images.npy"), verify)
+        parts.append(ImageSet(images, train.labels[index], _pick(train.ids, index), _pick(train.groups, index)))
     return parts[0], parts[1]
+
+
+def _pick(items: list, index) -> list:
+    """``[items[i] for i in index]`` in C (operator.itemgetter): the part of a warm load that grows with the images."""
+    from operator import itemgetter
+
+    index = index.tolist()
+    if len(index) < 2:
+        return [items[i] for i in index]
+    return list(itemgetter(*index)(items))
 
 
 def load_dataset(
@@ -235,17 +264,25 @@ def load_dataset(
     skip_bad: bool = False,
     registry=None,
     reader: str | None = None,
+    rescan: bool = False,
 ) -> Dataset:
-    """Load (decode once, then from cache) and split a data set."""
+    """Load (decode once, then from cache) and split a data set.
+
+    A warm load checks the source's folders and the cache files' identities (a stat each,
+    independent of the number of images; see ``xraybench.data.cache``). ``rescan`` also
+    lists and stat()s every source file (an image rewritten in place under its own name
+    shows only there) and checksums every cached byte (damage the file system did not
+    see); it costs about what the full checks of a warm load used to.
+    """
     start = time.perf_counter()
     root = locate_data(path)
     for _ in range(2):
-        sets, meta, entry, hit, confirm = _load_raw(root, image_size, channels, skip_bad, registry, reader)
+        sets, meta, entry, hit, confirm = _load_raw(root, image_size, channels, skip_bad, registry, reader, rescan)
         if "val" in sets:
             train, val = sets["train"], sets["val"]
             strategy = "the data set's own validation split"
         else:  # split while the image checksums run: the split reads only labels and ids, verified already
-            train, val = _cached_split(entry, sets["train"], val_fraction, seed, root)
+            train, val = _cached_split(entry, sets["train"], val_fraction, seed, root, rescan)
             strategy = "patient-grouped, stratified, carved from train"
         if confirm():
             break

@@ -97,32 +97,40 @@ def decode_files(paths: Sequence[str], size: int, channels: int, workers: int | 
     return out
 
 
-def rows_on_disk(images, index, path) -> "np.ndarray":
+def rows_on_disk(images, index, path, verify: bool = False) -> "np.ndarray":
     """``images[index]`` as a memory-mapped ``.npy`` at ``path``, written once in chunks.
 
     A carved split (train minus validation) indexed in memory would copy every training
     image into RAM at each warm load: time and memory growing with the data set. Kept on
-    disk beside the cache entry it is mapped in O(1) from the second load on. Where the
+    disk beside the cache entry it is mapped in O(1) from the second load on. Its CRC-32
+    and identity (mtime, ctime, inode: see ``xraybench.data.cache``) are written beside it;
+    the CRC is computed again only when the identity differs, or with ``verify``. Where the
     source is not memory-mapped, or the cache cannot be written, the plain in-memory copy.
     """
     import numpy as np
     from pathlib import Path
+
+    from xraybench.data.cache import stamp, unchanged, warn
 
     index = np.asarray(index, dtype=np.int64)
     shape = (len(index), *images.shape[1:])
     if not _file_backed(images):
         return images[index]
     path = Path(path)
-    check = path.with_suffix(".json")  # its CRC-32, written with it: a carved copy is verified like the entry
+    check = path.with_suffix(".json")  # its CRC-32 and identity, written with it: verified like the entry
     if path.is_file():
         try:
             arr = np.load(path, mmap_mode="r")
-            if arr.shape == shape and arr.dtype == images.dtype and json.loads(check.read_text())["crc32"] == _crc32(arr):
-                return arr
-            from xraybench.data.cache import warn
-
+            recorded = json.loads(check.read_text())
+            if arr.shape == shape and arr.dtype == images.dtype:
+                st, now = stamp(path)
+                if not verify and unchanged(st, recorded):
+                    return arr
+                if recorded["crc32"] == _crc32(arr):
+                    _write_check(check, {"crc32": recorded["crc32"], **now})
+                    return arr
             warn(f"carved split {path} does not match its checksum; written again")
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # missing, unreadable or damaged: write it again
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
     try:
@@ -130,12 +138,12 @@ def rows_on_disk(images, index, path) -> "np.ndarray":
         for start in range(0, len(index), 1024):
             out[start : start + 1024] = images[index[start : start + 1024]]
         out.flush()
-        crc = _crc32(out)
         del out
-        tmp_check = check.with_name(f".{check.stem}.{os.getpid()}.tmp.json")
-        tmp_check.write_text(json.dumps({"crc32": crc}))
-        os.replace(tmp, path)
-        os.replace(tmp_check, check)
+        st = os.stat(tmp)  # before the checksum: a write during it changes the identity again
+        crc = _crc32(np.load(tmp, mmap_mode="r"))
+        os.replace(tmp, path)  # some file systems (ext4) move the ctime on rename: the identity is taken after it
+        after, now = stamp(path)
+        _write_check(check, {"crc32": crc, **(now if _same_file(st, after) else {})})
         return np.load(path, mmap_mode="r")
     except OSError:
         try:
@@ -143,6 +151,23 @@ def rows_on_disk(images, index, path) -> "np.ndarray":
         except OSError:
             pass
         return images[index]
+
+
+def _same_file(before, after) -> bool:
+    """True when ``after`` describes the file ``before`` did, unwritten since (a rename may move its ctime)."""
+    return (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def _write_check(check, record: dict) -> None:
+    tmp = check.with_name(f".{check.stem}.{os.getpid()}.tmp.json")
+    try:
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, check)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def _file_backed(arr) -> bool:

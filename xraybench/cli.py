@@ -132,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xraybench.plugins import load_registry
     from xraybench.params import parse_assignments
     from xraybench.progress import about, set_verbose
-    from xraybench.reporting import print_data_brief, print_run_report, print_run_summary
+    from xraybench.terminal_report import print_data_brief, print_run_report, print_run_summary
     from xraybench.results import ResultStore
     from xraybench.richtext import esc
     from xraybench.runner import Interrupted, RunRequest, prepare, run_in_process, run_isolated
@@ -298,7 +298,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(_cleared_text(cache.clear(force=args.force)))
         return 0
     from xraybench.data import load_dataset
-    from xraybench.reporting import print_data_summary
+    from xraybench.terminal_report import print_data_summary
 
     from xraybench.data.builtin import native_size
 

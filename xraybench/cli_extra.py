@@ -17,7 +17,7 @@ from xraybench.records import DEFAULT_SEED, RunStatus, Threshold
 def cmd_check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from xraybench.contract import run_contract
+    from xraybench.plugin_checks import run_contract
     from xraybench.isolation import interruptible
     from xraybench.plugins import load_registry
     from xraybench.richtext import console as make_console, plain
@@ -146,7 +146,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("matplotlib") is None:
         raise XRayBenchError("`xraybench report` draws its plots with matplotlib: pip install 'xraybench[report]'")
-    from xraybench import report
+    from xraybench import html_report as report
     from xraybench.results import ResultStore
 
     from xraybench.cli import report_skipped
@@ -269,7 +269,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from xraybench import tuning
     from xraybench.params import parse_assignments
     from xraybench.plugins import load_registry
-    from xraybench.reporting import print_run_report
+    from xraybench.terminal_report import print_run_report
     from xraybench.results import ResultStore
     from xraybench.richtext import console as make_console, esc
     from xraybench.isolation import interruptible

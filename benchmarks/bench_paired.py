@@ -94,7 +94,7 @@ def segment_callback(baton: Baton, me: int, steps_per_epoch: int, every: int, ba
 
 
 def plain_model(keras, size: int):
-    from xraybench.keras_training import augmentation
+    from xraybench.training.keras import augmentation
     from xraybench_plugins.cnn import build_baseline
 
     inputs = keras.Input((size, size, 1))

@@ -78,7 +78,7 @@ def _harness(train, val, precision):
 
 
 def _model(keras, rescale: bool):
-    from xraybench.keras_training import augmentation
+    from xraybench.training.keras import augmentation
     from xraybench_plugins.cnn import build_baseline
 
     inputs = keras.Input((SIZE, SIZE, 1))

@@ -118,13 +118,24 @@ def execute(request: RunRequest, on_epoch: Callable | None = None) -> tuple[dict
     prepared = prepare(request)
     fields, scores = harness.run(prepared.spec, prepared.dataset, prepared.params, request.seed, request.precision,
                                  on_epoch, request.target_sensitivity)
-    backend = None
-    if prepared.spec.kind == "keras":
-        import keras
-
-        backend = keras.backend.backend()
-    fields["environment"] = environment.capture(backend)
+    fields["environment"] = environment.capture(_backend(prepared))
     return fields, scores
+
+
+def _backend(prepared: Prepared) -> str | None:
+    """The backend the run's trainer used (recorded in its environment); None for a family without one."""
+    from xraybench.training import trainer_for
+
+    trainer = trainer_for(prepared.spec.kind)
+    return trainer.backend() if trainer is not None else None
+
+
+def _epochs(kind: str | None) -> bool:
+    """Whether a spec kind trains epoch by epoch (and so keeps checkpoints and can be resumed)."""
+    from xraybench.training import trainer_for
+
+    trainer = trainer_for(kind or "")
+    return bool(trainer is not None and trainer.epochs)
 
 
 def _epoch_printer(model: str, quiet: bool) -> Callable:
@@ -161,7 +172,7 @@ def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> "Path | No
     request = prepared.request
     if request.resumed_from:
         record["resumed_from"] = request.resumed_from
-    if prepared.spec.kind != "keras" or not request.checkpoints:
+    if not _epochs(prepared.spec.kind) or not request.checkpoints:
         return None
     path = checkpoints.folder(request.checkpoints, record["run_id"])
     kept = {k: v for k, v in asdict(request).items() if k not in ("resume_from", "resumed_from", "checkpoints")}
@@ -300,13 +311,8 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
                       traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
         return record, None
-    backend = None
-    if prepared.spec.kind == "keras":
-        import keras
-
-        backend = keras.backend.backend()
     record.update(fields)
-    record.update(status=RunStatus.DONE.label, environment=environment.capture(backend), wall_seconds=time.perf_counter() - start,
+    record.update(status=RunStatus.DONE.label, environment=environment.capture(_backend(prepared)), wall_seconds=time.perf_counter() - start,
                   cpu_seconds=time.process_time() - cpu_start)
     _finish_checkpoints(prepared, record, save_to)
     return record, scores
@@ -327,7 +333,7 @@ def resume_request(store, run_id: str, command: str = "", data: str | None = Non
     run_id = record["run_id"]
     if record["status"] == RunStatus.DONE.label:
         raise XRayBenchError(f"run {run_id} finished (done); only an interrupted, timed-out or failed run can be resumed")
-    if record.get("kind") != "keras":
+    if not _epochs(record.get("kind")):
         raise XRayBenchError(f"run {run_id} is a {record.get('kind')} model, which has no epochs to resume; run it again")
     where = record.get("checkpoint")
     if not isinstance(where, str) or not where:

@@ -69,10 +69,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from xraybench.plugin_checks import run_contract
     from xraybench.isolation import interruptible
+    from xraybench.plugin_checks import run_contract
     from xraybench.plugins import load_registry
-    from xraybench.richtext import console as make_console, plain
+    from xraybench.richtext import plain
 
     interruptible()
     spec = load_registry(args.disable_plugin).model(args.model)
@@ -83,10 +83,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         table.add_column(col)
     for name, ok, detail in rows:  # details quote the plugin's own errors
         table.add_row(plain(name), plain("pass", "green") if ok else plain("FAIL", "red"), plain(detail))
-    console = make_console()
-    console.print(table)
+    out = console()
+    out.print(table)
     failed = sum(not ok for _, ok, _ in rows)
-    console.print(f"{len(rows) - failed} passed, {failed} failed")
+    out.print(f"{len(rows) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 

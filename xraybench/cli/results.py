@@ -81,64 +81,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-_ENDED = {RunStatus.INTERRUPTED.label: "interrupted", RunStatus.ERROR.label: "stopped by an error",
-          RunStatus.TIMEOUT.label: "stopped by its timeout"}  # how a run that is not done ended, in words
-
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from xraybench.leaderboard import record_keys
+    from xraybench.comparison import compare
     from xraybench.metric_registry import bootstrapped
     from xraybench.results import ResultStore
     from xraybench.richtext import console as make_console, plain
-    from xraybench.stats import bootstrap_intervals, compare_runs, format_interval
+    from xraybench.stats import format_interval
 
-    store = ResultStore(args.results)
-    a, b = store.get(args.run_a), store.get(args.run_b)  # one-line errors naming a damaged file
-    try:
-        sa, sb = store.scores(a["run_id"]), store.scores(b["run_id"])
-    except ValueError as exc:
-        raise XRayBenchError(str(exc)) from None
-    for record in (a, b):  # before the scores: an interrupted run has none, and that is not what is wrong
-        if record["status"] != RunStatus.DONE.label:
-            reason = f" ({record['reason']})" if record.get("reason") else ""
-            raise XRayBenchError(f"run {record['run_id']} was {_ENDED.get(record['status'], record['status'])}"
-                                 f"{reason}; only done runs can be compared (`xraybench leaderboard` lists them)")
-    for record, scores in ((a, sa), (b, sb)):
-        if not scores:
-            raise XRayBenchError(f"{store.runs / (record['run_id'] + '.scores.json')} is missing: both runs need "
-                                 "per-image scores to be compared")
-    fa, fb = a.get("data", {}).get("fingerprint"), b.get("data", {}).get("fingerprint")
+    c = compare(ResultStore(args.results), args.run_a, args.run_b, args.threshold)
+    a, b = c.a, c.b
     console = make_console()
-    if fa != fb:
-        raise XRayBenchError(f"not compared: the runs used different data (fingerprints {str(fa)[:12]} and {str(fb)[:12]})")
-    key, key_intervals = record_keys(args.threshold)
-    ta, tb = a[key]["threshold"], b[key]["threshold"]
-    # Intervals are stored with every run; metrics a record predates are bootstrapped here (same resamples).
-    def intervals(record: dict, scores: dict, threshold: float) -> dict:
-        stored = dict(record.get(key_intervals) or {})
-        missing = [m.key for m in bootstrapped() if m.key not in stored]
-        if missing:
-            meta = stored.get("_meta") or {}
-            stored.update(bootstrap_intervals(scores["test_labels"], scores["test_scores"], threshold,
-                                              resamples=meta.get("resamples", 1000),
-                                              seed=meta.get("seed", record.get("seed") or 0), keys=missing))
-        return stored
-
-    ia, ib = intervals(a, sa, ta), intervals(b, sb, tb)
     table = Table(title=plain(f"{a['run_id']} vs {b['run_id']} (95% bootstrap CIs, threshold {args.threshold})"),
                   header_style="bold", title_justify="left")
     table.add_column("Metric")
     table.add_column(plain(f"A: {a['model']} seed {a.get('seed')}"))
     table.add_column(plain(f"B: {b['model']} seed {b.get('seed')}"))
     for metric in bootstrapped():
-        table.add_row(metric.name, format_interval(ia.get(metric.key), metric.digits),
-                      format_interval(ib.get(metric.key), metric.digits))
+        table.add_row(metric.name, format_interval(c.intervals_a.get(metric.key), metric.digits),
+                      format_interval(c.intervals_b.get(metric.key), metric.digits))
     console.print(table)
-    result = compare_runs(sa, sb, ta, tb)
-    mc, auc = result["mcnemar"], result["auc"]
+    mc, auc = c.paired["mcnemar"], c.paired["auc"]
     console.print(f"exact McNemar: A right/B wrong {mc['only_a']}, B right/A wrong {mc['only_b']}, p = {mc['p_value']:.4f}")
     console.print(f"AUC(B) - AUC(A) = {auc['difference']:+.4f} [{auc['low']:+.4f}, {auc['high']:+.4f}], "
                   f"paired bootstrap p = {auc['p_value']:.4f}")
@@ -150,7 +114,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from xraybench.records import RunStatus
     from xraybench.results import ResultStore
     from xraybench.richtext import console as make_console
 

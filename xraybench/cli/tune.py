@@ -20,11 +20,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from xraybench import tuning
     from xraybench.params import parse_assignments
     from xraybench.plugins import load_registry
-    from xraybench.terminal_report import print_run_report
+    from xraybench.isolation import interruptible
     from xraybench.results import ResultStore
     from xraybench.richtext import console as make_console, esc
-    from xraybench.isolation import interruptible
     from xraybench.runner import DEFAULT_TIMEOUT, Interrupted, RunRequest, prepare, run_isolated
+    from xraybench.terminal_report import print_run_report
 
     interruptible()  # kill -INT stops tuning cleanly even where SIGINT was inherited ignored
     console = make_console()

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xraybench.errors import XRayBenchError
-from xraybench.runner import Prepared, RunRequest, check_resumed, prepare, resume_request
+from xraybench.records import RunStatus
+from xraybench.runner import Prepared, RunRequest, prepare
+from xraybench.training import trains_in_epochs
 
 
 def training_flags(epochs: int | None, batch_size: int | None = None) -> dict[str, Any]:
@@ -89,3 +91,57 @@ class RunPlan:
                 )
                 prepared.append(prepare(request, registry, datasets))
         return prepared
+
+
+def resume_request(store, run_id: str, command: str = "", data: str | None = None) -> tuple[RunRequest, dict[str, Any]]:
+    """The request that continues run ``run_id`` from its last checkpoint, and its record.
+
+    ``data`` replaces the stored data location (whose secrets are masked). One-line
+    XRayBenchErrors: an unknown id, a run that cannot be resumed (done, a model without
+    epochs, no checkpoint) and a damaged checkpoint. The data is checked later (``check_resumed``).
+    """
+    from pathlib import Path
+
+    from xraybench import checkpoints
+
+    record = store.get(run_id)
+    run_id = record["run_id"]
+    if record["status"] == RunStatus.DONE.label:
+        raise XRayBenchError(f"run {run_id} finished (done); only an interrupted, timed-out or failed run can be resumed")
+    if not trains_in_epochs(record.get("kind")):
+        raise XRayBenchError(f"run {run_id} is a {record.get('kind')} model, which has no epochs to resume; run it again")
+    where = record.get("checkpoint")
+    if not isinstance(where, str) or not where:
+        raise XRayBenchError(f"run {run_id} has no checkpoint (no epoch had finished); run it again")
+    path = Path(where)
+    if not path.is_absolute():
+        path = store.root / path
+    inside = (store.root / "checkpoints").resolve()
+    if path.resolve().parent != inside:  # a record is data: it never points resume (or removal) elsewhere
+        raise XRayBenchError(f"run {run_id}'s checkpoint {where} is not a folder of {store.root / 'checkpoints'}; "
+                             "run it again")
+    saved = checkpoints.manifest(path)
+    if checkpoints.state(path) is None:
+        raise checkpoints.CheckpointError(f"checkpoint {path} holds no finished epoch; run {run_id} cannot be resumed")
+    try:
+        request = RunRequest(**saved["request"])
+    except TypeError as exc:
+        raise checkpoints.CheckpointError(f"checkpoint {path} is damaged ({checkpoints.MANIFEST}: {exc})") from None
+    if data:
+        request.data = data  # checked against the run's data fingerprint (check_resumed)
+    elif isinstance(request.data, str) and "***" in request.data:
+        raise XRayBenchError(f"run {run_id} read its data from {request.data}, whose secret is not stored; "
+                             "pass --data again")
+    request.resume_from, request.resumed_from = str(path), run_id
+    request.checkpoints = str(store.root)
+    request.command = command or request.command
+    return request, record
+
+
+def check_resumed(prepared: Prepared, record: dict[str, Any]) -> None:
+    """The data a resume trains on must be the data the run started on."""
+    was = (record.get("data") or {}).get("fingerprint")
+    now = prepared.dataset.fingerprint
+    if was and was != now:
+        raise XRayBenchError(f"the data at {prepared.dataset.source} changed since run {record['run_id']} "
+                             f"(fingerprint {now}, was {was}); a resume needs the same data")

@@ -62,6 +62,12 @@ def trainer_for(kind: str) -> Trainer | None:
     return None
 
 
+def trains_in_epochs(kind: str | None) -> bool:
+    """Whether a spec kind trains epoch by epoch, and so keeps checkpoints and can be resumed."""
+    trainer = trainer_for(kind or "")
+    return bool(trainer is not None and trainer.epochs)
+
+
 def _spec_types() -> list[type[ModelSpec]]:
     found, todo = [], [ModelSpec]
     while todo:

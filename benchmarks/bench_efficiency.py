@@ -24,10 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _setup import head, timed_fit  # noqa: E402
 from flops import training_flops  # noqa: E402
 
 
@@ -44,26 +43,6 @@ def matmul_gflops(repeats: int = 10) -> float:
     return 2 * 2048**3 / statistics.median(times) / 1e9
 
 
-class EpochTimer:
-    def __init__(self):
-        import keras
-
-        outer = self
-        self.times: list[float] = []
-
-        class CB(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                outer.start = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None):
-                outer.last = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                outer.times.append(outer.last - outer.start)
-
-        self.callback = CB()
-
-
 def keras_models(registry, names: list[str] | None) -> list:
     from xraybench.specs import KerasModel
 
@@ -74,17 +53,14 @@ def keras_models(registry, names: list[str] | None) -> list:
 def measure(spec, data, n: int, size: int) -> dict:
     import keras
 
-    from xraybench import harness
-
-    train = data.splits.train.subset(np.arange(n))
-    val = data.splits.val.subset(np.arange(32))
+    train, val = head(data.splits.train, n), head(data.splits.val, 32)
+    n = len(train)
     params = spec.all_defaults()
     params.update(epochs=2, patience=10)
     per_image = training_flops(spec.build((size, size, 1), dict(params)))
     keras.backend.clear_session()
-    timer = EpochTimer()
-    harness.fit(spec, train, val, params, seed=0, precision="float32", callbacks=[timer.callback])
-    seconds = timer.times[-1]
+    _, times = timed_fit(spec, train, val, params)
+    seconds = times[-1]
     batches = -(-n // int(params.get("batch_size", 32)))
     return {"model": spec.name, "size": size, "images": n, "batches": batches, "epoch2_s": seconds,
             "images_per_s": n / seconds, "gflop_per_image": per_image / 1e9, "gflops": n / seconds * per_image / 1e9}

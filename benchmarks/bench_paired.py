@@ -28,7 +28,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _setup import head, model_params, plain_model, plain_tfdata  # noqa: E402
 
 HARNESS, PLAIN = 0, 1
 
@@ -93,26 +95,11 @@ def segment_callback(baton: Baton, me: int, steps_per_epoch: int, every: int, ba
     return Segments()
 
 
-def plain_model(keras, size: int):
-    from xraybench.training.keras import augmentation
-    from xraybench_plugins.cnn import build_baseline
-
-    inputs = keras.Input((size, size, 1))
-    x = inputs
-    for layer in augmentation(keras):
-        x = layer(x)
-    model = keras.Model(inputs, build_baseline((size, size, 1), {"dense_units": 128, "dropout": 0.5})(x))
-    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
-    return model
-
-
 def paired_rounds(train, val, size: int, rounds: int = 24, every: int = 2, batch_size: int = 32) -> dict:
     """Run the alternation; returns per-round rates and the ratio summary."""
     import keras
-    import tensorflow as tf
 
     from xraybench import harness
-    from xraybench.plugins import load_registry
 
     n = len(train)
     steps = -(-n // batch_size)
@@ -122,9 +109,7 @@ def paired_rounds(train, val, size: int, rounds: int = 24, every: int = 2, batch
     segs: dict[int, list] = {HARNESS: [], PLAIN: []}
     errors: list[BaseException] = []
 
-    spec = load_registry().model("baseline_cnn")
-    params = spec.all_defaults()
-    params.update(epochs=epochs, patience=epochs + 1, batch_size=batch_size)
+    spec, params = model_params(epochs=epochs, patience=epochs + 1, batch_size=batch_size)
 
     def run_harness():
         try:
@@ -137,12 +122,7 @@ def paired_rounds(train, val, size: int, rounds: int = 24, every: int = 2, batch
 
     keras.utils.set_random_seed(0)
     model = plain_model(keras, size)
-    x, y = np.asarray(train.images), train.labels.astype("float32")
-    ds = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n, seed=0).batch(batch_size)
-          .map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE)
-          .prefetch(tf.data.AUTOTUNE))
-    vds = tf.data.Dataset.from_tensor_slices((np.asarray(val.images), val.labels.astype("float32"))).batch(batch_size).map(
-        lambda a, b: (tf.cast(a, tf.float32) / 255.0, b))
+    ds, vds = plain_tfdata(train, batch_size), plain_tfdata(val, batch_size, shuffle_seed=None)
 
     def run_plain():
         try:
@@ -189,8 +169,7 @@ def main() -> None:
     from xraybench.data import load_dataset
 
     d = load_dataset(args.data, image_size=args.size)
-    train = d.splits.train.subset(np.arange(min(args.images, len(d.splits.train))))
-    val = d.splits.val.subset(np.arange(min(64, len(d.splits.val))))
+    train, val = head(d.splits.train, args.images), head(d.splits.val, 64)
     load = os.getloadavg()[0]
     r = paired_rounds(train, val, args.size, args.rounds, args.every)
     print(json.dumps(r))

@@ -6,8 +6,11 @@
 Installs nothing. Each configuration BACKEND:PRECISION:BATCH runs in its own child process
 (Keras fixes its backend at import) through the harness, exactly as ``xraybench run`` trains:
 the cached uint8 arrays, the harness's input pipeline (tf.data over indices with
-prefetching under TensorFlow, ``keras.utils.PyDataset`` otherwise), augmentation as Keras
-layers on the device, compiled steps, early stopping on validation loss. Printed per
+prefetching under TensorFlow, ``keras.utils.PyDataset`` otherwise), augmentation on the device
+(Keras' layers under TensorFlow, one fused warp under JAX and PyTorch: xraybench/training/augment.py),
+compiled steps, early stopping on validation loss. ``--no-augment`` times the network alone.
+Each configuration gets ``--timeout`` seconds, so one slow configuration cannot take a short
+GPU lease (on an H200, Keras' augmentation layers under JAX took 43 s for one epoch). Printed per
 configuration: training images/s over the epochs after the first (tracing excluded) and over
 the whole fit, epochs run, wall time of the whole child (start, data from cache, training,
 test predictions), and test accuracy. Targets: >= 5,000 images/s and < 60 s wall.
@@ -24,43 +27,27 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _setup, however the script is started
 
-def child(backend: str, precision: str, batch: int, data: str | None, seed: int, size: int, epochs: int | None) -> None:
+
+def child(backend: str, precision: str, batch: int, data: str | None, seed: int, size: int, epochs: int | None,
+          augment: bool = True) -> None:
     os.environ["KERAS_BACKEND"] = backend
     start = time.perf_counter()
     import numpy as np
 
-    from xraybench import harness
+    from _setup import model_params, timed_fit
     from xraybench.data import load_dataset
-    from xraybench.plugins import load_registry
 
     d = load_dataset(data, image_size=size)
-    import keras
-
-    epoch_times: list[float] = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.t1 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_times.append(self.t1 - self.t0)
-
-    spec = load_registry().model("baseline_cnn")
-    params = spec.all_defaults()
-    params["batch_size"] = batch
-    if epochs:
-        params["epochs"] = epochs
-    fitted = harness.fit(spec, d.splits.train, d.splits.val, params, seed=seed, precision=precision, callbacks=[Timer()])
+    spec, params = model_params(batch_size=batch, augment=augment, **({"epochs": epochs} if epochs else {}))
+    fitted, epoch_times = timed_fit(spec, d.splits.train, d.splits.val, params, seed=seed, precision=precision)
     scores = fitted.predict(d.splits.test.images)
     accuracy = float(np.mean((np.asarray(scores).reshape(-1) >= 0.5) == d.splits.test.labels))
     n = len(d.splits.train)
     later = epoch_times[1:] or epoch_times
     print(json.dumps({
-        "backend": backend, "precision": fitted.precision, "batch": batch, "epochs": len(epoch_times),
+        "backend": backend, "precision": fitted.precision, "batch": batch, "augment": augment, "epochs": len(epoch_times),
         "img_s_after_epoch1": n * len(later) / sum(later), "img_s_fit": fitted.info.get("train_images_per_second"),
         "train_s": fitted.info.get("train_seconds"), "wall_s": time.perf_counter() - start,
         "test_accuracy": accuracy, "devices": [str(x) for x in _devices(backend)],
@@ -90,28 +77,35 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--image-size", type=int, default=150, help="150 for the figure; small only to smoke-test the script")
     ap.add_argument("--epochs", type=int, default=None, help="default: the model's (early stopping decides)")
+    ap.add_argument("--no-augment", action="store_true", help="train without augmentation (the network's own rate)")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per configuration (default 300)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         backend, precision, batch = args.one.split(":")
-        child(backend, precision, int(batch), args.data, args.seed, args.image_size, args.epochs)
+        child(backend, precision, int(batch), args.data, args.seed, args.image_size, args.epochs, not args.no_augment)
         return
-    backends = [b for b in ("tensorflow", "torch", "jax") if importlib.util.find_spec(b)]
-    configs = args.configs or [f"{b}:{p}:{n}" for b in backends for p, n in (("float32", 32), ("mixed_bfloat16", 256))]
+    backends = [b for b in ("jax", "tensorflow", "torch") if importlib.util.find_spec(b)]  # fastest first (H200)
+    configs = args.configs or [f"{b}:{p}:{n}" for b in backends for p, n in (("mixed_bfloat16", 256), ("float32", 32))]
     rows = []
     for config in configs:
         cmd = [sys.executable, __file__, "--one", config, "--seed", str(args.seed), "--image-size", str(args.image_size)]
         cmd += (["--data", args.data] if args.data else []) + (["--epochs", str(args.epochs)] if args.epochs else [])
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        cmd += ["--no-augment"] if args.no_augment else []
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{config}: timed out after {args.timeout:.0f} s", flush=True)
+            continue
         if out.returncode:
             print(f"{config}: failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| backend | precision | batch | epochs | images/s (after epoch 1) | images/s (whole fit) | wall s | test accuracy |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| backend | precision | batch | augment | epochs | images/s (after epoch 1) | images/s (whole fit) | wall s | test accuracy |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['backend']} | {r['precision']} | {r['batch']} | {r['epochs']} | {r['img_s_after_epoch1']:.0f} | "
+        print(f"| {r['backend']} | {r['precision']} | {r['batch']} | {'on' if r['augment'] else 'off'} | {r['epochs']} | {r['img_s_after_epoch1']:.0f} | "
               f"{r['img_s_fit'] or 0:.0f} | {r['wall_s']:.1f} | {r['test_accuracy']:.3f} |")
 
 

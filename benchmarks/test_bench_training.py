@@ -9,11 +9,11 @@ of the hardware the training uses (about 1.75 GFLOP per trained image at 150 px)
 """
 
 import os
-import time
 
 import numpy as np
 import pytest
 
+from _setup import epoch_timer, head, model_params, plain_model, plain_tfdata, timed_fit
 from conftest import report
 
 pytestmark = pytest.mark.training
@@ -28,103 +28,45 @@ def data(real_data, bench_cache):
     from xraybench.data import load_dataset
 
     d = load_dataset(real_data, image_size=SIZE)
-    train = d.splits.train.subset(np.arange(N))
-    val = d.splits.val.subset(np.arange(64))
-    return train, val
-
-
-class EpochTimer:
-    def __init__(self):
-        import keras
-
-        outer = self
-        self.times = []
-
-        class CB(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                outer.start = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None):
-                outer.last = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                outer.times.append(outer.last - outer.start)
-
-        self.callback = CB()
-
-
-def _params(**extra):
-    from xraybench.plugins import load_registry
-
-    spec = load_registry().model("baseline_cnn")
-    p = spec.all_defaults()
-    p.update(epochs=EPOCHS, patience=10, **extra)
-    return spec, p
-
-
-def _rate(n: int, timer: "EpochTimer") -> float:
-    return n / min(timer.times[1:])
+    return head(d.splits.train, N), head(d.splits.val, 64)
 
 
 def _harness(train, val, precision):
-    from xraybench import harness
-
-    spec, params = _params()
-    timer = EpochTimer()
+    spec, params = model_params(epochs=EPOCHS, patience=10)
     if precision == "mixed_bfloat16":
-        train = train.subset(np.arange(len(train) // 4))
-    harness.fit(spec, train, val, params, seed=0, precision=precision, callbacks=[timer.callback])
-    return _rate(len(train), timer)
+        train = head(train, len(train) // 4)
+    _, times = timed_fit(spec, train, val, params, precision=precision)
+    return len(train) / min(times[1:])
 
 
-def _model(keras, rescale: bool):
-    from xraybench.training.keras import augmentation
-    from xraybench_plugins.cnn import build_baseline
+def _plain(x, y=None, rescale: bool = False, n: int = N) -> float:
+    """Plain ``model.fit`` of baseline_cnn's twin on ``x`` (a dataset, or an array with labels ``y``);
+    images/s of its best epoch after the first."""
+    import keras
 
-    inputs = keras.Input((SIZE, SIZE, 1))
-    x = keras.layers.Rescaling(1.0 / 255)(inputs) if rescale else inputs
-    for layer in augmentation(keras):
-        x = layer(x)
-    model = keras.Model(inputs, build_baseline((SIZE, SIZE, 1), {"dense_units": 128, "dropout": 0.5})(x))
-    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
-    return model
+    keras.utils.set_random_seed(0)
+    callback, times = epoch_timer()
+    plain_model(keras, SIZE, rescale).fit(x, y, batch_size=None if y is None else 32, epochs=EPOCHS,
+                                          callbacks=[callback], verbose=0, shuffle=y is not None)
+    return n / min(times[1:])
 
 
 def _plain_tfdata(train):
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(0)
-    ds = (tf.data.Dataset.from_tensor_slices((np.asarray(train.images), train.labels.astype("float32")))
-          .shuffle(N, seed=0).batch(32).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
-                                            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
-    timer = EpochTimer()
-    _model(keras, rescale=False).fit(ds, epochs=EPOCHS, callbacks=[timer.callback], verbose=0, shuffle=False)
-    return _rate(N, timer)
+    return _plain(plain_tfdata(train))
 
 
 def _plain_numpy(train):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    x = np.asarray(train.images, dtype="float32") / 255.0
-    timer = EpochTimer()
-    _model(keras, rescale=False).fit(x, train.labels.astype("float32"), batch_size=32, epochs=EPOCHS,
-                                     callbacks=[timer.callback], verbose=0)
-    return _rate(N, timer)
+    return _plain(np.asarray(train.images, dtype="float32") / 255.0, train.labels.astype("float32"))
 
 
 def _seed_style(real_data):
     import keras
 
-    keras.utils.set_random_seed(0)
     ds = keras.utils.image_dataset_from_directory(
         real_data / "train", labels="inferred", label_mode="binary", color_mode="grayscale",
         image_size=(SIZE, SIZE), batch_size=32, shuffle=True, seed=0, verbose=False,
     ).take(N // 32)
-    timer = EpochTimer()
-    _model(keras, rescale=True).fit(ds, epochs=EPOCHS, callbacks=[timer.callback], verbose=0, shuffle=False)
-    return _rate((N // 32) * 32, timer)
+    return _plain(ds, rescale=True, n=(N // 32) * 32)
 
 
 def _run(benchmark, name, fn):

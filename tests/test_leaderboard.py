@@ -206,3 +206,23 @@ def test_table_output_file_is_plain_and_guarded(tmp_path):
         assert mine.read_text() != "mine\n"
         again = _xb(tmp_path, "--format", fmt, "--output", str(mine))  # now ours: no --force needed
         assert again.returncode == 0, (fmt, again.stderr)
+
+
+def test_a_model_without_runs_is_an_error_naming_the_models_that_have_runs():
+    """`--model nosuch` is a typo or a model never run, not "no finished runs"; a model whose runs
+    all failed is not an error (the status line counts them)."""
+    records = [make_record("baseline_cnn", 1)[0], make_record("logreg_pixels", 1, status="error")[0]]
+    with pytest.raises(XRayBenchError, match=r"no run of model 'nosuch'; runs exist of: baseline_cnn, logreg_pixels"):
+        lb.build_rows(records, model="nosuch")
+    assert lb.build_rows(records, model="logreg_pixels") == []
+    with pytest.raises(XRayBenchError, match="no run of model 'nosuch'; there are no runs yet"):
+        lb.build_rows([], model="nosuch")
+
+
+def test_leaderboard_model_nosuch_exits_2_with_one_line(tmp_path):
+    _store(tmp_path, ("done", "interrupted"))
+    target = tmp_path / "lb.md"
+    out = _xb(tmp_path, "--model", "nosuch", "--format", "markdown", "--output", str(target))
+    assert out.returncode == 2 and out.stdout == "" and not target.exists()
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: --model nosuch: no run of model 'nosuch'")
+    assert "runs exist of: baseline_cnn" in out.stderr and "no finished runs" not in out.stderr

@@ -259,6 +259,45 @@ def test_backfill_adds_missing_intervals_and_keeps_the_stored_ones(tmp_path):
     assert backfill(store) == []  # once
 
 
+def _record_lacking_an_interval(store):
+    record, scores = make_record("m", 5)
+    del record["intervals"]["balanced_accuracy"]
+    return record, store.save(record, scores)
+
+
+def test_backfill_updates_the_file_it_read_whatever_its_name(tmp_path):
+    """A record whose file name is not its run id is rewritten in place, not copied to RUN_ID.json."""
+    from xraybench.backfill import backfill
+
+    store = ResultStore(tmp_path)
+    record, path = _record_lacking_an_interval(store)
+    renamed = path.rename(store.runs / "kept-under-another-name.json")
+    assert [name for name, _ in backfill(store)] == ["kept-under-another-name.json"]
+    assert sorted(p.name for p in store.runs.glob("*.json") if not p.name.endswith(".scores.json")) == [renamed.name]
+    assert "balanced_accuracy" in json.loads(renamed.read_text())["intervals"]
+    assert backfill(store) == []
+
+
+def test_backfill_never_rewrites_a_file_xraybench_did_not_make(tmp_path):
+    """A link (to a file elsewhere) and a file without the version key every saved record has are left
+    byte for byte; records xraybench made beside them are still backfilled."""
+    from xraybench.backfill import backfill
+
+    store = ResultStore(tmp_path / "results")
+    mine, _ = _record_lacking_an_interval(store)
+    linked, link_path = _record_lacking_an_interval(store)
+    elsewhere = tmp_path / "elsewhere.json"
+    link_path.rename(elsewhere)
+    link_path.symlink_to(elsewhere)
+    foreign, foreign_path = _record_lacking_an_interval(store)
+    obj = json.loads(foreign_path.read_text())
+    del obj["schema_version"]
+    foreign_path.write_text(json.dumps(obj))
+    before = {p: p.read_bytes() for p in (elsewhere, foreign_path)}
+    assert [name for name, _ in backfill(store)] == [f"{mine['run_id']}.json"]
+    assert link_path.is_symlink() and {p: p.read_bytes() for p in before} == before
+
+
 def test_every_registry_metric_reaches_every_output():
     rows = lb.build_rows([make_record("m", s)[0] for s in (1, 2)])
     md = lb.render_markdown(rows, [], "t")

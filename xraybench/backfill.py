@@ -7,8 +7,9 @@ metric's bootstrap interval: that needs the per-image scores. This step computes
 threshold) says it was bootstrapped with, for the registry metrics it lacks: the same
 resamples, so stored intervals are unchanged and new ones join them. It also records the
 spec's ``reference`` and ``image_size`` for runs of models installed now that predate them.
-Each record is rewritten atomically in the current schema; nothing else is touched, so the
-leaderboard stays fast (it never bootstraps).
+Each record is rewritten atomically, in the current schema, in the file it was read from (a
+record whose file name is not its run id is updated, never copied); files xraybench did not
+make are not touched, nor is anything else, so the leaderboard stays fast (it never bootstraps).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ def _missing_intervals(record: RunRecord) -> dict[Threshold, list[str]]:
 
 
 def backfill(store, registry=None) -> list[tuple[str, str]]:
-    """Backfill every record of ``store``; returns (file name, what was added) per rewritten file."""
-    from xraybench.results import _atomic_write, _is_run_id
+    """Backfill every record of ``store`` that xraybench made (``ResultStore.rewritable``), each in
+    the file it was read from; returns (file name, what was added) per rewritten file."""
+    from xraybench.results import _atomic_write
     from xraybench.stats import bootstrap_intervals
 
     specs: dict[str, Any] = dict(getattr(registry, "models", {}) or {})
     changed = []
-    for record in store.load(full=True).records:
+    for path, record in store.rewritable():
         added = []
         spec = specs.get(record.model)
         if record.spec_image_size is None and spec is not None:
@@ -60,8 +62,8 @@ def backfill(store, registry=None) -> list[tuple[str, str]]:
                                             "level": meta.get("level", 0.95), "threshold": threshold})
                 setattr(record, t.intervals_key, stored)
                 added.append(f"{t.value}: {', '.join(keys)} intervals")
-        if added and _is_run_id(record.run_id) and (store.runs / f"{record.run_id}.json").is_file():
-            _atomic_write(store.runs / f"{record.run_id}.json", record.to_dict())
-            changed.append((f"{record.run_id}.json", "; ".join(added)))
+        if added:
+            _atomic_write(path, record.to_dict())
+            changed.append((path.name, "; ".join(added)))
     return changed
 

@@ -149,13 +149,17 @@ def build_rows(
         raise XRayBenchError(f"cannot sort by {sort!r}; choose one of {', '.join(SORTABLE)}")
     t = Threshold.parse(threshold)
     done = []
+    models = set()
     for r in records:
         try:
             r = coerce(r)
         except InvalidRecord:
             continue
+        models.add(r.model)
         if r.status is RunStatus.DONE and r.metrics_at(t):
             done.append(r)
+    if model:
+        check_model_has_runs(model, models)
     reference, reference_note = choose_reference(done, baseline)
     if model:
         done = [r for r in done if r.model == model]
@@ -259,6 +263,20 @@ def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], 
             row["p_vs_baseline_note"] = str(exc)
             continue
         row["p_vs_baseline"] = result["mcnemar"]["p_value"]
+
+
+def check_model_has_runs(model: str, models: Iterable[str]) -> None:
+    """A one-line XRayBenchError unless some run (of any status) is of ``model``: a name that no run
+    has is a typo or a model never run, which "no finished runs" would misstate; the models that
+    do have runs are named so the user can pick one."""
+    if model in set(models):
+        return
+    from xraybench.errors import XRayBenchError
+
+    have = sorted(set(models))
+    listing = f"runs exist of: {', '.join(have)}" if have else "there are no runs yet"
+    raise XRayBenchError(f"--model {model}: no run of model {model!r}; {listing} "
+                         "(`xraybench run --model MODEL` makes one)")
 
 
 def count_statuses(records: Iterable[RunRecord], invalid: int = 0, model: str | None = None) -> dict[str, int]:

@@ -280,6 +280,20 @@ class ResultStore:
         skipped.sort(key=lambda s: s.path.name)
         return Loaded(out, skipped)
 
+    def rewritable(self) -> Iterator[tuple[Path, RunRecord]]:
+        """Every valid run record (in full, migrated) that xraybench may rewrite, with the file it
+        was read from, so a rewrite updates that file whatever its name. Only files xraybench made
+        qualify: plain files (a link leads to someone else's file) whose JSON carries the version key
+        that ``save`` stamps on every record (``schema_version``; ``schema`` before version 2)."""
+        for name, obj in self._named_records(None):
+            path = self.runs / name
+            if path.is_symlink() or not isinstance(obj, dict) or not {"schema_version", "schema"} & obj.keys():
+                continue
+            try:
+                yield path, parse(obj)
+            except InvalidRecord:
+                continue  # damaged: `load` names it; nothing to rewrite
+
     def records(self, status: str | None = None) -> list[dict[str, Any]]:
         """Every valid run record in full, as dicts in the current schema (damaged files skipped)."""
         return [r.to_dict() for r in self.load(full=True).records if status is None or r.status.label == status]

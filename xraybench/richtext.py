@@ -9,6 +9,8 @@ did not come from xraybench's own source goes through ``esc`` (inside a markup s
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 
@@ -26,8 +28,37 @@ def plain(value: Any, style: str = ""):
     return Text(str(value), style=style)
 
 
+PIPED_WIDTH = 10_000  # "no width": wider than any table or line xraybench prints
+PIPED_RULE_WIDTH = 80  # a rule stays a rule, not PIPED_WIDTH dashes
+
+
 def console(**kwargs: Any):
-    """The console every command prints through: ``:emoji:`` codes in interpolated text stay text."""
+    """The console every command prints through: ``:emoji:`` codes in interpolated text stay text.
+
+    Output that goes to a pipe or a file (not a terminal) has no width to fit, but rich would
+    wrap it at 80 columns: tables lose columns and cells break mid-word, lines of text break
+    wherever column 80 falls. So there the console is ``PIPED_WIDTH`` wide, tables print at
+    their natural width and lines whole; ``COLUMNS`` (or an explicit ``width``) still decides.
+    """
+    out = _console_type()(emoji=False, **kwargs)
+    if kwargs.get("width") is None and not out.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        out.width = PIPED_WIDTH
+        out.rule_width = PIPED_RULE_WIDTH
+    return out
+
+
+@functools.cache
+def _console_type() -> type:
     from rich.console import Console
 
-    return Console(emoji=False, **kwargs)
+    class XRayConsole(Console):
+        """A rich Console whose rules can be narrower than the console (``rule_width``)."""
+
+        rule_width: int | None = None
+
+        def rule(self, *args: Any, **kwargs: Any) -> None:
+            from rich.rule import Rule
+
+            self.print(Rule(*args, **kwargs), width=min(self.width, self.rule_width or self.width))
+
+    return XRayConsole

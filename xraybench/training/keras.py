@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def resolve_precision(requested: str = "auto") -> str:
-    """``auto`` is float32 on every CPU and mixed_bfloat16 on a GPU under TensorFlow.
+    """``auto`` is float32 on every CPU and mixed_bfloat16 on a GPU (TensorFlow, JAX or PyTorch backend).
 
     Not the CPU's bf16 flags: on the AVX512-BF16 machines this project runs on, TensorFlow's
     bf16 training measured 6.9x slower than float32 (leaderboards/precision), and a default
@@ -38,13 +38,25 @@ def resolve_precision(requested: str = "auto") -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
     if requested != "auto":
         return requested
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return "float32"
-    with quiet_backend_startup():  # importing TensorFlow and probing for CUDA write to fd 2
-        import tensorflow as tf
+    return "mixed_bfloat16" if _has_gpu(os.environ.get("KERAS_BACKEND", "tensorflow")) else "float32"
 
-        gpus = tf.config.list_physical_devices("GPU")
-    return "mixed_bfloat16" if gpus else "float32"
+
+def _has_gpu(backend: str) -> bool:
+    """Whether the Keras backend about to be used sees a GPU (each backend probes its own way)."""
+    with quiet_backend_startup():  # importing a backend and probing for CUDA write to fd 2
+        if backend == "jax":
+            import jax
+
+            return any(d.platform == "gpu" for d in jax.devices())
+        if backend == "torch":
+            import torch
+
+            return bool(torch.cuda.is_available())
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+    return False
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -70,6 +82,9 @@ def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, s
 
     class Batches(keras.utils.PyDataset):
         def __init__(self) -> None:
+            # One thread: a 256-image batch at 150 px is gathered and cast in a few ms, and JAX and
+            # PyTorch dispatch asynchronously, so the next batch is read while the device computes.
+            # Keras' thread enqueuer (workers > 1) delivered about half the batches/s on 2 cores.
             super().__init__()
             self.rng = np.random.default_rng(seed)
             self.order = np.arange(len(images))
@@ -125,11 +140,19 @@ def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int,
 
 
 def augmentation(keras):
-    """The seed's light augmentation: small rotations, shifts and zooms, no flips."""
+    """The seed's light augmentation: small rotations, shifts and zooms, no flips.
+
+    TensorFlow: Keras' three layers (the draws behind every published CPU row). JAX and
+    PyTorch: the same ranges as one fused warp (training/augment.py says why).
+    """
+    from xraybench.training import augment
+
+    if keras.backend.backend() != "tensorflow":
+        return [augment.random_affine_layer(keras)]
     return [
-        keras.layers.RandomRotation(0.04, fill_mode="nearest", name="aug_rotate"),
-        keras.layers.RandomTranslation(0.08, 0.08, fill_mode="nearest", name="aug_shift"),
-        keras.layers.RandomZoom(0.1, fill_mode="nearest", name="aug_zoom"),
+        keras.layers.RandomRotation(augment.ROTATION, fill_mode="nearest", name="aug_rotate"),
+        keras.layers.RandomTranslation(augment.SHIFT, augment.SHIFT, fill_mode="nearest", name="aug_shift"),
+        keras.layers.RandomZoom(augment.ZOOM, fill_mode="nearest", name="aug_zoom"),
     ]
 
 
@@ -226,11 +249,6 @@ def fit_keras(
                 if bar is not None:
                     bar.start(epoch + 1)
 
-            def on_train_batch_end(self, batch, logs=None):
-                if bar is not None:
-                    loss = (logs or {}).get("loss")
-                    bar.advance(batch + 1, None if loss is None else float(loss))
-
             def on_epoch_end(self, epoch, logs=None):
                 if bar is not None:
                     bar.stop()
@@ -246,11 +264,22 @@ def fit_keras(
                 if bar is not None:
                     bar.stop()
 
+        class LiveProgress(Progress):
+            """The in-epoch bar. Only on a terminal: Keras reads every batch's loss back from the
+            device for a batch hook, a sync per step that costs accelerators much of their speed;
+            ``async_safe`` lets Keras call it from its callback thread instead of the step loop."""
+
+            async_safe = True
+
+            def on_train_batch_end(self, batch, logs=None):
+                loss = (logs or {}).get("loss")
+                bar.advance(batch + 1, None if loss is None else float(loss))
+
         save_to, resume_from = checkpoints.current()
         saved = checkpoints.load(resume_from) if resume_from is not None else None
         initial_epoch = _restore(model, saved) if saved else 0
         keeper = _checkpointer(keras, stopper, save_to, saved)
-        all_callbacks = [stopper, *([keeper] if keeper else []), Progress(), *(callbacks or [])]
+        all_callbacks = [stopper, *([keeper] if keeper else []), LiveProgress() if bar is not None else Progress(), *(callbacks or [])]
         train_ds = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed)
         val_ds = make_dataset(val.images, val.labels, batch_size, shuffle=False, seed=seed)
         _skip_epochs(train_ds, initial_epoch)

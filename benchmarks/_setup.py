@@ -73,7 +73,7 @@ def timed_fit(spec: Any, train: Any, val: Any, params: dict, seed: int = 0,
 def plain_model(keras: Any, size: int, rescale: bool = False) -> Any:
     """baseline_cnn written as a plain Keras script would: the same layers and augmentation, compiled
     with Adam; ``rescale`` adds the /255 for input that is not scaled by its pipeline."""
-    from xraybench.keras_training import augmentation
+    from xraybench.training.keras import augmentation
     from xraybench_plugins.cnn import build_baseline
 
     inputs = keras.Input((size, size, 1))

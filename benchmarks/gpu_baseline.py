@@ -7,7 +7,7 @@ Installs nothing. Each configuration BACKEND:PRECISION:BATCH runs in its own chi
 (Keras fixes its backend at import) through the harness, exactly as ``xraybench run`` trains:
 the cached uint8 arrays, the harness's input pipeline (tf.data over indices with
 prefetching under TensorFlow, ``keras.utils.PyDataset`` otherwise), augmentation on the device
-(Keras' layers under TensorFlow, one fused warp under JAX and PyTorch: xraybench/augment.py),
+(Keras' layers under TensorFlow, one fused warp under JAX and PyTorch: xraybench/training/augment.py),
 compiled steps, early stopping on validation loss. ``--no-augment`` times the network alone.
 Each configuration gets ``--timeout`` seconds, so one slow configuration cannot take a short
 GPU lease (on an H200, Keras' augmentation layers under JAX took 43 s for one epoch). Printed per

@@ -65,7 +65,7 @@ def _imports(source: str) -> list[tuple[str, list[str]]]:
 
 def _plugin_author_code() -> dict[str, str]:
     """What we show or hand to plugin authors: the guide's code, the example plugin, the scaffold."""
-    from xraybench import cli_extra
+    from xraybench.cli import plugins as cli_plugins
 
     sources = {}
     guide = (ROOT / "docs" / "plugins.md").read_text()
@@ -73,8 +73,8 @@ def _plugin_author_code() -> dict[str, str]:
         sources[f"docs/plugins.md block {i}"] = block
     for path in (ROOT / "docs" / "examples" / "xraybench-example-plugin").rglob("*.py"):
         sources[str(path.relative_to(ROOT))] = path.read_text()
-    sources["new-plugin models.py"] = cli_extra.SCAFFOLD_MODELS.replace("{name}", "demo")
-    sources["new-plugin test"] = cli_extra.SCAFFOLD_TEST.replace("{name}", "demo")
+    sources["new-plugin models.py"] = cli_plugins.SCAFFOLD_MODELS.replace("{name}", "demo")
+    sources["new-plugin test"] = cli_plugins.SCAFFOLD_TEST.replace("{name}", "demo")
     return sources
 
 

@@ -1,4 +1,4 @@
-"""The fused augmentation warp (xraybench/augment.py): geometry checked against NumPy."""
+"""The fused augmentation warp (xraybench/training/augment.py): geometry checked against NumPy."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 keras = pytest.importorskip("keras")
 
-from xraybench import augment  # noqa: E402
-from xraybench.keras_training import augmentation  # noqa: E402
+from xraybench.training import augment  # noqa: E402
+from xraybench.training.keras import augmentation  # noqa: E402
 
 
 def _warp(images: np.ndarray, angle: float = 0.0, scale: float = 1.0, dy: float = 0.0, dx: float = 0.0) -> np.ndarray:

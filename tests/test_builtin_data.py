@@ -138,6 +138,15 @@ def test_wheel_ships_the_data(tmp_path):
         assert json.loads(zf.read("xraybench/data/kermany2018_28px.json"))["sha256"] == builtin.recorded()["sha256"]
 
 
+def test_pyproject_lists_every_package():
+    """setuptools ships an unlisted subpackage (cli/, training/) only as deprecated data, with a warning."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "xraybench").rglob("__init__.py")}
+    assert not packages - listed, f"add {sorted(packages - listed)} to [tool.setuptools] packages in pyproject.toml"
+
+
 def test_leaderboard_never_pools_data_sets_or_sizes():
     sys.path.insert(0, str(Path(__file__).parent))
     from recordfactory import make_record

@@ -5,7 +5,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from xraybench.keras_training import make_dataset  # noqa: E402
+from xraybench.training.keras import make_dataset  # noqa: E402
 
 
 class GuardedImages:

@@ -113,7 +113,7 @@ def test_backend_startup_noise_is_held_back_unless_verbose(verbose):
 def test_keras_loop_sends_early_stopping_state_and_draws_the_bar(xray_data, monkeypatch, capsys):
     """One tiny epoch through fit_keras with the bar forced on (stdout is captured, not a terminal)."""
     from xraybench.data import load_dataset
-    from xraybench.keras_training import fit_keras
+    from xraybench.training.keras import fit_keras
     from xraybench.plugins import load_registry
 
     monkeypatch.setenv(progress.PROGRESS_ENV, "1")

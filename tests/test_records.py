@@ -327,7 +327,7 @@ def test_epochs_flag_is_ignored_alike_by_run_and_tune_for_models_without_epochs(
 
     from rich.console import Console
 
-    from xraybench.cli import flag_overrides
+    from xraybench.run_plan import flag_overrides
     from xraybench.specs import GenericModel, KerasModel
 
     out = io.StringIO()

@@ -165,7 +165,7 @@ def test_compare_names_a_corrupt_file(recorded, damage):
 
 
 def test_twenty_series_get_twenty_distinct_styles():
-    from xraybench.report import series_styles
+    from xraybench.html_report import series_styles
 
     styles = series_styles(20)
     assert len(set(styles)) == 20 and len({c for c, _ in styles}) == 20
@@ -179,7 +179,7 @@ def test_report_curves_use_the_styles(recorded, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xraybench import report
+    from xraybench import html_report as report
 
     drawn = []
     real = plt.Axes.plot
@@ -237,7 +237,7 @@ def test_a_report_that_cannot_be_written_is_a_one_line_error(recorded, monkeypat
     import errno
     from pathlib import Path
 
-    from xraybench import report
+    from xraybench import html_report as report
     from xraybench.errors import XRayBenchError
 
     real = Path.write_text

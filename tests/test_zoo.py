@@ -63,7 +63,7 @@ def test_standardization_layer_gives_each_image_zero_mean_unit_variance():
     import keras
     import numpy as np
 
-    from xraybench.keras_training import standardization
+    from xraybench.training.keras import standardization
 
     rng = np.random.default_rng(0)
     x = np.stack([rng.random((8, 8, 1)) * 0.3, rng.random((8, 8, 1)) * 0.9 + 0.1, np.full((8, 8, 1), 0.5)])

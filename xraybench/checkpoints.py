@@ -13,7 +13,7 @@ Layout: ``RESULTS/checkpoints/RUN_ID/`` holds
 
 The parent reads ``state.json`` for the history of an ``interrupted`` / ``timeout`` record. A
 finished (``done``) run's folder is removed: it has served its purpose. Numpy and json only here;
-keras objects are passed in by ``keras_training``.
+keras objects are passed in by ``training/keras.py``.
 """
 
 from __future__ import annotations

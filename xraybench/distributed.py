@@ -394,7 +394,7 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
     from rich.markup import escape
 
     from xraybench import __version__
-    from xraybench.reporting import print_run_summary
+    from xraybench.terminal_report import print_run_summary
 
     env = client_env()  # before any local cluster exists: its nanny rewrites this process's environment
     engine = connect(workers, scheduler, gpu)

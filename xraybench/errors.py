@@ -19,3 +19,8 @@ class PluginError(XRayBenchError):
 
 class ParamError(XRayBenchError):
     """A `--param key=value` names an unknown key or a value of the wrong type."""
+
+
+class PluginFailure(Exception):
+    """A plugin raised or returned garbage while fitting or predicting; the message is one line
+    naming the stage. Recorded as the run's (or trial's, or check's) error, never shown as a traceback."""

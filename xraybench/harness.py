@@ -1,7 +1,7 @@
 """Train one model spec on one data set and evaluate it: the only place a model meets test data.
 
 The harness owns everything that must be equal across models for a comparison to
-be fair: the splits, the seed, the training loop of Keras models, the threshold
+be fair: the splits, the seed, each family's training loop (``xraybench.training``), the threshold
 (0.5, and one chosen on validation only) and the metrics. A plugin only builds or
 fits; it never scores itself.
 """
@@ -9,26 +9,16 @@ fits; it never scores itself.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from xraybench.data.loading import Dataset
+from xraybench.errors import PluginFailure  # noqa: F401 (harness.PluginFailure: where runner, tuning and checks catch it)
 from xraybench.metrics import check_scores, evaluate, youden_threshold
 from xraybench.records import FIXED_THRESHOLD
-from xraybench.specs import GenericModel, ImageSet, KerasModel, ModelSpec
-
-
-class PluginFailure(Exception):
-    """A plugin raised or returned garbage; the message is one line naming the stage."""
-
-
-@dataclass
-class Fitted:
-    predict: Callable[[np.ndarray], np.ndarray]
-    info: dict[str, Any]
-    precision: str
+from xraybench.specs import ImageSet, ModelSpec
+from xraybench.training import Fitted, trainer_for
 
 
 def _seed_everything(seed: int) -> None:
@@ -48,38 +38,13 @@ def fit(
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
     callbacks: list | None = None,
 ) -> Fitted:
-    """Fit on train (early-stopping on val for Keras models). Never sees test data."""
+    """Fit on train (early-stopping on val where the family does), with the trainer of the
+    spec's type (``xraybench.training``). Never sees test data."""
     _seed_everything(seed)
-    if isinstance(spec, KerasModel):
-        from xraybench.keras_training import fit_keras, resolve_precision
-
-        precision = resolve_precision(precision)
-        try:
-            fitted, info = fit_keras(spec, train, val, params, seed, precision, on_epoch, callbacks)
-        except PluginFailure:
-            raise
-        except Exception as exc:
-            if type(exc).__name__ == "TrialPruned":
-                raise
-            raise PluginFailure(f"training {spec.name} failed: {_one_line(exc)}") from exc
-        return Fitted(fitted.predict_proba, info, precision)
-    if isinstance(spec, GenericModel):
-        if spec.create is None:
-            raise PluginFailure(f"{spec.name} declares no create function")
-        start = time.perf_counter()
-        try:
-            estimator = spec.create(dict(params), seed)
-            estimator.fit(train, val)
-        except Exception as exc:
-            raise PluginFailure(f"fitting {spec.name} failed: {_one_line(exc)}") from exc
-        info = {
-            "history": {},
-            "epochs_run": None,
-            "train_seconds": time.perf_counter() - start,
-            "param_count": _param_count(estimator),
-        }
-        return Fitted(estimator.predict_proba, info, "float64")
-    raise PluginFailure(f"{spec.name} is a {type(spec).__name__}, which the harness cannot train")
+    trainer = trainer_for(spec.kind)
+    if trainer is None:
+        raise PluginFailure(f"{spec.name} is a {type(spec).__name__}, which the harness cannot train")
+    return trainer.fit(spec, train, val, params, seed, precision, on_epoch, callbacks)
 
 
 def predict(fitted: Fitted, images: np.ndarray, what: str, name: str) -> np.ndarray:
@@ -157,16 +122,6 @@ def run(
         "val_scores": [float(v) for v in val_scores],
     }
     return record, scores
-
-
-def _param_count(estimator: Any) -> int | None:
-    count = getattr(estimator, "param_count", None)
-    if callable(count):
-        try:
-            return int(count())
-        except Exception:
-            return None
-    return int(count) if isinstance(count, (int, np.integer)) else None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """What a user sees while a model trains: a live bar inside each epoch, honest ETAs, no backend noise.
 
 Why a module of its own: the run happens in a child process (``runner``), the Keras loop
-lives in ``keras_training`` and the CLI owns the flags; the wording and the arithmetic live
+lives in ``training/keras.py`` and the CLI owns the flags; the wording and the arithmetic live
 here once. Everything is plain Python until a bar is drawn (rich is imported lazily), so
 importing it costs nothing on commands that do not train.
 

@@ -29,6 +29,7 @@ DEFAULT_SEED = 42
 DEFAULT_VAL_FRACTION = 0.15
 DEFAULT_IMAGE_SIZE = 150  # a spec's image size when its plugin names none
 FIXED_THRESHOLD = 0.5
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # --precision: auto picks per machine (training/keras.py)
 
 
 class RunStatus(enum.Enum):

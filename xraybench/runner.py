@@ -1,4 +1,4 @@
-"""Runs models one after another, each in its own child process.
+"""Runs one prepared run (``run_plan`` decides which) in its own child process and records how it ended.
 
 The child process (``xraybench.isolation``) is the isolation boundary: a plugin that hangs is killed at
 ``--timeout``, one that crashes the interpreter or is killed for memory is seen
@@ -118,13 +118,16 @@ def execute(request: RunRequest, on_epoch: Callable | None = None) -> tuple[dict
     prepared = prepare(request)
     fields, scores = harness.run(prepared.spec, prepared.dataset, prepared.params, request.seed, request.precision,
                                  on_epoch, request.target_sensitivity)
-    backend = None
-    if prepared.spec.kind == "keras":
-        import keras
-
-        backend = keras.backend.backend()
-    fields["environment"] = environment.capture(backend)
+    fields["environment"] = environment.capture(_backend(prepared))
     return fields, scores
+
+
+def _backend(prepared: Prepared) -> str | None:
+    """The backend the run's trainer used (recorded in its environment); None for a family without one."""
+    from xraybench.training import trainer_for
+
+    trainer = trainer_for(prepared.spec.kind)
+    return trainer.backend() if trainer is not None else None
 
 
 def _epoch_printer(model: str, quiet: bool) -> Callable:
@@ -157,11 +160,12 @@ def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> "Path | No
     checkpoints); names the run it resumes in the record."""
     from xraybench import checkpoints
     from xraybench.redaction import mask_command, mask_url
+    from xraybench.training import trains_in_epochs
 
     request = prepared.request
     if request.resumed_from:
         record["resumed_from"] = request.resumed_from
-    if prepared.spec.kind != "keras" or not request.checkpoints:
+    if not trains_in_epochs(prepared.spec.kind) or not request.checkpoints:
         return None
     path = checkpoints.folder(request.checkpoints, record["run_id"])
     kept = {k: v for k, v in asdict(request).items() if k not in ("resume_from", "resumed_from", "checkpoints")}
@@ -300,67 +304,8 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
                       traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
         return record, None
-    backend = None
-    if prepared.spec.kind == "keras":
-        import keras
-
-        backend = keras.backend.backend()
     record.update(fields)
-    record.update(status=RunStatus.DONE.label, environment=environment.capture(backend), wall_seconds=time.perf_counter() - start,
+    record.update(status=RunStatus.DONE.label, environment=environment.capture(_backend(prepared)), wall_seconds=time.perf_counter() - start,
                   cpu_seconds=time.process_time() - cpu_start)
     _finish_checkpoints(prepared, record, save_to)
     return record, scores
-
-
-def resume_request(store, run_id: str, command: str = "", data: str | None = None) -> tuple[RunRequest, dict[str, Any]]:
-    """The request that continues run ``run_id`` from its last checkpoint, and its record.
-
-    ``data`` replaces the stored data location (whose secrets are masked). One-line
-    XRayBenchErrors: an unknown id, a run that cannot be resumed (done, a model without
-    epochs, no checkpoint) and a damaged checkpoint. The data is checked later (``check_resumed``).
-    """
-    from pathlib import Path
-
-    from xraybench import checkpoints
-
-    record = store.get(run_id)
-    run_id = record["run_id"]
-    if record["status"] == RunStatus.DONE.label:
-        raise XRayBenchError(f"run {run_id} finished (done); only an interrupted, timed-out or failed run can be resumed")
-    if record.get("kind") != "keras":
-        raise XRayBenchError(f"run {run_id} is a {record.get('kind')} model, which has no epochs to resume; run it again")
-    where = record.get("checkpoint")
-    if not isinstance(where, str) or not where:
-        raise XRayBenchError(f"run {run_id} has no checkpoint (no epoch had finished); run it again")
-    path = Path(where)
-    if not path.is_absolute():
-        path = store.root / path
-    inside = (store.root / "checkpoints").resolve()
-    if path.resolve().parent != inside:  # a record is data: it never points resume (or removal) elsewhere
-        raise XRayBenchError(f"run {run_id}'s checkpoint {where} is not a folder of {store.root / 'checkpoints'}; "
-                             "run it again")
-    saved = checkpoints.manifest(path)
-    if checkpoints.state(path) is None:
-        raise checkpoints.CheckpointError(f"checkpoint {path} holds no finished epoch; run {run_id} cannot be resumed")
-    try:
-        request = RunRequest(**saved["request"])
-    except TypeError as exc:
-        raise checkpoints.CheckpointError(f"checkpoint {path} is damaged ({checkpoints.MANIFEST}: {exc})") from None
-    if data:
-        request.data = data  # checked against the run's data fingerprint (check_resumed)
-    elif isinstance(request.data, str) and "***" in request.data:
-        raise XRayBenchError(f"run {run_id} read its data from {request.data}, whose secret is not stored; "
-                             "pass --data again")
-    request.resume_from, request.resumed_from = str(path), run_id
-    request.checkpoints = str(store.root)
-    request.command = command or request.command
-    return request, record
-
-
-def check_resumed(prepared: Prepared, record: dict[str, Any]) -> None:
-    """The data a resume trains on must be the data the run started on."""
-    was = (record.get("data") or {}).get("fingerprint")
-    now = prepared.dataset.fingerprint
-    if was and was != now:
-        raise XRayBenchError(f"the data at {prepared.dataset.source} changed since run {record['run_id']} "
-                             f"(fingerprint {now}, was {was}); a resume needs the same data")

@@ -95,6 +95,7 @@ class ModelSpec:
     reference: bool = False
 
     kind = "abstract"
+    trainer = ""  # the module of xraybench.training.Trainer that trains this spec type (see xraybench/training/)
 
     def all_defaults(self) -> dict[str, Any]:
         """The parameters a plain run uses: ``defaults`` (a Keras model adds the harness's training defaults)."""
@@ -115,6 +116,7 @@ class KerasModel(ModelSpec):
     build: Callable[[tuple[int, int, int], dict[str, Any]], Any] | None = None
 
     kind = "keras"
+    trainer = "xraybench.training.keras"
 
     def all_defaults(self) -> dict[str, Any]:
         merged = dict(KERAS_TRAINING_DEFAULTS)
@@ -158,6 +160,7 @@ class GenericModel(ModelSpec):
     create: Callable[[dict[str, Any], int], Estimator] | None = None
 
     kind = "generic"
+    trainer = "xraybench.training.generic"
 
 
 class ClassStats(TypedDict):

@@ -1,6 +1,6 @@
 """A tiny generated data set in the real Kaggle layout, for the plugin contract and tests.
 
-Its own module, free of pytest, because ``xraybench check`` (``contract.py``) needs it on
+Its own module, free of pytest, because ``xraybench check`` (``plugin_checks.py``) needs it on
 a plain ``pip install .`` where pytest is absent; ``xraybench.testing`` re-exports it.
 """
 

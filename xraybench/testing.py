@@ -60,6 +60,6 @@ def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[None]:
 
 def check_model(spec: Any, size: int = 32, seed: int = 0) -> list[tuple[str, bool, str]]:
     """Run the plugin contract on tiny generated data; returns (check, passed, detail) rows."""
-    from xraybench.contract import run_contract
+    from xraybench.plugin_checks import run_contract
 
     return run_contract(spec, size=size, seed=seed)

@@ -122,26 +122,23 @@ def make_pruner(name: str):
     return pruners[name]()
 
 
-def pruning_callback(trial, monitor: str):
-    """A Keras callback: report ``monitor`` each epoch, raise TrialPruned when the pruner says so.
+def pruning_callback(trial, monitor: str, trainer):
+    """A ``trainer`` epoch callback: report ``monitor`` each epoch, raise TrialPruned when the pruner says so.
 
     Fails loudly when ``monitor`` is not among the logged keys: a silent mismatch
     would mean pruning never happens.
     """
-    import keras
     import optuna
 
-    class OptunaPruning(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            if monitor not in logs:
-                raise KeyError(f"pruning monitors {monitor!r} but Keras logged only {sorted(logs)}")
-            value = float(logs[monitor])
-            trial.report(value, step=epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} with {monitor}={value:.4f}")
+    def prune(epoch: int, logs: dict[str, float]) -> None:
+        if monitor not in logs:
+            raise KeyError(f"pruning monitors {monitor!r} but Keras logged only {sorted(logs)}")
+        value = float(logs[monitor])
+        trial.report(value, step=epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} with {monitor}={value:.4f}")
 
-    return OptunaPruning()
+    return trainer.epoch_callback(prune)
 
 
 def score(metric: str, labels, scores) -> float:
@@ -156,16 +153,19 @@ def evaluate_params(spec: ModelSpec, train: ImageSet, val: ImageSet, params: dic
                     seed: int, precision: str, trial=None) -> tuple[float, int | None]:
     """Train with ``params`` on train, score on val; returns (value, epochs trained).
 
-    With ``trial``, a Keras model reports ``EPOCH_KEYS[metric]`` each epoch and raises
+    With ``trial``, a model that trains in epochs (Keras) reports ``EPOCH_KEYS[metric]`` each epoch and raises
     ``optuna.TrialPruned`` when the pruner says so; the epochs are kept as the trial's
     ``epochs`` user attribute even when the fit is pruned or fails.
     """
     from xraybench import harness
+    from xraybench.training import trainer_for
 
     callbacks, counter = [], None
-    if spec.kind == "keras":
+    trainer = trainer_for(spec.kind)
+    if trainer is not None and trainer.epochs:
         counter = _EpochCounter()  # first, so an epoch that gets pruned is still counted
-        callbacks = [counter.callback()] + ([pruning_callback(trial, EPOCH_KEYS[metric])] if trial is not None else [])
+        callbacks = [counter.callback(trainer)] + ([pruning_callback(trial, EPOCH_KEYS[metric], trainer)]
+                                                   if trial is not None else [])
     try:
         fitted = harness.fit(spec, train, val, params, seed, precision, callbacks=callbacks)
     finally:
@@ -202,16 +202,11 @@ class _EpochCounter:
     def __init__(self) -> None:
         self.epochs = 0
 
-    def callback(self):
-        import keras
+    def callback(self, trainer):
+        def count(epoch: int, logs: dict[str, float]) -> None:
+            self.epochs = epoch + 1
 
-        outer = self
-
-        class Count(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                outer.epochs = epoch + 1
-
-        return Count()
+        return trainer.epoch_callback(count)
 
 
 def progress_callback(console, metric: str, trials: int | None = None) -> Callable:

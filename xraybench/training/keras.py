@@ -1,9 +1,11 @@
-"""The one training loop every Keras plugin gets.
+"""The trainer of ``KerasModel``: the one training loop every Keras plugin gets.
 
 Batches come from the cached uint8 arrays through ``tf.data`` (converted to float
 per batch, prefetched, so both cores stay busy); augmentation runs as Keras
 preprocessing layers in front of the plugin's network; early stopping watches
-validation loss and restores the best weights. Keras is imported only here.
+validation loss and restores the best weights. The core imports keras only here
+(plugins import it in their own ``build``); the rest of xraybench reaches it through
+``TRAINER`` (``xraybench.training.Trainer``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from typing import Any, Callable
 import numpy as np
 
 from xraybench import checkpoints
+from xraybench.errors import PluginFailure
 from xraybench.progress import EpochBar, StopState, live, quiet_backend_startup
+from xraybench.records import PRECISIONS
 from xraybench.specs import ImageSet, KerasModel
+from xraybench.training import Fitted, OnEpoch, one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
 def resolve_precision(requested: str = "auto") -> str:
@@ -140,9 +143,9 @@ def augmentation(keras):
     """The seed's light augmentation: small rotations, shifts and zooms, no flips.
 
     TensorFlow: Keras' three layers (the draws behind every published CPU row). JAX and
-    PyTorch: the same ranges as one fused warp (xraybench/augment.py says why).
+    PyTorch: the same ranges as one fused warp (training/augment.py says why).
     """
-    from xraybench import augment
+    from xraybench.training import augment
 
     if keras.backend.backend() != "tensorflow":
         return [augment.random_affine_layer(keras)]
@@ -395,3 +398,47 @@ def _checkpointer(keras, stopper, save_to, saved: dict[str, Any] | None):
             pause_point(f"epoch{epoch + 1}")  # tests interrupt here, at a known point
 
     return Checkpoint()
+
+
+class KerasTrainer:
+    """``xraybench.training.Trainer`` for ``KerasModel``."""
+
+    epochs = True
+
+    def fit(self, spec: KerasModel, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int,
+            precision: str = "auto", on_epoch: OnEpoch | None = None, callbacks: list | None = None) -> Fitted:
+        precision = resolve_precision(precision)
+        try:
+            fitted, info = fit_keras(spec, train, val, params, seed, precision, on_epoch, callbacks)
+        except PluginFailure:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "TrialPruned":
+                raise
+            raise PluginFailure(f"training {spec.name} failed: {one_line(exc)}") from exc
+        return Fitted(fitted.predict_proba, info, precision)
+
+    def epoch_callback(self, on_epoch_end: Callable[[int, dict[str, float]], None]) -> Any:
+        import keras
+
+        class OnEpochEnd(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                on_epoch_end(epoch, logs or {})
+
+        return OnEpochEnd()
+
+    def backend(self) -> str | None:
+        import keras
+
+        return keras.backend.backend()
+
+    def check_build(self, spec: KerasModel, shape: tuple[int, int, int], params: dict[str, Any], seed: int) -> str:
+        import keras
+
+        model = spec.build(shape, dict(params))
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"build returned {type(model).__name__}, expected keras.Model")
+        return f"{model.count_params():,} parameters"
+
+
+TRAINER = KerasTrainer()

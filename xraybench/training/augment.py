@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# The seed's ranges, shared by both implementations (keras_training.augmentation).
+# The seed's ranges, shared by both implementations (training/keras.py: augmentation).
 ROTATION = 0.04  # fraction of a full turn, either way: +-14.4 degrees
 SHIFT = 0.08  # fraction of the height and of the width, either way
 ZOOM = 0.1  # +-10 % scale, the same for both axes

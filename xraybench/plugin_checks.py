@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from xraybench.specs import GenericModel, KerasModel, ModelSpec
+from xraybench.specs import KerasModel, ModelSpec
 
 Row = tuple[str, bool, str]
 
@@ -111,21 +111,12 @@ class _Context:
     # --- the checks, in order; each returns its detail or raises -----------------------
 
     def build_with(self, params: dict[str, Any]) -> str:
-        spec = self.spec
-        if isinstance(spec, KerasModel):
-            import keras
+        from xraybench.training import trainer_for
 
-            model = spec.build(self.shape, dict(params))
-            if not isinstance(model, keras.Model):
-                raise TypeError(f"build returned {type(model).__name__}, expected keras.Model")
-            return f"{model.count_params():,} parameters"
-        if isinstance(spec, GenericModel):
-            est = spec.create(dict(params), self.seed)
-            for attr in ("fit", "predict_proba"):
-                if not callable(getattr(est, attr, None)):
-                    raise TypeError(f"create returned an object without {attr}()")
-            return type(est).__name__
-        raise TypeError(f"{type(spec).__name__} is neither KerasModel nor GenericModel")
+        trainer = trainer_for(self.spec.kind)
+        if trainer is None:
+            raise TypeError(f"{type(self.spec).__name__} is neither KerasModel nor GenericModel")
+        return trainer.check_build(self.spec, self.shape, params, self.seed)
 
     def builds_with_defaults(self) -> str:
         return self.build_with(self.defaults)

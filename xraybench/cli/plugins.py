@@ -1,0 +1,225 @@
+"""The plugin commands: ``models`` and ``plugins`` (what is installed), ``check`` (the plugin
+contract, ``plugin_checks.py``) and ``new-plugin`` (a ready-to-install scaffold)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from xraybench.cli import options
+from xraybench.cli.common import console
+from xraybench.errors import XRayBenchError
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from xraybench.plugins import load_registry
+    from xraybench.richtext import plain
+
+    registry = load_registry(args.disable_plugin)
+    table = Table(title="xraybench models", header_style="bold")
+    for col in ("Model", "Distribution", "Kind", "Input", "Tunable", "Status", "Description"):
+        table.add_column(col, no_wrap=col == "Model")
+    # Every cell is plain Text: names, versions, descriptions and errors come from plugins.
+    for name in sorted(registry.models):
+        spec = registry.models[name]
+        table.add_row(*map(plain, (
+            name, f"{spec.distribution} {spec.version}", spec.kind, f"{spec.image_size}px x{spec.channels}",
+            "yes" if spec.search_space else "no")), plain("ok", "green"), plain(spec.description))
+    for name, message in sorted(registry.conflicts.items()):
+        table.add_row(*map(plain, (name, "-", "-", "-", "-")), plain("error", "red"), plain(message))
+    for info in registry.plugins:
+        if info.status != "ok" and not info.models:
+            colour = "red" if info.status == "error" else "yellow"
+            table.add_row(*map(plain, (f"({info.name})", f"{info.distribution} {info.version}", "-", "-", "-")),
+                          plain(info.status, colour), plain(info.reason))
+    console().print(table)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from xraybench.plugins import load_registry
+
+    registry = load_registry(args.disable_plugin)
+    if args.requirements:
+        seen = set()
+        for info in registry.plugins:
+            if info.distribution not in ("local", "unknown") and info.distribution not in seen:
+                seen.add(info.distribution)
+                print(f"{info.distribution}=={info.version}")
+        return 0
+    from rich.table import Table
+
+    from xraybench.richtext import plain
+
+    table = Table(title="xraybench plugins", header_style="bold")
+    for col in ("Plugin", "Distribution", "Version", "Module", "Status", "Registers"):
+        table.add_column(col)
+    for info in registry.plugins:
+        colour = {"ok": "green", "error": "red", "disabled": "yellow"}[info.status]
+        registers = ", ".join(info.models + info.datasets) or "-"
+        status = plain(info.status, colour) + (plain(f": {info.reason}") if info.reason else "")
+        table.add_row(*map(plain, (info.name, info.distribution, info.version, info.module)), status, plain(registers))
+    console().print(table)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from xraybench.isolation import interruptible
+    from xraybench.plugin_checks import run_contract
+    from xraybench.plugins import load_registry
+    from xraybench.richtext import plain
+
+    interruptible()
+    spec = load_registry(args.disable_plugin).model(args.model)
+    rows = run_contract(spec, size=args.image_size, seed=args.seed, timeout=args.timeout, disabled=list(args.disable_plugin))
+    table = Table(title=plain(f"xraybench check {spec.name} ({spec.distribution} {spec.version}, {spec.kind})"),
+                  header_style="bold", title_justify="left")
+    for col in ("Check", "Result", "Detail"):
+        table.add_column(col)
+    for name, ok, detail in rows:  # details quote the plugin's own errors
+        table.add_row(plain(name), plain("pass", "green") if ok else plain("FAIL", "red"), plain(detail))
+    out = console()
+    out.print(table)
+    failed = sum(not ok for _, ok, _ in rows)
+    out.print(f"{len(rows) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+SCAFFOLD_PYPROJECT = """[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{dist}"
+version = "0.1.0"
+description = "xraybench model plugin: {name}"
+requires-python = ">=3.11"
+dependencies = ["xraybench"]
+
+[project.optional-dependencies]
+test = ["pytest"]
+
+[project.entry-points.xraybench]
+{module} = "{module}.models"
+
+[tool.setuptools]
+packages = ["{module}"]
+"""
+
+
+SCAFFOLD_MODELS = '''"""xraybench model plugin: {name}."""
+
+from __future__ import annotations
+
+import xraybench
+
+
+def build(input_shape, params):
+    import keras  # imported here, never at module level
+
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for filters in (16, 32, 64):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(params["dropout"])(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="{name}")
+
+
+def search_space(trial):
+    return {{
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+    }}
+
+
+@xraybench.hookimpl
+def register_models(register):
+    register(
+        xraybench.KerasModel(
+            name="{name}",
+            description="{name}: a small CNN (edit me)",
+            defaults={{"dropout": 0.2, "epochs": 20}},
+            search_space=search_space,
+            build=build,
+            image_size=128,
+        )
+    )
+'''
+
+
+SCAFFOLD_TEST = '''"""The xraybench plugin contract, on tiny generated data (see xraybench.testing)."""
+
+from xraybench import load_registry
+from xraybench.testing import check_model
+
+
+def test_{name}_is_registered():
+    assert "{name}" in load_registry().models
+
+
+def test_{name}_passes_the_contract():
+    rows = check_model(load_registry().model("{name}"))
+    failed = [(check, detail) for check, ok, detail in rows if not ok]
+    assert not failed, failed
+'''
+
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    name = args.name
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise XRayBenchError(f"plugin name {name!r} must be lower case letters, digits and _ (a Python identifier)")
+    module = f"xraybench_{name}"
+    dist = f"xraybench-{name.replace('_', '-')}"
+    target = Path(args.directory or dist)
+    if target.exists() and any(target.iterdir()):
+        raise XRayBenchError(f"{target} exists and is not empty; choose another --directory")
+    (target / module).mkdir(parents=True, exist_ok=True)
+    (target / "tests").mkdir(exist_ok=True)
+    (target / "pyproject.toml").write_text(SCAFFOLD_PYPROJECT.format(dist=dist, name=name, module=module))
+    (target / module / "__init__.py").write_text("")
+    (target / module / "models.py").write_text(SCAFFOLD_MODELS.format(name=name))
+    (target / "tests" / f"test_{name}.py").write_text(SCAFFOLD_TEST.format(name=name))
+    (target / "README.md").write_text(
+        f"# {dist}\n\nAn xraybench model plugin.\n\n    pip install -e .[test]\n    pytest\n"
+        f"    xraybench check {name}\n    xraybench run --model {name}\n"
+    )
+    print(f"wrote {target}/: pip install -e '{target}[test]', then `xraybench check {name}` and `pytest {target}`")
+    return 0
+
+
+def add_models(sub) -> None:
+    p = sub.add_parser("models", help="list every registered model", formatter_class=options.Formatter)
+    p.set_defaults(func=cmd_models)
+
+
+def add_plugins(sub) -> None:
+    p = sub.add_parser("plugins", help="list installed plugins, their versions and status", formatter_class=options.Formatter)
+    p.add_argument("--requirements", action="store_true", help="print pip requirement lines that reinstall them")
+    p.set_defaults(func=cmd_plugins)
+
+
+def add_check(sub) -> None:
+    p = sub.add_parser("check", help="check a model plugin against the contract on tiny generated data",
+                       formatter_class=options.Formatter)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--image-size", type=options.image_size_arg, default=32, help="size of the generated images")
+    options.seed(p, None, default=0)
+    p.add_argument("--timeout", type=options.positive_seconds, default=600.0, metavar="SECONDS",
+                   help="kill a check after this long and report it as failed; the other checks go on")
+    p.set_defaults(func=cmd_check)
+
+
+def add_new_plugin(sub) -> None:
+    p = sub.add_parser("new-plugin", help="write a ready-to-install model plugin package", formatter_class=options.Formatter)
+    p.add_argument("name", metavar="NAME", help="model name (a Python identifier)")
+    p.add_argument("--directory", metavar="DIR", help="where to write it (default: ./xraybench-NAME)")
+    p.set_defaults(func=cmd_new_plugin)

@@ -1,0 +1,202 @@
+"""The commands that read recorded runs: ``leaderboard``, ``report``, ``runs`` and ``compare``.
+
+None of them trains or imports a backend; each names, in one line, the run files it skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from xraybench.cli import options
+from xraybench.cli.common import report_skipped
+from xraybench.errors import XRayBenchError
+from xraybench.records import RunStatus
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xraybench import leaderboard as lb
+    from xraybench.generated import check_target
+    from xraybench.results import ResultStore
+
+    output = Path(args.output) if args.output else None
+    if output is not None:  # before anything is read: a file xraybench did not write is never replaced
+        check_target(output, lb.COMMAND, args.force, lb.CSV_HEADER if args.format == "csv" else None)
+    store = ResultStore(args.results)
+    loaded = store.load()
+    report_skipped(loaded.skipped)
+    rows = lb.build_rows(loaded.records, threshold=args.threshold, all_runs=args.all_runs,
+                         model=args.model, sort=args.sort, scores_loader=store.scores, baseline=args.baseline)
+    refs = [] if args.no_references else lb.reference_rows()
+    statuses = lb.count_statuses(loaded.records, len(loaded.skipped), args.model)
+    if args.format == "table":
+        from xraybench.richtext import esc  # the title is rich markup; the folder's name is not
+
+        title = f"xraybench leaderboard ({esc(store.runs)}; threshold {rows[0]['threshold'] if rows else args.threshold})"
+        if output is None:
+            lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs))
+            return 0
+        import io
+
+        from rich.console import Console
+
+        buffer = io.StringIO()  # plain text, every column: a file has no width to fit
+        lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs),
+                        console=Console(file=buffer, width=lb.full_width(rows, refs), color_system=None, force_terminal=False,
+                                        soft_wrap=False))
+        text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+    else:
+        text = {
+            "markdown": lambda: lb.render_markdown(rows, refs, "xraybench leaderboard", statuses),
+            "csv": lambda: lb.render_csv(rows),
+            "json": lambda: lb.render_json(rows, refs, statuses),
+        }[args.format]()
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(lb.with_marker(text, args.format))
+    except OSError as exc:
+        raise XRayBenchError(f"cannot write --output {output} ({exc.strerror or type(exc).__name__})") from None
+    print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise XRayBenchError("`xraybench report` draws its plots with matplotlib: pip install 'xraybench[report]'")
+    from xraybench import html_report as report
+    from xraybench.results import ResultStore
+
+    html_path, md_path, skipped = report.write(ResultStore(args.results), Path(args.output), args.threshold,
+                                               args.force, args.baseline)
+    report_skipped(skipped)
+    print(f"wrote {html_path} and {md_path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from xraybench.comparison import compare
+    from xraybench.metric_registry import bootstrapped
+    from xraybench.results import ResultStore
+    from xraybench.richtext import console as make_console, plain
+    from xraybench.stats import format_interval
+
+    c = compare(ResultStore(args.results), args.run_a, args.run_b, args.threshold)
+    a, b = c.a, c.b
+    console = make_console()
+    table = Table(title=plain(f"{a['run_id']} vs {b['run_id']} (95% bootstrap CIs, threshold {args.threshold})"),
+                  header_style="bold", title_justify="left")
+    table.add_column("Metric")
+    table.add_column(plain(f"A: {a['model']} seed {a.get('seed')}"))
+    table.add_column(plain(f"B: {b['model']} seed {b.get('seed')}"))
+    for metric in bootstrapped():
+        table.add_row(metric.name, format_interval(c.intervals_a.get(metric.key), metric.digits),
+                      format_interval(c.intervals_b.get(metric.key), metric.digits))
+    console.print(table)
+    mc, auc = c.paired["mcnemar"], c.paired["auc"]
+    console.print(f"exact McNemar: A right/B wrong {mc['only_a']}, B right/A wrong {mc['only_b']}, p = {mc['p_value']:.4f}")
+    console.print(f"AUC(B) - AUC(A) = {auc['difference']:+.4f} [{auc['low']:+.4f}, {auc['high']:+.4f}], "
+                  f"paired bootstrap p = {auc['p_value']:.4f}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Every run file with its status and reason, invalid ones included: failures stay visible."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from xraybench.results import ResultStore
+    from xraybench.richtext import console as make_console
+
+    store = ResultStore(args.results)
+    console = make_console()
+    if args.backfill:
+        from xraybench.backfill import backfill
+        from xraybench.plugins import load_registry
+
+        changed = backfill(store, load_registry(args.disable_plugin))
+        for name, what in changed:
+            console.print(escape(f"{store.runs / name}: added {what}"), highlight=False)
+        console.print(f"backfilled {len(changed)} record{'s' if len(changed) != 1 else ''} in {escape(str(store.runs))}")
+        return 0
+    loaded = store.load()
+    rows = []
+    for r in loaded.records:
+        reason = r.reason
+        if r.status is RunStatus.DONE and r.has_scores and not (store.runs / f"{r.run_id}.scores.json").is_file():
+            reason = "per-image scores file missing (no curves, paired tests or compare)"
+        rows.append((r.created_at, f"{r.run_id}.json", r.model, "-" if r.seed is None else str(r.seed), r.status, reason))
+    rows += [("", s.path.name, "-", "-", RunStatus.INVALID, s.reason) for s in loaded.skipped]
+    if args.status:
+        rows = [r for r in rows if r[4].label == args.status]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    table = Table(title=f"runs in {escape(str(store.runs))}", header_style="bold", title_justify="left")
+    for col in ("Created", "File", "Model", "Seed", "Status", "Reason"):
+        table.add_column(col, overflow="fold")
+    for created, name, model, seed, status, reason in rows:
+        table.add_row(escape(created[:19] or "-"), escape(name), escape(model), seed, status.markup(), escape(reason or ""))
+    console.print(table)
+    counts = {s.label: sum(1 for r in rows if r[4] is s) for s in RunStatus}
+    console.print(", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no runs")
+    return 0
+
+
+def add_leaderboard(sub) -> None:
+    p = sub.add_parser("leaderboard", help="show recorded runs ranked, with the published references",
+                       formatter_class=options.Formatter)
+    p.add_argument("--sort", default="accuracy", metavar="METRIC", help="metric to rank by, e.g. accuracy, roc_auc, macro_f1, normal_f1")
+    p.add_argument("--model", metavar="NAME", help="only this model")
+    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
+                   help="table fits the terminal (optional columns, then SDs, are dropped and named); "
+                        "markdown and json hold every column")
+    p.add_argument("--output", metavar="FILE", help="write the table (plain text, every column) or markdown/csv/json here "
+                                                    "instead of stdout")
+    options.force(p, "overwrite --output even if xraybench did not write it")
+    p.add_argument("--all-runs", action="store_true", help="one row per run instead of mean ± SD per model")
+    options.threshold(p, "metrics at 0.5, or at the threshold chosen on validation (Youden's J, or the run's --target-sensitivity)")
+    options.baseline(p, "compare every row with this model (ΔAcc, p) instead of the one a plugin declares as reference")
+    p.add_argument("--no-references", action="store_true", help="hide the published reference rows")
+    options.results(p)
+    p.set_defaults(func=cmd_leaderboard)
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="write a self-contained HTML report (and a Markdown twin) of recorded runs",
+                       formatter_class=options.Formatter)
+    p.add_argument("--output", default="report.html", metavar="FILE",
+                   help="HTML file to write; the .md twin goes beside it (naming X.md writes X.html and X.md)")
+    options.force(p, "overwrite the output files even if xraybench did not write them")
+    options.baseline(p, "the reference for ΔAcc and p (default: the one a plugin declares)")
+    options.threshold(p, "metrics at 0.5, or at the threshold chosen on validation")
+    options.results(p)
+    p.set_defaults(func=cmd_report)
+
+
+def add_runs(sub) -> None:
+    p = sub.add_parser("runs", help="list every recorded run with its status and reason (failed and invalid ones too)",
+                       formatter_class=options.Formatter)
+    p.add_argument("--status", choices=tuple(s.label for s in RunStatus), help="only runs with this status")
+    p.add_argument("--backfill", action="store_true",
+                   help="once, after an upgrade: store intervals of newly registered metrics (from the per-image scores) "
+                        "and the installed specs' reference and image size in older records")
+    options.results(p)
+    p.set_defaults(func=cmd_runs)
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="two runs side by side, with intervals and paired tests",
+                       formatter_class=options.Formatter)
+    p.add_argument("run_a", metavar="RUN_A", help="run id (or a unique prefix)")
+    p.add_argument("run_b", metavar="RUN_B", help="run id (or a unique prefix)")
+    options.threshold(p, "compare at 0.5, or at each run's validation-chosen threshold")
+    options.results(p)
+    p.set_defaults(func=cmd_compare)

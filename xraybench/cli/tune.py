@@ -1,0 +1,222 @@
+"""``xraybench tune`` (an Optuna study on the validation split, then one final run on test) and
+``xraybench studies``. Optuna is imported inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import shlex
+
+from xraybench.cli import options
+from xraybench.cli.common import announce_builtin, command_line
+from xraybench.errors import XRayBenchError
+from xraybench.records import RunStatus
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import optuna
+
+    from xraybench import tuning
+    from xraybench.params import parse_assignments
+    from xraybench.plugins import load_registry
+    from xraybench.isolation import interruptible
+    from xraybench.results import ResultStore
+    from xraybench.richtext import console as make_console, esc
+    from xraybench.runner import DEFAULT_TIMEOUT, Interrupted, RunRequest, prepare, run_isolated
+    from xraybench.terminal_report import print_run_report
+
+    interruptible()  # kill -INT stops tuning cleanly even where SIGINT was inherited ignored
+    console = make_console()
+    from xraybench.progress import set_verbose
+
+    set_verbose(args.verbose)
+    if not args.show and (not args.storage or not args.no_final):
+        ResultStore(args.results).check_writable()  # the study file or the final run goes there
+    storage = _storage(args)
+    if args.show:
+        return _show_study(console, storage, args.show)
+    if not args.model:
+        raise XRayBenchError("tune needs --model NAME (or --show STUDY)")
+    registry = load_registry(args.disable_plugin)
+    spec = registry.model(args.model)
+    tuning.require_tunable(spec)  # before any data is loaded
+    from xraybench.run_plan import flag_overrides, training_flags
+
+    flags = training_flags(args.epochs)
+    fixed = flag_overrides(spec, parse_assignments(args.param), flags, console)
+    announce_builtin(args.data, console)
+    request = RunRequest(model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size,
+                         channels=args.channels, params=fixed, precision=args.precision,
+                         val_fraction=args.val_fraction, skip_bad=args.skip_bad, disabled=list(args.disable_plugin))
+    datasets: dict = {}  # the final run reuses the data loaded here
+    prepared = prepare(request, registry, datasets)
+    study_name = args.study or f"{spec.name}-{args.metric}-{prepared.dataset.image_size}px-seed{args.seed}"
+    data = prepared.dataset
+    console.print(f"[bold]tuning[/] {esc(spec.name)} on {esc(data.source)} ({data.image_size}px, "
+                  f"fingerprint {esc(data.fingerprint[:12])}): "
+                  f"train {len(data.splits.train)}, val {len(data.splits.val)} images; test is never used while tuning")
+    console.print(esc(f"study {study_name!r} in {tuning.masked(storage)}; metric {args.metric}; sampler {args.sampler}; "
+                      f"pruner {args.pruner}"))
+    from xraybench import distributed
+
+    optimise = tuning.run_study
+    if distributed.wanted(args):  # the trials as Dask tasks; see docs/distributed.md
+        optimise = functools.partial(distributed.run_study, workers=args.workers, scheduler=args.scheduler, gpu=args.gpu)
+    try:
+        study, session, seconds = optimise(
+            spec, data.splits.train, data.splits.val, storage, study_name, args.trials, args.timeout, args.metric,
+            args.sampler, args.pruner, fixed, args.seed, args.precision, console,
+            trial_timeout=args.trial_timeout or DEFAULT_TIMEOUT, disabled=list(args.disable_plugin),
+        )
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: finished trials are kept in {esc(tuning.masked(storage))}; "
+                      f"run the same command to resume study {esc(repr(study_name))}")
+        return 130
+    states = [t.state for t in study.trials]
+    done = states.count(optuna.trial.TrialState.COMPLETE)
+    from xraybench.progress import plural
+
+    console.print(f"{plural(len(states), 'trial')} in the study ({done} complete, "
+                  f"{states.count(optuna.trial.TrialState.PRUNED)} pruned, {states.count(optuna.trial.TrialState.FAIL)} failed); "
+                  f"this session {seconds:.0f}s, {plural(sum(session.epochs_trained), 'epoch')} trained"
+                  + (f", {session.duplicates} repeated parameter sets not retrained" if session.duplicates else ""))
+    if not done:
+        raise XRayBenchError(f"study {study_name!r} has no complete trial; nothing to evaluate")
+    best = study.best_trial
+    console.print(esc(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}"))
+    if args.no_final:
+        return 0
+    store = ResultStore(args.results)
+    final = dataclasses.replace(
+        request,
+        params={**best.params, **fixed},
+        tags={"tuned": True, "study": study_name, "storage": tuning.masked(storage), "trials": len(states),
+              "complete_trials": done, "metric": args.metric, "best_value": best.value, "best_trial": best.number},
+        command=command_line(),
+        checkpoints=str(store.root),  # as `run` does: an interrupted final run keeps its epochs
+    )
+    console.rule(f"[bold]{esc(spec.name)}[/] with the best parameters, evaluated once on test")
+    try:
+        record, scores = run_isolated(prepare(final, registry, datasets))
+    except Interrupted as stop:
+        console.print(f"[dim]recorded {esc(store.save(stop.record))}[/]")
+        return 130
+    path = store.save(record, scores)
+    print_run_report(record, console)
+    console.print(f"[dim]recorded {esc(path)}[/]")  # where the tuned run is, as `run` says
+    return 0 if record["status"] == RunStatus.DONE.label else 1
+
+
+def _show_study(console, storage: str, name: str) -> int:
+    import optuna
+    from rich.table import Table
+
+    from xraybench.progress import plural
+
+    from xraybench import tuning
+    from xraybench.richtext import esc, plain
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=tuning.make_storage(storage))
+    except KeyError:
+        raise XRayBenchError(f"no study {name!r} in {tuning.masked(storage)}; `xraybench studies` lists them") from None
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise XRayBenchError(f"study {name!r} has no complete trial yet") from None
+    console.print(esc(f"study {name!r}: {plural(len(study.trials), 'trial')}; best trial {best.number}, value {best.value:.4f}"))
+    console.print(esc(f"best parameters: {best.params}"))
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError) as exc:
+        importances = {}
+        console.print(esc(f"parameter importances unavailable: {exc}"))
+    if importances:
+        table = Table(title="parameter importances (Optuna's default evaluator)", title_justify="left", header_style="bold")
+        table.add_column("Parameter")
+        table.add_column("Importance", justify="right")
+        for key, value in importances.items():
+            table.add_row(plain(key), f"{value:.3f}")
+        console.print(table)
+    shown = tuning.masked(storage)
+    note = "" if shown == storage else " (put your password back where *** stands)"
+    console.print(esc(f"dashboard: pip install optuna-dashboard && optuna-dashboard {shlex.quote(shown)}{note}"))
+    return 0
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    import optuna
+    from rich.table import Table
+
+    from xraybench import tuning
+    from xraybench.richtext import console as make_console, plain
+
+    storage = _storage(args)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    summaries = optuna.get_all_study_summaries(storage=tuning.make_storage(storage))
+    table = Table(title=plain(f"studies in {tuning.masked(storage)}"), header_style="bold", title_justify="left")
+    for col in ("Study", "Model", "Metric", "Trials", "Best value", "Started"):
+        table.add_column(col)
+    for s in summaries:
+        best = f"{s.best_trial.value:.4f}" if s.best_trial is not None and s.best_trial.value is not None else "-"
+        started = s.datetime_start.isoformat(timespec="seconds") if s.datetime_start else "-"
+        table.add_row(plain(s.study_name), plain(s.user_attrs.get("model", "-")), plain(s.user_attrs.get("metric", "-")),
+                      str(s.n_trials), best, started)
+    make_console().print(table)
+    return 0
+
+
+def _storage(args: argparse.Namespace) -> str:
+    """``--storage``, else the SQLite file in the results folder (a one-line error when that cannot be made)."""
+    from xraybench import tuning
+    from xraybench.results import RESULTS_ENV, results_dir
+
+    if args.storage:
+        return args.storage
+    folder = results_dir(args.results)
+    try:
+        return tuning.default_storage(folder)
+    except OSError as exc:
+        raise XRayBenchError(f"results folder {folder} cannot hold the study file ({exc.strerror or type(exc).__name__}); "
+                             f"pass --results DIR, set ${RESULTS_ENV} or give --storage URL") from None
+
+
+def add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="tune a model's hyperparameters with Optuna on the validation split",
+                       formatter_class=options.Formatter)
+    p.add_argument("--model", metavar="NAME", help="a model with a search space")
+    p.add_argument("--trials", type=int, default=20, metavar="N", help="trials to run in this process (a sampled repeat of a parameter set the study already has "
+                   "is not trained again and not counted)")
+    p.add_argument("--timeout", type=options.positive_seconds, metavar="SECONDS", help="stop starting trials after this long")
+    p.add_argument("--trial-timeout", type=options.positive_seconds, metavar="SECONDS",
+                   help="kill a trial after this long and record it as failed (default: run's --timeout default)")
+    options.storage(p, "Optuna storage URL, e.g. postgresql://user:pw@host/db "
+                    "(default: sqlite file tuning.sqlite3 in the results folder)")
+    p.add_argument("--study", metavar="NAME", help="study name (default: MODEL-METRIC-SIZEpx-seedSEED); same name resumes")
+    p.add_argument("--metric", choices=("val_auc", "val_loss", "val_balanced_accuracy"), default="val_auc",
+                   help="objective, on the validation split")
+    p.add_argument("--sampler", choices=("tpe", "random", "cmaes"), default="tpe")
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    options.param(p, "fix a parameter (repeatable)")
+    options.epochs(p, "cap on epochs per trial (Keras models)")
+    options.seed(p, "seed for the split, the sampler and training")
+    options.precision(p)
+    options.data(p, None)
+    options.results(p)
+    p.add_argument("--no-final", action="store_true", help="skip the final run of the best parameters on test")
+    p.add_argument("--show", metavar="STUDY", help="print a study's best trial, importances and the dashboard command")
+    options.verbose(p)
+    from xraybench import distributed
+
+    distributed.add_options(p)
+    p.set_defaults(func=cmd_tune)
+
+
+def add_studies(sub) -> None:
+    p = sub.add_parser("studies", help="list tuning studies with trial counts and best values",
+                       formatter_class=options.Formatter)
+    options.storage(p, "Optuna storage URL (default: the results folder's SQLite file)")
+    options.results(p)
+    p.set_defaults(func=cmd_studies)

@@ -1,0 +1,147 @@
+"""From what ``run`` (and ``tune``) were asked for to checked, prepared runs, before anything trains.
+
+The CLI parses; this decides which models × seeds run with which parameters, which flags apply
+to which model, and which run a ``--resume`` continues; ``runner.py`` then runs each one.
+Every model, parameter and data set is checked here, so a typo fails in one line before the
+first model trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from xraybench.errors import XRayBenchError
+from xraybench.records import RunStatus
+from xraybench.runner import Prepared, RunRequest, prepare
+from xraybench.training import trains_in_epochs
+
+
+def training_flags(epochs: int | None, batch_size: int | None = None) -> dict[str, Any]:
+    """``--epochs`` / ``--batch-size`` as parameter overrides, checked (each at least 1)."""
+    flags: dict[str, Any] = {}
+    if epochs is not None:
+        if epochs < 1:
+            raise XRayBenchError(f"--epochs must be at least 1, got {epochs}")
+        flags["epochs"] = epochs
+    if batch_size is not None:
+        if batch_size < 1:
+            raise XRayBenchError(f"--batch-size must be at least 1, got {batch_size}")
+        flags["batch_size"] = batch_size
+    return flags
+
+
+def flag_overrides(spec, params: dict[str, Any], flags: dict[str, Any], console=None) -> dict[str, Any]:
+    """``--param`` overrides plus the ``--epochs`` / ``--batch-size`` flags that apply to ``spec``.
+
+    The flags set Keras training parameters; a model without such a parameter (scikit-learn)
+    ignores them with a note, in ``run`` and ``tune`` alike (several models share one command
+    line), while an explicit ``--param`` it does not know stays an error."""
+    own = dict(params)
+    ignored = []
+    for key, value in flags.items():
+        if key in spec.all_defaults():
+            own[key] = value
+        else:
+            ignored.append(f"--{key.replace('_', '-')}")
+    if ignored and console is not None:
+        from rich.markup import escape
+
+        console.print(escape(f"note: {spec.name} has no {' or '.join(ignored)} parameter; ignored for it"))
+    return own
+
+
+@dataclass
+class RunPlan:
+    """What ``run`` was asked for: each of ``models`` once per seed, or the one run ``resume`` names.
+
+    ``settings`` holds what every run shares (data, size, precision, timeout, the command...);
+    each run gets its own model, seed and parameters (``overrides`` plus the flags it has)."""
+
+    settings: RunRequest
+    models: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    flags: dict[str, Any] = field(default_factory=dict)
+    resume: str | None = None
+
+    def check(self) -> None:
+        """What can be checked before any plugin or data is loaded."""
+        sensitivity = self.settings.target_sensitivity
+        if sensitivity is not None and not 0.0 < sensitivity <= 1.0:
+            raise XRayBenchError(f"--target-sensitivity must be in (0, 1], got {sensitivity}")
+        if bool(self.models) == bool(self.resume):
+            raise XRayBenchError("run needs --model NAME, or --resume RUN_ID (which takes the run's own model and settings)")
+
+    def prepare(self, registry, store, console=None) -> list[Prepared]:
+        """Every run resolved and its data loaded (once per distinct data set), in the order they run."""
+        datasets: dict = {}
+        prepared = []
+        if self.resume:
+            request, resumed = resume_request(store, self.resume, self.settings.command, self.settings.data)
+            prepared.append(prepare(request, registry, datasets))
+            check_resumed(prepared[0], resumed)
+        for model in self.models:
+            own = flag_overrides(registry.model(model), self.overrides, self.flags, console)
+            for seed in self.seeds:
+                request = dataclasses.replace(
+                    self.settings, model=model, seed=seed, params=own, disabled=list(self.settings.disabled),
+                    tags={"overrides": own} if own else {}, checkpoints=str(store.root),
+                )
+                prepared.append(prepare(request, registry, datasets))
+        return prepared
+
+
+def resume_request(store, run_id: str, command: str = "", data: str | None = None) -> tuple[RunRequest, dict[str, Any]]:
+    """The request that continues run ``run_id`` from its last checkpoint, and its record.
+
+    ``data`` replaces the stored data location (whose secrets are masked). One-line
+    XRayBenchErrors: an unknown id, a run that cannot be resumed (done, a model without
+    epochs, no checkpoint) and a damaged checkpoint. The data is checked later (``check_resumed``).
+    """
+    from pathlib import Path
+
+    from xraybench import checkpoints
+
+    record = store.get(run_id)
+    run_id = record["run_id"]
+    if record["status"] == RunStatus.DONE.label:
+        raise XRayBenchError(f"run {run_id} finished (done); only an interrupted, timed-out or failed run can be resumed")
+    if not trains_in_epochs(record.get("kind")):
+        raise XRayBenchError(f"run {run_id} is a {record.get('kind')} model, which has no epochs to resume; run it again")
+    where = record.get("checkpoint")
+    if not isinstance(where, str) or not where:
+        raise XRayBenchError(f"run {run_id} has no checkpoint (no epoch had finished); run it again")
+    path = Path(where)
+    if not path.is_absolute():
+        path = store.root / path
+    inside = (store.root / "checkpoints").resolve()
+    if path.resolve().parent != inside:  # a record is data: it never points resume (or removal) elsewhere
+        raise XRayBenchError(f"run {run_id}'s checkpoint {where} is not a folder of {store.root / 'checkpoints'}; "
+                             "run it again")
+    saved = checkpoints.manifest(path)
+    if checkpoints.state(path) is None:
+        raise checkpoints.CheckpointError(f"checkpoint {path} holds no finished epoch; run {run_id} cannot be resumed")
+    try:
+        request = RunRequest(**saved["request"])
+    except TypeError as exc:
+        raise checkpoints.CheckpointError(f"checkpoint {path} is damaged ({checkpoints.MANIFEST}: {exc})") from None
+    if data:
+        request.data = data  # checked against the run's data fingerprint (check_resumed)
+    elif isinstance(request.data, str) and "***" in request.data:
+        raise XRayBenchError(f"run {run_id} read its data from {request.data}, whose secret is not stored; "
+                             "pass --data again")
+    request.resume_from, request.resumed_from = str(path), run_id
+    request.checkpoints = str(store.root)
+    request.command = command or request.command
+    return request, record
+
+
+def check_resumed(prepared: Prepared, record: dict[str, Any]) -> None:
+    """The data a resume trains on must be the data the run started on."""
+    was = (record.get("data") or {}).get("fingerprint")
+    now = prepared.dataset.fingerprint
+    if was and was != now:
+        raise XRayBenchError(f"the data at {prepared.dataset.source} changed since run {record['run_id']} "
+                             f"(fingerprint {now}, was {was}); a resume needs the same data")

@@ -297,14 +297,6 @@ def test_fingerprint_mismatch_is_a_one_line_error(cluster, shared, results, tmp_
     assert record["data"]["fingerprint"].startswith(ours)
 
 
-# Failed once in four full CI runs on 4cacb50: SIGINT landed inside distributed's own lock handling
-# in the client ("RuntimeError: cannot release un-acquired lock"), and the tune test after it saw its
-# client hang. The fix (the client turns SIGINT into an event its loop polls, instead of an exception
-# raised wherever it lands) is issue 15's next step; until then these two do not gate CI.
-_FLAKY_SIGINT = pytest.mark.skip(reason="flaky: Ctrl-C inside distributed's lock release (1 of 4 CI runs); see issue 15")
-
-
-@_FLAKY_SIGINT
 def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, shared, results):
     """Three blocking runs on two workers: two run, one waits. SIGINT to the client: all three
     recorded as interrupted, the running ones' processes stopped, the workers still serving."""
@@ -330,7 +322,32 @@ def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, share
     assert len(cluster.worker_addresses()) == WORKERS
 
 
-@_FLAKY_SIGINT
+def test_a_client_that_dies_leaves_no_run_behind(cluster, shared, results):
+    """SIGKILL the client while its two runs block on both workers: Dask cannot stop a running
+    task whose client is gone, so the worker does (its key was released): the runs' processes
+    stop and the workers serve the next client at once, instead of holding their only thread
+    until --timeout (a tune session queued behind such runs hung in CI)."""
+    block = Path(shared["XB_BLOCK_DIR"])
+    proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--seeds", "1", "2", "3"], shared, results)
+    try:
+        started = _wait_for(lambda: len(_started(block)) == 2 and _started(block), "two runs to start", proc=proc)
+    finally:
+        proc.kill()
+        proc.communicate()
+    for pid, _ in started:
+        _wait_for(lambda: not _alive(pid), f"the dead client's run {pid} to stop", limit=60)
+    assert not (block / "release").exists()  # stopped, not released
+    nxt = _client(["--scheduler", cluster.address, "--model", "xb_good", "--seeds", "1", "2"], shared,
+                  results.parent / "next")
+    try:
+        out = _finish(nxt, limit=120)
+    finally:
+        if nxt.poll() is None:
+            nxt.kill()
+    assert nxt.returncode == 0, out[-3000:] + cluster.logs()
+    assert [r["status"] for r in _records(results.parent / "next")] == ["done", "done"]
+
+
 def test_tune_splits_one_study_over_two_workers_and_resumes_without_repeats(cluster, shared, tmp_path):
     """Two `tune --scheduler` sessions, one after the other, on one study: every trial trained on
     one of the two workers, no parameter set twice, the second session resuming the first."""

@@ -163,13 +163,13 @@ def results(tmp_path) -> Path:
     return tmp_path / "results"
 
 
-def _client(args: list[str], shared: dict, results: Path, **env) -> subprocess.Popen:
-    # SIGINT back to its default so that Python installs its Ctrl-C handler, whatever the
-    # disposition this test process inherited (CI may run with SIGINT ignored).
+def _client(args: list[str], shared: dict, results: Path, sigint=signal.SIG_DFL, **env) -> subprocess.Popen:
+    # SIGINT set to a known disposition (its default unless a test asks for it ignored), whatever
+    # the one this test process inherited (CI may run with SIGINT ignored).
     return subprocess.Popen(
         [sys.executable, "-m", "xraybench", "run", "--image-size", "16", *args],
         env={**shared, "XRAYBENCH_RESULTS": str(results), **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdin=subprocess.DEVNULL, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
@@ -297,14 +297,21 @@ def test_fingerprint_mismatch_is_a_one_line_error(cluster, shared, results, tmp_
     assert record["data"]["fingerprint"].startswith(ours)
 
 
-def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, shared, results):
+@pytest.mark.parametrize("disposition, presses", [(signal.SIG_DFL, 1), (signal.SIG_IGN, 3)], ids=["once", "ignored-thrice"])
+def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, shared, results, disposition, presses):
     """Three blocking runs on two workers: two run, one waits. SIGINT to the client: all three
-    recorded as interrupted, the running ones' processes stopped, the workers still serving."""
+    recorded as interrupted, the running ones' processes stopped, the workers still serving.
+    Also for a client started with SIGINT ignored and pressed three times in a row: further
+    presses land while it stops the runs, and must not break that (they only set its event)."""
     block = Path(shared["XB_BLOCK_DIR"])
-    proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--seeds", "1", "2", "3"], shared, results)
+    proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--seeds", "1", "2", "3"], shared, results,
+                   sigint=disposition)
     try:
         started = _wait_for(lambda: len(_started(block)) == 2 and _started(block), "two runs to start", proc=proc)
-        proc.send_signal(signal.SIGINT)
+        for press in range(presses):
+            if press:
+                time.sleep(0.2)  # not a timing assert: the later presses spread over the clean-up
+            proc.send_signal(signal.SIGINT)
         out = _finish(proc, limit=90)
     finally:
         if proc.poll() is None:

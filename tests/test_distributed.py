@@ -431,3 +431,34 @@ def test_bad_cluster_options_are_one_line(flags, expected, data_a, shared, tmp_p
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and expected in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1
+
+
+def test_ctrl_c_latch_only_sets_an_event_and_restores_the_handler():
+    """In-process: inside CtrlC, SIGINT raises nothing (it sets the event the client's loop
+    polls), even where SIGINT was ignored before; the handler before is restored on a normal exit."""
+    from xraybench import distributed
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a CI job may start us
+    try:
+        with distributed.CtrlC() as ctrl_c:
+            assert not ctrl_c.is_set()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        with distributed.CtrlC() as ctrl_c:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert _wait_for(ctrl_c.is_set, "the event", limit=10)
+            os.kill(os.getpid(), signal.SIGINT)  # a second press: still no exception
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # still absorbing
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_bounded_cluster_calls_give_up_instead_of_hanging():
+    import threading
+
+    from xraybench import distributed
+
+    never = threading.Event()
+    assert distributed.bounded(lambda: never.wait(60) or "late", 0.2, default="gave up") == "gave up"
+    assert distributed.bounded(lambda: 1 / 0, 5, default="failed") == "failed"
+    assert distributed.bounded(lambda: "ok", 5) == "ok"
+    never.set()

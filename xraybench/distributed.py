@@ -194,8 +194,10 @@ class CtrlC:
     A handler that only sets an event cannot break anything it interrupts.
 
     The handler is installed explicitly (as ``isolation.interruptible`` does), so a client
-    started with SIGINT ignored still reacts to it; the previous handler is restored on exit.
-    Only the main thread can install handlers; elsewhere SIGINT does not reach us anyway.
+    started with SIGINT ignored still reacts to it; the previous handler is restored on exit,
+    unless Ctrl-C was pressed: the process is then winding down (summary, exit status 130), and
+    a further press is absorbed rather than raised into that. Only the main thread can install
+    handlers; elsewhere SIGINT does not reach us anyway.
     """
 
     def __init__(self) -> None:
@@ -222,7 +224,7 @@ class CtrlC:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._installed:  # None: a handler set from C, which Python cannot reinstall
+        if self._installed and not self._tripped:  # None: a handler set from C, which Python cannot reinstall
             signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
             self._installed = False
 

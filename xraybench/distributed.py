@@ -196,8 +196,10 @@ class CtrlC:
     The handler is installed explicitly (as ``isolation.interruptible`` does), so a client
     started with SIGINT ignored still reacts to it; the previous handler is restored on exit,
     unless Ctrl-C was pressed: the process is then winding down (summary, exit status 130), and
-    a further press is absorbed rather than raised into that. Only the main thread can install
-    handlers; elsewhere SIGINT does not reach us anyway.
+    SIGINT is ignored from then on. A further press would otherwise be raised into that, or,
+    once Python has begun to exit (it resets its handlers to the default then), kill the process
+    by the signal instead of its exit status 130. Only the main thread can install handlers;
+    elsewhere SIGINT does not reach us anyway.
     """
 
     def __init__(self) -> None:
@@ -224,9 +226,13 @@ class CtrlC:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._installed and not self._tripped:  # None: a handler set from C, which Python cannot reinstall
+        if not self._installed:
+            return
+        self._installed = False
+        if self._tripped:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:  # None: a handler set from C, which Python cannot reinstall
             signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
-            self._installed = False
 
 
 def bounded(call: Any, seconds: float = CALL_SECONDS, default: Any = None) -> Any:

@@ -53,6 +53,7 @@ RUN_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXP
 POLL_SECONDS = 0.2  # how long the client waits for a finished task before it looks at Ctrl-C again
 CALL_SECONDS = 15.0  # the longest a status or clean-up call to the cluster may hold the client
 CHECK_SECONDS = 5.0  # how often a waiting client checks that its scheduler and some worker are there
+SCATTER_SECONDS = 120.0  # tune: how long the train and validation images may wait for a worker to take them
 NO_WORKER_NOTICE_SECONDS = 60.0  # no worker that can run the tasks for this long: say so, once
 # What a finished future's result() may raise: a task's own error, a KilledWorker, a timeout, or a
 # future cancelled by a lost scheduler (asyncio.CancelledError is a BaseException, not an Exception).
@@ -97,7 +98,7 @@ class Engine:
     def close(self) -> None:
         for closer in (self.client.close, getattr(self.cluster, "close", None)):
             if closer is not None:  # shutting down: a cluster already gone (or stuck) is not an error
-                bounded(lambda: closer(timeout=10), CALL_SECONDS)
+                bounded(lambda close=closer: close(timeout=10), CALL_SECONDS)
         if self.env is not None:  # a local nanny that restarted a worker rewrote it again
             _adopt_env(self.env)
 
@@ -765,7 +766,13 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
             slots = max(1, sum((bounded(client.nthreads, default={}) or {}).values()))
             if console is not None:
                 console.print(f"engine: {engine.description}; {slots} trial(s) at a time")
-            shipped = client.scatter(task, broadcast=True, timeout=CALL_SECONDS * 4)
+            try:  # waits for a worker to take it, but not forever
+                shipped = client.scatter(task, broadcast=True, timeout=SCATTER_SECONDS)
+            except FAILED as exc:
+                from xraybench.plugins import one_line
+
+                raise XRayBenchError(f"no Dask worker took the training data within {SCATTER_SECONDS:.0f}s "
+                                     f"({one_line(exc)}); start workers for the {engine.description}") from None
             finished = Completions(client, ctrl_c, console, gpu)
             exhausted = stopped = False
 

@@ -27,7 +27,6 @@ inside the functions that need it, so the fast commands never pay for it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import queue
 import signal
@@ -55,9 +54,6 @@ CALL_SECONDS = 15.0  # the longest a status or clean-up call to the cluster may 
 CHECK_SECONDS = 5.0  # how often a waiting client checks that its scheduler and some worker are there
 SCATTER_SECONDS = 120.0  # tune: how long the train and validation images may wait for a worker to take them
 NO_WORKER_NOTICE_SECONDS = 60.0  # no worker that can run the tasks for this long: say so, once
-# What a finished future's result() may raise: a task's own error, a KilledWorker, a timeout, or a
-# future cancelled by a lost scheduler (asyncio.CancelledError is a BaseException, not an Exception).
-FAILED = (Exception, asyncio.CancelledError)
 
 # Worker-side registry of the tasks running in this worker process, so that a client's
 # Ctrl-C (sent through ``Client.run``) can stop them: batch id -> {task key: Event}.
@@ -182,6 +178,15 @@ def all_workers(client: Any) -> dict[str, dict[str, Any]]:
 
 
 # --- waiting on the client --------------------------------------------------------------
+
+
+def failed() -> tuple[type[BaseException], ...]:
+    """What a finished future's ``result()`` may raise: a task's own error, a KilledWorker, a
+    timeout, or a future cancelled by a lost scheduler (Dask's CancelledError is asyncio's, a
+    BaseException, not an Exception). A function, so that commands without Dask skip asyncio."""
+    import asyncio
+
+    return (Exception, asyncio.CancelledError)
 
 
 class CtrlC:
@@ -622,7 +627,7 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
                     task = futures[future]
                     try:
                         outcome = future.result(timeout=CALL_SECONDS)  # finished: at once
-                    except FAILED as exc:  # KilledWorker, a lost scheduler: recorded, never dropped
+                    except failed() as exc:  # KilledWorker, a lost scheduler: recorded, never dropped
                         save(task, record_for_failure(task, exc, scheduler_address), None)
                         continue
                     record, scores = record_from_outcome(task, outcome, scheduler_address)
@@ -657,7 +662,7 @@ def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, 
             continue
         try:
             outcome = future.result(timeout=max(0.1, deadline - time.monotonic()))
-        except FAILED:
+        except failed():
             continue  # gone with its worker, or no answer in time: recorded below
         record, scores = record_from_outcome(task, outcome, scheduler)  # interrupted, or done just in time
         save(task, record, scores)
@@ -768,7 +773,7 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
                 console.print(f"engine: {engine.description}; {slots} trial(s) at a time")
             try:  # waits for a worker to take it, but not forever
                 shipped = client.scatter(task, broadcast=True, timeout=SCATTER_SECONDS)
-            except FAILED as exc:
+            except failed() as exc:
                 from xraybench.plugins import one_line
 
                 raise XRayBenchError(f"no Dask worker took the training data within {SCATTER_SECONDS:.0f}s "
@@ -810,7 +815,7 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
                 beat.__exit__(None, None, None)
                 try:
                     outcome = future.result(timeout=CALL_SECONDS)  # finished: at once
-                except FAILED as exc:  # KilledWorker after too many deaths, a lost scheduler
+                except failed() as exc:  # KilledWorker after too many deaths, a lost scheduler
                     outcome = {"status": "error", "reason": f"the Dask task failed: {type(exc).__name__}: {exc}"}
                 frozen = _tell(study, storage, trial, outcome, trial_timeout, session, fail)
                 if show is not None:

@@ -163,13 +163,13 @@ def results(tmp_path) -> Path:
     return tmp_path / "results"
 
 
-def _client(args: list[str], shared: dict, results: Path, **env) -> subprocess.Popen:
-    # SIGINT back to its default so that Python installs its Ctrl-C handler, whatever the
-    # disposition this test process inherited (CI may run with SIGINT ignored).
+def _client(args: list[str], shared: dict, results: Path, sigint=signal.SIG_DFL, **env) -> subprocess.Popen:
+    # SIGINT set to a known disposition (its default unless a test asks for it ignored), whatever
+    # the one this test process inherited (CI may run with SIGINT ignored).
     return subprocess.Popen(
         [sys.executable, "-m", "xraybench", "run", "--image-size", "16", *args],
         env={**shared, "XRAYBENCH_RESULTS": str(results), **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdin=subprocess.DEVNULL, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
@@ -297,22 +297,21 @@ def test_fingerprint_mismatch_is_a_one_line_error(cluster, shared, results, tmp_
     assert record["data"]["fingerprint"].startswith(ours)
 
 
-# Failed once in four full CI runs on 4cacb50: SIGINT landed inside distributed's own lock handling
-# in the client ("RuntimeError: cannot release un-acquired lock"), and the tune test after it saw its
-# client hang. The fix (the client turns SIGINT into an event its loop polls, instead of an exception
-# raised wherever it lands) is issue 15's next step; until then these two do not gate CI.
-_FLAKY_SIGINT = pytest.mark.skip(reason="flaky: Ctrl-C inside distributed's lock release (1 of 4 CI runs); see issue 15")
-
-
-@_FLAKY_SIGINT
-def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, shared, results):
+@pytest.mark.parametrize("disposition, presses", [(signal.SIG_DFL, 1), (signal.SIG_IGN, 3)], ids=["once", "ignored-thrice"])
+def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, shared, results, disposition, presses):
     """Three blocking runs on two workers: two run, one waits. SIGINT to the client: all three
-    recorded as interrupted, the running ones' processes stopped, the workers still serving."""
+    recorded as interrupted, the running ones' processes stopped, the workers still serving.
+    Also for a client started with SIGINT ignored and pressed three times in a row: further
+    presses land while it stops the runs, and must not break that (they only set its event)."""
     block = Path(shared["XB_BLOCK_DIR"])
-    proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--seeds", "1", "2", "3"], shared, results)
+    proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--seeds", "1", "2", "3"], shared, results,
+                   sigint=disposition)
     try:
         started = _wait_for(lambda: len(_started(block)) == 2 and _started(block), "two runs to start", proc=proc)
-        proc.send_signal(signal.SIGINT)
+        for press in range(presses):
+            if press:
+                time.sleep(0.2)  # not a timing assert: the later presses spread over the clean-up
+            proc.send_signal(signal.SIGINT)
         out = _finish(proc, limit=90)
     finally:
         if proc.poll() is None:
@@ -330,7 +329,32 @@ def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, share
     assert len(cluster.worker_addresses()) == WORKERS
 
 
-@_FLAKY_SIGINT
+def test_a_client_that_dies_leaves_no_run_behind(cluster, shared, results):
+    """SIGKILL the client while its two runs block on both workers: Dask cannot stop a running
+    task whose client is gone, so the worker does (its key was released): the runs' processes
+    stop and the workers serve the next client at once, instead of holding their only thread
+    until --timeout (a tune session queued behind such runs hung in CI)."""
+    block = Path(shared["XB_BLOCK_DIR"])
+    proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--seeds", "1", "2", "3"], shared, results)
+    try:
+        started = _wait_for(lambda: len(_started(block)) == 2 and _started(block), "two runs to start", proc=proc)
+    finally:
+        proc.kill()
+        proc.communicate()
+    for pid, _ in started:
+        _wait_for(lambda: not _alive(pid), f"the dead client's run {pid} to stop", limit=60)
+    assert not (block / "release").exists()  # stopped, not released
+    nxt = _client(["--scheduler", cluster.address, "--model", "xb_good", "--seeds", "1", "2"], shared,
+                  results.parent / "next")
+    try:
+        out = _finish(nxt, limit=120)
+    finally:
+        if nxt.poll() is None:
+            nxt.kill()
+    assert nxt.returncode == 0, out[-3000:] + cluster.logs()
+    assert [r["status"] for r in _records(results.parent / "next")] == ["done", "done"]
+
+
 def test_tune_splits_one_study_over_two_workers_and_resumes_without_repeats(cluster, shared, tmp_path):
     """Two `tune --scheduler` sessions, one after the other, on one study: every trial trained on
     one of the two workers, no parameter set twice, the second session resuming the first."""
@@ -407,3 +431,34 @@ def test_bad_cluster_options_are_one_line(flags, expected, data_a, shared, tmp_p
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and expected in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1
+
+
+def test_ctrl_c_latch_only_sets_an_event_and_restores_the_handler():
+    """In-process: inside CtrlC, SIGINT raises nothing (it sets the event the client's loop
+    polls), even where SIGINT was ignored before; the handler before is restored on a normal exit."""
+    from xraybench import distributed
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a CI job may start us
+    try:
+        with distributed.CtrlC() as ctrl_c:
+            assert not ctrl_c.is_set()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        with distributed.CtrlC() as ctrl_c:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert _wait_for(ctrl_c.is_set, "the event", limit=10)
+            os.kill(os.getpid(), signal.SIGINT)  # a second press: still no exception
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # stopping: a further press changes nothing
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_bounded_cluster_calls_give_up_instead_of_hanging():
+    import threading
+
+    from xraybench import distributed
+
+    never = threading.Event()
+    assert distributed.bounded(lambda: never.wait(60) or "late", 0.2, default="gave up") == "gave up"
+    assert distributed.bounded(lambda: 1 / 0, 5, default="failed") == "failed"
+    assert distributed.bounded(lambda: "ok", 5) == "ok"
+    never.set()

@@ -14,6 +14,11 @@ What runs where:
   ``distributed.scheduler.allowed-failures`` times, then the client records it as an ``error``
   naming the last worker. Ctrl-C on the client stops the runs in flight on every worker,
   cancels the queued ones, and records all of them as ``interrupted``.
+- The client never blocks without a bound inside Dask: while a batch runs, SIGINT only sets an
+  event (``CtrlC``), and the client waits for finished tasks in short steps (``Completions``)
+  that look at that event, so Ctrl-C is handled between steps, never raised inside Dask's,
+  tornado's or asyncio's own lock handling. A task whose client is gone (killed, crashed) is
+  stopped on its worker (``_Stop``) instead of holding the worker's thread until ``--timeout``.
 
 Dask is an optional extra (``pip install "xraybench[dask]"``): this module imports it only
 inside the functions that need it, so the fast commands never pay for it.
@@ -23,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
+import signal
 import threading
 import time
 import uuid
@@ -41,6 +48,12 @@ GPU_RESOURCE = "GPU"
 # change floating-point sums: logistic regression and SVM scores moved in the 5th decimal).
 RUN_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
            "VECLIB_MAXIMUM_THREADS", "PYTHONHASHSEED")
+
+POLL_SECONDS = 0.2  # how long the client waits for a finished task before it looks at Ctrl-C again
+CALL_SECONDS = 15.0  # the longest a status or clean-up call to the cluster may hold the client
+CHECK_SECONDS = 5.0  # how often a waiting client checks that its scheduler and some worker are there
+SCATTER_SECONDS = 120.0  # tune: how long the train and validation images may wait for a worker to take them
+NO_WORKER_NOTICE_SECONDS = 60.0  # no worker that can run the tasks for this long: say so, once
 
 # Worker-side registry of the tasks running in this worker process, so that a client's
 # Ctrl-C (sent through ``Client.run``) can stop them: batch id -> {task key: Event}.
@@ -80,12 +93,8 @@ class Engine:
 
     def close(self) -> None:
         for closer in (self.client.close, getattr(self.cluster, "close", None)):
-            if closer is None:
-                continue
-            try:
-                closer(timeout=10)
-            except Exception:
-                pass  # shutting down: a cluster already gone is not an error
+            if closer is not None:  # shutting down: a cluster already gone (or stuck) is not an error
+                bounded(lambda close=closer: close(timeout=10), CALL_SECONDS)
         if self.env is not None:  # a local nanny that restarted a worker rewrote it again
             _adopt_env(self.env)
 
@@ -168,6 +177,148 @@ def all_workers(client: Any) -> dict[str, dict[str, Any]]:
     return info.get("workers", {})
 
 
+# --- waiting on the client --------------------------------------------------------------
+
+
+def failed() -> tuple[type[BaseException], ...]:
+    """What a finished future's ``result()`` may raise: a task's own error, a KilledWorker, a
+    timeout, or a future cancelled by a lost scheduler (Dask's CancelledError is asyncio's, a
+    BaseException, not an Exception). A function, so that commands without Dask skip asyncio."""
+    import asyncio
+
+    return (Exception, asyncio.CancelledError)
+
+
+class CtrlC:
+    """While a batch runs on Dask, SIGINT only sets ``event``; the client's loop looks at it.
+
+    Python raises KeyboardInterrupt at whatever bytecode the main thread is running, and a
+    Dask client's main thread is mostly inside Dask's own waiting code: an interrupt that
+    lands between a lock's release and its ``try`` there leaves the lock unowned, and the
+    ``with`` around it then fails with ``RuntimeError: cannot release un-acquired lock``
+    instead of the KeyboardInterrupt, skipping our clean-up (the runs on the workers went on).
+    A handler that only sets an event cannot break anything it interrupts.
+
+    The handler is installed explicitly (as ``isolation.interruptible`` does), so a client
+    started with SIGINT ignored still reacts to it; the previous handler is restored on exit,
+    unless Ctrl-C was pressed: the process is then winding down (summary, exit status 130), and
+    SIGINT is ignored from then on. A further press would otherwise be raised into that, or,
+    once Python has begun to exit (it resets its handlers to the default then), kill the process
+    by the signal instead of its exit status 130. Only the main thread can install handlers;
+    elsewhere SIGINT does not reach us anyway.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._tripped = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        # A second SIGINT can run this handler again inside the first one's event.set(); the
+        # flag, stored before set() takes the event's lock, keeps the second from deadlocking on it.
+        if self._tripped:
+            return
+        self._tripped = True
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def __enter__(self) -> "CtrlC":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self._installed:
+            return
+        self._installed = False
+        if self._tripped:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:  # None: a handler set from C, which Python cannot reinstall
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
+
+
+def bounded(call: Any, seconds: float = CALL_SECONDS, default: Any = None) -> Any:
+    """``call()``, waited for at most ``seconds`` (in a daemon thread); ``default`` when it raises
+    or takes longer. For the cluster calls that have no timeout of their own (``Client.run``,
+    ``cancel``, ``scheduler_info``): a lost scheduler or a stuck worker must not hang the client."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException:  # the call failed: the caller gets its default
+            pass
+
+    thread = threading.Thread(target=target, name="xraybench-dask-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return box.get("value", default)
+
+
+class Completions:
+    """The futures of a batch in the order they finish, for a client that must stay responsive.
+
+    Each future's done-callback (Dask's callback thread) queues it; ``next()`` waits for one in
+    steps of ``POLL_SECONDS`` and returns None as soon as Ctrl-C was pressed. Every few seconds
+    it also checks the cluster: a closed client (its scheduler lost for good) hands back every
+    future still waited on, so that each is recorded as failed; no worker able to run the tasks
+    for ``NO_WORKER_NOTICE_SECONDS`` is said once. Nothing is waited on without a bound.
+    """
+
+    def __init__(self, client: Any, ctrl_c: CtrlC, console: Any = None, gpu: bool = False) -> None:
+        self.client, self.ctrl_c, self.console, self.gpu = client, ctrl_c, console, gpu
+        self.finished: queue.Queue = queue.Queue()
+        self.pending: set = set()
+        self.checked = self.served_since = time.monotonic()
+        self.noticed = False
+
+    def watch(self, future: Any) -> None:
+        self.pending.add(future)
+        future.add_done_callback(self.finished.put)
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def next(self) -> Any:
+        """The next finished future (its ``result()`` returns at once, or raises); None on Ctrl-C."""
+        while self.pending:
+            if self.ctrl_c.is_set():
+                return None
+            try:
+                future = self.finished.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                self._check()
+                continue
+            if future in self.pending:  # a future handed back by _check may still call back later
+                self.pending.discard(future)
+                return future
+        return None
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        if now - self.checked < CHECK_SECONDS:
+            return
+        self.checked = now
+        if self.client.status in ("closing", "closed"):  # no callback will come: each one fails on result()
+            for future in list(self.pending):
+                self.finished.put(future)
+            return
+        workers = bounded(lambda: all_workers(self.client))
+        able = [w for w in (workers or {}).values() if not self.gpu or GPU_RESOURCE in (w.get("resources") or {})]
+        if able or workers is None:  # workers there (or the scheduler too busy to say): nothing to tell
+            self.served_since = now
+        elif now - self.served_since > NO_WORKER_NOTICE_SECONDS and not self.noticed and self.console is not None:
+            self.noticed = True
+            kind = "with GPU " if self.gpu else ""
+            self.console.print(f"[yellow]no worker {kind}connected for {NO_WORKER_NOTICE_SECONDS:.0f}s[/]: "
+                               f"{len(self.pending)} unfinished task(s) wait until one joins; "
+                               f"Ctrl-C records them as interrupted")
+
+
 # --- on the worker ---------------------------------------------------------------------
 
 
@@ -186,11 +337,13 @@ def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> d
     from xraybench.runner import Interrupted, RunRequest, prepare, run_isolated
 
     worker = get_worker()
-    key = str(worker.get_current_task())
+    current = worker.get_current_task()
+    key = str(current)
     info = worker_info(worker)
-    cancel = _register(batch, key)
-    if cancel is None:  # its client was interrupted while this task waited here
+    event = _register(batch, key)
+    if event is None:  # its client was interrupted while this task waited here
         return {"error": "cancelled by Ctrl-C before it started", "interrupted": True, "worker": info}
+    cancel = _Stop(event, worker, current)
     worker.log_event(TOPIC, {"batch": batch, "key": key, "event": "started", "worker": info["address"]})
     try:
         if __version__ != expected["xraybench"]:
@@ -237,6 +390,25 @@ def _register(batch: str, key: str) -> threading.Event | None:
             return None
         _ACTIVE.setdefault(batch, {})[key] = cancel
     return cancel
+
+
+class _Stop:
+    """What stops a task's run on a worker (duck-types the ``threading.Event`` that
+    ``runner.run_isolated`` and ``isolation.Child.call`` poll): its client's Ctrl-C (the event
+    ``interrupt_batch`` sets), or its client gone. A client that dies or disconnects releases
+    its keys, and Dask cannot stop a running task: it only marks it ``cancelled`` and lets the
+    thread run on. The run would then hold the worker's thread until ``--timeout`` (the next
+    client's tasks queued behind it: a tune session hung that way), so it is stopped here."""
+
+    def __init__(self, event: threading.Event, worker: Any, key: Any) -> None:
+        self.event, self.worker, self.key = event, worker, key
+
+    def is_set(self) -> bool:
+        if not self.event.is_set():
+            state = self.worker.state.tasks.get(self.key)  # read only, from the task's thread
+            if state is None or state.state == "cancelled":
+                self.event.set()
+        return self.event.is_set()
 
 
 def _adopt_env(env: dict[str, str | None]) -> None:
@@ -388,7 +560,8 @@ class Progress:
 def run_batch(prepared: list, store, console, workers: int | None, scheduler: str | None, gpu: bool = False) -> int:
     """Run every prepared request as a Dask task; save each record once, as it comes back.
 
-    Returns the exit status: 0 all done, 1 some failed, 130 interrupted.
+    Returns the exit status: 0 all done, 1 some failed, 130 interrupted. From connecting to
+    closing, SIGINT only sets an event (``CtrlC``) that the waiting loop looks at between steps.
     """
     from rich.live import Live
     from rich.markup import escape
@@ -397,12 +570,11 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
     from xraybench.terminal_report import print_run_summary
 
     env = client_env()  # before any local cluster exists: its nanny rewrites this process's environment
-    engine = connect(workers, scheduler, gpu)
     batch = uuid.uuid4().hex
     tasks: list[Task] = []
     records: list[dict[str, Any]] = []
     futures: dict[Any, Task] = {}
-    scheduler_address = engine.client.scheduler.address
+    interrupted = False
 
     def save(task: Task, record: dict[str, Any], scores: dict | None) -> None:
         path = store.save(record, scores)
@@ -417,84 +589,84 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
         console.print(escape(f"{record['status']:<11} {record['model']} seed {record['seed']} on {task.worker or '-'}: "
                              f"{result}  ({record.get('wall_seconds') or 0:.1f}s; recorded {path.name})"))
 
-    try:
-        from distributed import as_completed
-
-        client = engine.client
-        console.print(escape(f"engine: {engine.description}; {len(client.nthreads())} worker(s) connected now"))
-        link = dashboard_link(engine)
-        if link:
-            console.print(f"dashboard: {escape(link)}")
-        if gpu and not any(GPU_RESOURCE in (w.get("resources") or {}) for w in all_workers(client).values()):
-            console.print("[yellow]no connected worker offers GPU yet[/]: the tasks wait until one started with "
-                          "`dask worker --resources GPU=1` joins")
-        for i, p in enumerate(prepared):
-            key = f"xraybench-{p.spec.name}-seed{p.request.seed}-{i}-{batch[:8]}"
-            tasks.append(Task(p, key))
-        progress = Progress(tasks, f"{len(tasks)} runs on {engine.description}")
-        client.subscribe_topic(TOPIC, progress.on_event)
-        for task in tasks:
-            p = task.prepared
-            expected = {"fingerprint": p.dataset.fingerprint, "source": str(p.dataset.source),
-                        "xraybench": __version__, "plugin": f"{p.spec.distribution} {p.spec.version}",
-                        "env": env}
-            future = client.submit(run_task, asdict(p.request), expected, batch, key=task.key, pure=False,
-                                   resources={GPU_RESOURCE: 1} if gpu else None)
-            futures[future] = task
-        with Live(progress, console=console, refresh_per_second=2, transient=False):
-            for future in as_completed(list(futures), loop=client.loop):
-                task = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # KilledWorker, a lost scheduler: recorded, never dropped
-                    save(task, record_for_failure(task, exc, scheduler_address), None)
-                    continue
-                record, scores = record_from_outcome(task, outcome, scheduler_address)
-                save(task, record, scores)
-        if not console.is_terminal:
-            console.print()  # rich leaves the final view without its line end off a terminal
-    except KeyboardInterrupt:
-        _interrupt(engine, batch, futures, save, scheduler_address, console)
-        print_run_summary(records, console)
-        engine.close()
-        return 130
-    except BaseException:
-        engine.close()
-        raise
-    engine.close()
+    with CtrlC() as ctrl_c:
+        engine = connect(workers, scheduler, gpu)
+        try:
+            client = engine.client
+            scheduler_address = client.scheduler.address
+            connected = len(bounded(client.nthreads, default={}) or {})
+            console.print(escape(f"engine: {engine.description}; {connected} worker(s) connected now"))
+            link = bounded(lambda: dashboard_link(engine))
+            if link:
+                console.print(f"dashboard: {escape(link)}")
+            if gpu and not any(GPU_RESOURCE in (w.get("resources") or {})
+                               for w in (bounded(lambda: all_workers(client)) or {}).values()):
+                console.print("[yellow]no connected worker offers GPU yet[/]: the tasks wait until one started with "
+                              "`dask worker --resources GPU=1` joins")
+            for i, p in enumerate(prepared):
+                key = f"xraybench-{p.spec.name}-seed{p.request.seed}-{i}-{batch[:8]}"
+                tasks.append(Task(p, key))
+            progress = Progress(tasks, f"{len(tasks)} runs on {engine.description}")
+            client.subscribe_topic(TOPIC, progress.on_event)
+            finished = Completions(client, ctrl_c, console, gpu)
+            for task in tasks:
+                p = task.prepared
+                expected = {"fingerprint": p.dataset.fingerprint, "source": str(p.dataset.source),
+                            "xraybench": __version__, "plugin": f"{p.spec.distribution} {p.spec.version}",
+                            "env": env}
+                future = client.submit(run_task, asdict(p.request), expected, batch, key=task.key, pure=False,
+                                       resources={GPU_RESOURCE: 1} if gpu else None)
+                futures[future] = task
+                finished.watch(future)
+            with Live(progress, console=console, refresh_per_second=2, transient=False):
+                while len(finished):
+                    future = finished.next()
+                    if future is None:  # Ctrl-C
+                        interrupted = True
+                        break
+                    task = futures[future]
+                    try:
+                        outcome = future.result(timeout=CALL_SECONDS)  # finished: at once
+                    except failed() as exc:  # KilledWorker, a lost scheduler: recorded, never dropped
+                        save(task, record_for_failure(task, exc, scheduler_address), None)
+                        continue
+                    record, scores = record_from_outcome(task, outcome, scheduler_address)
+                    save(task, record, scores)
+            if not console.is_terminal:
+                console.print()  # rich leaves the final view without its line end off a terminal
+            if interrupted:
+                _interrupt(engine, batch, futures, save, scheduler_address, console)
+        finally:
+            engine.close()
     print_run_summary(records, console)
+    if interrupted:
+        return 130
     return 0 if all(r["status"] == "done" for r in records) else 1
 
 
 def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, console) -> None:
     """Ctrl-C: stop the running tasks on every worker, cancel the queued ones, and record every
-    task not yet recorded as ``interrupted`` (with the worker's own record where it came back)."""
+    task not yet recorded as ``interrupted`` (with the worker's own record where it came back).
+    Every call to the cluster here is bounded: a lost worker or scheduler cannot hold it."""
     from xraybench.runner import base_record
 
     client = engine.client
-    try:
-        client.run(interrupt_batch, batch)  # every worker, at once
-    except Exception:
-        pass  # a worker gone or the scheduler lost: the runs there are gone too
     pending = {f: t for f, t in futures.items() if not t.recorded}
-    try:  # the queued ones first, so that none starts now
-        client.cancel([f for f, t in pending.items() if t.state != "running"], force=True)
-    except Exception:
-        pass
-    deadline = time.monotonic() + 15.0  # the running ones stop their child and return at once
+    # Every worker at once: the running runs stop their child and return; queued ones refuse to start.
+    bounded(lambda: client.run(interrupt_batch, batch))
+    answering = {f for f, t in pending.items() if t.state == "running" or f.done()}
+    bounded(lambda: client.cancel([f for f in pending if f not in answering], force=True))  # none starts now
+    deadline = time.monotonic() + CALL_SECONDS
     for future, task in pending.items():
-        if task.state != "running":
+        if future not in answering:
             continue
         try:
             outcome = future.result(timeout=max(0.1, deadline - time.monotonic()))
-        except BaseException:
-            continue
+        except failed():
+            continue  # gone with its worker, or no answer in time: recorded below
         record, scores = record_from_outcome(task, outcome, scheduler)  # interrupted, or done just in time
         save(task, record, scores)
-    try:
-        client.cancel(list(pending), force=True)
-    except Exception:
-        pass
+    bounded(lambda: client.cancel([f for f, t in pending.items() if not t.recorded], force=True))
     for future, task in pending.items():
         if task.recorded:
             continue
@@ -522,11 +694,13 @@ def run_trial_task(storage_url: str, study_name: str, trial_id: int, params: dic
     from xraybench.runner import _cancel_check
 
     worker = get_worker()
-    key = str(worker.get_current_task())
+    current = worker.get_current_task()
+    key = str(current)
     info = worker_info(worker)
-    cancel = _register(batch, key)
-    if cancel is None:
+    event = _register(batch, key)
+    if event is None:
         return {"status": "interrupted", "reason": "cancelled by Ctrl-C before it started", "worker": info}
+    cancel = _Stop(event, worker, current)
     worker.log_event(TOPIC, {"batch": batch, "key": key, "event": "started", "worker": info["address"]})
     args = (storage_url, study_name, trial_id, params, task)
     _adopt_env(env)
@@ -586,71 +760,81 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
                                                              sampler, pruner, fixed, seed, precision, disabled)
     show = tuning.progress_callback(console, metric, trials) if console is not None else None
     env = client_env()  # before any local cluster exists: its nanny rewrites this process's environment
-    engine = connect(workers, scheduler, gpu)
     batch = uuid.uuid4().hex
     in_flight: dict[Any, tuple[Any, Any]] = {}  # future -> (trial, heartbeat)
     start = time.perf_counter()
     fail = optuna.trial.TrialState.FAIL
-    try:
-        from distributed import as_completed
+    with CtrlC() as ctrl_c:  # SIGINT sets an event from here until the cluster is closed
+        engine = connect(workers, scheduler, gpu)
+        try:
+            client = engine.client
+            slots = max(1, sum((bounded(client.nthreads, default={}) or {}).values()))
+            if console is not None:
+                console.print(f"engine: {engine.description}; {slots} trial(s) at a time")
+            try:  # waits for a worker to take it, but not forever
+                shipped = client.scatter(task, broadcast=True, timeout=SCATTER_SECONDS)
+            except failed() as exc:
+                from xraybench.plugins import one_line
 
-        client = engine.client
-        slots = max(1, sum(client.nthreads().values()))
-        if console is not None:
-            console.print(f"engine: {engine.description}; {slots} trial(s) at a time")
-        shipped = client.scatter(task, broadcast=True)
-        pending = as_completed([], loop=client.loop)
-        exhausted = False
+                raise XRayBenchError(f"no Dask worker took the training data within {SCATTER_SECONDS:.0f}s "
+                                     f"({one_line(exc)}); start workers for the {engine.description}") from None
+            finished = Completions(client, ctrl_c, console, gpu)
+            exhausted = stopped = False
 
-        def submit_one() -> bool:
-            nonlocal exhausted
-            if exhausted or (trials is not None and session.trials_run >= trials):
-                return False
-            if timeout is not None and time.perf_counter() - start > timeout:
-                return False
-            asked = tuning.ask_trial(study, spec, fixed, session, sampler, seed, console)
-            if asked is None:
-                exhausted = True
-                return False
-            trial, params = asked
-            session.trials_run += 1
-            beat = tuning._Heartbeat(storage, trial._trial_id).__enter__()
-            future = client.submit(run_trial_task, storage_url, study_name, trial._trial_id, params, shipped,
-                                   trial_timeout, isolate, batch, env, key=f"xraybench-trial-{study_name}-{trial.number}-"
-                                   f"{batch[:8]}", pure=False, resources={GPU_RESOURCE: 1} if gpu else None)
-            in_flight[future] = (trial, beat)
-            pending.add(future)
-            return True
+            def submit_one() -> bool:
+                nonlocal exhausted, stopped
+                if ctrl_c.is_set():
+                    stopped = True
+                if stopped or exhausted or (trials is not None and session.trials_run >= trials):
+                    return False
+                if timeout is not None and time.perf_counter() - start > timeout:
+                    return False
+                asked = tuning.ask_trial(study, spec, fixed, session, sampler, seed, console)
+                if asked is None:
+                    exhausted = True
+                    return False
+                trial, params = asked
+                session.trials_run += 1
+                beat = tuning._Heartbeat(storage, trial._trial_id).__enter__()
+                future = client.submit(run_trial_task, storage_url, study_name, trial._trial_id, params, shipped,
+                                       trial_timeout, isolate, batch, env,
+                                       key=f"xraybench-trial-{study_name}-{trial.number}-{batch[:8]}", pure=False,
+                                       resources={GPU_RESOURCE: 1} if gpu else None)
+                in_flight[future] = (trial, beat)
+                finished.watch(future)
+                return True
 
-        while len(in_flight) < slots and submit_one():
-            pass
-        for future in pending:
-            trial, beat = in_flight.pop(future)
-            beat.__exit__(None, None, None)
-            try:
-                outcome = future.result()
-            except Exception as exc:  # KilledWorker after too many deaths, a lost scheduler
-                outcome = {"status": "error", "reason": f"the Dask task failed: {type(exc).__name__}: {exc}"}
-            frozen = _tell(study, storage, trial, outcome, trial_timeout, session, fail)
-            if show is not None:
-                show(study, frozen)
             while len(in_flight) < slots and submit_one():
                 pass
-    except KeyboardInterrupt:
-        try:
-            engine.client.run(interrupt_batch, batch)
-            engine.client.cancel(list(in_flight), force=True)
-        except Exception:
-            pass
-        for trial, beat in in_flight.values():
-            beat.__exit__(None, None, None)
-            trial.set_user_attr("fail_reason", "interrupted by Ctrl-C")
-            study.tell(trial, state=fail, skip_if_finished=True)
-        raise
-    finally:
-        for trial, beat in in_flight.values():
-            beat.__exit__(None, None, None)
-        engine.close()
+            while len(finished):
+                future = finished.next()
+                if future is None:  # Ctrl-C
+                    stopped = True
+                    break
+                trial, beat = in_flight.pop(future)
+                beat.__exit__(None, None, None)
+                try:
+                    outcome = future.result(timeout=CALL_SECONDS)  # finished: at once
+                except failed() as exc:  # KilledWorker after too many deaths, a lost scheduler
+                    outcome = {"status": "error", "reason": f"the Dask task failed: {type(exc).__name__}: {exc}"}
+                frozen = _tell(study, storage, trial, outcome, trial_timeout, session, fail)
+                if show is not None:
+                    show(study, frozen)
+                while len(in_flight) < slots and submit_one():
+                    pass
+            if stopped:  # stop the running trials on every worker and fail them, as the sequential loop does
+                bounded(lambda: client.run(interrupt_batch, batch))
+                bounded(lambda: client.cancel(list(in_flight), force=True))
+                for trial, beat in in_flight.values():
+                    beat.__exit__(None, None, None)
+                    trial.set_user_attr("fail_reason", "interrupted by Ctrl-C")
+                    study.tell(trial, state=fail, skip_if_finished=True)
+                in_flight.clear()
+                raise KeyboardInterrupt  # the caller's Ctrl-C path, outside Dask: exit 130, how to resume
+        finally:
+            for trial, beat in in_flight.values():
+                beat.__exit__(None, None, None)
+            engine.close()
     return study, session, time.perf_counter() - start
 
 

@@ -331,3 +331,53 @@ def test_an_identity_recorded_in_the_same_tick_as_a_write_is_checked_again(xray_
     counted["reset"]()
     again = load_dataset(xray_data, image_size=SIZE)
     assert again.cache_hit and "test_images.npy" in counted["crc"]
+
+
+def test_images_added_below_a_symlinked_split_folder_are_seen(tmp_path, xraybench_env, settled):
+    """Review finding: `train -> /big/train` was recorded by its target but never descended, so an image
+    added to `/big/train/NORMAL` left every recorded folder as it was and the warm load served the old set."""
+    big = make_kaggle_tree(tmp_path / "big")
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "test"):
+        (data / split).symlink_to(big / split, target_is_directory=True)
+    cold = load_dataset(data, image_size=SIZE)
+    shutil.copy(next((big / "train" / "NORMAL").glob("*.jpeg")), big / "train" / "NORMAL" / "IM-9999-0001.jpeg")
+    next((big / "test" / "PNEUMONIA").glob("*.jpeg")).unlink()
+    warm = load_dataset(data, image_size=SIZE)
+    assert not warm.cache_hit and warm.fingerprint != cold.fingerprint
+    assert len(warm.splits.train) + len(warm.splits.val) == len(cold.splits.train) + len(cold.splits.val) + 1
+    assert len(warm.splits.test) == len(cold.splits.test) - 1
+
+
+def test_a_symlink_loop_in_the_data_folder_ends_the_folder_walk(tmp_path):
+    root = tmp_path / "data"
+    (root / "train" / "NORMAL").mkdir(parents=True)
+    (root / "train" / "NORMAL" / "again").symlink_to(root / "train", target_is_directory=True)
+    folders = cache.source_state(root)["folders"]
+    assert set(folders) == {".", "train", os.path.join("train", "NORMAL")}
+
+
+def test_rescan_at_one_size_makes_every_other_size_look_again(xray_data, settled):
+    """Review finding: `data --rescan` loads one size; the entries of the other sizes kept serving the
+    old pixels of an image rewritten in place. After a rescan they list their source at their next load."""
+    other = SIZE + 8
+    before = load_dataset(xray_data, image_size=other).fingerprint
+    load_dataset(xray_data, image_size=SIZE)
+    target = xray_data / "test" / "NORMAL" / "IM-0000-0000.jpeg"
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(target)
+    assert load_dataset(xray_data, image_size=other).fingerprint == before  # the documented limit, warm
+    fresh = load_dataset(xray_data, image_size=SIZE, rescan=True).fingerprint
+    assert fresh != before
+    again = load_dataset(xray_data, image_size=other)
+    assert not again.cache_hit and again.fingerprint == fresh
+    assert load_dataset(xray_data, image_size=other).cache_hit  # and then O(1) again
+
+
+def test_the_carved_split_files_are_named_after_the_data_they_came_from(xray_data, settled):
+    """Review finding: an entry folder is replaced in place when its source changes; a process still on
+    the old entry could leave its split where the new entry's loads would take it for their own."""
+    data = load_dataset(xray_data, image_size=SIZE, seed=5)
+    (index_file,) = data.cache_path.glob("val-index-seed5-*.npy")
+    assert index_file.name.endswith(f"-{data.fingerprint[:16]}.npy")
+    assert all(data.fingerprint[:16] in p.name for p in data.cache_path.glob("val-index-*"))

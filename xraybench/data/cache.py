@@ -154,10 +154,12 @@ def unchanged(st: os.stat_result, recorded: Any) -> bool:
 def source_state(root: Path, outside: list[str] = ()) -> dict[str, Any]:
     """The source's state as the folders show it: O(folders) to check, O(entries) to take.
 
-    Every folder under ``root`` (symlinked folders by their target, not descended) with its
-    identity, or for a one-file source the file's size and identity; plus the ``outside``
-    folders (absolute paths: see :func:`with_outside`). Taken *before* the files are
-    listed, so a change during a cold load shows as a difference later.
+    Every folder under ``root`` with its identity, symlinked folders followed (the readers follow
+    them too: a ``train -> /big/train`` link must not hide the images added below it) and each
+    real folder recorded once, so a link loop ends; or for a one-file source the file's size
+    and identity; plus the ``outside`` folders (absolute paths: see :func:`with_outside`).
+    Taken *before* the files are listed, so a change during a cold load shows as a
+    difference later.
     """
     taken = time.time_ns()
     root = Path(root)
@@ -170,10 +172,18 @@ def source_state(root: Path, outside: list[str] = ()) -> dict[str, Any]:
         except OSError:
             state["file"] = None
     else:
-        for current, dirs, _ in os.walk(root, followlinks=False):
-            for name in [".", *dirs]:
-                path = os.path.join(current, name) if name != "." else current
-                folders[os.path.relpath(path, root)] = _folder_identity(path)
+        seen: set[tuple[int, int]] = set()
+        for current, dirs, _ in os.walk(root, followlinks=True):
+            try:
+                st = os.stat(current)
+            except OSError:
+                dirs[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                dirs[:] = []  # a second way into a folder already recorded (a link loop, or two links)
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            folders[os.path.relpath(current, root)] = _identity(st)
     for folder in outside:
         folders[folder] = _folder_identity(folder)
     if folders or root.is_dir():
@@ -378,6 +388,35 @@ def _read_manifest(folder: Path, key: str) -> dict[str, Any]:
     if not isinstance(manifest.get("source"), dict):
         raise Damaged(f"{MANIFEST} does not record its source")
     return manifest
+
+
+def forget_source_state(root: Path, keep: Path | None = None) -> int:
+    """Make every other entry of this source (any size, channels or reader options) list and stat its
+    source files at its next load; returns how many. Called after a rescan.
+
+    An image rewritten in place under its own name changes no folder, so only a full listing sees
+    it; ``--rescan`` lists for the entry it loads, and this makes the entries of the other sizes
+    look too (their ``files_key`` then decides), rather than serve the old pixels.
+    """
+    real = os.path.realpath(root)
+    base = cache_root()
+    forgotten = 0
+    for folder in (sorted(base.iterdir()) if base.is_dir() else []):
+        if folder == keep or not (folder / MARKER).is_file():
+            continue
+        try:
+            meta = json.loads((folder / META).read_text())
+            manifest = json.loads((folder / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue  # a damaged entry is discarded, with a warning, when it is next opened
+        if not (isinstance(meta, dict) and isinstance(manifest, dict) and isinstance(meta.get("source"), str)
+                and isinstance(manifest.get("source"), dict)):
+            continue
+        if os.path.realpath(meta["source"]) == real and manifest["source"].get("state") is not None:
+            manifest["source"] = {**manifest["source"], "state": None}
+            _rewrite_manifest(folder, manifest)
+            forgotten += 1
+    return forgotten
 
 
 def _rewrite_manifest(folder: Path, manifest: dict[str, Any]) -> None:

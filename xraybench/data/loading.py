@@ -209,13 +209,18 @@ def _read_val_index(marker: Path, n_train: int):
 
 
 def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root: Path,
-                  verify: bool = False) -> tuple[ImageSet, ImageSet]:
-    """Carve (train, val) once per (seed, fraction) and keep the val indices, checksummed, beside the cache entry."""
+                  verify: bool = False, fingerprint: str = "") -> tuple[ImageSet, ImageSet]:
+    """Carve (train, val) once per (seed, fraction) and keep the val indices, checksummed, beside the cache entry.
+
+    The files are named after the data's fingerprint too: an entry folder is replaced in place when
+    its source changes, and a process still reading the old entry must not leave a split of the old
+    train set where a load of the new one would take it for its own.
+    """
     import zlib
 
     import numpy as np
 
-    marker = entry / f"val-index-seed{seed}-frac{fraction:.4f}.npy"
+    marker = entry / f"val-index-seed{seed}-frac{fraction:.4f}-{fingerprint[:16]}.npy"
     val_index = _read_val_index(marker, len(train)) if marker.is_file() else None
     if val_index is None:
         try:
@@ -282,7 +287,7 @@ def load_dataset(
             train, val = sets["train"], sets["val"]
             strategy = "the data set's own validation split"
         else:  # split while the image checksums run: the split reads only labels and ids, verified already
-            train, val = _cached_split(entry, sets["train"], val_fraction, seed, root, rescan)
+            train, val = _cached_split(entry, sets["train"], val_fraction, seed, root, rescan, meta["fingerprint"])
             strategy = "patient-grouped, stratified, carved from train"
         if confirm():
             break
@@ -290,6 +295,8 @@ def load_dataset(
     else:
         raise DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
                         f"{cache.CACHE_ENV} to another folder")
+    if rescan:  # the other sizes' entries of this source look again at their next load
+        cache.forget_source_state(root, keep=entry)
     skipped = meta["stats"].get("skipped_reasons") or meta["stats"].get("skipped_bad") or []
     if skipped:  # on every load, warm ones too: a run on fewer images than the folder holds says so
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""

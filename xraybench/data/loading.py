@@ -130,14 +130,17 @@ def load_raw(
     """Decoded sets + meta, from the cache when it is fresh and intact. Returns (sets, meta, entry, hit).
 
     ``rescan``: list and stat every source file and checksum every cached byte (see ``load_dataset``)."""
-    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader, rescan)
-    if confirm():
-        return sets, meta, entry, hit
-    sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader, rescan)
-    if not confirm():  # the damaged entry could not be discarded
-        raise DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
-                        f"{cache.CACHE_ENV} to another folder")
-    return sets, meta, entry, hit
+    for _ in range(2):  # a damaged entry is discarded with a warning; the second pass decodes
+        sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader, rescan)
+        if confirm():
+            return sets, meta, entry, hit
+    raise _undiscarded(entry)
+
+
+def _undiscarded(entry: Path) -> DataError:
+    """The error when a damaged entry is still there after it was discarded (a second pass found it again)."""
+    return DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
+                     f"{cache.CACHE_ENV} to another folder")
 
 
 def _load_raw(
@@ -293,8 +296,7 @@ def load_dataset(
             break
         # damaged images: the entry was discarded with a warning; the second pass decodes (confirm is then True)
     else:
-        raise DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
-                        f"{cache.CACHE_ENV} to another folder")
+        raise _undiscarded(entry)
     if rescan:  # the other sizes' entries of this source look again at their next load
         cache.forget_source_state(root, keep=entry)
     skipped = meta["stats"].get("skipped_reasons") or meta["stats"].get("skipped_bad") or []

@@ -17,7 +17,9 @@ and 130 on Ctrl-C.
 Environment: `XRAYBENCH_DATA` (data path), `XRAYBENCH_CACHE` (decoded-image cache, default
 the user cache folder), `XRAYBENCH_RESULTS` (results folder, default `./leaderboards`),
 `XRAYBENCH_DISABLE_PLUGINS` (comma-separated plugin or distribution names),
-`XRAYBENCH_PLUGINS` (extra plugin modules to load, comma-separated), `KERAS_BACKEND`.
+`XRAYBENCH_PLUGINS` (extra plugin modules to load, comma-separated), `KERAS_BACKEND` (`jax`,
+`tensorflow` or `torch`; unset: TensorFlow if installed, else JAX, else PyTorch, JAX first where
+its CUDA plugin is installed; every record names the backend it used).
 """
 
 

@@ -76,6 +76,7 @@ def accelerator(backend: str | None) -> str | None:
 
 def capture(backend: str | None = None) -> dict[str, Any]:
     import xraybench
+    from xraybench.training.backend import keras_backend
 
     return {
         "python": sys.version.split()[0],
@@ -85,7 +86,7 @@ def capture(backend: str | None = None) -> dict[str, Any]:
         "xraybench": xraybench.__version__,
         "git_commit": git_commit(),
         "keras": _version("keras"),
-        "backend": backend or os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "backend": backend or keras_backend(),
         "tensorflow": _version("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel"),
         "torch": _version("torch"),
         "jax": _version("jax"),

@@ -167,6 +167,9 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
     ``PluginInfo`` with status ``error`` and a one-line reason, and the rest load.
     Plugin tests call it to see their models as users will (``load_registry().model(name)``).
     """
+    from xraybench.training.backend import ensure_keras_backend
+
+    ensure_keras_backend()  # a plugin importing keras at module level gets the backend training will use
     registry = Registry()
     blocked = _disabled_names(disabled)
     owners: dict[str, str] = {}

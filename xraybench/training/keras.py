@@ -22,8 +22,10 @@ from xraybench.progress import EpochBar, StopState, live, quiet_backend_startup
 from xraybench.records import PRECISIONS
 from xraybench.specs import ImageSet, KerasModel
 from xraybench.training import Fitted, OnEpoch, one_line
+from xraybench.training.backend import NONE_INSTALLED, ensure_keras_backend
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ensure_keras_backend()  # before the first ``import keras`` of this process (training/backend.py)
 
 
 def resolve_precision(requested: str = "auto") -> str:
@@ -38,7 +40,7 @@ def resolve_precision(requested: str = "auto") -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
     if requested != "auto":
         return requested
-    return "mixed_bfloat16" if _has_gpu(os.environ.get("KERAS_BACKEND", "tensorflow")) else "float32"
+    return "mixed_bfloat16" if _has_gpu(ensure_keras_backend() or "") else "float32"
 
 
 def _has_gpu(backend: str) -> bool:
@@ -407,6 +409,8 @@ class KerasTrainer:
 
     def fit(self, spec: KerasModel, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int,
             precision: str = "auto", on_epoch: OnEpoch | None = None, callbacks: list | None = None) -> Fitted:
+        if ensure_keras_backend() is None:
+            raise PluginFailure(f"cannot train {spec.name}: {NONE_INSTALLED}")
         precision = resolve_precision(precision)
         try:
             fitted, info = fit_keras(spec, train, val, params, seed, precision, on_epoch, callbacks)

@@ -83,7 +83,7 @@ def _seconds(values: list) -> str:
     return f"{mean:.0f} ({min(values):.0f}-{max(values):.0f})" if len(values) > 1 else f"{mean:.0f}"
 
 
-def table_rows(results: Path, models: tuple[str, ...], where: str = "") -> list[str]:
+def table_rows(results: Path, models: tuple[str, ...]) -> list[str]:
     from xraybench.leaderboard import build_rows
 
     rows = [r for r in build_rows(_records(results)) if r["model"] in models and r["variant"] == "default"]
@@ -97,14 +97,14 @@ def table_rows(results: Path, models: tuple[str, ...], where: str = "") -> list[
             _fmt(r["roc_auc"], r["roc_auc_sd"]), _ci(r, "roc_auc"),
             f"{r['epochs']:.1f}" if r["epochs"] is not None else "-",
             _seconds(r["wall_seconds_per_run"]), _seconds(r["cpu_seconds_per_run"]),
-            where or "; ".join(r["hardware"]), "",
+            f"{results.name}: " + "; ".join(h.split(" / ", 1)[-1] for h in r["hardware"]), "",
         ]).strip())
     return lines
 
 
 def table(args: argparse.Namespace) -> int:
     header = ("| model | px | runs | accuracy (mean ± SD) | acc. 95% CI | NORMAL recall | NORMAL rec. 95% CI | AUC | AUC 95% CI "
-              "| epochs | wall s per run | CPU s per run | where |")
+              "| epochs | wall s per run | CPU s per run | records: backend, device |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for line in table_rows(args.results, tuple(args.models)):

@@ -102,4 +102,4 @@ def storage(p: argparse.ArgumentParser, help: str) -> None:
 
 
 def verbose(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--verbose", action="store_true", help="show TensorFlow's and absl's start-up messages")
+    p.add_argument("--verbose", action="store_true", help="show the Keras backend's start-up messages (TensorFlow's, JAX's, absl's)")

@@ -110,3 +110,45 @@ def test_a_tampered_carved_split_is_written_again(tmp_path, monkeypatch, capsys)
     warm = load_dataset(root, image_size=16)
     assert "does not match its checksum" in capsys.readouterr().err
     np.testing.assert_array_equal(warm.splits.train.images, cold.splits.train.images)
+
+
+def _leftovers() -> list[str]:
+    import glob
+    import tempfile
+
+    return glob.glob("/dev/shm/xraybench-decode-*") + glob.glob(f"{tempfile.gettempdir()}/xraybench-decode-*")
+
+
+def test_pixels_come_back_through_the_shared_buffer_and_it_is_removed(tmp_path, monkeypatch):
+    root = make_kaggle_tree(tmp_path / "data", n_train=(70, 90), n_test=(10, 12), size=40)
+    files = _files(root)
+    before = set(_leftovers())
+    made = []
+    real_init = parallel._Rows.__init__
+
+    def spy(self, *args):
+        real_init(self, *args)
+        made.append(self.path)
+
+    monkeypatch.setattr(parallel._Rows, "__init__", spy)
+    pooled = parallel.decode_files(files, 24, 1, workers=2)
+    serial = parallel.decode_files(files, 24, 1, workers=1)
+    assert len(made) == 1 and not Path(made[0]).exists()
+    assert set(_leftovers()) == before
+    for a, b in zip(serial, pooled):
+        np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_no_room_for_the_buffer_falls_back_to_the_pipe(tmp_path, monkeypatch):
+    root = make_kaggle_tree(tmp_path / "data", n_train=(70, 90), n_test=(10, 12), size=40)
+    files = _files(root)
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(parallel, "_Rows", full)
+    pooled = parallel.decode_files(files, 24, 1, workers=2)
+    serial = parallel.decode_files(files, 24, 1, workers=1)
+    assert [r[1:] for r in pooled] == [r[1:] for r in serial]
+    for a, b in zip(serial, pooled):
+        np.testing.assert_array_equal(a[0], b[0])

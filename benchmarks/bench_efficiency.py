@@ -31,6 +31,7 @@ from flops import training_flops  # noqa: E402
 
 
 def matmul_gflops(repeats: int = 10) -> float:
+    """TensorFlow's float32 matmul rate: this benchmark needs the ``tensorflow`` extra."""
     import tensorflow as tf
 
     a = tf.random.normal((2048, 2048))

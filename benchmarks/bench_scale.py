@@ -201,6 +201,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be 1 or more, got {args.rounds}")
     load_at_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="xraybench-scale-", dir=args.tmp))
     rows = []

@@ -9,6 +9,10 @@ HERE = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "helper_plugins"), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(HERE / "helper_plugins"))
 
+from xraybench.training.backend import ensure_keras_backend  # noqa: E402
+
+ensure_keras_backend()  # before a test module's importorskip("keras") lets Keras pick by itself
+
 
 @pytest.fixture(autouse=True)
 def _no_user_folders(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:

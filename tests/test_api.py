@@ -38,7 +38,7 @@ def test_every_export_hook_helper_and_fixture_has_a_section():
 def test_importing_xraybench_stays_cheap_and_every_export_resolves():
     code = (
         "import sys, xraybench\n"
-        "heavy = [m for m in ('pluggy', 'numpy', 'keras', 'tensorflow', 'rich') if m in sys.modules]\n"
+        "heavy = [m for m in ('pluggy', 'numpy', 'keras', 'tensorflow', 'jax', 'rich') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "missing = [n for n in xraybench.__all__ if getattr(xraybench, n, None) is None]\n"
         "assert not missing, missing\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from proctools import kill_group
 from xraybench.data import builtin
 from xraybench.training import backend
 
@@ -18,19 +19,28 @@ def only(monkeypatch):
     """Pretend exactly these modules are installed."""
 
     def install(*names):
-        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+        monkeypatch.setenv("KERAS_BACKEND", "recorded")  # so that monkeypatch restores whatever was there
+        monkeypatch.delenv("KERAS_BACKEND")
         monkeypatch.setattr(backend, "installed", lambda name: name in names)
 
     return install
 
 
-def test_tensorflow_first_then_jax_then_torch(only):
+def test_tensorflow_first_then_jax_and_torch_only_when_asked(only, monkeypatch):
     only("tensorflow", "jax", "torch")
     assert backend.keras_backend() == "tensorflow"
     only("jax", "torch")
     assert backend.keras_backend() == "jax"
     only("torch")
-    assert backend.keras_backend() == "torch"
+    assert backend.keras_backend() is None
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert backend.keras_backend() == "torch" and backend.unusable("torch") is None
+
+
+def test_the_documented_rule_follows_the_preference():
+    names = {"tensorflow": "TensorFlow if installed", "jax": "JAX"}
+    positions = [backend.RULE.index(names[name]) for name in backend.PREFERENCE]
+    assert positions == sorted(positions)
 
 
 def test_a_cuda_jax_goes_before_a_cpu_tensorflow(only):
@@ -56,6 +66,20 @@ def test_none_installed_is_none_and_leaves_the_environment_alone(only):
     assert "KERAS_BACKEND" not in os.environ
 
 
+def test_a_backend_asked_for_but_missing_is_a_one_line_plugin_failure(only, monkeypatch):
+    from xraybench.errors import PluginFailure
+    from xraybench.plugins import load_registry
+    from xraybench.training.keras import TRAINER
+
+    spec = load_registry().model("baseline_cnn")
+    only("jax")
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    with pytest.raises(PluginFailure, match=r'KERAS_BACKEND=tensorflow but tensorflow is not installed: '
+                                            r'python -m pip install "xraybench\[tensorflow\]", or unset') as err:
+        TRAINER.fit(spec, None, None, {}, seed=1)
+    assert "\n" not in str(err.value)
+
+
 def test_a_keras_model_without_a_backend_is_a_one_line_plugin_failure(only):
     from xraybench.errors import PluginFailure
     from xraybench.plugins import load_registry
@@ -74,6 +98,7 @@ def test_installed_is_false_for_a_module_that_is_blocked():
     try:
         assert not backend.installed("xraybench_no_such_backend")
         assert not backend.installed("xraybench_not_a_module_at_all")
+        assert backend.installed("json") and backend.installed("xraybench")
     finally:
         sys.modules.pop("xraybench_no_such_backend", None)
 
@@ -86,11 +111,17 @@ def test_default_install_trains_the_main_job_with_jax_and_without_tensorflow(tmp
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "XRAYBENCH_INPUT")}
     hide_tf = ("import sys; sys.modules['tensorflow'] = None; from xraybench.cli import main; "
                "sys.exit(main())")
-    out = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-c", hide_tf, "run", "--model", "baseline_cnn", "--data", str(builtin.NPZ),
          "--epochs", "1", "--no-isolation", "--results", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
+    try:
+        output, _ = proc.communicate(timeout=600)
+    finally:
+        kill_group(proc)
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, output, "")
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     [path] = [p for p in Path(tmp_path, "runs").glob("*.json") if not p.name.endswith(".scores.json")]
     record = json.loads(path.read_text())

@@ -160,3 +160,24 @@ def test_leaderboard_never_pools_data_sets_or_sizes():
         records.append(record)
     rows = {(r["fingerprint"][0], r["image_size"]): r["runs"] for r in build_rows(records)}
     assert rows == {("a", 150): 1, ("b", 28): 2, ("b", 64): 1}
+
+
+def test_leaderboard_never_pools_backends_of_keras_runs():
+    sys.path.insert(0, str(Path(__file__).parent))
+    from recordfactory import make_record
+
+    from xraybench.leaderboard import build_rows
+
+    records = []
+    for seed, kind, backend in ((1, "keras", "tensorflow"), (2, "keras", "jax"), (3, "keras", "jax"),
+                                (4, "generic", "tensorflow"), (5, "generic", "jax")):
+        record, _ = make_record("baseline_cnn" if kind == "keras" else "logreg", seed=seed)
+        record.update(kind=kind, environment={"backend": backend})
+        records.append(record)
+    rows = build_rows(records)
+    assert sorted((r["model"], r["runs"]) for r in rows) == [("baseline_cnn", 1), ("baseline_cnn", 2), ("logreg", 2)]
+    from xraybench.leaderboard import COLUMNS
+
+    variant = next(c for c in COLUMNS if c.header == "Variant")
+    shown = sorted(variant.cell(r) for r in rows)
+    assert shown == ["default", "default (jax)", "default (tensorflow)"]

@@ -17,9 +17,7 @@ and 130 on Ctrl-C.
 Environment: `XRAYBENCH_DATA` (data path), `XRAYBENCH_CACHE` (decoded-image cache, default
 the user cache folder), `XRAYBENCH_RESULTS` (results folder, default `./leaderboards`),
 `XRAYBENCH_DISABLE_PLUGINS` (comma-separated plugin or distribution names),
-`XRAYBENCH_PLUGINS` (extra plugin modules to load, comma-separated), `KERAS_BACKEND` (`jax`,
-`tensorflow` or `torch`; unset: TensorFlow if installed, else JAX, else PyTorch, JAX first where
-its CUDA plugin is installed; every record names the backend it used).
+`XRAYBENCH_PLUGINS` (extra plugin modules to load, comma-separated), {backend_rule}.
 """
 
 
@@ -60,7 +58,9 @@ def render() -> str:
     from xraybench.cli import build_parser
 
     parser = build_parser()
-    out = [INTRO, "## Global options\n", "| option | meaning |", "|---|---|", *_option_rows(parser), ""]
+    from xraybench.training.backend import RULE
+
+    out = [INTRO.replace("{backend_rule}", RULE), "## Global options\n", "| option | meaning |", "|---|---|", *_option_rows(parser), ""]
 
     def section(prefix: str, sub: argparse.ArgumentParser, help_text: str) -> None:
         out.extend([f"## `xraybench {prefix}`\n", help_text[:1].upper() + help_text[1:] + ".\n",

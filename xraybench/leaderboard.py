@@ -41,6 +41,15 @@ def _hardware(record: RunRecord) -> str:
     return f"keras {env.get('keras') or '?'} / {backend} {version or ''} on {device}".replace("  ", " ")
 
 
+def trained_on(record: RunRecord) -> str | None:
+    """The Keras backend a run trained with (None for families without one): the same command
+    trains on TensorFlow or JAX depending on the install, with other random streams and other
+    speeds, so runs of different backends are rows of their own, never one mean."""
+    if record.kind == "generic":
+        return None
+    return (record.environment or {}).get("backend")
+
+
 def variant(record: RunRecord | dict[str, Any]) -> str:
     """"default", "tuned", or the ``--param``/``--epochs`` overrides a run was given, plus
     "bf16" for runs under mixed_bfloat16: another configuration gets its own row instead of
@@ -140,7 +149,7 @@ def build_rows(
     max_paired_rows: int = 60,
     baseline: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (model, variant, image size, fingerprint), or per run with ``all_runs``.
+    """One row per (model, variant, image size, fingerprint, backend), or per run with ``all_runs``.
 
     Records that are not valid run records are left out here; ``ResultStore.load`` names them."""
     if sort not in SORTABLE:
@@ -165,7 +174,7 @@ def build_rows(
         done = [r for r in done if r.model == model]
     groups: dict[tuple, list[RunRecord]] = {}
     for r in done:
-        key = (r.run_id,) if all_runs else (r.model, variant(r), r.image_size, r.fingerprint)
+        key = (r.run_id,) if all_runs else (r.model, variant(r), r.image_size, r.fingerprint, trained_on(r))
         groups.setdefault(key, []).append(r)
     rows = []
     for runs in groups.values():
@@ -197,6 +206,7 @@ def build_rows(
             "cpu_seconds_per_run": [r.cpu_seconds for r in runs],
             "commands": sorted({mask_command(r.command or "") for r in runs}),  # old records too
             "hardware": sorted({_hardware(r) for r in runs}),
+            "backend": trained_on(first),
             "reference": None if reference is None else {"model": reference.model, "image_size": reference.image_size,
                                                           "chosen": reference.declared},
         }
@@ -205,6 +215,10 @@ def build_rows(
         row["train_seconds"], row["train_seconds_sd"] = _over_seeds(runs, [r.train_seconds for r in runs])
         row["epochs"], _ = _mean_sd([r.epochs_run for r in runs])
         rows.append(row)
+    # Rows told apart only by their backend say which is which in the Variant column.
+    by_config = Counter((r["model"], r["variant"], r["image_size"], r["fingerprint"]) for r in rows)
+    for row in rows:
+        row["backend_shown"] = by_config[(row["model"], row["variant"], row["image_size"], row["fingerprint"])] > 1
     base = [] if reference is None else [
         r for r in rows if r["model"] == reference.model and r["variant"] == "default"
         and r["image_size"] == reference.image_size]
@@ -379,7 +393,7 @@ def _run_id(row: dict[str, Any]) -> str:
 def _columns() -> list[Column]:
     """Every table column, in order: identity, then each registry metric shown in tables (and its
     CI), then the comparison with the reference and how the row was produced."""
-    cols = [Column("Model", lambda r: r["model"]), Column("Variant", lambda r: r["variant"]),
+    cols = [Column("Model", lambda r: r["model"]), Column("Variant", lambda r: r["variant"] + (f" ({r['backend']})" if r.get("backend_shown") else "")),
             Column("Runs", lambda r: r.get("runs_text") or str(r["runs"]))]
     for m in REGISTRY:
         if m.column is None:

@@ -8,9 +8,10 @@ image) and come back in input order, so the arrays are identical to a serial dec
 The pixels do not travel back through the pool's pipe: the workers write each image into
 its row of one file-backed buffer (:class:`_Rows`, in ``/dev/shm`` where it has room, else
 the temporary folder; its blocks are reserved up front, so a full disk is an error at the
-start, not a crash mid-write) and return only the small fields. Pickled back, 16 KB per
-128-px image cost the parent as much as the decoding saved: two workers decoded 20,000
-generated images 1.30x faster than one (``benchmarks/bench_scale.py --decode-only``).
+start, not a crash mid-write; it briefly takes the decoded data set's size there) and return
+only the small fields. Pickled back through the pipe, the pixels cost the parent about as much
+as the second worker saved (docs/performance.md, "Cold decode, paired"). Where no buffer can be
+reserved, they come back through the pipe as before.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def _decode_chunk(paths: Sequence[str], size: int, channels: int) -> list[Decode
     return [decode_one(p, size, channels) for p in paths]
 
 
+PREFIX = "xraybench-decode-"  # + the owner's pid: a buffer whose process died is removed by the next decode
+
+
 class _Rows:
     """``n`` rows of ``(size, size, channels)`` uint8 in a temporary file every process can map."""
 
@@ -77,27 +81,40 @@ class _Rows:
         import tempfile
 
         self.shape = (n, size, size, channels)
-        nbytes = max(1, n * size * size * channels)
-        last_error: OSError | None = None
-        for folder in ("/dev/shm", None):  # memory first; the temporary folder where /dev/shm is small
-            if folder is not None and not os.path.isdir(folder):
+        self.row_bytes = size * size * channels
+        nbytes = max(1, n * self.row_bytes)
+        if not hasattr(os, "posix_fallocate"):  # cannot reserve the blocks (macOS, Windows): use the pipe
+            raise OSError("posix_fallocate is not available here")
+        last_error: OSError = OSError("no folder for the decode buffer")
+        for folder in ("/dev/shm", tempfile.gettempdir()):  # memory first; the temp folder where /dev/shm is small
+            if not os.path.isdir(folder):
                 continue
-            fd, path = tempfile.mkstemp(prefix="xraybench-decode-", suffix=".u8", dir=folder)
+            _remove_orphans(folder)
+            path = None
             try:
-                os.posix_fallocate(fd, 0, nbytes)  # ENOSPC now, rather than SIGBUS in a worker's write
+                fd, path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", suffix=".u8", dir=folder)
+                try:
+                    os.posix_fallocate(fd, 0, nbytes)  # ENOSPC now, rather than SIGBUS in a worker's write
+                finally:
+                    os.close(fd)
                 self.path = path
                 return
-            except (OSError, AttributeError) as exc:
-                last_error = exc if isinstance(exc, OSError) else OSError(str(exc))
-                os.unlink(path)
-            finally:
-                os.close(fd)
-        raise last_error or OSError("no room for the decode buffer")
+            except OSError as exc:
+                last_error = exc
+                if path:
+                    os.unlink(path)
+            except BaseException:
+                if path:
+                    os.unlink(path)
+                raise
+        raise last_error
 
-    def array(self, mode: str = "r+"):
+    def rows(self, start: int, count: int, mode: str = "r+") -> "np.ndarray":
+        """Rows ``start`` to ``start + count`` mapped (a worker maps only its chunk's rows)."""
         import numpy as np
 
-        return np.memmap(self.path, dtype=np.uint8, mode=mode, shape=self.shape)
+        return np.memmap(self.path, dtype=np.uint8, mode=mode, offset=start * self.row_bytes,
+                         shape=(count, *self.shape[1:]))
 
     def remove(self) -> None:
         try:
@@ -106,16 +123,37 @@ class _Rows:
             pass
 
 
+def _remove_orphans(folder: str) -> None:
+    """Remove decode buffers left by processes that no longer exist (killed mid-decode: in
+    /dev/shm such a file would hold its memory until reboot). Only this module's own files,
+    named with their owner's pid, and only those of this user."""
+    import glob
+
+    for path in glob.glob(os.path.join(folder, f"{PREFIX}*")):
+        try:
+            pid = int(os.path.basename(path)[len(PREFIX):].split("-", 1)[0])
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        except (ValueError, OSError, AttributeError):
+            continue
+
+
 def _decode_chunk_into(rows: _Rows, start: int, paths: Sequence[str], size: int, channels: int) -> list[Decoded]:
-    """Decode into rows ``start...`` of the shared buffer; the pixels stay out of the reply."""
-    out = rows.array()
+    """Decode into rows ``start...`` of the shared buffer; the pixels stay out of the reply.
+    No flush: the mapping is shared, so the parent reads the pages this worker wrote."""
+    out = rows.rows(start, len(paths))
     done = []
     for i, path in enumerate(paths):
         arr, mode, original, digest, error = decode_one(path, size, channels)
         if arr is not None:
-            out[start + i] = arr
+            out[i] = arr
         done.append((None, mode, original, digest, error))
-    out.flush()
     del out
     return done
 
@@ -165,7 +203,7 @@ def decode_files(paths: Sequence[str], size: int, channels: int, workers: int | 
         if rows is not None:
             import numpy as np
 
-            images = np.array(rows.array("r"))  # one copy into this process's memory; the file goes
+            images = np.array(rows.rows(0, len(paths), "r"))  # one copy into this process's memory; the file goes
             out = [(images[i] if error is None else None, mode, original, digest, error)
                    for i, (_, mode, original, digest, error) in enumerate(out)]
     finally:

@@ -1,12 +1,11 @@
 """Which Keras backend xraybench trains with, chosen once, before anything imports Keras.
 
 Keras reads ``KERAS_BACKEND`` at import and otherwise falls back to TensorFlow, which the
-default install no longer brings: ``pip install xraybench`` installs JAX (the environment is
-about 0.8 GB against 1.8 GB with TensorFlow's CPU wheel; JAX was also the fastest backend
-measured on a GPU, docs/performance.md), and ``pip install "xraybench[tensorflow]"`` adds
-TensorFlow, the fastest measured on this project's 2-core CPUs at 64 px and above. So, unless
-the user chose with ``KERAS_BACKEND``, xraybench takes the first installed backend of
-:data:`PREFERENCE`, and every record names the one used (``environment.backend``).
+default install does not bring (it brings JAX; the README's "Install" says why and what each
+extra adds). So, unless the user chose with ``KERAS_BACKEND``, xraybench takes the first
+installed backend of :data:`PREFERENCE`, JAX first where one of :data:`JAX_GPU_PLUGINS` is
+installed, and every record names the backend used (``environment.backend``). PyTorch is never
+picked by itself (JAX always is installed): ``KERAS_BACKEND=torch`` chooses it.
 
 ``~/.keras/keras.json`` is not consulted: Keras writes that file itself on its first import,
 with whatever backend was in use, so it records an accident more often than a choice.
@@ -18,12 +17,16 @@ from __future__ import annotations
 import importlib.util
 import os
 
-PREFERENCE = ("tensorflow", "jax", "torch")
+PREFERENCE = ("tensorflow", "jax")  # TensorFlow where installed: the faster of the two on the CPUs measured
 # JAX's CUDA plugins (``pip install "xraybench[gpu]"``): where one is installed, JAX goes first,
 # so a TensorFlow CPU wheel installed beside it does not take a GPU machine's training.
 JAX_GPU_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin")
+KNOWN = ("tensorflow", "jax", "torch")
 NONE_INSTALLED = ("no Keras backend is installed: python -m pip install jax "
-                  '(or "xraybench[tensorflow]", or torch), or set KERAS_BACKEND to an installed one')
+                  '(or "xraybench[tensorflow]"), or set KERAS_BACKEND to an installed one')
+# The rule above in one sentence, for docs/cli.md (xraybench/clidoc.py) and ``--help``.
+RULE = ("`KERAS_BACKEND` (`jax`, `tensorflow` or `torch`; when unset, TensorFlow if installed, else "
+        "JAX, and JAX first where its CUDA plugin is installed; every record names the backend it used)")
 
 
 def installed(name: str) -> bool:
@@ -35,7 +38,8 @@ def installed(name: str) -> bool:
 
 def keras_backend() -> str | None:
     """``$KERAS_BACKEND`` when set, else the first installed backend of :data:`PREFERENCE` (JAX
-    first where a CUDA plugin of JAX is installed), else None (a scikit-learn-only environment: Keras models then fail with :data:`NONE_INSTALLED`)."""
+    first where a CUDA plugin of JAX is installed), else None (no backend: Keras models then
+    fail with :data:`NONE_INSTALLED`)."""
     chosen = os.environ.get("KERAS_BACKEND", "").strip()
     if chosen:
         return chosen
@@ -52,3 +56,13 @@ def ensure_keras_backend() -> str | None:
     if backend:
         os.environ["KERAS_BACKEND"] = backend
     return backend
+
+
+def unusable(backend: str | None) -> str | None:
+    """Why Keras cannot train with ``backend`` (one line), or None when it can."""
+    if backend is None:
+        return NONE_INSTALLED
+    if backend in KNOWN and not installed(backend):
+        extra = '"xraybench[tensorflow]"' if backend == "tensorflow" else backend
+        return f"KERAS_BACKEND={backend} but {backend} is not installed: python -m pip install {extra}, or unset KERAS_BACKEND"
+    return None

@@ -1,8 +1,9 @@
 """The trainer of ``KerasModel``: the one training loop every Keras plugin gets.
 
-Batches come from the cached uint8 arrays through ``tf.data`` (converted to float
-per batch, prefetched, so both cores stay busy); augmentation runs as Keras
-preprocessing layers in front of the plugin's network; early stopping watches
+Batches come from the cached uint8 arrays (converted to float per batch) through
+``tf.data`` under TensorFlow (prefetched, so both cores stay busy), ``keras.utils.PyDataset``
+under JAX and PyTorch; augmentation runs in front of the plugin's network (Keras'
+preprocessing layers under TensorFlow, ``augment.py``'s fused warp otherwise); early stopping watches
 validation loss and restores the best weights. The core imports keras only here
 (plugins import it in their own ``build``); the rest of xraybench reaches it through
 ``TRAINER`` (``xraybench.training.Trainer``).
@@ -22,7 +23,7 @@ from xraybench.progress import EpochBar, StopState, live, quiet_backend_startup
 from xraybench.records import PRECISIONS
 from xraybench.specs import ImageSet, KerasModel
 from xraybench.training import Fitted, OnEpoch, one_line
-from xraybench.training.backend import NONE_INSTALLED, ensure_keras_backend
+from xraybench.training.backend import ensure_keras_backend, unusable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ensure_keras_backend()  # before the first ``import keras`` of this process (training/backend.py)
@@ -40,7 +41,11 @@ def resolve_precision(requested: str = "auto") -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
     if requested != "auto":
         return requested
-    return "mixed_bfloat16" if _has_gpu(ensure_keras_backend() or "") else "float32"
+    import sys
+
+    # The backend Keras runs on, where something imported Keras before xraybench pinned one.
+    backend = sys.modules["keras"].backend.backend() if "keras" in sys.modules else ensure_keras_backend()
+    return "mixed_bfloat16" if _has_gpu(backend or "") else "float32"
 
 
 def _has_gpu(backend: str) -> bool:
@@ -70,6 +75,12 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
 
 
 def _has_tf_data() -> bool:
+    """tf.data feeds the TensorFlow backend only: under JAX or PyTorch it would load TensorFlow
+    beside them (and a GPU build of it would take the GPU), so they get ``PyDataset``."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
     try:
         with quiet_backend_startup():
             import tensorflow  # noqa: F401
@@ -409,10 +420,11 @@ class KerasTrainer:
 
     def fit(self, spec: KerasModel, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int,
             precision: str = "auto", on_epoch: OnEpoch | None = None, callbacks: list | None = None) -> Fitted:
-        if ensure_keras_backend() is None:
-            raise PluginFailure(f"cannot train {spec.name}: {NONE_INSTALLED}")
-        precision = resolve_precision(precision)
+        why = unusable(ensure_keras_backend())
+        if why:
+            raise PluginFailure(f"cannot train {spec.name}: {why}")
         try:
+            precision = resolve_precision(precision)
             fitted, info = fit_keras(spec, train, val, params, seed, precision, on_epoch, callbacks)
         except PluginFailure:
             raise

@@ -83,10 +83,11 @@ def _seconds(values: list) -> str:
     return f"{mean:.0f} ({min(values):.0f}-{max(values):.0f})" if len(values) > 1 else f"{mean:.0f}"
 
 
-def table_rows(results: Path, models: tuple[str, ...]) -> list[str]:
+def table_rows(results: Path, models: tuple[str, ...], sizes: list[int] | None = None) -> list[str]:
     from xraybench.leaderboard import build_rows
 
-    rows = [r for r in build_rows(_records(results)) if r["model"] in models and r["variant"] == "default"]
+    rows = [r for r in build_rows(_records(results)) if r["model"] in models and r["variant"] == "default"
+            and (not sizes or r["image_size"] in sizes)]
     rows.sort(key=lambda r: (models.index(r["model"]), r["image_size"] or 0))
     lines = []
     for r in rows:
@@ -110,7 +111,7 @@ def table(args: argparse.Namespace) -> int:
     for line in table_rows(args.results, tuple(args.models)):
         print(line)
     for other in args.also:
-        for line in table_rows(other, tuple(args.models)):
+        for line in table_rows(other, tuple(args.models), args.also_sizes):
             print(line)
     print("\nMean ± SD over seeds; the 95% CIs are percentile bootstraps of the lowest-seed run's test "
           "predictions; threshold 0.5.")
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("--also", nargs="*", type=Path, default=[],
                            help="other results folders whose matching rows to add (e.g. leaderboards)")
+            p.add_argument("--also-sizes", nargs="*", type=int, default=[],
+                           help="only these image sizes from the --also folders")
     args = parser.parse_args(argv)
     return run(args) if args.command == "run" else table(args)
 

@@ -16,4 +16,13 @@ if [ -d leaderboards/precision/runs ]; then
   XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --force --format json --no-references \
     --output leaderboards/precision/precision.json
 fi
+if [ -d leaderboards/resolution/runs ]; then
+  # the resolution study (issue 14): its own results folder too; its summary table in RESOLUTION.md
+  XRAYBENCH_RESULTS=leaderboards/resolution xraybench leaderboard --force --format markdown --no-references \
+    --output leaderboards/resolution/LEADERBOARD.md
+  XRAYBENCH_RESULTS=leaderboards/resolution xraybench leaderboard --force --format json --no-references \
+    --output leaderboards/resolution/leaderboard.json
+  python benchmarks/resolution_study.py table --results leaderboards/resolution --also leaderboards \
+    --also-sizes 150 > leaderboards/resolution/table.md
+fi
 echo "wrote leaderboards/LEADERBOARD.md, LEADERBOARD-val-threshold.md and their JSON twins"

@@ -3,15 +3,15 @@
     python benchmarks/bench_scale.py                       # 5000 20000 50000
     python benchmarks/bench_scale.py --sizes 5000 20000    # fewer points
     python benchmarks/bench_scale.py --old-pipeline        # also the former whole-array tf.data input
-    python benchmarks/bench_scale.py --decode-only --rounds 7 --sizes 5000 20000   # the 2-core speed-up alone
+    python benchmarks/bench_scale.py --decode-only --rounds 5 --sizes 5000 20000 50000 --real ../shared/datasets/chest_xray
 
 For each size N it writes N small grayscale JPEGs in the Kaggle layout into a temporary
 folder (generated in parallel, 90% train / 10% test, half PNEUMONIA), then measures:
 
 * cold decode with 1 and with 2 worker processes (``xraybench.data.parallel.decode_files``
   over every file: decode + resize + sha256), ``--rounds`` times, alternating which goes first,
-  reported as medians, the speed-up as the median of the per-round ratios (a one-off pair
-  measured the VM's phases: 0.83x to 2.76x), and the whole cold ``load_dataset`` (decode
+  reported as medians, the speed-up as the median of the per-round ratios (with ``--real``, the
+  same for a real data set's files), and the whole cold ``load_dataset`` (decode
   with every core, fingerprint, write the cache);
 * warm load: ``load_dataset`` from the cache (median of 5 after the first warm load, which
   writes the carved train/validation split once, and checksums the files written in the
@@ -138,28 +138,33 @@ def train_memory(data: Path, cache: Path, steps: int, old: bool = False) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def decode_rounds(files: list[str], size: int, rounds: int) -> dict:
+    """1- and 2-worker cold decodes of ``files``, alternating which goes first each round (the
+    VM's slow phases hit both alike): medians, and the median of the per-round ratios."""
+    from xraybench.data.parallel import decode_files
+
+    times: dict[int, list[float]] = {1: [], 2: []}
+    ratios = []
+    for i in range(rounds):
+        for workers in ((1, 2) if i % 2 == 0 else (2, 1)):
+            start = time.perf_counter()
+            decoded = decode_files(files, size, 1, workers=workers)
+            times[workers].append(time.perf_counter() - start)
+            assert len(decoded) == len(files)
+            del decoded
+        ratios.append(times[1][-1] / times[2][-1])
+    return {"decode_1w_s": statistics.median(times[1]), "decode_2w_s": statistics.median(times[2]),
+            "decode_speedup_2w": statistics.median(ratios), "decode_speedup_range": [min(ratios), max(ratios)],
+            "decode_rounds": rounds}
+
+
 def measure(n: int, tmp: Path, steps: int, old: bool, rounds: int = 1, decode_only: bool = False) -> dict:
     from xraybench.data import load_dataset
-    from xraybench.data.parallel import decode_files
     from xraybench.data.readers import _kaggle_files
 
     data, cache = tmp / f"data{n}", tmp / f"cache{n}"
     row: dict = {"images": n, "generate_s": generate(data, n)}
-    files = _kaggle_files(data)
-    times: dict[int, list[float]] = {1: [], 2: []}
-    ratios = []
-    for i in range(rounds):  # alternating 1- and 2-worker decodes: the VM's slow phases hit both alike
-        for workers in ((1, 2) if i % 2 == 0 else (2, 1)):
-            start = time.perf_counter()
-            decoded = decode_files(files, SIZE, 1, workers=workers)
-            times[workers].append(time.perf_counter() - start)
-            assert len(decoded) == n and all(d[4] is None for d in decoded)
-            del decoded
-        ratios.append(times[1][-1] / times[2][-1])
-    row["decode_1w_s"], row["decode_2w_s"] = statistics.median(times[1]), statistics.median(times[2])
-    row["decode_speedup_2w"] = statistics.median(ratios)  # median of the per-round pair ratios
-    row["decode_speedup_range"] = [min(ratios), max(ratios)]
-    row["decode_rounds"] = rounds
+    row.update(decode_rounds(_kaggle_files(data), SIZE, rounds))
     if decode_only:
         return row
     os.environ["XRAYBENCH_CACHE"] = str(cache)
@@ -198,6 +203,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="alternating 1-/2-worker decode rounds; the speed-up is the median of their pair ratios")
     ap.add_argument("--decode-only", action="store_true", help="measure the decode speed-up only")
+    ap.add_argument("--real", metavar="PATH", help="with --decode-only: also a Kaggle-layout data set's own files")
+    ap.add_argument("--real-size", type=int, default=64, help="the size those are decoded to (default 64)")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
@@ -207,6 +214,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="xraybench-scale-", dir=args.tmp))
     rows = []
     try:
+        if args.real:
+            from xraybench.data.readers import _kaggle_files
+
+            files = _kaggle_files(Path(args.real))
+            rows.append({"images": len(files), "real": f"{args.real} at {args.real_size} px",
+                         **decode_rounds(files, args.real_size, args.rounds)})
+            print(json.dumps(rows[-1]), flush=True)
         for n in args.sizes:
             rows.append(measure(n, tmp, args.steps, args.old_pipeline, args.rounds, args.decode_only))
             print(json.dumps(rows[-1]), flush=True)
@@ -223,7 +237,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for r in rows:
             lo, hi = r["decode_speedup_range"]
-            print(f"| {r['images']:,} | {r['decode_rounds']} | {r['decode_1w_s']:.2f} | {r['decode_2w_s']:.2f} | "
+            print(f"| {r['images']:,}{' (' + r['real'] + ')' if 'real' in r else ' generated'} | {r['decode_rounds']} | {r['decode_1w_s']:.2f} | {r['decode_2w_s']:.2f} | "
                   f"{r['decode_speedup_2w']:.2f}x | {lo:.2f}-{hi:.2f}x |")
         return
     print(f"\nload average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs, {args.steps} training steps of 32")

@@ -1,6 +1,5 @@
 """The process-pool cold decode gives exactly the serial decode's arrays, in the same order."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,8 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*.jpeg"))
 
 
-def test_pool_matches_serial_decode(tmp_path):
+def test_pool_matches_serial_decode(tmp_path, monkeypatch):
+    monkeypatch.setattr(parallel, "CHUNK", 16)  # several chunks from a small tree
     root = make_kaggle_tree(tmp_path / "data", n_train=(70, 90), n_test=(10, 12), size=40)
     files = _files(root)
     (Path(files[5])).write_bytes(b"not an image")  # an error must come back at its own position
@@ -36,6 +36,7 @@ def test_pool_matches_serial_decode(tmp_path):
 
 
 def test_loaded_dataset_identical_with_one_and_two_workers(tmp_path, monkeypatch):
+    monkeypatch.setattr(parallel, "CHUNK", 16)  # a real pool, not the in-process path for small sets
     from xraybench.data import load_dataset
 
     root = make_kaggle_tree(tmp_path / "data", n_train=(40, 60), n_test=(10, 12), size=32)
@@ -111,67 +112,3 @@ def test_a_tampered_carved_split_is_written_again(tmp_path, monkeypatch, capsys)
     warm = load_dataset(root, image_size=16)
     assert "does not match its checksum" in capsys.readouterr().err
     np.testing.assert_array_equal(warm.splits.train.images, cold.splits.train.images)
-
-
-def _leftovers() -> list[str]:
-    import glob
-    import tempfile
-
-    return glob.glob("/dev/shm/xraybench-decode-*") + glob.glob(f"{tempfile.gettempdir()}/xraybench-decode-*")
-
-
-def test_pixels_come_back_through_the_shared_buffer_and_it_is_removed(tmp_path, monkeypatch):
-    root = make_kaggle_tree(tmp_path / "data", n_train=(70, 90), n_test=(10, 12), size=40)
-    files = _files(root)
-    Path(files[3]).write_bytes(b"not an image")  # an error row inside the buffer's range
-    before = set(_leftovers())
-    made = []
-    real_init = parallel._Rows.__init__
-
-    def spy(self, *args):
-        real_init(self, *args)
-        made.append(self.path)
-
-    monkeypatch.setattr(parallel._Rows, "__init__", spy)
-    pooled = parallel.decode_files(files, 24, 1, workers=2)
-    serial = parallel.decode_files(files, 24, 1, workers=1)
-    assert len(made) == 1 and not Path(made[0]).exists()
-    assert set(_leftovers()) == before
-    assert len(pooled) == len(serial) == len(files)
-    assert [r[1:] for r in pooled] == [r[1:] for r in serial] and pooled[3][0] is None
-    # every pooled image is a row of the one array read back from the buffer, not a pickled copy
-    assert len({id(r[0].base) for r in pooled if r[0] is not None}) == 1
-    for a, b in zip(serial, pooled):
-        np.testing.assert_array_equal(a[0], b[0])
-
-
-def test_buffers_of_dead_processes_are_removed_and_nothing_else(tmp_path):
-    import subprocess
-    import sys
-
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    orphan = tmp_path / f"{parallel.PREFIX}{dead.pid}-abc.u8"
-    mine = tmp_path / f"{parallel.PREFIX}{os.getpid()}-abc.u8"
-    other = tmp_path / "xraybench-decode-notapid.u8"
-    unrelated = tmp_path / f"user-{dead.pid}-file.u8"
-    for path in (orphan, mine, other, unrelated):
-        path.write_bytes(b"x")
-    parallel._remove_orphans(str(tmp_path))
-    assert not orphan.exists()
-    assert mine.exists() and other.exists() and unrelated.exists()
-
-
-def test_no_room_for_the_buffer_falls_back_to_the_pipe(tmp_path, monkeypatch):
-    root = make_kaggle_tree(tmp_path / "data", n_train=(70, 90), n_test=(10, 12), size=40)
-    files = _files(root)
-
-    def full(*args):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(parallel, "_Rows", full)
-    pooled = parallel.decode_files(files, 24, 1, workers=2)
-    serial = parallel.decode_files(files, 24, 1, workers=1)
-    assert [r[1:] for r in pooled] == [r[1:] for r in serial]
-    for a, b in zip(serial, pooled):
-        np.testing.assert_array_equal(a[0], b[0])

@@ -4,14 +4,6 @@ Decoding a JPEG and resizing it is CPU-bound Python + C; threads share one inter
 lock for the Python part, so a process pool is what makes the cold load scale with
 cores. Files go to the workers in chunks (one pickle round-trip per chunk, not per
 image) and come back in input order, so the arrays are identical to a serial decode.
-
-The pixels do not travel back through the pool's pipe: the workers write each image into
-its row of one file-backed buffer (:class:`_Rows`, in ``/dev/shm`` where it has room, else
-the temporary folder; its blocks are reserved up front, so a full disk is an error at the
-start, not a crash mid-write; it briefly takes the decoded data set's size there) and return
-only the small fields. Pickled back through the pipe, the pixels cost the parent about as much
-as the second worker saved (docs/performance.md, "Cold decode, paired"). Where no buffer can be
-reserved, they come back through the pipe as before.
 """
 
 from __future__ import annotations
@@ -25,7 +17,11 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Sequence
 
 WORKERS_ENV = "XRAYBENCH_DECODE_WORKERS"
-CHUNK = 64
+# Files per task. Each task costs a pickle round-trip and the decoded pixels come back through
+# the pool's pipe; 64-file tasks held two workers to 1.33x one worker on 20,000 generated 128-px
+# images, 512-file tasks reached 1.57x, and on the real data at 64 px both gave 1.83-1.85x
+# (docs/performance.md, "Cold decode, two workers").
+CHUNK = 512
 
 # (array or None, original mode, original (w, h), sha256 of the file, error text or None)
 Decoded = tuple
@@ -71,93 +67,6 @@ def _decode_chunk(paths: Sequence[str], size: int, channels: int) -> list[Decode
     return [decode_one(p, size, channels) for p in paths]
 
 
-PREFIX = "xraybench-decode-"  # + the owner's pid: a buffer whose process died is removed by the next decode
-
-
-class _Rows:
-    """``n`` rows of ``(size, size, channels)`` uint8 in a temporary file every process can map."""
-
-    def __init__(self, n: int, size: int, channels: int) -> None:
-        import tempfile
-
-        self.shape = (n, size, size, channels)
-        self.row_bytes = size * size * channels
-        nbytes = max(1, n * self.row_bytes)
-        if not hasattr(os, "posix_fallocate"):  # cannot reserve the blocks (macOS, Windows): use the pipe
-            raise OSError("posix_fallocate is not available here")
-        last_error: OSError = OSError("no folder for the decode buffer")
-        for folder in ("/dev/shm", tempfile.gettempdir()):  # memory first; the temp folder where /dev/shm is small
-            if not os.path.isdir(folder):
-                continue
-            _remove_orphans(folder)
-            path = None
-            try:
-                fd, path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", suffix=".u8", dir=folder)
-                try:
-                    os.posix_fallocate(fd, 0, nbytes)  # ENOSPC now, rather than SIGBUS in a worker's write
-                finally:
-                    os.close(fd)
-                self.path = path
-                return
-            except OSError as exc:
-                last_error = exc
-                if path:
-                    os.unlink(path)
-            except BaseException:
-                if path:
-                    os.unlink(path)
-                raise
-        raise last_error
-
-    def rows(self, start: int, count: int, mode: str = "r+") -> "np.ndarray":
-        """Rows ``start`` to ``start + count`` mapped (a worker maps only its chunk's rows)."""
-        import numpy as np
-
-        return np.memmap(self.path, dtype=np.uint8, mode=mode, offset=start * self.row_bytes,
-                         shape=(count, *self.shape[1:]))
-
-    def remove(self) -> None:
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-
-
-def _remove_orphans(folder: str) -> None:
-    """Remove decode buffers left by processes that no longer exist (killed mid-decode: in
-    /dev/shm such a file would hold its memory until reboot). Only this module's own files,
-    named with their owner's pid, and only those of this user."""
-    import glob
-
-    for path in glob.glob(os.path.join(folder, f"{PREFIX}*")):
-        try:
-            pid = int(os.path.basename(path)[len(PREFIX):].split("-", 1)[0])
-            if os.stat(path).st_uid != os.getuid():
-                continue
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        except (ValueError, OSError, AttributeError):
-            continue
-
-
-def _decode_chunk_into(rows: _Rows, start: int, paths: Sequence[str], size: int, channels: int) -> list[Decoded]:
-    """Decode into rows ``start...`` of the shared buffer; the pixels stay out of the reply.
-    No flush: the mapping is shared, so the parent reads the pages this worker wrote."""
-    out = rows.rows(start, len(paths))
-    done = []
-    for i, path in enumerate(paths):
-        arr, mode, original, digest, error = decode_one(path, size, channels)
-        if arr is not None:
-            out[i] = arr
-        done.append((None, mode, original, digest, error))
-    del out
-    return done
-
-
 def _context():
     """fork where it is safe (about 10 ms a worker), else forkserver (about 1 s to start: imports).
 
@@ -184,31 +93,11 @@ def decode_files(paths: Sequence[str], size: int, channels: int, workers: int | 
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1 or len(paths) <= CHUNK:
         return _decode_chunk(paths, size, channels)
-    starts = list(range(0, len(paths), CHUNK))
-    chunks = [paths[i : i + CHUNK] for i in starts]
-    n = len(chunks)
-    try:
-        rows: _Rows | None = _Rows(len(paths), size, channels)
-    except OSError:
-        rows = None  # no room for the buffer: the pixels come back through the pipe instead
+    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     out: list[Decoded] = []
-    try:
-        with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=_context()) as pool:
-            if rows is None:
-                parts = pool.map(_decode_chunk, chunks, [size] * n, [channels] * n)
-            else:
-                parts = pool.map(_decode_chunk_into, [rows] * n, starts, chunks, [size] * n, [channels] * n)
-            for part in parts:
-                out.extend(part)
-        if rows is not None:
-            import numpy as np
-
-            images = np.array(rows.rows(0, len(paths), "r"))  # one copy into this process's memory; the file goes
-            out = [(images[i] if error is None else None, mode, original, digest, error)
-                   for i, (_, mode, original, digest, error) in enumerate(out)]
-    finally:
-        if rows is not None:
-            rows.remove()
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_context()) as pool:
+        for part in pool.map(_decode_chunk, chunks, [size] * len(chunks), [channels] * len(chunks)):
+            out.extend(part)
     return out
 
 

@@ -32,12 +32,14 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
 
 
 def _hardware(record: RunRecord) -> str:
+    from xraybench.training.backend import KNOWN
+
     env = record.environment or {}
-    backend = env.get("backend") or "?"
-    version = env.get(backend) if backend in ("tensorflow", "torch", "jax") else None
     device = env.get("accelerator") or f"CPU ({(env.get('cpu') or {}).get('model', '?')}, {(env.get('cpu') or {}).get('cores', '?')} cores)"
     if record.kind == "generic":
         return f"scikit-learn {env.get('scikit-learn') or '?'} on {device}"
+    backend = trained_on(record) or "?"
+    version = env.get(backend) if backend in KNOWN else None
     return f"keras {env.get('keras') or '?'} / {backend} {version or ''} on {device}".replace("  ", " ")
 
 

@@ -53,17 +53,20 @@ def trained_on(record: RunRecord) -> str | None:
 
 
 def variant(record: RunRecord | dict[str, Any]) -> str:
-    """"default", "tuned", or the ``--param``/``--epochs`` overrides a run was given, plus
-    "bf16" for runs under mixed_bfloat16: another configuration gets its own row instead of
-    joining the mean of the defaults."""
+    """"default", "tuned", or the ``--param``/``--epochs`` overrides a run was given, led by its
+    training recipe unless that is the seed's (``modern label_smoothing=0.0``; tags hold the
+    overrides, params the recipe a plugin defaults to), plus "bf16" for
+    runs under mixed_bfloat16: another configuration gets its own row instead of joining the
+    mean of the defaults, and rows of different recipes are never pooled."""
     record = coerce(record)
     tags = record.tags or {}
+    overrides = dict(tags.get("overrides") or {})
+    recipe = overrides.pop("recipe", None) or (record.params or {}).get("recipe")
+    parts = [str(recipe)] if recipe and recipe != "seed" else []  # no recipe stored: before recipes, the seed's
     if tags.get("tuned"):
-        name = "tuned"
-    elif tags.get("overrides"):
-        name = " ".join(f"{k}={v}" for k, v in sorted(tags["overrides"].items()))
+        name = " ".join(["tuned", *parts])
     else:
-        name = "default"
+        name = " ".join([*parts, *(f"{k}={v}" for k, v in sorted(overrides.items()))]) or "default"
     return f"{name} bf16" if record.precision == "mixed_bfloat16" else name
 
 

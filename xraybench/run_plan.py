@@ -18,9 +18,9 @@ from xraybench.runner import Prepared, RunRequest, prepare
 from xraybench.training import trains_in_epochs
 
 
-def training_flags(epochs: int | None, batch_size: int | None = None) -> dict[str, Any]:
-    """``--epochs`` / ``--batch-size`` as parameter overrides, checked (each at least 1)."""
-    flags: dict[str, Any] = {}
+def training_flags(epochs: int | None, batch_size: int | None = None, recipe: str | None = None) -> dict[str, Any]:
+    """``--epochs`` / ``--batch-size`` / ``--recipe`` as parameter overrides, checked (each at least 1)."""
+    flags: dict[str, Any] = {"recipe": recipe} if recipe else {}
     if epochs is not None:
         if epochs < 1:
             raise XRayBenchError(f"--epochs must be at least 1, got {epochs}")

@@ -64,7 +64,11 @@ def prepare(request: RunRequest, registry=None, dataset_cache: dict | None = Non
 
     registry = registry or load_registry(request.disabled)
     spec = registry.model(request.model)
-    resolved = params_mod.resolve(spec.all_defaults(), request.params, spec.name)
+    resolved = params_mod.resolve(spec.all_defaults(request.params.get("recipe")), request.params, spec.name)
+    if "recipe" in resolved:  # a family with training recipes: their values checked before anything trains
+        from xraybench.training import recipes
+
+        recipes.check(resolved)
     from xraybench.data.builtin import native_size
 
     # 0 is an error (checked by the data layer), not "default"; the built-in copy has its own 28 px

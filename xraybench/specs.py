@@ -15,16 +15,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from xraybench.records import DEFAULT_IMAGE_SIZE, LABELS  # noqa: F401  (LABELS: part of this module's API)
 
-# Training settings the harness itself owns for every Keras model. A plugin may
+# Training settings the harness owns for every Keras model besides its recipe's
+# (xraybench/training/recipes.py: optimizer, schedule, epochs, augmentation, ...). A plugin may
 # change their defaults in its `defaults`; users override them with --param.
 KERAS_TRAINING_DEFAULTS: dict[str, Any] = {
-    "epochs": 20,
-    "batch_size": 32,
-    "learning_rate": 1e-3,
-    "augment": True,
     "class_weight": False,
     "standardize": False,
-    "patience": 3,
 }
 
 
@@ -97,8 +93,11 @@ class ModelSpec:
     kind = "abstract"
     trainer = ""  # the module of xraybench.training.Trainer that trains this spec type (see xraybench/training/)
 
-    def all_defaults(self) -> dict[str, Any]:
-        """The parameters a plain run uses: ``defaults`` (a Keras model adds the harness's training defaults)."""
+    def all_defaults(self, recipe: str | None = None) -> dict[str, Any]:
+        """The parameters a plain run uses: ``defaults`` (a Keras model adds its training recipe's).
+
+        ``recipe`` is a ``--recipe`` the user asked for; a family without recipes ignores it here
+        (the ``recipe`` key then fails as an unknown parameter, in one line)."""
         return dict(self.defaults)
 
 
@@ -110,17 +109,28 @@ class KerasModel(ModelSpec):
     ``keras.Model`` whose output is P(PNEUMONIA) of shape (N, 1). Import keras
     inside ``build``. Give the last layer ``dtype="float32"`` so probabilities
     keep full precision under mixed precision. The harness adds scaling to
-    [0, 1], augmentation, class weights, early stopping and the seed.
+    [0, 1], augmentation, class weights, the epoch choice and the seed, as the
+    training ``recipe`` says (``xraybench/training/recipes.py``: ``seed``, ``modern``,
+    ``medmnist``); ``recipe`` names the one a plain run of this model uses.
     """
 
     build: Callable[[tuple[int, int, int], dict[str, Any]], Any] | None = None
+    recipe: str = "seed"
 
     kind = "keras"
     trainer = "xraybench.training.keras"
 
-    def all_defaults(self) -> dict[str, Any]:
+    def all_defaults(self, recipe: str | None = None) -> dict[str, Any]:
+        """Harness defaults < the recipe's values < the plugin's ``defaults``; a recipe the user asked
+        for (``--recipe``) that is not the plugin's own ranks above the plugin's defaults for the
+        training fields it sets, so ``--recipe seed`` is the seed's training on any model."""
+        from xraybench.training import recipes
+
+        chosen = recipes.get(recipe or self.recipe)
         merged = dict(KERAS_TRAINING_DEFAULTS)
-        merged.update(self.defaults)
+        merged.update(chosen.params())
+        own = chosen.name == self.recipe
+        merged.update({k: v for k, v in self.defaults.items() if own or k not in recipes.TRAINING_FIELDS})
         return merged
 
 

@@ -444,7 +444,7 @@ def open_study(spec: ModelSpec, train: ImageSet, val: ImageSet, storage_url: str
     session = Session(worker=uuid.uuid4().hex[:12])
     study.set_user_attr("model", spec.name)
     study.set_user_attr("metric", metric)
-    typed = params_mod.resolve(spec.all_defaults(), fixed, spec.name)  # checks keys and types once
+    typed = params_mod.resolve(spec.all_defaults(fixed.get("recipe")), fixed, spec.name)  # checks keys and types once
     fixed = {key: typed[key] for key in fixed}
     task = TrialTask(spec.name, list(disabled or []), train, val, metric, seed, precision, pruner)
     return study, storage, session, fixed, task
@@ -480,7 +480,7 @@ def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, s
         trial.set_user_attr("worker", session.worker)  # which process ran it, for the record
         try:
             sampled = spec.search_space(FixedParamsTrial(trial, fixed))
-            params = params_mod.resolve(spec.all_defaults(), {**sampled, **fixed}, spec.name)
+            params = params_mod.resolve(spec.all_defaults(fixed.get("recipe")), {**sampled, **fixed}, spec.name)
         except Exception as exc:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise XRayBenchError(f"{spec.name}'s search space failed: {type(exc).__name__}: {exc}") from None

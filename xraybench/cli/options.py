@@ -89,6 +89,15 @@ def epochs(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--epochs", type=int, metavar="N", help=help)
 
 
+def recipe(p: argparse.ArgumentParser) -> None:
+    """``--recipe NAME``: a training recipe (xraybench/training/recipes.py) for every Keras model of the command."""
+    from xraybench.training.recipes import RECIPES  # pure data: imports no backend
+
+    p.add_argument("--recipe", choices=tuple(RECIPES), metavar="NAME",
+                   help=f"training recipe for Keras models: {', '.join(RECIPES)} (default: each model's own; "
+                        "`xraybench models` shows it). Same as --param recipe=NAME")
+
+
 def force(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--force", action="store_true", help=help)
 

@@ -27,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     interruptible()  # kill -INT stops a run cleanly even where SIGINT was inherited ignored
     set_verbose(args.verbose)
     overrides = parse_assignments(args.param)
-    flags = training_flags(args.epochs, args.batch_size)
+    flags = training_flags(args.epochs, args.batch_size, args.recipe)
     settings = RunRequest(
         model="", data=args.data, image_size=args.image_size, channels=args.channels, precision=args.precision,
         val_fraction=args.val_fraction, skip_bad=args.skip_bad, disabled=list(args.disable_plugin), timeout=args.timeout,
@@ -89,6 +89,7 @@ def add_run(sub) -> None:
     options.data(p, None)
     options.epochs(p, "cap on training epochs (Keras models)")
     p.add_argument("--batch-size", type=int, metavar="N", help="batch size (Keras models)")
+    options.recipe(p)
     options.seed(p, "seed for the split and the training")
     p.add_argument("--seeds", type=int, nargs="+", metavar="N", help="run each model once per seed (overrides --seed)")
     options.param(p, "override a model parameter (repeatable)")

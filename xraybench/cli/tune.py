@@ -43,7 +43,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     tuning.require_tunable(spec)  # before any data is loaded
     from xraybench.run_plan import flag_overrides, training_flags
 
-    flags = training_flags(args.epochs)
+    flags = training_flags(args.epochs, recipe=args.recipe)
     fixed = flag_overrides(spec, parse_assignments(args.param), flags, console)
     announce_builtin(args.data, console)
     request = RunRequest(model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size,
@@ -201,6 +201,7 @@ def add_tune(sub) -> None:
     p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
     options.param(p, "fix a parameter (repeatable)")
     options.epochs(p, "cap on epochs per trial (Keras models)")
+    options.recipe(p)
     options.seed(p, "seed for the split, the sampler and training")
     options.precision(p)
     options.data(p, None)

@@ -91,3 +91,34 @@ def random_affine_layer(keras: Any, seed: int | None = None, name: str = "aug_af
             return input_shape
 
     return RandomAffine(name=name)
+
+
+# The "strong" policy's intensity ranges (recipes.py): exposure and contrast differ between the
+# Kaggle split's sources (docs/examples/intensity_by_split.py), so the network is shown them varied.
+CONTRAST = 0.3  # each image's contrast scaled by 1 +- this, about its own mean
+BRIGHTNESS = 0.1  # then shifted by +- this (images are in [0, 1])
+
+
+def random_intensity_layer(keras: Any, seed: int | None = None, name: str = "aug_intensity") -> Any:
+    """A Keras layer drawing a contrast and a brightness change per image, active in training only;
+    backend-neutral (``keras.ops``), its seed state a Keras variable like the warp's."""
+    ops = keras.ops
+
+    class RandomIntensity(keras.layers.Layer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(dtype="float32", **kwargs)
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images: Any, training: bool | None = None) -> Any:
+            if not training:
+                return images
+            b = ops.shape(images)[0]
+            contrast = ops.reshape(1.0 + keras.random.uniform((b,), -CONTRAST, CONTRAST, seed=self.generator), (-1, 1, 1, 1))
+            shift = ops.reshape(keras.random.uniform((b,), -BRIGHTNESS, BRIGHTNESS, seed=self.generator), (-1, 1, 1, 1))
+            mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+            return ops.clip((images - mean) * contrast + mean + shift, 0.0, 1.0)
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return input_shape
+
+    return RandomIntensity(name=name)

@@ -11,6 +11,7 @@ validation loss and restores the best weights. The core imports keras only here
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Callable
@@ -22,7 +23,7 @@ from xraybench.errors import PluginFailure
 from xraybench.progress import EpochBar, StopState, live, quiet_backend_startup
 from xraybench.records import PRECISIONS
 from xraybench.specs import ImageSet, KerasModel
-from xraybench.training import Fitted, OnEpoch, one_line
+from xraybench.training import Fitted, OnEpoch, one_line, recipes
 from xraybench.training.backend import ensure_keras_backend, unusable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -89,7 +90,23 @@ def _has_tf_data() -> bool:
     return True
 
 
-def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int):
+def mix_batch(x: np.ndarray, y: np.ndarray, alpha: float, seed: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mixup (Zhang et al. 2018) of one float batch: each image blended with another of the batch,
+    weight ``max(lam, 1 - lam)`` for its own, ``lam ~ Beta(alpha, alpha)``, labels alike.
+
+    The draws come from a generator seeded by the run's seed and the batch's image indices, so
+    they do not depend on which pipeline thread prepares the batch: same seed, same batches.
+    """
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, *(int(i) for i in index[:8])])
+    lam = rng.beta(alpha, alpha, size=len(x)).astype(np.float32)
+    lam = np.maximum(lam, 1.0 - lam)
+    partner = rng.permutation(len(x))
+    mixed = lam[:, None, None, None] * x + (1.0 - lam[:, None, None, None]) * x[partner]
+    return mixed.astype(np.float32), (lam * y + (1.0 - lam) * y[partner]).astype(np.float32)
+
+
+def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int,
+               mixup: float = 0.0):
     """Backend-neutral batches (keras.utils.PyDataset) for installs without TensorFlow."""
     import keras
 
@@ -110,7 +127,10 @@ def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, s
         def __getitem__(self, i: int):
             index = np.sort(self.order[i * batch_size : (i + 1) * batch_size])
             x = images[index].astype(np.float32) * (1.0 / 255.0)
-            return x if labels is None else (x, np.asarray(labels[index], dtype=np.float32))
+            if labels is None:
+                return x
+            y = np.asarray(labels[index], dtype=np.float32)
+            return mix_batch(x, y, mixup, seed, index) if mixup > 0 else (x, y)
 
         def on_epoch_end(self) -> None:
             if shuffle:
@@ -119,8 +139,10 @@ def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, s
     return Batches()
 
 
-def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int):
-    """uint8 arrays to float batches in [0, 1], read and converted per batch (never the whole set up front).
+def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int,
+                 mixup: float = 0.0):
+    """uint8 arrays to float batches in [0, 1], read and converted per batch (never the whole set up front);
+    ``mixup`` > 0 blends each training batch (:func:`mix_batch`).
 
     ``tf.data`` carries only image *indices* (shuffled, seeded, batched); each batch's rows are
     gathered from ``images`` (the cache's memory-mapped array) by a NumPy call inside the
@@ -129,7 +151,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int,
     set (docs/performance.md, scale benchmark). Same seed, same batches as that older form.
     """
     if os.environ.get("XRAYBENCH_INPUT") == "pydataset" or not _has_tf_data():
-        return _pydataset(np.asarray(images), labels, batch_size, shuffle, seed)
+        return _pydataset(np.asarray(images), labels, batch_size, shuffle, seed, mixup)
     import tensorflow as tf
 
     n = len(images)
@@ -149,20 +171,38 @@ def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int,
         image = tf.cast(rows, tf.float32) * (1.0 / 255.0)
         return image if y is None else (image, tf.gather(y, idx))
 
+    if mixup > 0 and labels is not None:
+        label_array = np.asarray(labels, dtype=np.float32)
+
+        def gather_mixed(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            rows = np.asarray(images[idx], dtype=np.float32) * (1.0 / 255.0)
+            return mix_batch(rows, label_array[idx], mixup, seed, idx)
+
+        def load(idx):  # noqa: F811 (the mixing form of the loader above)
+            image, target = tf.numpy_function(gather_mixed, [idx], (tf.float32, tf.float32), stateful=False)
+            image.set_shape((None, *shape))
+            target.set_shape((None,))
+            return image, target
+
     return index.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def augmentation(keras):
-    """The seed's light augmentation: small rotations, shifts and zooms, no flips.
+def augmentation(keras, policy: str = "seed"):
+    """The layers of an augmentation policy (recipes.py): ``none``; ``seed``, the seed's light
+    augmentation (small rotations, shifts and zooms, no flips); ``strong``, the seed's plus a
+    contrast and brightness change per image (augment.random_intensity_layer).
 
-    TensorFlow: Keras' three layers (the draws behind every published CPU row). JAX and
-    PyTorch: the same ranges as one fused warp (training/augment.py says why).
+    The seed's under TensorFlow: Keras' three layers (the draws behind every published CPU row).
+    JAX and PyTorch: the same ranges as one fused warp (training/augment.py says why).
     """
     from xraybench.training import augment
 
+    if policy == "none":
+        return []
+    extra = [augment.random_intensity_layer(keras)] if policy == "strong" else []
     if keras.backend.backend() != "tensorflow":
-        return [augment.random_affine_layer(keras)]
-    return [
+        return [*extra, augment.random_affine_layer(keras)]
+    return [*extra, 
         keras.layers.RandomRotation(augment.ROTATION, fill_mode="nearest", name="aug_rotate"),
         keras.layers.RandomTranslation(augment.SHIFT, augment.SHIFT, fill_mode="nearest", name="aug_shift"),
         keras.layers.RandomZoom(augment.ZOOM, fill_mode="nearest", name="aug_zoom"),
@@ -187,13 +227,109 @@ def standardization(keras):
     return PerImageStandardization(name="standardize")
 
 
-class FittedKeras:
-    def __init__(self, model, core, batch_size: int) -> None:
-        self.model, self.core, self.batch_size = model, core, batch_size
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # in steps of 1/16 of the image side (recipes.py: tta)
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+
+def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``images`` (N, H, W, C) moved ``dy`` rows down and ``dx`` columns right, edges repeated."""
+    if dy == 0 and dx == 0:
+        return images
+    h, w = images.shape[1], images.shape[2]
+    py, px = abs(dy), abs(dx)
+    padded = np.pad(images, ((0, 0), (py, py), (px, px), (0, 0)), mode="edge")
+    return padded[:, py - dy : py - dy + h, px - dx : px - dx + w]
+
+
+class FittedKeras:
+    def __init__(self, model, core, batch_size: int, tta: bool = False) -> None:
+        self.model, self.core, self.batch_size, self.tta = model, core, batch_size, tta
+
+    def _predict(self, images: np.ndarray) -> np.ndarray:
         ds = make_dataset(images, None, self.batch_size, shuffle=False, seed=0)
         return np.asarray(self.model.predict(ds, verbose=0), dtype=np.float64)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """P(PNEUMONIA); with ``tta``, the mean over the image and four small shifts of it."""
+        if not self.tta:
+            return self._predict(images)
+        step = max(1, int(images.shape[1]) // 16)
+        return np.mean([self._predict(shifted(np.asarray(images), dy * step, dx * step)) for dy, dx in TTA_SHIFTS], axis=0)
+
+
+def learning_rate(keras, params: dict[str, Any], steps_per_epoch: int):
+    """The recipe's learning rate: a number, or a schedule over optimizer steps (warm-up, then
+    constant, cosine decay to 0, or MedMNIST's x0.1 steps at half and three quarters of training)."""
+    rate = float(params.get("learning_rate", 1e-3))
+    schedule = str(params.get("schedule", "constant"))
+    warm = int(params.get("warmup_epochs", 0)) * steps_per_epoch
+    total = max(1, int(params.get("epochs", 20)) * steps_per_epoch)
+    if schedule == "constant" and warm == 0:
+        return rate
+    ops = keras.ops
+
+    class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            step = ops.cast(step, "float32")
+            if schedule == "cosine":
+                progress = ops.clip((step - warm) / float(max(total - warm, 1)), 0.0, 1.0)
+                after = rate * 0.5 * (1.0 + ops.cos(math.pi * progress))
+            elif schedule == "step":
+                after = rate * ops.where(step < 0.5 * total, 1.0, ops.where(step < 0.75 * total, 0.1, 0.01))
+            else:
+                after = rate + 0.0 * step
+            return ops.where(step < warm, rate * (step + 1.0) / float(max(warm, 1)), after) if warm else after
+
+        def get_config(self):
+            return {"rate": rate, "schedule": schedule, "warmup_steps": warm, "total_steps": total}
+
+    return RecipeSchedule()
+
+
+def optimizer(keras, params: dict[str, Any], steps_per_epoch: int):
+    """Adam or AdamW (decoupled weight decay) at the recipe's learning rate."""
+    rate = learning_rate(keras, params, steps_per_epoch)
+    decay = float(params.get("weight_decay", 0.0)) or None
+    if params.get("optimizer", "adam") == "adamw":
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=decay or 0.0)
+    return keras.optimizers.Adam(learning_rate=rate, weight_decay=decay)
+
+
+def weight_averager(keras, momentum: float):
+    """Epoch-end exponential moving average of the float weights (recipes.py: weight_average).
+
+    First in the callback list: as validation starts (``on_test_begin``, inside ``fit``) it folds
+    the epoch's weights into the average and puts the average in place, so the validation
+    metrics, the epoch choice (EarlyStopping's snapshot at ``on_epoch_end``) and the final model
+    are the average's; the raw weights go back before the next epoch trains.
+    """
+
+    class WeightAverage(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.average: list[np.ndarray] | None = None
+            self.raw: list[np.ndarray] | None = None
+
+        def _weights(self):
+            return [v for v in self.model.weights if "float" in str(v.dtype)]
+
+        def on_test_begin(self, logs=None):
+            if self.raw is not None:  # already averaged this epoch
+                return
+            variables = self._weights()
+            self.raw = [np.array(v.numpy()) for v in variables]
+            if self.average is None:
+                self.average = [w.copy() for w in self.raw]
+            else:
+                self.average = [momentum * a + (1.0 - momentum) * w for a, w in zip(self.average, self.raw)]
+            for v, a in zip(variables, self.average):
+                v.assign(a)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.raw is not None:
+                for v, w in zip(self._weights(), self.raw):
+                    v.assign(w)
+                self.raw = None
+
+    return WeightAverage()
 
 
 def fit_keras(
@@ -231,25 +367,27 @@ def fit_keras(
             raise ValueError(f"build returned {type(core).__name__}, expected a keras.Model")
         inputs = keras.Input(shape=shape, name="image")
         x = inputs
-        if params.get("augment", True):
-            for layer in augmentation(keras):
-                x = layer(x)
+        for layer in augmentation(keras, recipes.augment_policy(params.get("augment", "seed"))):
+            x = layer(x)
         if params.get("standardize", False):
             x = standardization(keras)(x)
         outputs = core(x)
         model = keras.Model(inputs, outputs, name=f"xraybench_{spec.name}")
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=float(params.get("learning_rate", 1e-3))),
-            loss=keras.losses.BinaryCrossentropy(),
-            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-        )
         epochs = int(params.get("epochs", 20))
         batch_size = int(params.get("batch_size", 32))
-
         steps = max(1, -(-len(train) // batch_size))
+        model.compile(
+            optimizer=optimizer(keras, params, steps),
+            loss=keras.losses.BinaryCrossentropy(label_smoothing=float(params.get("label_smoothing", 0.0))),
+            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        )
+
         bar = EpochBar(spec.name, epochs, steps, batch_size) if live() else None
-        stopper = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=int(params.get("patience", 3)), restore_best_weights=True
+        select = str(params.get("select", "val_loss"))
+        patience = int(params.get("patience", 3))
+        stopper = keras.callbacks.EarlyStopping(  # patience 0: every epoch trains, the best is kept
+            monitor=select, mode="min" if select == "val_loss" else "max",
+            patience=patience if patience > 0 else epochs + 1, restore_best_weights=True,
         )
 
         class Progress(keras.callbacks.Callback):
@@ -292,8 +430,12 @@ def fit_keras(
         saved = checkpoints.load(resume_from) if resume_from is not None else None
         initial_epoch = _restore(model, saved) if saved else 0
         keeper = _checkpointer(keras, stopper, save_to, saved)
-        all_callbacks = [stopper, *([keeper] if keeper else []), LiveProgress() if bar is not None else Progress(), *(callbacks or [])]
-        train_ds = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed)
+        momentum = float(params.get("weight_average", 0.0))
+        averager = [weight_averager(keras, momentum)] if momentum > 0 else []
+        all_callbacks = [*averager, stopper, *([keeper] if keeper else []), LiveProgress() if bar is not None else Progress(),
+                         *(callbacks or [])]
+        train_ds = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed,
+                                mixup=float(params.get("mixup", 0.0)))
         val_ds = make_dataset(val.images, val.labels, batch_size, shuffle=False, seed=seed)
         _skip_epochs(train_ds, initial_epoch)
         start = time.perf_counter()
@@ -318,7 +460,7 @@ def fit_keras(
             "param_count": int(core.count_params()),
             "train_images_per_second": len(train) * len(logs.get("loss", [])) / seconds if seconds else None,
         }
-        return FittedKeras(model, core, batch_size), info
+        return FittedKeras(model, core, batch_size, tta=bool(params.get("tta", False))), info
     finally:
         if bar is not None:
             bar.stop()

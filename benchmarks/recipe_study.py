@@ -17,6 +17,11 @@ per run.
 
 ``select`` applies :func:`recommend`, the rule written before any test figure was read:
 **validation metrics only**. It is printed with the cell it picks.
+
+``ensembles`` records, for each seed, ``xraybench ensemble`` of that seed's runs of
+:data:`ENSEMBLE_OF` (the recommended cell, then one cell per other model family), so that the
+three seeds make three disjoint member sets and the ensemble row has a mean ± SD over seeds;
+``table`` adds its row. The members are fixed in advance, like the rule: no test figure chooses them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 SEEDS = (1, 2, 3)
+# One backend for the whole study (runs of different backends are never one row): TensorFlow,
+# the published rows' and the faster on the CPUs measured; KERAS_BACKEND chooses another.
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class Cell:
         """Whether a stored run is one of this cell's (same model, same overrides as resolved)."""
         if record.model != self.model or (self.image_size and record.image_size != self.image_size):
             return False
+        if (record.environment or {}).get("backend") != BACKEND:
+            return False
         stored = dict((record.tags or {}).get("overrides") or {})
         return {k: _norm(v) for k, v in stored.items()} == {k: _norm(v) for k, v in self.overrides.items()}
 
@@ -81,9 +91,16 @@ CELLS = (
     Cell("modern + mixup 0.2", "baseline_cnn", {**MODERN, "mixup": 0.2}),
     Cell("modern + class weights", "baseline_cnn", {**MODERN, "class_weight": True}),
     Cell("modern + per-image standardisation", "baseline_cnn", {**MODERN, "standardize": True}),
+    Cell("seed + histogram equalisation", "baseline_cnn", {"equalize": True}),
+    Cell("modern + histogram equalisation", "baseline_cnn", {**MODERN, "equalize": True}),
     Cell("resnet18 w16, modern", "resnet18", {**MODERN, "width": 16}),
-    Cell("convnext_nano w16, modern", "convnext_nano", {"width": 16}),
+    Cell("convnext_nano, modern (its default)", "convnext_nano"),
 )
+
+
+# The ensemble's members, fixed in advance: the rule's pick (RECOMMENDED) and each other model family.
+RECOMMENDED = "recommended"
+ENSEMBLE_OF = (RECOMMENDED, "resnet18 w16, modern", "convnext_nano, modern (its default)")
 
 
 def _records(results: Path) -> list:
@@ -91,7 +108,7 @@ def _records(results: Path) -> list:
 
     if not (results / "runs").is_dir():
         return []
-    return ResultStore(results).load().records
+    return ResultStore(results).load(full=True).records  # full: summaries carry no validation metrics
 
 
 def _done(records: list) -> list:
@@ -104,11 +121,12 @@ def run(args: argparse.Namespace) -> int:
     done = _done(_records(args.results))
     cells = [c for c in CELLS if not args.cells or c.label in args.cells]
     todo = [(c, s) for s in args.seeds for c in cells if not any(c.matches(r) and r.seed == s for r in done)]
-    print(f"{len(todo)} runs to do ({len(cells) * len(args.seeds) - len(todo)} already done in {args.results})", flush=True)
+    print(f"{len(todo)} runs to do ({len(cells) * len(args.seeds) - len(todo)} already done in {args.results}); "
+          f"backend {BACKEND}", flush=True)
     for cell, seed in todo:
         print(f"{cell.label}: seed {seed} (load {os.getloadavg()[0]:.2f})", flush=True)
         rc = subprocess.run(cell.command(seed, args.results, args.data), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL).returncode
+                            stdout=subprocess.DEVNULL, check=False, env={**os.environ, "KERAS_BACKEND": BACKEND}).returncode
         if rc == 130:
             return 130
         if rc:
@@ -126,6 +144,16 @@ def _val(record, key: str) -> float | None:
 def _test(record, key: str, per_class: str | None = None) -> float | None:
     metrics = record.metrics_at("val") or {}
     value = (metrics.get("per_class") or {}).get(per_class, {}).get(key) if per_class else metrics.get(key)
+    return None if value is None else float(value)
+
+
+def _test_at(record, threshold: str) -> float | None:
+    """Test accuracy at another operating point (``prior``: transductive), None where not recorded."""
+    try:
+        metrics = record.metrics_at(threshold) or {}
+    except (AttributeError, ValueError):
+        return None
+    value = metrics.get("accuracy")
     return None if value is None else float(value)
 
 
@@ -211,21 +239,25 @@ def table(args: argparse.Namespace) -> int:
 
     global STORE
     STORE = ResultStore(args.results)
-    summary = cell_runs(_records(args.results))
+    records = _records(args.results)
+    summary = cell_runs(records)
     reference = summary[0][1]
     print("| cell | model | px | seeds | val. AUC | val. acc. (0.5) | test acc. (val. thr.) | acc. 95% CI "
-          "| NORMAL recall | test AUC | acc. at 0.5 | p vs seed recipe | epochs | CPU s per run |")
-    print("|" + "---|" * 14)
-    for cell, runs in summary:
+          "| NORMAL recall | test AUC | acc. at 0.5 | p vs seed recipe | epochs | CPU s per run "
+          "| acc. at prior-shift thr. (transductive) | EM test prior (true 0.625) |")
+    print("|" + "---|" * 16)
+    rows = [(cell.label, cell.model, runs) for cell, runs in summary]
+    rows += [(f"ensemble: {name}", "ensemble", runs) for name, runs in _ensemble_rows(records)]
+    for label, model, runs in rows:
         if not runs:
-            print(f"| {cell.label} | {cell.model} | - | 0 | - | - | - | - | - | - | - | - | - | - |")
+            print(f"| {label} | {model} | - | 0 |" + " - |" * 12)
             continue
         accs = [_test(r, "accuracy") for r in runs]
         lows = [((r.intervals_at("val") or {}).get("accuracy") or {}).get("low") for r in runs]
         highs = [((r.intervals_at("val") or {}).get("accuracy") or {}).get("high") for r in runs]
         ci = "-" if None in lows else f"{statistics.fmean(lows):.3f}-{statistics.fmean(highs):.3f}"
         print(" | ".join([
-            "", cell.label, cell.model, str(runs[0].image_size), str(len(runs)),
+            "", label, model, str(runs[0].image_size or "-"), str(len(runs)),
             _fmt(*_mean_sd([_val(r, "roc_auc") for r in runs]), 4),
             _fmt(*_mean_sd([_val(r, "accuracy") for r in runs])),
             _fmt(*_mean_sd(accs)), ci,
@@ -234,12 +266,16 @@ def table(args: argparse.Namespace) -> int:
             _fmt(*_mean_sd([float((r.metrics or {}).get("accuracy")) for r in runs])),
             _pooled_p(runs, reference),
             _fmt(*_mean_sd([r.epochs_run for r in runs]), 1),
-            _fmt(*_mean_sd([r.cpu_seconds for r in runs]), 0), "",
+            _fmt(*_mean_sd([r.cpu_seconds for r in runs]), 0),
+            _fmt(*_mean_sd([_test_at(r, "prior") for r in runs])),
+            _fmt(*_mean_sd([(r.prior_shift or {}).get("estimated_prior") for r in runs])), "",
         ]).strip())
     print("\nValidation columns: the patient-grouped split carved from train (what the selection rule reads). "
           "Test columns at each run's validation-chosen threshold (Youden's J) unless marked 0.5; mean ± SD over "
           "seeds; the CI column is the mean of the runs' percentile-bootstrap 95% intervals; p is the exact McNemar "
-          "test of correctness pooled over seeds, each seed paired with the seed recipe's run of the same seed.")
+          "test of correctness pooled over seeds, each seed paired with the seed recipe's run of the same seed. "
+          "The last two columns are transductive (the threshold moved to the test prior that EM estimates from "
+          "the unlabeled test scores; xraybench/prior_shift.py) and never choose anything.")
     return 0
 
 
@@ -250,18 +286,53 @@ def select(args: argparse.Namespace) -> int:
     return 0 if cell else 1
 
 
+def ensembles(args: argparse.Namespace) -> int:
+    summary = cell_runs(_records(args.results))
+    pick, why = recommend(summary)
+    if pick is None:
+        print(why)
+        return 1
+    labels = [pick.label if label == RECOMMENDED else label for label in ENSEMBLE_OF]
+    by_label = {c.label: runs for c, runs in summary}
+    existing = {tuple(sorted(m.get("run_id") for m in (r.members or []))) for r in _done(_records(args.results))
+                if r.members}
+    for seed in args.seeds:
+        members = [next((r.run_id for r in by_label.get(label, []) if r.seed == seed), None) for label in labels]
+        if None in members:
+            print(f"seed {seed}: not every member cell has a finished run ({', '.join(labels)})")
+            continue
+        if tuple(sorted(members)) in existing:
+            print(f"seed {seed}: recorded already")
+            continue
+        cmd = [sys.executable, "-m", "xraybench", "ensemble", *members, "--results", str(args.results)]
+        rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, check=False).returncode
+        print(f"seed {seed}: ensemble of {', '.join(labels)}: exit {rc}")
+    return 0
+
+
+def _ensemble_rows(records: list) -> list[tuple[str, list]]:
+    from xraybench.leaderboard import variant
+
+    groups: dict[str, list] = {}
+    for r in _done(records):
+        if r.members:
+            groups.setdefault(variant(r), []).append(r)
+    return sorted(groups.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "table", "select"):
+    for name in ("run", "table", "select", "ensembles"):
         p = sub.add_parser(name)
         p.add_argument("--results", type=Path, required=True, help="the study's results folder")
+        if name in ("run", "ensembles"):
+            p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
         if name == "run":
             p.add_argument("--data", help="the full download (default: as `xraybench run` finds it)")
-            p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
             p.add_argument("--cells", nargs="+", metavar="LABEL", help="only these cells (their labels)")
     args = parser.parse_args(argv)
-    return {"run": run, "table": table, "select": select}[args.command](args)
+    return {"run": run, "table": table, "select": select, "ensembles": ensembles}[args.command](args)
 
 
 if __name__ == "__main__":

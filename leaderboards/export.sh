@@ -25,4 +25,13 @@ if [ -d leaderboards/resolution/runs ]; then
   python benchmarks/resolution_study.py table --results leaderboards/resolution --also leaderboards \
     --also-sizes 150 > leaderboards/resolution/table.md
 fi
+if [ -d leaderboards/recipes/runs ]; then
+  # the recipe study (issue 21): its own results folder; the ablation table and the selection rule's pick
+  XRAYBENCH_RESULTS=leaderboards/recipes xraybench leaderboard --force --format markdown --threshold val \
+    --output leaderboards/recipes/LEADERBOARD-val-threshold.md
+  XRAYBENCH_RESULTS=leaderboards/recipes xraybench leaderboard --force --format json --threshold val \
+    --output leaderboards/recipes/leaderboard-val-threshold.json
+  python benchmarks/recipe_study.py table --results leaderboards/recipes > leaderboards/recipes/table.md
+  python benchmarks/recipe_study.py select --results leaderboards/recipes > leaderboards/recipes/selection.txt
+fi
 echo "wrote leaderboards/LEADERBOARD.md, LEADERBOARD-val-threshold.md and their JSON twins"

@@ -9,9 +9,16 @@ HERE = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "helper_plugins"), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(HERE / "helper_plugins"))
 
-from xraybench.training.backend import ensure_keras_backend  # noqa: E402
+from xraybench.training.backend import ensure_keras_backend, installed  # noqa: E402
 
-ensure_keras_backend()  # before a test module's importorskip("keras") lets Keras pick by itself
+# The suite trains on TensorFlow where it is installed (".[test]" brings it), as the published rows
+# did: named here, explicitly, since the default backend is JAX whatever is installed
+# (training/backend.py). A KERAS_BACKEND the caller set still wins. Before a test module's
+# importorskip("keras") lets Keras pick by itself.
+CALLERS_BACKEND = os.environ.get("KERAS_BACKEND") or None  # test_backend checks the rule below
+if installed("tensorflow"):
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+ensure_keras_backend()
 
 
 @pytest.fixture(autouse=True)

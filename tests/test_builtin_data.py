@@ -181,3 +181,36 @@ def test_leaderboard_never_pools_backends_of_keras_runs():
     variant = next(c for c in COLUMNS if c.header == "Variant")
     shown = sorted(variant.cell(r) for r in rows)
     assert shown == ["default", "default (jax)", "default (tensorflow)"]
+
+
+def test_a_changed_builtin_copy_is_refused_before_use_in_one_line(tmp_path, monkeypatch, xraybench_env, capsys):
+    """The copy inside the installed package is checked against its recorded sha256 on every load,
+    a warm one from the cache too: with its labels flipped it once scored AUC 0.09 with no warning."""
+    from xraybench.cli import main
+    from xraybench.errors import DataError
+
+    monkeypatch.delenv("XRAYBENCH_DATA", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty-data"))
+    monkeypatch.setenv("XRAYBENCH_PLUGINS", "xb_test_models")
+    installed = (tmp_path / "site-packages" / "kermany2018_28px.npz")
+    installed.parent.mkdir()
+    installed.write_bytes(builtin.NPZ.read_bytes())
+    arrays = builtin.load_arrays()
+    monkeypatch.setattr(builtin, "NPZ", installed.resolve())
+    assert locate_data(None) == builtin.NPZ
+    load_dataset(None, image_size=28)  # intact: decoded into the cache
+
+    arrays["labels"] = 1 - arrays["labels"]
+    builtin.write_npz(arrays, installed)  # changed inside the package after install
+    for load in (lambda: load_dataset(None, image_size=28), lambda: load_dataset(None, image_size=16),
+                 lambda: builtin.load_arrays(builtin.NPZ)):
+        with pytest.raises(DataError) as err:
+            load()
+        message = str(err.value)
+        assert "\n" not in message and str(installed.resolve()) in message
+        assert "changed after install" in message and "reinstall xraybench" in message
+
+    assert main(["run", "--model", "xb_good"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "changed after install" in captured.err, captured.err
+    assert not (xraybench_env / "results" / "runs").exists() or not any((xraybench_env / "results" / "runs").iterdir())

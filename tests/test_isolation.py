@@ -156,3 +156,29 @@ def test_ctrl_c_during_a_trial_stops_it_and_leaves_no_trial_running(xray_data, t
     study = optuna.load_study(study_name="c", storage=f"sqlite:///{xraybench_env / 'results' / 'tuning.sqlite3'}")
     assert [(t.state, t.user_attrs.get("fail_reason")) for t in study.trials] == [
         (optuna.trial.TrialState.FAIL, "interrupted by Ctrl-C")]
+
+
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["inherited-default", "inherited-ignored"])
+def test_sigterm_mid_run_records_interrupted_and_leaves_no_child(inherited, xray_data, test_plugins, xraybench_env, spawn):
+    """SIGTERM (a service manager, a batch scheduler, ``kill``) is handled like Ctrl-C: the run in
+    flight is recorded as ``interrupted``, its child is stopped, the exit status is 143. The
+    dispositions the process inherits are set explicitly, so the test holds whatever CI runs with."""
+    pause = xraybench_env / "pause"
+    pause.mkdir()
+
+    def inherit() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, inherited)
+
+    proc = spawn("run", "--data", str(xray_data), "--image-size", "16", "--model", "xb_good",
+                 env={"XRAYBENCH_TEST_PAUSE": f"training={pause}"}, stderr=subprocess.STDOUT, preexec_fn=inherit)
+    wait_for(pause / "training.ready", proc)
+    children = _descendants(proc.pid) | {int((pause / "training.ready").read_text())}
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output[-2000:]
+    assert "Traceback" not in output, output[-2000:]
+    runs = xraybench_env / "results" / "runs"
+    records = [json.loads(p.read_text()) for p in runs.glob("*.json") if not p.name.startswith(".")]
+    assert [(r["model"], r["status"], r["reason"]) for r in records] == [("xb_good", "interrupted", "stopped by SIGTERM")]
+    assert all(pid_gone(pid) for pid in children), "a child outlived the terminated run"

@@ -161,6 +161,8 @@ def test_runs_lists_failures_and_invalid_files(tmp_path):
 
 def test_repeated_seeds_are_not_a_spread():
     same = [make_record("m", 42, accuracy_shift=s)[0] for s in (0.0, 0.05, 0.1)]
+    for record, version in zip(same, ("0.1.0", "0.2.0", "0.3.0")):
+        record["environment"] = {"xraybench": version}  # one seed, three versions: not identical repeats
     row = lb.build_rows(same)[0]
     assert row["runs"] == 3 and row["seeds"] == [42] and row["runs_text"] == "3 (1 seed)"
     assert row["accuracy_sd"] is None and "±" not in lb._cells(row)[3]
@@ -188,7 +190,7 @@ def test_reference_is_declared_on_the_spec_or_chosen():
     undeclared = [make_record("a", 1, reference=False)[0], make_record("b", 1, reference=False)[0]]
     rows = lb.build_rows(undeclared)
     assert all(r["delta_accuracy_vs_baseline"] is None for r in rows)
-    assert "no model declares itself the reference" in lb.footnote(rows)
+    assert "no run of a model that declares itself the reference" in lb.footnote(rows)
     assert not any(r.get("p_vs_baseline_note") for r in rows)  # said once, in the footnote
 
 

@@ -4,12 +4,18 @@ import os
 import subprocess
 import sys
 
+import pytest
 
-def test_scaffold_installs_and_passes(tmp_path):
+
+@pytest.mark.parametrize("kind, checks", [("keras", "7 passed, 0 failed"), ("sklearn", "6 passed, 0 failed")])
+def test_scaffold_installs_and_passes(tmp_path, kind, checks):
     target = tmp_path / "xraybench-lung-net"
-    made = subprocess.run([sys.executable, "-m", "xraybench", "new-plugin", "lung_net", "--directory", str(target)],
-                          capture_output=True, text=True)
+    made = subprocess.run([sys.executable, "-m", "xraybench", "new-plugin", "lung_net", "--directory", str(target),
+                           "--kind", kind], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
+    models = (target / "xraybench_lung_net" / "models.py").read_text()
+    assert ("xraybench.KerasModel(" in models) == (kind == "keras")
+    assert ("xraybench.GenericModel(" in models and "def predict_proba(self, images)" in models) == (kind == "sklearn")
     site = tmp_path / "site"  # a temporary environment layered on this one
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
@@ -28,7 +34,7 @@ def test_scaffold_installs_and_passes(tmp_path):
     check = subprocess.run([sys.executable, "-m", "xraybench", "check", "lung_net"], capture_output=True, text=True,
                            env=env, timeout=600)
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
-    assert "7 passed, 0 failed" in check.stdout
+    assert checks in check.stdout
 
 
 def test_scaffold_refuses_bad_names_and_non_empty_dirs(tmp_path):

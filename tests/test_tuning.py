@@ -183,7 +183,8 @@ def test_a_sampled_repeat_is_not_trained_again_nor_counted(xray_data):
 def test_a_hanging_trial_is_killed_recorded_and_the_study_goes_on(xray_data, test_plugins, xraybench_env):
     out = _xb("tune", "--model", "xb_tunable_wide", "--param", "mode=hang", "--data", str(xray_data),
               "--image-size", "16", "--trials", "2", "--trial-timeout", "3", "--study", "h", "--no-final")
-    assert out.returncode == 2 and "no complete trial" in out.stderr, out.stdout[-3000:] + out.stderr[-3000:]
+    # every trial failed for the plugin's reasons: 1, as `run` exits (issue 24); 2 is for usage errors
+    assert out.returncode == 1 and "no complete trial" in out.stderr, out.stdout[-3000:] + out.stderr[-3000:]
     study = optuna.load_study(study_name="h", storage=f"sqlite:///{xraybench_env / 'results' / 'tuning.sqlite3'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2  # both tried, not just the first
     assert all("--trial-timeout 3" in t.user_attrs["fail_reason"] for t in study.trials)

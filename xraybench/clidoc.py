@@ -11,8 +11,10 @@ INTRO = """# xraybench command reference
 
 Generated from the argument parser by `python -m xraybench.clidoc > docs/cli.md`; a test fails
 when this file and the code disagree. Every command prints a one-line `error: ...` and exits
-with status 2 on bad input; `run` exits 1 when any run did not finish (`error`, `timeout`)
-and 130 on Ctrl-C.
+with status 2 on bad input; `run` exits 1 when any run did not finish (`error`, `timeout`),
+`tune` 1 when every trial failed; 130 on Ctrl-C and 143 on SIGTERM, either way with the run in
+flight recorded as `interrupted` and no child process left. `--disable-plugin` goes before or
+after the command.
 
 Environment: `XRAYBENCH_DATA` (data path), `XRAYBENCH_CACHE` (decoded-image cache, default
 the user cache folder), `XRAYBENCH_RESULTS` (results folder, default `./leaderboards`),

@@ -48,6 +48,10 @@ def compare(store, run_a: str, run_b: str, threshold: str) -> Comparison:
     if fa != fb:
         raise XRayBenchError(f"not compared: the runs used different data (fingerprints {str(fa)[:12]} and {str(fb)[:12]})")
     key, key_intervals = record_keys(threshold)
+    for record in (a, b):  # an optional operating point (prior) that a record predates
+        if not record.get(key):
+            raise XRayBenchError(f"run {record['run_id']} has no metrics at threshold {threshold} (recorded before it; "
+                                 "`xraybench runs --backfill` adds them)")
     ta, tb = a[key]["threshold"], b[key]["threshold"]
     try:
         paired = compare_runs(sa, sb, ta, tb)

@@ -567,7 +567,7 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
     from rich.markup import escape
 
     from xraybench import __version__
-    from xraybench.terminal_report import print_run_summary
+    from xraybench.terminal_report import print_run_summary, trained_with
 
     env = client_env()  # before any local cluster exists: its nanny rewrites this process's environment
     batch = uuid.uuid4().hex
@@ -584,8 +584,8 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
         task.worker = (record.get("executor") or {}).get("worker") or task.worker
         records.append(record)
         m = record.get("metrics") or {}
-        result = (f"accuracy {m['accuracy']:.4f}  AUC {m['roc_auc']:.4f}" if record["status"] == "done"
-                  else str(record.get("reason", "")))
+        result = (f"accuracy {m['accuracy']:.4f}  AUC {m['roc_auc']:.4f}; {trained_with(record)}, precision "
+                  f"{record.get('precision')}" if record["status"] == "done" else str(record.get("reason", "")))
         console.print(escape(f"{record['status']:<11} {record['model']} seed {record['seed']} on {task.worker or '-'}: "
                              f"{result}  ({record.get('wall_seconds') or 0:.1f}s; recorded {path.name})"))
 

@@ -14,7 +14,14 @@ class DataError(XRayBenchError):
 
 
 class PluginError(XRayBenchError):
-    """A plugin is unknown, broken, or returned something the harness cannot use."""
+    """A plugin is unknown, broken, or returned something the harness cannot use.
+
+    ``traceback``: the broken plugin's own traceback (its import, its hook), which the one-line
+    message leaves out; commands print it with ``--traceback``, for the plugin's author."""
+
+    def __init__(self, message: str = "", traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
 
 
 class ParamError(XRayBenchError):

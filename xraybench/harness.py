@@ -2,7 +2,8 @@
 
 The harness owns everything that must be equal across models for a comparison to
 be fair: the splits, the seed, each family's training loop (``xraybench.training``), the threshold
-(0.5, and one chosen on validation only) and the metrics. A plugin only builds or
+(0.5, one chosen on validation only, and the declared-transductive one moved to the test prior
+estimated from unlabeled test scores, ``prior_shift``) and the metrics. A plugin only builds or
 fits; it never scores itself.
 """
 
@@ -13,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from xraybench import prior_shift
 from xraybench.data.loading import Dataset
 from xraybench.errors import PluginFailure  # noqa: F401 (harness.PluginFailure: where runner, tuning and checks catch it)
 from xraybench.metrics import check_scores, evaluate, youden_threshold
@@ -87,16 +89,12 @@ def run(
     """Fit, predict val and test, evaluate. Returns (record fields, per-image scores): the
     fields are those of ``records.RunRecord`` this stage owns (metrics hold every registry
     entry, intervals every bootstrapped one); the results store validates the whole record."""
-    from xraybench.stats import bootstrap_intervals
-
     splits = dataset.splits
     fitted = fit(spec, splits.train, splits.val, params, seed, precision, on_epoch)
     start = time.perf_counter()
     val_scores = predict(fitted, splits.val.images, "validation", spec.name)
     test_scores = predict(fitted, splits.test.images, "test", spec.name)
     predict_seconds = time.perf_counter() - start
-    operating = choose_threshold(splits.val.labels, val_scores, target_sensitivity)
-    threshold = operating["value"]
     record = {
         "precision": fitted.precision,
         "epochs_run": fitted.info.get("epochs_run"),
@@ -105,13 +103,7 @@ def run(
         "predict_seconds": predict_seconds,
         "train_images_per_second": fitted.info.get("train_images_per_second"),
         "history": fitted.info.get("history", {}),
-        "threshold": FIXED_THRESHOLD,
-        "val_threshold": operating,
-        "metrics": evaluate(splits.test.labels, test_scores, FIXED_THRESHOLD),
-        "metrics_at_val_threshold": evaluate(splits.test.labels, test_scores, threshold),
-        "intervals": bootstrap_intervals(splits.test.labels, test_scores, FIXED_THRESHOLD, seed=seed),
-        "intervals_at_val_threshold": bootstrap_intervals(splits.test.labels, test_scores, threshold, seed=seed),
-        "val_metrics": evaluate(splits.val.labels, val_scores, FIXED_THRESHOLD),
+        **score_fields(splits.val.labels, val_scores, splits.test.labels, test_scores, seed, target_sensitivity),
     }
     scores = {
         "test_ids": list(splits.test.ids),
@@ -122,6 +114,32 @@ def run(
         "val_scores": [float(v) for v in val_scores],
     }
     return record, scores
+
+
+def score_fields(
+    val_labels: Any, val_scores: Any, test_labels: Any, test_scores: Any, seed: int,
+    target_sensitivity: float | None = None,
+) -> dict[str, Any]:
+    """The record fields that follow from per-image scores alone: the threshold chosen on validation,
+    metrics at 0.5 and at that threshold, their bootstrap intervals (resampled with ``seed``) and the
+    validation metrics. One function for every producer (``run``, ``xraybench.ensemble``), so a
+    record's numbers mean the same whether a model or an average of models produced the scores."""
+    from xraybench.stats import bootstrap_intervals
+
+    operating = choose_threshold(val_labels, val_scores, target_sensitivity)
+    threshold = operating["value"]
+    return {
+        "threshold": FIXED_THRESHOLD,
+        "val_threshold": operating,
+        "metrics": evaluate(test_labels, test_scores, FIXED_THRESHOLD),
+        "metrics_at_val_threshold": evaluate(test_labels, test_scores, threshold),
+        "intervals": bootstrap_intervals(test_labels, test_scores, FIXED_THRESHOLD, seed=seed),
+        "intervals_at_val_threshold": bootstrap_intervals(test_labels, test_scores, threshold, seed=seed),
+        "val_metrics": evaluate(val_labels, val_scores, FIXED_THRESHOLD),
+        # the third, transductive operating point: threshold moved to the test prior that EM
+        # estimates from the unlabeled test scores (prior_shift.py); never mixed with the two above
+        **prior_shift.record_fields(val_labels, val_scores, test_labels, test_scores, seed=seed),
+    }
 
 
 def _one_line(exc: BaseException) -> str:

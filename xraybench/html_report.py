@@ -8,7 +8,6 @@ overwrites files it wrote itself: each carries a generator marker that ``write``
 from __future__ import annotations
 
 import base64
-import html
 import io
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from xraybench import generated, leaderboard as lb
 from xraybench.errors import XRayBenchError
+from xraybench.escaping import html_text, md_code, md_text, mpl_text  # text from plugins, paths and records
 from xraybench.records import FIXED_THRESHOLD, LABELS, RunStatus
 from xraybench.results import ResultStore, Skipped
 
@@ -38,8 +38,8 @@ def _label(record: dict) -> str:
     """Model, variant and size: several rows can share a model name."""
     from xraybench.leaderboard import variant
 
-    name = variant(record)
-    return f"{record['model']}{'' if name == 'default' else ' ' + name} {record.get('image_size')}px"
+    name = variant(record)  # mpl_text: a "$" in a model's name is no mathtext
+    return mpl_text(f"{record['model']}{'' if name == 'default' else ' ' + name} {record.get('image_size')}px")
 
 
 LINE_STYLES = ("-", "--", "-.", ":")
@@ -215,12 +215,12 @@ WIDE_COLUMNS = 16  # past this many columns the leaderboard's type gets smaller 
 
 
 def _table_html(rows: list[dict], refs: list[dict]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in lb.HEADERS)
+    head = "".join(f"<th>{html_text(h)}</th>" for h in lb.HEADERS)
     ids = lb.HEADERS.index("Run id")
 
     def cells(row: dict) -> str:
         tags = ['<td class="id">' if i == ids else "<td>" for i in range(len(lb.HEADERS))]
-        return "".join(f"{tag}{html.escape(c)}</td>" for tag, c in zip(tags, lb._cells(row)))
+        return "".join(f"{tag}{html_text(c)}</td>" for tag, c in zip(tags, lb._cells(row)))
 
     body = [f"<tr>{cells(row)}</tr>" for row in rows] + [f'<tr class="ref">{cells(row)}</tr>' for row in refs]
     wide = ' class="wide"' if len(lb.HEADERS) > WIDE_COLUMNS else ""
@@ -229,10 +229,10 @@ def _table_html(rows: list[dict], refs: list[dict]) -> str:
 
 
 def render_html(ctx: dict[str, Any]) -> str:
-    img = lambda b64, alt: f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'  # noqa: E731
+    img = lambda b64, alt: f'<img alt="{html_text(alt)}" src="data:image/png;base64,{b64}">'  # noqa: E731
     data = ctx["data"]
     histories = "".join(f"<figure>{img(b64, 'training curves ' + r['run_id'])}</figure>" for r, b64 in ctx["histories"])
-    env_rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{html.escape(e)}</td></tr>" for m, e in ctx["environments"].items())
+    env_rows = "".join(f"<tr><td>{html_text(m)}</td><td>{html_text(e)}</td></tr>" for m, e in ctx["environments"].items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{generated.html_meta(COMMAND)}<title>xraybench report</title>
 <style>
@@ -253,12 +253,13 @@ img {{ max-width: 100%; }} figure {{ display: inline-block; margin: 0.5rem; }}
 </style></head><body>
 <h1>xraybench report</h1>
 <p>Generated {ctx['generated']}. Metrics at threshold {'0.5' if ctx['threshold'] == '0.5' else 'val'}
-({'a fixed 0.5' if ctx['threshold'] == '0.5' else "chosen on validation, never on test: " + html.escape(_methods(ctx))}).
+({'a fixed 0.5' if ctx['threshold'] == '0.5' else "chosen on validation, never on test: " + html_text(_methods(ctx))}).
 Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done runs are ranked.</p>
 {_skipped_html(ctx)}
 <h2>Leaderboard</h2>
 {_table_html(ctx['rows'], ctx['refs'])}
-<p>{html.escape(lb.footnote(ctx["rows"]))} Italic rows are published figures, not runs.</p>
+<p>{html_text(lb.footnote(ctx["rows"]))} Italic rows are published figures, not runs.</p>
+{"".join(f"<p>{html_text(gap)}</p>" for gap in lb.reference_gaps(ctx["rows"]))}
 <h2>ROC and precision-recall curves</h2>
 <figure>{img(ctx['images']['roc'], 'ROC curves')}</figure><figure>{img(ctx['images']['pr'], 'precision-recall curves')}</figure>
 <h2>Confusion matrices</h2>
@@ -268,9 +269,9 @@ Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done run
 <h2>Training curves</h2>
 {histories or '<p>No Keras runs with per-epoch history.</p>'}
 <h2>Data</h2>
-<p>Source {html.escape(str(data.get('source')))} ({html.escape(str(data.get('reader')))}); fingerprint
-<code>{html.escape(str(data.get('fingerprint')))}</code>; split counts {html.escape(str(data.get('split_counts')))};
-validation: {html.escape(str(data.get('val_strategy')))}, fraction {data.get('val_fraction')}.
+<p>Source {html_text(str(data.get('source')))} ({html_text(str(data.get('reader')))}); fingerprint
+<code>{html_text(str(data.get('fingerprint')))}</code>; split counts {html_text(str(data.get('split_counts')))};
+validation: {html_text(str(data.get('val_strategy')))}, fraction {data.get('val_fraction')}.
 Fingerprints among the runs: {len(ctx['fingerprints'])}.</p>
 <p>Data: Kermany et al., Cell 2018 (CC BY 4.0).</p>
 <h2>Environment</h2>
@@ -286,25 +287,27 @@ def _methods(ctx: dict[str, Any]) -> str:
 def _skipped_html(ctx: dict[str, Any]) -> str:
     if not ctx["skipped"]:
         return ""
-    items = "".join(f"<li><code>{html.escape(str(s.path))}</code>: {html.escape(s.reason)}</li>" for s in ctx["skipped"])
+    items = "".join(f"<li><code>{html_text(str(s.path))}</code>: {html_text(s.reason)}</li>" for s in ctx["skipped"])
     return f"<p>Left out ({len(ctx['skipped'])}):</p><ul>{items}</ul>"
 
 
 def render_markdown(ctx: dict[str, Any]) -> str:
-    img = lambda b64, alt: f"![{alt}](data:image/png;base64,{b64})"  # noqa: E731
+    """The report's Markdown twin; paths, reasons, run ids and environments escaped (md_code, md_text)."""
+    img = lambda b64, alt: f"![{md_text(alt)}](data:image/png;base64,{b64})"  # noqa: E731
     threshold = ctx["threshold"] if ctx["threshold"] == "0.5" else _methods(ctx)
     parts = [
         generated.comment_line(COMMAND),
         "# xraybench report\n",
         f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
-        *[f"- left out: `{s.path}` ({s.reason})" for s in ctx["skipped"]],
+        *[f"- left out: {md_code(s.path)} ({md_text(s.reason)})" for s in ctx["skipped"]],
         lb.render_markdown(ctx["rows"], ctx["refs"], "Leaderboard"),
         "## ROC and precision-recall curves\n", img(ctx["images"]["roc"], "ROC"), img(ctx["images"]["pr"], "PR"),
         "\n## Confusion matrices\n", img(ctx["images"]["confusion"], "confusion matrices"),
         "\n## Calibration\n", img(ctx["images"]["reliability"], "reliability"),
         "\n## Training curves\n", *[img(b64, r["run_id"]) for r, b64 in ctx["histories"]],
-        f"\n## Data\n\nfingerprint `{ctx['data'].get('fingerprint')}`; split counts {ctx['data'].get('split_counts')}\n",
-        "\n## Environment\n", *[f"- {m}: {e}" for m, e in ctx["environments"].items()], "",
+        f"\n## Data\n\nfingerprint {md_code(ctx['data'].get('fingerprint'))}; split counts "
+        f"{md_text(ctx['data'].get('split_counts'))}\n",
+        "\n## Environment\n", *[f"- {md_text(m)}: {md_text(e)}" for m, e in ctx["environments"].items()], "",
     ]
     return "\n".join(parts)
 

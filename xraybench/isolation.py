@@ -9,11 +9,13 @@ One mechanism for every command that calls plugin code (``run``, ``tune``'s tria
   process died (``reason`` names the exit code or signal).
 - ``timeout``: no answer within the timeout; the process was killed.
 
-Ctrl-C in the parent stops the child and re-raises ``KeyboardInterrupt``. The child
+Ctrl-C in the parent stops the child and re-raises ``KeyboardInterrupt``; SIGTERM (a
+service manager, a batch scheduler, ``kill``) does the same through :class:`Terminated`, so
+either way the run in flight is recorded as ``interrupted``. The child
 ignores SIGINT (the parent owns Ctrl-C and stops it), and it dies with its parent on
 every path: ``PR_SET_PDEATHSIG`` on Linux, plus a thread that polls the parent pid
 everywhere, so a SIGKILL-ed ``xraybench`` leaves no training process behind holding
-its output pipe. SIGINT is blocked while the child starts, so an interrupt cannot
+its output pipe. SIGINT and SIGTERM are blocked while the child starts, so a stop cannot
 land between the fork and the moment its pid is known; it is delivered right after.
 """
 
@@ -41,18 +43,47 @@ class Outcome:
     traceback: str | None = None
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # blocked while a child starts; both stop a run cleanly
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt.
+
+    A subclass, so every ``except KeyboardInterrupt`` that stops a child and records the run
+    as ``interrupted`` handles SIGTERM the same way; Python's default for SIGTERM is to die
+    at once, which would record nothing. Its own type lets the record and the exit status
+    (143) say which signal it was.
+    """
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def stop_reason(exc: BaseException) -> str:
+    """How a run was stopped, as its record says: ``stopped by SIGTERM`` or ``stopped by Ctrl-C``."""
+    return "stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped by Ctrl-C"
+
+
+def stop_exit_code(exc: BaseException | None) -> int:
+    """The shell's convention, 128 + the signal: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 128 + int(signal.SIGTERM) if isinstance(exc, Terminated) else 130
+
+
 def interruptible() -> None:
-    """Make SIGINT raise KeyboardInterrupt in this process, whatever we inherited.
+    """Make SIGINT raise KeyboardInterrupt, and SIGTERM :class:`Terminated`, in this process,
+    whatever we inherited.
 
     A process started with SIGINT ignored (a background job of a non-interactive
     shell, ``trap '' INT``, some CI runners) keeps it ignored, and Python then does
-    not install its KeyboardInterrupt handler: ``kill -INT`` would do nothing and the
-    run could only be stopped by SIGTERM/SIGKILL, recording nothing. Commands that
-    run plugin code call this first, so an interrupt always stops a run cleanly and
-    records it as ``interrupted``.
+    not install its KeyboardInterrupt handler: ``kill -INT`` would do nothing. SIGTERM's
+    default ends the process at once, recording nothing and leaving the child to the
+    parent-death signal. Commands that run plugin code call this first, so either signal
+    stops a run cleanly and records it as ``interrupted``.
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def checkpoint(phase: str) -> None:
@@ -116,8 +147,9 @@ def _reason(exc: BaseException, expected: tuple[type, ...]) -> str:
 def _child_main(conn, parent_pid: int, expected: tuple[type, ...]) -> None:
     """Serve calls from the parent until it sends None or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # how the parent stops us, even if it was started with SIGTERM ignored
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while we were started
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))  # blocked while we were started
     _die_with_parent(parent_pid)
     checkpoint("start")
     while True:
@@ -182,7 +214,7 @@ class Child:
         proc = ctx.Process(target=_child_main, args=(child_conn, os.getpid(), self.expected), daemon=True)
         can_block = hasattr(signal, "pthread_sigmask")
         if can_block:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
         try:
             proc.start()
             self._proc, self._conn = proc, parent_conn
@@ -190,7 +222,7 @@ class Child:
         finally:
             child_conn.close()
             if can_block:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C lands here
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))  # a pending Ctrl-C or SIGTERM lands here
 
     def call(self, target: Callable, args: tuple = (), timeout: float | None = None,
              on_tick: Callable[[], None] | None = None) -> Outcome:
@@ -219,7 +251,7 @@ class Child:
                 if deadline is not None and time.monotonic() > deadline:
                     self.stop()
                     return Outcome("timeout", reason=f"no result within {timeout:g}s; the process was killed")
-        except BaseException:  # Ctrl-C above all: the child is stopped before it propagates
+        except BaseException:  # Ctrl-C or SIGTERM above all: the child is stopped before it propagates
             self.stop()
             raise
 

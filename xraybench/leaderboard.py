@@ -4,7 +4,8 @@ Nothing here trains or imports keras or numpy: rows are built from stored metric
 intervals; only the exact McNemar test (pure Python) reads per-image scores. Runs of the
 same model, variant (default, tuned or overridden parameters; bf16 marked), image size and
 data fingerprint form one row, shown as mean +- SD over their distinct seeds; only ``done``
-runs are ranked. Metric columns come from ``metric_registry.REGISTRY``.
+runs are ranked. Metric columns come from ``metric_registry.REGISTRY``. Ensembles
+(``xraybench.ensemble``) are rows of their own, pooled over seeds only by ``_pool_ensembles``' rule.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from xraybench.metric_registry import REGISTRY
-from xraybench.records import FIXED_THRESHOLD, InvalidRecord, RunRecord, RunStatus, Threshold, coerce
-from xraybench.redaction import mask_command
+from xraybench.records import (FIXED_THRESHOLD, PRIOR_SHIFT_DESCRIPTION, InvalidRecord, RunRecord, RunStatus, Threshold,
+                               coerce)
+from xraybench.redaction import mask_command, mask_text
 from xraybench.references import REFERENCES
+from xraybench.repeats import distinct_runs
 
 METRICS = {m.key: m.label for m in REGISTRY}
 SORTABLE = tuple(METRICS) + ("train_seconds", "created_at")
@@ -36,6 +39,8 @@ def _hardware(record: RunRecord) -> str:
 
     env = record.environment or {}
     device = env.get("accelerator") or f"CPU ({(env.get('cpu') or {}).get('model', '?')}, {(env.get('cpu') or {}).get('cores', '?')} cores)"
+    if record.members is not None:  # where its members trained is in their own records
+        return f"mean of {len(record.members)} runs' scores (trained with {trained_on(record) or 'no Keras backend'})"
     if record.kind == "generic":
         return f"scikit-learn {env.get('scikit-learn') or '?'} on {device}"
     backend = trained_on(record) or "?"
@@ -47,6 +52,8 @@ def trained_on(record: RunRecord) -> str | None:
     """The Keras backend a run trained with (None for families without one): the same command
     trains on TensorFlow or JAX depending on the install, with other random streams and other
     speeds, so runs of different backends are rows of their own, never one mean."""
+    if record.members is not None:  # an ensemble trained nothing: its members' backends
+        return "+".join(sorted({str(m["backend"]) for m in record.members if m.get("backend")})) or None
     if record.kind == "generic":
         return None
     return (record.environment or {}).get("backend")
@@ -57,8 +64,11 @@ def variant(record: RunRecord | dict[str, Any]) -> str:
     training recipe unless that is the seed's (``modern label_smoothing=0.0``; tags hold the
     overrides, params the recipe a plugin defaults to), plus "bf16" for
     runs under mixed_bfloat16: another configuration gets its own row instead of joining the
-    mean of the defaults, and rows of different recipes are never pooled."""
+    mean of the defaults, and rows of different recipes are never pooled. An ensemble's variant
+    names its members' configurations (``ensemble_variant``)."""
     record = coerce(record)
+    if record.members is not None:
+        return ensemble_variant(record.members)
     tags = record.tags or {}
     overrides = dict(tags.get("overrides") or {})
     recipe = overrides.pop("recipe", None) or (record.params or {}).get("recipe")
@@ -70,8 +80,42 @@ def variant(record: RunRecord | dict[str, Any]) -> str:
     return f"{name} bf16" if record.precision == "mixed_bfloat16" else name
 
 
+def ensemble_variant(members: list[dict[str, Any]]) -> str:
+    """An ensemble's member configurations, sorted so that the same members in any order name the
+    same row: "cnn modern + resnet modern", a repeated one counted ("cnn default x2"), each
+    member's image size added only where the members differ in it."""
+    sizes = {m.get("image_size") for m in members}
+    names = Counter(f"{m.get('model')} {m.get('variant') or 'default'}"
+                    + (f" {m.get('image_size')}px" if len(sizes) > 1 else "") for m in members)
+    return " + ".join(name + (f" x{n}" if n > 1 else "") for name, n in sorted(names.items()))
+
+
+def threshold_label(t: Threshold, methods: Iterable[str] = ()) -> str:
+    """How a row (and the table title) names its operating point; the transductive one says so."""
+    if t is Threshold.FIXED:
+        return t.value
+    if t is Threshold.PRIOR:
+        return f"prior ({PRIOR_SHIFT_DESCRIPTION})"
+    methods = list(methods)
+    return f"val ({'; '.join(methods)})" if methods else t.value
+
+
+TRANSDUCTIVE_NOTE = (
+    "Operating point: prior shift, TRANSDUCTIVE. Each run's threshold is moved to the test prior P(PNEUMONIA) that "
+    "EM (Saerens et al. 2002) estimates from that run's unlabeled test scores after Platt calibration on validation "
+    "(never from the test labels). It reads the test set, so this table stands alone: never mix or rank it with the "
+    "0.5 or validation-threshold rows. Runs recorded before it are left out until `xraybench runs --backfill`.")
+
+
+def lacking(records: Iterable[RunRecord], threshold: str) -> int:
+    """Done runs with no metrics at ``threshold`` (records older than an optional operating point):
+    left out of its table, and counted so the command can say so."""
+    t = Threshold.parse(threshold)
+    return sum(1 for r in records if r.status is RunStatus.DONE and r.metrics_at(t) is None)
+
+
 def record_keys(threshold: str) -> tuple[str, str]:
-    """The run-record keys holding metrics and intervals at threshold ``"0.5"`` or ``"val"``."""
+    """The run-record keys holding metrics and intervals at threshold ``"0.5"``, ``"val"`` or ``"prior"``."""
     t = Threshold.parse(threshold)
     return t.metrics_key, t.intervals_key
 
@@ -125,7 +169,8 @@ def choose_reference(records: list[RunRecord], baseline: str | None = None) -> t
     else:
         declared = sorted({r.model for r in records if r.reference})
         if not declared:
-            return None, "no model declares itself the reference (ModelSpec.reference) and no --baseline MODEL was given"
+            return None, ("no run of a model that declares itself the reference (ModelSpec.reference) and no "
+                          "--baseline MODEL was given")
         if len(declared) > 1:
             note = f"several models declare themselves the reference ({', '.join(declared)}); using {declared[0]}"
         baseline = declared[0]
@@ -175,12 +220,13 @@ def build_rows(
     if model:
         check_model_has_runs(model, models)
     reference, reference_note = choose_reference(done, baseline)
-    if model:
-        done = [r for r in done if r.model == model]
+    if model:  # the reference's runs stay until ΔAcc and p are known: `--model` shows them too
+        done = [r for r in done if r.model == model or (reference is not None and r.model == reference.model)]
     groups: dict[tuple, list[RunRecord]] = {}
     for r in done:
         key = (r.run_id,) if all_runs else (r.model, variant(r), r.image_size, r.fingerprint, trained_on(r))
         groups.setdefault(key, []).append(r)
+    groups = _pool_ensembles(groups)
     rows = []
     for runs in groups.values():
         runs.sort(key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0, r.created_at))
@@ -191,16 +237,20 @@ def build_rows(
         row: dict[str, Any] = {
             "model": first.model,
             "variant": variant(first),
-            "runs": len(runs),
+            "runs": distinct_runs(runs),  # identical repeats (same command, `run --force`) count once
+            "repeats": len(runs) - distinct_runs(runs),
             "run_ids": [r.run_id for r in runs],
             "seeds": seeds,
             "distinct_seeds": len(seeds),
-            "runs_text": _seeds_text(len(runs), seeds),
+            "runs_text": _seeds_text(distinct_runs(runs), seeds),
             "image_size": first.image_size,
+            "data_name": _data_name(first),
+            "data_source": mask_text(str((first.data or {}).get("source") or "")),
             "precision": sorted({str(r.precision) for r in runs}),
             "param_count": first.param_count,
             "fingerprint": first.fingerprint,
-            "threshold": Threshold.FIXED.value if t is Threshold.FIXED else f"val ({'; '.join(methods)})",
+            "threshold": threshold_label(t, methods),
+            "transductive": t.transductive,
             "distribution": f"{first.distribution} {first.version}",
             "created_at": max(r.created_at for r in runs),
             "study": (first.tags or {}).get("study"),
@@ -219,34 +269,186 @@ def build_rows(
             row[name], row[f"{name}_sd"] = _over_seeds(runs, [f[name] for f in flats])
         row["train_seconds"], row["train_seconds_sd"] = _over_seeds(runs, [r.train_seconds for r in runs])
         row["epochs"], _ = _mean_sd([r.epochs_run for r in runs])
+        row["members"] = None if first.members is None else [[m["run_id"] for m in r.members] for r in runs]
         rows.append(row)
     # Rows told apart only by their backend say which is which in the Variant column.
     by_config = Counter((r["model"], r["variant"], r["image_size"], r["fingerprint"]) for r in rows)
     for row in rows:
         row["backend_shown"] = by_config[(row["model"], row["variant"], row["image_size"], row["fingerprint"])] > 1
-    base = [] if reference is None else [
-        r for r in rows if r["model"] == reference.model and r["variant"] == "default"
-        and r["image_size"] == reference.image_size]
+    base = reference_base(rows, reference)
     for row in rows:
         ref = reference_for(row, base)
         row["delta_accuracy_vs_baseline"] = (
             None if ref is None or row["accuracy"] is None else row["accuracy"] - ref["accuracy"]
         )
         row["p_vs_baseline"] = None
+        row["is_reference"] = ref is row
+        if reference is not None:  # the size it is compared at on this row's data (None: no reference run there)
+            row["reference"] = {**row["reference"], "image_size": None if ref is None else ref["image_size"],
+                                "own_image_size": reference.image_size}
         if reference_note:  # no reference, or several declared: said once in the footnote
             row["reference_note"] = reference_note
     if scores_loader is not None and len(rows) <= max_paired_rows and reference is not None:
         _paired_vs_baseline(rows, base, scores_loader, reference)
+    elif scores_loader is not None and reference is not None:  # said in the footer, never a silent "-"
+        for row in rows:
+            row["p_vs_baseline_note"] = (f"p not computed: more than {max_paired_rows} rows (--model NAME narrows the "
+                                         "table)")
+    if model:
+        rows = [r for r in rows if r["model"] == model]
     present = [r for r in rows if r.get(sort) is not None]
     present.sort(key=lambda r: r[sort], reverse=sort not in _ASCENDING)
     return present + [r for r in rows if r.get(sort) is None]
 
 
+MIN_POOLED_ENSEMBLES = 3
+ENSEMBLE_NOTE = (" Ensemble rows average their member runs' per-image scores (threshold chosen on the ensemble's own "
+                 f"validation scores); they show mean±SD only over {MIN_POOLED_ENSEMBLES} or more ensembles of distinct "
+                 "seeds with no member run in common, else one row per ensemble.")
+
+
+def _pool_ensembles(groups: dict[tuple, list[RunRecord]]) -> dict[tuple, list[RunRecord]]:
+    """The row groups with ensembles taken out of any single model's group. Ensembles of one
+    configuration are pooled (mean ± SD) only when ``MIN_POOLED_ENSEMBLES`` of them have distinct
+    seeds and disjoint members (``_disjoint_by_seed``): ensembles that share a member run share its
+    errors, so their spread would understate the variation between seeds. Every other ensemble is
+    a row of its own."""
+    out: dict[tuple, list[RunRecord]] = {}
+    for key, runs in groups.items():
+        singles = [r for r in runs if r.members is None]
+        if singles:
+            out[key] = singles
+        ensembles = [r for r in runs if r.members is not None]
+        pooled = _disjoint_by_seed(ensembles)
+        if len(pooled) < MIN_POOLED_ENSEMBLES:
+            pooled = []
+        else:
+            out[key + ("ensemble",)] = pooled
+        chosen = {id(r) for r in pooled}
+        for r in ensembles:
+            if id(r) not in chosen:
+                out[key + ("ensemble", r.run_id)] = [r]
+    return out
+
+
+def _disjoint_by_seed(ensembles: list[RunRecord]) -> list[RunRecord]:
+    """Ensembles of distinct seeds whose member runs are disjoint, picked lowest seed (then oldest)
+    first; an ensemble of mixed seeds (seed None) is never pooled."""
+    chosen: list[RunRecord] = []
+    used: set[str] = set()
+    seeds: set[int] = set()
+    for r in sorted(ensembles, key=lambda r: (r.seed is None, r.seed or 0, r.created_at, r.run_id)):
+        ids = {m["run_id"] for m in r.members or []}
+        if r.seed is None or r.seed in seeds or ids & used:
+            continue
+        chosen.append(r)
+        used |= ids
+        seeds.add(r.seed)
+    return chosen
+
+
+def reference_base(rows: list[dict[str, Any]], reference: Reference | None) -> list[dict[str, Any]]:
+    """The reference model's default rows each row may be compared with: on every data set
+    (fingerprint), those at one size, the reference's own where it ran at it there, else the
+    size it ran at most there (nearest its own on a tie; on the built-in copy a model runs at its
+    28 px by default). Why per data set: a fingerprint names the images, not their
+    size, and data that comes at one size only (the built-in copy) would otherwise never be
+    compared with anything."""
+    if reference is None:
+        return []
+    default = [r for r in rows if r["model"] == reference.model and r["variant"] == "default"]
+    runs_at: dict[str, Counter] = {}
+    for r in default:
+        runs_at.setdefault(r["fingerprint"], Counter())[r["image_size"]] += r["runs"]
+    own = reference.image_size
+
+    def size_for(counts: Counter) -> Any:
+        if own in counts:
+            return own
+        return min(counts, key=lambda size: (-counts[size], abs((size or 0) - (own or 0)), size or 0))
+
+    chosen = {fingerprint: size_for(counts) for fingerprint, counts in runs_at.items()}
+    return [r for r in default if r["image_size"] == chosen[r["fingerprint"]]]
+
+
 def reference_for(row: dict[str, Any], base: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The reference row a row is compared with: the reference model's default row at its own
-    image size, on the same data fingerprint (None when there is no such row)."""
+    """The reference row a row is compared with: the reference model's default row on the same
+    data fingerprint, at the size ``reference_base`` chose for that data, trained on the row's
+    backend where there is one (else the one with most runs); None when the data has none."""
     same_data = [b for b in base if b["fingerprint"] == row["fingerprint"]]
-    return same_data[0] if same_data else None
+    if not same_data:
+        return None
+    if any(b is row for b in same_data):
+        return row
+    return max(same_data, key=lambda b: (b.get("backend") == row.get("backend"), b["runs"]))
+
+
+def _data_name(record: RunRecord) -> str:
+    """A data set in a few words, for the footer: its reader's name for it, else its file or folder name."""
+    from pathlib import PurePath
+
+    data = record.data or {}
+    return mask_text(str(data.get("dataset") or PurePath(str(data.get("source") or "?")).name))
+
+
+def make_reference_command(model: str, row: dict[str, Any]) -> str:
+    """The command that records ``model``'s default run on a row's data, as the footer shows it
+    (no ``--data`` where that data is the built-in copy a plain command falls back to here)."""
+    import shlex
+
+    from xraybench.data import builtin
+
+    source = row.get("data_source") or ""
+    try:
+        plain_builtin = row.get("data_name") == builtin.NAME and builtin.fallback_notice(None) is not None
+    except Exception:  # noqa: BLE001 - a bad $XRAYBENCH_DATA: name the data explicitly
+        plain_builtin = False
+    if plain_builtin:
+        return f"`xraybench run --model {model}`"
+    return f"`xraybench run --model {model} --data {shlex.quote(source) if source else 'PATH'}`"
+
+
+def _declared_reference_model() -> str | None:
+    """The model an installed plugin declares the reference (``ModelSpec.reference``), asked only
+    when no recorded run names one, to say which command makes its first run; None if none does."""
+    try:
+        from xraybench.plugins import load_registry
+
+        declared = sorted(name for name, spec in load_registry().models.items() if getattr(spec, "reference", False))
+    except Exception:  # noqa: BLE001 - a footer hint is never worth a failed leaderboard
+        return None
+    return declared[0] if declared else None
+
+
+def reference_gaps(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per reason a row's ΔAcc or p is "-", never silent: a data set with no run of the
+    reference (and the command that makes one), no reference at all, or p not computed (why)."""
+    if not rows:
+        return []
+    lines = []
+    ref = next((r["reference"] for r in rows if r.get("reference")), None)
+    if ref is None:
+        if any(str(r.get("reference_note", "")).startswith("--baseline") for r in rows):
+            return lines  # the footnote names the --baseline model that has no finished run
+        model = _declared_reference_model()
+        if model:
+            lines.append(f"ΔAcc and p are \"-\": no run of the reference model {model} (declared by its plugin) yet; "
+                         f"{make_reference_command(model, rows[0])} makes one.")
+        return lines
+    missing: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if (row.get("reference") or {}).get("image_size") is None:
+            missing.setdefault(row["fingerprint"], []).append(row)
+    for fingerprint, without in missing.items():
+        lines.append(f"ΔAcc and p are \"-\" for {len(without)} row{'s' if len(without) != 1 else ''} on "
+                     f"{without[0].get('data_name') or '?'} (data {fingerprint[:12]}): no default run of the reference "
+                     f"{ref['model']} there; {make_reference_command(ref['model'], without[0])} makes one.")
+    notes = Counter(row["p_vs_baseline_note"] for row in rows if row.get("p_vs_baseline") is None
+                    and not row.get("is_reference") and row.get("p_vs_baseline_note")
+                    and (row.get("reference") or {}).get("image_size") is not None)
+    for note, n in notes.items():
+        lines.append(f"p is \"-\" for {n} row{'s' if n != 1 else ''}: {note}.")
+    return lines
 
 
 def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], loader, reference: Reference) -> None:
@@ -267,8 +469,8 @@ def _paired_vs_baseline(rows: list[dict[str, Any]], base: list[dict[str, Any]], 
         row["p_vs_baseline"] = None
         ref = reference_for(row, base)
         if ref is None:
-            row["p_vs_baseline_note"] = (f"no default run of the reference {reference.model} at {reference.image_size} px "
-                                         "on the same data fingerprint: not compared")
+            row["p_vs_baseline_note"] = (f"no default run of the reference {reference.model} on the same data: not "
+                                         f"compared ({make_reference_command(reference.model, row)} makes one)")
             continue
         if ref is row:
             continue
@@ -336,6 +538,15 @@ def reference_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def seed_note() -> str:
+    """The leaderboard's short answer to the first question (why runs here score below the seed's
+    published 0.86), with the doc to read; ``run`` prints the long one (``references``)."""
+    from xraybench.references import seed_reference
+
+    return (f"Below the seed's {seed_reference()['accuracy']:.2f}? It appears to have early-stopped on its test set; "
+            "here validation is patient-grouped and test is shifted: docs/results.md")
+
+
 def fmt(value: float | None, sd: float | None = None, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -351,12 +562,19 @@ def footnote(rows: list[dict[str, Any]]) -> str:
         against = f"ΔAcc and p need a reference, and there is none{': ' + note if note else ''}."
     else:
         how = "declared by its plugin" if ref["chosen"] != "--baseline" else "chosen with --baseline"
-        against = (f"ΔAcc = accuracy minus that of the reference, {ref['model']} ({how}; default parameters, its own "
-                   f"{ref['image_size']} px, same data fingerprint). p is the exact McNemar test of each row's lowest-seed "
-                   "run against the reference row's lowest-seed run on the same test images."
-                   + (f" Note: {note}." if note else ""))
-    return (f"{against} Values are mean±SD over distinct seeds (repeated seeds are averaged first and shown as "
-            "\"runs (n seeds)\"); 95% CIs are percentile bootstraps (1,000 resamples of the test set) of the lowest-seed run.")
+        own = ref.get("own_image_size", ref["image_size"])
+        elsewhere = sorted({f"{r['reference']['image_size']} px on {r.get('data_name') or '?'}" for r in rows
+                            if (r.get("reference") or {}).get("image_size") not in (None, own)})
+        against = (f"ΔAcc = accuracy minus that of the reference, {ref['model']} ({how}; default parameters, on the same "
+                   f"data fingerprint, at its own {own} px"
+                   + (f"; where it has no run at that size, at the size it ran at: {', '.join(elsewhere)}" if elsewhere else "")
+                   + "). p is the exact McNemar test of each row's lowest-seed run against the reference row's "
+                   "lowest-seed run on the same test images." + (f" Note: {note}." if note else ""))
+    lead = TRANSDUCTIVE_NOTE + " " if any(r.get("transductive") for r in rows) else ""
+    return (f"{lead}{against} Values are mean±SD over distinct seeds (repeated seeds are averaged first and shown as "
+            "\"runs (n seeds)\"; identical repeats, same model, parameters, seed, data, backend and version, count "
+            "once); 95% CIs are percentile bootstraps (1,000 resamples of the test set) of the lowest-seed run."
+            + (ENSEMBLE_NOTE if any(r.get("members") for r in rows) else ""))
 
 
 @dataclass(frozen=True)
@@ -381,7 +599,11 @@ def _seeds(seeds: list) -> str:
 
 
 def _p(row: dict[str, Any]) -> str:
+    """The p cell: "ref" on the reference row itself; a "-" elsewhere is explained in the footer
+    (``reference_gaps``)."""
     p = row.get("p_vs_baseline")
+    if p is None and row.get("is_reference"):
+        return "ref"
     return "-" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001")
 
 
@@ -500,6 +722,7 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     from rich.table import Table
     from rich.text import Text
 
+    from xraybench.escaping import terminal_text
     from xraybench.richtext import console as make_console
 
     console = console or make_console()
@@ -517,7 +740,8 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     for n, row in enumerate(layout["cells"]):
         if n == len(rows):
             table.add_section()
-        table.add_row(*(Text(row[i]) for i in shown), style="dim italic" if n >= len(rows) else None)
+        cells_shown = (Text(terminal_text(row[i])) for i in shown)  # a name's ANSI escapes never reach the terminal
+        table.add_row(*cells_shown, style="dim italic" if n >= len(rows) else None)
     console.print(table)
     hidden = [h for i, h in enumerate(HEADERS) if i not in shown] + ([layout["cut"]] if layout["cut"] else [])
     if hidden:
@@ -528,6 +752,10 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     console.print(f"[dim]{escape(legend(HEADERS[i] for i in shown))}[/]")
     if rows:  # without a run there is nothing for it to explain
         console.print(f"[dim]{escape(footnote(rows))}[/]")
+        for gap in reference_gaps(rows):  # why a ΔAcc or p is "-", and the command that fills it
+            console.print(escape(gap), highlight=False)
+        if refs:
+            console.print(escape(seed_note()), highlight=False)
     line = status_line(statuses, where) if statuses is not None else ""
     if line:
         console.print(escape(line), highlight=False)
@@ -535,25 +763,31 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
 
 def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: str,
                     statuses: dict[str, int] | None = None) -> str:
-    out = io.StringIO()
-    out.write(f"## {title}\n\n")
+    from xraybench.escaping import md_cell, md_code, md_text
+
+    out = io.StringIO()  # text from plugins and records goes through md_*: a name is never Markdown
+    out.write(f"## {md_text(title)}\n\n")
     out.write("| " + " | ".join(HEADERS) + " |\n")
     out.write("|" + "---|" * len(HEADERS) + "\n")
     ids = HEADERS.index("Run id")
     for row in rows:
-        cells = _cells(row)
-        cells[ids] = "<br>".join(row.get("run_ids") or []) or "-"  # all of them: Markdown has the room
+        cells = [md_cell(c) for c in _cells(row)]
+        cells[ids] = "<br>".join(md_cell(i) for i in row.get("run_ids") or []) or "-"  # all of them: Markdown has the room
         out.write("| " + " | ".join(cells) + " |\n")
     for row in refs:
-        cells = _cells(row)
+        cells = [md_cell(c) for c in _cells(row)]
         cells[0] = f"*{cells[0]}*"
         out.write("| " + " | ".join(cells) + " |\n")
     if refs:
         out.write("\nRows in *italics* are published figures, not runs of xraybench.\n")
-    out.write(f"\n{legend(HEADERS)}\n\n{footnote(rows)}\n")
+    out.write(f"\n{md_text(legend(HEADERS))}\n\n{md_text(footnote(rows))}\n")
+    for gap in reference_gaps(rows):
+        out.write(f"\n{md_text(gap)}\n")
+    if rows and refs:
+        out.write(f"\n{md_text(seed_note())}\n")
     line = status_line(statuses) if statuses is not None else ""
     if line:
-        out.write(f"\n{line}\n")
+        out.write(f"\n{md_text(line)}\n")
     if rows:
         out.write("\n### How each row was produced\n\n")
         out.write("| Model | Variant | px | Params | Epochs | Wall s per run | CPU s per run | Precision | Hardware | Command(s) |\n")
@@ -564,18 +798,22 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
             cpus = ", ".join("-" if c is None else f"{c:.0f}" for c in cpu) if any(c is not None for c in cpu) else "-"
             params = f"{row['param_count']:,}" if row.get("param_count") else "-"
             epochs = "-" if row.get("epochs") is None else f"{row['epochs']:.1f}"
-            commands = "<br>".join(f"`{c}`" for c in row.get("commands", []) if c) or "-"
-            out.write(f"| {row['model']} | {row['variant']} | {row.get('image_size')} | {params} | {epochs} | {walls} | {cpus} | "
-                      f"{', '.join(row.get('precision', []))} | {'; '.join(row.get('hardware', []))} | {commands} |\n")
+            commands = "<br>".join(md_code(c, in_table=True) for c in row.get("commands", []) if c) or "-"
+            out.write(f"| {md_cell(row['model'])} | {md_cell(row['variant'])} | {md_cell(row.get('image_size'))} | {params} | "
+                      f"{epochs} | {walls} | {cpus} | {md_cell(', '.join(map(str, row.get('precision', []))))} | "
+                      f"{md_cell('; '.join(map(str, row.get('hardware', []))))} | {commands} |\n")
         for row in rows:
             note = row.get("p_vs_baseline_note")
             if note:
-                out.write(f"\n- {row['model']} ({row['variant']}, {row.get('image_size')} px): {note}")
+                out.write(f"\n- {md_text(row['model'])} ({md_text(row['variant'])}, {md_text(row.get('image_size'))} px): "
+                          f"{md_text(note)}")
         out.write("\n")
     return out.getvalue()
 
 
 def render_csv(rows: list[dict[str, Any]]) -> str:
+    from xraybench.escaping import csv_cell
+
     out = io.StringIO()
     fields = ["model", "variant", "runs", "image_size", "epochs", "train_seconds", "seeds", "fingerprint",
               "representative_run", "run_ids"]
@@ -588,8 +826,9 @@ def render_csv(rows: list[dict[str, Any]]) -> str:
         for key, iv in (row.get("intervals") or {}).items():
             if key != "_meta" and isinstance(iv, dict):
                 cis[f"{key}_ci_low"], cis[f"{key}_ci_high"] = iv.get("low"), iv.get("high")
-        writer.writerow({**row, **cis, "seeds": " ".join(map(str, row.get("seeds", []))),
-                         "run_ids": " ".join(row.get("run_ids", []))})
+        fields_of_row = {**row, **cis, "seeds": " ".join(map(str, row.get("seeds", []))),
+                         "run_ids": " ".join(row.get("run_ids", []))}
+        writer.writerow({k: csv_cell(v) for k, v in fields_of_row.items()})  # a model named "=cmd()" is no formula
     return out.getvalue()
 
 

@@ -65,6 +65,10 @@ class _Context:
     def __init__(self, spec: ModelSpec, size: int, seed: int, root: Path, cache: Path) -> None:
         self.spec, self.size, self.seed, self.root, self.cache = spec, size, seed, root, cache
         self.shape = (size, size, spec.channels)
+        if isinstance(spec, KerasModel):  # the backend's start-up noise held back, as `run` does
+            from xraybench.training.backend import import_quietly
+
+            import_quietly()
         self.defaults = _short(spec.all_defaults())
         self._splits = None
         self._fitted: dict[str, Any] = {}
@@ -180,31 +184,52 @@ _AFTER_FIT = {"predicts", "same_seed", "no_test"}
 _contexts: dict[Any, _Context] = {}
 
 
-def _check_in_child(model: str, disabled: list[str], size: int, seed: int, folder: str, method: str) -> tuple[bool, str]:
-    """One check, run in a child process; the context survives between checks in the same child."""
+def _check_in_child(model: str | ModelSpec, disabled: list[str], size: int, seed: int, folder: str,
+                    method: str) -> tuple[bool, str, str]:
+    """One check, run in a child process; the context survives between checks in the same child.
+    ``model`` is the spec itself when it pickles (module-level functions), else its name, looked
+    up in the child's own registry."""
     from xraybench.plugins import load_registry
 
-    key = (model, tuple(disabled), size, seed, folder)
+    name = model if isinstance(model, str) else model.name
+    key = (name, tuple(disabled), size, seed, folder)
     if key not in _contexts:
-        spec = load_registry(disabled).model(model)
+        spec = load_registry(disabled).model(model) if isinstance(model, str) else model
         _contexts[key] = _Context(spec, size, seed, Path(folder) / "data", Path(folder) / "cache")
     return _one_check(_contexts[key], method)
 
 
-def _one_check(ctx: _Context, method: str) -> tuple[bool, str]:
+def _picklable(spec: ModelSpec) -> bool:
+    """Whether ``spec`` can be sent to a child as it is (lambdas and local functions cannot)."""
+    import pickle
+
+    try:
+        pickle.dumps(spec)
+    except Exception:  # noqa: BLE001 (PicklingError, AttributeError, TypeError: whatever the spec holds)
+        return False
+    return True
+
+
+def _one_check(ctx: _Context, method: str) -> tuple[bool, str, str]:
+    """(passed, detail, traceback): the traceback of a failed check for ``check --traceback``."""
+    import traceback
+
     from xraybench.plugins import one_line
 
     try:
-        return True, getattr(ctx, method)()
+        return True, getattr(ctx, method)(), ""
     except Exception as exc:
-        return False, one_line(exc)
+        return False, one_line(exc), traceback.format_exc()
 
 
 def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0, timeout: float | None = None,
-                 disabled: list[str] | None = None) -> list[Row]:
+                 disabled: list[str] | None = None, tracebacks: dict[str, str] | None = None,
+                 timeout_name: str = "--timeout") -> list[Row]:
     """The contract's rows. With ``timeout``, each check runs in a child process (one, reused while
     checks end): a check that runs past ``timeout`` seconds is killed and reported as a failed
-    row, and the others go on, as ``run --timeout`` does for a run. Without, all run here."""
+    row, and the others go on, as ``run --timeout`` does for a run. Without, all run here.
+    ``tracebacks``, when given, receives each failed check's traceback by row name; ``timeout_name``
+    is what a timed-out row calls the limit (the flag, or ``check_model``'s parameter)."""
     from xraybench.synthetic import make_kaggle_tree
 
     rows: list[Row] = []
@@ -219,14 +244,15 @@ def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0, timeout: float 
             from xraybench import isolation
 
             child = isolation.Child()
+            model = spec if _picklable(spec) else spec.name  # a spec registered in-process only goes as it is
 
-            def check(method: str) -> tuple[bool, str]:
-                outcome = child.call(_check_in_child, (spec.name, list(disabled or []), size, seed, tmp, method), timeout)
+            def check(method: str) -> tuple[bool, str, str]:
+                outcome = child.call(_check_in_child, (model, list(disabled or []), size, seed, tmp, method), timeout)
                 if outcome.status == "done":
                     return outcome.value
                 if outcome.status == "timeout":
-                    return False, f"timeout: no result within --timeout {timeout:g}s; the check was killed"
-                return False, outcome.reason
+                    return False, f"timeout: no result within {timeout_name} {timeout:g}s; the check was killed", ""
+                return False, outcome.reason, outcome.traceback or ""
         try:
             fit_ok = True
             for name, method in CHECKS:
@@ -237,8 +263,10 @@ def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0, timeout: float 
                     continue
                 if method in _AFTER_FIT and not fit_ok:
                     continue
-                ok, detail = check(method)
+                ok, detail, text = check(method)
                 rows.append((name, ok, detail if isinstance(detail, str) else ""))
+                if text and tracebacks is not None:
+                    tracebacks[name] = text
                 if method == "fits":
                     fit_ok = ok
         finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -48,6 +49,7 @@ class PluginInfo:
     reason: str = ""
     models: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    traceback: str = ""  # of an import or a hook that raised: printed by --traceback, for the plugin's author
 
 
 @dataclass
@@ -73,9 +75,23 @@ class Registry:
             raise PluginError(self.conflicts[name])
         for info in self.plugins:
             if info.status == "error" and name in info.models:
-                raise PluginError(f"model {name!r} is unavailable: plugin {info.name} failed: {info.reason}")
+                raise PluginError(f"model {name!r} is unavailable: plugin {info.name} failed: {info.reason}",
+                                  traceback=info.traceback)
         known = ", ".join(sorted(self.models)) or "none"
+        broken = [info for info in self.plugins if info.status == "error" and not info.models and not info.datasets]
+        if broken:  # it registered nothing, so nothing says which models it has: "unknown" would mislead
+            which = "; ".join(f"plugin {info.name} ({info.distribution} {info.version}) {_failure(info.reason)}"
+                              for info in broken)
+            raise PluginError(f"model {name!r} is not registered, and {which}: it may be the one that provides it; "
+                              f"fix or disable it (`xraybench plugins` lists it, --traceback shows why); known models: {known}",
+                              traceback="".join(info.traceback for info in broken))
         raise PluginError(f"unknown model {name!r}; known models: {known} (see `xraybench models`)")
+
+
+def _failure(reason: str) -> str:
+    """A broken plugin's reason as a clause: "failed to import (ImportError: ...)"."""
+    prefix = "import failed: "
+    return f"failed to import ({reason[len(prefix):]})" if reason.startswith(prefix) else f"failed ({reason})"
 
 
 def one_line(exc: BaseException) -> str:
@@ -87,6 +103,28 @@ def one_line(exc: BaseException) -> str:
 def _disabled_names(extra: Iterable[str] = ()) -> set[str]:
     names = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
     return names | {n for n in extra if n}
+
+
+def check_disabled(names: Iterable[str] = ()) -> None:
+    """A one-line ``PluginError`` for a name given to ``--disable-plugin`` (or in
+    ``$XRAYBENCH_DISABLE_PLUGINS``) that no advertised plugin or distribution has.
+
+    Why: a misspelt name disabled nothing, silently, and the run went on with the plugin it
+    meant to switch off. Only entry points are listed (no plugin is imported), so it is cheap.
+    """
+    flagged = {n for n in names if n}
+    from_env = _disabled_names() - flagged
+    wanted = [(n, "--disable-plugin") for n in sorted(flagged)] + [(n, f"${DISABLE_ENV}") for n in sorted(from_env)]
+    if not wanted:
+        return
+    candidates = _candidates() + [(name, "local", "0", name, None) for name, _ in _extra_objects]
+    plugins = sorted({c[0] for c in candidates})
+    distributions = sorted({c[1] for c in candidates} - {"local", "unknown"})
+    for name, where in wanted:
+        if name not in plugins and name not in distributions:
+            raise PluginError(f"{where} {name!r}: no installed plugin or distribution has that name; known plugins: "
+                              f"{', '.join(plugins) or 'none'}; distributions: {', '.join(distributions) or 'none'} "
+                              "(see `xraybench plugins`)")
 
 
 def _candidates() -> list[tuple[str, str, str, str, Any]]:
@@ -189,6 +227,7 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
             raise
         except BaseException as exc:  # a plugin's import may raise anything, sys.exit() included
             info.status, info.reason = "error", f"import failed: {one_line(exc)}"
+            info.traceback = traceback.format_exc()
             continue
         try:
             pm = _validated_manager(plugin, f"{dist}:{name}")
@@ -212,6 +251,7 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
                 raise
             except BaseException as exc:  # sys.exit() in a hook takes down no command
                 info.status, info.reason = "error", f"{hook_name} raised {one_line(exc)}"
+                info.traceback = traceback.format_exc()
                 continue
             for spec in staged:
                 if not isinstance(spec, kind_ok):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 2  # 1: "schema" key, no reference/spec_image_size; 2: "schema_version"
+# A new optional field (``members``) needs no new version: older records simply lack it (None).
 
 LABELS = ("NORMAL", "PNEUMONIA")  # index = label: NORMAL = 0, PNEUMONIA = 1, always.
 
@@ -81,11 +82,14 @@ def describe_method(method: str | None) -> str:
 
 
 class Threshold(enum.Enum):
-    """Which operating point metrics are read at: the fixed 0.5, or the one chosen on
-    validation (``--threshold 0.5|val``)."""
+    """Which operating point metrics are read at (``--threshold 0.5|val|prior``): the fixed 0.5,
+    the one chosen on validation, or the one moved to the test prior estimated from the unlabeled
+    test scores (``prior_shift.py``). ``PRIOR`` is transductive (it reads the test scores, never
+    the test labels) and optional: records older than it lack its fields."""
 
     FIXED = "0.5"
     VAL = "val"
+    PRIOR = "prior"
 
     @classmethod
     def parse(cls, value: "str | Threshold") -> "Threshold":
@@ -93,11 +97,23 @@ class Threshold(enum.Enum):
 
     @property
     def metrics_key(self) -> str:
-        return "metrics" if self is Threshold.FIXED else "metrics_at_val_threshold"
+        return _THRESHOLD_KEYS[self][0]
 
     @property
     def intervals_key(self) -> str:
-        return "intervals" if self is Threshold.FIXED else "intervals_at_val_threshold"
+        return _THRESHOLD_KEYS[self][1]
+
+    @property
+    def transductive(self) -> bool:
+        """Whether the threshold was set with the (unlabeled) test scores: never ranked with the others."""
+        return self is Threshold.PRIOR
+
+
+_THRESHOLD_KEYS = {Threshold.FIXED: ("metrics", "intervals"),
+                   Threshold.VAL: ("metrics_at_val_threshold", "intervals_at_val_threshold"),
+                   Threshold.PRIOR: ("metrics_at_prior_shift", "intervals_at_prior_shift")}
+INDUCTIVE_THRESHOLDS = (Threshold.FIXED, Threshold.VAL)  # set without the test set: what `compare` and `report` offer
+PRIOR_SHIFT_DESCRIPTION = "transductive: EM on unlabeled test scores"  # how tables name Threshold.PRIOR
 
 
 class InvalidRecord(ValueError):
@@ -150,9 +166,18 @@ class RunRecord:
     val_metrics: dict | None = None
     intervals: dict | None = None
     intervals_at_val_threshold: dict | None = None
+    # Threshold.PRIOR (prior_shift.py; transductive, records before it lack them): metrics and
+    # intervals there, and the estimate {"estimated_prior", "bbse_prior", "validation_prior",
+    # "true_prior", "threshold", "method", "iterations", "converged"}
+    metrics_at_prior_shift: dict | None = None
+    intervals_at_prior_shift: dict | None = None
+    prior_shift: dict | None = None
     has_scores: bool = False
     checkpoint: str | None = None  # an unfinished Keras run's last epoch, relative to the results folder (run --resume)
     resumed_from: str | None = None  # the run id this run continued from its checkpoint
+    # kind "ensemble" (xraybench/ensemble.py): the runs whose scores it averages, each
+    # {"run_id", "model", "variant", "seed", "image_size", "backend"}; None for a run that trained
+    members: list | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -240,7 +265,7 @@ def _migrate(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]
         raise InvalidRecord(f"schema version {version} is newer than this xraybench reads ({SCHEMA_VERSION}); "
                             "upgrade xraybench")
     still_missing = {}
-    for key in ("metrics", "metrics_at_val_threshold", "val_metrics"):
+    for key in ("metrics", "metrics_at_val_threshold", "val_metrics", "metrics_at_prior_shift"):
         metrics = out.get(key)
         missing = missing_metrics(metrics) if isinstance(metrics, dict) else []
         if missing and not isinstance(metrics.get("per_class", {}) or {}, dict):
@@ -326,6 +351,7 @@ def _parse(obj: Any) -> RunRecord:
     for key in ("model", "run_id"):
         if not kwargs[key]:
             raise InvalidRecord(f"empty {key!r}")
+    _check_members(kwargs.get("members"))
     if status is RunStatus.DONE:
         for key in (Threshold.FIXED.metrics_key, Threshold.VAL.metrics_key):
             metrics = kwargs.get(key)
@@ -335,6 +361,17 @@ def _parse(obj: Any) -> RunRecord:
             if missing:
                 raise InvalidRecord(f"partial {key!r} (missing {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
     return RunRecord(**kwargs, extra=extra)
+
+
+def _check_members(members: list | None) -> None:
+    """An ensemble's members are objects naming a run: the leaderboard and ``runs`` read their
+    ids and configurations, so a damaged entry is named here rather than crashing them."""
+    for i, member in enumerate(members or [], 1):
+        if not isinstance(member, dict):
+            raise InvalidRecord(f"'members' entry {i} is {_type_name(member)}, expected an object")
+        for key in ("run_id", "model"):
+            if not isinstance(member.get(key), str) or not member[key]:
+                raise InvalidRecord(f"'members' entry {i} has no {key!r}")
 
 
 def coerce(record: "RunRecord | dict[str, Any]") -> RunRecord:
@@ -357,6 +394,21 @@ def _schema_of(hint: Any) -> dict[str, Any]:
         return {"type": [inner["type"], "null"]} if "type" in inner else {"anyOf": [inner, {"type": "null"}]}
     return {"type": {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object",
                      list: "array", RunStatus: "string"}[hint]}
+
+
+def _prior_shift_schema() -> dict[str, Any]:
+    """The ``prior_shift`` field: the transductive operating point's estimate (prior_shift.py)."""
+    prior = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+    estimate = {
+        "type": "object",
+        "description": "transductive operating point: test prior P(PNEUMONIA) estimated by EM on the unlabeled "
+                       "test scores after Platt calibration on validation; true_prior is shown, never used",
+        "required": ["estimated_prior", "threshold", "method"],
+        "properties": {"estimated_prior": {"type": "number", "minimum": 0, "maximum": 1}, "bbse_prior": prior, "validation_prior": prior, "true_prior": prior,
+                       "threshold": {"type": "number", "minimum": 0, "maximum": 1}, "method": {"type": "string"},
+                       "iterations": {"type": "integer", "minimum": 0}, "converged": {"type": "boolean"}},
+    }
+    return {"anyOf": [estimate, {"type": "null"}]}
 
 
 def json_schema() -> dict[str, Any]:
@@ -397,10 +449,17 @@ def json_schema() -> dict[str, Any]:
         properties[name] = _schema_of(_HINTS[name])
     properties["schema_version"] = {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION}
     properties["status"] = {"enum": [s.label for s in STORED_STATUSES]}
-    for key in ("metrics", "metrics_at_val_threshold", "val_metrics"):
+    for key in ("metrics", "metrics_at_val_threshold", "val_metrics", "metrics_at_prior_shift"):
         properties[key] = {"anyOf": [{"$ref": "#/$defs/metrics"}, {"type": "null"}]}
-    for key in ("intervals", "intervals_at_val_threshold"):
+    for key in ("intervals", "intervals_at_val_threshold", "intervals_at_prior_shift"):
         properties[key] = {"anyOf": [{"$ref": "#/$defs/intervals"}, {"type": "null"}]}
+    properties["prior_shift"] = _prior_shift_schema()
+    member = {"type": "object", "required": ["run_id", "model"],
+              "properties": {"run_id": {"type": "string"}, "model": {"type": "string"}, "variant": {"type": "string"},
+                             "seed": {"type": ["integer", "null"]}, "image_size": {"type": ["integer", "null"]},
+                             "backend": {"type": ["string", "null"]}}}
+    properties["members"] = {"anyOf": [{"type": "array", "items": member, "minItems": 2}, {"type": "null"}],
+                             "description": "an ensemble's member runs, whose per-image scores it averages"}
     properties["val_threshold"] = {"anyOf": [{"type": "object", "required": ["value", "method"],
                                               "properties": {"value": {"type": "number"}, "method": {"type": "string"}}},
                                              {"type": "null"}]}

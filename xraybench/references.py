@@ -32,3 +32,17 @@ REFERENCES: list[dict] = [
     {"model": "MedMNIST v2 AutoKeras (published)", "source": "Yang et al. 2023, PneumoniaMNIST", "accuracy": 0.878, "roc_auc": 0.947, "image_size": 28},
     {"model": "MedMNIST v2 Google AutoML Vision (published)", "source": "Yang et al. 2023, PneumoniaMNIST", "accuracy": 0.946, "roc_auc": 0.991, "image_size": 28},
 ]
+
+SEED_MODEL = "seed CNN (published)"
+# Where the difference is explained at length; printed after a run and under the leaderboard.
+WHY_DOC = "docs/results.md, \"Why your first result differs from the seed's 0.86\""
+# Why a run here and the seed's differ (after a run's first report and in the leaderboard's footer):
+WHY_SEED_DIFFERS = (
+    "Why they differ: the seed appears to have early-stopped on its test set; here early stopping and the (val) "
+    "threshold use a patient-grouped validation split, test is read once, and the test split is shifted (its NORMAL "
+    "images are called PNEUMONIA far more often than validation's).")
+
+
+def seed_reference() -> dict:
+    """The seed's published figures (its accuracy, per-class precision, recall and F1)."""
+    return next(ref for ref in REFERENCES if ref["model"] == SEED_MODEL)

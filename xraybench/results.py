@@ -21,8 +21,9 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
+from xraybench import jsonsafe
 from xraybench.records import InvalidRecord, RunRecord, RunStatus, for_saving, parse
 
 RESULTS_ENV = "XRAYBENCH_RESULTS"
@@ -189,11 +190,12 @@ class ResultStore:
             if path.name.endswith(".scores.json") or path.name.startswith("."):
                 continue  # scores sidecars and the summary index are not records
             try:
-                with open(path) as fh:
-                    yield path.name, json.load(fh)
+                obj = jsonsafe.load(path)  # too deep or too large: named and skipped like any damaged file
             except (OSError, ValueError) as exc:
                 if failed is not None:  # a foreign or damaged file never hides the others
                     failed.append((path.name, _unreadable(exc)))
+                continue
+            yield path.name, obj
 
     def summaries(self, failed: list[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
         """Every run record without its bulky parts (history, validation metrics, params),
@@ -213,7 +215,7 @@ class ResultStore:
         index_path = self.runs / ".index.json"
         ours = True  # an index we may rewrite: none yet, or one that carries our schema key
         try:
-            index = json.loads(index_path.read_text())
+            index = jsonsafe.load(index_path)
             if not isinstance(index, dict) or "schema" not in index:
                 index, ours = {}, False  # someone else's file: left alone, and nothing cached
             elif index.get("schema") != SCHEMA:
@@ -223,6 +225,8 @@ class ResultStore:
         except (OSError, ValueError):
             index, ours = {}, False
         cached = index.get("records", {})
+        if not isinstance(cached, dict):  # a damaged index is only a cache: rebuilt from the files
+            cached = {}
         fresh: dict[str, Any] = {}
         changed = False
         names = []
@@ -239,12 +243,11 @@ class ResultStore:
         for name, st in names:
             stamp = [st.st_mtime_ns, st.st_size]
             hit = cached.get(name)
-            if hit is not None and hit[0] == stamp:
+            if isinstance(hit, list) and len(hit) == 2 and hit[0] == stamp and isinstance(hit[1], dict):
                 fresh[name] = hit
                 continue
             try:
-                with open(self.runs / name) as fh:
-                    record = json.load(fh)
+                record = jsonsafe.load(self.runs / name)
             except (OSError, ValueError) as exc:
                 if failed is not None:  # a foreign or damaged file never hides the others
                     failed.append((name, _unreadable(exc)))
@@ -323,30 +326,87 @@ class ResultStore:
         from xraybench.errors import XRayBenchError
 
         try:
-            return parse(json.loads(path.read_text()))
+            return parse(jsonsafe.load(path))
         except (OSError, ValueError) as exc:
             reason = str(exc) if isinstance(exc, InvalidRecord) else _unreadable(exc)
             raise XRayBenchError(f"{path} is not a readable run record ({reason})") from None
 
     def scores(self, run_id: str) -> dict[str, Any] | None:
-        """The run's per-image scores; None if it has none; a ValueError naming the file if damaged."""
+        """The run's per-image scores; None if it has none; an ``InvalidRecord`` (a ValueError)
+        naming the file and the first thing wrong when it is damaged (``scores_problem``), so
+        that no caller computes a metric from a file that only looks like scores."""
         if not _is_run_id(run_id):  # a record's id that cannot name a file never names one elsewhere
             return None
         path = self.runs / f"{run_id}.scores.json"
         if not path.is_file():
             return None
         try:
-            scores = json.loads(path.read_text())
+            scores = jsonsafe.load(path)
         except (OSError, ValueError) as exc:
-            raise InvalidRecord(f"{path} is damaged ({_unreadable(exc)})") from None
-        if not isinstance(scores, dict):
-            raise InvalidRecord(f"{path} is damaged (not an object)")
-        for key in ("test_ids", "test_labels", "test_scores"):
-            if not isinstance(scores.get(key), list):
-                raise InvalidRecord(f"{path} is damaged (no {key!r} list)")
-        if not len(scores["test_ids"]) == len(scores["test_labels"]) == len(scores["test_scores"]):
-            raise InvalidRecord(f"{path} is damaged (test ids, labels and scores differ in length)")
+            raise DamagedScores(path, _unreadable(exc)) from None
+        problem = scores_problem(scores)
+        if problem:
+            raise DamagedScores(path, problem)
         return scores
+
+    def scores_loader(self, damaged: list[Skipped]) -> Callable[[str], dict[str, Any] | None]:
+        """``scores`` for a command that can do without some: a damaged file is treated as missing
+        (None) and noted once in ``damaged``, for ``damaged_scores_line`` to name."""
+        seen: set[Path] = set()
+
+        def load(run_id: str) -> dict[str, Any] | None:
+            try:
+                return ResultStore.scores(self, run_id)  # the method, even where the loader stands in for it
+            except DamagedScores as exc:
+                if exc.path not in seen:
+                    seen.add(exc.path)
+                    damaged.append(Skipped(exc.path, exc.reason))
+                return None
+
+        return load
+
+
+SCORE_SPLITS = ("test", "val")  # test is required; val is absent from runs recorded before it was stored
+
+
+def scores_problem(scores: Any) -> str | None:
+    """What is wrong with a decoded scores file, in a few words, or None when every split it holds
+    is usable: ids, labels and scores lists of one length, unique ids (strings or integers),
+    labels 0 or 1, scores finite numbers in [0, 1].
+
+    Why all of it, here: every reader (leaderboard, compare, report, backfill, ensemble) feeds
+    these lists to metrics that fail far away (a ``None`` score was a ``TypeError`` in McNemar's
+    test) or, worse, quietly (arrays shorter than the ids were zipped to fewer images).
+    """
+    if not isinstance(scores, dict):
+        return "not an object"
+    for split in SCORE_SPLITS:
+        keys = [f"{split}_{what}" for what in ("ids", "labels", "scores")]
+        if split != "test" and not any(k in scores for k in keys):
+            continue
+        for key in keys:
+            if not isinstance(scores.get(key), list):
+                return f"no {key!r} list"
+        ids, labels, values = (scores[k] for k in keys)
+        if not len(ids) == len(labels) == len(values):
+            return f"{split} ids, labels and scores differ in length: {len(ids)}, {len(labels)}, {len(values)}"
+        if not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+            return f"a {split} id is not a string"
+        if len(set(ids)) != len(ids):
+            return f"{split} ids repeat"
+        if not all(type(v) is int and v in (0, 1) for v in labels):
+            return f"a {split} label is not 0 or 1"
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in values):
+            return f"a {split} score is not a number in [0, 1]"  # nan fails both comparisons
+    return None
+
+
+class DamagedScores(InvalidRecord):
+    """A scores file that cannot be used; ``path`` and ``reason`` for the line that names it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} is damaged ({reason})")
+        self.path, self.reason = path, reason
 
 
 class Skipped(NamedTuple):
@@ -360,11 +420,21 @@ class Loaded(NamedTuple):
 
 
 def _unreadable(exc: BaseException) -> str:
+    if isinstance(exc, jsonsafe.UnsafeJSON):
+        return str(exc)
     if isinstance(exc, UnicodeDecodeError):
         return "not text"
     if isinstance(exc, ValueError):
         return "not JSON"
     return f"unreadable: {exc.strerror or type(exc).__name__}" if isinstance(exc, OSError) else str(exc)
+
+
+def damaged_scores_line(damaged: list[Skipped]) -> str | None:
+    """One line naming every scores file a command treated as missing because it is damaged, or None."""
+    if not damaged:
+        return None
+    parts = "; ".join(f"{s.path} ({s.reason})" for s in damaged)
+    return f"{len(damaged)} scores file{'s' if len(damaged) != 1 else ''} damaged, treated as missing: {parts}"
 
 
 def skipped_line(skipped: list[Skipped]) -> str | None:

@@ -15,17 +15,22 @@ from typing import Any
 
 
 def esc(value: Any) -> str:
-    """``str(value)`` with rich markup escaped, for interpolation into a markup string."""
+    """``str(value)`` with rich markup escaped, for interpolation into a markup string; control
+    characters (an ANSI escape in a model's name) shown as ``\\x1b``, never sent to the terminal."""
     from rich.markup import escape
 
-    return escape(str(value))
+    from xraybench.escaping import terminal_text
+
+    return escape(terminal_text(value))
 
 
 def plain(value: Any, style: str = ""):
-    """``value`` as a rich ``Text``: shown literally (no markup, no ``:emoji:`` codes)."""
+    """``value`` as a rich ``Text``: shown literally (no markup, no ``:emoji:`` codes, no control characters)."""
     from rich.text import Text
 
-    return Text(str(value), style=style)
+    from xraybench.escaping import terminal_text
+
+    return Text(terminal_text(value), style=style)
 
 
 PIPED_WIDTH = 10_000  # "no width": wider than any table or line xraybench prints

@@ -80,8 +80,14 @@ class RunPlan:
         prepared = []
         if self.resume:
             request, resumed = resume_request(store, self.resume, self.settings.command, self.settings.data)
+            started_with = request.timeout
+            request.timeout = self.settings.timeout  # this command's --timeout (or its default), never the old one
             prepared.append(prepare(request, registry, datasets))
             check_resumed(prepared[0], resumed)
+            if console is not None:
+                from rich.markup import escape
+
+                console.print(escape(resume_line(request, started_with)), highlight=False)
         for model in self.models:
             own = flag_overrides(registry.model(model), self.overrides, self.flags, console)
             for seed in self.seeds:
@@ -136,6 +142,24 @@ def resume_request(store, run_id: str, command: str = "", data: str | None = Non
     request.checkpoints = str(store.root)
     request.command = command or request.command
     return request, record
+
+
+def resume_line(request: RunRequest, started_with: float) -> str:
+    """What a resume says before it trains: the epoch it goes on from, and which ``--timeout``
+    applies. Why: the request comes back from the checkpoint, and a timeout that killed the run
+    once would kill it again if it were inherited without a word; the resume takes this command's
+    ``--timeout`` (its default when none is given) and names the old one when it differs."""
+    from pathlib import Path
+
+    from xraybench import checkpoints
+    from xraybench.progress import format_seconds, plural
+
+    saved = checkpoints.state(Path(request.resume_from or ".")) or {}
+    done = int(saved.get("epoch") or 0)
+    now = request.timeout
+    was = "as when the run started" if started_with == now else f"the run started with --timeout {started_with:g}s"
+    return (f"resuming run {request.resumed_from} from epoch {done + 1} ({plural(done, 'epoch')} done); this "
+            f"command's --timeout applies, {now:g}s ({format_seconds(now)}); {was}")
 
 
 def check_resumed(prepared: Prepared, record: dict[str, Any]) -> None:

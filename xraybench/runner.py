@@ -222,10 +222,11 @@ def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[dict[str, Any]
         outcome = isolation.run_once(_run_request, (asdict(request), str(save_to) if save_to else None),
                                      request.timeout, expected=(PluginFailure, XRayBenchError),
                                      on_tick=_cancel_check(cancel))
-    except KeyboardInterrupt:  # the child is already stopped
-        record.update(status=RunStatus.INTERRUPTED.label, reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (isolation.Terminated); the child is already stopped
+        record.update(status=RunStatus.INTERRUPTED.label, reason=isolation.stop_reason(exc),
+                      wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
-        raise Interrupted(record) from None
+        raise Interrupted(record, isolation.stop_exit_code(exc)) from None
     try:
         return _outcome_record(prepared, record, outcome, start, cpu_before)
     finally:
@@ -277,11 +278,13 @@ def _children_cpu_seconds() -> float | None:
 
 
 class Interrupted(Exception):
-    """Ctrl-C during a run; carries the ``interrupted`` record to save."""
+    """Ctrl-C or SIGTERM during a run; carries the ``interrupted`` record to save and the exit
+    status to end with (130 for Ctrl-C, 143 for SIGTERM, as a shell reports them)."""
 
-    def __init__(self, record: dict[str, Any]) -> None:
+    def __init__(self, record: dict[str, Any], exit_code: int = 130) -> None:
         super().__init__("interrupted")
         self.record = record
+        self.exit_code = exit_code
 
 
 def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -298,10 +301,12 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
                 prepared.request.precision, _epoch_printer(prepared.spec.name, prepared.request.quiet),
                 prepared.request.target_sensitivity,
             )
-    except KeyboardInterrupt:
-        record.update(status=RunStatus.INTERRUPTED.label, reason="stopped by Ctrl-C", wall_seconds=time.perf_counter() - start)
+    except KeyboardInterrupt as exc:
+        from xraybench.isolation import stop_exit_code, stop_reason
+
+        record.update(status=RunStatus.INTERRUPTED.label, reason=stop_reason(exc), wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
-        raise Interrupted(record) from None
+        raise Interrupted(record, stop_exit_code(exc)) from None
     except (harness.PluginFailure, XRayBenchError) as exc:
         text = str(exc).strip()
         record.update(status=RunStatus.ERROR.label, reason=text.splitlines()[0] if text else type(exc).__name__,

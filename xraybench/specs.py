@@ -21,6 +21,7 @@ from xraybench.records import DEFAULT_IMAGE_SIZE, LABELS  # noqa: F401  (LABELS:
 KERAS_TRAINING_DEFAULTS: dict[str, Any] = {
     "class_weight": False,
     "standardize": False,
+    "equalize": False,  # per-image histogram equalisation in place of /255 (training/keras.py: equalized)
 }
 
 

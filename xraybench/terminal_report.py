@@ -28,39 +28,119 @@ def _report_table(metrics: dict[str, Any], title: str):
     return table
 
 
-def print_run_report(record: dict[str, Any], console) -> None:
+def print_run_report(record: dict[str, Any], console, explain: bool = True, recorded: bool = False) -> None:
+    """One run in the seed's form, then this run at 0.5 and at its validation threshold beside the
+    seed's published figures (``explain``: with the sentence on why they differ and the doc to
+    read; a batch says it once), then a summary line naming backend and precision. ``recorded``:
+    the run was not trained now but found recorded (``run`` without ``--force``), and says so."""
     from rich.markup import escape
 
-    from xraybench.records import FIXED_THRESHOLD, RunStatus, describe_method
+    from xraybench.records import FIXED_THRESHOLD, RunStatus
 
     status = RunStatus.parse(record["status"])
     if status is not RunStatus.DONE:
         console.print(f"{status.markup()} {escape(record['model'])} (seed {record['seed']}): {escape(record.get('reason', ''))}")
         return
     m = record["metrics"]
-    console.print(_report_table(m, f"{record['model']} on test, threshold {FIXED_THRESHOLD:g}"))
+    mark = " (recorded result)" if recorded else ""
+    console.print(_report_table(m, f"{record['model']} on test, threshold {FIXED_THRESHOLD:g}{mark}"))
     cm = m["confusion_matrix"]
     console.print(
         f"ROC AUC {m['roc_auc']:.4f}  sensitivity {m['sensitivity']:.4f}  specificity {m['specificity']:.4f}  "
         f"balanced accuracy {m['balanced_accuracy']:.4f}  confusion [[TN {cm[0][0]}, FP {cm[0][1]}], [FN {cm[1][0]}, TP {cm[1][1]}]]"
     )
-    v = record["metrics_at_val_threshold"]
-    console.print(
-        f"at the validation-chosen threshold {v['threshold']:.3f} "
-        f"({describe_method((record.get('val_threshold') or {}).get('method'))}, never test): "
-        f"accuracy {v['accuracy']:.4f}  NORMAL recall {v['specificity']:.4f}  PNEUMONIA recall {v['sensitivity']:.4f}"
-    )
+    print_against_seed(record, console, explain)
+    line = prior_shift_line(record)
+    if line:
+        console.print(line, highlight=False)
     epochs = record.get("epochs_run")
     console.print(
         f"[dim]validation AUC {record['val_metrics']['roc_auc']:.4f}; trained {record['train_seconds']:.1f}s"
-        f"{', ' + plural(epochs, 'epoch') if epochs else ''}; precision {esc(record.get('precision'))}; "
-        f"{esc(record.get('param_count') or '?')} parameters[/]"
+        f"{', ' + plural(epochs, 'epoch') if epochs else ''}; {esc(trained_with(record))}, precision "
+        f"{esc(record.get('precision'))}; {esc(record.get('param_count') or '?')} parameters[/]"
     )
 
 
-def print_run_summary(records: list[dict[str, Any]], console) -> None:
+def trained_with(record: dict[str, Any]) -> str:
+    """What a run trained on, for its summary line: "backend jax 0.4.35" (the Keras backend and its
+    version, which change a run's random streams and speed), or scikit-learn's version for a model
+    that has no Keras backend."""
+    env = record.get("environment") or {}
+    if record.get("kind") == "generic":
+        return f"scikit-learn {env.get('scikit-learn') or '?'} (no Keras backend)"
+    backend = env.get("backend") or "?"
+    version = env.get(backend) if isinstance(backend, str) and backend in ("jax", "tensorflow", "torch") else None
+    return f"backend {backend}{' ' + str(version) if version else ''}"
+
+
+def _seed_rows(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(label, cells) for this run at 0.5, at its validation threshold, and the seed's published run."""
+    from xraybench.records import FIXED_THRESHOLD
+    from xraybench.references import seed_reference
+
+    def cells(m: dict[str, Any]) -> list[str]:
+        pc = m["per_class"]
+        return [f"{m['accuracy']:.3f}", f"{pc['NORMAL']['recall']:.3f}", f"{pc['NORMAL']['f1']:.3f}",
+                f"{pc['PNEUMONIA']['recall']:.3f}", f"{pc['PNEUMONIA']['f1']:.3f}"]
+
+    rows = [(f"this run at {FIXED_THRESHOLD:g}", cells(record["metrics"]))]
+    v = record.get("metrics_at_val_threshold")
+    if v:
+        rows.append((f"this run at {v['threshold']:.3f} (val)", cells(v)))
+    seed = seed_reference()
+    pc = seed.get("per_class") or {}
+
+    def shown(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"  # as published: 0.86, not 0.860
+
+    rows.append((seed["model"], [shown(seed.get("accuracy")), shown(pc.get("NORMAL", {}).get("recall")),
+                                 shown(pc.get("NORMAL", {}).get("f1")), shown(pc.get("PNEUMONIA", {}).get("recall")),
+                                 shown(pc.get("PNEUMONIA", {}).get("f1"))]))
+    return rows
+
+
+def print_against_seed(record: dict[str, Any], console, explain: bool = True) -> None:
+    """The first question after a run, answered under it: how does it compare with the seed's
+    published 0.86? This run at 0.5 and at its validation-chosen threshold beside the seed's
+    figures, how the second threshold was chosen, and (``explain``) why the numbers differ, with
+    the doc that says more (``references.WHY_DOC``)."""
+    from rich.table import Table
+
+    from xraybench.records import describe_method
+    from xraybench.references import WHY_DOC, WHY_SEED_DIFFERS
+
+    table = Table(title="this run beside the seed's published CNN (test set)", header_style="bold",
+                  title_justify="left")
+    table.add_column("", no_wrap=True)
+    for head in ("accuracy", "NORMAL\nrecall", "NORMAL\nF1", "PNEUMONIA\nrecall", "PNEUMONIA\nF1"):
+        table.add_column(head, justify="right", no_wrap=True)
+    for label, cells in _seed_rows(record):
+        table.add_row(plain(label), *cells)
+    console.print(table)
+    v = record.get("metrics_at_val_threshold")
+    if v:
+        method = describe_method((record.get("val_threshold") or {}).get("method"))
+        console.print(esc(f"(val): threshold chosen by {method}, never on test."), highlight=False)
+    if explain:
+        console.print(esc(f"{WHY_SEED_DIFFERS} Read {WHY_DOC}."), highlight=False)
+
+
+def prior_shift_line(record: dict[str, Any]) -> str:
+    """The transductive operating point in one line, the true test prior beside the estimate (shown,
+    never used); "" for a record without it."""
+    shift, m = record.get("prior_shift"), record.get("metrics_at_prior_shift")
+    if not shift or not m:
+        return ""
+    true = shift.get("true_prior")
+    return (f"prior-shift (transductive, EM on unlabeled test scores): estimated P(PNEUMONIA) "
+            f"{shift['estimated_prior']:.2f} (true {'?' if true is None else f'{true:.2f}'}), threshold "
+            f"{shift['threshold']:.3f}: accuracy {m['accuracy']:.4f} NORMAL recall {m['specificity']:.4f}")
+
+
+def print_run_summary(records: list[dict[str, Any]], console, recorded: set[str] | frozenset[str] = frozenset()) -> None:
     """One row per run. Names are never cut mid-word: at a narrow width the run-id column goes
-    (the ids are in the "recorded" lines above) and reasons go under the table."""
+    (the ids are in the "recorded" lines above) and reasons go under the table. A run found
+    recorded (id in ``recorded``) rather than trained says "recorded" in the Status column."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -85,7 +165,8 @@ def print_run_summary(records: list[dict[str, Any]], console) -> None:
     for r in records:
         m = r.get("metrics") or {}
         row = ([plain(r["run_id"])] if with_ids else []) + [
-            plain(r["model"]), plain(r["seed"]), RunStatus.parse(r["status"]).markup(),
+            plain(r["model"]), plain(r["seed"]),
+            "[green]recorded[/]" if r["run_id"] in recorded else RunStatus.parse(r["status"]).markup(),
             f"{m['accuracy']:.4f}" if m else "-", f"{m['roc_auc']:.4f}" if m else "-",
             f"{r.get('wall_seconds', 0):.0f}",
         ]
@@ -139,7 +220,7 @@ def print_data_summary(dataset, console) -> None:
     stats = dataset.stats
     title = f"data set {escape(str(dataset.source))} ({escape(str(stats.get('dataset') or dataset.reader))})"
     table = Table(title=title, header_style="bold", title_justify="left")
-    for col in ("Split", "Class", "Images", "Patients", "Exact duplicates"):
+    for col in ("Split", "Class", "Images", "Patients", "Duplicates in split+class"):
         table.add_column(col, justify="right" if col not in ("Split", "Class") else "left")
     none = lambda v: "-" if v is None else str(v)  # noqa: E731
     for split, classes in stats.get("splits", {}).items():
@@ -153,6 +234,8 @@ def print_data_summary(dataset, console) -> None:
     details = Table(show_header=False, box=None, padding=(0, 1))
     details.add_column(style="bold", no_wrap=True)
     details.add_column(overflow="fold")
+    details.add_row("duplicates", "byte-identical copies of an image within the same split and class (the copies "
+                    "beyond the first); copies across splits or classes are not counted")
     details.add_row("validation", f"{escape(dataset.val_strategy)}; fraction {dataset.val_fraction}, seed {dataset.seed}")
     if "kaggle_val_images" in stats:
         details.add_row("Kaggle val/", f"{stats['kaggle_val_images']} images, reported but not used")

@@ -58,8 +58,19 @@ def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[None]:
         plugins._extra_objects.remove(entry)
 
 
-def check_model(spec: Any, size: int = 32, seed: int = 0) -> list[tuple[str, bool, str]]:
-    """Run the plugin contract on tiny generated data; returns (check, passed, detail) rows."""
+CHECK_TIMEOUT = 300.0  # seconds per check: one short epoch on 48 tiny images takes seconds, a hang forever
+
+
+def check_model(spec: Any, size: int = 32, seed: int = 0,
+                timeout: float | None = CHECK_TIMEOUT) -> list[tuple[str, bool, str]]:
+    """Run the plugin contract on tiny generated data; returns (check, passed, detail) rows.
+
+    Each check runs in a child process and is killed after ``timeout`` seconds, becoming a failed
+    row ("timeout: ...") while the others go on, so a model that hangs fails its plugin's test
+    instead of hanging the test suite. The spec is sent to the child as it is when it pickles
+    (module-level functions), else found there by name among the installed plugins;
+    ``timeout=None`` runs every check in this process, without a limit.
+    """
     from xraybench.plugin_checks import run_contract
 
-    return run_contract(spec, size=size, seed=seed)
+    return run_contract(spec, size=size, seed=seed, timeout=timeout, timeout_name="check_model's timeout")

@@ -293,6 +293,10 @@ def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=make_pruner(task.pruner))
     trial = optuna.trial.Trial(study, trial_id)
     spec = _cached(("registry", tuple(task.disabled)), lambda: load_registry(task.disabled)).model(task.model)
+    if spec.kind == "keras":  # before the pruning callback imports Keras: its start-up noise held back, as `run` does
+        from xraybench.training.backend import import_quietly
+
+        _cached(("quiet import",), import_quietly)
     try:
         value, epochs = evaluate_params(spec, task.train, task.val, params, task.metric, task.seed, task.precision, trial)
     except optuna.TrialPruned as exc:
@@ -411,7 +415,9 @@ def run_study(
                 break
             trial, params = asked
             session.trials_run += 1
-            frozen = _run_one(study, storage, storage_url, study_name, trial, params, task, child, trial_timeout, session)
+            limit, limit_text = _trial_limit(trial_timeout, timeout, time.perf_counter() - start)
+            frozen = _run_one(study, storage, storage_url, study_name, trial, params, task, child, limit, session,
+                              limit_text)
             if show is not None:
                 show(study, frozen)
     finally:
@@ -501,8 +507,25 @@ def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, s
             return None
 
 
-def _run_one(study, storage, storage_url, study_name, trial, params, task, child, trial_timeout, session):
-    """Run one trial (here or in ``child``) and tell the study; returns the told FrozenTrial."""
+def _trial_limit(trial_timeout: float | None, timeout: float | None, elapsed: float) -> tuple[float | None, str]:
+    """How long the next trial may run, and how its timeout is worded: ``--trial-timeout``, or
+    what is left of the study's ``--timeout`` when that is sooner. Why: ``--timeout`` only stopped
+    *starting* trials, so one hanging trial ran on for the 6 h default of ``--trial-timeout``."""
+    if timeout is None:
+        return trial_timeout, f"--trial-timeout {trial_timeout:g}s" if trial_timeout is not None else ""
+    left = max(timeout - elapsed, 1.0)  # a trial that starts is given a moment, never a limit of 0
+    if trial_timeout is not None and trial_timeout <= left:
+        return trial_timeout, f"--trial-timeout {trial_timeout:g}s"
+    return left, f"the {left:.0f}s left of --timeout {timeout:g}s"
+
+
+def _run_one(study, storage, storage_url, study_name, trial, params, task, child, trial_timeout, session,
+             limit_text: str = ""):
+    """Run one trial (here or in ``child``, killed after ``trial_timeout`` seconds, which
+    ``limit_text`` words) and tell the study; returns the told FrozenTrial. A failed trial keeps
+    its one-line reason and its traceback (user attributes ``fail_reason``, ``fail_traceback``)."""
+    import traceback
+
     import optuna
 
     from xraybench import isolation
@@ -519,9 +542,11 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
                 try:
                     outcome = isolation.Outcome("done", value=run_trial(*args))
                 except PluginFailure as exc:
-                    outcome = isolation.Outcome("error", reason=str(exc).splitlines()[0] if str(exc) else "PluginFailure")
+                    outcome = isolation.Outcome("error", reason=str(exc).splitlines()[0] if str(exc) else "PluginFailure",
+                                                traceback=traceback.format_exc())
     except BaseException as exc:  # Ctrl-C, or an unexpected error in this process: never leave it RUNNING
-        reason = "interrupted by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        reason = (("interrupted by SIGTERM" if isinstance(exc, isolation.Terminated) else "interrupted by Ctrl-C")
+                  if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
         trial.set_user_attr("fail_reason", mask_text(reason.splitlines()[0], url_secrets(storage_url)))
         study.tell(trial, state=fail, skip_if_finished=True)
         raise
@@ -535,6 +560,8 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
         return study.tell(trial, result["value"])
     reason = outcome.reason
     if outcome.status == "timeout":
-        reason = f"no result within --trial-timeout {trial_timeout:g}s; the process was killed"
+        reason = f"no result within {limit_text or f'{trial_timeout:g}s'}; the process was killed"
     trial.set_user_attr("fail_reason", mask_text(reason, url_secrets(storage_url)))  # the study may be shared
+    if outcome.traceback:  # for `tune --traceback`; the plugin's author needs more than the line
+        trial.set_user_attr("fail_traceback", mask_text(outcome.traceback, url_secrets(storage_url)))
     return study.tell(trial, state=fail)

@@ -14,14 +14,14 @@ import os
 import sys
 from typing import Sequence
 
-from xraybench.cli import data, options, plugins, results, run, tune
+from xraybench.cli import data, ensemble, options, plugins, results, run, tune
 from xraybench.cli.common import err
 from xraybench.errors import XRayBenchError
 
 # The commands, in the order ``--help`` lists them.
 COMMANDS = (
     plugins.add_models, plugins.add_plugins, run.add_run, results.add_leaderboard, data.add_data, tune.add_tune,
-    tune.add_studies, results.add_report, results.add_runs, results.add_compare, plugins.add_check,
+    tune.add_studies, results.add_report, results.add_runs, results.add_compare, ensemble.add_ensemble, plugins.add_check,
     plugins.add_new_plugin,
 )
 
@@ -35,11 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     from xraybench import __version__
 
     parser.add_argument("--version", action="version", version=f"xraybench {__version__}")
-    parser.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
-                        help="switch a plugin off by entry-point or distribution name (repeatable; also $XRAYBENCH_DISABLE_PLUGINS)")
+    options.disable_plugin(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
+    for command in options.every_command(parser):  # after the command, too: where users put every other flag
+        options.disable_plugin(command)
     return parser
 
 
@@ -50,14 +51,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    args.disable_plugin = [*args.disable_plugin, *vars(args).pop("disable_plugin_after", [])]
     try:
+        if args.disable_plugin or os.environ.get("XRAYBENCH_DISABLE_PLUGINS", "").strip():
+            from xraybench.plugins import check_disabled
+
+            check_disabled(args.disable_plugin)  # a misspelt name would disable nothing, silently
         return int(args.func(args) or 0)
     except XRayBenchError as exc:
         err(str(exc))
+        if getattr(args, "traceback", False) and getattr(exc, "traceback", ""):  # a broken plugin's own, on request
+            sys.stderr.write(exc.traceback)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command made it interruptible
+        from xraybench.isolation import stop_exit_code
+
         err("interrupted")
-        return 130
+        return stop_exit_code(exc)
 
 
 

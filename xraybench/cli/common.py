@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 
 def console():
@@ -44,3 +47,33 @@ def report_skipped(skipped) -> None:
     line = skipped_line(skipped)
     if line:
         print(line, file=sys.stderr)
+
+
+def report_damaged_scores(damaged) -> None:
+    """The one line naming every scores file a command treated as missing, on stderr."""
+    from xraybench.results import damaged_scores_line
+
+    line = damaged_scores_line(damaged)
+    if line:
+        print(line, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def no_empty_folders_on_failure(folder: Path) -> Iterator[None]:
+    """Remove ``folder`` and the parents of it that the block created, if the block fails and they
+    are still empty: a command that fails before it trains (a model name misspelt, a bad --data)
+    leaves no empty results folder behind; anything written into them keeps them."""
+    created = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        created.append(path)
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:  # not empty (or not ours to remove): left as it is
+                break
+        raise

@@ -10,9 +10,16 @@ from __future__ import annotations
 import argparse
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION, PRECISIONS, Threshold
+from xraybench.records import (
+    DEFAULT_SEED,
+    DEFAULT_VAL_FRACTION,
+    INDUCTIVE_THRESHOLDS,
+    PRECISIONS,
+    Threshold,
+)
 
 THRESHOLDS = tuple(t.value for t in Threshold)
+INDUCTIVE = tuple(t.value for t in INDUCTIVE_THRESHOLDS)  # set without the test set
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
@@ -73,8 +80,12 @@ def seed(p: argparse.ArgumentParser, help: str, default: int = DEFAULT_SEED) -> 
     p.add_argument("--seed", type=int, default=default, help=help)
 
 
-def threshold(p: argparse.ArgumentParser, help: str) -> None:
-    p.add_argument("--threshold", choices=THRESHOLDS, default=Threshold.FIXED.value, help=help)
+def threshold(p: argparse.ArgumentParser, help: str, transductive: bool = False) -> None:
+    """``--threshold``; ``transductive`` also offers ``prior`` (set with the unlabeled test scores),
+    which only the leaderboard shows, as a table of its own: the report and ``compare`` stay with
+    the operating points chosen without the test set."""
+    p.add_argument("--threshold", choices=THRESHOLDS if transductive else INDUCTIVE, default=Threshold.FIXED.value,
+                   help=help)
 
 
 def precision(p: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -112,3 +123,31 @@ def storage(p: argparse.ArgumentParser, help: str) -> None:
 
 def verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="show the Keras backend's start-up messages (TensorFlow's, JAX's, absl's)")
+
+
+DISABLE_HELP = ("switch a plugin off by entry-point or distribution name (repeatable; before or after the command; "
+                "also $XRAYBENCH_DISABLE_PLUGINS)")
+
+
+def disable_plugin(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """``--disable-plugin NAME``, accepted before the command and after it (where users put
+    every other flag). After it, the names go to ``disable_plugin_after``, which ``cli.main``
+    merges into ``disable_plugin``: argparse gives a command's namespace its own list, which
+    would otherwise replace the names given before the command."""
+    p.add_argument("--disable-plugin", action="append", metavar="NAME", help=DISABLE_HELP,
+                   **({"default": []} if top else {"dest": "disable_plugin_after", "default": argparse.SUPPRESS}))
+
+
+def every_command(parser: argparse.ArgumentParser):
+    """Every command parser under ``parser`` (``data download`` too), depth first."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # an alias maps to the same parser
+                yield command
+                yield from every_command(command)
+
+
+def traceback(p: argparse.ArgumentParser, what: str) -> None:
+    """``--traceback``: print the stored tracebacks of ``what`` to stderr (they are never shown
+    otherwise: a failure is one line; its author needs the rest)."""
+    p.add_argument("--traceback", action="store_true", help=f"print the full traceback of {what} to stderr")

@@ -19,14 +19,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     from xraybench.richtext import plain
 
     registry = load_registry(args.disable_plugin)
+    native = _default_native_size()
     table = Table(title="xraybench models", header_style="bold")
     for col in ("Model", "Distribution", "Kind", "Input", "Tunable", "Status", "Description"):
         table.add_column(col, no_wrap=col == "Model")
     # Every cell is plain Text: names, versions, descriptions and errors come from plugins.
     for name in sorted(registry.models):
         spec = registry.models[name]
+        size = f"{spec.image_size}px" if native is None or native == spec.image_size else \
+            f"{native}px (own {spec.image_size})"
         table.add_row(*map(plain, (
-            name, f"{spec.distribution} {spec.version}", spec.kind, f"{spec.image_size}px x{spec.channels}",
+            name, f"{spec.distribution} {spec.version}", spec.kind, f"{size} x{spec.channels}",
             "yes" if spec.search_space else "no")), plain("ok", "green"), plain(spec.description))
     for name, message in sorted(registry.conflicts.items()):
         table.add_row(*map(plain, (name, "-", "-", "-", "-")), plain("error", "red"), plain(message))
@@ -35,8 +38,36 @@ def cmd_models(args: argparse.Namespace) -> int:
             colour = "red" if info.status == "error" else "yellow"
             table.add_row(*map(plain, (f"({info.name})", f"{info.distribution} {info.version}", "-", "-", "-")),
                           plain(info.status, colour), plain(info.reason))
-    console().print(table)
+    out = console()
+    out.print(table)
+    if native is not None:
+        out.print(plain(f"Input: the size a model trains at on the default data here, the built-in {native} px copy "
+                        "(own: its size on other data, which --data PATH gives; --image-size N sets another)."))
+    _print_plugin_tracebacks(registry, args.traceback)
     return 0
+
+
+def _default_native_size() -> int | None:
+    """The size every model really trains at on the data a plain command uses here, where that data
+    has one size of its own (the built-in 28 px copy, when no --data, $XRAYBENCH_DATA or user data
+    folder is there); None where each model uses its own size. Why: `models` said 32px while
+    `run --model M` trained at 28."""
+    from xraybench.data.builtin import native_size
+    from xraybench.errors import XRayBenchError
+
+    try:
+        return native_size(None)
+    except XRayBenchError:  # a bad $XRAYBENCH_DATA is `run`'s error to report, not the listing's
+        return None
+
+
+def _print_plugin_tracebacks(registry, wanted: bool) -> None:
+    """``--traceback``: each broken plugin's stored traceback (its import, its hook), on stderr."""
+    import sys
+
+    for info in registry.plugins if wanted else ():
+        if info.traceback:
+            sys.stderr.write(f"--- plugin {info.name} ({info.distribution} {info.version}) ---\n{info.traceback}")
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -63,6 +94,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         status = plain(info.status, colour) + (plain(f": {info.reason}") if info.reason else "")
         table.add_row(*map(plain, (info.name, info.distribution, info.version, info.module)), status, plain(registers))
     console().print(table)
+    _print_plugin_tracebacks(registry, args.traceback)
     return 0
 
 
@@ -76,7 +108,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     interruptible()
     spec = load_registry(args.disable_plugin).model(args.model)
-    rows = run_contract(spec, size=args.image_size, seed=args.seed, timeout=args.timeout, disabled=list(args.disable_plugin))
+    tracebacks: dict[str, str] = {}
+    rows = run_contract(spec, size=args.image_size, seed=args.seed, timeout=args.timeout, disabled=list(args.disable_plugin),
+                        tracebacks=tracebacks)
     table = Table(title=plain(f"xraybench check {spec.name} ({spec.distribution} {spec.version}, {spec.kind})"),
                   header_style="bold", title_justify="left")
     for col in ("Check", "Result", "Detail"):
@@ -87,6 +121,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     out.print(table)
     failed = sum(not ok for _, ok, _ in rows)
     out.print(f"{len(rows) - failed} passed, {failed} failed")
+    if args.traceback:
+        import sys
+
+        for name, text in tracebacks.items():
+            sys.stderr.write(f"--- {name} ---\n{text}")
     return 1 if failed else 0
 
 
@@ -155,6 +194,65 @@ def register_models(register):
 '''
 
 
+SCAFFOLD_SKLEARN_MODELS = '''"""xraybench model plugin: {name} (scikit-learn)."""
+
+from __future__ import annotations
+
+import xraybench
+
+
+class {cls}:
+    """The GenericModel contract: ``fit(train, val)`` on ``xraybench.ImageSet`` splits (uint8
+    images (N, H, W, C), labels, ids, groups), ``predict_proba(images)`` -> P(PNEUMONIA), shape (N,).
+    The harness owns the data, the splits, the seed and the metrics: the estimator never scores itself."""
+
+    def __init__(self, params, seed):
+        from sklearn.linear_model import LogisticRegression  # imported here, never at module level
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.model = make_pipeline(
+            StandardScaler(),
+            LogisticRegression(C=float(params["C"]), max_iter=2000, random_state=seed),
+        )
+
+    @staticmethod
+    def _features(images):
+        import numpy as np
+
+        return np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
+
+    def fit(self, train, val):
+        self.model.fit(self._features(train.images), train.labels)
+        return self
+
+    def predict_proba(self, images):
+        return self.model.predict_proba(self._features(images))[:, 1]
+
+
+def create(params, seed):
+    return {cls}(params, seed)
+
+
+def search_space(trial):
+    return {{"C": trial.suggest_float("C", 1e-4, 10.0, log=True)}}
+
+
+@xraybench.hookimpl
+def register_models(register):
+    register(
+        xraybench.GenericModel(
+            name="{name}",
+            description="{name}: logistic regression on raw pixels (edit me)",
+            defaults={{"C": 0.01}},
+            search_space=search_space,
+            create=create,
+            image_size=32,
+        )
+    )
+'''
+
+
 SCAFFOLD_TEST = '''"""The xraybench plugin contract, on tiny generated data (see xraybench.testing)."""
 
 from xraybench import load_registry
@@ -186,7 +284,9 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     (target / "tests").mkdir(exist_ok=True)
     (target / "pyproject.toml").write_text(SCAFFOLD_PYPROJECT.format(dist=dist, name=name, module=module))
     (target / module / "__init__.py").write_text("")
-    (target / module / "models.py").write_text(SCAFFOLD_MODELS.format(name=name))
+    cls = "".join(part.title() for part in name.split("_")) + "Estimator"
+    models = SCAFFOLD_SKLEARN_MODELS if args.kind == "sklearn" else SCAFFOLD_MODELS
+    (target / module / "models.py").write_text(models.format(name=name, cls=cls))
     (target / "tests" / f"test_{name}.py").write_text(SCAFFOLD_TEST.format(name=name))
     (target / "README.md").write_text(
         f"# {dist}\n\nAn xraybench model plugin.\n\n    pip install -e .[test]\n    pytest\n"
@@ -198,12 +298,14 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 def add_models(sub) -> None:
     p = sub.add_parser("models", help="list every registered model", formatter_class=options.Formatter)
+    options.traceback(p, "each plugin that failed to import or whose hook raised")
     p.set_defaults(func=cmd_models)
 
 
 def add_plugins(sub) -> None:
     p = sub.add_parser("plugins", help="list installed plugins, their versions and status", formatter_class=options.Formatter)
     p.add_argument("--requirements", action="store_true", help="print pip requirement lines that reinstall them")
+    options.traceback(p, "each plugin that failed to import or whose hook raised")
     p.set_defaults(func=cmd_plugins)
 
 
@@ -215,6 +317,7 @@ def add_check(sub) -> None:
     options.seed(p, None, default=0)
     p.add_argument("--timeout", type=options.positive_seconds, default=600.0, metavar="SECONDS",
                    help="kill a check after this long and report it as failed; the other checks go on")
+    options.traceback(p, "each failed check, and of the plugin's import when it failed")
     p.set_defaults(func=cmd_check)
 
 
@@ -222,4 +325,7 @@ def add_new_plugin(sub) -> None:
     p = sub.add_parser("new-plugin", help="write a ready-to-install model plugin package", formatter_class=options.Formatter)
     p.add_argument("name", metavar="NAME", help="model name (a Python identifier)")
     p.add_argument("--directory", metavar="DIR", help="where to write it (default: ./xraybench-NAME)")
+    p.add_argument("--kind", choices=("keras", "sklearn"), default="keras",
+                   help="keras: a KerasModel (a small CNN); sklearn: a GenericModel whose create(params, seed) returns "
+                        "an estimator with fit(train, val) and predict_proba(images)")
     p.set_defaults(func=cmd_new_plugin)

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from xraybench.cli import options
-from xraybench.cli.common import report_skipped
+from xraybench.cli.common import report_damaged_scores, report_skipped
 from xraybench.errors import XRayBenchError
-from xraybench.records import RunStatus
+from xraybench.records import RunStatus, Threshold
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -28,14 +28,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     store = ResultStore(args.results)
     loaded = store.load()
     report_skipped(loaded.skipped)
-    rows = lb.build_rows(loaded.records, threshold=args.threshold, all_runs=args.all_runs,
-                         model=args.model, sort=args.sort, scores_loader=store.scores, baseline=args.baseline)
+    damaged: list = []  # scores files treated as missing, named in one line on stderr
+    rows = lb.build_rows(loaded.records, threshold=args.threshold, all_runs=args.all_runs, model=args.model,
+                         sort=args.sort, scores_loader=store.scores_loader(damaged), baseline=args.baseline)
+    report_damaged_scores(damaged)
     refs = [] if args.no_references else lb.reference_rows()
     statuses = lb.count_statuses(loaded.records, len(loaded.skipped), args.model)
+    _say_lacking(lb.lacking((r for r in loaded.records if not args.model or r.model == args.model), args.threshold),
+                 args.threshold)
     if args.format == "table":
         from xraybench.richtext import esc  # the title is rich markup; the folder's name is not
 
-        title = f"xraybench leaderboard ({esc(store.runs)}; threshold {rows[0]['threshold'] if rows else args.threshold})"
+        title = f"xraybench leaderboard ({esc(store.runs)}; threshold {rows[0]['threshold'] if rows else lb.threshold_label(Threshold.parse(args.threshold))})"
         if output is None:
             lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs))
             return 0
@@ -50,7 +54,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
     else:
         text = {
-            "markdown": lambda: lb.render_markdown(rows, refs, "xraybench leaderboard", statuses),
+            "markdown": lambda: lb.render_markdown(rows, refs, _markdown_title(args.threshold), statuses),
             "csv": lambda: lb.render_csv(rows),
             "json": lambda: lb.render_json(rows, refs, statuses),
         }[args.format]()
@@ -64,6 +68,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise XRayBenchError(f"cannot write --output {output} ({exc.strerror or type(exc).__name__})") from None
     print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+def _markdown_title(threshold: str) -> str:
+    from xraybench.records import PRIOR_SHIFT_DESCRIPTION
+
+    transductive = Threshold.parse(threshold).transductive
+    return "xraybench leaderboard" + (f" (prior-shift threshold, {PRIOR_SHIFT_DESCRIPTION})" if transductive else "")
+
+
+def _say_lacking(count: int, threshold: str) -> None:
+    """One line on stderr (never in a --format json/csv stream) naming the done runs an optional
+    operating point leaves out because they were recorded before it."""
+    if count:
+        print(f"{count} done run{'s' if count != 1 else ''} without metrics at --threshold {threshold} (recorded "
+              "before it) left out; `xraybench runs --backfill` adds them", file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -103,10 +122,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
                       format_interval(c.intervals_b.get(metric.key), metric.digits))
     console.print(table)
     mc, auc = c.paired["mcnemar"], c.paired["auc"]
-    console.print(f"exact McNemar: A right/B wrong {mc['only_a']}, B right/A wrong {mc['only_b']}, p = {mc['p_value']:.4f}")
+    console.print(f"exact McNemar: A right/B wrong {mc['only_a']}, B right/A wrong {mc['only_b']}, {p_text(mc['p_value'])}")
     console.print(f"AUC(B) - AUC(A) = {auc['difference']:+.4f} [{auc['low']:+.4f}, {auc['high']:+.4f}], "
-                  f"paired bootstrap p = {auc['p_value']:.4f}")
+                  f"paired bootstrap {p_text(auc['p_value'])}")
     return 0
+
+
+def p_text(p: float) -> str:
+    """"p = 0.0123", or "p < 0.001" below that: a bootstrap of 1,000 resamples cannot tell smaller
+    values apart, and "p = 0.0000" reads as an impossible certainty."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.4f}"
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -123,7 +148,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         from xraybench.backfill import backfill
         from xraybench.plugins import load_registry
 
+        damaged: list = []
+        store.scores = store.scores_loader(damaged)  # a damaged scores file: nothing computed from it, named below
         changed = backfill(store, load_registry(args.disable_plugin))
+        report_damaged_scores(damaged)
         for name, what in changed:
             console.print(escape(f"{store.runs / name}: added {what}"), highlight=False)
         console.print(f"backfilled {len(changed)} record{'s' if len(changed) != 1 else ''} in {escape(str(store.runs))}")
@@ -162,7 +190,10 @@ def add_leaderboard(sub) -> None:
                                                     "instead of stdout")
     options.force(p, "overwrite --output even if xraybench did not write it")
     p.add_argument("--all-runs", action="store_true", help="one row per run instead of mean ± SD per model")
-    options.threshold(p, "metrics at 0.5, or at the threshold chosen on validation (Youden's J, or the run's --target-sensitivity)")
+    options.threshold(p, "metrics at 0.5, at the threshold chosen on validation (Youden's J, or the run's --target-sensitivity), "
+                         "or at prior: transductive, moved to the test prior that EM estimates from the unlabeled test "
+                         "scores (runs recorded before it are left out until `xraybench runs --backfill`)",
+                      transductive=True)
     options.baseline(p, "compare every row with this model (ΔAcc, p) instead of the one a plugin declares as reference")
     p.add_argument("--no-references", action="store_true", help="hide the published reference rows")
     options.results(p)
@@ -186,8 +217,9 @@ def add_runs(sub) -> None:
                        formatter_class=options.Formatter)
     p.add_argument("--status", choices=tuple(s.label for s in RunStatus), help="only runs with this status")
     p.add_argument("--backfill", action="store_true",
-                   help="once, after an upgrade: store intervals of newly registered metrics (from the per-image scores) "
-                        "and the installed specs' reference and image size in older records")
+                   help="once, after an upgrade: store intervals of newly registered metrics and the prior-shift "
+                        "operating point (from the per-image scores) and the installed specs' reference and image size "
+                        "in older records")
     options.results(p)
     p.set_defaults(func=cmd_runs)
 

@@ -7,17 +7,19 @@ import sys
 import time
 
 from xraybench.cli import options
-from xraybench.cli.common import announce_builtin, command_line, console as make_console
+from xraybench.cli.common import announce_builtin, command_line, console as make_console, no_empty_folders_on_failure
 from xraybench.errors import XRayBenchError
 from xraybench.records import RunStatus
 from xraybench.runner import DEFAULT_TIMEOUT  # runner imports nothing heavy at module level
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from xraybench import repeats
     from xraybench.isolation import interruptible
     from xraybench.params import parse_assignments
     from xraybench.plugins import load_registry
     from xraybench.progress import about, set_verbose
+    from xraybench.records import coerce
     from xraybench.results import ResultStore
     from xraybench.richtext import esc
     from xraybench.run_plan import RunPlan, training_flags
@@ -39,20 +41,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = load_registry(args.disable_plugin)
     console = make_console()
     store = ResultStore(args.results)
-    store.check_writable()  # before any data is decoded or model trained
-    if not args.resume:
-        announce_builtin(args.data, console)
-    prepared = plan.prepare(registry, store, console)  # every model, parameter and data set checked before anything trains
+    with no_empty_folders_on_failure(store.runs):  # a command that fails before training leaves no empty folder
+        store.check_writable()  # before any data is decoded or model trained
+        if not args.resume:
+            announce_builtin(args.data, console)
+        prepared = plan.prepare(registry, store, console)  # every model, parameter and data set checked before anything trains
     for p in {id(p.dataset): p.dataset for p in prepared}.values():
         print_data_brief(p, console)
     from xraybench import distributed
 
-    if distributed.wanted(args):  # each run a Dask task; see docs/distributed.md
+    if distributed.wanted(args):  # each run a Dask task; see docs/distributed.md (always trained: no --force needed)
         if args.no_isolation:
             raise XRayBenchError("--no-isolation runs in this process; it cannot be combined with --workers/--scheduler")
         return distributed.run_batch(prepared, store, console, args.workers, args.scheduler, args.gpu)
     records = []
     runner = run_in_process if args.no_isolation else run_isolated
+    # Same command, same run (xraybench/repeats.py): the done runs a new one may repeat; a resume never does.
+    check_repeats = not (args.force or args.resume)
+    known = store.load().records if check_repeats else []
+    shown: set[str] = set()
     batch_start = time.perf_counter()
     for i, p in enumerate(prepared, 1):
         count = f" (run {i}/{len(prepared)})" if len(prepared) > 1 else ""
@@ -60,6 +67,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             mean = (time.perf_counter() - batch_start) / (i - 1)
             count = f" (run {i}/{len(prepared)}, {about(mean * (len(prepared) - i + 1))} left)"
         console.rule(f"[bold]{esc(p.spec.name)}[/] seed {p.request.seed}{count}")
+        first_result = not any(r["status"] == RunStatus.DONE.label for r in records)  # says why it differs from the seed
+        found = repeats.find_recorded(p, known, store.get) if check_repeats else None
+        if found is not None:
+            console.print(esc(repeats.recorded_line(found)), highlight=False)
+            record = found.to_dict()
+            print_run_report(record, console, explain=first_result, recorded=True)
+            records.append(record)
+            shown.add(found.run_id)
+            continue
         try:
             record, scores = runner(p)
         except Interrupted as stop:
@@ -68,15 +84,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             resumable = " (resume it with `xraybench run --resume " + run_id + "`)" if stop.record.get("checkpoint") else ""
             console.print(f"[yellow]interrupted[/]: recorded run {run_id} as interrupted{resumable}")
             records.append(stop.record)
-            print_run_summary(records, console)
-            return 130
+            print_run_summary(records, console, recorded=shown)
+            return stop.exit_code
         path = store.save(record, scores)
+        print_run_report(record, console, explain=first_result)
         records.append(record)
-        print_run_report(record, console)
+        if check_repeats and record["status"] == RunStatus.DONE.label:
+            known.append(coerce(record))  # `--seeds 1 1` trains seed 1 once
         if args.traceback and record.get("traceback"):
             sys.stderr.write(record["traceback"])
         console.print(f"[dim]recorded {esc(path)}[/]")
-    print_run_summary(records, console)
+    print_run_summary(records, console, recorded=shown)
     return 0 if all(r["status"] == RunStatus.DONE.label for r in records) else 1
 
 
@@ -95,7 +113,8 @@ def add_run(sub) -> None:
     options.param(p, "override a model parameter (repeatable)")
     options.precision(p, "Keras compute precision; auto = float32 on a CPU, mixed_bfloat16 on a GPU")
     p.add_argument("--timeout", type=options.positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                   help="kill a model's run after this long")
+                   help="kill a model's run after this long (a --resume takes this command's value, not the "
+                        "interrupted run's, and says so)")
     p.add_argument("--target-sensitivity", type=float, metavar="X",
                    help="choose the second operating point on validation for this sensitivity instead of Youden's J")
     options.results(p)
@@ -103,6 +122,9 @@ def add_run(sub) -> None:
     options.verbose(p)
     p.add_argument("--traceback", action="store_true",
                    help="print a failed plugin's full traceback (it is always stored in the run record)")
+    options.force(p, "train even where a done run of the same model, parameters (recipe included), seed, data, backend, "
+                     "precision and xraybench version is recorded in the results folder (without it, that run's result "
+                     "is shown; --workers/--scheduler always train)")
     from xraybench import distributed
 
     distributed.add_options(p)

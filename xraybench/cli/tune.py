@@ -7,9 +7,10 @@ import argparse
 import dataclasses
 import functools
 import shlex
+from pathlib import Path
 
 from xraybench.cli import options
-from xraybench.cli.common import announce_builtin, command_line
+from xraybench.cli.common import announce_builtin, command_line, no_empty_folders_on_failure
 from xraybench.errors import XRayBenchError
 from xraybench.records import RunStatus
 
@@ -31,26 +32,32 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from xraybench.progress import set_verbose
 
     set_verbose(args.verbose)
-    if not args.show and (not args.storage or not args.no_final):
-        ResultStore(args.results).check_writable()  # the study file or the final run goes there
-    storage = _storage(args)
     if args.show:
+        storage = _storage(args, create=False)
+        if storage is None:
+            raise XRayBenchError(f"no study {args.show!r}: {_default_study_file(args)} does not exist (nothing tuned with "
+                                 "this results folder yet; --storage URL names another)")
         return _show_study(console, storage, args.show)
     if not args.model:
         raise XRayBenchError("tune needs --model NAME (or --show STUDY)")
-    registry = load_registry(args.disable_plugin)
-    spec = registry.model(args.model)
-    tuning.require_tunable(spec)  # before any data is loaded
-    from xraybench.run_plan import flag_overrides, training_flags
+    store = ResultStore(args.results)
+    with no_empty_folders_on_failure(store.runs):  # failing before the first trial leaves no empty results folder
+        if not args.storage or not args.no_final:
+            store.check_writable()  # the study file or the final run goes there
+        storage = _storage(args)
+        registry = load_registry(args.disable_plugin)
+        spec = registry.model(args.model)
+        tuning.require_tunable(spec)  # before any data is loaded
+        from xraybench.run_plan import flag_overrides, training_flags
 
-    flags = training_flags(args.epochs, recipe=args.recipe)
-    fixed = flag_overrides(spec, parse_assignments(args.param), flags, console)
-    announce_builtin(args.data, console)
-    request = RunRequest(model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size,
-                         channels=args.channels, params=fixed, precision=args.precision,
-                         val_fraction=args.val_fraction, skip_bad=args.skip_bad, disabled=list(args.disable_plugin))
-    datasets: dict = {}  # the final run reuses the data loaded here
-    prepared = prepare(request, registry, datasets)
+        flags = training_flags(args.epochs, recipe=args.recipe)
+        fixed = flag_overrides(spec, parse_assignments(args.param), flags, console)
+        announce_builtin(args.data, console)
+        request = RunRequest(model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size,
+                             channels=args.channels, params=fixed, precision=args.precision,
+                             val_fraction=args.val_fraction, skip_bad=args.skip_bad, disabled=list(args.disable_plugin))
+        datasets: dict = {}  # the final run reuses the data loaded here
+        prepared = prepare(request, registry, datasets)
     study_name = args.study or f"{spec.name}-{args.metric}-{prepared.dataset.image_size}px-seed{args.seed}"
     data = prepared.dataset
     console.print(f"[bold]tuning[/] {esc(spec.name)} on {esc(data.source)} ({data.image_size}px, "
@@ -69,10 +76,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
             args.sampler, args.pruner, fixed, args.seed, args.precision, console,
             trial_timeout=args.trial_timeout or DEFAULT_TIMEOUT, disabled=list(args.disable_plugin),
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
+        from xraybench.isolation import stop_exit_code
+
         console.print(f"[yellow]interrupted[/]: finished trials are kept in {esc(tuning.masked(storage))}; "
                       f"run the same command to resume study {esc(repr(study_name))}")
-        return 130
+        return stop_exit_code(exc)
     states = [t.state for t in study.trials]
     done = states.count(optuna.trial.TrialState.COMPLETE)
     from xraybench.progress import plural
@@ -82,12 +91,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   f"this session {seconds:.0f}s, {plural(sum(session.epochs_trained), 'epoch')} trained"
                   + (f", {session.duplicates} repeated parameter sets not retrained" if session.duplicates else ""))
     if not done:
-        raise XRayBenchError(f"study {study_name!r} has no complete trial; nothing to evaluate")
+        if not states:  # nothing ran (a --timeout spent before the first trial): a matter of the command line
+            raise XRayBenchError(f"study {study_name!r} has no trial; nothing to evaluate")
+        return _all_trials_failed(study, study_name, args.traceback)
     best = study.best_trial
     console.print(esc(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}"))
     if args.no_final:
         return 0
-    store = ResultStore(args.results)
     final = dataclasses.replace(
         request,
         params={**best.params, **fixed},
@@ -101,11 +111,34 @@ def cmd_tune(args: argparse.Namespace) -> int:
         record, scores = run_isolated(prepare(final, registry, datasets))
     except Interrupted as stop:
         console.print(f"[dim]recorded {esc(store.save(stop.record))}[/]")
-        return 130
+        return stop.exit_code
     path = store.save(record, scores)
     print_run_report(record, console)
+    if args.traceback and record.get("traceback"):
+        import sys
+
+        sys.stderr.write(record["traceback"])
     console.print(f"[dim]recorded {esc(path)}[/]")  # where the tuned run is, as `run` says
     return 0 if record["status"] == RunStatus.DONE.label else 1
+
+
+def _all_trials_failed(study, study_name: str, show_traceback: bool) -> int:
+    """Exit status 1, as ``run`` gives when a run failed: every trial ended for the plugin's reasons
+    (raised, timed out, pruned), which no change to the command line fixes; 2 stays for usage
+    errors. One line names the first failure; ``--traceback`` prints the stored tracebacks."""
+    import sys
+
+    from xraybench.cli.common import err
+
+    reasons = [t.user_attrs.get("fail_reason") for t in study.trials if t.user_attrs.get("fail_reason")]
+    first = f"; first failure: {reasons[0]}" if reasons else ""
+    err(f"study {study_name!r} has no complete trial{first}; nothing to evaluate")
+    if show_traceback:
+        for trial in study.trials:
+            text = trial.user_attrs.get("fail_traceback")
+            if text:
+                sys.stderr.write(f"--- trial {trial.number} ---\n{text}")
+    return 1
 
 
 def _show_study(console, storage: str, name: str) -> int:
@@ -140,10 +173,29 @@ def _show_study(console, storage: str, name: str) -> int:
         for key, value in importances.items():
             table.add_row(plain(key), f"{value:.3f}")
         console.print(table)
+        line = importance_caveat(study)
+        if line:
+            console.print(esc(line), highlight=False)
     shown = tuning.masked(storage)
     note = "" if shown == storage else " (put your password back where *** stands)"
     console.print(esc(f"dashboard: pip install optuna-dashboard && optuna-dashboard {shlex.quote(shown)}{note}"))
     return 0
+
+
+MIN_TRIALS_FOR_IMPORTANCE = 10  # below it, a random forest over the trials ranks parameters by chance
+
+
+def importance_caveat(study) -> str:
+    """A caveat under the importances of a study with fewer than ``MIN_TRIALS_FOR_IMPORTANCE``
+    complete trials ("" otherwise): Optuna fits its importance forest to the trials there are,
+    so two trials give confident-looking numbers that mean nothing."""
+    import optuna
+
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    if complete >= MIN_TRIALS_FOR_IMPORTANCE:
+        return ""
+    return (f"caveat: these importances come from {complete} complete trial{'s' if complete != 1 else ''}; with fewer "
+            f"than about {MIN_TRIALS_FOR_IMPORTANCE} they are mostly chance (`tune` with the same --study adds trials)")
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
@@ -153,7 +205,11 @@ def cmd_studies(args: argparse.Namespace) -> int:
     from xraybench import tuning
     from xraybench.richtext import console as make_console, plain
 
-    storage = _storage(args)
+    storage = _storage(args, create=False)
+    if storage is None:  # listing makes nothing: no folder, no empty study file
+        make_console().print(plain(f"no studies: {_default_study_file(args)} does not exist (`xraybench tune --model "
+                                   "MODEL` makes one)"))
+        return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summaries = optuna.get_all_study_summaries(storage=tuning.make_storage(storage))
     table = Table(title=plain(f"studies in {tuning.masked(storage)}"), header_style="bold", title_justify="left")
@@ -168,14 +224,26 @@ def cmd_studies(args: argparse.Namespace) -> int:
     return 0
 
 
-def _storage(args: argparse.Namespace) -> str:
-    """``--storage``, else the SQLite file in the results folder (a one-line error when that cannot be made)."""
+def _default_study_file(args: argparse.Namespace) -> "Path":
+    """The SQLite file a results folder keeps its studies in (``tuning.default_storage``)."""
+    from xraybench.results import results_dir
+
+    return results_dir(args.results) / "tuning.sqlite3"
+
+
+def _storage(args: argparse.Namespace, create: bool = True) -> str | None:
+    """``--storage``, else the SQLite file in the results folder (a one-line error when that cannot be made).
+    ``create=False`` (``--show``, ``studies``: they only read) returns None where that file does not
+    exist, instead of making the folder and an empty study file."""
     from xraybench import tuning
     from xraybench.results import RESULTS_ENV, results_dir
 
     if args.storage:
         return args.storage
     folder = results_dir(args.results)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    if not create and not _default_study_file(args).is_file() and existing.is_dir():
+        return None  # (a results path at or under a file goes on to its one-line error below)
     try:
         return tuning.default_storage(folder)
     except OSError as exc:
@@ -209,6 +277,7 @@ def add_tune(sub) -> None:
     p.add_argument("--no-final", action="store_true", help="skip the final run of the best parameters on test")
     p.add_argument("--show", metavar="STUDY", help="print a study's best trial, importances and the dashboard command")
     options.verbose(p)
+    options.traceback(p, "each failed trial and of a final run that failed (always stored: in the study, in the run record)")
     from xraybench import distributed
 
     distributed.add_options(p)

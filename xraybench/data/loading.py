@@ -17,6 +17,7 @@ from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED
 from xraybench.specs import ImageSet
 
 DATA_ENV = "XRAYBENCH_DATA"
+CATCH_ALL_READERS = ("kaggle_folders",)  # readers whose detect() accepts any folder: tried after all others
 
 
 def default_data_path() -> Path:
@@ -106,7 +107,10 @@ def pick_reader(path: Path, registry=None, name: str | None = None):
         if name not in registry.datasets:
             raise DataError(f"unknown data set reader {name!r}; known: {', '.join(sorted(registry.datasets))}")
         return registry.datasets[name]
-    for spec in registry.datasets.values():
+    # The Kaggle reader claims every folder (so that one in no known layout gets an error naming the
+    # layout it expected): it is asked last, or a plugin's folder reader would never be chosen.
+    ordered = sorted(registry.datasets.values(), key=lambda spec: spec.name in CATCH_ALL_READERS)
+    for spec in ordered:
         try:
             if spec.detect(path):
                 return spec
@@ -157,6 +161,10 @@ def _load_raw(
     image_size = check_image_size(image_size)
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
+    from xraybench.data import builtin
+
+    if builtin.is_builtin(path):  # checked on every load, warm ones too: the cache must not serve a changed copy's images
+        builtin.verify(path)
     spec = pick_reader(path, registry, reader)
     params = dict(size=image_size, channels=channels, skip_bad=skip_bad)
     key = cache.entry_key(spec.name, spec.version, path, **params)

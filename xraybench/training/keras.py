@@ -105,8 +105,35 @@ def mix_batch(x: np.ndarray, y: np.ndarray, alpha: float, seed: int, index: np.n
     return mixed.astype(np.float32), (lam * y + (1.0 - lam) * y[partner]).astype(np.float32)
 
 
+def equalized(rows: np.ndarray) -> np.ndarray:
+    """Per-image histogram equalisation of uint8 images (N, H, W, C) to float32 in (0, 1]: each
+    pixel becomes the share of its image's pixels at or below its value (the image's CDF).
+
+    Why: it maps any monotonic change of exposure or contrast to the same input, so a network
+    cannot read a scanner's or a split's intensity profile as a label (the Kaggle test split's
+    NORMAL images have brighter dark pixels than train's: docs/examples/intensity_by_split.py).
+    A standard step in chest X-ray pipelines (there usually CLAHE, its local variant).
+    """
+    rows = np.asarray(rows, dtype=np.uint8)
+    n = rows.shape[0]
+    flat = rows.reshape(n, -1).astype(np.int64)
+    hist = np.bincount((flat + 256 * np.arange(n)[:, None]).ravel(), minlength=256 * n).reshape(n, 256)
+    cdf = np.cumsum(hist, axis=1, dtype=np.float64) / max(flat.shape[1], 1)
+    return np.take_along_axis(cdf, flat, axis=1).astype(np.float32).reshape(rows.shape)
+
+
+def batch_arrays(images: np.ndarray, labels: np.ndarray | None, index: np.ndarray, seed: int,
+                 mixup: float = 0.0, equalize: bool = False):
+    """One batch as float arrays: pixels scaled to [0, 1] (or equalised), then mixed (training)."""
+    x = equalized(images[index]) if equalize else images[index].astype(np.float32) * (1.0 / 255.0)
+    if labels is None:
+        return x
+    y = np.asarray(labels[index], dtype=np.float32)
+    return mix_batch(x, y, mixup, seed, index) if mixup > 0 else (x, y)
+
+
 def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int,
-               mixup: float = 0.0):
+               mixup: float = 0.0, equalize: bool = False):
     """Backend-neutral batches (keras.utils.PyDataset) for installs without TensorFlow."""
     import keras
 
@@ -126,11 +153,7 @@ def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, s
 
         def __getitem__(self, i: int):
             index = np.sort(self.order[i * batch_size : (i + 1) * batch_size])
-            x = images[index].astype(np.float32) * (1.0 / 255.0)
-            if labels is None:
-                return x
-            y = np.asarray(labels[index], dtype=np.float32)
-            return mix_batch(x, y, mixup, seed, index) if mixup > 0 else (x, y)
+            return batch_arrays(images, labels, index, seed, mixup, equalize)
 
         def on_epoch_end(self) -> None:
             if shuffle:
@@ -140,9 +163,10 @@ def _pydataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, s
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int,
-                 mixup: float = 0.0):
+                 mixup: float = 0.0, equalize: bool = False):
     """uint8 arrays to float batches in [0, 1], read and converted per batch (never the whole set up front);
-    ``mixup`` > 0 blends each training batch (:func:`mix_batch`).
+    ``mixup`` > 0 blends each training batch (:func:`mix_batch`), ``equalize`` equalises each image
+    (:func:`equalized`) instead of scaling it.
 
     ``tf.data`` carries only image *indices* (shuffled, seeded, batched); each batch's rows are
     gathered from ``images`` (the cache's memory-mapped array) by a NumPy call inside the
@@ -151,7 +175,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int,
     set (docs/performance.md, scale benchmark). Same seed, same batches as that older form.
     """
     if os.environ.get("XRAYBENCH_INPUT") == "pydataset" or not _has_tf_data():
-        return _pydataset(np.asarray(images), labels, batch_size, shuffle, seed, mixup)
+        return _pydataset(np.asarray(images), labels, batch_size, shuffle, seed, mixup, equalize)
     import tensorflow as tf
 
     n = len(images)
@@ -171,15 +195,18 @@ def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int,
         image = tf.cast(rows, tf.float32) * (1.0 / 255.0)
         return image if y is None else (image, tf.gather(y, idx))
 
-    if mixup > 0 and labels is not None:
-        label_array = np.asarray(labels, dtype=np.float32)
+    if (mixup > 0 and labels is not None) or equalize:  # the batch made in NumPy (batch_arrays)
+        label_array = None if labels is None else np.asarray(labels, dtype=np.float32)
 
-        def gather_mixed(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            rows = np.asarray(images[idx], dtype=np.float32) * (1.0 / 255.0)
-            return mix_batch(rows, label_array[idx], mixup, seed, idx)
+        def gather_float(idx: np.ndarray):
+            return batch_arrays(images, label_array, idx, seed, mixup, equalize)
 
-        def load(idx):  # noqa: F811 (the mixing form of the loader above)
-            image, target = tf.numpy_function(gather_mixed, [idx], (tf.float32, tf.float32), stateful=False)
+        def load(idx):  # the NumPy form of the loader above
+            if label_array is None:
+                image = tf.numpy_function(gather_float, [idx], tf.float32, stateful=False)
+                image.set_shape((None, *shape))
+                return image
+            image, target = tf.numpy_function(gather_float, [idx], (tf.float32, tf.float32), stateful=False)
             image.set_shape((None, *shape))
             target.set_shape((None,))
             return image, target
@@ -241,11 +268,11 @@ def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 class FittedKeras:
-    def __init__(self, model, core, batch_size: int, tta: bool = False) -> None:
-        self.model, self.core, self.batch_size, self.tta = model, core, batch_size, tta
+    def __init__(self, model, core, batch_size: int, tta: bool = False, equalize: bool = False) -> None:
+        self.model, self.core, self.batch_size, self.tta, self.equalize = model, core, batch_size, tta, equalize
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
-        ds = make_dataset(images, None, self.batch_size, shuffle=False, seed=0)
+        ds = make_dataset(images, None, self.batch_size, shuffle=False, seed=0, equalize=self.equalize)
         return np.asarray(self.model.predict(ds, verbose=0), dtype=np.float64)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
@@ -354,8 +381,10 @@ def fit_keras(
             import tensorflow as tf
 
             tf.config.list_physical_devices()
+        # Seeds TensorFlow too wherever it is installed, importing it under JAX and PyTorch as well
+        # (its start-up lines would then reach the screen): inside the quiet block.
+        keras.utils.set_random_seed(seed)
 
-    keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(precision)
     bar: EpochBar | None = None
     try:
@@ -434,9 +463,10 @@ def fit_keras(
         averager = [weight_averager(keras, momentum)] if momentum > 0 else []
         all_callbacks = [*averager, stopper, *([keeper] if keeper else []), LiveProgress() if bar is not None else Progress(),
                          *(callbacks or [])]
+        equalize = bool(params.get("equalize", False))
         train_ds = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed,
-                                mixup=float(params.get("mixup", 0.0)))
-        val_ds = make_dataset(val.images, val.labels, batch_size, shuffle=False, seed=seed)
+                                mixup=float(params.get("mixup", 0.0)), equalize=equalize)
+        val_ds = make_dataset(val.images, val.labels, batch_size, shuffle=False, seed=seed, equalize=equalize)
         _skip_epochs(train_ds, initial_epoch)
         start = time.perf_counter()
         history = model.fit(
@@ -460,7 +490,7 @@ def fit_keras(
             "param_count": int(core.count_params()),
             "train_images_per_second": len(train) * len(logs.get("loss", [])) / seconds if seconds else None,
         }
-        return FittedKeras(model, core, batch_size, tta=bool(params.get("tta", False))), info
+        return FittedKeras(model, core, batch_size, tta=bool(params.get("tta", False)), equalize=equalize), info
     finally:
         if bar is not None:
             bar.stop()

@@ -94,7 +94,8 @@ def main() -> None:
     after = matmul_gflops()
     reference = (before + after) / 2
     print(f"float32 matmul after: {after:.1f} GFLOP/s; reference {reference:.1f}; load average {os.getloadavg()[0]:.1f}\n")
-    print("| model | px | images/s | GFLOP per trained image | GFLOP/s | matmul GFLOP/s around it | share of matmul rate |\n|---|---|---|---|---|---|---|")
+    print("| model | px | images/s | GFLOP per trained image | GFLOP/s | matmul GFLOP/s around it | share of matmul rate |\n"
+          "|---|---|---|---|---|---|---|")
     for r in rows:
         r["share"] = r["gflops"] / r["matmul_gflops"]
         print(f"| {r['model']} | {r['size']} | {r['images_per_s']:.1f} | {r['gflop_per_image']:.3f} | "

@@ -233,15 +233,18 @@ def main() -> None:
     mb = 1 / 2**20
     if args.decode_only:
         print(f"\nload average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs")
-        print("| images | rounds | decode 1 worker s (median) | decode 2 workers s (median) | 2w speed-up (median of pair ratios) | range |")
+        print("| images | rounds | decode 1 worker s (median) | decode 2 workers s (median) | "
+              "2w speed-up (median of pair ratios) | range |")
         print("|---|---|---|---|---|---|")
         for r in rows:
             lo, hi = r["decode_speedup_range"]
-            print(f"| {r['images']:,}{' (' + r['real'] + ')' if 'real' in r else ' generated'} | {r['decode_rounds']} | {r['decode_1w_s']:.2f} | {r['decode_2w_s']:.2f} | "
-                  f"{r['decode_speedup_2w']:.2f}x | {lo:.2f}-{hi:.2f}x |")
+            print(f"| {r['images']:,}{' (' + r['real'] + ')' if 'real' in r else ' generated'} | {r['decode_rounds']} | "
+                  f"{r['decode_1w_s']:.2f} | {r['decode_2w_s']:.2f} | {r['decode_speedup_2w']:.2f}x | {lo:.2f}-{hi:.2f}x |")
         return
-    print(f"\nload average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs, {args.steps} training steps of 32")
-    head = "| images | decode 1 worker s | decode 2 workers s | 2w speed-up | s per 1k (2w) | cold load s | warm load s | cache MiB | peak RSS MiB | peak anon MiB |"
+    print(f"\nload average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs, "
+          f"{args.steps} training steps of 32")
+    head = ("| images | decode 1 worker s | decode 2 workers s | 2w speed-up | s per 1k (2w) | cold load s | warm load s | "
+            "cache MiB | peak RSS MiB | peak anon MiB |")
     if args.old_pipeline:
         head += " old pipeline peak RSS / anon MiB |"
     print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
@@ -255,7 +258,8 @@ def main() -> None:
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         scale = b["images"] / a["images"]
-        print(f"\n{b['images']:,} / {a['images']:,} images = {scale:.1f}x: decode time {b['decode_2w_s'] / a['decode_2w_s']:.2f}x, "
+        print(f"\n{b['images']:,} / {a['images']:,} images = {scale:.1f}x: "
+              f"decode time {b['decode_2w_s'] / a['decode_2w_s']:.2f}x, "
               f"warm load {b['warm_s'] / a['warm_s']:.2f}x, peak anon memory {b['peak_anon'] / a['peak_anon']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

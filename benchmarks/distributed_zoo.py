@@ -51,7 +51,7 @@ class LoopbackCluster:
         self.procs.append(subprocess.Popen([sys.executable, "-m", *args], env=self.env, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True))
 
-    def __enter__(self) -> "LoopbackCluster":
+    def __enter__(self) -> LoopbackCluster:
         self._spawn("scheduler", ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
                                   "--no-dashboard", "--scheduler-file", str(self.file)])
         deadline = time.monotonic() + 120

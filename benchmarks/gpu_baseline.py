@@ -102,11 +102,12 @@ def main() -> None:
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| backend | precision | batch | augment | epochs | images/s (after epoch 1) | images/s (whole fit) | wall s | test accuracy |")
+    print("\n| backend | precision | batch | augment | epochs | images/s (after epoch 1) | images/s (whole fit) | wall s | "
+          "test accuracy |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['backend']} | {r['precision']} | {r['batch']} | {'on' if r['augment'] else 'off'} | {r['epochs']} | {r['img_s_after_epoch1']:.0f} | "
-              f"{r['img_s_fit'] or 0:.0f} | {r['wall_s']:.1f} | {r['test_accuracy']:.3f} |")
+        print(f"| {r['backend']} | {r['precision']} | {r['batch']} | {'on' if r['augment'] else 'off'} | {r['epochs']} | "
+              f"{r['img_s_after_epoch1']:.0f} | {r['img_s_fit'] or 0:.0f} | {r['wall_s']:.1f} | {r['test_accuracy']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@
 every cell's first seed, then every cell's second, ...), so that an interrupted study still
 covers every cell. A (cell, seed) that already has a finished record in ``--results`` is
 skipped. ``--cells`` narrows the grid to some labels; ``--seeds`` to some seeds.
+``--halving K`` (successive halving, on validation only): every cell gets the first seed; the
+later seeds go to :data:`ALWAYS` (the reference, the recipe itself and each model family) and
+to the K other cells with the best first-seed validation AUC. The published study ran with
+``--halving 2``: 2 CPU-hours on the 2-core machine would not hold 15 cells x 3 seeds.
 
 ``table`` prints one markdown row per cell: validation AUC and validation accuracy at 0.5
 (what the selection rule may read), then the test figures at the validation-chosen threshold
@@ -98,6 +102,21 @@ CELLS = (
 )
 
 
+# Cells that get every seed under --halving: the reference, the recipe, each model family.
+ALWAYS = ("seed recipe", "modern", "resnet18 w16, modern", "convnext_nano, modern (its default)")
+
+
+def halving(cells: list[Cell], done: list, first_seed: int, keep: int) -> list[Cell]:
+    """The cells that get the seeds after ``first_seed``: ALWAYS, then the ``keep`` others with
+    the highest validation AUC on ``first_seed`` (validation only; test is never read)."""
+    def first_auc(cell: Cell) -> float:
+        runs = [r for r in done if cell.matches(r) and r.seed == first_seed]
+        return _val(runs[0], "roc_auc") or 0.0 if runs else -1.0
+
+    others = sorted((c for c in cells if c.label not in ALWAYS), key=first_auc, reverse=True)[:keep]
+    return [c for c in cells if c.label in ALWAYS or c in others]
+
+
 # The ensemble's members, fixed in advance: the rule's pick (RECOMMENDED) and each other model family.
 RECOMMENDED = "recommended"
 ENSEMBLE_OF = (RECOMMENDED, "resnet18 w16, modern", "convnext_nano, modern (its default)")
@@ -120,8 +139,21 @@ def _done(records: list) -> list:
 def run(args: argparse.Namespace) -> int:
     done = _done(_records(args.results))
     cells = [c for c in CELLS if not args.cells or c.label in args.cells]
-    todo = [(c, s) for s in args.seeds for c in cells if not any(c.matches(r) and r.seed == s for r in done)]
-    print(f"{len(todo)} runs to do ({len(cells) * len(args.seeds) - len(todo)} already done in {args.results}); "
+    first, later = args.seeds[0], args.seeds[1:]
+    grid = [(c, first) for c in cells]
+    if later and args.halving is not None:
+        missing = [c.label for c in cells if not any(c.matches(r) and r.seed == first for r in done)]
+        if missing:  # halving reads the first seed's validation AUC of every cell
+            print(f"--halving: first seed {first} first for {len(missing)} cells", flush=True)
+            later_cells: list[Cell] = []
+        else:
+            later_cells = halving(cells, done, first, args.halving)
+            print("--halving: later seeds for " + "; ".join(c.label for c in later_cells), flush=True)
+        grid += [(c, s) for s in later for c in later_cells]
+    else:
+        grid += [(c, s) for s in later for c in cells]
+    todo = [(c, s) for c, s in grid if not any(c.matches(r) and r.seed == s for r in done)]
+    print(f"{len(todo)} runs to do ({len(grid) - len(todo)} already done in {args.results}); "
           f"backend {BACKEND}", flush=True)
     for cell, seed in todo:
         print(f"{cell.label}: seed {seed} (load {os.getloadavg()[0]:.2f})", flush=True)
@@ -330,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
         if name == "run":
             p.add_argument("--data", help="the full download (default: as `xraybench run` finds it)")
+            p.add_argument("--halving", type=int, metavar="K",
+                           help="later seeds only for ALWAYS and the K best cells by first-seed validation AUC")
             p.add_argument("--cells", nargs="+", metavar="LABEL", help="only these cells (their labels)")
     args = parser.parse_args(argv)
     return {"run": run, "table": table, "select": select, "ensembles": ensembles}[args.command](args)

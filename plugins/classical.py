@@ -31,7 +31,7 @@ class PixelEstimator:
     def __init__(self, pipeline, side: int) -> None:
         self.pipeline, self.side = pipeline, side
 
-    def fit(self, train: ImageSet, val: ImageSet) -> "PixelEstimator":
+    def fit(self, train: ImageSet, val: ImageSet) -> PixelEstimator:
         import numpy as np
 
         x = pixels(train.images, self.side)

@@ -29,7 +29,7 @@ def _block(keras, x, dim: int, layer_scale: float):
 
 
 def LayerScale(keras):  # a layer class, made where keras is imported
-    class Scale(keras.layers.Layer):
+    class Scale(keras.layers.Layer):  # type: ignore[name-defined]  # a base made at run time
         def __init__(self, dim: int, init: float, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.dim, self.init = dim, init

@@ -10,6 +10,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "helper_plug
 sys.path.insert(0, str(HERE / "helper_plugins"))
 
 from xraybench.training.backend import ensure_keras_backend, installed  # noqa: E402
+from proctools import spawn  # noqa: E402, F401 (the fixture of every test that starts xraybench processes)
 
 # The suite trains on TensorFlow where it is installed (".[test]" brings it), as the published rows
 # did: named here, explicitly, since the default backend is JAX whatever is installed

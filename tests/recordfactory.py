@@ -19,7 +19,8 @@ def make_record(model="m", seed=1, accuracy_shift=0.0, fingerprint="f" * 64, sta
         "run_id": new_run_id(model), "created_at": now_iso(), "status": status, "reason": "",
         "model": model, "distribution": "d", "version": "1", "kind": "generic", "params": {}, "seed": seed,
         "image_size": 32, "spec_image_size": 32, "channels": 1,
-        "reference": model == "baseline_cnn" if reference is None else reference, "data": {"fingerprint": fingerprint}, "tags": {"tuned": tuned},
+        "reference": model == "baseline_cnn" if reference is None else reference,
+        "data": {"fingerprint": fingerprint}, "tags": {"tuned": tuned},
         "train_seconds": 1.0, "epochs_run": 2, "param_count": 10,
     }
     if status == "done":

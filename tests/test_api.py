@@ -48,6 +48,10 @@ def test_importing_xraybench_stays_cheap_and_every_export_resolves():
     assert done.returncode == 0, done.stderr
 
 
+def test_all_is_exactly_the_lazy_exports():
+    assert xraybench.__all__ == [*xraybench._EXPORTS, "__version__"]
+
+
 def test_private_names_are_not_attributes():
     with pytest.raises(AttributeError, match="no attribute 'one_line'"):
         xraybench.one_line  # noqa: B018  (internal to xraybench.plugins, not exported)

@@ -124,7 +124,7 @@ def test_bad_entry_is_one_line_error_then_skipped_and_named(case, tree, capsys):
 
     code, out, err = run_cli(capsys, "data", "--data", str(tree), "--image-size", "16", "--skip-bad")
     assert code == 0 and "Traceback" not in err
-    assert f"skipped 1 unreadable image(s)" in err and bad.name in err and why in err
+    assert "skipped 1 unreadable image(s)" in err and bad.name in err and why in err
     assert re.search(r"skipped\s+1 unreadable image", out), out
     data = load_dataset(tree, image_size=16, skip_bad=True)  # warm: the cache agrees, and says it again
     assert data.cache_hit and data.stats["skipped_bad"] == [f"train/NORMAL/{bad.name}"]

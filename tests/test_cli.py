@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from proctools import pid_gone, run_xb, spawn, wait_for  # noqa: F401 (spawn is a fixture)
+from proctools import pid_gone, run_xb, wait_for
 
 HEAVY = ("keras", "tensorflow", "torch", "jax", "optuna", "matplotlib", "sklearn")
 

@@ -179,7 +179,7 @@ def _finish(proc: subprocess.Popen, limit: float = 240) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
-        raise AssertionError(f"client still running after {limit}s:\n{out[-4000:]}")
+        raise AssertionError(f"client still running after {limit}s:\n{out[-4000:]}") from None
     return out
 
 
@@ -324,7 +324,7 @@ def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, share
     reasons = sorted(r["reason"] for r in records)
     assert reasons == ["cancelled by Ctrl-C before it started", "stopped by Ctrl-C", "stopped by Ctrl-C"], reasons
     for pid, _ in started:
-        _wait_for(lambda: not _alive(pid), f"run process {pid} to stop", limit=30)
+        _wait_for(lambda pid=pid: not _alive(pid), f"run process {pid} to stop", limit=30)
     assert not [p for p in (results / "runs").iterdir() if p.name.endswith(".tmp")]
     assert len(cluster.worker_addresses()) == WORKERS
 
@@ -342,7 +342,7 @@ def test_a_client_that_dies_leaves_no_run_behind(cluster, shared, results):
         proc.kill()
         proc.communicate()
     for pid, _ in started:
-        _wait_for(lambda: not _alive(pid), f"the dead client's run {pid} to stop", limit=60)
+        _wait_for(lambda pid=pid: not _alive(pid), f"the dead client's run {pid} to stop", limit=60)
     assert not (block / "release").exists()  # stopped, not released
     nxt = _client(["--scheduler", cluster.address, "--model", "xb_good", "--seeds", "1", "2"], shared,
                   results.parent / "next")
@@ -361,7 +361,7 @@ def test_tune_splits_one_study_over_two_workers_and_resumes_without_repeats(clus
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'study.sqlite3'}"
-    for session in range(2):
+    for _session in range(2):
         proc = subprocess.Popen(
             [sys.executable, "-m", "xraybench", "tune", "--model", "xb_tunable_wide", "--image-size", "16",
              "--trials", "3", "--sampler", "random", "--storage", storage, "--study", "wide", "--no-final",

@@ -5,8 +5,8 @@ import pytest
 from xraybench.progress import about, run_eta, trial_eta
 
 
-@pytest.mark.parametrize("seconds, expected", [(0.0, "under 1s"), (0.49, "under 1s"), (0.5, "under 1s"), (0.99, "under 1s"), (1.0, "~1s"),
-                                               (9.6, "~10s"), (185, "~3m 05s")])
+@pytest.mark.parametrize("seconds, expected", [(0.0, "under 1s"), (0.49, "under 1s"), (0.5, "under 1s"), (0.99, "under 1s"),
+                                               (1.0, "~1s"), (9.6, "~10s"), (185, "~3m 05s")])
 def test_about(seconds, expected):
     assert about(seconds) == expected
 

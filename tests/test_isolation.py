@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from proctools import pid_gone, spawn, wait_for  # noqa: F401 (spawn is a fixture)
+from proctools import pid_gone, wait_for
 
 from xraybench import isolation
 

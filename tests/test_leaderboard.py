@@ -77,7 +77,10 @@ def test_terminal_table_fits_and_never_truncates_numbers(width):
     lines = out.getvalue().splitlines()
     table = lines[: next(i for i, line in enumerate(lines) if line.startswith(("Not shown", "Dim rows")))]
     assert max(len(line) for line in table) <= width
-    assert not any("…" in line for line in table)  # nothing squeezed into an ellipsis
+    # no number squeezed into an ellipsis; only a long published name is cut with one, never wrapped
+    assert not any("…" in line for line in table if " pub. " not in line)
+    assert all("…" not in line.split(" pub. ")[1] for line in table if "…" in line)  # in the names, before Runs
+    assert not any(line.strip().startswith("(published") for line in table)
     base = next(r for r in rows if r["model"] == "baseline_cnn")
     text = "\n".join(table)
     digits = 3 if f"{base['accuracy']:.3f}" in text else 2
@@ -141,7 +144,7 @@ def test_run_ids_in_every_format():
     first, *others = base["run_ids"]
     assert base["representative_run"] == first and len(others) == 2
     md = lb.render_markdown(rows, [], "t")
-    line = next(l for l in md.splitlines() if l.startswith("| baseline_cnn | default |"))
+    line = next(row for row in md.splitlines() if row.startswith("| baseline_cnn | default |"))
     assert all(run in line for run in base["run_ids"])  # Markdown lists them all
     assert "| Run id |" in md
     csv_rows = list(__import__("csv").DictReader(__import__("io").StringIO(lb.render_csv(rows))))

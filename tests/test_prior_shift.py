@@ -168,7 +168,10 @@ def test_backfill_adds_prior_shift_and_leaves_other_records_untouched(tmp_path):
     assert after["prior_shift"]["true_prior"] == pytest.approx(np.mean(lacking_scores["test_labels"]))
     assert after["metrics_at_prior_shift"] == expected["metrics_at_prior_shift"]
     assert after["intervals_at_prior_shift"]["accuracy"] == expected["intervals_at_prior_shift"]["accuracy"]
-    unchanged = lambda d: {k: v for k, v in d.items() if "prior_shift" not in k}
+
+    def unchanged(d):
+        return {k: v for k, v in d.items() if "prior_shift" not in k}
+
     assert unchanged(after) == unchanged(stored_before)  # nothing else changed
     assert backfill(store) == []  # once
 

@@ -149,7 +149,7 @@ def test_report_names_damaged_records_and_scores(recorded):
         victim.write_text("{torn")
     out = _xb("report", "--output", str(recorded / "r.html"))
     assert out.returncode == 0, out.stderr
-    line = next(l for l in out.stderr.splitlines() if "skipped" in l)
+    line = next(ln for ln in out.stderr.splitlines() if "skipped" in ln)
     assert "junk.json (not a run record (a list, not an object))" in line and "other" in line and "not JSON" in line
 
 

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from proctools import run_xb, spawn, wait_for  # noqa: F401 (spawn is a fixture)
+from proctools import run_xb, wait_for
 from recordfactory import make_record
 
 from xraybench import checkpoints

@@ -15,6 +15,8 @@ BACKENDS = {"keras", "tensorflow", "torch", "jax"}
 ALLOWED = {
     "xraybench/training/keras.py": "the Keras trainer itself",
     "xraybench/environment.py": "names the GPU of a backend a run already imported (sys.modules), imports none",
+    "xraybench/training/backend.py": "import_quietly(): imports the chosen backend on request, with its start-up "
+                                     "noise held back (check and tune); never at module import",
 }
 
 

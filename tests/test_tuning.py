@@ -2,13 +2,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from collections import Counter
 
 import optuna
 import pytest
-from proctools import run_xb, spawn  # noqa: F401 (spawn is a fixture)
+from proctools import run_xb
 
 from xraybench import harness, tuning
 from xraybench.data import load_dataset

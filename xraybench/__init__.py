@@ -39,7 +39,29 @@ _EXPORTS: dict[str, str] = {
     "PluginError": "xraybench.errors",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+# Spelled out (not built from _EXPORTS) so that linters and type checkers see the re-exports;
+# tests/test_api.py keeps the two equal.
+__all__ = [
+    "hookimpl",
+    "KerasModel",
+    "GenericModel",
+    "ModelSpec",
+    "Estimator",
+    "ParamCounted",
+    "DatasetSpec",
+    "RawDataset",
+    "ReaderStats",
+    "ClassStats",
+    "ImageSet",
+    "LABELS",
+    "load_registry",
+    "Registry",
+    "PluginInfo",
+    "XRayBenchError",
+    "DataError",
+    "PluginError",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from xraybench.errors import DataError, PluginError, XRayBenchError

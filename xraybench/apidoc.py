@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-from typing import Any, Callable, ForwardRef, is_typeddict
+from collections.abc import Callable
+from typing import Any, ForwardRef, is_typeddict
 
 INTRO = """# xraybench plugin API reference
 
@@ -88,7 +89,7 @@ def _default(f: dataclasses.Field) -> str:
     if f.default is not dataclasses.MISSING:
         return f"`{f.default!r}`"
     if f.default_factory is not dataclasses.MISSING:
-        return f"`{f.default_factory.__name__}()`"
+        return f"`{f.default_factory.__name__}()`"  # type: ignore[attr-defined]  # the factories are classes and functions
     return "required"
 
 
@@ -108,7 +109,8 @@ def _bases(cls: type) -> str:
     if getattr(cls, "_is_protocol", False):
         names = ["Protocol"]
     if is_typeddict(cls):
-        names = ["TypedDict" + ("" if cls.__total__ else ", total=False")]
+        # is_typeddict() does not narrow `type` to a TypedDict class, whose __total__ mypy cannot see
+        names = ["TypedDict" + ("" if cls.__total__ else ", total=False")]  # type: ignore[attr-defined]
     return f"({', '.join(names)})" if names else ""
 
 
@@ -121,7 +123,7 @@ def _class(name: str, cls: type) -> list[str]:
     elif is_typeddict(cls):
         out += ["| key | type | required |", "|---|---|---|"]
         for key, annotation in cls.__annotations__.items():
-            required = "yes" if key in cls.__required_keys__ else "no"
+            required = "yes" if key in cls.__required_keys__ else "no"  # type: ignore[attr-defined]  # (see _bases)
             out.append(f"| `{key}` | `{_cell(_type(annotation))}` | {required} |")
         out.append("")
     methods = _methods(cls)
@@ -201,11 +203,11 @@ def _testing() -> list[str]:
     out += _generated_data(testing.make_kaggle_tree)
     out += ["### Fixtures\n", "Registered through the `pytest11` entry point: request them by name, nothing to import.\n",
             "| fixture | scope | uses | returns | what |", "|---|---|---|---|---|"]
-    for name, fn, scope in fixtures:
-        sig = inspect.signature(fn)
+    for name, fixture, scope in fixtures:
+        sig = inspect.signature(fixture)
         uses = ", ".join(f"`{p}`" for p in sig.parameters) or "-"
         returns = _cell(_type(sig.return_annotation)) if sig.return_annotation is not inspect.Signature.empty else "-"
-        out.append(f"| `{name}` | {scope} | {uses} | `{returns}` | {_cell(_doc(fn).replace(chr(10), ' '))} |")
+        out.append(f"| `{name}` | {scope} | {uses} | `{returns}` | {_cell(_doc(fixture).replace(chr(10), ' '))} |")
     out.append("")
     return out
 

@@ -22,8 +22,9 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -156,7 +157,7 @@ def save(path: Path, epoch: int, history: dict[str, list[float]], model_vars: li
         arrays[f"best_{i}"] = np.asarray(v)
     tmp = path / f".{name}.tmp"
     with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # mypy matches **arrays against allow_pickle: bool
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path / name)

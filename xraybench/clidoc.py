@@ -62,7 +62,8 @@ def render() -> str:
     parser = build_parser()
     from xraybench.training.backend import RULE
 
-    out = [INTRO.replace("{backend_rule}", RULE), "## Global options\n", "| option | meaning |", "|---|---|", *_option_rows(parser), ""]
+    out = [INTRO.replace("{backend_rule}", RULE), "## Global options\n", "| option | meaning |", "|---|---|",
+           *_option_rows(parser), ""]
 
     def section(prefix: str, sub: argparse.ArgumentParser, help_text: str) -> None:
         out.extend([f"## `xraybench {prefix}`\n", help_text[:1].upper() + help_text[1:] + ".\n",

@@ -225,7 +225,7 @@ class CtrlC:
     def is_set(self) -> bool:
         return self.event.is_set()
 
-    def __enter__(self) -> "CtrlC":
+    def __enter__(self) -> CtrlC:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
             self._installed = True
@@ -383,7 +383,7 @@ def _register(batch: str, key: str) -> threading.Event | None:
 
     # Dask starts worker processes as daemons, which multiprocessing forbids to have children;
     # the run's child is ours to stop (timeout, Ctrl-C) and it dies with its parent, so allow it.
-    mp.current_process()._config["daemon"] = False
+    mp.current_process()._config["daemon"] = False  # type: ignore[attr-defined]  # (private, no public switch)
     cancel = threading.Event()
     with _LOCK:
         if batch in _CANCELLED:
@@ -528,7 +528,7 @@ class Progress:
     def on_event(self, event: tuple[float, dict[str, Any]]) -> None:
         """Dask event handler (client's event-loop thread)."""
         msg = event[1] if isinstance(event, tuple) else event
-        task = self.by_key.get(msg.get("key")) if isinstance(msg, dict) else None
+        task = self.by_key.get(msg.get("key", "")) if isinstance(msg, dict) else None
         if task is not None and not task.recorded and msg.get("event") == "started":
             task.state, task.worker = "running", msg.get("worker", "")
 
@@ -667,7 +667,7 @@ def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, 
         record, scores = record_from_outcome(task, outcome, scheduler)  # interrupted, or done just in time
         save(task, record, scores)
     bounded(lambda: client.cancel([f for f, t in pending.items() if not t.recorded], force=True))
-    for future, task in pending.items():
+    for task in pending.values():
         if task.recorded:
             continue
         record = base_record(task.prepared)
@@ -832,7 +832,7 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
                 in_flight.clear()
                 raise KeyboardInterrupt  # the caller's Ctrl-C path, outside Dask: exit 130, how to resume
         finally:
-            for trial, beat in in_flight.values():
+            for _trial, beat in in_flight.values():
                 beat.__exit__(None, None, None)
             engine.close()
     return study, session, time.perf_counter() - start

@@ -1,15 +1,16 @@
 """``xraybench report``: one self-contained HTML file (plots embedded) and its Markdown twin.
 
-Built from recorded runs and their per-image scores (nothing is retrained): the leaderboard
-rows, ROC/PR curves, confusion matrices, calibration and training curves. It only ever
-overwrites files it wrote itself: each carries a generator marker that ``write`` checks.
+Built from recorded runs and their per-image scores (nothing is retrained): the results at a
+glance (the top rows at the validation threshold, ``glance``), the leaderboard rows, ROC/PR
+curves, confusion matrices, calibration and training curves. It only ever overwrites files it
+wrote itself: each carries a generator marker that ``write`` checks.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,8 @@ def series_styles(n: int) -> list[tuple[str, str]]:
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    tab20 = [to_hex(c) for c in colormaps["tab20"].colors]
+    # tab20 is a ListedColormap (its 20 colours); the registry is typed as giving any Colormap
+    tab20 = [to_hex(c) for c in colormaps["tab20"].colors]  # type: ignore[attr-defined]
     colours = tab20[0::2] + tab20[1::2]
     return [(colours[i % 20], LINE_STYLES[(i + i // 20) % 4]) for i in range(n)]
 
@@ -129,7 +131,8 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
             if mask.any():
                 xs.append(s[mask].mean())
                 ys.append(y[mask].mean())
-        ax.plot(xs, ys, color=colour, linestyle=style, marker="o", ms=3, label=f"{_label(record)} (ECE {record['metrics'].get('ece', float('nan')):.3f})")
+        ece = record["metrics"].get("ece", float("nan"))
+        ax.plot(xs, ys, color=colour, linestyle=style, marker="o", ms=3, label=f"{_label(record)} (ECE {ece:.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="mean predicted P(PNEUMONIA)", ylabel="observed share PNEUMONIA", title="Reliability, test set (10 bins)",
            xlim=(0, 1), ylim=(0, 1))
@@ -168,7 +171,7 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
     skipped = list(loaded.skipped)
     records = [r.to_dict() for r in loaded.records]
 
-    @functools.lru_cache(maxsize=None)  # the leaderboard's paired tests read them too
+    @functools.cache  # the leaderboard's paired tests read them too
     def scores_of(run_id: str) -> dict | None:
         try:
             return store.scores(run_id)
@@ -177,6 +180,8 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
             return None
 
     rows = lb.build_rows(loaded.records, threshold=threshold, scores_loader=scores_of, baseline=baseline)
+    at_val = rows if threshold == "val" else lb.build_rows(loaded.records, threshold="val", scores_loader=scores_of,
+                                                           baseline=baseline)
     by_id = {r["run_id"]: r for r in records}
     runs = []
     for row in rows:
@@ -197,6 +202,9 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
                 histories.append((by_id[run_id], image))
     return {
         "rows": rows,
+        "glance": at_val[:GLANCE_ROWS] if at_val else rows[:GLANCE_ROWS],  # runs recorded before val metrics: as ranked
+        "glance_threshold": "val" if at_val else threshold,
+        "glance_of": len(at_val or rows),
         "refs": lb.reference_rows(),
         "images": {"roc": roc, "pr": pr, "confusion": _confusions(runs), "reliability": _reliability(runs)},
         "histories": histories,
@@ -207,7 +215,7 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
         | {RunStatus.INVALID.label: len(loaded.skipped)},
         "skipped": sorted(set(skipped)),
         "threshold": threshold,
-        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -252,6 +260,7 @@ tr.ref td {{ color: #666; font-style: italic; }}
 img {{ max-width: 100%; }} figure {{ display: inline-block; margin: 0.5rem; }}
 </style></head><body>
 <h1>xraybench report</h1>
+{_glance_html(ctx)}
 <p>Generated {ctx['generated']}. Metrics at threshold {'0.5' if ctx['threshold'] == '0.5' else 'val'}
 ({'a fixed 0.5' if ctx['threshold'] == '0.5' else "chosen on validation, never on test: " + html_text(_methods(ctx))}).
 Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done runs are ranked.</p>
@@ -280,6 +289,45 @@ Fingerprints among the runs: {len(ctx['fingerprints'])}.</p>
 """
 
 
+GLANCE_ROWS = 5  # the report opens with the top rows at the validation threshold
+GLANCE_HEADERS = ("Model", "Variant", "px", "Runs", "Accuracy", "Accuracy 95% CI", "AUC")
+
+
+def glance(ctx: dict[str, Any]) -> tuple[str, list[list[str]]]:
+    """The report's opening: one sentence on what is shown and the cells of its top rows (model,
+    variant, size, runs, accuracy as mean ± SD with the row's 95% CI, AUC), ranked by accuracy at
+    the threshold chosen on validation (the threshold asked for where no run has that one)."""
+    rows = ctx["glance"]
+    at = ("the threshold chosen on validation, never on test" if ctx["glance_threshold"] == "val"
+          else f"threshold {ctx['glance_threshold']} (no run has metrics at a validation threshold)")
+    marked = any(r.get("interval_method") == "lowest-seed run" for r in rows)
+    text = (f"The top {len(rows)} of {ctx['glance_of']} rows by accuracy, at {at}: mean ± SD over seeds, with the 95% "
+            "CI of that mean (a hierarchical bootstrap over seeds and test images; a single seed: its run's test "
+            "bootstrap)" + ("; * marks a CI that is the lowest-seed run's only (the footnote below says why)" if marked
+                            else "") + ". The full leaderboard, curves and environment follow.")
+    cells = [[r["model"], r["variant"], str(r.get("image_size") or "-"), r.get("runs_text") or str(r["runs"]),
+              lb.fmt(r.get("accuracy"), r.get("accuracy_sd")), lb._ci(r, "accuracy"),
+              lb.fmt(r.get("roc_auc"), r.get("roc_auc_sd"))] for r in rows]
+    return text, cells
+
+
+def _glance_html(ctx: dict[str, Any]) -> str:
+    text, cells = glance(ctx)
+    head = "".join(f"<th>{html_text(h)}</th>" for h in GLANCE_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in cells)
+    return (f'<h2>Results at a glance</h2>\n<table id="glance"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            f"\n<p>{html_text(text)}</p>")
+
+
+def _glance_markdown(ctx: dict[str, Any]) -> str:
+    from xraybench.escaping import md_cell
+
+    text, cells = glance(ctx)
+    lines = ["## Results at a glance\n", "| " + " | ".join(GLANCE_HEADERS) + " |", "|" + "---|" * len(GLANCE_HEADERS)]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in cells]
+    return "\n".join(lines) + f"\n\n{md_text(text)}\n"
+
+
 def _methods(ctx: dict[str, Any]) -> str:
     return "; ".join(sorted({row["threshold"] for row in ctx["rows"]})) or "val"
 
@@ -298,6 +346,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
     parts = [
         generated.comment_line(COMMAND),
         "# xraybench report\n",
+        _glance_markdown(ctx),
         f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
         *[f"- left out: {md_code(s.path)} ({md_text(s.reason)})" for s in ctx["skipped"]],
         lb.render_markdown(ctx["rows"], ctx["refs"], "Leaderboard"),

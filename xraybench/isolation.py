@@ -28,8 +28,13 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import SpawnProcess
 
 POLL_SECONDS = 0.2
 PAUSE_ENV = "XRAYBENCH_TEST_PAUSE"  # fault injection for tests: "phase[,phase...]=DIR"
@@ -160,6 +165,7 @@ def _child_main(conn, parent_pid: int, expected: tuple[type, ...]) -> None:
         if call is None:
             return
         target, args = call
+        message: tuple[str, Any, str | None]
         try:
             value = target(*args)
         except BaseException as exc:  # anything plugin code throws, even SystemExit
@@ -201,8 +207,8 @@ class Child:
 
     def __init__(self, expected: tuple[type, ...] = ()) -> None:
         self.expected = expected
-        self._proc = None
-        self._conn = None
+        self._proc: SpawnProcess | None = None
+        self._conn: Connection | None = None
 
     @property
     def pid(self) -> int | None:
@@ -231,19 +237,21 @@ class Child:
             if self._proc is None or not self._proc.is_alive():
                 self._discard()
                 self._start()
-            self._conn.send((target, args))
+            proc, conn = self._proc, self._conn
+            assert proc is not None and conn is not None  # both set by _start
+            conn.send((target, args))
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
-                if self._conn.poll(POLL_SECONDS):
+                if conn.poll(POLL_SECONDS):
                     try:
-                        status, payload, text = self._conn.recv()
+                        status, payload, text = conn.recv()
                     except (EOFError, OSError):  # the child closed the pipe by dying
                         return self._died()
                     if status == "done":
                         return Outcome("done", value=payload)
                     return Outcome("error", reason=payload, traceback=text)
-                if not self._proc.is_alive():
-                    if self._conn.poll(0.5):
+                if not proc.is_alive():
+                    if conn.poll(0.5):
                         continue
                     return self._died()
                 if on_tick is not None:
@@ -256,8 +264,10 @@ class Child:
             raise
 
     def _died(self) -> Outcome:
-        self._proc.join(timeout=DIED_GRACE_SECONDS)
-        code = self._proc.exitcode
+        proc = self._proc
+        assert proc is not None  # only a started child dies
+        proc.join(timeout=DIED_GRACE_SECONDS)
+        code = proc.exitcode
         self.stop()  # a child that closed its pipe but lives on is killed, not left behind
         return Outcome("error", reason=describe_exit(code))
 
@@ -280,16 +290,16 @@ class Child:
 
     def close(self) -> None:
         """Ask the child to finish, then make sure it has."""
-        proc = self._proc
-        if proc is not None and proc.is_alive():
+        proc, conn = self._proc, self._conn
+        if proc is not None and conn is not None and proc.is_alive():
             try:
-                self._conn.send(None)
+                conn.send(None)
                 proc.join(timeout=10)
             except (OSError, ValueError):
                 pass
         self.stop()
 
-    def __enter__(self) -> "Child":
+    def __enter__(self) -> Child:
         return self
 
     def __exit__(self, *exc: Any) -> None:

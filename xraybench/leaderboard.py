@@ -1,10 +1,11 @@
 """Leaderboard rows from run records, and their rendering (rich table, Markdown, CSV, JSON).
 
-Nothing here trains or imports keras or numpy: rows are built from stored metrics and
-intervals; only the exact McNemar test (pure Python) reads per-image scores. Runs of the
-same model, variant (default, tuned or overridden parameters; bf16 marked), image size and
-data fingerprint form one row, shown as mean +- SD over their distinct seeds; only ``done``
-runs are ranked. Metric columns come from ``metric_registry.REGISTRY``. Ensembles
+Nothing here trains or imports keras: rows are built from stored metrics and intervals;
+per-image scores are read by the exact McNemar test (pure Python) and by the hierarchical
+bootstrap of a row of several seeds (``row_intervals``, numpy), so that a row's 95% CI is
+that of the mean it shows. Runs of the same model, variant (default, tuned or overridden
+parameters; bf16 marked), image size and data fingerprint form one row, shown as mean +- SD
+over their distinct seeds; only ``done`` runs are ranked. Metric columns come from ``metric_registry.REGISTRY``. Ensembles
 (``xraybench.ensemble``) are rows of their own, pooled over seeds only by ``_pool_ensembles``' rule.
 """
 
@@ -15,8 +16,9 @@ import io
 import json
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from xraybench.metric_registry import REGISTRY
 from xraybench.records import (FIXED_THRESHOLD, PRIOR_SHIFT_DESCRIPTION, InvalidRecord, RunRecord, RunStatus, Threshold,
@@ -38,7 +40,8 @@ def _hardware(record: RunRecord) -> str:
     from xraybench.training.backend import KNOWN
 
     env = record.environment or {}
-    device = env.get("accelerator") or f"CPU ({(env.get('cpu') or {}).get('model', '?')}, {(env.get('cpu') or {}).get('cores', '?')} cores)"
+    cpu = env.get("cpu") or {}
+    device = env.get("accelerator") or f"CPU ({cpu.get('model', '?')}, {cpu.get('cores', '?')} cores)"
     if record.members is not None:  # where its members trained is in their own records
         return f"mean of {len(record.members)} runs' scores (trained with {trained_on(record) or 'no Keras backend'})"
     if record.kind == "generic":
@@ -120,17 +123,17 @@ def record_keys(threshold: str) -> tuple[str, str]:
     return t.metrics_key, t.intervals_key
 
 
-def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+def _mean_sd(values: Sequence[float | None]) -> tuple[float | None, float | None]:
     """Mean and sample SD in floats: ``statistics.stdev`` is exact (Fractions) and was a sixth
     of the leaderboard's start-up with 1,000 runs, for digits nobody reads."""
-    values = [float(v) for v in values if v is not None]
-    if not values:
+    present = [float(v) for v in values if v is not None]
+    if not present:
         return None, None
-    n = len(values)
-    mean = math.fsum(values) / n
+    n = len(present)
+    mean = math.fsum(present) / n
     if n == 1:
         return mean, None
-    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in present) / (n - 1))
 
 
 def _over_seeds(runs: list[RunRecord], values: list[float | None]) -> tuple[float | None, float | None]:
@@ -177,6 +180,7 @@ def choose_reference(records: list[RunRecord], baseline: str | None = None) -> t
         candidates = [r for r in records if r.model == baseline]
         how = "declared by its plugin"
     sizes = Counter(r.spec_image_size for r in candidates if r.spec_image_size)
+    size: int | None
     if sizes:
         size = sizes.most_common(1)[0][0]
     else:  # records from before specs were recorded: the size it was run at most often by default
@@ -198,10 +202,14 @@ def build_rows(
     scores_loader: Callable[[str], dict | None] | None = None,
     max_paired_rows: int = 60,
     baseline: str | None = None,
+    max_resampled_runs: int = 300,
 ) -> list[dict[str, Any]]:
     """One row per (model, variant, image size, fingerprint, backend), or per run with ``all_runs``.
 
-    Records that are not valid run records are left out here; ``ResultStore.load`` names them."""
+    A row's 95% CIs are those of its shown mean (``row_intervals``): with ``scores_loader``, a
+    hierarchical bootstrap over seeds and test images for a row of several seeds, up to
+    ``max_resampled_runs`` runs in all. Records that are not valid run records are left out here;
+    ``ResultStore.load`` names them."""
     if sort not in SORTABLE:
         from xraybench.errors import XRayBenchError
 
@@ -228,10 +236,11 @@ def build_rows(
         groups.setdefault(key, []).append(r)
     groups = _pool_ensembles(groups)
     rows = []
+    runs_of: dict[int, list[RunRecord]] = {}  # id(row) -> its runs, for its intervals
     for runs in groups.values():
         runs.sort(key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0, r.created_at))
-        first = runs[0]  # the representative run: lowest seed (its intervals and paired test are shown)
-        flats = [flat_metrics(r.metrics_at(t)) for r in runs]
+        first = runs[0]  # the representative run: lowest seed (its paired test is shown; its intervals until row_intervals)
+        flats = [flat_metrics(r.metrics_at(t) or {}) for r in runs]  # (every run in `done` has them)
         seeds = sorted({r.seed for r in runs}, key=lambda s: (s is None, s if s is not None else 0))
         methods = sorted({r.threshold_method() for r in runs})
         row: dict[str, Any] = {
@@ -255,7 +264,7 @@ def build_rows(
             "created_at": max(r.created_at for r in runs),
             "study": (first.tags or {}).get("study"),
             "representative_run": first.run_id,
-            "representative_threshold": first.metrics_at(t).get("threshold", FIXED_THRESHOLD),
+            "representative_threshold": (first.metrics_at(t) or {}).get("threshold", FIXED_THRESHOLD),
             "intervals": first.intervals_at(t),
             "wall_seconds_per_run": [r.wall_seconds for r in runs],
             "cpu_seconds_per_run": [r.cpu_seconds for r in runs],
@@ -269,8 +278,9 @@ def build_rows(
             row[name], row[f"{name}_sd"] = _over_seeds(runs, [f[name] for f in flats])
         row["train_seconds"], row["train_seconds_sd"] = _over_seeds(runs, [r.train_seconds for r in runs])
         row["epochs"], _ = _mean_sd([r.epochs_run for r in runs])
-        row["members"] = None if first.members is None else [[m["run_id"] for m in r.members] for r in runs]
+        row["members"] = None if first.members is None else [[m["run_id"] for m in r.members or []] for r in runs]
         rows.append(row)
+        runs_of[id(row)] = runs
     # Rows told apart only by their backend say which is which in the Variant column.
     by_config = Counter((r["model"], r["variant"], r["image_size"], r["fingerprint"]) for r in rows)
     for row in rows:
@@ -288,6 +298,8 @@ def build_rows(
                                 "own_image_size": reference.image_size}
         if reference_note:  # no reference, or several declared: said once in the footnote
             row["reference_note"] = reference_note
+    if scores_loader is not None:  # the paired tests and the intervals read some files twice: once is enough
+        scores_loader = _read_once(scores_loader)
     if scores_loader is not None and len(rows) <= max_paired_rows and reference is not None:
         _paired_vs_baseline(rows, base, scores_loader, reference)
     elif scores_loader is not None and reference is not None:  # said in the footer, never a silent "-"
@@ -296,9 +308,90 @@ def build_rows(
                                          "table)")
     if model:
         rows = [r for r in rows if r["model"] == model]
+    row_intervals(rows, runs_of, t, scores_loader, max_resampled_runs)
     present = [r for r in rows if r.get(sort) is not None]
     present.sort(key=lambda r: r[sort], reverse=sort not in _ASCENDING)
     return present + [r for r in rows if r.get(sort) is None]
+
+
+ROW_RESAMPLES = 1000  # the hierarchical bootstrap of a row of several seeds: resamples and seed (deterministic)
+ROW_BOOTSTRAP_SEED = 0
+
+
+def _read_once(loader: Callable[[str], dict | None]) -> Callable[[str], dict | None]:
+    """``loader`` remembering what it returned for the length of one ``build_rows`` (nothing on
+    disk); a file it cannot read is None, as ``_paired_vs_baseline`` treats it."""
+    seen: dict[str, dict | None] = {}
+
+    def read(run_id: str) -> dict | None:
+        if run_id not in seen:
+            try:
+                seen[run_id] = loader(run_id)
+            except (OSError, ValueError):
+                seen[run_id] = None
+        return seen[run_id]
+
+    return read
+
+
+def row_intervals(rows: list[dict[str, Any]], runs_of: dict[int, list[RunRecord]], t: Threshold,
+                  loader: Callable[[str], dict | None] | None, max_runs: int = 300) -> None:
+    """Give every row the 95% intervals of the values it shows, and say which they are.
+
+    A row of one seed keeps its (lowest-seed) run's stored test bootstrap (``interval_method``
+    "run"). A row of several seeds shows their mean, so its intervals come from a hierarchical
+    bootstrap of that mean (``stats.hierarchical_intervals``: seeds, then the test images they
+    share, each run at its own threshold; ``ROW_RESAMPLES`` resamples, seeded) computed from the
+    runs' per-image scores ("hierarchical"). Where those cannot be used (no ``loader``, a scores
+    file missing or damaged, runs scored on other images, more than ``max_runs`` runs to
+    resample) the row keeps its lowest-seed run's interval ("lowest-seed run") and
+    ``interval_note`` says why; the table marks its CI cells with ``*``."""
+    several = [row for row in rows if row["distinct_seeds"] >= 2]
+    for row in rows:
+        row["interval_method"], row["interval_note"] = "run", None
+    too_many = sum(len(runs_of[id(row)]) for row in several) > max_runs
+    intervals: dict | None
+    why: str | None
+    for row in several:
+        if loader is None:
+            intervals, why = None, "per-image scores not read"
+        elif too_many:
+            intervals, why = None, f"more than {max_runs} runs to resample (--model NAME narrows the table)"
+        else:
+            intervals, why = _over_seeds_and_images(runs_of[id(row)], t, loader)
+        if intervals is None:
+            row["interval_method"], row["interval_note"] = "lowest-seed run", why
+            continue
+        for key, iv in intervals.items():
+            if key != "_meta" and row.get(key) is not None:
+                iv["estimate"] = row[key]  # the shown mean (the stored metrics; recomputed, the same figure)
+        row["intervals"], row["interval_method"] = intervals, "hierarchical"
+
+
+def _over_seeds_and_images(runs: list[RunRecord], t: Threshold,
+                           loader: Callable[[str], dict | None]) -> tuple[dict | None, str | None]:
+    """The hierarchical bootstrap intervals of a row's runs, or None and why not."""
+    from xraybench.stats import hierarchical_intervals
+
+    ids = labels = None
+    by_seed: dict[Any, list[tuple[list, float]]] = {}
+    for run in runs:
+        scores = loader(run.run_id)
+        if not scores:
+            return None, "per-image scores missing or damaged"
+        values, ys = scores["test_scores"], scores["test_labels"]
+        if ids is None:
+            ids, labels = scores["test_ids"], ys
+        elif scores["test_ids"] != ids:  # the same images in another order are put in the first run's
+            where = {image: k for k, image in enumerate(scores["test_ids"])}
+            if len(where) != len(ids) or any(image not in where for image in ids):
+                return None, "its runs were scored on different test images"
+            values, ys = [values[where[i]] for i in ids], [ys[where[i]] for i in ids]
+        if ys != labels:
+            return None, "its runs' test labels differ"
+        threshold = (run.metrics_at(t) or {}).get("threshold", FIXED_THRESHOLD)
+        by_seed.setdefault(run.seed, []).append((values, threshold))
+    return hierarchical_intervals(labels, list(by_seed.values()), resamples=ROW_RESAMPLES, seed=ROW_BOOTSTRAP_SEED), None
 
 
 MIN_POOLED_ENSEMBLES = 3
@@ -425,7 +518,7 @@ def reference_gaps(rows: list[dict[str, Any]]) -> list[str]:
     reference (and the command that makes one), no reference at all, or p not computed (why)."""
     if not rows:
         return []
-    lines = []
+    lines: list[str] = []
     ref = next((r["reference"] for r in rows if r.get("reference")), None)
     if ref is None:
         if any(str(r.get("reference_note", "")).startswith("--baseline") for r in rows):
@@ -573,8 +666,43 @@ def footnote(rows: list[dict[str, Any]]) -> str:
     lead = TRANSDUCTIVE_NOTE + " " if any(r.get("transductive") for r in rows) else ""
     return (f"{lead}{against} Values are mean±SD over distinct seeds (repeated seeds are averaged first and shown as "
             "\"runs (n seeds)\"; identical repeats, same model, parameters, seed, data, backend and version, count "
-            "once); 95% CIs are percentile bootstraps (1,000 resamples of the test set) of the lowest-seed run."
+            f"once). {INTERVAL_NOTE}" + _fallback_note(rows)
             + (ENSEMBLE_NOTE if any(r.get("members") for r in rows) else ""))
+
+
+INTERVAL_NOTE = (f"Each 95% CI is that of the value beside it: for a row of several seeds, a hierarchical percentile "
+                 f"bootstrap of the mean ({ROW_RESAMPLES:,} resamples of the seeds, then of the test images they share, "
+                 "each run at its own threshold), for a row of one seed, the percentile bootstrap of its run's test set "
+                 "(1,000 resamples).")
+
+
+def _fallback_note(rows: list[dict[str, Any]]) -> str:
+    """The footer's sentence on rows whose CI is their lowest-seed run's, not their mean's (CI cells
+    marked *), and why; empty when there is none."""
+    why = Counter(str(r.get("interval_note")) for r in rows if r.get("interval_method") == "lowest-seed run")
+    if not why:
+        return ""
+    n = sum(why.values())
+    reasons = "; ".join(f"{reason} ({count})" if len(why) > 1 else reason for reason, count in why.items())
+    return (f" CIs marked * ({n} row{'s' if n != 1 else ''}) are the lowest-seed run's test bootstrap, not the mean's: "
+            f"{reasons}.")
+
+
+def short_legend(rows: list[dict[str, Any]], headers: Sequence[str], sds: bool = True) -> str:
+    """The terminal table's footer, short: the abbreviations shown, what ± and the CI are, what
+    ΔAcc is measured against, and that ``--explain`` says the rest (``legend`` and ``footnote``).
+    ``sds``: whether the table shows SDs (a narrow one drops them)."""
+    shown = set(headers)
+    words = ["N = NORMAL, P = PNEUMONIA"] if any(m.per_class and m.label in shown for m in REGISTRY) else []
+    words += [f"{m.label} = {m.name}" for m in REGISTRY
+              if m.label in shown and not m.per_class and m.label.lower() != m.name.lower()]
+    ref = next((r["reference"] for r in rows if r.get("reference")), None)
+    against = f" ΔAcc, p: against {ref['model']}'s default row." if ref and shown & {"ΔAcc", "p"} else ""
+    marked = _fallback_note(rows).replace(" CIs marked * (", " * (") if any(h.endswith("95% CI") for h in shown) else ""
+    return (("; ".join(words) + ". ") if words else "") + (
+        ("± = SD over seeds; " if sds else "") + "CI = 95% interval of the value shown (seeds, then test images, "
+        "resampled)."
+        f"{marked}{against} More: --explain, --columns all.")
 
 
 @dataclass(frozen=True)
@@ -588,7 +716,8 @@ def _ci(row: dict[str, Any], metric: str, digits: int = 3) -> str:
     iv = (row.get("intervals") or {}).get(metric)
     if not iv or iv.get("low") is None or iv["low"] != iv["low"]:
         return "-"
-    return f"{iv['low']:.{digits}f}–{iv['high']:.{digits}f}"
+    mark = "*" if row.get("interval_method") == "lowest-seed run" else ""  # not the mean's: the footer says why
+    return f"{iv['low']:.{digits}f}–{iv['high']:.{digits}f}{mark}"
 
 
 def _seeds(seeds: list) -> str:
@@ -617,17 +746,26 @@ def _run_id(row: dict[str, Any]) -> str:
     return f"{run} +{more}" if more else run
 
 
+def _value_cell(key: str, digits: int) -> Callable[[dict[str, Any]], str]:
+    return lambda r: fmt(r.get(key), r.get(f"{key}_sd"), digits)
+
+
+def _ci_cell(key: str, digits: int) -> Callable[[dict[str, Any]], str]:
+    return lambda r: _ci(r, key, digits)
+
+
 def _columns() -> list[Column]:
     """Every table column, in order: identity, then each registry metric shown in tables (and its
     CI), then the comparison with the reference and how the row was produced."""
-    cols = [Column("Model", lambda r: r["model"]), Column("Variant", lambda r: r["variant"] + (f" ({r['backend']})" if r.get("backend_shown") else "")),
+    cols = [Column("Model", lambda r: r["model"]),
+            Column("Variant", lambda r: r["variant"] + (f" ({r['backend']})" if r.get("backend_shown") else "")),
             Column("Runs", lambda r: r.get("runs_text") or str(r["runs"]))]
     for m in REGISTRY:
         if m.column is None:
             continue
-        cols.append(Column(m.label, lambda r, m=m: fmt(r.get(m.key), r.get(f"{m.key}_sd"), m.digits), m.column))
+        cols.append(Column(m.label, _value_cell(m.key, m.digits), m.column))
         if m.interval_column is not None:
-            cols.append(Column(f"{m.label} 95% CI", lambda r, m=m: _ci(r, m.key, m.digits), m.interval_column))
+            cols.append(Column(f"{m.label} 95% CI", _ci_cell(m.key, m.digits), m.interval_column))
     delta = lambda r: "-" if r.get("delta_accuracy_vs_baseline") is None else f"{r['delta_accuracy_vs_baseline']:+.3f}"  # noqa: E731
     cols += [
         Column("ΔAcc", delta, 2),
@@ -657,66 +795,189 @@ def legend(headers: Iterable[str]) -> str:
     return f"N = NORMAL, P = PNEUMONIA. {names}."
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
-    return [c.cell(row) for c in COLUMNS]
+def _cells(row: dict[str, Any], columns: Sequence[Column] | None = None) -> list[str]:
+    return [c.cell(row) for c in (COLUMNS if columns is None else columns)]
 
 
-MODEL_WIDTH = 24  # the Model column is at least this wide or as wide as the longest run name; longer published names wrap
+def _named_columns() -> dict[str, Column]:
+    """Every column ``--columns`` can name: the table's own (a registry metric by its key, its CI
+    as KEY_ci, the others by a word) and each registry metric the full table leaves out."""
+    words = {"Model": "model", "Variant": "variant", "Runs": "runs", "ΔAcc": "delta_accuracy", "p": "p",
+             "Train s": "train_seconds", "px": "image_size", "Epochs": "epochs", "Seeds": "seeds", "Date": "date",
+             "Run id": "run_id"}
+    for m in REGISTRY:
+        words[m.label], words[f"{m.label} 95% CI"] = m.key, f"{m.key}_ci"
+    table = {words.get(c.header, c.header.lower().replace(" ", "_")): c for c in COLUMNS}
+    named: dict[str, Column] = {name: table.pop(name) for name in ("model", "variant", "image_size", "runs") if name in table}
+    for m in REGISTRY:  # in the registry's order, each metric then its CI
+        named[m.key] = table.pop(m.key) if m.key in table else Column(m.label, _value_cell(m.key, m.digits))
+        if m.bootstrapped:
+            ci = f"{m.key}_ci"
+            named[ci] = table.pop(ci) if ci in table else Column(f"{m.label} 95% CI", _ci_cell(m.key, m.digits))
+    return named | table  # then ΔAcc, p and how the row was produced
 
 
-def _two_digits(cell: str) -> str:
-    mean = cell.split("±")[0]
+NAMED_COLUMNS = _named_columns()
+# The terminal table's columns unless --columns says otherwise: they fit 80 columns. The image
+# size tells apart rows of one model and variant (the published reference runs at three sizes).
+DEFAULT_COLUMNS = ("model", "variant", "image_size", "runs", "accuracy", "accuracy_ci", "normal_f1", "pneumonia_f1",
+                   "roc_auc", "delta_accuracy")
+
+
+def table_columns(spec: str | None) -> list[str] | None:
+    """The column names of ``--columns a,b,c`` in their order ("all": None, every column of the
+    full table); an unknown name is a one-line XRayBenchError listing the valid ones."""
+    if spec is None or spec.strip().lower() == "all":
+        return None
+    names = list(dict.fromkeys(name.strip() for name in spec.split(",") if name.strip()))
+    unknown = [name for name in names if name not in NAMED_COLUMNS]
+    if unknown or not names:
+        from xraybench.errors import XRayBenchError
+
+        raise XRayBenchError(f"--columns: unknown column{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(map(repr, unknown)) or '(none given)'}; choose from "
+                             f"{', '.join(NAMED_COLUMNS)}, or all")
+    return names
+
+
+MODEL_WIDTH = 24  # the Model column is at least this wide or as wide as the longest run name; longer published names get "…"
+NAME_FLOORS = {"Model": 16, "Variant": 9}  # how far names are cut (with "…") before digits are; never wrapped
+LAST_FLOORS = {"Model": 8, "Variant": 7}
+_VALUE_HEADERS = {m.label for m in REGISTRY}
+
+
+def _fewer_digits(text: str, signed: bool = False) -> str:
     try:
-        return f"{float(mean):.2f}" if "." in mean else mean
+        return f"{float(text):+.2f}" if signed else f"{float(text):.2f}"
     except ValueError:
-        return mean
+        return text
 
 
-def _layout(body: list[list[str]], n_runs: int, width: int) -> dict[str, Any]:
+def _shortened(cell: str, header: str, level: int, first_value: bool) -> str:
+    """A cell at narrowing ``level``: 1 no SD but the first metric's, 2 no SDs, 3 CIs to two
+    digits, 4 every number to two digits."""
+    if header in _VALUE_HEADERS:
+        if level >= 2 or (level >= 1 and not first_value):
+            cell = cell.split("±")[0]
+        return _fewer_digits(cell) if level >= 4 else cell
+    if header.endswith(" 95% CI") and level >= 3 and "–" in cell:
+        mark = "*" if cell.endswith("*") else ""
+        low, high = cell.rstrip("*").split("–")
+        return f"{_fewer_digits(low)}–{_fewer_digits(high)}{mark}"
+    if header == "ΔAcc" and level >= 4:
+        return _fewer_digits(cell, signed=True)
+    return cell
+
+
+def _layout(body: list[list[str]], n_runs: int, width: int, headers: Sequence[str] | None = None) -> dict[str, Any]:
     """Columns, cells, fixed widths and table style for a table that fits ``width`` cells
-    (widths None: too narrow even for the compact table, rich squeezes it)."""
+    (widths None: too narrow even for the compact table, rich squeezes it).
+
+    ``headers``: the columns of ``body`` (None: every column, and optional ones may be dropped,
+    ``OPTIONAL_COLUMNS`` first to last). Chosen columns are never dropped. Then, in turn: a
+    boxed table with every name whole, with run names whole (published names cut with "…"); a
+    borderless one whose cells lose SDs and digits stage by stage (``_shortened``), first with
+    run names whole, then with names cut down to ``NAME_FLOORS``. Names never wrap."""
     from rich.cells import cell_len
 
-    model_cap = max([MODEL_WIDTH] + [cell_len(r[0]) for r in body[:n_runs]])
+    every = headers is None
+    heads = list(HEADERS if headers is None else headers)
 
-    def widths(cells: list[list[str]], shown: list[int], word_headers: bool) -> list[int]:
-        out = []
-        for i in shown:
-            head = max(map(cell_len, HEADERS[i].split())) if word_headers else cell_len(HEADERS[i])
-            out.append(max([head] + [cell_len(r[i]) for r in cells]))
-        out[0] = min(out[0], model_cap)
-        return out
+    def attempt(cells: list[list[str]], shown: list[int], boxed: bool, floors: dict[str, int] | None) -> list[int] | None:
+        w, runs_width = [], {}
+        for k, i in enumerate(shown):
+            head = cell_len(heads[i]) if boxed else max(map(cell_len, heads[i].split()))
+            full = max([head] + [cell_len(r[i]) for r in cells])
+            if heads[i] == "Model":
+                runs_width[k] = min(full, max([head] + [cell_len(r[i]) for r in cells[:n_runs]]))
+                if floors is not None:  # run names whole, published ones may be cut
+                    full = min(full, max(MODEL_WIDTH, runs_width[k]))
+            w.append(full)
+        overhead = 3 * len(w) + 1 if boxed else 2 * (len(w) - 1)
+        if sum(w) + overhead <= width:
+            return w
+        names = [k for k, i in enumerate(shown) if heads[i] in NAME_FLOORS]
+        if not floors or not names:
+            return None
+        left = width - overhead - sum(x for k, x in enumerate(w) if k not in names)
+        got = {k: min(w[k], floors[heads[shown[k]]]) for k in names}
+        left -= sum(got.values())
+        if left < 0:
+            return None
+        # what is left goes to run names first, then to the variant, then to published names
+        for k, target in ([(k, runs_width[k]) for k in names if k in runs_width] + [(k, w[k]) for k in names]):
+            more = max(0, min(target - got[k], left))
+            got[k], left = got[k] + more, left - more
+        for k in names:
+            w[k] = got[k]
+        return w
 
-    shown = list(range(len(HEADERS)))
-    for name in (None,) + OPTIONAL_COLUMNS:
+    shown = list(range(len(heads)))
+    for name in (None,) + (OPTIONAL_COLUMNS if every else ()):
         if name is not None:
-            shown.remove(HEADERS.index(name))
-        w = widths(body, shown, False)
-        if sum(w) + 3 * len(w) + 1 <= width:  # one space each side of a cell, plus a rule
-            return {"shown": shown, "cells": body, "widths": w, "cut": "", "compact": False}
-    compact = [[c if i in (0, 1, 2, HEADERS.index("px")) else _two_digits(c) for i, c in enumerate(r)] for r in body]
-    w = widths(compact, shown, True)
-    w[0] = min(w[0], width - (sum(w[1:]) + 2 * (len(w) - 1)))  # borderless: two spaces between columns
-    return {"shown": shown, "cells": compact, "widths": w if w[0] >= 10 else None, "cut": "SDs, third digit",
-            "compact": True}
+            shown.remove(heads.index(name))
+        floors: dict[str, int] | None
+        for floors in (None, {}):  # every name whole; then run names whole
+            w = attempt(body, shown, True, floors)
+            if w is not None:
+                return {"shown": shown, "headers": heads, "cells": body, "widths": w, "cut": "", "compact": False}
+    values = [i for i in shown if heads[i] in _VALUE_HEADERS]
+    first = values[0] if values else None
+    first_label = heads[first] if first is not None else ""
+    cuts = ("", f"SDs but {first_label}'s", "SDs", "SDs, CIs' third digit", "SDs, third digit")
+    levels: list[tuple[str, list[list[str]]]] = []
+    for level, cut in enumerate(cuts):
+        cells = [[_shortened(c, heads[i], level, i == first) for i, c in enumerate(r)] for r in body]
+        if not levels or cells != levels[-1][1]:
+            levels.append((cut, cells))
+    for cut, cells in levels:  # digits before names: names are cut down to NAME_FLOORS first
+        for floors in ({}, NAME_FLOORS):
+            w = attempt(cells, shown, False, floors)
+            if w is not None:
+                return {"shown": shown, "headers": heads, "cells": cells, "widths": w, "cut": cut, "compact": True}
+    cut, cells = levels[-1]
+    w = attempt(cells, shown, False, LAST_FLOORS)
+    if w is not None:
+        return {"shown": shown, "headers": heads, "cells": cells, "widths": w, "cut": cut, "compact": True}
+    return {"shown": shown, "headers": heads, "cells": cells, "widths": None, "cut": cut, "compact": True}
 
 
-def full_width(rows: list[dict[str, Any]], refs: list[dict[str, Any]]) -> int:
-    """The width at which the terminal table shows every column (what a file written with
-    ``--format table --output`` gets: a file has no terminal to fit)."""
-    layout = _layout([_cells(row) for row in rows] + [_cells(row) for row in refs], len(rows), 10**6)
+def _header_lines(header: str, width: int | None) -> str:
+    """A borderless table's header broken at its spaces into lines of at most ``width`` cells
+    ("Acc 95% CI" over a 9-cell column: "Acc 95%", "CI"); one word a line without a width."""
+    if width is None:
+        return header.replace(" ", "\n")
+    lines: list[str] = []
+    for word in header.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
+def full_width(rows: list[dict[str, Any]], refs: list[dict[str, Any]], columns: Sequence[str] | None = None) -> int:
+    """The width at which the terminal table shows every column (or the ``columns`` named), names
+    whole (what a file written with ``--format table --output`` gets: a file has no terminal to fit)."""
+    cols = COLUMNS if columns is None else [NAMED_COLUMNS[name] for name in columns]
+    body = [_cells(row, cols) for row in rows] + [_cells(row, cols) for row in refs]
+    layout = _layout(body, len(rows), 10**6, None if columns is None else [c.header for c in cols])
     return sum(layout["widths"]) + 3 * len(layout["widths"]) + 1
 
 
 def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: str, console=None,
-                 statuses: dict[str, int] | None = None, where: str = "") -> None:
+                 statuses: dict[str, int] | None = None, where: str = "", columns: Sequence[str] | None = None,
+                 explain: bool = False) -> None:
     """The leaderboard as a rich table that fits the terminal.
 
-    Cells are plain one-line strings whose widths are known here, so every column gets a
-    fixed width: rich then skips measuring each cell, which was most of `leaderboard`'s
-    time with many rows. Columns (then SDs and a digit) are dropped, and named, rather than
-    squeezed into truncated numbers; only a terminal too narrow even for the core columns
-    falls back to rich's own collapsing.
+    ``columns``: the names of the columns to show (``NAMED_COLUMNS``; ``DEFAULT_COLUMNS`` is the
+    terminal's set), None for every column of the full table. Cells are plain one-line strings
+    whose widths are known here, so every column gets a fixed width: rich then skips measuring
+    each cell, which was most of `leaderboard`'s time with many rows. Optional columns (of the
+    full table), then SDs and a digit, are dropped, and named, rather than squeezed into
+    truncated numbers; names are cut with "…", never wrapped; only a terminal too narrow even
+    for that falls back to rich's own collapsing. The legend under it is short
+    (``short_legend``) unless ``explain``.
     """
     from rich.markup import escape
     from rich.table import Table
@@ -726,32 +987,36 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     from xraybench.richtext import console as make_console
 
     console = console or make_console()
-    cells = [_cells(row) for row in rows] + [_cells(row) for row in refs]
-    layout = _layout(cells, len(rows), console.width)
-    shown, widths = layout["shown"], layout["widths"]
+    cols = COLUMNS if columns is None else [NAMED_COLUMNS[name] for name in columns]
+    cells = [_cells(row, cols) for row in rows] + [_cells(row, cols) for row in refs]
+    layout = _layout(cells, len(rows), console.width, None if columns is None else [c.header for c in cols])
+    shown, widths, headers = layout["shown"], layout["widths"], layout["headers"]
     options: dict[str, Any] = {"box": None, "pad_edge": False} if layout["compact"] else {}
     table = Table(title=title, show_lines=False, header_style="bold", **options)
     for k, i in enumerate(shown):
-        h = HEADERS[i]
-        table.add_column(h.replace(" ", "\n") if layout["compact"] else h,
-                         justify="left" if h in ("Model", "Variant") else "right",
-                         no_wrap=h != "Model" and widths is not None, overflow="fold",
-                         width=widths[k] if widths else None)
+        h = headers[i]
+        name = h in NAME_FLOORS  # a name is cut with "…", never broken over lines
+        table.add_column(_header_lines(h, widths[k] if widths else None) if layout["compact"] else h,
+                         justify="left" if name else "right",
+                         no_wrap=name or widths is not None, overflow="ellipsis" if name else "fold",
+                         width=widths[k] if widths else None, min_width=None if widths or not name else LAST_FLOORS[h])
     for n, row in enumerate(layout["cells"]):
         if n == len(rows):
             table.add_section()
         cells_shown = (Text(terminal_text(row[i])) for i in shown)  # a name's ANSI escapes never reach the terminal
         table.add_row(*cells_shown, style="dim italic" if n >= len(rows) else None)
     console.print(table)
-    hidden = [h for i, h in enumerate(HEADERS) if i not in shown] + ([layout["cut"]] if layout["cut"] else [])
+    hidden = [h for i, h in enumerate(headers) if i not in shown] + ([layout["cut"]] if layout["cut"] else [])
     if hidden:
         console.print(f"[dim]Not shown at this terminal width: {', '.join(hidden)} (widen it, or use "
                       "--format markdown / json).[/]")
     if refs:
         console.print("[dim]Dim rows are published figures, not runs of xraybench.[/]")
-    console.print(f"[dim]{escape(legend(HEADERS[i] for i in shown))}[/]")
+    if explain or not rows:
+        console.print(f"[dim]{escape(legend(headers[i] for i in shown))}[/]")
     if rows:  # without a run there is nothing for it to explain
-        console.print(f"[dim]{escape(footnote(rows))}[/]")
+        sds = not layout["cut"].startswith("SDs") or layout["cut"].startswith("SDs but")
+        console.print(f"[dim]{escape(footnote(rows) if explain else short_legend(rows, [headers[i] for i in shown], sds))}[/]")
         for gap in reference_gaps(rows):  # why a ΔAcc or p is "-", and the command that fills it
             console.print(escape(gap), highlight=False)
         if refs:
@@ -790,7 +1055,8 @@ def render_markdown(rows: list[dict[str, Any]], refs: list[dict[str, Any]], titl
         out.write(f"\n{md_text(line)}\n")
     if rows:
         out.write("\n### How each row was produced\n\n")
-        out.write("| Model | Variant | px | Params | Epochs | Wall s per run | CPU s per run | Precision | Hardware | Command(s) |\n")
+        out.write("| Model | Variant | px | Params | Epochs | Wall s per run | CPU s per run | Precision | Hardware | "
+                  "Command(s) |\n")
         out.write("|---|---|---|---|---|---|---|---|---|---|\n")
         for row in rows:
             walls = ", ".join(f"{w:.0f}" for w in row.get("wall_seconds_per_run", []) if w is not None) or "-"

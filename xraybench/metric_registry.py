@@ -14,8 +14,10 @@ numpy arrays (one value per bootstrap resample) and work on both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from xraybench.records import LABELS
 
@@ -113,8 +115,10 @@ class Metric:
     interval_column: int | None = None
     digits: int = 3
 
-    def __post_init__(self) -> None:  # derived once: records are validated by the thousand
-        object.__setattr__(self, "stat", self.key.split("_", 1)[1] if self.per_class else self.key)
+    @functools.cached_property
+    def stat(self) -> str:  # derived once: records are validated by the thousand
+        """Its key inside ``per_class[per_class]`` for a per-class metric, else ``key``."""
+        return self.key.split("_", 1)[1] if self.per_class else self.key
 
     @property
     def bootstrapped(self) -> bool:
@@ -194,7 +198,7 @@ def bootstrapped() -> tuple[Metric, ...]:
 
 def confusion_counts(metrics: dict[str, Any]) -> tuple[float, float, float, float] | None:
     """(tp, tn, fp, fn) from a record's ``confusion_matrix`` [[TN, FP], [FN, TP]], if stored."""
-    cm = metrics.get("confusion_matrix")
+    cm: Any = metrics.get("confusion_matrix")  # anything: what does not unpack is not counts
     try:
         (tn, fp), (fn, tp) = cm
         return float(tp), float(tn), float(fp), float(fn)

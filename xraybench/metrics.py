@@ -39,6 +39,7 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = FIXED_TH
         elif metric.counts is not None:
             value = float(metric.counts(tp, tn, fp, fn))
         else:
+            assert metric.scores is not None, metric.key  # every registry metric has counts or scores
             value = float(metric.scores(y, p))
         metric.put(out, value)
     return out

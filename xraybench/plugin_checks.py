@@ -46,6 +46,7 @@ def _sample_params(spec: ModelSpec, seed: int) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     trial = study.ask()
+    assert spec.search_space is not None  # asked only of a model that declares one (run_checks)
     return dict(spec.search_space(trial))
 
 
@@ -129,7 +130,11 @@ class _Context:
         return self.build_with(_short({**self.defaults, **_sample_params(self.spec, self.seed)}))
 
     def output_range(self) -> str:
-        model = self.spec.build(self.shape, dict(self.defaults))
+        spec = self.spec
+        assert isinstance(spec, KerasModel)  # run for Keras models only (run_checks)
+        if spec.build is None:
+            raise TypeError(f"{spec.name} declares no build function")
+        model = spec.build(self.shape, dict(self.defaults))
         x = np.random.default_rng(self.seed).random((4, *self.shape), dtype=np.float32)
         out = np.asarray(model.predict(x, verbose=0))
         if out.shape != (4, 1):

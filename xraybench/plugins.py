@@ -14,10 +14,11 @@ import importlib
 import inspect
 import os
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 
@@ -129,7 +130,7 @@ def check_disabled(names: Iterable[str] = ()) -> None:
 
 def _candidates() -> list[tuple[str, str, str, str, Any]]:
     """(name, distribution, version, module path, loader) for every advertised plugin."""
-    found = []
+    found: list[tuple[str, str, str, str, Any]] = []
     for ep in entry_points(group=GROUP):
         dist = getattr(ep, "dist", None)
         found.append(
@@ -146,7 +147,7 @@ _extra_objects: list[tuple[str, Any]] = []  # plugins registered in-process (xra
 
 
 # hook name -> the spec types its ``register`` accepts
-_HOOKS: dict[str, tuple[type, ...]] = {
+_HOOKS: dict[str, tuple[type[ModelSpec] | type[DatasetSpec], ...]] = {
     "register_models": (KerasModel, GenericModel),
     "register_datasets": (DatasetSpec,),
 }
@@ -240,7 +241,7 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
             info.status, info.reason = "error", f"cannot inspect hooks: {one_line(exc)}"
             continue
         for hook_name, kind_ok in _HOOKS.items():
-            target = registry.models if hook_name == "register_models" else registry.datasets
+            target: dict[str, Any] = registry.models if hook_name == "register_models" else registry.datasets
             caller = getattr(pm.hook, hook_name)
             if not caller.get_hookimpls():
                 continue

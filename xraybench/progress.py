@@ -23,8 +23,12 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 VERBOSE_ENV = "XRAYBENCH_VERBOSE"
 PROGRESS_ENV = "XRAYBENCH_PROGRESS"
@@ -199,8 +203,8 @@ class EpochBar:
     def __init__(self, label: str, epochs: int, steps: int, batch_size: int, console=None) -> None:
         self.label, self.epochs, self.steps, self.batch_size = label, epochs, steps, batch_size
         self.console = console
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._started = 0.0
 
     def start(self, epoch: int) -> None:
@@ -212,7 +216,7 @@ class EpochBar:
         console = self.console or Console(force_terminal=os.environ.get(PROGRESS_ENV) == "1" or None)
         # The bar itself only where there is room: at 80 columns the counts say as much.
         bar = [BarColumn(bar_width=16)] if console.width >= 100 else []
-        self._progress = Progress(
+        self._progress = progress = Progress(
             TextColumn("  {task.description}"),
             *bar,
             TextColumn("batch {task.completed}/{task.total}  {task.fields[rate]}  {task.fields[eta]}  {task.fields[loss]}"),
@@ -220,13 +224,13 @@ class EpochBar:
             transient=True,
             refresh_per_second=4,
         )
-        self._task = self._progress.add_task(f"{escape(self.label)} {epoch}/{self.epochs}", total=self.steps,
-                                             rate="- img/s", eta="starting", loss="loss -")
-        self._progress.start()
+        self._task = progress.add_task(f"{escape(self.label)} {epoch}/{self.epochs}", total=self.steps,
+                                       rate="- img/s", eta="starting", loss="loss -")
+        progress.start()
         self._started = time.perf_counter()
 
     def advance(self, done: int, loss: float | None) -> None:
-        if self._progress is None:
+        if self._progress is None or self._task is None:  # (set together by start)
             return
         elapsed = time.perf_counter() - self._started
         step = elapsed / done if done else 0.0

@@ -53,7 +53,7 @@ class RunStatus(enum.Enum):
         return self.label
 
     @classmethod
-    def parse(cls, value: Any) -> "RunStatus":
+    def parse(cls, value: Any) -> RunStatus:
         for status in STORED_STATUSES:
             if value == status.label or value is status:
                 return status
@@ -92,7 +92,7 @@ class Threshold(enum.Enum):
     PRIOR = "prior"
 
     @classmethod
-    def parse(cls, value: "str | Threshold") -> "Threshold":
+    def parse(cls, value: str | Threshold) -> Threshold:
         return value if isinstance(value, Threshold) else cls(str(value))
 
     @property
@@ -267,14 +267,16 @@ def _migrate(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]
     still_missing = {}
     for key in ("metrics", "metrics_at_val_threshold", "val_metrics", "metrics_at_prior_shift"):
         metrics = out.get(key)
-        missing = missing_metrics(metrics) if isinstance(metrics, dict) else []
-        if missing and not isinstance(metrics.get("per_class", {}) or {}, dict):
-            raise InvalidRecord(f"{key!r} per_class is {_type_name(metrics['per_class'])}, expected an object")
-        if missing:  # copy only what gains a value
-            out[key] = {**metrics, "per_class": {k: dict(v) for k, v in (metrics.get("per_class") or {}).items()
-                                                 if isinstance(v, dict)}}
-            if metric_registry.fill_from_counts(out[key]):
-                missing = missing_metrics(out[key])
+        missing: list[str] = []
+        if isinstance(metrics, dict):
+            missing = missing_metrics(metrics)
+            if missing and not isinstance(metrics.get("per_class", {}) or {}, dict):
+                raise InvalidRecord(f"{key!r} per_class is {_type_name(metrics['per_class'])}, expected an object")
+            if missing:  # copy only what gains a value
+                out[key] = {**metrics, "per_class": {k: dict(v) for k, v in (metrics.get("per_class") or {}).items()
+                                                     if isinstance(v, dict)}}
+                if metric_registry.fill_from_counts(out[key]):
+                    missing = missing_metrics(out[key])
         still_missing[key] = missing
     out["schema_version"] = SCHEMA_VERSION
     return out, still_missing
@@ -374,12 +376,12 @@ def _check_members(members: list | None) -> None:
                 raise InvalidRecord(f"'members' entry {i} has no {key!r}")
 
 
-def coerce(record: "RunRecord | dict[str, Any]") -> RunRecord:
+def coerce(record: RunRecord | dict[str, Any]) -> RunRecord:
     """A ``RunRecord`` from either form (in-memory producers and tests pass dicts)."""
     return record if isinstance(record, RunRecord) else parse(record)
 
 
-def for_saving(record: "RunRecord | dict[str, Any]") -> dict[str, Any]:
+def for_saving(record: RunRecord | dict[str, Any]) -> dict[str, Any]:
     """The dict a run file holds: validated through ``parse``, stamped with ``schema_version``.
     A ``ValueError`` (``InvalidRecord``) says what is wrong before anything is written."""
     return coerce(record).to_dict()
@@ -404,7 +406,8 @@ def _prior_shift_schema() -> dict[str, Any]:
         "description": "transductive operating point: test prior P(PNEUMONIA) estimated by EM on the unlabeled "
                        "test scores after Platt calibration on validation; true_prior is shown, never used",
         "required": ["estimated_prior", "threshold", "method"],
-        "properties": {"estimated_prior": {"type": "number", "minimum": 0, "maximum": 1}, "bbse_prior": prior, "validation_prior": prior, "true_prior": prior,
+        "properties": {"estimated_prior": {"type": "number", "minimum": 0, "maximum": 1}, "bbse_prior": prior,
+                       "validation_prior": prior, "true_prior": prior,
                        "threshold": {"type": "number", "minimum": 0, "maximum": 1}, "method": {"type": "string"},
                        "iterations": {"type": "integer", "minimum": 0}, "converged": {"type": "boolean"}},
     }

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote, unquote
 
 MASK = "***"

@@ -27,10 +27,14 @@ REFERENCES: list[dict] = [
         "per_class": {"NORMAL": {"recall": 0.901}, "PNEUMONIA": {"recall": 0.932}},
         "image_size": None,
     },
-    {"model": "MedMNIST v2 ResNet-18 28px (published)", "source": "Yang et al. 2023, PneumoniaMNIST", "accuracy": 0.854, "roc_auc": 0.944, "image_size": 28},
-    {"model": "MedMNIST v2 ResNet-50 224px (published)", "source": "Yang et al. 2023, PneumoniaMNIST", "accuracy": 0.884, "roc_auc": 0.962, "image_size": 224},
-    {"model": "MedMNIST v2 AutoKeras (published)", "source": "Yang et al. 2023, PneumoniaMNIST", "accuracy": 0.878, "roc_auc": 0.947, "image_size": 28},
-    {"model": "MedMNIST v2 Google AutoML Vision (published)", "source": "Yang et al. 2023, PneumoniaMNIST", "accuracy": 0.946, "roc_auc": 0.991, "image_size": 28},
+    {"model": "MedMNIST v2 ResNet-18 28px (published)", "source": "Yang et al. 2023, PneumoniaMNIST",
+     "accuracy": 0.854, "roc_auc": 0.944, "image_size": 28},
+    {"model": "MedMNIST v2 ResNet-50 224px (published)", "source": "Yang et al. 2023, PneumoniaMNIST",
+     "accuracy": 0.884, "roc_auc": 0.962, "image_size": 224},
+    {"model": "MedMNIST v2 AutoKeras (published)", "source": "Yang et al. 2023, PneumoniaMNIST",
+     "accuracy": 0.878, "roc_auc": 0.947, "image_size": 28},
+    {"model": "MedMNIST v2 Google AutoML Vision (published)", "source": "Yang et al. 2023, PneumoniaMNIST",
+     "accuracy": 0.946, "roc_auc": 0.991, "image_size": 28},
 ]
 
 SEED_MODEL = "seed CNN (published)"

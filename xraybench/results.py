@@ -19,9 +19,10 @@ import re
 import secrets
 import sys
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from xraybench import jsonsafe
 from xraybench.records import InvalidRecord, RunRecord, RunStatus, for_saving, parse
@@ -90,13 +91,13 @@ def check_run_id(run_id: str) -> None:
 
 
 def new_run_id(model: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in model)[:40]
     return f"{stamp}-{safe}-{secrets.token_hex(3)}"
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _atomic_write(path: Path, payload: Any, indent: int | None = 1) -> None:
@@ -268,7 +269,7 @@ class ResultStore:
                 pass
         return [(name, _masked(entry[1])) for name, entry in fresh.items()]  # an index from before masking, too
 
-    def load(self, full: bool = False) -> "Loaded":
+    def load(self, full: bool = False) -> Loaded:
         """Every valid run record (migrated) and every skipped file with its reason.
         ``full``: whole records from the files; else summaries (no history) via the index."""
         failed: list[tuple[str, str]] = []
@@ -315,8 +316,8 @@ class ResultStore:
 
                 if matches:
                     ids = sorted(p.name[:-len(".json")] for p in matches)
-                    names = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-                    raise XRayBenchError(f"ambiguous: {run_id!r} matches {names} (give more characters)")
+                    listed = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+                    raise XRayBenchError(f"ambiguous: {run_id!r} matches {listed} (give more characters)")
                 raise XRayBenchError(f"no single run matches {run_id!r} in {self.runs}; `xraybench runs` lists them")
             path = matches[0]
         return self.read(path).to_dict()

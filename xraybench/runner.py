@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from xraybench.errors import XRayBenchError
 from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION, RunStatus
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_TIMEOUT = 6 * 3600.0  # generous: a full CPU run of the deepest zoo model stays well inside it
 
@@ -159,7 +163,7 @@ def _run_request(request_dict: dict[str, Any], save_to: str | None = None) -> tu
         return execute(request, _epoch_printer(request.model, request.quiet))
 
 
-def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> "Path | None":
+def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> Path | None:
     """The run's checkpoint folder with its manifest (Keras models, when the request asks for
     checkpoints); names the run it resumes in the record."""
     from xraybench import checkpoints
@@ -179,7 +183,7 @@ def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> "Path | No
     return path
 
 
-def _finish_checkpoints(prepared: Prepared, record: dict[str, Any], save_to: "Path | None") -> None:
+def _finish_checkpoints(prepared: Prepared, record: dict[str, Any], save_to: Path | None) -> None:
     """A done run's checkpoints have served their purpose (its own, and the one it resumed);
     any other keeps the epochs it finished: their history in the record, and the checkpoint
     that ``run --resume`` continues from."""
@@ -199,9 +203,10 @@ def _finish_checkpoints(prepared: Prepared, record: dict[str, Any], save_to: "Pa
         checkpoints.remove(save_to, root)
         history, epochs = checkpoints.history_of(resumed)
         where = resumed
-    if epochs:  # the checkpoint's path relative to the results folder, when it is inside (records get published)
-        root = Path(prepared.request.checkpoints or ".")
-        where = where.relative_to(root) if where.is_relative_to(root) else where
+    if epochs and where is not None:  # (epochs only come from a saved checkpoint: `where` is set)
+        # The checkpoint's path relative to the results folder, when it is inside (records get published).
+        results = Path(prepared.request.checkpoints or ".")
+        where = where.relative_to(results) if where.is_relative_to(results) else where
         record.update(history=history, epochs_run=epochs, checkpoint=str(where))
 
 
@@ -245,7 +250,8 @@ def _outcome_record(prepared: Prepared, record: dict[str, Any], outcome, start: 
         record["status"], record["reason"] = RunStatus.DONE.label, ""
         return record, scores
     if outcome.status == "timeout":
-        record["status"], record["reason"] = RunStatus.TIMEOUT.label, f"no result within --timeout {request.timeout:g}s; the process was killed"
+        record["status"] = RunStatus.TIMEOUT.label
+        record["reason"] = f"no result within --timeout {request.timeout:g}s; the process was killed"
     else:
         record["status"], record["reason"] = RunStatus.ERROR.label, outcome.reason
     if outcome.traceback:
@@ -314,7 +320,7 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
         _finish_checkpoints(prepared, record, save_to)
         return record, None
     record.update(fields)
-    record.update(status=RunStatus.DONE.label, environment=environment.capture(_backend(prepared)), wall_seconds=time.perf_counter() - start,
-                  cpu_seconds=time.process_time() - cpu_start)
+    record.update(status=RunStatus.DONE.label, environment=environment.capture(_backend(prepared)),
+                  wall_seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu_start)
     _finish_checkpoints(prepared, record, save_to)
     return record, scores

@@ -6,9 +6,10 @@ arrays only, and import nothing heavy, so listing models stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -50,7 +51,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.images)
 
-    def subset(self, index: Sequence[int] | np.ndarray) -> "ImageSet":
+    def subset(self, index: Sequence[int] | np.ndarray) -> ImageSet:
         """The images at ``index``, with their labels, ids and groups."""
         import numpy as np
 

@@ -2,15 +2,19 @@
 
 Resampling is done with a multinomial count matrix W (B resamples x n images), so
 every metric of every resample is a matrix product: no Python loop over
-resamples, and AUC is exact with ties (Mann-Whitney on the weighted pairs).
-numpy only (imported inside the functions that need it): the leaderboard's exact McNemar
-test is pure Python, so `xraybench leaderboard` never pays for numpy, scipy or scikit-learn.
+resamples, and AUC is exact with ties (Mann-Whitney on the weighted pairs). A row of
+several seeds gets ``hierarchical_intervals``: the same machinery, with the seeds resampled
+too. numpy only (imported inside the functions that need it): the leaderboard's exact
+McNemar test is pure Python, and `xraybench leaderboard` never pays for scipy or scikit-learn
+(numpy only where a row has several seeds to resample).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -22,11 +26,15 @@ def interval_metrics() -> tuple[str, ...]:
     return tuple(m.key for m in bootstrapped())
 
 
+@functools.lru_cache(maxsize=4)  # every leaderboard row of 624 test images draws the same resamples: once
 def _counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    """The resample count matrix (resamples x n), read-only: it is shared between callers."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+    w = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+    w.setflags(write=False)
+    return w
 
 
 def _pair_kernel(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,17 +61,21 @@ def _metrics_from_counts(w: np.ndarray, labels: np.ndarray, scores: np.ndarray, 
     """Each bootstrapped registry metric (or those in ``keys``) for each row of the count matrix ``w``."""
     from xraybench.metric_registry import bootstrapped
 
+    import numpy as np
+
     y = labels.astype(bool)
     pred = scores >= threshold
-    tp = w @ (pred & y)
-    tn = w @ (~pred & ~y)
-    fp = w @ (pred & ~y)
-    fn = w @ (~pred & y)
+    # one product for the four counts: w is read once (a float matrix product; the counts stay exact)
+    tp, tn, fp, fn = (w @ np.stack([pred & y, ~pred & ~y, pred & ~y, ~pred & y], axis=1).astype(np.float64)).T
     out = {}
     for metric in bootstrapped():
         if keys is not None and metric.key not in keys:
             continue
-        out[metric.key] = metric.counts(tp, tn, fp, fn) if metric.counts is not None else metric.weighted(w, labels, scores)
+        if metric.counts is not None:
+            out[metric.key] = metric.counts(tp, tn, fp, fn)
+        else:
+            assert metric.weighted is not None  # bootstrapped(): counts or weighted
+            out[metric.key] = metric.weighted(w, labels, scores)
     return out
 
 
@@ -80,13 +92,62 @@ def bootstrap_intervals(
     s = np.asarray(scores, dtype=np.float64)
     point = _metrics_from_counts(np.ones((1, len(y))), y, s, threshold, keys)
     boot = _metrics_from_counts(_counts(len(y), resamples, seed), y, s, threshold, keys)
+    out: dict[str, Any] = _percentiles({name: float(v[0]) for name, v in point.items()}, boot, level)
+    out["_meta"] = {"resamples": resamples, "seed": seed, "level": level, "threshold": threshold}
+    return out
+
+
+def _percentiles(point: dict[str, float], boot: dict[str, np.ndarray], level: float) -> dict[str, Any]:
+    """{metric: {"estimate", "low", "high"}}: the percentile interval of each metric's finite
+    resampled values (a resample where the metric is undefined says nothing about it)."""
+    import numpy as np
+
     alpha = (1 - level) / 2
     out = {}
     for name in boot:
         values = boot[name][np.isfinite(boot[name])]
         low, high = (np.quantile(values, [alpha, 1 - alpha]) if len(values) else (np.nan, np.nan))
-        out[name] = {"estimate": float(point[name][0]), "low": float(low), "high": float(high)}
-    out["_meta"] = {"resamples": resamples, "seed": seed, "level": level, "threshold": threshold}  # type: ignore[assignment]
+        out[name] = {"estimate": float(point[name]), "low": float(low), "high": float(high)}
+    return out
+
+
+def hierarchical_intervals(
+    labels: Any, seeds: Sequence[Sequence[tuple[Any, float]]], resamples: int = 1000, seed: int = 0,
+    level: float = 0.95, keys: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Percentile intervals of the mean over seeds, the value a leaderboard row shows: a
+    hierarchical bootstrap that resamples the seeds with replacement, then the test images with
+    replacement, one image resample shared by every run (they were scored on the same images,
+    in the order of ``labels``), and averages each metric over the resampled seeds.
+
+    ``seeds``: one entry per distinct seed, each a list of (test scores, threshold) of its runs
+    (repeats of a seed are averaged into that seed's value first, as the row's mean does); every
+    run is measured at its own threshold. The image resamples are ``bootstrap_intervals``' for
+    (n, resamples, seed); the seed resamples are drawn with ``seed + 1``. The estimate is the
+    mean over seeds on the whole test set, the row's own value."""
+    import numpy as np
+
+    y = np.asarray(labels).astype(int)
+    w = _counts(len(y), resamples, seed)
+    one = np.ones((1, len(y)))
+    boots, points = [], []  # per seed: {metric: values}, averaged over that seed's runs
+    for runs in seeds:
+        scored = [(np.asarray(s, dtype=np.float64), float(t)) for s, t in runs]
+        boot = [_metrics_from_counts(w, y, s, t, keys) for s, t in scored]
+        point = [_metrics_from_counts(one, y, s, t, keys) for s, t in scored]
+        boots.append({name: np.mean([b[name] for b in boot], axis=0) for name in boot[0]})
+        points.append({name: float(np.mean([p[name][0] for p in point])) for name in point[0]})
+    k = len(boots)
+    v = _counts(k, resamples, seed + 1)  # how often each seed is drawn in each resample (B x k)
+    mean_boot, mean_point = {}, {}
+    for name in boots[0]:
+        per_seed = np.stack([b[name] for b in boots], axis=1)  # B x k, on the same image resamples
+        with np.errstate(invalid="ignore"):
+            mean_boot[name] = np.where(v > 0, per_seed * v, 0.0).sum(axis=1) / k
+        mean_point[name] = float(np.mean([p[name] for p in points]))
+    out = _percentiles(mean_point, mean_boot, level)
+    out["_meta"] = {"resamples": resamples, "seed": seed, "level": level, "method": "hierarchical", "seeds": k,
+                    "thresholds": [[float(t) for _, t in runs] for runs in seeds]}
     return out
 
 

@@ -47,7 +47,8 @@ def print_run_report(record: dict[str, Any], console, explain: bool = True, reco
     cm = m["confusion_matrix"]
     console.print(
         f"ROC AUC {m['roc_auc']:.4f}  sensitivity {m['sensitivity']:.4f}  specificity {m['specificity']:.4f}  "
-        f"balanced accuracy {m['balanced_accuracy']:.4f}  confusion [[TN {cm[0][0]}, FP {cm[0][1]}], [FN {cm[1][0]}, TP {cm[1][1]}]]"
+        f"balanced accuracy {m['balanced_accuracy']:.4f}  "
+        f"confusion [[TN {cm[0][0]}, FP {cm[0][1]}], [FN {cm[1][0]}, TP {cm[1][1]}]]"
     )
     print_against_seed(record, console, explain)
     line = prior_shift_line(record)

@@ -16,8 +16,9 @@ is installed, so it imports nothing heavy at module level.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[None]:
     """
     from xraybench import plugins
 
-    entry = (name or getattr(plugin, "__name__", type(plugin).__name__), plugin)
+    entry = (str(name or getattr(plugin, "__name__", type(plugin).__name__)), plugin)
     plugins._extra_objects.append(entry)
     try:
         yield

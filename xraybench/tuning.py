@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from xraybench.errors import XRayBenchError
 from xraybench.metric_registry import BY_KEY
@@ -231,7 +232,8 @@ def progress_callback(console, metric: str, trials: int | None = None) -> Callab
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         from rich.markup import escape
 
-        console.print(escape(f"  trial {trial.number}: {metric} {value}  [{params}]  best {best}  pruned {pruned}  failed {failed}"))
+        console.print(escape(f"  trial {trial.number}: {metric} {value}  [{params}]  "
+                             f"best {best}  pruned {pruned}  failed {failed}"))
         done[0] += 1
         console.print(escape(f"  {trial_eta(done[0], trials, time.perf_counter() - start)}"), style="dim")
 
@@ -355,7 +357,7 @@ class _Heartbeat:
             if self.stop.wait(self.interval):
                 return
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> _Heartbeat:
         if self.thread is not None:
             self.thread.start()
         return self
@@ -485,6 +487,7 @@ def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, s
             study.sampler = make_sampler(sampler, sampler_seed(seed, trial.number))  # draw its own stream
         trial.set_user_attr("worker", session.worker)  # which process ran it, for the record
         try:
+            assert spec.search_space is not None  # require_tunable() let it in
             sampled = spec.search_space(FixedParamsTrial(trial, fixed))
             params = params_mod.resolve(spec.all_defaults(fixed.get("recipe")), {**sampled, **fixed}, spec.name)
         except Exception as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from xraybench.cli import data, ensemble, options, plugins, results, run, tune
 from xraybench.cli.common import err
@@ -60,8 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except XRayBenchError as exc:
         err(str(exc))
-        if getattr(args, "traceback", False) and getattr(exc, "traceback", ""):  # a broken plugin's own, on request
-            sys.stderr.write(exc.traceback)
+        plugin_traceback = getattr(exc, "traceback", "")  # a broken plugin's own (PluginError), on request
+        if getattr(args, "traceback", False) and plugin_traceback:
+            sys.stderr.write(plugin_traceback)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command made it interruptible
         from xraybench.isolation import stop_exit_code

@@ -62,9 +62,11 @@ def add_data(sub) -> None:
     options.data(p, DEFAULT_IMAGE_SIZE)
     options.seed(p, "seed of the validation split")
     p.add_argument("--clear-cache", action="store_true",
-                   help="remove the decoded-image cache entries xraybench made; anything else in the cache folder is left and named")
+                   help="remove the decoded-image cache entries xraybench made; "
+                        "anything else in the cache folder is left and named")
     options.force(p, "with --clear-cache, also remove entries an older xraybench made before entries carried an ownership marker")
-    p.add_argument("--rescan", action="store_true", help="stat every source image and checksum every cached byte (sees images rewritten in place)")
+    p.add_argument("--rescan", action="store_true",
+                   help="stat every source image and checksum every cached byte (sees images rewritten in place)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     d = data_sub.add_parser("download", help="download a public data set", formatter_class=options.Formatter)
     d.add_argument("dataset", choices=("pneumoniamnist",))

@@ -8,6 +8,7 @@ Nothing heavy is imported: ``--help`` builds every parser.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from xraybench.errors import XRayBenchError
 from xraybench.records import (
@@ -72,11 +73,12 @@ def data(p: argparse.ArgumentParser, image_size_default: int | None) -> None:
                    "each model's own") + "; 28 on the built-in copy)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None if image_size_default is None else 1,
                    help="1 = grayscale, 3 = RGB" + (" (default: each model's own)" if image_size_default is None else ""))
-    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION, help="share of train held out as the patient-grouped validation split")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                   help="share of train held out as the patient-grouped validation split")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted and recorded) instead of failing")
 
 
-def seed(p: argparse.ArgumentParser, help: str, default: int = DEFAULT_SEED) -> None:
+def seed(p: argparse.ArgumentParser, help: str | None, default: int = DEFAULT_SEED) -> None:
     p.add_argument("--seed", type=int, default=default, help=help)
 
 
@@ -122,7 +124,8 @@ def storage(p: argparse.ArgumentParser, help: str) -> None:
 
 
 def verbose(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--verbose", action="store_true", help="show the Keras backend's start-up messages (TensorFlow's, JAX's, absl's)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the Keras backend's start-up messages (TensorFlow's, JAX's, absl's)")
 
 
 DISABLE_HELP = ("switch a plugin off by entry-point or distribution name (repeatable; before or after the command; "
@@ -134,8 +137,8 @@ def disable_plugin(p: argparse.ArgumentParser, top: bool = False) -> None:
     every other flag). After it, the names go to ``disable_plugin_after``, which ``cli.main``
     merges into ``disable_plugin``: argparse gives a command's namespace its own list, which
     would otherwise replace the names given before the command."""
-    p.add_argument("--disable-plugin", action="append", metavar="NAME", help=DISABLE_HELP,
-                   **({"default": []} if top else {"dest": "disable_plugin_after", "default": argparse.SUPPRESS}))
+    where: dict[str, Any] = {"default": []} if top else {"dest": "disable_plugin_after", "default": argparse.SUPPRESS}
+    p.add_argument("--disable-plugin", action="append", metavar="NAME", help=DISABLE_HELP, **where)
 
 
 def every_command(parser: argparse.ArgumentParser):

@@ -29,7 +29,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         size = f"{spec.image_size}px" if native is None or native == spec.image_size else \
             f"{native}px (own {spec.image_size})"
         table.add_row(*map(plain, (
-            name, f"{spec.distribution} {spec.version}", spec.kind, f"{size} x{spec.channels}",
+            name, f"{spec.distribution} {spec.version}", _kind(spec), f"{size} x{spec.channels}",
             "yes" if spec.search_space else "no")), plain("ok", "green"), plain(spec.description))
     for name, message in sorted(registry.conflicts.items()):
         table.add_row(*map(plain, (name, "-", "-", "-", "-")), plain("error", "red"), plain(message))
@@ -45,6 +45,13 @@ def cmd_models(args: argparse.Namespace) -> int:
                         "(own: its size on other data, which --data PATH gives; --image-size N sets another)."))
     _print_plugin_tracebacks(registry, args.traceback)
     return 0
+
+
+def _kind(spec) -> str:
+    """The spec's family, with the training recipe a plain run uses where the family has recipes
+    ("keras (seed)"): `run --recipe NAME` changes it."""
+    recipe = getattr(spec, "recipe", None)
+    return f"{spec.kind} ({recipe})" if recipe else spec.kind
 
 
 def _default_native_size() -> int | None:

@@ -25,6 +25,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else None
     if output is not None:  # before anything is read: a file xraybench did not write is never replaced
         check_target(output, lb.COMMAND, args.force, lb.CSV_HEADER if args.format == "csv" else None)
+    if args.columns is not None and args.format != "table":
+        raise XRayBenchError(f"--columns chooses the table's columns; --format {args.format} holds every column")
+    columns = lb.table_columns(args.columns)  # before anything is read: a typo is a one-line error
     store = ResultStore(args.results)
     loaded = store.load()
     report_skipped(loaded.skipped)
@@ -39,18 +42,25 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.format == "table":
         from xraybench.richtext import esc  # the title is rich markup; the folder's name is not
 
-        title = f"xraybench leaderboard ({esc(store.runs)}; threshold {rows[0]['threshold'] if rows else lb.threshold_label(Threshold.parse(args.threshold))})"
+        threshold = rows[0]["threshold"] if rows else lb.threshold_label(Threshold.parse(args.threshold))
+        title = f"xraybench leaderboard ({esc(store.runs)}; threshold {threshold})"
         if output is None:
-            lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs))
+            from xraybench.richtext import PIPED_WIDTH, console as make_console
+
+            console = make_console()
+            whole = console.width >= PIPED_WIDTH  # a pipe without COLUMNS has no width to fit: every column, every word
+            lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs), console=console,
+                            columns=columns if args.columns or whole else lb.DEFAULT_COLUMNS,
+                            explain=args.explain or whole)
             return 0
         import io
 
         from rich.console import Console
 
-        buffer = io.StringIO()  # plain text, every column: a file has no width to fit
-        lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs),
-                        console=Console(file=buffer, width=lb.full_width(rows, refs), color_system=None, force_terminal=False,
-                                        soft_wrap=False))
+        buffer = io.StringIO()  # plain text, every column (or those --columns names), the whole legend: a file has no width
+        lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs), columns=columns, explain=True,
+                        console=Console(file=buffer, width=lb.full_width(rows, refs, columns), color_system=None,
+                                        force_terminal=False, soft_wrap=False))
         text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
     else:
         text = {
@@ -89,7 +99,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        raise XRayBenchError("`xraybench report` draws its plots with matplotlib: pip install 'xraybench[report]'")
+        raise XRayBenchError("`xraybench report` draws its plots with matplotlib, a dependency of xraybench that is "
+                             "missing from this environment: pip install matplotlib (or reinstall xraybench)")
     from xraybench import html_report as report
     from xraybench.results import ResultStore
 
@@ -149,7 +160,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         from xraybench.plugins import load_registry
 
         damaged: list = []
-        store.scores = store.scores_loader(damaged)  # a damaged scores file: nothing computed from it, named below
+        # A damaged scores file: nothing computed from it, named below. The loader stands in for the method on
+        # this instance (what backfill calls), by design.
+        store.scores = store.scores_loader(damaged)  # type: ignore[method-assign, assignment]
         changed = backfill(store, load_registry(args.disable_plugin))
         report_damaged_scores(damaged)
         for name, what in changed:
@@ -181,14 +194,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def add_leaderboard(sub) -> None:
     p = sub.add_parser("leaderboard", help="show recorded runs ranked, with the published references",
                        formatter_class=options.Formatter)
-    p.add_argument("--sort", default="accuracy", metavar="METRIC", help="metric to rank by, e.g. accuracy, roc_auc, macro_f1, normal_f1")
+    p.add_argument("--sort", default="accuracy", metavar="METRIC",
+                   help="metric to rank by, e.g. accuracy, roc_auc, macro_f1, normal_f1")
     p.add_argument("--model", metavar="NAME", help="only this model")
     p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
-                   help="table fits the terminal (optional columns, then SDs, are dropped and named); "
-                        "markdown and json hold every column")
+                   help="table fits the terminal (--columns chooses its columns; where it is narrow, SDs, then "
+                        "digits, are dropped and named, and long names cut with …); markdown, csv and json hold every "
+                        "column")
     p.add_argument("--output", metavar="FILE", help="write the table (plain text, every column) or markdown/csv/json here "
                                                     "instead of stdout")
     options.force(p, "overwrite --output even if xraybench did not write it")
+    p.add_argument("--columns", metavar="A,B,...",
+                   help="the table's columns, by name: model, variant, image_size, runs, a metric's key (accuracy, "
+                        "normal_f1, roc_auc, mcc, ...) or KEY_ci for its CI, delta_accuracy, p, train_seconds, "
+                        "epochs, seeds, date, run_id; all for every column (default: on a terminal, a set that fits 80 columns: "
+                        "model, variant, image size, runs, accuracy and its CI, NORMAL and PNEUMONIA F1, AUC, ΔAcc; into "
+                        "a pipe or an --output file, all)")
+    p.add_argument("--explain", action="store_true",
+                   help="under the table, the whole legend (every abbreviation, ΔAcc's reference, how ± and the CIs are "
+                        "computed) instead of its short form")
     p.add_argument("--all-runs", action="store_true", help="one row per run instead of mean ± SD per model")
     options.threshold(p, "metrics at 0.5, at the threshold chosen on validation (Youden's J, or the run's --target-sensitivity), "
                          "or at prior: transductive, moved to the test prior that EM estimates from the unlabeled test "

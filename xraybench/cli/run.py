@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from xraybench.cli import options
 from xraybench.cli.common import announce_builtin, command_line, console as make_console, no_empty_folders_on_failure
@@ -54,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.no_isolation:
             raise XRayBenchError("--no-isolation runs in this process; it cannot be combined with --workers/--scheduler")
         return distributed.run_batch(prepared, store, console, args.workers, args.scheduler, args.gpu)
-    records = []
+    records: list[dict[str, Any]] = []
     runner = run_in_process if args.no_isolation else run_isolated
     # Same command, same run (xraybench/repeats.py): the done runs a new one may repeat; a resume never does.
     check_repeats = not (args.force or args.resume)

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import shlex
 from pathlib import Path
+from typing import Literal, overload
 
 from xraybench.cli import options
 from xraybench.cli.common import announce_builtin, command_line, no_empty_folders_on_failure
@@ -224,11 +225,19 @@ def cmd_studies(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_study_file(args: argparse.Namespace) -> "Path":
+def _default_study_file(args: argparse.Namespace) -> Path:
     """The SQLite file a results folder keeps its studies in (``tuning.default_storage``)."""
     from xraybench.results import results_dir
 
     return results_dir(args.results) / "tuning.sqlite3"
+
+
+@overload
+def _storage(args: argparse.Namespace, create: Literal[True] = True) -> str: ...
+
+
+@overload
+def _storage(args: argparse.Namespace, create: bool) -> str | None: ...
 
 
 def _storage(args: argparse.Namespace, create: bool = True) -> str | None:
@@ -255,8 +264,9 @@ def add_tune(sub) -> None:
     p = sub.add_parser("tune", help="tune a model's hyperparameters with Optuna on the validation split",
                        formatter_class=options.Formatter)
     p.add_argument("--model", metavar="NAME", help="a model with a search space")
-    p.add_argument("--trials", type=int, default=20, metavar="N", help="trials to run in this process (a sampled repeat of a parameter set the study already has "
-                   "is not trained again and not counted)")
+    p.add_argument("--trials", type=int, default=20, metavar="N",
+                   help="trials to run in this process (a sampled repeat of a parameter set the study already has "
+                        "is not trained again and not counted)")
     p.add_argument("--timeout", type=options.positive_seconds, metavar="SECONDS", help="stop starting trials after this long")
     p.add_argument("--trial-timeout", type=options.positive_seconds, metavar="SECONDS",
                    help="kill a trial after this long and record it as failed (default: run's --timeout default)")

@@ -31,10 +31,10 @@ import os
 import sys
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from xraybench.errors import DataError
-from xraybench.specs import LABELS, DatasetSpec, ImageSet, RawDataset
+from xraybench.specs import LABELS, DatasetSpec, ImageSet, RawDataset, ReaderStats
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -167,7 +167,7 @@ def _read(path: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
     total = len(sets["train"]) + len(sets["test"])
     stats["sizes"] = {f"{native}x{native}": total}
     stats["modes"] = {"L": total}
-    return RawDataset(train=sets["train"], test=sets["test"], val=None, stats=stats)
+    return RawDataset(train=sets["train"], test=sets["test"], val=None, stats=cast(ReaderStats, stats))  # filled in above
 
 
 SPEC = DatasetSpec(
@@ -190,6 +190,7 @@ def _decode(path: str, size: int):
 
     from xraybench.data.images import _to_8bit
 
+    img: Image.Image  # opened as an ImageFile, then converted
     with Image.open(path) as img:
         img.load()
         img = _to_8bit(img)

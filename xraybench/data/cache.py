@@ -54,6 +54,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +152,7 @@ def unchanged(st: os.stat_result, recorded: Any) -> bool:
             and max(st.st_mtime_ns, st.st_ctime_ns) < recorded["at"] - RACY_NS)
 
 
-def source_state(root: Path, outside: list[str] = ()) -> dict[str, Any]:
+def source_state(root: Path, outside: Sequence[str] = ()) -> dict[str, Any]:
     """The source's state as the folders show it: O(folders) to check, O(entries) to take.
 
     Every folder under ``root`` with its identity, symlinked folders followed (the readers follow
@@ -247,7 +248,7 @@ def source_unchanged(root: Path, state: Any) -> bool:
     return True
 
 
-def content_fingerprint(root: Path, files: list, split_counts: dict[str, Any], skipped: list[str] = ()) -> str:
+def content_fingerprint(root: Path, files: list, split_counts: dict[str, Any], skipped: Sequence[str] = ()) -> str:
     """sha256 over the sorted manifest (relative path + content sha256) and the split counts.
 
     Independent of mtimes and of where the data lives, so two machines holding the
@@ -297,7 +298,8 @@ def _map(path: Path, populate: bool = True):
 
 def _start_checksums(buffers: dict[str, Any]) -> tuple[list[str], list]:
     """CRC-32 of each 16 MiB block of each buffer, running on worker threads; collect them with ``_collect``."""
-    names, futures = [], []
+    names: list[str] = []
+    futures: list = []
     if not buffers:
         return names, futures
     pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))

@@ -66,7 +66,7 @@ def download_pneumoniamnist(size: int = 28, dest_dir: Path | None = None, base_u
         return dest
     if base_url == ZENODO:
         try:  # prefer medmnist's own metadata when it is installed
-            import medmnist  # type: ignore[import-not-found]
+            import medmnist
 
             info = medmnist.INFO["pneumoniamnist"]
             url = info.get(f"url_{size}") if size != 28 else info["url"]

@@ -34,6 +34,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
 
 def decode_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str, tuple[int, int]]:
     """Return (uint8 array (size, size, channels), original mode, original (w, h))."""
+    img: Image.Image  # opened as an ImageFile, then converted
     try:
         with Image.open(path) as img:
             mode, original_size = img.mode, img.size

@@ -18,7 +18,8 @@ def check_image_size(value: object, flag: str = "--image-size") -> int:
     if isinstance(value, bool):
         value = repr(value)
     try:
-        size = int(value) if not isinstance(value, float) or value.is_integer() else None
+        # Any value: int() raises TypeError or ValueError on what it cannot take, caught below.
+        size = int(value) if not isinstance(value, float) or value.is_integer() else None  # type: ignore[call-overload]
     except (TypeError, ValueError):
         size = None
     if size is None or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:

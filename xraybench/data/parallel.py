@@ -13,8 +13,12 @@ import io
 import multiprocessing
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 WORKERS_ENV = "XRAYBENCH_DECODE_WORKERS"
 # Files per task. Each task costs a pickle round-trip and the decoded pixels come back through
@@ -101,7 +105,7 @@ def decode_files(paths: Sequence[str], size: int, channels: int, workers: int | 
     return out
 
 
-def rows_on_disk(images, index, path, verify: bool = False) -> "np.ndarray":
+def rows_on_disk(images, index, path, verify: bool = False) -> np.ndarray:
     """``images[index]`` as a memory-mapped ``.npy`` at ``path``, written once in chunks.
 
     A carved split (train minus validation) indexed in memory would copy every training
@@ -196,7 +200,8 @@ def _crc32(arr) -> int:
     flat = np.asarray(arr).reshape(-1).view(np.uint8)
     crc = 0
     for start in range(0, len(flat), 1 << 24):
-        crc = zlib.crc32(flat[start : start + (1 << 24)], crc)
+        # An ndarray is a buffer; numpy declares __buffer__ only for Python >= 3.12, so mypy at 3.11 cannot see it.
+        crc = zlib.crc32(flat[start : start + (1 << 24)], crc)  # type: ignore[arg-type]
     return crc
 
 

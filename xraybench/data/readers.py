@@ -12,11 +12,11 @@ import re
 import stat
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from xraybench.errors import DataError
 from xraybench.hookspecs import hookimpl
-from xraybench.specs import LABELS, DatasetSpec, ImageSet, RawDataset
+from xraybench.specs import LABELS, DatasetSpec, ImageSet, RawDataset, ReaderStats
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -147,11 +147,12 @@ def _kaggle_layout(root: Path) -> tuple[dict[str, dict[str, list[str]]], dict[st
     return layout, bad
 
 
-def _kaggle_files(root: Path) -> list[str]:
+def _kaggle_files(root: Path) -> list[str | Path]:
     """Every entry, usable or not: a bad one that changes must change the cache key too."""
     layout, bad = _kaggle_layout(root)
-    return [f for split in layout.values() for files in split.values() for f in files] + [
-        path for split in bad.values() for entries in split.values() for path, _ in entries
+    return [
+        *(f for split in layout.values() for files in split.values() for f in files),
+        *(path for split in bad.values() for entries in split.values() for path, _ in entries),
     ]
 
 
@@ -224,7 +225,8 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
     if val is not None:
         stats["kaggle_val_images"] = len(val)
     # Kaggle's own val/ holds 16 images: reported, never relied on; the core carves its own.
-    return RawDataset(train=sets["train"], test=sets["test"], val=None, stats=stats)
+    # (Built as a plain dict: Counters while counting, and "skipped_reasons", which loading.py reads.)
+    return RawDataset(train=sets["train"], test=sets["test"], val=None, stats=cast(ReaderStats, stats))
 
 
 # --- MedMNIST npz ---------------------------------------------------------------------
@@ -317,7 +319,7 @@ def _npz_read(path: Path, size: int, channels: int, skip_bad: bool) -> RawDatase
             )
             ids = [f"{split}/{i}" for i in range(len(images))]
             sets[split] = ImageSet(resized, labels, ids, list(ids))
-    stats = {
+    stats: ReaderStats = {
         "reader": "medmnist",
         "splits": {
             s: {LABELS[c]: {"images": int((sets[s].labels == c).sum()), "patients": None, "duplicates": None} for c in (0, 1)}

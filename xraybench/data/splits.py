@@ -8,7 +8,8 @@ from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION  # noqa: F401  
 from xraybench.specs import ImageSet
 
 
-def carve_validation(train: ImageSet, fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED) -> tuple[ImageSet, ImageSet]:
+def carve_validation(train: ImageSet, fraction: float = DEFAULT_VAL_FRACTION,
+                     seed: int = DEFAULT_SEED) -> tuple[ImageSet, ImageSet]:
     """Split ``train`` into (train, val) so that no patient has images on both sides.
 
     Uses scikit-learn's StratifiedGroupKFold with ``round(1 / fraction)`` folds and

@@ -10,8 +10,9 @@ in ``specs.py``; nothing else changes. Importing this package imports no backend
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 

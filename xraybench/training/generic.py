@@ -5,7 +5,8 @@ No epochs, no backend; the parameter count comes from the estimator's optional `
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class GenericTrainer:
             estimator.fit(train, val)
         except Exception as exc:
             raise PluginFailure(f"fitting {spec.name} failed: {one_line(exc)}") from exc
-        info = {
+        info: dict[str, Any] = {
             "history": {},
             "epochs_run": None,
             "train_seconds": time.perf_counter() - start,
@@ -42,6 +43,8 @@ class GenericTrainer:
         return None
 
     def check_build(self, spec: GenericModel, shape: tuple[int, int, int], params: dict[str, Any], seed: int) -> str:
+        if spec.create is None:
+            raise TypeError(f"{spec.name} declares no create function")
         est = spec.create(dict(params), seed)
         for attr in ("fit", "predict_proba"):
             if not callable(getattr(est, attr, None)):

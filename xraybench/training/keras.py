@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 
@@ -229,7 +230,7 @@ def augmentation(keras, policy: str = "seed"):
     extra = [augment.random_intensity_layer(keras)] if policy == "strong" else []
     if keras.backend.backend() != "tensorflow":
         return [*extra, augment.random_affine_layer(keras)]
-    return [*extra, 
+    return [*extra,
         keras.layers.RandomRotation(augment.ROTATION, fill_mode="nearest", name="aug_rotate"),
         keras.layers.RandomTranslation(augment.SHIFT, augment.SHIFT, fill_mode="nearest", name="aug_shift"),
         keras.layers.RandomZoom(augment.ZOOM, fill_mode="nearest", name="aug_zoom"),
@@ -245,7 +246,7 @@ def standardization(keras):
     """
     ops = keras.ops
 
-    class PerImageStandardization(keras.layers.Layer):
+    class PerImageStandardization(keras.layers.Layer):  # type: ignore[name-defined]  # a base made at run time
         def call(self, x):
             mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
             std = ops.std(x, axis=(1, 2, 3), keepdims=True)
@@ -388,7 +389,7 @@ def fit_keras(
     keras.mixed_precision.set_global_policy(precision)
     bar: EpochBar | None = None
     try:
-        shape = tuple(int(d) for d in train.images.shape[1:])
+        shape = cast(tuple[int, int, int], tuple(int(d) for d in train.images.shape[1:]))  # images are (N, H, W, C)
         if spec.build is None:
             raise ValueError(f"{spec.name} declares no build function")
         core = spec.build(shape, dict(params))
@@ -453,7 +454,8 @@ def fit_keras(
 
             def on_train_batch_end(self, batch, logs=None):
                 loss = (logs or {}).get("loss")
-                bar.advance(batch + 1, None if loss is None else float(loss))
+                if bar is not None:  # (always: LiveProgress is used only with a bar)
+                    bar.advance(batch + 1, None if loss is None else float(loss))
 
         save_to, resume_from = checkpoints.current()
         saved = checkpoints.load(resume_from) if resume_from is not None else None
@@ -623,6 +625,8 @@ class KerasTrainer:
     def check_build(self, spec: KerasModel, shape: tuple[int, int, int], params: dict[str, Any], seed: int) -> str:
         import keras
 
+        if spec.build is None:
+            raise TypeError(f"{spec.name} declares no build function")
         model = spec.build(shape, dict(params))
         if not isinstance(model, keras.Model):
             raise TypeError(f"build returned {type(model).__name__}, expected keras.Model")

@@ -27,7 +27,7 @@ def test_plurals_and_durations():
         (5, 20, None, "at most 15 epochs, ~2m 30s left (early stopping may end sooner)"),
         (18, 20, StopState(3, 0, 18), "2 epochs, ~20s left"),  # patience outlasts the cap
         (19, 20, StopState(3, 1, 18), "1 epoch, ~10s left"),
-        (5, 20, StopState(3, 1, 4), "~20s left if val_loss stops improving (2 epochs of patience left, best epoch 4); "
+        (5, 20, StopState(3, 1, 4), "~20s left if validation stops improving (2 epochs of patience left, best epoch 4); "
                                     "at most 15 epochs, ~2m 30s"),
     ],
 )
@@ -42,7 +42,7 @@ def test_epoch_line_prefers_the_measured_epoch_time():
             **StopState(3, 0, 2, epoch_seconds=5.0).as_logs()}
     line = epoch_line("m", 2, 10, logs, elapsed=60.0)  # 60s includes start-up; an epoch takes 5s
     assert line.startswith("  m epoch 2/10: loss 0.5000 val_loss 0.4000 val_auc 0.9000 val_acc 0.8000; 1m 00s elapsed")
-    assert "~15s left if val_loss stops improving" in line and "at most 8 epochs, ~40s" in line
+    assert "~15s left if validation stops improving" in line and "at most 8 epochs, ~40s" in line
     assert "es_" not in line
 
 

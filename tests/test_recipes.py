@@ -100,9 +100,28 @@ def test_the_leaderboard_variant_names_the_recipe_and_never_pools_recipes():
     assert variant(seed_run) == variant(old_run) == "default"  # records from before recipes: the seed's
     assert variant(modern) == "modern" and variant(own) == "modern"
     assert variant(ablated) == "modern label_smoothing=0.0"
+    asked_seed = run("convnext_nano", params={"recipe": "seed"}, overrides={"recipe": "seed"})
+    assert variant(asked_seed) == "seed"  # asked for: named, never pooled with the plugin's own default
     rows = build_rows([seed_run, old_run, modern, ablated])
     assert sorted((r["variant"], r["runs"]) for r in rows) == [
         ("default", 2), ("modern", 1), ("modern label_smoothing=0.0", 1)]
+
+
+def test_the_recipe_survives_into_the_summaries_the_leaderboard_reads(tmp_path):
+    """`leaderboard` reads summaries (no params): a plugin's own recipe must still name the row."""
+    from recordfactory import make_record
+
+    from xraybench.leaderboard import build_rows
+    from xraybench.results import ResultStore
+
+    store = ResultStore(tmp_path)
+    for model, recipe in (("convnext_nano", "modern"), ("resnet18", "medmnist"), ("resnet18", "seed")):
+        record, scores = make_record(model)
+        record.update(kind="keras", params={"recipe": recipe, "width": 16},
+                      tags={"overrides": {"recipe": recipe}} if recipe == "seed" else {})
+        store.save(record, scores)
+    variants = sorted((r["model"], r["variant"]) for r in build_rows(store.load().records))
+    assert variants == [("convnext_nano", "modern"), ("resnet18", "medmnist"), ("resnet18", "seed")]
 
 
 # --- the trainer's pieces ---------------------------------------------------------------------
@@ -202,3 +221,14 @@ def test_the_modern_recipe_trains_end_to_end_with_every_element_on():
     scores = fitted.predict_proba(test.images).ravel()
     assert scores.shape == (16,) and np.all((scores >= 0) & (scores <= 1))
     assert scores[test.labels == 1].mean() > scores[test.labels == 0].mean()
+
+
+def test_help_with_the_recipe_flag_imports_no_numpy_and_no_backend():
+    """`--recipe`'s choices come from recipes.py: listing them must stay as light as any `--help`."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom xraybench.cli import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('numpy', 'keras', 'tensorflow', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "--recipe NAME" in out and out.strip().endswith("[]"), out[-300:]

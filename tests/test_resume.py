@@ -27,12 +27,16 @@ def _only(store: ResultStore, **match) -> dict:
     return found[0]
 
 
-def test_interrupted_run_keeps_its_epochs_and_resumes_to_the_uninterrupted_result(xray_data, xraybench_env, spawn):
+@pytest.mark.parametrize("extra", [(), ("--param", "weight_average=0.7")], ids=["seed-recipe", "weight-average"])
+def test_interrupted_run_keeps_its_epochs_and_resumes_to_the_uninterrupted_result(xray_data, xraybench_env, spawn, extra):
+    """Weight averaging too: the checkpoint holds the raw weights and the average, so the resumed
+    run averages as the uninterrupted one does."""
     straight_dir, cut_dir, pause = (xraybench_env / n for n in ("straight", "cut", "pause"))
     pause.mkdir()
+    train = (*TRAIN, *extra)
     # The uninterrupted run and the run to interrupt train side by side (two cores).
-    straight = spawn("run", "--data", str(xray_data), *TRAIN, "--results", str(straight_dir), stderr=subprocess.STDOUT)
-    cut = spawn("run", "--data", str(xray_data), *TRAIN, "--results", str(cut_dir),
+    straight = spawn("run", "--data", str(xray_data), *train, "--results", str(straight_dir), stderr=subprocess.STDOUT)
+    cut = spawn("run", "--data", str(xray_data), *train, "--results", str(cut_dir),
                 env={"XRAYBENCH_TEST_PAUSE": f"epoch2={pause}"}, stderr=subprocess.STDOUT)
     wait_for(pause / "epoch2.ready", cut)
     cut.send_signal(signal.SIGINT)

@@ -148,13 +148,16 @@ def current() -> tuple[Path | None, Path | None]:
 
 
 def save(path: Path, epoch: int, history: dict[str, list[float]], model_vars: list, optimizer_vars: list,
-         stopper: dict[str, Any], best_weights: list | None) -> None:
-    """Save epoch ``epoch`` (1-based count of epochs done): arrays first, then the state naming them."""
+         stopper: dict[str, Any], best_weights: list | None, average: list | None = None) -> None:
+    """Save epoch ``epoch`` (1-based count of epochs done): arrays first, then the state naming them.
+    ``average``: the weight average of a run that averages its weights (training/keras.py)."""
     name = f"epoch-{epoch}.npz"
     arrays = {f"model_{i}": np.asarray(v) for i, v in enumerate(model_vars)}
     arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer_vars)})
     for i, v in enumerate(best_weights or []):
         arrays[f"best_{i}"] = np.asarray(v)
+    for i, v in enumerate(average or []):
+        arrays[f"average_{i}"] = np.asarray(v)
     tmp = path / f".{name}.tmp"
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]  # mypy matches **arrays against allow_pickle: bool
@@ -165,7 +168,8 @@ def save(path: Path, epoch: int, history: dict[str, list[float]], model_vars: li
     _atomic_write(path / STATE, {
         "format": FORMAT, "epoch": epoch, "history": history, "arrays": name,
         "counts": {"model": len(model_vars), "optimizer": len(optimizer_vars),
-                   "best": None if best_weights is None else len(best_weights)},
+                   "best": None if best_weights is None else len(best_weights),
+                   "average": None if average is None else len(average)},
         "stopper": stopper,
     })
     old = previous.get("arrays") if previous else None
@@ -187,6 +191,8 @@ def load(path: Path) -> dict[str, Any]:
             saved["optimizer"] = [npz[f"optimizer_{i}"] for i in range(int(counts["optimizer"]))]
             best = counts.get("best")
             saved["best"] = None if best is None else [npz[f"best_{i}"] for i in range(int(best))]
+            average = counts.get("average")
+            saved["average"] = None if average is None else [npz[f"average_{i}"] for i in range(int(average))]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} is damaged ({arrays}: {exc})") from None
     return saved

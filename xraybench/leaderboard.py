@@ -64,8 +64,9 @@ def trained_on(record: RunRecord) -> str | None:
 
 def variant(record: RunRecord | dict[str, Any]) -> str:
     """"default", "tuned", or the ``--param``/``--epochs`` overrides a run was given, led by its
-    training recipe unless that is the seed's (``modern label_smoothing=0.0``; tags hold the
-    overrides, params the recipe a plugin defaults to), plus "bf16" for
+    training recipe unless that is the seed's and was not asked for (``modern label_smoothing=0.0``;
+    tags hold the overrides, params the recipe a plugin defaults to: the results index keeps it
+    in summaries), plus "bf16" for
     runs under mixed_bfloat16: another configuration gets its own row instead of joining the
     mean of the defaults, and rows of different recipes are never pooled. An ensemble's variant
     names its members' configurations (``ensemble_variant``)."""
@@ -74,8 +75,9 @@ def variant(record: RunRecord | dict[str, Any]) -> str:
         return ensemble_variant(record.members)
     tags = record.tags or {}
     overrides = dict(tags.get("overrides") or {})
-    recipe = overrides.pop("recipe", None) or (record.params or {}).get("recipe")
-    parts = [str(recipe)] if recipe and recipe != "seed" else []  # no recipe stored: before recipes, the seed's
+    asked = overrides.pop("recipe", None)  # --recipe NAME: always named, the seed's too
+    recipe = asked or (record.params or {}).get("recipe")  # none stored: before recipes, the seed's
+    parts = [str(recipe)] if recipe and (asked or recipe != "seed") else []
     if tags.get("tuned"):
         name = " ".join(["tuned", *parts])
     else:
@@ -995,10 +997,14 @@ def render_table(rows: list[dict[str, Any]], refs: list[dict[str, Any]], title: 
     table = Table(title=title, show_lines=False, header_style="bold", **options)
     for k, i in enumerate(shown):
         h = headers[i]
-        name = h in NAME_FLOORS  # a name is cut with "…", never broken over lines
+        name = h in NAME_FLOORS
+        # A model name is cut with "…" (only published names ever are), never broken over lines; a
+        # variant wraps instead, since two variants cut to the same prefix would read as one row.
+        wraps = h == "Variant"
         table.add_column(_header_lines(h, widths[k] if widths else None) if layout["compact"] else h,
                          justify="left" if name else "right",
-                         no_wrap=name or widths is not None, overflow="ellipsis" if name else "fold",
+                         no_wrap=not wraps and (name or widths is not None),
+                         overflow="fold" if wraps or not name else "ellipsis",
                          width=widths[k] if widths else None, min_width=None if widths or not name else LAST_FLOORS[h])
     for n, row in enumerate(layout["cells"]):
         if n == len(rows):

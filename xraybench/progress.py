@@ -159,7 +159,7 @@ def run_eta(epoch: int, epochs: int, seconds_per_epoch: float, stop: StopState |
     until_stop = max(1, stop.patience - stop.wait)
     if until_stop >= left:
         return f"{cap} left"
-    return (f"{about(until_stop * seconds_per_epoch)} left if val_loss stops improving "
+    return (f"{about(until_stop * seconds_per_epoch)} left if validation stops improving "
             f"({plural(until_stop, 'epoch')} of patience left, best epoch {stop.best_epoch}); at most {cap}")
 
 

@@ -29,9 +29,19 @@ from xraybench.records import InvalidRecord, RunRecord, RunStatus, for_saving, p
 
 RESULTS_ENV = "XRAYBENCH_RESULTS"
 STATUSES = tuple(s.label for s in RunStatus if s is not RunStatus.INVALID)
-SCHEMA = 1  # of the summary index (runs/.index.json); a record's own version is records.SCHEMA_VERSION
+SCHEMA = 2  # of the summary index (runs/.index.json; 2: summaries keep params' recipe); a record's own version is records.SCHEMA_VERSION
 _BULKY = ("history", "val_metrics", "params", "description")
 FALLBACK_ENV = "XRAYBENCH_FALLBACK_RESULTS"  # where a run goes when its results folder cannot be written
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    """A record without its bulky fields, but with its training recipe (the leaderboard's variant
+    names it, and a plugin's default recipe is only in ``params``)."""
+    summary = {k: v for k, v in record.items() if k not in _BULKY}
+    params = record.get("params")
+    if isinstance(params, dict) and "recipe" in params:
+        summary["params"] = {"recipe": params["recipe"]}
+    return summary
 
 
 def results_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -260,7 +270,7 @@ class ResultStore:
                     except InvalidRecord as exc:  # its reason, worded as everywhere else
                         failed.append((name, str(exc)))
                 continue
-            fresh[name] = [stamp, _masked({k: v for k, v in record.items() if k not in _BULKY})]
+            fresh[name] = [stamp, _masked(_summary(record))]
             changed = True
         if ours and (changed or len(fresh) != len(cached)):
             try:

@@ -73,6 +73,7 @@ def prepare(request: RunRequest, registry=None, dataset_cache: dict | None = Non
         from xraybench.training import recipes
 
         recipes.check(resolved)
+        resolved["augment"] = recipes.augment_policy(resolved.get("augment", "seed"))  # "false" and False: one row
     from xraybench.data.builtin import native_size
 
     # 0 is an error (checked by the data layer), not "default"; the built-in copy has its own 28 px

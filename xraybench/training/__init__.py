@@ -12,11 +12,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from xraybench.specs import ImageSet, ModelSpec
+
+if TYPE_CHECKING:  # importing this package (recipes.py for `--help`) imports no numpy
+    import numpy as np
 
 OnEpoch = Callable[[int, int, dict[str, float]], None]  # (epoch, epochs, logs), after each epoch
 

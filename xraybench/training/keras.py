@@ -3,8 +3,10 @@
 Batches come from the cached uint8 arrays (converted to float per batch) through
 ``tf.data`` under TensorFlow (prefetched, so both cores stay busy), ``keras.utils.PyDataset``
 under JAX and PyTorch; augmentation runs in front of the plugin's network (Keras'
-preprocessing layers under TensorFlow, ``augment.py``'s fused warp otherwise); early stopping watches
-validation loss and restores the best weights. The core imports keras only here
+preprocessing layers under TensorFlow, ``augment.py``'s fused warp otherwise); the run's recipe
+(``recipes.py``) sets the optimizer, schedule, loss, augmentation policy and the validation metric
+that picks the epoch (early stopping watches it and the best epoch's weights are kept; patience 0
+trains every epoch). The core imports keras only here
 (plugins import it in their own ``build``); the rest of xraybench reaches it through
 ``TRAINER`` (``xraybench.training.Trainer``).
 """
@@ -322,19 +324,37 @@ def optimizer(keras, params: dict[str, Any], steps_per_epoch: int):
     return keras.optimizers.Adam(learning_rate=rate, weight_decay=decay)
 
 
-def weight_averager(keras, momentum: float):
+def weight_averager(keras, momentum: float, initial: list[np.ndarray] | None = None):
     """Epoch-end exponential moving average of the float weights (recipes.py: weight_average).
 
     First in the callback list: as validation starts (``on_test_begin``, inside ``fit``) it folds
     the epoch's weights into the average and puts the average in place, so the validation
     metrics, the epoch choice (EarlyStopping's snapshot at ``on_epoch_end``) and the final model
-    are the average's; the raw weights go back before the next epoch trains.
+    are the average's; the raw weights go back before the next epoch trains. A checkpoint saves
+    the raw weights and the average (``raw_in_place``, ``average``) and a resume starts from
+    both (``initial``), so a resumed run averages as the uninterrupted one would.
     """
+    import contextlib
 
     class WeightAverage(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.average: list[np.ndarray] | None = None
+            self.average: list[np.ndarray] | None = None if initial is None else [np.array(a) for a in initial]
             self.raw: list[np.ndarray] | None = None
+
+        @contextlib.contextmanager
+        def raw_in_place(self):
+            """The raw (trained) weights in the model for the block, the average back after it."""
+            if self.raw is None or self.average is None:
+                yield
+                return
+            variables = self._weights()
+            for v, w in zip(variables, self.raw):
+                v.assign(w)
+            try:
+                yield
+            finally:
+                for v, a in zip(variables, self.average):
+                    v.assign(a)
 
         def _weights(self):
             return [v for v in self.model.weights if "float" in str(v.dtype)]
@@ -460,9 +480,9 @@ def fit_keras(
         save_to, resume_from = checkpoints.current()
         saved = checkpoints.load(resume_from) if resume_from is not None else None
         initial_epoch = _restore(model, saved) if saved else 0
-        keeper = _checkpointer(keras, stopper, save_to, saved)
         momentum = float(params.get("weight_average", 0.0))
-        averager = [weight_averager(keras, momentum)] if momentum > 0 else []
+        averager = [weight_averager(keras, momentum, (saved or {}).get("average"))] if momentum > 0 else []
+        keeper = _checkpointer(keras, stopper, save_to, saved, averager[0] if averager else None)
         all_callbacks = [*averager, stopper, *([keeper] if keeper else []), LiveProgress() if bar is not None else Progress(),
                          *(callbacks or [])]
         equalize = bool(params.get("equalize", False))
@@ -549,10 +569,12 @@ def _skip_epochs(train_ds, epochs_done: int) -> None:
         del iterator
 
 
-def _checkpointer(keras, stopper, save_to, saved: dict[str, Any] | None):
+def _checkpointer(keras, stopper, save_to, saved: dict[str, Any] | None, averager=None):
     """The callback that saves every epoch to ``save_to`` and, on a resume, puts the
     early-stopping state back (``wait``, ``best``, ``best_epoch``, ``best_weights``: with them a
-    resumed run stops, and restores, exactly where an uninterrupted one would)."""
+    resumed run stops, and restores, exactly where an uninterrupted one would). With weight
+    averaging it saves the raw weights as the model's and the average beside them."""
+    import contextlib
     if save_to is None and saved is None:
         return None
     from xraybench.isolation import checkpoint as pause_point
@@ -574,13 +596,15 @@ def _checkpointer(keras, stopper, save_to, saved: dict[str, Any] | None):
                 self.history.setdefault(key, []).append(float(value))
             if save_to is None:
                 return
+            with averager.raw_in_place() if averager is not None else contextlib.nullcontext():
+                model_vars = [v.numpy() for v in self.model.variables]
             checkpoints.save(
                 save_to, epoch + 1, self.history,
-                [v.numpy() for v in self.model.variables], [v.numpy() for v in self.model.optimizer.variables],
+                model_vars, [v.numpy() for v in self.model.optimizer.variables],
                 {"wait": int(stopper.wait), "best_epoch": int(stopper.best_epoch),
                  "stopped_epoch": int(stopper.stopped_epoch),
                  "best": None if stopper.best is None else float(stopper.best)},
-                stopper.best_weights,
+                stopper.best_weights, average=None if averager is None else averager.average,
             )
             pause_point(f"epoch{epoch + 1}")  # tests interrupt here, at a known point
 

@@ -29,7 +29,8 @@ from xraybench.records import InvalidRecord, RunRecord, RunStatus, for_saving, p
 
 RESULTS_ENV = "XRAYBENCH_RESULTS"
 STATUSES = tuple(s.label for s in RunStatus if s is not RunStatus.INVALID)
-SCHEMA = 2  # of the summary index (runs/.index.json; 2: summaries keep params' recipe); a record's own version is records.SCHEMA_VERSION
+# of the summary index (runs/.index.json; 2: summaries keep params' recipe); a record's own is records.SCHEMA_VERSION
+SCHEMA = 2
 _BULKY = ("history", "val_metrics", "params", "description")
 FALLBACK_ENV = "XRAYBENCH_FALLBACK_RESULTS"  # where a run goes when its results folder cannot be written
 

@@ -34,4 +34,9 @@ if [ -d leaderboards/recipes/runs ]; then
   python benchmarks/recipe_study.py table --results leaderboards/recipes > leaderboards/recipes/table.md
   python benchmarks/recipe_study.py select --results leaderboards/recipes > leaderboards/recipes/selection.txt
 fi
+if [ -d leaderboards/recipes-28px/runs ]; then
+  # the recipe study's pick on the built-in 28 px copy, beside the seed recipe (PneumoniaMNIST's size)
+  XRAYBENCH_RESULTS=leaderboards/recipes-28px xraybench leaderboard --force --format markdown --threshold val \
+    --output leaderboards/recipes-28px/LEADERBOARD-val-threshold.md
+fi
 echo "wrote leaderboards/LEADERBOARD.md, LEADERBOARD-val-threshold.md and their JSON twins"

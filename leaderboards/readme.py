@@ -88,15 +88,16 @@ def draw(data: dict, digest: str, path: Path) -> None:
     ax.barh(list(y), acc, xerr=[lows, highs], color="#4c72b0", capsize=3)
     ax.set_yticks(list(y), [f"{r['model']} ({r['variant']}, {r.get('image_size')} px)".replace("$", r"\$") for r in rows],
                   fontsize=8)
+    styles = iter([("#c44e52", ":"), ("#dd8452", "--"), ("#55a868", "-."), ("#8172b3", (0, (1, 3)))])
     for ref in data.get("published_references", []):
         if ref["model"] in ANCHORS and ref.get("accuracy") is not None:
-            ax.axvline(ref["accuracy"], color="#c44e52", linestyle=":", linewidth=1)
-            ax.text(ref["accuracy"], len(rows) - 0.4, ref["model"].replace(" (published)", ""), rotation=90,
-                    fontsize=6, color="#c44e52", va="top", ha="right")
+            colour, style = next(styles)
+            label = f"{ref['model'].replace(' (published)', '')}: {ref['accuracy']:.3f}".replace("$", r"\$")
+            ax.axvline(ref["accuracy"], color=colour, linestyle=style, linewidth=1.2, label=label)
     ax.set_xlim(0.6, 1.0)
-    ax.set_xlabel("test accuracy at the validation-chosen threshold (mean over >= 3 seeds; bars: 95% CI)")
-    ax.set_title("xraybench: the top published rows against the published from-scratch models (dotted, at 0.5)",
-                 fontsize=8)
+    ax.legend(loc="lower right", fontsize=7, title="published (threshold 0.5)", title_fontsize=7)
+    ax.set_xlabel("test accuracy at the validation-chosen threshold (mean over seeds; bars: 95% CI)", fontsize=8)
+    ax.set_title("xraybench's top published rows (>= 3 seeds) against published from-scratch models", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Description": f"leaderboard-val-threshold.json sha256 {digest}"})

@@ -130,9 +130,12 @@ def test_a_data_set_without_a_reference_run_names_the_command_that_makes_one(tmp
     assert any("makes one" in line and "bbbb" in line and "xraybench run" in line for line in markdown.splitlines())
 
 
-def test_on_the_builtin_copy_the_command_needs_no_data_flag():
+def test_on_the_builtin_copy_the_command_needs_no_data_flag(monkeypatch):
+    """Where no data is configured the built-in copy is the default, so the command needs no --data
+    (CI sets XRAYBENCH_DATA to the real data: this test must not depend on it)."""
     from xraybench.data import builtin
 
+    monkeypatch.delenv("XRAYBENCH_DATA", raising=False)
     row = {"data_name": builtin.NAME, "data_source": str(builtin.NPZ)}
     assert lb.make_reference_command("ref_model", row) == "`xraybench run --model ref_model`"  # no user data here
 

@@ -181,10 +181,10 @@ def choose_reference(records: list[RunRecord], baseline: str | None = None) -> t
         baseline = declared[0]
         candidates = [r for r in records if r.model == baseline]
         how = "declared by its plugin"
-    sizes = Counter(r.spec_image_size for r in candidates if r.spec_image_size)
+    declared_sizes = [r for r in candidates if r.spec_image_size]
     size: int | None
-    if sizes:
-        size = sizes.most_common(1)[0][0]
+    if declared_sizes:  # the newest run's: what the plugin declares now (a plugin may change its size)
+        size = max(declared_sizes, key=lambda r: r.created_at).spec_image_size
     else:  # records from before specs were recorded: the size it was run at most often by default
         defaults = [r for r in candidates if variant(r) == "default"] or candidates
         size = Counter(r.image_size for r in defaults).most_common(1)[0][0]

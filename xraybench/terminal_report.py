@@ -52,8 +52,8 @@ def print_run_report(record: dict[str, Any], console, explain: bool = True, reco
     )
     print_against_seed(record, console, explain)
     line = prior_shift_line(record)
-    if line:
-        console.print(line, highlight=False)
+    if line:  # dim: a diagnostic beside the result, never a result to compare (it reads the test scores)
+        console.print(f"[dim]{esc(line)}[/]", highlight=False)
     epochs = record.get("epochs_run")
     console.print(
         f"[dim]validation AUC {record['val_metrics']['roc_auc']:.4f}; trained {record['train_seconds']:.1f}s"
@@ -133,7 +133,8 @@ def prior_shift_line(record: dict[str, Any]) -> str:
     if not shift or not m:
         return ""
     true = shift.get("true_prior")
-    return (f"prior-shift (transductive, EM on unlabeled test scores): estimated P(PNEUMONIA) "
+    return (f"prior-shift diagnostic (transductive, EM on unlabeled test scores; on this test set it "
+            f"overestimates PNEUMONIA: leaderboards/recipes/RECIPES.md): estimated P(PNEUMONIA) "
             f"{shift['estimated_prior']:.2f} (true {'?' if true is None else f'{true:.2f}'}), threshold "
             f"{shift['threshold']:.3f}: accuracy {m['accuracy']:.4f} NORMAL recall {m['specificity']:.4f}")
 

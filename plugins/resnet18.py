@@ -19,7 +19,9 @@ from xraybench import KerasModel, hookimpl
 IMAGE_SIZE = 28  # MedMNIST's PneumoniaMNIST resolution; --image-size 64 for their larger row
 
 
-def _block(keras, x, filters: int, stride: int):
+def basic_block(keras, x, filters: int, stride: int):
+    """ResNet's basic block: two 3x3 convolutions with batch norm, a projected shortcut where the
+    shape changes (also the block of zoo.py's narrow ``resnet_small``)."""
     shortcut = x
     y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
     y = keras.layers.BatchNormalization()(y)
@@ -53,7 +55,7 @@ def build_resnet18(input_shape: tuple[int, int, int], params: dict[str, Any]):
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
     for stage in range(4):
         for block in range(2):
-            x = _block(keras, x, width * 2**stage, 2 if stage > 0 and block == 0 else 1)
+            x = basic_block(keras, x, width * 2**stage, 2 if stage > 0 and block == 0 else 1)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(float(params.get("dropout", 0.0)))(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32")(x)

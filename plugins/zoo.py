@@ -41,6 +41,8 @@ def build_resnet(input_shape: tuple[int, int, int], params: dict[str, Any]):
     """A narrow ResNet (basic blocks, stages of ``blocks_per_stage``; ResNet-10 by default)."""
     import keras
 
+    from xraybench_plugins.resnet18 import basic_block
+
     width = int(params.get("width", 16))
     per_stage = int(params.get("blocks_per_stage", 1))
     inputs = keras.Input(shape=input_shape)
@@ -51,17 +53,7 @@ def build_resnet(input_shape: tuple[int, int, int], params: dict[str, Any]):
     for stage in range(4):
         filters = width * 2**stage
         for block in range(per_stage):
-            stride = 2 if stage > 0 and block == 0 else 1
-            shortcut = x
-            y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-            y = keras.layers.BatchNormalization()(y)
-            y = keras.layers.Activation("relu")(y)
-            y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-            y = keras.layers.BatchNormalization()(y)
-            if stride != 1 or shortcut.shape[-1] != filters:
-                shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut)
-                shortcut = keras.layers.BatchNormalization()(shortcut)
-            x = keras.layers.Activation("relu")(keras.layers.Add()([y, shortcut]))
+            x = basic_block(keras, x, filters, 2 if stage > 0 and block == 0 else 1)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(float(params.get("dropout", 0.3)))(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32")(x)

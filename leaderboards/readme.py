@@ -54,9 +54,10 @@ def table(data: dict, digest: str) -> str:
     lines = [START, "",
              "| model | variant | px | seeds | accuracy (val. threshold) | 95% CI | NORMAL recall | AUC |",
              "|---|---|---|---|---|---|---|---|"]
+    from xraybench.escaping import md_cell
+
     for r in _top(data):
-        variant = r["variant"].replace("|", "\\|")
-        lines.append(f"| {r['model']} | {variant} | {r.get('image_size') or '-'} | {r['distinct_seeds']} "
+        lines.append(f"| {md_cell(r['model'])} | {md_cell(r['variant'])} | {r.get('image_size') or '-'} | {r['distinct_seeds']} "
                      f"| {_pm(r, 'accuracy')} | {_ci(r, 'accuracy')} | {_pm(r, 'normal_recall')} | {_pm(r, 'roc_auc')} |")
     for ref in data.get("published_references", []):
         if ref["model"] in ANCHORS:
@@ -79,6 +80,8 @@ def draw(data: dict, digest: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from xraybench.escaping import mpl_text
+
     rows = list(reversed(_top(data)))
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6), dpi=110)
     y = range(len(rows))
@@ -86,13 +89,13 @@ def draw(data: dict, digest: str, path: Path) -> None:
     lows = [max(0.0, r["accuracy"] - ((r.get("intervals") or {}).get("accuracy") or {}).get("low", r["accuracy"])) for r in rows]
     highs = [max(0.0, ((r.get("intervals") or {}).get("accuracy") or {}).get("high", r["accuracy"]) - r["accuracy"]) for r in rows]
     ax.barh(list(y), acc, xerr=[lows, highs], color="#4c72b0", capsize=3)
-    ax.set_yticks(list(y), [f"{r['model']} ({r['variant']}, {r.get('image_size')} px)".replace("$", r"\$") for r in rows],
+    ax.set_yticks(list(y), [mpl_text(f"{r['model']} ({r['variant']}, {r.get('image_size')} px)") for r in rows],
                   fontsize=8)
     styles = iter([("#c44e52", ":"), ("#dd8452", "--"), ("#55a868", "-."), ("#8172b3", (0, (1, 3)))])
     for ref in data.get("published_references", []):
         if ref["model"] in ANCHORS and ref.get("accuracy") is not None:
             colour, style = next(styles)
-            label = f"{ref['model'].replace(' (published)', '')}: {ref['accuracy']:.3f}".replace("$", r"\$")
+            label = mpl_text(f"{ref['model'].replace(' (published)', '')}: {ref['accuracy']:.3f}")
             ax.axvline(ref["accuracy"], color=colour, linestyle=style, linewidth=1.2, label=label)
     ax.set_xlim(0.6, 1.0)
     ax.legend(loc="lower right", fontsize=7, title="published (threshold 0.5)", title_fontsize=7)

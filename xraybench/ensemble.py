@@ -66,24 +66,9 @@ def _scores_of(store: Any, record: RunRecord) -> dict[str, Any]:
         raise XRayBenchError(f"run {run_id}: {exc}") from None
     if scores is None:
         raise XRayBenchError(f"run {run_id} has no per-image scores file ({run_id}.scores.json)")
-    for split in SPLITS:
-        columns = [scores.get(f"{split}_{what}") for what in ("ids", "labels", "scores")]
-        if not all(isinstance(c, list) for c in columns):
-            raise XRayBenchError(f"run {run_id}'s scores file has no {split} ids, labels and scores "
-                                 "(recorded before validation scores were stored?)")
-        if len({len(c) for c in columns}) != 1 or not columns[0]:
-            raise XRayBenchError(f"run {run_id}'s scores file is damaged ({split} ids, labels and scores "
-                                 "differ in length or are empty)")
-        try:
-            values = np.asarray(columns[2], dtype=np.float64)
-        except (TypeError, ValueError):
-            values = np.array([np.nan])
-        if not np.all(np.isfinite(values)):
-            raise XRayBenchError(f"run {run_id}'s scores file is damaged (a {split} score is not a finite number)")
-        if any(label not in (0, 1) or isinstance(label, bool) for label in columns[1]):
-            raise XRayBenchError(f"run {run_id}'s scores file is damaged (a {split} label is not 0 or 1)")
-        if len(set(map(str, columns[0]))) != len(columns[0]):
-            raise XRayBenchError(f"run {run_id}'s scores file is damaged (its {split} ids repeat)")
+    if not scores.get("val_ids"):  # lengths, labels, ids and values: already checked by store.scores
+        raise XRayBenchError(f"run {run_id}'s scores file has no validation scores "
+                             "(recorded before validation scores were stored?)")
     return scores
 
 

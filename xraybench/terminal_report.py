@@ -69,8 +69,10 @@ def trained_with(record: dict[str, Any]) -> str:
     env = record.get("environment") or {}
     if record.get("kind") == "generic":
         return f"scikit-learn {env.get('scikit-learn') or '?'} (no Keras backend)"
+    from xraybench.training.backend import KNOWN  # finds backends, imports none
+
     backend = env.get("backend") or "?"
-    version = env.get(backend) if isinstance(backend, str) and backend in ("jax", "tensorflow", "torch") else None
+    version = env.get(backend) if backend in KNOWN else None
     return f"backend {backend}{' ' + str(version) if version else ''}"
 
 

@@ -25,6 +25,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xraybench.leaderboard import Row
 
 MODELS = ("baseline_cnn", "baseline_cnn_weighted", "baseline_cnn_bn")
 SIZES = (32, 64, 96, 150)
@@ -70,8 +74,8 @@ def _fmt(mean, sd, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
 
 
-def _ci(row: dict, metric: str) -> str:
-    iv = (row.get("intervals") or {}).get(metric) or {}
+def _ci(row: Row, metric: str) -> str:
+    iv = (row.intervals or {}).get(metric) or {}
     return "-" if iv.get("low") is None else f"{iv['low']:.3f}-{iv['high']:.3f}"
 
 
@@ -86,19 +90,18 @@ def _seconds(values: list) -> str:
 def table_rows(results: Path, models: tuple[str, ...], sizes: list[int] | None = None) -> list[str]:
     from xraybench.leaderboard import build_rows
 
-    rows = [r for r in build_rows(_records(results)) if r["model"] in models and r["variant"] == "default"
-            and (not sizes or r["image_size"] in sizes)]
-    rows.sort(key=lambda r: (models.index(r["model"]), r["image_size"] or 0))
+    rows = [r for r in build_rows(_records(results)) if r.model in models and r.variant == "default"
+            and (not sizes or r.image_size in sizes)]
+    rows.sort(key=lambda r: (models.index(r.model), r.image_size or 0))
     lines = []
     for r in rows:
         lines.append(" | ".join([
-            "", r["model"], str(r["image_size"]), r["runs_text"],
-            _fmt(r["accuracy"], r["accuracy_sd"]), _ci(r, "accuracy"),
-            _fmt(r["normal_recall"], r["normal_recall_sd"]), _ci(r, "normal_recall"),
-            _fmt(r["roc_auc"], r["roc_auc_sd"]), _ci(r, "roc_auc"),
-            f"{r['epochs']:.1f}" if r["epochs"] is not None else "-",
-            _seconds(r["wall_seconds_per_run"]), _seconds(r["cpu_seconds_per_run"]),
-            f"{results.name}: " + "; ".join(h.split(" / ", 1)[-1] for h in r["hardware"]), "",
+            "", r.model, str(r.image_size), r.runs_text,
+            *(cell for key in ("accuracy", "normal_recall", "roc_auc")
+              for cell in (_fmt(r.estimates[key], r.sds[key]), _ci(r, key))),
+            f"{r.epochs:.1f}" if r.epochs is not None else "-",
+            _seconds(r.wall_seconds_per_run), _seconds(r.cpu_seconds_per_run),
+            f"{results.name}: " + "; ".join(h.split(" / ", 1)[-1] for h in r.hardware), "",
         ]).strip())
     return lines
 

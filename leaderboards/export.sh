@@ -11,16 +11,16 @@ xraybench leaderboard --force --format json --output leaderboards/leaderboard.js
 xraybench leaderboard --force --format json --threshold val --output leaderboards/leaderboard-val-threshold.json
 if [ -d leaderboards/precision/runs ]; then
   # float32 against mixed_bfloat16 (issue 8): its own results folder, so it never joins the main rows
-  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --force --format markdown --no-references \
+  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --force --format markdown --no-published \
     --output leaderboards/precision/PRECISION.md
-  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --force --format json --no-references \
+  XRAYBENCH_RESULTS=leaderboards/precision xraybench leaderboard --force --format json --no-published \
     --output leaderboards/precision/precision.json
 fi
 if [ -d leaderboards/resolution/runs ]; then
   # the resolution study (issue 14): its own results folder too; its summary table in RESOLUTION.md
-  XRAYBENCH_RESULTS=leaderboards/resolution xraybench leaderboard --force --format markdown --no-references \
+  XRAYBENCH_RESULTS=leaderboards/resolution xraybench leaderboard --force --format markdown --no-published \
     --output leaderboards/resolution/LEADERBOARD.md
-  XRAYBENCH_RESULTS=leaderboards/resolution xraybench leaderboard --force --format json --no-references \
+  XRAYBENCH_RESULTS=leaderboards/resolution xraybench leaderboard --force --format json --no-published \
     --output leaderboards/resolution/leaderboard.json
   python benchmarks/resolution_study.py table --results leaderboards/resolution --also leaderboards \
     --also-sizes 150 > leaderboards/resolution/table.md

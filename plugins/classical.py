@@ -50,6 +50,49 @@ class PixelEstimator:
 
         return count_parameters(self.pipeline)
 
+    def onnx_model(self, shape: tuple[int, int, int]):
+        """``xraybench export --to onnx``: :func:`pixels` as ONNX nodes in front of the pipeline
+        converted by skl2onnx; input uint8 images (N, H, W, C), output P(PNEUMONIA) (N,)."""
+        import numpy as np
+        from onnx import TensorProto, helper, numpy_helper
+        from skl2onnx import to_onnx
+        from skl2onnx.common.data_types import FloatTensorType
+
+        h, w, c = shape
+        side = self.side
+        model = to_onnx(self.pipeline, initial_types=[("features", FloatTensorType([None, side * side]))],
+                        target_opset={"": 17, "ai.onnx.ml": 3}, options={id(self.pipeline): {"zipmap": False}})
+        graph = model.graph
+        probabilities = graph.output[1].name  # skl2onnx's classifier outputs: label, probabilities
+        consts: dict[str, np.ndarray] = {
+            "px_255": np.array(255.0, np.float32),
+            "px_features": np.array([-1, side * side], np.int64),
+            "px_positive": np.array(list(self.pipeline.classes_).index(1), np.int64),
+        }
+        nodes = [helper.make_node("Cast", ["images"], ["px_float"], to=TensorProto.FLOAT),
+                 helper.make_node("ReduceMean", ["px_float"], ["px_gray"], axes=[3], keepdims=0),
+                 helper.make_node("Div", ["px_gray", "px_255"], ["px_unit"])]
+        if h % side == 0 and w % side == 0:  # block means, as pixels() reshapes
+            consts["px_blocks"] = np.array([-1, side, h // side, side, w // side], np.int64)
+            nodes += [helper.make_node("Reshape", ["px_unit", "px_blocks"], ["px_block_view"]),
+                      helper.make_node("ReduceMean", ["px_block_view"], ["px_small"], axes=[2, 4], keepdims=0)]
+        else:  # pixels() picks rows and columns
+            consts["px_rows"] = (np.arange(side) * h // side).astype(np.int64)
+            consts["px_cols"] = (np.arange(side) * w // side).astype(np.int64)
+            nodes += [helper.make_node("Gather", ["px_unit", "px_rows"], ["px_picked_rows"], axis=1),
+                      helper.make_node("Gather", ["px_picked_rows", "px_cols"], ["px_small"], axis=2)]
+        nodes.append(helper.make_node("Reshape", ["px_small", "px_features"], ["features"]))
+        body = list(graph.node)
+        del graph.node[:]
+        graph.node.extend([*nodes, *body,
+                           helper.make_node("Gather", [probabilities, "px_positive"], ["score"], axis=1)])
+        graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+        del graph.input[:]
+        graph.input.append(helper.make_tensor_value_info("images", TensorProto.UINT8, [None, h, w, c]))
+        del graph.output[:]
+        graph.output.append(helper.make_tensor_value_info("score", TensorProto.FLOAT, [None]))
+        return model
+
 
 def _logreg(params: dict[str, Any], seed: int) -> PixelEstimator:
     from sklearn.decomposition import PCA

@@ -40,6 +40,9 @@ def LayerScale(keras):  # a layer class, made where keras is imported
         def call(self, x):
             return x * self.gamma
 
+        def get_config(self):  # what a saved model (.keras) rebuilds the layer from
+            return {**super().get_config(), "dim": self.dim, "init": self.init}
+
     return Scale
 
 

@@ -158,7 +158,7 @@ def test_leaderboard_never_pools_data_sets_or_sizes():
         record, _ = make_record("baseline_cnn", seed=seed, fingerprint=fingerprint)  # "b": the built-in copy
         record["image_size"] = size
         records.append(record)
-    rows = {(r["fingerprint"][0], r["image_size"]): r["runs"] for r in build_rows(records)}
+    rows = {(r.fingerprint[0], r.image_size): r.runs for r in build_rows(records)}
     assert rows == {("a", 150): 1, ("b", 28): 2, ("b", 64): 1}
 
 
@@ -175,7 +175,7 @@ def test_leaderboard_never_pools_backends_of_keras_runs():
         record.update(kind=kind, environment={"backend": backend})
         records.append(record)
     rows = build_rows(records)
-    assert sorted((r["model"], r["runs"]) for r in rows) == [("baseline_cnn", 1), ("baseline_cnn", 2), ("logreg", 2)]
+    assert sorted((r.model, r.runs) for r in rows) == [("baseline_cnn", 1), ("baseline_cnn", 2), ("logreg", 2)]
     from xraybench.leaderboard import COLUMNS
 
     variant = next(c for c in COLUMNS if c.header == "Variant")

@@ -63,10 +63,10 @@ class LoopbackCluster:
         self.extra: list[subprocess.Popen] = []  # workers a test starts beside the WORKERS
         self._logs = []
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "ab")
         self._logs.append(log)
-        return subprocess.Popen([sys.executable, "-m", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        return subprocess.Popen([sys.executable, "-m", *args], env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)
 
     def start(self) -> None:
@@ -87,12 +87,12 @@ class LoopbackCluster:
             self.workers.append(self.start_worker())
         _wait_for(lambda: len(self.worker_addresses()) == WORKERS, f"{WORKERS} workers", proc=self.scheduler)
 
-    def start_worker(self, *extra: str) -> subprocess.Popen:
+    def start_worker(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         n = len(list(self.root.glob("worker-*.log")))
         proc = self._spawn(f"worker-{n}", [
             "distributed.cli.dask_worker", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
             "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--name", f"w{n}",
-            "--local-directory", str(self.root / "dask-worker-space"), *extra])
+            "--local-directory", str(self.root / "dask-worker-space"), *extra], env)
         self.names[proc.pid] = f"w{n}"
         return proc
 
@@ -163,21 +163,37 @@ def results(tmp_path) -> Path:
     return tmp_path / "results"
 
 
-def _client(args: list[str], shared: dict, results: Path, sigint=signal.SIG_DFL, **env) -> subprocess.Popen:
+_CLIENTS: list[subprocess.Popen] = []  # every client a test starts: its process group is killed after the test
+
+
+@pytest.fixture(autouse=True)
+def _no_client_left():
+    yield
+    while _CLIENTS:
+        _kill_group(_CLIENTS.pop())
+
+
+def _client(args: list[str], shared: dict, results: Path, sigint=signal.SIG_DFL, command: str = "run",
+            **env) -> subprocess.Popen:
     # SIGINT set to a known disposition (its default unless a test asks for it ignored), whatever
-    # the one this test process inherited (CI may run with SIGINT ignored).
-    return subprocess.Popen(
-        [sys.executable, "-m", "xraybench", "run", "--image-size", "16", *args],
+    # the one this test process inherited (CI may run with SIGINT ignored). A session of its own,
+    # so that its local cluster or trial processes go with it if the test fails.
+    size = ["--image-size", "16"] if command in ("run", "tune") else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xraybench", command, *size, *args],
         env={**shared, "XRAYBENCH_RESULTS": str(results), **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+        stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
+    _CLIENTS.append(proc)
+    return proc
 
 
 def _finish(proc: subprocess.Popen, limit: float = 240) -> str:
     try:
         out, _ = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _kill_group(proc)
         out, _ = proc.communicate()
         raise AssertionError(f"client still running after {limit}s:\n{out[-4000:]}") from None
     return out
@@ -209,7 +225,37 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_each_task_recorded_once_with_its_worker_and_isolated(cluster, shared, results):
+def _environ(pid: int) -> dict[str, str]:
+    """A running process's environment, as it started."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
+
+
+def _share(workers: int) -> int:
+    """The BLAS/OpenMP threads each run gets with ``workers`` one-thread workers on this machine."""
+    from dask.system import CPU_COUNT
+
+    return max(1, CPU_COUNT // workers)
+
+
+def _trial_processes(cluster: LoopbackCluster) -> list[int]:
+    """The child processes of the worker processes (each `dask worker` command is a nanny whose
+    worker process is its child; what that worker spawns is a run's or a trial's process)."""
+    leaders = {w.pid for w in [*cluster.workers, *cluster.extra]}
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        state, ppid, group = fields[0], int(fields[1]), int(fields[2])
+        if group in leaders and ppid not in leaders and b"spawn_main" in cmdline and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_each_task_recorded_once_with_its_worker_and_isolated(cluster, shared, results, test_plugins):
     """Good, hanging, crashing and raising plugins: four records, each once, with its worker."""
     proc = _client(["--scheduler", cluster.address, "--timeout", "12", "--model", "xb_good", "--model", "xb_hang",
                     "--model", "xb_crash", "--model", "xb_fit_raises", "--seed", "1"], shared, results)
@@ -223,10 +269,28 @@ def test_each_task_recorded_once_with_its_worker_and_isolated(cluster, shared, r
     assert status["xb_crash"]["status"] == "error" and "exited with code 13" in status["xb_crash"]["reason"]
     assert status["xb_fit_raises"]["status"] == "error" and "boom in fit" in status["xb_fit_raises"]["reason"]
     workers = cluster.worker_addresses()
+    from xraybench import distributed
+    from xraybench.plugins import load_registry
+
+    ours = distributed.code_digests(distributed.code_files(load_registry().model("xb_good")))
     for r in records:
         assert r["executor"]["engine"] == "dask" and r["executor"]["worker"] in workers, r["executor"]
         assert r["executor"]["device"] == "cpu" and r["executor"]["host"]
+        assert r["attempts"] == 1
+        # each run's threads: this machine's cores over the two one-thread workers; the code the client's
+        assert r["environment"]["thread_limit"] == _share(WORKERS), r["environment"]
+        code = r["environment"]["code"]  # the hashes the worker checked against the client's
+        assert set(code) == {"xraybench", "xb_test_models"} and code["xb_test_models"] == ours["xb_test_models"]
+        assert code == records[0]["environment"]["code"] and len(code["xraybench"]) == 64
     assert f"on {status['xb_good']['executor']['worker']}" in out  # the live view names the workers
+    # the done run's model came back from its worker as bytes and sits beside its record, as hashed
+    import hashlib
+
+    model = status["xb_good"]["model_file"]
+    assert model, status["xb_good"].get("model_note")
+    kept = results / model["path"]
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == model["sha256"]
+    assert not [p for p in (results / "runs").iterdir() if ".staged" in p.name]
 
 
 def test_local_cluster_matches_the_sequential_runner(shared, results, tmp_path, data_a):
@@ -245,7 +309,8 @@ def test_local_cluster_matches_the_sequential_runner(shared, results, tmp_path, 
     (sequential,) = _records(tmp_path / "seq")
     assert by_model["xb_good"]["metrics"] == sequential["metrics"]
     assert by_model["xb_good"]["executor"]["worker"].startswith("tcp://127.0.0.1:")
-    assert "executor" not in sequential
+    assert by_model["xb_good"]["environment"]["thread_limit"] == _share(2)
+    assert "executor" not in sequential and "thread_limit" not in sequential["environment"]
 
 
 def test_a_worker_killed_mid_task_is_retried_elsewhere(cluster, shared, results):
@@ -256,7 +321,10 @@ def test_a_worker_killed_mid_task_is_retried_elsewhere(cluster, shared, results)
                    shared, results)
     try:
         (pid, worker_pid), = _wait_for(lambda: _started(block), "xb_block to start", proc=proc)
+        limits = {name: _environ(pid).get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        assert set(limits.values()) == {str(_share(WORKERS))}, limits  # the run's own process, not only its record
         victim = cluster.worker_owning(worker_pid)
+        victim_address = next(a for a, name in cluster.worker_addresses().items() if name == cluster.names[victim.pid])
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
         # the same task starts again on the surviving worker
@@ -274,6 +342,10 @@ def test_a_worker_killed_mid_task_is_retried_elsewhere(cluster, shared, results)
     retried = next(r for r in records if r["model"] == "xb_block")
     assert retried["executor"]["worker_name"] != cluster.names[victim.pid]
     assert retried["executor"]["worker"] in cluster.worker_addresses()
+    assert retried["attempts"] == 2 and next(r for r in records if r["model"] == "xb_good")["attempts"] == 1
+    lost = [line for line in out.splitlines() if "was lost" in line]
+    assert lost == [f"lost worker: worker {victim_address} was lost while running xb_block seed 1 (attempt 1): "
+                    f"Dask runs it again on another worker"], out[-3000:]
     assert not _alive(pid), "the killed worker's run kept going"
 
 
@@ -381,6 +453,27 @@ def test_tune_splits_one_study_over_two_workers_and_resumes_without_repeats(clus
     print(f"tune over two workers: {len(study.trials)} trials, {len(sets)} distinct parameter sets, "
           f"best {study.best_value:.4f} (trial {study.best_trial.number}); trials per worker "
           f"{ {w: sum(t.user_attrs['dask_worker'] == w for t in trained) for w in sorted(workers)} }")
+    # their clients have left: the trial processes the workers kept for them end too
+    _wait_for(lambda: not _trial_processes(cluster), "the trial processes to end after their clients", limit=60)
+
+
+def test_trial_processes_end_when_their_tune_client_is_killed(cluster, shared, tmp_path):
+    """SIGKILL a `tune --scheduler` client between two trials (paused right after telling one,
+    with the process that trained it idle on its worker): every trial process on the workers
+    ends, instead of holding its memory for as long as the worker lives."""
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    storage = f"sqlite:///{tmp_path / 'study.sqlite3'}"
+    proc = _client(["--model", "xb_tunable_wide", "--trials", "2", "--sampler", "random", "--storage", storage,
+                    "--study", "killed", "--no-final", "--scheduler", cluster.address], shared, tmp_path / "results",
+                   command="tune", XRAYBENCH_TEST_PAUSE=f"dask-told={pause}")
+    _wait_for((pause / "dask-told.ready").is_file, "the client to tell a trial", proc=proc)
+    trial_processes = _trial_processes(cluster)
+    assert trial_processes, "no trial process found on the workers"
+    os.killpg(proc.pid, signal.SIGKILL)  # no goodbye to the scheduler: it only sees the connection drop
+    proc.wait(timeout=30)
+    for pid in trial_processes:
+        _wait_for(lambda pid=pid: not _alive(pid), f"trial process {pid} to end", limit=60)
 
 
 def test_gpu_tasks_go_only_to_a_worker_with_gpu_resources(cluster, shared, results):
@@ -403,6 +496,49 @@ def test_gpu_tasks_go_only_to_a_worker_with_gpu_resources(cluster, shared, resul
         assert r["executor"]["worker_name"] == name and r["executor"]["resources"] == {"GPU": 1}, r["executor"]
 
 
+def test_a_worker_with_other_code_refuses_the_task(cluster, shared, results, tmp_path):
+    """A worker whose plugin file differs from the client's (same name, same version string)
+    refuses in one line naming the worker and the file, instead of training other code as `done`."""
+    import xb_test_models
+
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / "xb_test_models.py").write_text(Path(xb_test_models.__file__).read_text() + "\n# edited on one worker\n")
+    env = {**shared, "PYTHONPATH": os.pathsep.join([str(edited), shared.get("PYTHONPATH", "")])}
+    other = cluster.start_worker("--resources", "GPU=1", env=env)  # --gpu sends the task there and nowhere else
+    cluster.extra.append(other)
+    try:
+        _wait_for(lambda: len(cluster.worker_addresses()) == WORKERS + 1, "the edited worker", proc=other)
+        address = next(a for a, name in cluster.worker_addresses().items() if name == cluster.names[other.pid])
+        proc = _client(["--scheduler", cluster.address, "--gpu", "--model", "xb_good"], shared, results)
+        out = _finish(proc)
+    finally:
+        _kill_group(other)
+    assert proc.returncode == 1, out[-3000:] + cluster.logs()
+    (record,) = _records(results)
+    assert record["status"] == "error" and not record.get("metrics")
+    assert record["reason"] == (f"worker {address} runs other code than the client: xb_test_models (xb_test_models.py) "
+                                f"differ; install the same xraybench and plugin files on every worker "
+                                f"(docs/distributed.md)"), record["reason"]
+
+
+def test_code_files_name_what_differs(test_plugins):
+    """The hashes cover xraybench and the plugin's own package; a difference names its files."""
+    from xraybench import distributed
+    from xraybench.plugins import load_registry
+
+    files = distributed.code_files(load_registry().model("xb_good"))
+    assert set(files) == {"xraybench", "xb_test_models"} and list(files["xb_test_models"]) == ["xb_test_models.py"]
+    assert "distributed.py" in files["xraybench"] and "cli/run.py" in files["xraybench"]
+    assert distributed.code_difference(files, files) is None
+    other = {**files, "xraybench": {**files["xraybench"], "runner.py": "0" * 16, "added.py": "1" * 16}}
+    assert distributed.code_difference(files, other) == "xraybench (added.py, runner.py)"
+    other["xraybench"] = {name: "2" * 16 for name in files["xraybench"]}
+    assert distributed.code_difference(other, files).endswith(f" and {len(files['xraybench']) - 3} more)")
+    digests = distributed.code_digests(files)
+    assert digests != distributed.code_digests(other) and len(digests["xraybench"]) == 64
+
+
 def test_killed_worker_exception_becomes_an_error_record(xray_data, xraybench_env):
     """After `allowed-failures` worker deaths Dask raises KilledWorker: recorded, never dropped."""
     from distributed.scheduler import KilledWorker
@@ -412,25 +548,36 @@ def test_killed_worker_exception_becomes_an_error_record(xray_data, xraybench_en
 
     task = distributed.Task(prepare(RunRequest(model="logreg_pixels", data=str(xray_data), image_size=16)), "k")
     last = type("WorkerState", (), {"address": "tcp://10.0.0.9:4000"})()
-    record = distributed.record_for_failure(task, KilledWorker("k", last, 3), "tcp://10.0.0.1:8786")
-    assert record["status"] == "error" and record["model"] == "logreg_pixels"
+    record = distributed.record_for_failure(task, KilledWorker("k", last, 3), "tcp://10.0.0.1:8786", attempts=4)
+    assert record["status"] == "error" and record["model"] == "logreg_pixels" and record["attempts"] == 4
     assert record["reason"] == ("the workers running it died 3 times (last tcp://10.0.0.9:4000); Dask gave up "
                                 "(distributed.scheduler.allowed-failures)")
     assert record["executor"]["scheduler"] == "tcp://10.0.0.1:8786"
 
 
+@pytest.mark.parametrize("command", ["run", "tune"])
 @pytest.mark.parametrize("flags, expected", [
     (["--workers", "0"], "--workers must be at least 1, got 0"),
     (["--scheduler"], "--scheduler without an address needs Dask's config"),
     (["--workers", "1", "--gpu"], "--gpu needs workers started with `dask worker --resources GPU=1`"),
-])
-def test_bad_cluster_options_are_one_line(flags, expected, data_a, shared, tmp_path):
+    (["--scheduler", "notahost:xx"], "--scheduler 'notahost:xx' is not a Dask scheduler address (invalid literal"),
+    (["--scheduler", "tcp://"], "--scheduler 'tcp://' is not a Dask scheduler address (missing port number"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler tcp://127.0.0.1:1: Connection refused"),
+], ids=["workers-0", "no-config", "gpu-local", "malformed", "no-port", "unreachable"])
+def test_bad_cluster_options_are_one_line_before_any_data(flags, expected, command, data_a, shared, tmp_path):
+    """Checked first: one line on stderr (no `Client.__del__` traceback at exit), and no data
+    loaded (its brief, with the fingerprint, would be on stdout)."""
     env = {k: v for k, v in shared.items() if not k.startswith("DASK_")}
-    out = subprocess.run([sys.executable, "-m", "xraybench", "run", "--model", "xb_good", "--data", str(data_a),
-                          "--image-size", "16", *flags], env={**env, "XRAYBENCH_RESULTS": str(tmp_path)},
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and out.stderr.startswith("error: ") and expected in out.stderr, out.stderr
-    assert out.stderr.count("\n") == 1
+    model = "xb_tunable_wide" if command == "tune" else "xb_good"
+    proc = subprocess.Popen([sys.executable, "-m", "xraybench", command, "--model", model, "--data", str(data_a),
+                             "--image-size", "16", *flags], env={**env, "XRAYBENCH_RESULTS": str(tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    _CLIENTS.append(proc)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.startswith("error: ") and expected in err, err
+    assert err.count("\n") == 1, err
+    assert "fingerprint" not in out, out
 
 
 def test_ctrl_c_latch_only_sets_an_event_and_restores_the_handler():

@@ -151,14 +151,14 @@ def test_three_disjoint_seed_sets_pool_into_one_row_with_sd(tmp_path):
     for seed in (1, 2, 3):
         ensemble_record, scores = ensemble.build(store, _seed_set(store, seed))
         store.save(ensemble_record, scores)
-    rows = [r for r in lb.build_rows(store.load().records) if r["model"] == "ensemble"]
+    rows = [r for r in lb.build_rows(store.load().records) if r.model == "ensemble"]
     assert len(rows) == 1
     row = rows[0]
-    assert row["runs"] == 3 and row["seeds"] == [1, 2, 3] and row["accuracy_sd"] is not None
-    assert row["variant"] == "a default + b default + c default"
-    assert len(row["members"]) == 3 and all(len(m) == 3 for m in row["members"])
-    singles = [r for r in lb.build_rows(store.load().records) if r["model"] != "ensemble"]
-    assert {r["model"] for r in singles} == {"a", "b", "c"} and all(r["runs"] == 3 for r in singles)
+    assert row.runs == 3 and row.seeds == [1, 2, 3] and row.sds["accuracy"] is not None
+    assert row.variant == "a default + b default + c default"
+    assert len(row.members) == 3 and all(len(m) == 3 for m in row.members)
+    singles = [r for r in lb.build_rows(store.load().records) if r.model != "ensemble"]
+    assert {r.model for r in singles} == {"a", "b", "c"} and all(r.runs == 3 for r in singles)
 
 
 def test_two_seed_sets_stay_separate_rows_and_so_does_a_repeat(tmp_path):
@@ -166,12 +166,12 @@ def test_two_seed_sets_stay_separate_rows_and_so_does_a_repeat(tmp_path):
     sets = [_seed_set(store, seed) for seed in (1, 2)]
     for ids in sets + [sets[0]]:  # the seed-1 ensemble built twice: its member runs are shared
         store.save(*ensemble.build(store, ids))
-    rows = [r for r in lb.build_rows(store.load().records) if r["model"] == "ensemble"]
-    assert len(rows) == 3 and all(r["runs"] == 1 and r["accuracy_sd"] is None for r in rows)
-    assert all("±" not in lb._cells(r)[3] for r in rows)
+    rows = [r for r in lb.build_rows(store.load().records) if r.model == "ensemble"]
+    assert len(rows) == 3 and all(r.runs == 1 and r.sds["accuracy"] is None for r in rows)
+    assert all("±" not in lb.cells(r)[3] for r in rows)
     store.save(*ensemble.build(store, _seed_set(store, 3)))  # three disjoint sets now; the repeat stays apart
-    rows = [r for r in lb.build_rows(store.load().records) if r["model"] == "ensemble"]
-    assert sorted((r["runs"], r["accuracy_sd"] is None) for r in rows) == [(1, True), (3, False)]
+    rows = [r for r in lb.build_rows(store.load().records) if r.model == "ensemble"]
+    assert sorted((r.runs, r.sds["accuracy"] is None) for r in rows) == [(1, True), (3, False)]
     assert lb.footnote(rows).endswith(lb.ENSEMBLE_NOTE)
 
 
@@ -181,8 +181,8 @@ def test_an_ensemble_never_joins_a_single_models_row(tmp_path):
     store.save(*ensemble.build(store, _seed_set(store, 1)))
     record, scores = make_record("ensemble", 1)
     store.save(record, scores)
-    rows = [r for r in lb.build_rows(store.load().records) if r["model"] == "ensemble"]
-    assert sorted(r["members"] is None for r in rows) == [False, True]
+    rows = [r for r in lb.build_rows(store.load().records) if r.model == "ensemble"]
+    assert sorted(r.members is None for r in rows) == [False, True]
 
 
 def test_variant_counts_repeats_and_names_sizes_only_where_they_differ():

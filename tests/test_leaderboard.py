@@ -19,20 +19,20 @@ def _records():
 
 def test_rows_aggregate_over_seeds_and_skip_failed():
     rows = lb.build_rows(_records())
-    names = [(r["model"], r["variant"], r["runs"]) for r in rows]
+    names = [(r.model, r.variant, r.runs) for r in rows]
     assert ("baseline_cnn", "default", 3) in names and ("better", "default", 3) in names
     assert ("better", "tuned", 1) in names
-    assert all(r["model"] != "broken" for r in rows)
-    base = next(r for r in rows if r["model"] == "baseline_cnn")
-    assert base["accuracy_sd"] is not None and base["delta_accuracy_vs_baseline"] == 0.0
+    assert all(r.model != "broken" for r in rows)
+    base = next(r for r in rows if r.model == "baseline_cnn")
+    assert base.sds["accuracy"] is not None and base.delta_accuracy == 0.0
     accs = [make_record("baseline_cnn", s)[0]["metrics"]["accuracy"] for s in (1, 2, 3)]
-    assert base["accuracy"] == pytest.approx(sum(accs) / 3)
+    assert base.estimates["accuracy"] == pytest.approx(sum(accs) / 3)
 
 
 def test_all_runs_and_sort():
     rows = lb.build_rows(_records(), all_runs=True, sort="roc_auc")
     assert len(rows) == 7
-    aucs = [r["roc_auc"] for r in rows]
+    aucs = [r.estimates["roc_auc"] for r in rows]
     assert aucs == sorted(aucs, reverse=True)
     with pytest.raises(XRayBenchError, match="cannot sort by"):
         lb.build_rows(_records(), sort="nonsense")
@@ -40,16 +40,16 @@ def test_all_runs_and_sort():
 
 def test_different_fingerprints_are_not_compared():
     records = [make_record("baseline_cnn", 1)[0], make_record("other", 1, fingerprint="e" * 64)[0]]
-    rows = {r["model"]: r for r in lb.build_rows(records)}
-    assert rows["other"]["delta_accuracy_vs_baseline"] is None
+    rows = {r.model: r for r in lb.build_rows(records)}
+    assert rows["other"].delta_accuracy is None
 
 
-def test_renderers_include_references():
+def test_renderers_include_published_figures():
     rows = lb.build_rows(_records())
-    refs = lb.reference_rows()
-    md = lb.render_markdown(rows, refs, "t")
+    published = lb.published_rows()
+    md = lb.render_markdown(rows, published, "t")
     assert "| baseline_cnn | default | 3 |" in md and "*seed CNN (published)*" in md and "0.860" in md
-    data = json.loads(lb.render_json(rows, refs))
+    data = json.loads(lb.render_json(rows, published))
     assert {r["model"] for r in data["rows"]} >= {"baseline_cnn", "better"}
     assert data["published_references"][0]["accuracy"] == 0.86
     csv_text = lb.render_csv(rows)
@@ -59,10 +59,12 @@ def test_renderers_include_references():
 def test_mean_and_sd_match_the_statistics_module():
     import statistics
 
+    from xraybench.leaderboard.build import _mean_sd
+
     values = [0.81, 0.7925, 0.833333, None]
-    mean, sd = lb._mean_sd(values)
+    mean, sd = _mean_sd(values)
     assert mean == pytest.approx(statistics.fmean(values[:3])) and sd == pytest.approx(statistics.stdev(values[:3]))
-    assert lb._mean_sd([0.5]) == (0.5, None) and lb._mean_sd([None]) == (None, None)
+    assert _mean_sd([0.5]) == (0.5, None) and _mean_sd([None]) == (None, None)
 
 
 @pytest.mark.parametrize("width", [80, 100, 120, 160, 200, 250])
@@ -73,7 +75,7 @@ def test_terminal_table_fits_and_never_truncates_numbers(width):
 
     rows = lb.build_rows(_records())
     out = io.StringIO()
-    lb.render_table(rows, lb.reference_rows(), "t", console=Console(file=out, width=width, color_system=None))
+    lb.render_table(rows, lb.published_rows(), "t", console=Console(file=out, width=width, color_system=None))
     lines = out.getvalue().splitlines()
     table = lines[: next(i for i, line in enumerate(lines) if line.startswith(("Not shown", "Dim rows")))]
     assert max(len(line) for line in table) <= width
@@ -81,12 +83,12 @@ def test_terminal_table_fits_and_never_truncates_numbers(width):
     assert not any("…" in line for line in table if " pub. " not in line)
     assert all("…" not in line.split(" pub. ")[1] for line in table if "…" in line)  # in the names, before Runs
     assert not any(line.strip().startswith("(published") for line in table)
-    base = next(r for r in rows if r["model"] == "baseline_cnn")
+    base = next(r for r in rows if r.model == "baseline_cnn")
     text = "\n".join(table)
-    digits = 3 if f"{base['accuracy']:.3f}" in text else 2
+    digits = 3 if f"{base.estimates['accuracy']:.3f}" in text else 2
     for key in ("accuracy", "normal_precision", "normal_recall", "normal_f1", "pneumonia_precision",
                 "pneumonia_recall", "pneumonia_f1", "roc_auc"):
-        assert f"{base[key]:.{digits}f}" in text, key
+        assert f"{base.estimates[key]:.{digits}f}" in text, key
     if width >= 250:
         assert "Acc 95% CI" in text and "±" in text
     else:
@@ -99,11 +101,11 @@ def test_bf16_runs_form_their_own_row():
         record = make_record("baseline_cnn", s, accuracy_shift=-0.3)[0]
         record["precision"] = "mixed_bfloat16"
         records.append(record)
-    rows = {r["variant"]: r for r in lb.build_rows(records)}
+    rows = {r.variant: r for r in lb.build_rows(records)}
     assert set(rows) == {"default", "default bf16"}
-    assert rows["default"]["runs"] == rows["default bf16"]["runs"] == 2
-    delta = rows["default bf16"]["accuracy"] - rows["default"]["accuracy"]
-    assert delta < 0 and rows["default bf16"]["delta_accuracy_vs_baseline"] == pytest.approx(delta)  # vs float32
+    assert rows["default"].runs == rows["default bf16"].runs == 2
+    delta = rows["default bf16"].estimates["accuracy"] - rows["default"].estimates["accuracy"]
+    assert delta < 0 and rows["default bf16"].delta_accuracy == pytest.approx(delta)  # vs float32
 
 
 def test_overridden_parameters_form_their_own_named_row():
@@ -112,7 +114,7 @@ def test_overridden_parameters_form_their_own_named_row():
         record = make_record("baseline_cnn", s)[0]
         record["tags"] = {"overrides": {"standardize": True, "epochs": 10}}
         records.append(record)
-    variants = sorted(r["variant"] for r in lb.build_rows(records))
+    variants = sorted(r.variant for r in lb.build_rows(records))
     assert variants == ["default", "epochs=10 standardize=True"]
 
 
@@ -140,16 +142,16 @@ def _xb(tmp_path, *args, columns=200):
 
 def test_run_ids_in_every_format():
     rows = lb.build_rows(_records())
-    base = next(r for r in rows if r["model"] == "baseline_cnn")
-    first, *others = base["run_ids"]
-    assert base["representative_run"] == first and len(others) == 2
+    base = next(r for r in rows if r.model == "baseline_cnn")
+    first, *others = base.run_ids
+    assert base.representative_run == first and len(others) == 2
     md = lb.render_markdown(rows, [], "t")
     line = next(row for row in md.splitlines() if row.startswith("| baseline_cnn | default |"))
-    assert all(run in line for run in base["run_ids"])  # Markdown lists them all
+    assert all(run in line for run in base.run_ids)  # Markdown lists them all
     assert "| Run id |" in md
     csv_rows = list(__import__("csv").DictReader(__import__("io").StringIO(lb.render_csv(rows))))
     row = next(r for r in csv_rows if r["model"] == "baseline_cnn" and r["variant"] == "default")
-    assert row["representative_run"] == first and row["run_ids"].split() == base["run_ids"]
+    assert row["representative_run"] == first and row["run_ids"].split() == base.run_ids
     assert json.loads(lb.render_json(rows, []))["rows"][0]["representative_run"]
 
 
@@ -162,8 +164,8 @@ def test_terminal_table_shows_the_run_id_where_it_fits(width):
     rows = lb.build_rows(_records())
     out = io.StringIO()
     lb.render_table(rows, [], "t", console=Console(file=out, width=width, color_system=None))
-    base = next(r for r in rows if r["model"] == "baseline_cnn")
-    assert f"{base['representative_run']} +2" in out.getvalue()
+    base = next(r for r in rows if r.model == "baseline_cnn")
+    assert f"{base.representative_run} +2" in out.getvalue()
     assert max(len(line) for line in out.getvalue().splitlines() if "│" in line) <= width
 
 

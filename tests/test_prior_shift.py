@@ -183,18 +183,18 @@ def test_leaderboard_at_prior_skips_records_without_it_and_says_it_is_transducti
     older = make_record("older", 1)[0]
     records = [with_it, older]
     rows = lb.build_rows(records, threshold="prior")
-    assert [r["model"] for r in rows] == ["baseline_cnn"] and rows[0]["transductive"]
-    assert rows[0]["threshold"].startswith("prior (transductive")
-    assert rows[0]["accuracy"] == pytest.approx(with_it["metrics_at_prior_shift"]["accuracy"])
+    assert [r.model for r in rows] == ["baseline_cnn"] and rows[0].transductive
+    assert rows[0].threshold.startswith("prior (transductive")
+    assert rows[0].estimates["accuracy"] == pytest.approx(with_it["metrics_at_prior_shift"]["accuracy"])
     assert "TRANSDUCTIVE" in lb.footnote(rows) and "TRANSDUCTIVE" not in lb.footnote(lb.build_rows(records))
-    assert {r["model"] for r in lb.build_rows(records, threshold="val")} == {"baseline_cnn", "older"}
+    assert {r.model for r in lb.build_rows(records, threshold="val")} == {"baseline_cnn", "older"}
     assert lb.lacking([parse(r) for r in records], "prior") == 1
 
     store = ResultStore(tmp_path / "results")
     store.save(with_it, scores)
     store.save(copy.deepcopy(older))
     out = subprocess.run([sys.executable, "-m", "xraybench", "leaderboard", "--results", str(tmp_path / "results"),
-                          "--threshold", "prior", "--no-references"], capture_output=True, text=True, timeout=120, check=False,
+                          "--threshold", "prior", "--no-published"], capture_output=True, text=True, timeout=120, check=False,
                          env={**os.environ, "COLUMNS": "250"})
     assert out.returncode == 0, out.stderr
     assert "transductive" in out.stdout and "baseline_cnn" in out.stdout and "older" not in out.stdout

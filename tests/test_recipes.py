@@ -103,7 +103,7 @@ def test_the_leaderboard_variant_names_the_recipe_and_never_pools_recipes():
     asked_seed = run("convnext_nano", params={"recipe": "seed"}, overrides={"recipe": "seed"})
     assert variant(asked_seed) == "seed"  # asked for: named, never pooled with the plugin's own default
     rows = build_rows([seed_run, old_run, modern, ablated])
-    assert sorted((r["variant"], r["runs"]) for r in rows) == [
+    assert sorted((r.variant, r.runs) for r in rows) == [
         ("default", 2), ("modern", 1), ("modern label_smoothing=0.0", 1)]
 
 
@@ -120,7 +120,7 @@ def test_the_recipe_survives_into_the_summaries_the_leaderboard_reads(tmp_path):
         record.update(kind="keras", params={"recipe": recipe, "width": 16},
                       tags={"overrides": {"recipe": recipe}} if recipe == "seed" else {})
         store.save(record, scores)
-    variants = sorted((r["model"], r["variant"]) for r in build_rows(store.load().records))
+    variants = sorted((r.model, r.variant) for r in build_rows(store.load().records))
     assert variants == [("convnext_nano", "modern"), ("resnet18", "medmnist"), ("resnet18", "seed")]
 
 

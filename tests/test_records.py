@@ -164,13 +164,13 @@ def test_repeated_seeds_are_not_a_spread():
     for record, version in zip(same, ("0.1.0", "0.2.0", "0.3.0")):
         record["environment"] = {"xraybench": version}  # one seed, three versions: not identical repeats
     row = lb.build_rows(same)[0]
-    assert row["runs"] == 3 and row["seeds"] == [42] and row["runs_text"] == "3 (1 seed)"
-    assert row["accuracy_sd"] is None and "±" not in lb._cells(row)[3]
+    assert row.runs == 3 and row.seeds == [42] and row.runs_text == "3 (1 seed)"
+    assert row.sds["accuracy"] is None and "±" not in lb.cells(row)[3]
     mixed = same + [make_record("m", 7)[0]]
     row = lb.build_rows(mixed)[0]
-    assert row["runs_text"] == "4 (2 seeds)"
+    assert row.runs_text == "4 (2 seeds)"
     seed42 = np.mean([r["metrics"]["accuracy"] for r in same])
-    assert row["accuracy"] == pytest.approx((seed42 + mixed[-1]["metrics"]["accuracy"]) / 2)  # seeds weigh equally
+    assert row.estimates["accuracy"] == pytest.approx((seed42 + mixed[-1]["metrics"]["accuracy"]) / 2)  # seeds weigh equally
 
 
 def test_reference_is_declared_on_the_spec_or_chosen():
@@ -180,18 +180,18 @@ def test_reference_is_declared_on_the_spec_or_chosen():
         r["spec_image_size"] = 32
     bigger = make_record("ref_model", 1, reference=True)[0]
     bigger["image_size"] = 64  # the reference run at another size is not the reference row
-    rows = {(r["model"], r["image_size"]): r for r in lb.build_rows(records_ + [bigger])}
+    rows = {(r.model, r.image_size): r for r in lb.build_rows(records_ + [bigger])}
     other = rows[("other", 32)]
-    assert other["delta_accuracy_vs_baseline"] == pytest.approx(other["accuracy"] - rows[("ref_model", 32)]["accuracy"])
+    assert other.delta_accuracy == pytest.approx(other.estimates["accuracy"] - rows[("ref_model", 32)].estimates["accuracy"])
     assert "ref_model" in lb.footnote(list(rows.values())) and "its own 32 px" in lb.footnote(list(rows.values()))
-    chosen = {r["model"]: r for r in lb.build_rows(records_, baseline="other")}
-    assert chosen["other"]["delta_accuracy_vs_baseline"] == 0.0
-    assert chosen["ref_model"]["delta_accuracy_vs_baseline"] == pytest.approx(-other["delta_accuracy_vs_baseline"])
+    chosen = {r.model: r for r in lb.build_rows(records_, baseline="other")}
+    assert chosen["other"].delta_accuracy == 0.0
+    assert chosen["ref_model"].delta_accuracy == pytest.approx(-other.delta_accuracy)
     undeclared = [make_record("a", 1, reference=False)[0], make_record("b", 1, reference=False)[0]]
     rows = lb.build_rows(undeclared)
-    assert all(r["delta_accuracy_vs_baseline"] is None for r in rows)
+    assert all(r.delta_accuracy is None for r in rows)
     assert "no run of a model that declares itself the reference" in lb.footnote(rows)
-    assert not any(r.get("p_vs_baseline_note") for r in rows)  # said once, in the footnote
+    assert not any(r.p_note for r in rows)  # said once, in the footnote
 
 
 def test_no_first_party_model_name_in_the_core():
@@ -208,7 +208,7 @@ def test_every_sortable_key_sorts(key):
         r["created_at"] = f"2026-01-0{i + 1}T00:00:00+00:00"
         r["train_seconds"] = float(3 - i)
     rows = lb.build_rows(recs, sort=key)
-    values = [r[key] for r in rows]
+    values = [r.value(key) for r in rows]
     ascending = key in ("log_loss", "train_seconds")
     assert values == sorted(values, reverse=not ascending)
 
@@ -217,7 +217,7 @@ def test_val_threshold_rows_name_how_the_threshold_was_chosen():
     record, _ = make_record("m", 1)
     record["val_threshold"] = {"value": 0.3, "method": records.target_sensitivity_method(0.95)}
     row = lb.build_rows([record], threshold="val")[0]
-    assert row["threshold"] == "val (sensitivity >= 0.95 on validation)" and "Youden" not in row["threshold"]
+    assert row.threshold == "val (sensitivity >= 0.95 on validation)" and "Youden" not in row.threshold
 
 
 @settings(max_examples=60, deadline=None)

@@ -191,7 +191,7 @@ def test_report_curves_use_the_styles(recorded, monkeypatch):
 
     monkeypatch.setattr(plt.Axes, "plot", spy)
     store = ResultStore(recorded / "results")
-    runs = [(r, store.scores(r["run_id"])) for r in store.records()][:3]
+    runs = [(r, store.scores(r.run_id)) for r in store.load().records][:3]
     report._curves(runs)
     report._reliability(runs)
     assert len(drawn) == 9 and all(c is not None and s is not None for _, c, s in drawn)

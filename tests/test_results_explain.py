@@ -68,7 +68,7 @@ def test_run_report_shows_this_run_beside_the_seed_and_says_why_they_differ():
 def test_leaderboard_footer_says_why_in_two_lines_at_80_columns():
     rows = lb.build_rows([make_record("baseline_cnn", s)[0] for s in (1, 2)])
     console, out = _out(80)
-    lb.render_table(rows, lb.reference_rows(), "t", console=console)
+    lb.render_table(rows, lb.published_rows(), "t", console=console)
     lines = out.getvalue().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Below the seed's 0.86?"))
     assert lines[start + 1].rstrip().endswith("docs/results.md")  # two lines, the doc last
@@ -94,15 +94,15 @@ def test_the_reference_is_compared_at_the_size_it_ran_at_on_each_data_set(tmp_pa
     pairs += [_sized("baseline_cnn", 1, 32, FULL), _sized("baseline_cnn", 1, 64, FULL, accuracy_shift=0.05)]
     pairs += [_sized("other", 1, 64, FULL, accuracy_shift=0.1, reference=False)]
     scores = {r["run_id"]: s for r, s in pairs}
-    rows = {(r["model"], r["image_size"]): r for r in lb.build_rows([r for r, _ in pairs], scores_loader=scores.get)}
+    rows = {(r.model, r.image_size): r for r in lb.build_rows([r for r, _ in pairs], scores_loader=scores.get)}
 
     small, ref28 = rows[("other", 28)], rows[("baseline_cnn", 28)]
-    assert small["delta_accuracy_vs_baseline"] == pytest.approx(small["accuracy"] - ref28["accuracy"])
-    assert small["p_vs_baseline"] is not None and small["reference"]["image_size"] == 28
-    assert ref28["is_reference"] and lb._p(ref28) == "ref"
+    assert small.delta_accuracy == pytest.approx(small.estimates["accuracy"] - ref28.estimates["accuracy"])
+    assert small.p_value is not None and small.reference_size == 28
+    assert ref28.is_reference and lb.p_cell(ref28) == "ref"
     # On the full data the reference ran at its own 32 px: a 64 px row is compared with that one.
     big = rows[("other", 64)]
-    assert big["delta_accuracy_vs_baseline"] == pytest.approx(big["accuracy"] - rows[("baseline_cnn", 32)]["accuracy"])
+    assert big.delta_accuracy == pytest.approx(big.estimates["accuracy"] - rows[("baseline_cnn", 32)].estimates["accuracy"])
     text = lb.footnote(list(rows.values()))
     assert "at its own 32 px" in text and "28 px on set bbbb" in text
     assert lb.reference_gaps(list(rows.values())) == []  # every "-"... there is none
@@ -112,15 +112,15 @@ def test_one_model_s_rows_are_still_compared_with_the_reference():
     pairs = [_sized("baseline_cnn", 1, 28, BUILTIN), _sized("other", 1, 28, BUILTIN, accuracy_shift=0.1, reference=False)]
     scores = {r["run_id"]: s for r, s in pairs}
     [row] = lb.build_rows([r for r, _ in pairs], model="other", scores_loader=scores.get)  # `leaderboard --model other`
-    assert row["delta_accuracy_vs_baseline"] is not None and row["p_vs_baseline"] is not None
+    assert row.delta_accuracy is not None and row.p_value is not None
     assert lb.reference_gaps([row]) == []
 
 
 def test_a_data_set_without_a_reference_run_names_the_command_that_makes_one(tmp_path):
     records = [_sized("baseline_cnn", 1, 32, FULL)[0], _sized("other", 1, 28, BUILTIN, reference=False)[0]]
     rows = lb.build_rows(records)
-    other = next(r for r in rows if r["model"] == "other")
-    assert other["delta_accuracy_vs_baseline"] is None
+    other = next(r for r in rows if r.model == "other")
+    assert other.delta_accuracy is None
     [line] = lb.reference_gaps(rows)
     assert "1 row on set bbbb" in line and "`xraybench run --model baseline_cnn --data /data/bbbb` makes one" in line
     console, out = _out(250)
@@ -136,8 +136,9 @@ def test_on_the_builtin_copy_the_command_needs_no_data_flag(monkeypatch):
     from xraybench.data import builtin
 
     monkeypatch.delenv("XRAYBENCH_DATA", raising=False)
-    row = {"data_name": builtin.NAME, "data_source": str(builtin.NPZ)}
-    assert lb.make_reference_command("ref_model", row) == "`xraybench run --model ref_model`"  # no user data here
+    row = lb.Row(model="m", variant="default", runs=1, runs_text="1", image_size=28, estimates={}, sds={},
+                 data_name=builtin.NAME, data_source=str(builtin.NPZ))
+    assert lb.reference_command("ref_model", row) == "`xraybench run --model ref_model`"  # no user data here
 
 
 def test_without_any_reference_run_the_footer_names_the_declared_reference():
@@ -253,7 +254,7 @@ def test_run_twice_trains_once_and_force_trains_anew(xray_data, test_plugins, tm
     capsys.readouterr()
     assert len(ResultStore(results).records()) == 2
     [row] = lb.build_rows(ResultStore(results).load().records)
-    assert row["runs"] == 1 and row["runs_text"] == "1" and row["repeats"] == 1 and len(row["run_ids"]) == 2
+    assert row.runs == 1 and row.runs_text == "1" and row.repeats == 1 and len(row.run_ids) == 2
     assert main(command[:-2] + ["--seeds", "1", "1", "--results", str(tmp_path / "seeds")]) == 0
     assert len(ResultStore(tmp_path / "seeds").records()) == 1  # the repeat within one command too
 
@@ -263,9 +264,9 @@ def test_identical_repeats_count_once_and_other_versions_do_not():
     b, _ = _done(seed=1)  # the same command again, trained with --force: a new id, the same identity
     c, _ = _done(seed=1, environment={**a["environment"], "xraybench": "0.2.0"})
     [row] = lb.build_rows([a, b])
-    assert (row["runs"], row["runs_text"], row["repeats"]) == (1, "1", 1)
+    assert (row.runs, row.runs_text, row.repeats) == (1, "1", 1)
     [row] = lb.build_rows([a, b, c])
-    assert (row["runs"], row["runs_text"]) == (2, "2 (1 seed)")
+    assert (row.runs, row.runs_text) == (2, "2 (1 seed)")
 
 
 # --- 9. the small ones --------------------------------------------------------------------------

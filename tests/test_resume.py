@@ -50,6 +50,9 @@ def test_interrupted_run_keeps_its_epochs_and_resumes_to_the_uninterrupted_resul
     assert len(interrupted["history"]["loss"]) == len(interrupted["history"]["val_loss"]) == 2
     assert interrupted["checkpoint"] == f"checkpoints/{interrupted['run_id']}"
     assert checkpoints.state(cut_dir / interrupted["checkpoint"])["epoch"] == 2
+    assert not interrupted.get("model_file") and not list((cut_dir / "runs").glob("*.keras")), \
+        "an interrupted run keeps no model (saved_model.py)"
+    assert not list((cut_dir / "runs").glob(".*.staged*")), "nor a staged one"
 
     out, _ = straight.communicate(timeout=300)
     assert straight.returncode == 0, out[-2000:]
@@ -71,6 +74,7 @@ def test_interrupted_run_keeps_its_epochs_and_resumes_to_the_uninterrupted_resul
     assert resumed["history"]["loss"][:2] == interrupted["history"]["loss"]
     assert cut_store.scores(resumed["run_id"])["test_scores"] == straight_store.scores(reference["run_id"])["test_scores"]
     assert resumed["metrics"] == reference["metrics"]
+    assert (cut_dir / resumed["model_file"]["path"]).is_file(), "the resumed run keeps its model"
 
 
 def _resume_error(results: Path, run_id: str, capsys) -> str:

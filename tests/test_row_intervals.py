@@ -34,17 +34,17 @@ def _rows(pairs, loader=None, **kw):
 def test_a_row_of_several_seeds_shows_the_interval_of_its_mean():
     pairs = _pairs()
     [row] = _rows(pairs)
-    iv = row["intervals"]["accuracy"]
-    assert row["interval_method"] == "hierarchical" and row["interval_note"] is None
-    assert iv["low"] <= row["accuracy"] <= iv["high"] and iv["estimate"] == row["accuracy"]
+    iv = row.intervals["accuracy"]
+    assert row.interval_method == "hierarchical" and row.interval_note is None
+    assert iv["low"] <= row.estimates["accuracy"] <= iv["high"] and iv["estimate"] == row.estimates["accuracy"]
     lowest = pairs[0][0]["intervals"]["accuracy"]  # what the row showed before: the lowest-seed run's own
-    assert not lowest["low"] <= row["accuracy"] <= lowest["high"]  # ... which left the mean outside it
-    assert row["intervals"]["_meta"]["method"] == "hierarchical" and row["intervals"]["_meta"]["seeds"] == 3
-    assert row["intervals"]["_meta"]["resamples"] == lb.ROW_RESAMPLES == 1000
+    assert not lowest["low"] <= row.estimates["accuracy"] <= lowest["high"]  # ... which left the mean outside it
+    assert row.intervals["_meta"]["method"] == "hierarchical" and row.intervals["_meta"]["seeds"] == 3
+    assert row.intervals["_meta"]["resamples"] == lb.ROW_RESAMPLES == 1000
     for key in ("roc_auc", "normal_f1", "mcc"):  # every bootstrapped metric, its estimate the row's value
-        assert row["intervals"][key]["estimate"] == row[key]
-        assert row["intervals"][key]["low"] <= row[key] <= row["intervals"][key]["high"]
-    assert _rows(pairs)[0]["intervals"] == row["intervals"]  # seeded: the same on every run of the command
+        assert row.intervals[key]["estimate"] == row.estimates[key]
+        assert row.intervals[key]["low"] <= row.estimates[key] <= row.intervals[key]["high"]
+    assert _rows(pairs)[0].intervals == row.intervals  # seeded: the same on every run of the command
 
 
 def test_the_estimate_recomputed_from_the_scores_is_the_shown_mean():
@@ -54,7 +54,7 @@ def test_the_estimate_recomputed_from_the_scores_is_the_shown_mean():
     iv = stats.hierarchical_intervals(y, seeds, resamples=200)
     [row] = _rows(pairs)
     for key in ("accuracy", "roc_auc", "pneumonia_f1"):
-        assert iv[key]["estimate"] == pytest.approx(row[key], abs=1e-12)
+        assert iv[key]["estimate"] == pytest.approx(row.estimates[key], abs=1e-12)
 
 
 def test_seeds_share_one_image_resample():
@@ -91,7 +91,7 @@ def test_at_the_validation_threshold_each_run_uses_its_own(monkeypatch):
     monkeypatch.setattr(stats, "hierarchical_intervals", lambda y, seeds, **kw: seen.append(seeds) or real(y, seeds, **kw))
     [row] = _rows(pairs, threshold="val")
     assert [t for seed in seen[0] for _, t in seed] == pytest.approx([0.4, 0.5, 0.6])
-    assert row["intervals"]["accuracy"]["low"] <= row["accuracy"] <= row["intervals"]["accuracy"]["high"]
+    assert row.intervals["accuracy"]["low"] <= row.estimates["accuracy"] <= row.intervals["accuracy"]["high"]
 
 
 def test_the_same_images_in_another_order_give_the_same_interval():
@@ -101,15 +101,15 @@ def test_the_same_images_in_another_order_give_the_same_interval():
     shuffled = {key: [scores[key][i] for i in order] for key in ("test_ids", "test_labels", "test_scores")}
     [a] = _rows(pairs)
     [b] = _rows([pairs[0], (record, shuffled), pairs[2]])
-    assert a["intervals"] == b["intervals"]
+    assert a.intervals == b.intervals
 
 
 def test_a_single_run_row_keeps_its_stored_test_bootstrap():
     pairs = [make_record("m", 1, n=200), make_record("m", 1, n=200, accuracy_shift=-0.1, tuned=True)]
     for row in _rows(pairs):
-        record = next(r for r, _ in pairs if r["run_id"] == row["representative_run"])
-        assert row["interval_method"] == "run" and row["intervals"] == record["intervals"]
-        assert not lb._ci(row, "accuracy").endswith("*")
+        record = next(r for r, _ in pairs if r["run_id"] == row.representative_run)
+        assert row.interval_method == "run" and row.intervals == record["intervals"]
+        assert not lb.ci(row, "accuracy").endswith("*")
 
 
 @pytest.mark.parametrize("case, note", [
@@ -130,9 +130,9 @@ def test_without_usable_scores_the_row_falls_back_to_the_lowest_seed_run_and_say
         kw["max_resampled_runs"] = 2
     loader = None if case == "no loader" else scores.get
     [row] = lb.build_rows([r for r, _ in pairs], scores_loader=loader, **kw)
-    assert row["interval_method"] == "lowest-seed run" and row["interval_note"] == note
-    assert row["intervals"] == pairs[0][0]["intervals"]
-    assert lb._ci(row, "accuracy").endswith("*")  # in the row ...
+    assert row.interval_method == "lowest-seed run" and row.interval_note == note
+    assert row.intervals == pairs[0][0]["intervals"]
+    assert lb.ci(row, "accuracy").endswith("*")  # in the row ...
     text = " ".join(lb.footnote([row]).split())  # ... and in the footer, with the reason
     assert "CIs marked * (1 row) are the lowest-seed run's test bootstrap, not the mean's" in text and note in text
     assert "* (1 row) are the lowest-seed run's" in lb.short_legend([row], lb.HEADERS)
@@ -144,9 +144,9 @@ def test_the_footer_says_which_interval_is_shown():
     assert "Each 95% CI is that of the value beside it: for a row of several seeds, a hierarchical percentile bootstrap" in text
     assert "lowest-seed run." not in text and "marked *" not in text
     data = json.loads(lb.render_json([row], []))["rows"][0]
-    assert data["interval_method"] == "hierarchical" and data["intervals"]["accuracy"] == row["intervals"]["accuracy"]
+    assert data["interval_method"] == "hierarchical" and data["intervals"]["accuracy"] == row.intervals["accuracy"]
     csv_row = lb.render_csv([row]).splitlines()[1]
-    assert f"{row['intervals']['accuracy']['low']}" in csv_row
+    assert f"{row.intervals['accuracy']['low']}" in csv_row
 
 
 def test_the_leaderboard_command_shows_the_mean_s_interval(tmp_path, capsys, monkeypatch):
@@ -269,8 +269,8 @@ def test_the_report_opens_with_the_results_at_a_glance(tmp_path):
     assert ctx["glance_threshold"] == "val" and len(cells) == 3
     at_val = lb.build_rows([r for r in store.load().records], threshold="val", scores_loader=store.scores)
     top = at_val[0]
-    assert cells[0][:2] == [top["model"], top["variant"]]
-    assert cells[0][4] == lb.fmt(top["accuracy"], top["accuracy_sd"]) and cells[0][5] == lb._ci(top, "accuracy")
+    assert cells[0][:2] == [top.model, top.variant]
+    assert cells[0][4] == lb.fmt(top.estimates["accuracy"], top.sds["accuracy"]) and cells[0][5] == lb.ci(top, "accuracy")
     assert "threshold chosen on validation" in text and "hierarchical bootstrap" in text
     html = html_report.render_html(ctx)
     assert html.index("Results at a glance") < html.index("<h2>Leaderboard</h2>") and 'id="glance"' in html

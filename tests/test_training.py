@@ -17,6 +17,8 @@ ALLOWED = {
     "xraybench/environment.py": "names the GPU of a backend a run already imported (sys.modules), imports none",
     "xraybench/training/backend.py": "import_quietly(): imports the chosen backend on request, with its start-up "
                                      "noise held back (check and tune); never at module import",
+    "xraybench/explain/gradcam.py": "Grad-CAM: keras and the backend's gradients (tensorflow or jax), imported inside its "
+                                    "functions when a Keras model is explained; never at module import",
 }
 
 

@@ -26,8 +26,8 @@ the user cache folder), `XRAYBENCH_RESULTS` (results folder, default `./leaderbo
 def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
     rows = []
     for action in parser._actions:
-        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
-            continue
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) or action.help == argparse.SUPPRESS:
+            continue  # hidden options (an older name kept working) are not documented
         if action.option_strings:
             flags = ", ".join(f"`{o}`" for o in action.option_strings)
             if action.nargs != 0 and action.metavar:

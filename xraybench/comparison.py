@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import RunStatus
+from xraybench.records import RunStatus, Threshold
 
 _ENDED = {RunStatus.INTERRUPTED.label: "interrupted", RunStatus.ERROR.label: "stopped by an error",
           RunStatus.TIMEOUT.label: "stopped by its timeout"}  # how a run that is not done ended, in words
@@ -27,7 +27,6 @@ class Comparison:
 def compare(store, run_a: str, run_b: str, threshold: str) -> Comparison:
     """Runs ``run_a`` and ``run_b`` (ids or unique prefixes) at ``threshold`` (a ``records.Threshold``
     value); one-line XRayBenchErrors for runs that cannot be compared."""
-    from xraybench.leaderboard import record_keys
     from xraybench.stats import compare_runs
 
     a, b = store.get(run_a), store.get(run_b)  # one-line errors naming a damaged file
@@ -47,7 +46,8 @@ def compare(store, run_a: str, run_b: str, threshold: str) -> Comparison:
     fa, fb = a.get("data", {}).get("fingerprint"), b.get("data", {}).get("fingerprint")
     if fa != fb:
         raise XRayBenchError(f"not compared: the runs used different data (fingerprints {str(fa)[:12]} and {str(fb)[:12]})")
-    key, key_intervals = record_keys(threshold)
+    t = Threshold.parse(threshold)
+    key, key_intervals = t.metrics_key, t.intervals_key
     for record in (a, b):  # an optional operating point (prior) that a record predates
         if not record.get(key):
             raise XRayBenchError(f"run {record['run_id']} has no metrics at threshold {threshold} (recorded before it; "

@@ -2,23 +2,28 @@
 
 What runs where:
 
-- The client (``xraybench run --workers N`` or ``--scheduler ADDR``) checks every model,
-  parameter and the data set as the sequential runner does, then submits one task per run.
-  It alone writes run records, so workers need no shared results folder.
-- A task runs on a worker (``run_task``): it loads the data set from the worker's own path
-  (``--data`` as given, else the worker's ``$XRAYBENCH_DATA``), refuses to train on data whose
-  fingerprint differs from the client's, and runs the model with the sequential runner's own
-  isolation (``runner.run_isolated``: a child process of the worker, killed at ``--timeout``, a
-  crash becomes an ``error`` record). It returns the record and the test scores.
-- A worker that dies mid-task: the scheduler gives the task to another worker, up to
-  ``distributed.scheduler.allowed-failures`` times, then the client records it as an ``error``
-  naming the last worker. Ctrl-C on the client stops the runs in flight on every worker,
-  cancels the queued ones, and records all of them as ``interrupted``.
+- The client (``xraybench run --workers N`` or ``--scheduler ADDR``) checks the cluster flags
+  and reaches the scheduler first (``check``: a malformed or unreachable address is one line
+  before any data is loaded), then checks every model, parameter and the data set as the
+  sequential runner does, and submits one task per run. It alone writes run records, so
+  workers need no shared results folder.
+- A task runs on a worker (``run_task``): it refuses to run code other than the client's (the
+  hashes of xraybench's files and the plugin's, ``code_files``), loads the data set from the
+  worker's own path (``--data`` as given, else the worker's ``$XRAYBENCH_DATA``), refuses data
+  whose fingerprint differs from the client's, and runs the model with the sequential runner's
+  own isolation (``runner.run_isolated``: a child process of the worker, killed at ``--timeout``,
+  a crash becomes an ``error`` record), its BLAS/OpenMP threads limited to the worker's share
+  of its machine (``thread_limit``). It returns the record and the test scores.
+- A worker that dies mid-task: the client says so in one line, the scheduler gives the task to
+  another worker, up to ``distributed.scheduler.allowed-failures`` times, and the record counts
+  the attempts (then an ``error`` naming the last worker). Ctrl-C on the client stops the runs in
+  flight on every worker, cancels the queued ones, and records all of them as ``interrupted``.
 - The client never blocks without a bound inside Dask: while a batch runs, SIGINT only sets an
   event (``CtrlC``), and the client waits for finished tasks in short steps (``Completions``)
   that look at that event, so Ctrl-C is handled between steps, never raised inside Dask's,
   tornado's or asyncio's own lock handling. A task whose client is gone (killed, crashed) is
-  stopped on its worker (``_Stop``) instead of holding the worker's thread until ``--timeout``.
+  stopped on its worker (``_Stop``) instead of holding the worker's thread until ``--timeout``,
+  and a tuning client's idle trial processes end with it (``_reap``).
 
 Dask is an optional extra (``pip install "xraybench[dask]"``): this module imports it only
 inside the functions that need it, so the fast commands never pay for it.
@@ -27,33 +32,42 @@ inside the functions that need it, so the fast commands never pay for it.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import queue
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from xraybench.errors import XRayBenchError
+from xraybench.records import RunStatus
 
 TOPIC = "xraybench-tasks"  # worker -> client progress events (the Dask event log)
 INSTALL_HINT = 'Dask is not installed; pip install "xraybench[dask]"'
 GPU_RESOURCE = "GPU"
-# What Dask's nanny sets in a worker's environment (distributed.nanny.pre-spawn-environ: one BLAS
-# and OpenMP thread, a fixed hash seed) to keep its own threads from oversubscribing the machine.
-# A run's child process is not a Dask thread: it gets the client's values (unset = the libraries'
-# defaults), as a sequential run would, so that both give the same numbers (BLAS thread counts
-# change floating-point sums: logistic regression and SVM scores moved in the 5th decimal).
-RUN_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-           "VECLIB_MAXIMUM_THREADS", "PYTHONHASHSEED")
+# The thread pools of BLAS, OpenMP and TensorFlow. Dask's nanny caps its worker processes at one
+# (distributed.nanny.pre-spawn-environ); a run's child process gets the worker's share of its
+# machine instead (``thread_limit``), so that N runs side by side never ask for more threads than
+# there are cores: uncapped, two scikit-learn runs on --workers 2 took 7x their sequential time.
+# The price: thread counts change floating-point sums, so a Dask run may differ from a sequential
+# one in the 5th decimal (logistic regression, SVM); the record's environment keeps the limit.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+RUN_ENV = (*THREAD_VARS, "PYTHONHASHSEED")  # what a task's child is given, and this process keeps
 
 POLL_SECONDS = 0.2  # how long the client waits for a finished task before it looks at Ctrl-C again
 CALL_SECONDS = 15.0  # the longest a status or clean-up call to the cluster may hold the client
 CHECK_SECONDS = 5.0  # how often a waiting client checks that its scheduler and some worker are there
+PROBE_SECONDS = 5.0  # how long the scheduler may take to answer the first contact
 SCATTER_SECONDS = 120.0  # tune: how long the train and validation images may wait for a worker to take them
 NO_WORKER_NOTICE_SECONDS = 60.0  # no worker that can run the tasks for this long: say so, once
+LEASE_SECONDS = 2.0  # how often a worker asks whether the clients of its idle trial processes are still there
 
 # Worker-side registry of the tasks running in this worker process, so that a client's
 # Ctrl-C (sent through ``Client.run``) can stop them: batch id -> {task key: Event}.
@@ -79,7 +93,98 @@ def wanted(args: argparse.Namespace) -> bool:
     return getattr(args, "workers", None) is not None or bool(getattr(args, "scheduler", None))
 
 
-# --- connecting ------------------------------------------------------------------------
+# --- checking and connecting -------------------------------------------------------------
+
+
+def check(workers: int | None, scheduler: str | None, gpu: bool = False) -> str | None:
+    """The cluster flags, checked before any data is loaded; returns the scheduler's address
+    (None for a local cluster). A malformed address, one nobody listens at, or something other
+    than a Dask scheduler answering there is a one-line ``XRayBenchError`` within seconds, and no
+    ``Client`` is ever built for it (a failed one stalls 40 s and prints a traceback at exit)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise XRayBenchError(INSTALL_HINT) from None
+    if workers is not None and scheduler:
+        raise XRayBenchError("give --workers N (a local cluster) or --scheduler ADDR (an existing one), not both")
+    if workers is not None:
+        if workers < 1:
+            raise XRayBenchError(f"--workers must be at least 1, got {workers}")
+        if gpu:
+            raise XRayBenchError("--gpu needs workers started with `dask worker --resources GPU=1`; "
+                                 "--workers starts CPU workers, so use --scheduler ADDR (docs/distributed.md)")
+        return None
+    address = _address(str(scheduler))
+    _probe(address)
+    return address
+
+
+def _address(value: str) -> str:
+    """``--scheduler``'s value as an address: Dask's config, a scheduler file, or the address itself."""
+    import json
+
+    import dask
+    from distributed.comm import get_address_host_port
+
+    from xraybench.redaction import mask_url
+
+    if value == "dask-config":
+        value = dask.config.get("scheduler-address", None) or ""
+        if not value:
+            raise XRayBenchError("--scheduler without an address needs Dask's config: set $DASK_SCHEDULER_ADDRESS "
+                                 "or scheduler-address in ~/.config/dask, or pass --scheduler tcp://host:8786")
+    address = value
+    if os.path.isfile(value):
+        try:
+            with open(value, encoding="utf-8") as fh:
+                address = json.loads(fh.read(1 << 20))["address"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise XRayBenchError(f"--scheduler {value}: not a Dask scheduler file (JSON with an \"address\"); "
+                                 "give the file `dask scheduler --scheduler-file` wrote, or tcp://HOST:PORT") from None
+    try:
+        get_address_host_port(str(address))
+    except NotImplementedError:  # a transport without host:port (inproc, ucx): Client itself will tell
+        pass
+    except (ValueError, TypeError) as exc:
+        raise XRayBenchError(f"--scheduler {mask_url(str(address))!r} is not a Dask scheduler address ({exc}); "
+                             "give tcp://HOST:PORT, a scheduler file, or no value for Dask's config") from None
+    return str(address)
+
+
+def _probe(address: str) -> None:
+    """Someone listens at ``address`` (refused and unknown hosts fail at once), and it greets as
+    Dask does (Dask's own connect and handshake), each within ``PROBE_SECONDS``."""
+    import asyncio
+    import socket
+
+    from distributed.comm import connect, get_address_host_port
+    from distributed.security import Security
+
+    from xraybench.plugins import one_line
+    from xraybench.redaction import mask_url
+
+    shown = mask_url(address)
+    try:
+        host, port = get_address_host_port(address)
+    except NotImplementedError:
+        return
+    try:
+        socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
+        raise XRayBenchError(f"cannot reach the Dask scheduler {shown}: {why}; is `dask scheduler` running there "
+                             "and the address right?") from None
+
+    async def greet() -> None:
+        comm = await connect(address, timeout=PROBE_SECONDS, **Security().get_connection_args("client"))
+        comm.abort()
+
+    try:
+        asyncio.run(asyncio.wait_for(greet(), PROBE_SECONDS))
+    except Exception as exc:
+        why = f"no Dask greeting within {PROBE_SECONDS:g}s" if isinstance(exc, TimeoutError) else one_line(exc)
+        raise XRayBenchError(f"{shown} answers, but not as a Dask scheduler ({why}); give the scheduler's "
+                             "address (port 8786 by default, not the dashboard's)") from None
 
 
 @dataclass
@@ -101,37 +206,23 @@ class Engine:
 
 def connect(workers: int | None, scheduler: str | None, gpu: bool = False) -> Engine:
     """A client for ``--workers N`` (a LocalCluster of processes) or ``--scheduler ADDR``."""
-    try:
-        import dask
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise XRayBenchError(INSTALL_HINT) from None
+    address = check(workers, scheduler, gpu)
+    from distributed import Client, LocalCluster
 
-    if workers is not None and scheduler:
-        raise XRayBenchError("give --workers N (a local cluster) or --scheduler ADDR (an existing one), not both")
-    if workers is not None:
-        if workers < 1:
-            raise XRayBenchError(f"--workers must be at least 1, got {workers}")
-        if gpu:
-            raise XRayBenchError("--gpu needs workers started with `dask worker --resources GPU=1`; "
-                                 "--workers starts CPU workers, so use --scheduler ADDR (docs/distributed.md)")
+    if address is None:
+        assert workers is not None  # check: --workers N or an address
         env = client_env()
         cluster = _start_local_cluster(LocalCluster, workers)
         client = Client(cluster, set_as_default=False)
         return Engine(client, cluster, f"local Dask cluster of {workers} worker process{'es' if workers > 1 else ''} "
                                        f"at {cluster.scheduler_address}", env)
-    if scheduler == "dask-config":
-        address = dask.config.get("scheduler-address", None)
-        if not address:
-            raise XRayBenchError("--scheduler without an address needs Dask's config: set $DASK_SCHEDULER_ADDRESS "
-                                 "or scheduler-address in ~/.config/dask, or pass --scheduler tcp://host:8786")
-        scheduler = address
-    kwargs = {"scheduler_file": scheduler} if os.path.isfile(str(scheduler)) else {"address": scheduler}
     try:
-        client = Client(**kwargs, timeout="20s", set_as_default=False)
-    except Exception as exc:  # OSError, TimeoutError, ValueError for a malformed address
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise XRayBenchError(f"cannot reach the Dask scheduler {scheduler}: {first}") from None
+        client = Client(address, timeout="20s", set_as_default=False)
+    except Exception as exc:  # it answered the probe a moment ago: gone since, or refusing us
+        from xraybench.plugins import one_line
+        from xraybench.redaction import mask_url
+
+        raise XRayBenchError(f"cannot connect to the Dask scheduler {mask_url(address)}: {one_line(exc)}") from None
     return Engine(client, None, f"Dask scheduler at {client.scheduler.address}")
 
 
@@ -140,7 +231,6 @@ def _start_local_cluster(factory: Any, workers: int) -> Any:
     whole process group, and it is the client's to handle (stop the runs, record them), not
     something to kill the workers with mid-task. The disposition is inherited at spawn."""
     import logging
-    import signal
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
@@ -267,25 +357,70 @@ class Completions:
     it also checks the cluster: a closed client (its scheduler lost for good) hands back every
     future still waited on, so that each is recorded as failed; no worker able to run the tasks
     for ``NO_WORKER_NOTICE_SECONDS`` is said once. Nothing is waited on without a bound.
+
+    It also follows the tasks: each start on a worker (the task's own event, ``TOPIC``) counts an
+    attempt, and a worker the scheduler removes while running one of them (its ``remove-worker``
+    event) is said in one line, printed between steps: which worker, which run, retried.
     """
 
-    def __init__(self, client: Any, ctrl_c: CtrlC, console: Any = None, gpu: bool = False) -> None:
-        self.client, self.ctrl_c, self.console, self.gpu = client, ctrl_c, console, gpu
+    def __init__(self, client: Any, ctrl_c: CtrlC, console: Any = None, gpu: bool = False,
+                 on_start: Any = None) -> None:
+        self.client, self.ctrl_c, self.console, self.gpu, self.on_start = client, ctrl_c, console, gpu, on_start
         self.finished: queue.Queue = queue.Queue()
-        self.pending: set = set()
+        self.pending: set[Any] = set()
+        self.labels: dict[str, str] = {}  # task key -> what the user calls it ("xb_good seed 1", "trial 3")
+        self.attempts: dict[str, int] = {}  # task key -> how many times a worker started it
+        self.running_on: dict[str, str] = {}  # task key -> the worker of its latest start
+        self.notices: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.checked = self.served_since = time.monotonic()
         self.noticed = False
+        client.subscribe_topic(TOPIC, self._on_task_event)
+        client.subscribe_topic("all", self._on_scheduler_event)
 
-    def watch(self, future: Any) -> None:
+    def watch(self, future: Any, label: str) -> None:
+        self.labels[str(future.key)] = label
         self.pending.add(future)
         future.add_done_callback(self.finished.put)
 
     def __len__(self) -> int:
         return len(self.pending)
 
+    def _on_task_event(self, event: Any) -> None:
+        """A task started on a worker (Dask's event thread)."""
+        msg = event[1] if isinstance(event, tuple) else event
+        key = msg.get("key") if isinstance(msg, dict) else None
+        if key in self.labels and msg.get("event") == "started":
+            self.attempts[key] = self.attempts.get(key, 0) + 1
+            self.running_on[key] = str(msg.get("worker", ""))
+            if self.on_start is not None:
+                self.on_start(key, self.running_on[key])
+
+    def _on_scheduler_event(self, event: Any) -> None:
+        """The scheduler removed a worker (Dask's event thread): name the runs it took with it."""
+        msg = event[1] if isinstance(event, tuple) else event
+        if not isinstance(msg, dict) or msg.get("action") != "remove-worker":
+            return
+        worker = str(msg.get("worker", ""))
+        pending = {str(f.key) for f in list(self.pending) if not f.done()}
+        for key in msg.get("processing-tasks") or ():
+            if key in pending and self.running_on.get(key) == worker:
+                how = "left" if msg.get("expected") else "was lost"
+                self.notices.put(f"worker {worker} {how} while running {self.labels[key]} (attempt "
+                                 f"{self.attempts.get(key, 1)}): Dask runs it again on another worker")
+
+    def tell(self) -> None:
+        """Print the notices gathered since the last step (from the main thread)."""
+        from rich.markup import escape
+
+        while not self.notices.empty():
+            line = self.notices.get()
+            if self.console is not None:
+                self.console.print(f"[yellow]lost worker[/]: {escape(line)}")
+
     def next(self) -> Any:
         """The next finished future (its ``result()`` returns at once, or raises); None on Ctrl-C."""
         while self.pending:
+            self.tell()
             if self.ctrl_c.is_set():
                 return None
             try:
@@ -322,18 +457,98 @@ class Completions:
 # --- on the worker ---------------------------------------------------------------------
 
 
+@functools.cache
+def _files_of(package: str) -> tuple[tuple[str, str], ...]:
+    """(path in the package, sha256 prefix) of every Python file of a top-level package or
+    module, as installed in this process's environment; read once per process."""
+    import hashlib
+    import importlib.util
+    from pathlib import Path
+
+    found = importlib.util.find_spec(package)
+    if found is None or not found.origin or not os.path.isfile(found.origin):
+        return ()
+    roots = [Path(p) for p in (found.submodule_search_locations or [])]
+    files = [(p.relative_to(root).as_posix(), p) for root in roots for p in root.rglob("*.py")] if roots else \
+        [(Path(found.origin).name, Path(found.origin))]
+    return tuple(sorted((name, hashlib.sha256(path.read_bytes()).hexdigest()[:16]) for name, path in files))
+
+
+def code_files(spec: Any) -> dict[str, dict[str, str]]:
+    """What code a run of ``spec`` executes here: {package: {file: hash}} for xraybench and the
+    top-level package of each module the spec's callables come from (the plugin's files). A
+    worker compares its own with its client's, so that a worker whose files differ under the
+    same version strings refuses the task instead of returning other numbers as ``done``."""
+    import sys
+
+    modules = {getattr(value, "__module__", None) for value in vars(spec).values() if callable(value)}
+    packages = {m.split(".")[0] for m in modules if isinstance(m, str)} - set(sys.stdlib_module_names) - {"xraybench"}
+    return {name: dict(_files_of(name)) for name in ["xraybench", *sorted(packages)]}
+
+
+def code_digests(files: dict[str, dict[str, str]]) -> dict[str, str]:
+    """One sha256 per package of ``code_files``: what a record's environment keeps (``code``)."""
+    import hashlib
+
+    return {name: hashlib.sha256("".join(f"{k} {v}\n" for k, v in sorted(hashes.items())).encode()).hexdigest()
+            for name, hashes in files.items()}
+
+
+def code_difference(mine: dict[str, dict[str, str]], theirs: dict[str, dict[str, str]]) -> str | None:
+    """The first package whose files differ, naming up to three of them; None when all agree."""
+    for package in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(package, {}), theirs.get(package, {})
+        differ = sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
+        if differ:
+            more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+            return f"{package} ({', '.join(differ[:3])}{more})"
+    return None
+
+
+def _refuse_other_code(worker: Any, spec: Any, client_files: dict[str, dict[str, str]]) -> str | None:
+    """The one-line refusal of a worker whose code differs from the client's, else None."""
+    differ = code_difference(code_files(spec), client_files)
+    if differ is None:
+        return None
+    return (f"worker {worker.address} runs other code than the client: {differ} differ; install the same "
+            f"xraybench and plugin files on every worker (docs/distributed.md)")
+
+
+def thread_limit(worker: Any) -> int:
+    """BLAS/OpenMP threads for one run on ``worker``: its machine's cores (as Dask counts them:
+    affinity and cgroup quota) shared among the threads of every worker on that machine, each
+    thread being one run at a time. Alone with one thread on 16 cores: 16; ``--workers 2`` on 2
+    cores: 1 each. When the scheduler does not answer, the worker's own threads alone count."""
+    from dask.system import CPU_COUNT
+    from distributed.comm import get_address_host
+    from distributed.utils import sync
+
+    host = get_address_host(worker.address)
+    everyone = bounded(lambda: sync(worker.loop, worker.scheduler.ncores), CALL_SECONDS) or {}
+    here = sum(n for address, n in everyone.items() if get_address_host(address) == host)
+    return max(1, CPU_COUNT // max(here, worker.state.nthreads, 1))
+
+
+def _limit_threads(worker: Any, env: dict[str, str | None]) -> int:
+    """The environment a task's child starts with: the client's hash seed, ``thread_limit`` threads."""
+    threads = thread_limit(worker)
+    _adopt_env({**env, **{name: str(threads) for name in THREAD_VARS}})
+    return threads
+
+
 def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> dict[str, Any]:
-    """Runs ON A WORKER: load the data here, check it is the client's, run the model isolated.
+    """Runs ON A WORKER: check the code and the data are the client's, run the model isolated.
 
     Returns ``{"record", "scores", "worker"}`` for a run that reached the runner (done, error,
     timeout or interrupted), or ``{"error", "worker"}`` when it could not start here (other
-    data, another xraybench or plugin version, a model this worker does not have). Never
-    writes a file: the client records.
+    code, data, xraybench or plugin version, a model this worker does not have). Writes only in
+    a temporary folder of its own (the run's staged model, returned as bytes under ``"model"``
+    and removed): the client records, and the client's store keeps the model.
     """
     from distributed import get_worker
 
     from xraybench import __version__
-    from xraybench.plugins import one_line
+    from xraybench.plugins import load_registry, one_line
     from xraybench.runner import Interrupted, RunRequest, prepare, run_isolated
 
     worker = get_worker()
@@ -344,14 +559,28 @@ def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> d
     if event is None:  # its client was interrupted while this task waited here
         return {"error": "cancelled by Ctrl-C before it started", "interrupted": True, "worker": info}
     cancel = _Stop(event, worker, current)
+    staging: str | None = None  # the worker's own folder where the run's child stages its model
     worker.log_event(TOPIC, {"batch": batch, "key": key, "event": "started", "worker": info["address"]})
     try:
         if __version__ != expected["xraybench"]:
             return {"error": f"worker {info['address']} has xraybench {__version__}, the client "
                              f"{expected['xraybench']}; install the same version on every worker", "worker": info}
         run = RunRequest(**request)
+        if run.models:  # the model is staged on the worker's own disk and travels back as bytes
+            staging = tempfile.mkdtemp(prefix="xraybench-model-")
+            run.models = staging
+            os.mkdir(os.path.join(staging, "runs"))
         try:
-            prepared = prepare(run)
+            registry = load_registry(run.disabled)
+            spec = registry.model(run.model)
+            plugin = f"{spec.distribution} {spec.version}"
+            if plugin != expected["plugin"]:
+                return {"error": f"worker {info['address']} has {run.model} from {plugin}, the client from "
+                                 f"{expected['plugin']}; install the same plugin version on every worker", "worker": info}
+            refusal = _refuse_other_code(worker, spec, expected["code"])
+            if refusal:
+                return {"error": refusal, "worker": info}
+            prepared = prepare(run, registry)
         except XRayBenchError as exc:
             return {"error": f"on worker {info['address']}: {str(exc).splitlines()[0]}", "worker": info}
         got = prepared.dataset.fingerprint
@@ -360,20 +589,48 @@ def run_task(request: dict[str, Any], expected: dict[str, Any], batch: str) -> d
                 f"data fingerprint {got[:12]} on worker {info['address']} ({prepared.dataset.source}) differs from "
                 f"the client's {expected['fingerprint'][:12]} ({expected['source']}); stage the same data set on "
                 f"every worker (docs/distributed.md)"), "worker": info}
-        plugin = f"{prepared.spec.distribution} {prepared.spec.version}"
-        if plugin != expected["plugin"]:
-            return {"error": f"worker {info['address']} has {run.model} from {plugin}, the client from "
-                             f"{expected['plugin']}; install the same plugin version on every worker", "worker": info}
-        _adopt_env(expected["env"])
+        threads = _limit_threads(worker, expected["env"])
         try:
             record, scores = run_isolated(prepared, cancel=cancel)
         except Interrupted as stop:
             record, scores = stop.record, None
-        return {"record": record, "scores": scores, "worker": info}
+        environment = record.setdefault("environment", {})
+        environment.update(thread_limit=threads, code=code_digests(code_files(spec)))
+        return {"record": record, "scores": scores, "worker": info, "model": _staged_bytes(record, staging)}
     except Exception as exc:  # anything else: one line back to the client, the worker goes on
         return {"error": f"on worker {info['address']}: {one_line(exc)}", "worker": info}
     finally:
         _unregister(batch, key)
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _staged_bytes(record: dict[str, Any], staging: str | None) -> bytes | None:
+    """The model file a done run staged in the worker's temporary folder, to send to the client."""
+    from xraybench.saved_model import staged_path
+
+    info = record.get("model_file")
+    if not staging or record.get("status") != RunStatus.DONE.label or not isinstance(info, dict):
+        return None
+    try:
+        return staged_path(Path(staging) / "runs", record["run_id"], info["format"]).read_bytes()
+    except (OSError, KeyError):
+        return None  # the client's store then records why there is no model (saved_model.take_staged)
+
+
+def stage_returned_model(runs: Path, record: dict[str, Any], model: bytes | None) -> None:
+    """On the client: write the bytes a worker sent where ``ResultStore.save`` takes a staged model
+    from, so a cluster run keeps its model as a local one does (its hash is checked there)."""
+    from xraybench.saved_model import staged_path
+
+    info = record.get("model_file")
+    if model is None or not isinstance(info, dict):
+        return
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        staged_path(runs, record["run_id"], info["format"]).write_bytes(model)
+    except (OSError, KeyError):
+        pass  # unwritable: take_staged notes the missing model in the record
 
 
 def _register(batch: str, key: str) -> threading.Event | None:
@@ -412,7 +669,7 @@ class _Stop:
 
 
 def _adopt_env(env: dict[str, str | None]) -> None:
-    """Give the children this worker starts the client's RUN_ENV values (None: unset)."""
+    """Set these environment variables in this process, for the children it starts (None: unset)."""
     for name, value in env.items():
         if value is None:
             os.environ.pop(name, None)
@@ -468,6 +725,10 @@ class Task:
     detail: str = ""
     recorded: bool = False
 
+    @property
+    def label(self) -> str:
+        return f"{self.prepared.spec.name} seed {self.prepared.request.seed}"
+
 
 def _executor(outcome_worker: dict[str, Any] | None, scheduler: str, record: dict[str, Any]) -> dict[str, Any]:
     """Which worker and device ran a run: recorded with it."""
@@ -485,21 +746,23 @@ def _executor(outcome_worker: dict[str, Any] | None, scheduler: str, record: dic
     }
 
 
-def record_from_outcome(task: Task, outcome: dict[str, Any], scheduler: str) -> tuple[dict[str, Any], dict | None]:
-    """The run record the client saves for what a task returned."""
+def record_from_outcome(task: Task, outcome: dict[str, Any], scheduler: str,
+                        attempts: int = 1) -> tuple[dict[str, Any], dict | None]:
+    """The run record the client saves for what a task returned (it started at least once)."""
     from xraybench.runner import base_record
 
     if "record" in outcome:
         record, scores = outcome["record"], outcome.get("scores")
     else:
         record, scores = base_record(task.prepared), None
-        status = "interrupted" if outcome.get("interrupted") else "error"
-        record.update(status=status, reason=outcome["error"])
+        status = RunStatus.INTERRUPTED if outcome.get("interrupted") else RunStatus.ERROR
+        record.update(status=status.label, reason=outcome["error"])
     record["executor"] = _executor(outcome.get("worker"), scheduler, record)
+    record["attempts"] = max(1, attempts)
     return record, scores
 
 
-def record_for_failure(task: Task, exc: BaseException, scheduler: str) -> dict[str, Any]:
+def record_for_failure(task: Task, exc: BaseException, scheduler: str, attempts: int = 0) -> dict[str, Any]:
     """A task that never returned: its worker died too often, or the cluster went away."""
     from xraybench.plugins import one_line
     from xraybench.runner import base_record
@@ -512,7 +775,7 @@ def record_for_failure(task: Task, exc: BaseException, scheduler: str) -> dict[s
                   f"(distributed.scheduler.allowed-failures)")
     else:
         reason = f"the Dask task failed: {one_line(exc)}"
-    record.update(status="error", reason=reason)
+    record.update(status=RunStatus.ERROR.label, reason=reason, attempts=attempts)
     record["executor"] = _executor({"address": task.worker or None}, scheduler, record)
     return record
 
@@ -525,12 +788,11 @@ class Progress:
         self.header = header
         self.by_key = {t.key: t for t in tasks}
 
-    def on_event(self, event: tuple[float, dict[str, Any]]) -> None:
-        """Dask event handler (client's event-loop thread)."""
-        msg = event[1] if isinstance(event, tuple) else event
-        task = self.by_key.get(msg.get("key", "")) if isinstance(msg, dict) else None
-        if task is not None and not task.recorded and msg.get("event") == "started":
-            task.state, task.worker = "running", msg.get("worker", "")
+    def started(self, key: str, worker: str) -> None:
+        """A task started on a worker (Dask's event thread)."""
+        task = self.by_key.get(key)
+        if task is not None and not task.recorded:
+            task.state, task.worker = "running", worker
 
     def counts(self) -> dict[str, int]:
         counts = {"queued": 0, "running": 0, "done": 0, "failed": 0}
@@ -575,17 +837,19 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
     records: list[dict[str, Any]] = []
     futures: dict[Any, Task] = {}
     interrupted = False
+    done = RunStatus.DONE.label
 
-    def save(task: Task, record: dict[str, Any], scores: dict | None) -> None:
+    def save(task: Task, record: dict[str, Any], scores: dict | None, model: bytes | None = None) -> None:
+        stage_returned_model(store.runs, record, model)
         path = store.save(record, scores)
         task.recorded = True
-        task.state = "done" if record["status"] == "done" else "failed"
+        task.state = "done" if record["status"] == done else "failed"
         task.detail = "" if task.state == "done" else str(record.get("reason", ""))
         task.worker = (record.get("executor") or {}).get("worker") or task.worker
         records.append(record)
         m = record.get("metrics") or {}
         result = (f"accuracy {m['accuracy']:.4f}  AUC {m['roc_auc']:.4f}; {trained_with(record)}, precision "
-                  f"{record.get('precision')}" if record["status"] == "done" else str(record.get("reason", "")))
+                  f"{record.get('precision')}" if record["status"] == done else str(record.get("reason", "")))
         console.print(escape(f"{record['status']:<11} {record['model']} seed {record['seed']} on {task.worker or '-'}: "
                              f"{result}  ({record.get('wall_seconds') or 0:.1f}s; recorded {path.name})"))
 
@@ -607,17 +871,17 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
                 key = f"xraybench-{p.spec.name}-seed{p.request.seed}-{i}-{batch[:8]}"
                 tasks.append(Task(p, key))
             progress = Progress(tasks, f"{len(tasks)} runs on {engine.description}")
-            client.subscribe_topic(TOPIC, progress.on_event)
-            finished = Completions(client, ctrl_c, console, gpu)
+            finished = Completions(client, ctrl_c, console, gpu, on_start=progress.started)
+            code: dict[int, dict[str, dict[str, str]]] = {}  # one hashing per spec
             for task in tasks:
                 p = task.prepared
                 expected = {"fingerprint": p.dataset.fingerprint, "source": str(p.dataset.source),
                             "xraybench": __version__, "plugin": f"{p.spec.distribution} {p.spec.version}",
-                            "env": env}
+                            "code": code.setdefault(id(p.spec), code_files(p.spec)), "env": env}
                 future = client.submit(run_task, asdict(p.request), expected, batch, key=task.key, pure=False,
                                        resources={GPU_RESOURCE: 1} if gpu else None)
                 futures[future] = task
-                finished.watch(future)
+                finished.watch(future, task.label)
             with Live(progress, console=console, refresh_per_second=2, transient=False):
                 while len(finished):
                     future = finished.next()
@@ -625,26 +889,29 @@ def run_batch(prepared: list, store, console, workers: int | None, scheduler: st
                         interrupted = True
                         break
                     task = futures[future]
+                    attempts = finished.attempts.get(task.key, 0)
                     try:
                         outcome = future.result(timeout=CALL_SECONDS)  # finished: at once
                     except failed() as exc:  # KilledWorker, a lost scheduler: recorded, never dropped
-                        save(task, record_for_failure(task, exc, scheduler_address), None)
+                        save(task, record_for_failure(task, exc, scheduler_address, attempts), None)
                         continue
-                    record, scores = record_from_outcome(task, outcome, scheduler_address)
-                    save(task, record, scores)
+                    record, scores = record_from_outcome(task, outcome, scheduler_address, attempts)
+                    save(task, record, scores, outcome.get("model"))
+                finished.tell()
             if not console.is_terminal:
                 console.print()  # rich leaves the final view without its line end off a terminal
             if interrupted:
-                _interrupt(engine, batch, futures, save, scheduler_address, console)
+                _interrupt(engine, batch, futures, save, scheduler_address, console, finished.attempts)
         finally:
             engine.close()
     print_run_summary(records, console)
     if interrupted:
         return 130
-    return 0 if all(r["status"] == "done" for r in records) else 1
+    return 0 if all(r["status"] == done for r in records) else 1
 
 
-def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, console) -> None:
+def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, console,
+               attempts: dict[str, int]) -> None:
     """Ctrl-C: stop the running tasks on every worker, cancel the queued ones, and record every
     task not yet recorded as ``interrupted`` (with the worker's own record where it came back).
     Every call to the cluster here is bounded: a lost worker or scheduler cannot hold it."""
@@ -664,15 +931,16 @@ def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, 
             outcome = future.result(timeout=max(0.1, deadline - time.monotonic()))
         except failed():
             continue  # gone with its worker, or no answer in time: recorded below
-        record, scores = record_from_outcome(task, outcome, scheduler)  # interrupted, or done just in time
-        save(task, record, scores)
+        # interrupted, or done just in time
+        record, scores = record_from_outcome(task, outcome, scheduler, attempts.get(task.key, 0))
+        save(task, record, scores, outcome.get("model"))
     bounded(lambda: client.cancel([f for f, t in pending.items() if not t.recorded], force=True))
     for task in pending.values():
         if task.recorded:
             continue
         record = base_record(task.prepared)
         was_running = task.state == "running"
-        record.update(status="interrupted",
+        record.update(status=RunStatus.INTERRUPTED.label, attempts=attempts.get(task.key, 0),
                       reason="stopped by Ctrl-C" if was_running else "cancelled by Ctrl-C before it started")
         record["executor"] = _executor({"address": task.worker or None}, scheduler, record)
         save(task, record, None)
@@ -683,14 +951,18 @@ def _interrupt(engine: Engine, batch: str, futures: dict, save, scheduler: str, 
 
 
 def run_trial_task(storage_url: str, study_name: str, trial_id: int, params: dict[str, Any], task: Any,
-                   trial_timeout: float | None, isolate: bool, batch: str, env: dict[str, str | None]) -> dict[str, Any]:
+                   trial_timeout: float | None, isolate: bool, batch: str, env: dict[str, str | None],
+                   code: dict[str, dict[str, str]], lease: str) -> dict[str, Any]:
     """Runs ON A WORKER: one asked trial, through ``tuning.run_trial`` (which reports each epoch to
     the trial in the shared storage, so the pruner works across workers), in a child process of
-    the worker killed at ``trial_timeout``. Returns the outcome; the client tells the study."""
+    the worker killed at ``trial_timeout``, once the worker's code is found to be the client's
+    (``code``). ``lease``: the key of the client's scattered data, which the scheduler forgets
+    when the client leaves (see ``_reap``). Returns the outcome; the client tells the study."""
     from distributed import get_worker
 
     from xraybench import isolation, tuning
     from xraybench.harness import PluginFailure
+    from xraybench.plugins import load_registry, one_line
     from xraybench.runner import _cancel_check
 
     worker = get_worker()
@@ -699,14 +971,19 @@ def run_trial_task(storage_url: str, study_name: str, trial_id: int, params: dic
     info = worker_info(worker)
     event = _register(batch, key)
     if event is None:
-        return {"status": "interrupted", "reason": "cancelled by Ctrl-C before it started", "worker": info}
+        return {"status": RunStatus.INTERRUPTED.label, "reason": "cancelled by Ctrl-C before it started",
+                "worker": info}
     cancel = _Stop(event, worker, current)
     worker.log_event(TOPIC, {"batch": batch, "key": key, "event": "started", "worker": info["address"]})
     args = (storage_url, study_name, trial_id, params, task)
-    _adopt_env(env)
     try:
+        registry = tuning._cached(("registry", tuple(task.disabled)), lambda: load_registry(task.disabled))
+        refusal = _refuse_other_code(worker, registry.model(task.model), code)
+        if refusal:
+            return {"status": RunStatus.ERROR.label, "reason": refusal, "worker": info}
+        _limit_threads(worker, env)
         if isolate:
-            child = _trial_child(lambda: isolation.Child(expected=(PluginFailure, XRayBenchError)))
+            child = _trial_child(worker, batch, lease, lambda: isolation.Child(expected=(PluginFailure, XRayBenchError)))
             outcome = child.call(tuning.run_trial, args, trial_timeout, on_tick=_cancel_check(cancel))
         else:
             try:
@@ -714,27 +991,60 @@ def run_trial_task(storage_url: str, study_name: str, trial_id: int, params: dic
             except (PluginFailure, XRayBenchError) as exc:
                 outcome = isolation.Outcome("error", reason=(str(exc).splitlines() or [type(exc).__name__])[0])
     except KeyboardInterrupt:  # our cancel event: the child is already stopped
-        return {"status": "interrupted", "reason": "interrupted by Ctrl-C", "worker": info}
+        return {"status": RunStatus.INTERRUPTED.label, "reason": "interrupted by Ctrl-C", "worker": info}
     except Exception as exc:
-        from xraybench.plugins import one_line
-
-        return {"status": "error", "reason": f"on worker {info['address']}: {one_line(exc)}", "worker": info}
+        return {"status": RunStatus.ERROR.label, "reason": f"on worker {info['address']}: {one_line(exc)}",
+                "worker": info}
     finally:
         _unregister(batch, key)
-    return {"status": outcome.status, "value": outcome.value, "reason": outcome.reason, "worker": info}
+    return {"status": outcome.status, "value": outcome.value, "reason": outcome.reason,
+            "traceback": outcome.traceback, "worker": info}
 
 
-_TRIAL_CHILDREN: dict[int, Any] = {}  # worker thread -> its isolation.Child
+_TRIAL_CHILDREN: dict[tuple[str, int], Any] = {}  # (batch, worker thread) -> its isolation.Child
+_LEASES: dict[str, str] = {}  # batch -> the key its client holds while it is there (see _reap)
+_REAPER: list[threading.Thread] = []
 
 
-def _trial_child(make: Any) -> Any:
-    """One trial child process per worker thread, reused across trials (its imports stay warm,
-    as in the sequential loop); isolation.Child replaces it after a timeout, a crash or a cancel."""
-    ident = threading.get_ident()
+def _trial_child(worker: Any, batch: str, lease: str, make: Any) -> Any:
+    """One trial child process per client session and worker thread, reused across that session's
+    trials (its imports stay warm, as in the sequential loop); isolation.Child replaces it after a
+    timeout, a crash or a cancel. ``_reap`` ends it when the session's client has gone."""
     with _LOCK:
-        if ident not in _TRIAL_CHILDREN:
-            _TRIAL_CHILDREN[ident] = make()
-        return _TRIAL_CHILDREN[ident]
+        _LEASES[batch] = lease
+        if not _REAPER:
+            _REAPER.append(threading.Thread(target=_reap, args=(worker,), name="xraybench-trial-reaper", daemon=True))
+            _REAPER[0].start()
+        return _TRIAL_CHILDREN.setdefault((batch, threading.get_ident()), make())
+
+
+def _reap(worker: Any) -> None:
+    """Runs in a worker process that keeps trial children, for as long as it lives: every
+    ``LEASE_SECONDS`` it asks the scheduler who holds each session's lease (the client's scattered
+    training data, which the scheduler forgets once that client has closed, died or been cut off),
+    and ends the idle children of every session whose lease is gone; a child busy with a trial is
+    stopped by its task (``_Stop``) and ended here on a later round. Dask runs no code on a worker
+    when a client leaves, and an idle child would otherwise hold its memory until the worker ends."""
+    from distributed.utils import sync
+
+    while True:
+        time.sleep(LEASE_SECONDS)
+        with _LOCK:
+            leases = dict(_LEASES)
+        if not leases:
+            continue
+        keys = list(leases.values())
+        holders = bounded(lambda keys=keys: sync(worker.loop, worker.scheduler.who_has, keys=keys))
+        if holders is None:  # no answer from the scheduler this round: ask again
+            continue
+        with _LOCK:
+            gone = {b for b, key in leases.items() if not holders.get(key) and b not in _ACTIVE}
+            ended = [_TRIAL_CHILDREN.pop(k) for k in list(_TRIAL_CHILDREN) if k[0] in gone]
+            for batch in gone:
+                _LEASES.pop(batch, None)
+                _CANCELLED.add(batch)
+        for child in ended:
+            child.close()
 
 
 def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str, trials: int | None,
@@ -754,12 +1064,13 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
     """
     import optuna
 
-    from xraybench import tuning
+    from xraybench import isolation, tuning
 
     study, storage, session, fixed, task = tuning.open_study(spec, train, val, storage_url, study_name, metric,
                                                              sampler, pruner, fixed, seed, precision, disabled)
     show = tuning.progress_callback(console, metric, trials) if console is not None else None
     env = client_env()  # before any local cluster exists: its nanny rewrites this process's environment
+    code = code_files(spec)
     batch = uuid.uuid4().hex
     in_flight: dict[Any, tuple[Any, Any]] = {}  # future -> (trial, heartbeat)
     start = time.perf_counter()
@@ -797,11 +1108,11 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
                 session.trials_run += 1
                 beat = tuning._Heartbeat(storage, trial._trial_id).__enter__()
                 future = client.submit(run_trial_task, storage_url, study_name, trial._trial_id, params, shipped,
-                                       trial_timeout, isolate, batch, env,
+                                       trial_timeout, isolate, batch, env, code, shipped.key,
                                        key=f"xraybench-trial-{study_name}-{trial.number}-{batch[:8]}", pure=False,
                                        resources={GPU_RESOURCE: 1} if gpu else None)
                 in_flight[future] = (trial, beat)
-                finished.watch(future)
+                finished.watch(future, f"trial {trial.number}")
                 return True
 
             while len(in_flight) < slots and submit_one():
@@ -816,12 +1127,15 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
                 try:
                     outcome = future.result(timeout=CALL_SECONDS)  # finished: at once
                 except failed() as exc:  # KilledWorker after too many deaths, a lost scheduler
-                    outcome = {"status": "error", "reason": f"the Dask task failed: {type(exc).__name__}: {exc}"}
-                frozen = _tell(study, storage, trial, outcome, trial_timeout, session, fail)
+                    outcome = {"status": RunStatus.ERROR.label,
+                               "reason": f"the Dask task failed: {type(exc).__name__}: {exc}"}
+                frozen = _tell(study, storage, storage_url, trial, outcome, trial_timeout, session, fail)
                 if show is not None:
                     show(study, frozen)
+                isolation.checkpoint("dask-told")  # tests: a client known to be between trials
                 while len(in_flight) < slots and submit_one():
                     pass
+            finished.tell()
             if stopped:  # stop the running trials on every worker and fail them, as the sequential loop does
                 bounded(lambda: client.run(interrupt_batch, batch))
                 bounded(lambda: client.cancel(list(in_flight), force=True))
@@ -838,10 +1152,13 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
     return study, session, time.perf_counter() - start
 
 
-def _tell(study: Any, storage: Any, trial: Any, outcome: dict[str, Any], trial_timeout: float | None,
-          session: Any, fail: Any) -> Any:
-    """Tell the study what a trial's task returned; returns the frozen trial."""
+def _tell(study: Any, storage: Any, storage_url: str, trial: Any, outcome: dict[str, Any],
+          trial_timeout: float | None, session: Any, fail: Any) -> Any:
+    """Tell the study what a trial's task returned, as the sequential loop does (its reason and
+    traceback masked: the study may be shared); returns the frozen trial."""
     import optuna
+
+    from xraybench.redaction import mask_text, url_secrets
 
     worker = (outcome.get("worker") or {}).get("address")
     if worker:
@@ -849,13 +1166,16 @@ def _tell(study: Any, storage: Any, trial: Any, outcome: dict[str, Any], trial_t
     epochs = storage.get_trial(trial._trial_id).user_attrs.get("epochs")
     if epochs is not None:
         session.epochs_trained.append(int(epochs))
-    if outcome["status"] == "done":
+    if outcome["status"] == RunStatus.DONE.label:
         result = outcome["value"]
         if result["state"] == "pruned":
             return study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return study.tell(trial, result["value"])
     reason = outcome.get("reason") or outcome["status"]
-    if outcome["status"] == "timeout":
+    if outcome["status"] == RunStatus.TIMEOUT.label:
         reason = f"no result within --trial-timeout {trial_timeout:g}s; the process was killed"
-    trial.set_user_attr("fail_reason", reason)
+    secrets = url_secrets(storage_url)
+    trial.set_user_attr("fail_reason", mask_text(reason, secrets))
+    if outcome.get("traceback"):  # for `tune --traceback`
+        trial.set_user_attr("fail_traceback", mask_text(outcome["traceback"], secrets))
     return study.tell(trial, state=fail)

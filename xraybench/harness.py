@@ -86,10 +86,14 @@ def run(
     precision: str = "auto",
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
     target_sensitivity: float | None = None,
+    save_model: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, predict val and test, evaluate. Returns (record fields, per-image scores): the
     fields are those of ``records.RunRecord`` this stage owns (metrics hold every registry
-    entry, intervals every bootstrapped one); the results store validates the whole record."""
+    entry, intervals every bootstrapped one); the results store validates the whole record.
+
+    ``save_model``: where to stage the trained model (``saved_model.staged_stem``), here where it
+    lives; the fields then hold ``model_file`` or, when it cannot be kept, ``model_note``."""
     splits = dataset.splits
     fitted = fit(spec, splits.train, splits.val, params, seed, precision, on_epoch)
     start = time.perf_counter()
@@ -106,6 +110,14 @@ def run(
         "history": fitted.info.get("history", {}),
         **score_fields(splits.val.labels, val_scores, splits.test.labels, test_scores, seed, target_sensitivity),
     }
+    if save_model is not None:
+        from pathlib import Path
+
+        from xraybench import saved_model
+
+        batch = int(params.get("batch_size", 0) or 0)  # whole batches, as predicted: same sums on every device
+        n = min(len(test_scores), -(-saved_model.CHECK_IMAGES // batch) * batch if batch > 0 else saved_model.CHECK_IMAGES)
+        record.update(saved_model.save(fitted, spec, params, Path(save_model), splits.test.images[:n], test_scores[:n]))
     scores = {
         "test_ids": list(splits.test.ids),
         "test_labels": [int(v) for v in splits.test.labels],

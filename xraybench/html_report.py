@@ -2,7 +2,9 @@
 
 Built from recorded runs and their per-image scores (nothing is retrained): the results at a
 glance (the top rows at the validation threshold, ``glance``), the leaderboard rows, ROC/PR
-curves, confusion matrices, calibration and training curves. It only ever overwrites files it
+curves, confusion matrices, calibration and training curves, and where the models look
+(``explain/report.py``: maps drawn in a child process by the runs' saved models, the shortcut
+checks, the hard cases). It only ever overwrites files it
 wrote itself: each carries a generator marker that ``write`` checks.
 """
 
@@ -19,7 +21,8 @@ import numpy as np
 from xraybench import generated, leaderboard as lb
 from xraybench.errors import XRayBenchError
 from xraybench.escaping import html_text, md_code, md_text, mpl_text  # text from plugins, paths and records
-from xraybench.records import FIXED_THRESHOLD, LABELS, RunStatus
+from xraybench.explain import report as explain_report  # the "Where the models look" section (numpy only)
+from xraybench.records import FIXED_THRESHOLD, LABELS, RunRecord, RunStatus
 from xraybench.results import ResultStore, Skipped
 
 COMMAND = "report"  # its files carry xraybench.generated's marker: <meta name="generator"> and the Markdown's first line
@@ -35,12 +38,10 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _label(record: dict) -> str:
+def _label(record: RunRecord) -> str:
     """Model, variant and size: several rows can share a model name."""
-    from xraybench.leaderboard import variant
-
-    name = variant(record)  # mpl_text: a "$" in a model's name is no mathtext
-    return mpl_text(f"{record['model']}{'' if name == 'default' else ' ' + name} {record.get('image_size')}px")
+    name = lb.variant(record)  # mpl_text: a "$" in a model's name is no mathtext
+    return mpl_text(f"{record.model}{'' if name == 'default' else ' ' + name} {record.image_size}px")
 
 
 LINE_STYLES = ("-", "--", "-.", ":")
@@ -68,7 +69,7 @@ def _legend(ax, n: int, loc: str) -> None:
         ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
-def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:
+def _curves(runs: list[tuple[RunRecord, dict]]) -> tuple[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +95,7 @@ def _curves(runs: list[tuple[dict, dict]]) -> tuple[str, str]:
     return _png(roc_fig), _png(pr_fig)
 
 
-def _confusions(runs: list[tuple[dict, dict]]) -> str:
+def _confusions(runs: list[tuple[RunRecord, dict]]) -> str:
     import matplotlib.pyplot as plt
 
     n = len(runs)
@@ -104,7 +105,7 @@ def _confusions(runs: list[tuple[dict, dict]]) -> str:
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (record, _) in zip(axes.ravel(), runs):
-        cm = np.asarray(record["metrics"]["confusion_matrix"])
+        cm = np.asarray((record.metrics or {})["confusion_matrix"])
         ax.axis("on")
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
@@ -118,7 +119,7 @@ def _confusions(runs: list[tuple[dict, dict]]) -> str:
     return _png(fig)
 
 
-def _reliability(runs: list[tuple[dict, dict]]) -> str:
+def _reliability(runs: list[tuple[RunRecord, dict]]) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -131,7 +132,7 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
             if mask.any():
                 xs.append(s[mask].mean())
                 ys.append(y[mask].mean())
-        ece = record["metrics"].get("ece", float("nan"))
+        ece = (record.metrics or {}).get("ece", float("nan"))
         ax.plot(xs, ys, color=colour, linestyle=style, marker="o", ms=3, label=f"{_label(record)} (ECE {ece:.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="mean predicted P(PNEUMONIA)", ylabel="observed share PNEUMONIA", title="Reliability, test set (10 bins)",
@@ -141,8 +142,8 @@ def _reliability(runs: list[tuple[dict, dict]]) -> str:
     return _png(fig)
 
 
-def _history(record: dict) -> str | None:
-    history = record.get("history") or {}
+def _history(record: RunRecord) -> str | None:
+    history = record.history or {}
     if not history.get("loss"):
         return None
     import matplotlib.pyplot as plt
@@ -159,17 +160,17 @@ def _history(record: dict) -> str | None:
             b.plot(epochs, history[key], label=key)
     b.set(xlabel="epoch", title="validation metrics")
     b.legend(fontsize=7)
-    fig.suptitle(f"{_label(record)} seed {record.get('seed')} ({record['run_id']})", fontsize=9)
+    fig.suptitle(f"{_label(record)} seed {record.seed} ({record.run_id})", fontsize=9)
     fig.tight_layout()
     return _png(fig)
 
 
-def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = None) -> dict[str, Any]:
+def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = None,
+          explain_runs: int = explain_report.DEFAULT_RUNS) -> dict[str, Any]:
     import functools
 
     loaded = store.load(full=True)
     skipped = list(loaded.skipped)
-    records = [r.to_dict() for r in loaded.records]
 
     @functools.cache  # the leaderboard's paired tests read them too
     def scores_of(run_id: str) -> dict | None:
@@ -182,21 +183,21 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
     rows = lb.build_rows(loaded.records, threshold=threshold, scores_loader=scores_of, baseline=baseline)
     at_val = rows if threshold == "val" else lb.build_rows(loaded.records, threshold="val", scores_loader=scores_of,
                                                            baseline=baseline)
-    by_id = {r["run_id"]: r for r in records}
+    by_id = {r.run_id: r for r in loaded.records}
     runs = []
     for row in rows:
-        record = by_id[row["representative_run"]]
-        scores = scores_of(record["run_id"])
+        record = by_id[str(row.representative_run)]
+        scores = scores_of(record.run_id)
         if scores:
             runs.append((record, scores))
-        elif record.get("has_scores") and not (store.runs / f"{record['run_id']}.scores.json").is_file():
-            skipped.append(Skipped(store.runs / f"{record['run_id']}.scores.json", "missing: run left out of the plots"))
+        elif record.has_scores and not (store.runs / f"{record.run_id}.scores.json").is_file():
+            skipped.append(Skipped(store.runs / f"{record.run_id}.scores.json", "missing: run left out of the plots"))
     if not runs:
         raise XRayBenchError(f"no finished runs with per-image scores in {store.runs}; run `xraybench run` first")
     roc, pr = _curves(runs)
     histories = []
     for row in rows:
-        for run_id in row["run_ids"]:
+        for run_id in row.run_ids:
             image = _history(by_id[run_id])
             if image:
                 histories.append((by_id[run_id], image))
@@ -205,14 +206,14 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
         "glance": at_val[:GLANCE_ROWS] if at_val else rows[:GLANCE_ROWS],  # runs recorded before val metrics: as ranked
         "glance_threshold": "val" if at_val else threshold,
         "glance_of": len(at_val or rows),
-        "refs": lb.reference_rows(),
+        "published": lb.published_rows(),
         "images": {"roc": roc, "pr": pr, "confusion": _confusions(runs), "reliability": _reliability(runs)},
         "histories": histories,
-        "data": runs[0][0].get("data", {}),
+        "explain": explain_report.build(store, [record for record, _ in runs], loaded.records, scores_of, explain_runs),
+        "data": runs[0][0].data or {},
         "fingerprints": sorted({r.fingerprint for r in loaded.records if r.status is RunStatus.DONE}),
-        "environments": {row["model"]: "; ".join(row.get("hardware", [])) for row in rows},
-        "statuses": {s.label: sum(1 for r in loaded.records if r.status is s) for s in RunStatus if s is not RunStatus.INVALID}
-        | {RunStatus.INVALID.label: len(loaded.skipped)},
+        "environments": {row.model: "; ".join(row.hardware) for row in rows},
+        "statuses": lb.count_statuses(loaded.records, len(loaded.skipped)),
         "skipped": sorted(set(skipped)),
         "threshold": threshold,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -222,15 +223,16 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
 WIDE_COLUMNS = 16  # past this many columns the leaderboard's type gets smaller (CSS table.wide)
 
 
-def _table_html(rows: list[dict], refs: list[dict]) -> str:
+def _table_html(rows: list[lb.Row], published: list[lb.PublishedRow]) -> str:
     head = "".join(f"<th>{html_text(h)}</th>" for h in lb.HEADERS)
     ids = lb.HEADERS.index("Run id")
 
-    def cells(row: dict) -> str:
+    def cells(row: lb.Row) -> str:
         tags = ['<td class="id">' if i == ids else "<td>" for i in range(len(lb.HEADERS))]
-        return "".join(f"{tag}{html_text(c)}</td>" for tag, c in zip(tags, lb._cells(row)))
+        return "".join(f"{tag}{html_text(c)}</td>" for tag, c in zip(tags, lb.cells(row)))
 
-    body = [f"<tr>{cells(row)}</tr>" for row in rows] + [f'<tr class="ref">{cells(row)}</tr>' for row in refs]
+    # published figures' rows keep the class "ref" the page's style sheet (and older copies of it) names
+    body = [f"<tr>{cells(row)}</tr>" for row in rows] + [f'<tr class="ref">{cells(row)}</tr>' for row in published]
     wide = ' class="wide"' if len(lb.HEADERS) > WIDE_COLUMNS else ""
     return (f'<div id="board"><table id="leaderboard"{wide}><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
@@ -239,7 +241,7 @@ def _table_html(rows: list[dict], refs: list[dict]) -> str:
 def render_html(ctx: dict[str, Any]) -> str:
     img = lambda b64, alt: f'<img alt="{html_text(alt)}" src="data:image/png;base64,{b64}">'  # noqa: E731
     data = ctx["data"]
-    histories = "".join(f"<figure>{img(b64, 'training curves ' + r['run_id'])}</figure>" for r, b64 in ctx["histories"])
+    histories = "".join(f"<figure>{img(b64, 'training curves ' + r.run_id)}</figure>" for r, b64 in ctx["histories"])
     env_rows = "".join(f"<tr><td>{html_text(m)}</td><td>{html_text(e)}</td></tr>" for m, e in ctx["environments"].items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{generated.html_meta(COMMAND)}<title>xraybench report</title>
@@ -258,6 +260,7 @@ td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 tr.ref td {{ color: #666; font-style: italic; }}
 img {{ max-width: 100%; }} figure {{ display: inline-block; margin: 0.5rem; }}
+{explain_report.STYLE}
 </style></head><body>
 <h1>xraybench report</h1>
 {_glance_html(ctx)}
@@ -266,7 +269,7 @@ img {{ max-width: 100%; }} figure {{ display: inline-block; margin: 0.5rem; }}
 Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done runs are ranked.</p>
 {_skipped_html(ctx)}
 <h2>Leaderboard</h2>
-{_table_html(ctx['rows'], ctx['refs'])}
+{_table_html(ctx['rows'], ctx['published'])}
 <p>{html_text(lb.footnote(ctx["rows"]))} Italic rows are published figures, not runs.</p>
 {"".join(f"<p>{html_text(gap)}</p>" for gap in lb.reference_gaps(ctx["rows"]))}
 <h2>ROC and precision-recall curves</h2>
@@ -277,6 +280,7 @@ Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done run
 <figure>{img(ctx['images']['reliability'], 'reliability diagram')}</figure>
 <h2>Training curves</h2>
 {histories or '<p>No Keras runs with per-epoch history.</p>'}
+{explain_report.render_html(ctx['explain'])}
 <h2>Data</h2>
 <p>Source {html_text(str(data.get('source')))} ({html_text(str(data.get('reader')))}); fingerprint
 <code>{html_text(str(data.get('fingerprint')))}</code>; split counts {html_text(str(data.get('split_counts')))};
@@ -291,6 +295,7 @@ Fingerprints among the runs: {len(ctx['fingerprints'])}.</p>
 
 GLANCE_ROWS = 5  # the report opens with the top rows at the validation threshold
 GLANCE_HEADERS = ("Model", "Variant", "px", "Runs", "Accuracy", "Accuracy 95% CI", "AUC")
+GLANCE_COLUMNS = [lb.NAMED_COLUMNS[name] for name in ("image_size", "runs", "accuracy", "accuracy_ci", "roc_auc")]
 
 
 def glance(ctx: dict[str, Any]) -> tuple[str, list[list[str]]]:
@@ -300,14 +305,12 @@ def glance(ctx: dict[str, Any]) -> tuple[str, list[list[str]]]:
     rows = ctx["glance"]
     at = ("the threshold chosen on validation, never on test" if ctx["glance_threshold"] == "val"
           else f"threshold {ctx['glance_threshold']} (no run has metrics at a validation threshold)")
-    marked = any(r.get("interval_method") == "lowest-seed run" for r in rows)
+    marked = any(r.interval_method == "lowest-seed run" for r in rows)
     text = (f"The top {len(rows)} of {ctx['glance_of']} rows by accuracy, at {at}: mean ± SD over seeds, with the 95% "
             "CI of that mean (a hierarchical bootstrap over seeds and test images; a single seed: its run's test "
             "bootstrap)" + ("; * marks a CI that is the lowest-seed run's only (the footnote below says why)" if marked
                             else "") + ". The full leaderboard, curves and environment follow.")
-    cells = [[r["model"], r["variant"], str(r.get("image_size") or "-"), r.get("runs_text") or str(r["runs"]),
-              lb.fmt(r.get("accuracy"), r.get("accuracy_sd")), lb._ci(r, "accuracy"),
-              lb.fmt(r.get("roc_auc"), r.get("roc_auc_sd"))] for r in rows]
+    cells = [[r.model, r.variant, *lb.cells(r, GLANCE_COLUMNS)] for r in rows]
     return text, cells
 
 
@@ -329,7 +332,7 @@ def _glance_markdown(ctx: dict[str, Any]) -> str:
 
 
 def _methods(ctx: dict[str, Any]) -> str:
-    return "; ".join(sorted({row["threshold"] for row in ctx["rows"]})) or "val"
+    return "; ".join(sorted({row.threshold for row in ctx["rows"]})) or "val"
 
 
 def _skipped_html(ctx: dict[str, Any]) -> str:
@@ -349,11 +352,12 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         _glance_markdown(ctx),
         f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
         *[f"- left out: {md_code(s.path)} ({md_text(s.reason)})" for s in ctx["skipped"]],
-        lb.render_markdown(ctx["rows"], ctx["refs"], "Leaderboard"),
+        lb.render_markdown(ctx["rows"], ctx["published"], "Leaderboard"),
         "## ROC and precision-recall curves\n", img(ctx["images"]["roc"], "ROC"), img(ctx["images"]["pr"], "PR"),
         "\n## Confusion matrices\n", img(ctx["images"]["confusion"], "confusion matrices"),
         "\n## Calibration\n", img(ctx["images"]["reliability"], "reliability"),
-        "\n## Training curves\n", *[img(b64, r["run_id"]) for r, b64 in ctx["histories"]],
+        "\n## Training curves\n", *[img(b64, r.run_id) for r, b64 in ctx["histories"]],
+        "\n" + explain_report.render_markdown(ctx["explain"]),
         f"\n## Data\n\nfingerprint {md_code(ctx['data'].get('fingerprint'))}; split counts "
         f"{md_text(ctx['data'].get('split_counts'))}\n",
         "\n## Environment\n", *[f"- {md_text(m)}: {md_text(e)}" for m, e in ctx["environments"].items()], "",
@@ -381,9 +385,9 @@ def check_targets(output: Path, force: bool = False) -> tuple[Path, Path]:
 
 
 def write(store: ResultStore, output: Path, threshold: str = "0.5", force: bool = False,
-          baseline: str | None = None) -> tuple[Path, Path, list[Skipped]]:
+          baseline: str | None = None, explain_runs: int = explain_report.DEFAULT_RUNS) -> tuple[Path, Path, list[Skipped]]:
     html_path, md_path = check_targets(output, force)
-    ctx = build(store, threshold, baseline)
+    ctx = build(store, threshold, baseline, explain_runs)
     texts = [(html_path, render_html(ctx)), (md_path, render_markdown(ctx))]  # both rendered before either is written
     for path, text in texts:
         try:

@@ -237,7 +237,6 @@ def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0, timeout: float 
     is what a timed-out row calls the limit (the flag, or ``check_model``'s parameter)."""
     from xraybench.synthetic import make_kaggle_tree
 
-    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="xraybench-check-") as tmp:
         root = make_kaggle_tree(Path(tmp) / "data", n_train=(24, 24), n_test=(8, 8), size=size, seed=seed,
                                 mode="L" if spec.channels == 1 else "RGB")
@@ -259,22 +258,29 @@ def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0, timeout: float 
                     return False, f"timeout: no result within {timeout_name} {timeout:g}s; the check was killed", ""
                 return False, outcome.reason, outcome.traceback or ""
         try:
-            fit_ok = True
-            for name, method in CHECKS:
-                if method == "builds_with_a_sample" and spec.search_space is None:
-                    rows.append((name, True, "no search space declared (not tunable)"))
-                    continue
-                if method == "output_range" and not isinstance(spec, KerasModel):
-                    continue
-                if method in _AFTER_FIT and not fit_ok:
-                    continue
-                ok, detail, text = check(method)
-                rows.append((name, ok, detail if isinstance(detail, str) else ""))
-                if text and tracebacks is not None:
-                    tracebacks[name] = text
-                if method == "fits":
-                    fit_ok = ok
+            rows = _run_checks(spec, check, tracebacks)
         finally:
             if child is not None:
                 child.close()
+    return rows
+
+
+def _run_checks(spec: ModelSpec, check: Any, tracebacks: dict[str, str] | None) -> list[Row]:
+    """Each applicable check in order; those that need a fitted model are skipped once fitting failed."""
+    rows: list[Row] = []
+    fit_ok = True
+    for name, method in CHECKS:
+        if method == "builds_with_a_sample" and spec.search_space is None:
+            rows.append((name, True, "no search space declared (not tunable)"))
+            continue
+        if method == "output_range" and not isinstance(spec, KerasModel):
+            continue
+        if method in _AFTER_FIT and not fit_ok:
+            continue
+        ok, detail, text = check(method)
+        rows.append((name, ok, detail if isinstance(detail, str) else ""))
+        if text and tracebacks is not None:
+            tracebacks[name] = text
+        if method == "fits":
+            fit_ok = ok
     return rows

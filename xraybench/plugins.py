@@ -222,56 +222,67 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
         if name in blocked or dist in blocked:
             info.status, info.reason = "disabled", f"disabled by {DISABLE_ENV} or --disable-plugin"
             continue
-        try:
-            plugin: ModuleType | Any = loader()
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # a plugin's import may raise anything, sys.exit() included
-            info.status, info.reason = "error", f"import failed: {one_line(exc)}"
-            info.traceback = traceback.format_exc()
-            continue
-        try:
-            pm = _validated_manager(plugin, f"{dist}:{name}")
-        except PluginError as exc:
-            info.status, info.reason = "error", str(exc)
-            continue
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # attribute access on a hostile plugin object
-            info.status, info.reason = "error", f"cannot inspect hooks: {one_line(exc)}"
-            continue
-        for hook_name, kind_ok in _HOOKS.items():
-            target: dict[str, Any] = registry.models if hook_name == "register_models" else registry.datasets
-            caller = getattr(pm.hook, hook_name)
-            if not caller.get_hookimpls():
-                continue
-            staged: list[Any] = []
-            try:
-                caller(register=staged.append)
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:  # sys.exit() in a hook takes down no command
-                info.status, info.reason = "error", f"{hook_name} raised {one_line(exc)}"
-                info.traceback = traceback.format_exc()
-                continue
-            for spec in staged:
-                if not isinstance(spec, kind_ok):
-                    info.status = "error"
-                    info.reason = f"{hook_name} registered {type(spec).__name__}, expected {kind_ok[0].__name__}"
-                    continue
-                spec.distribution, spec.version = dist, version
-                label = f"{dist} {version} (plugin {name})"
-                if spec.name in target or spec.name in registry.conflicts:
-                    first = owners.get(f"{hook_name}:{spec.name}", "another plugin")
-                    message = (
-                        f"{spec.name!r} is registered twice: by {first} and by {label}; "
-                        f"uninstall one or disable it with {DISABLE_ENV}"
-                    )
-                    registry.conflicts[spec.name] = message
-                    target.pop(spec.name, None)
-                    info.status, info.reason = "error", message
-                    continue
-                owners[f"{hook_name}:{spec.name}"] = label
-                target[spec.name] = spec
-                (info.models if hook_name == "register_models" else info.datasets).append(spec.name)
+        pm = _import_and_validate(info, loader)
+        if pm is not None:
+            for hook_name, kind_ok in _HOOKS.items():
+                _collect(registry, info, pm, hook_name, kind_ok, owners)
     return registry
+
+
+def _import_and_validate(info: PluginInfo, loader: Any) -> pluggy.PluginManager | None:
+    """The plugin's own hook manager, or None with ``info`` marked ``error`` and why."""
+    try:
+        plugin: ModuleType | Any = loader()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a plugin's import may raise anything, sys.exit() included
+        info.status, info.reason = "error", f"import failed: {one_line(exc)}"
+        info.traceback = traceback.format_exc()
+        return None
+    try:
+        return _validated_manager(plugin, f"{info.distribution}:{info.name}")
+    except PluginError as exc:
+        info.status, info.reason = "error", str(exc)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # attribute access on a hostile plugin object
+        info.status, info.reason = "error", f"cannot inspect hooks: {one_line(exc)}"
+    return None
+
+
+def _collect(registry: Registry, info: PluginInfo, pm: pluggy.PluginManager, hook_name: str,
+             kind_ok: tuple[type[ModelSpec] | type[DatasetSpec], ...], owners: dict[str, str]) -> None:
+    """Call one hook of one plugin and add what it registers, refusing wrong types and name clashes."""
+    target: dict[str, Any] = registry.models if hook_name == "register_models" else registry.datasets
+    caller = getattr(pm.hook, hook_name)
+    if not caller.get_hookimpls():
+        return
+    staged: list[Any] = []
+    try:
+        caller(register=staged.append)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # sys.exit() in a hook takes down no command
+        info.status, info.reason = "error", f"{hook_name} raised {one_line(exc)}"
+        info.traceback = traceback.format_exc()
+        return
+    label = f"{info.distribution} {info.version} (plugin {info.name})"
+    for spec in staged:
+        if not isinstance(spec, kind_ok):
+            info.status = "error"
+            info.reason = f"{hook_name} registered {type(spec).__name__}, expected {kind_ok[0].__name__}"
+            continue
+        spec.distribution, spec.version = info.distribution, info.version
+        if spec.name in target or spec.name in registry.conflicts:
+            first = owners.get(f"{hook_name}:{spec.name}", "another plugin")
+            message = (
+                f"{spec.name!r} is registered twice: by {first} and by {label}; "
+                f"uninstall one or disable it with {DISABLE_ENV}"
+            )
+            registry.conflicts[spec.name] = message
+            target.pop(spec.name, None)
+            info.status, info.reason = "error", message
+            continue
+        owners[f"{hook_name}:{spec.name}"] = label
+        target[spec.name] = spec
+        (info.models if hook_name == "register_models" else info.datasets).append(spec.name)

@@ -175,9 +175,19 @@ class RunRecord:
     has_scores: bool = False
     checkpoint: str | None = None  # an unfinished Keras run's last epoch, relative to the results folder (run --resume)
     resumed_from: str | None = None  # the run id this run continued from its checkpoint
+    attempts: int | None = None  # Dask: how many times a worker started it (2+: a worker was lost, Dask retried)
     # kind "ensemble" (xraybench/ensemble.py): the runs whose scores it averages, each
     # {"run_id", "model", "variant", "seed", "image_size", "backend"}; None for a run that trained
     members: list | None = None
+    # a done run's trained model beside its record (xraybench/saved_model.py): {"path" (relative to the
+    # results folder), "sha256", "bytes", "format" ("keras" or "skops"), "types" (skops: the types it needs
+    # beyond skops' defaults)}; None with a one-line ``model_note`` saying why there is none
+    model_file: dict | None = None
+    model_note: str | None = None
+    # the shortcut check (xraybench/explain/shortcut.py) that `xraybench explain RUN_ID` measured on the test
+    # images: {method ("occlusion" or "gradcam"): ShortcutShares.as_dict() with "test_images" (the test set's
+    # size) and "sample_seed" (None: every test image explained)}; None until it was measured
+    shortcut_check: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -189,6 +199,11 @@ class RunRecord:
 
     def intervals_at(self, threshold: Threshold | str) -> dict:
         return getattr(self, Threshold.parse(threshold).intervals_key) or {}
+
+    @property
+    def saved_model(self) -> ModelFile | None:
+        """The run's model file as a ``ModelFile`` (checked by ``parse``), or None when it has none."""
+        return ModelFile.from_dict(self.model_file) if self.model_file else None
 
     def threshold_method(self) -> str:
         """How the validation-chosen threshold was chosen, in words."""
@@ -203,6 +218,84 @@ class RunRecord:
             out[f.name] = value.label if isinstance(value, RunStatus) else value
         out.update(self.extra)
         return out
+
+
+MODEL_FORMATS = {"keras": ".keras", "skops": ".skops"}  # a saved model's format -> its file's suffix
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """Where a run's model is and what its bytes must hash to (``RunRecord.model_file``).
+
+    ``path`` is relative to the results folder and always ``runs/RUN_ID<suffix>``: a record is data,
+    and never points ``predict`` at a file elsewhere. ``types`` are the skops types the file needs
+    beyond skops' own trusted set, as listed when it was saved."""
+
+    path: str
+    sha256: str
+    bytes: int
+    format: str
+    types: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> ModelFile:
+        return cls(path=obj["path"], sha256=obj["sha256"], bytes=obj["bytes"], format=obj["format"],
+                   types=tuple(obj.get("types") or ()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes, "format": self.format,
+                "types": list(self.types)}
+
+
+def model_file_name(run_id: str, fmt: str) -> str:
+    """The model file's path relative to the results folder: ``runs/RUN_ID.keras`` (or ``.skops``)."""
+    return f"runs/{run_id}{MODEL_FORMATS[fmt]}"
+
+
+def _check_model_file(obj: dict | None, run_id: str) -> None:
+    """A record's ``model_file`` is a complete object naming this run's own file, so that every
+    reader (``predict``, explanations) can rely on its shape and never follows it out of the folder."""
+    if obj is None:
+        return
+    for key, kind in (("path", str), ("sha256", str), ("format", str)):
+        if not isinstance(obj.get(key), kind):
+            raise InvalidRecord(f"'model_file' has no {key!r} string")
+    size = obj.get("bytes")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidRecord("'model_file' 'bytes' is not a whole number >= 0")
+    if len(obj["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in obj["sha256"]):
+        raise InvalidRecord("'model_file' 'sha256' is not 64 lowercase hex digits")
+    if obj["format"] not in MODEL_FORMATS:
+        raise InvalidRecord(f"'model_file' format {obj['format']!r} is not one of {', '.join(MODEL_FORMATS)}")
+    if obj["path"] != model_file_name(run_id, obj["format"]):
+        raise InvalidRecord(f"'model_file' path {obj['path']!r} is not {model_file_name(run_id, obj['format'])!r}")
+    types = obj.get("types", [])
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise InvalidRecord("'model_file' 'types' is not a list of strings")
+
+
+SHORTCUT_METHODS = ("occlusion", "gradcam")  # the saliency methods (xraybench/explain) a shortcut check is keyed by
+SHORTCUT_SHARES = ("border_share", "corner_share", "lung_share", "uniform_border_share", "uniform_corner_share",
+                   "uniform_lung_share")
+
+
+def _check_shortcut(obj: dict | None) -> None:
+    """A record's ``shortcut_check``: per method, shares in [0, 1] and whole image counts, so that
+    the report and ``runs`` can print them without a second guess."""
+    for method, shares in (obj or {}).items():
+        where = f"'shortcut_check' {method!r}"
+        if method not in SHORTCUT_METHODS:
+            raise InvalidRecord(f"'shortcut_check' method {method!r} is not one of {', '.join(SHORTCUT_METHODS)}")
+        if not isinstance(shares, dict):
+            raise InvalidRecord(f"{where} is {_type_name(shares)}, expected an object")
+        for key in SHORTCUT_SHARES:
+            value = shares.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise InvalidRecord(f"{where} {key!r} is not a number from 0 to 1")
+        for key in ("n_images", "test_images"):
+            value = shares.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidRecord(f"{where} {key!r} is not a whole number >= 0")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunRecord) if f.name != "extra"}
@@ -354,6 +447,8 @@ def _parse(obj: Any) -> RunRecord:
         if not kwargs[key]:
             raise InvalidRecord(f"empty {key!r}")
     _check_members(kwargs.get("members"))
+    _check_model_file(kwargs.get("model_file"), kwargs["run_id"])
+    _check_shortcut(kwargs.get("shortcut_check"))
     if status is RunStatus.DONE:
         for key in (Threshold.FIXED.metrics_key, Threshold.VAL.metrics_key):
             metrics = kwargs.get(key)
@@ -463,6 +558,27 @@ def json_schema() -> dict[str, Any]:
                              "backend": {"type": ["string", "null"]}}}
     properties["members"] = {"anyOf": [{"type": "array", "items": member, "minItems": 2}, {"type": "null"}],
                              "description": "an ensemble's member runs, whose per-image scores it averages"}
+    properties["model_file"] = {
+        "anyOf": [{"type": "object", "required": ["path", "sha256", "bytes", "format"],
+                   "properties": {"path": {"type": "string", "description": "relative to the results folder: runs/RUN_ID.keras"},
+                                  "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                  "bytes": {"type": "integer", "minimum": 0},
+                                  "format": {"enum": sorted(MODEL_FORMATS)},
+                                  "types": {"type": "array", "items": {"type": "string"}}}},
+                  {"type": "null"}],
+        "description": "the trained model beside the record (not published: leaderboards/ keep the hash only)"}
+    properties["model_note"] = {"type": ["string", "null"], "description": "why a done run has no model file"}
+    share = {"type": "number", "minimum": 0, "maximum": 1}
+    count = {"type": "integer", "minimum": 0}
+    shortcut = {"type": "object", "required": [*SHORTCUT_SHARES, "n_images", "test_images"],
+                "properties": {**{key: share for key in SHORTCUT_SHARES}, "method": {"enum": list(SHORTCUT_METHODS)},
+                               "n_images": count, "n_without_saliency": count, "test_images": count,
+                               "sample_seed": {"type": ["integer", "null"]}}}
+    properties["shortcut_check"] = {
+        "anyOf": [{"type": "object", "propertyNames": {"enum": list(SHORTCUT_METHODS)}, "additionalProperties": shortcut},
+                  {"type": "null"}],
+        "description": "share of saliency on the image border, its corners and the lung field, per saliency method, "
+                       "averaged over the test images (xraybench explain RUN_ID)"}
     properties["val_threshold"] = {"anyOf": [{"type": "object", "required": ["value", "method"],
                                               "properties": {"value": {"type": "number"}, "method": {"type": "string"}}},
                                              {"type": "null"}]}

@@ -153,21 +153,27 @@ class ResultStore:
             ) from None
 
     def save(self, record: dict[str, Any], scores: dict[str, Any] | None = None) -> Path:
-        """Write the scores sidecar, then the summary (the commit point); returns the summary's path.
+        """Move the run's model into place (``saved_model``: staged by the run's child), write the
+        scores sidecar, then the summary (the commit point); returns the summary's path.
 
         When the results folder cannot be written (removed, made read-only or replaced by a file
         while the run trained), the run goes to ``fallback_dir()`` instead and one line on stderr
         says where: a finished run is never dropped.
         """
+        from xraybench.saved_model import take_staged
+
         record = _masked(for_saving(record))  # validated (a ValueError says what is wrong), secrets hidden
         check_run_id(record["run_id"])  # it names the files: never a path elsewhere
+        model = take_staged(record, self.runs)  # a staged model that is not there: no model_file, a note
         try:
-            return self._write(self.runs, record, scores)
+            return self._write(self.runs, record, scores, model)
         except OSError as exc:
             failure = f"{exc.strerror or type(exc).__name__}: {exc.filename or self.runs}"
+        if model is not None and not model.exists():  # already moved into runs/ before the failure
+            model = self.runs / Path(record["model_file"]["path"]).name
         for target in (fallback_dir(), Path(tempfile.gettempdir()) / "xraybench-unsaved-runs"):
             try:
-                path = self._write(target, record, scores)
+                path = self._write(target, record, scores, model)
             except OSError:
                 continue
             print(f"warning: results folder {self.runs} could not be written ({failure}); run {record['run_id']} "
@@ -180,9 +186,13 @@ class ResultStore:
                              f"nor to {fallback_dir()} or the temporary folder")
 
     @staticmethod
-    def _write(runs: Path, record: dict[str, Any], scores: dict[str, Any] | None) -> Path:
+    def _write(runs: Path, record: dict[str, Any], scores: dict[str, Any] | None, model: Path | None = None) -> Path:
         record = dict(record)
         run_id = record["run_id"]
+        if model is not None:
+            from xraybench.saved_model import place
+
+            place(model, runs / Path(record["model_file"]["path"]).name)
         if scores is not None:
             _atomic_write(runs / f"{run_id}.scores.json", scores)
             record["has_scores"] = True

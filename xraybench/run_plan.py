@@ -65,6 +65,7 @@ class RunPlan:
     overrides: dict[str, Any] = field(default_factory=dict)
     flags: dict[str, Any] = field(default_factory=dict)
     resume: str | None = None
+    save_model: bool = True  # each done run keeps its model beside its record (``--no-save-model``: not)
 
     def check(self) -> None:
         """What can be checked before any plugin or data is loaded."""
@@ -79,7 +80,8 @@ class RunPlan:
         datasets: dict = {}
         prepared = []
         if self.resume:
-            request, resumed = resume_request(store, self.resume, self.settings.command, self.settings.data)
+            request, resumed = resume_request(store, self.resume, self.settings.command, self.settings.data,
+                                              self.save_model)
             started_with = request.timeout
             request.timeout = self.settings.timeout  # this command's --timeout (or its default), never the old one
             prepared.append(prepare(request, registry, datasets))
@@ -94,12 +96,14 @@ class RunPlan:
                 request = dataclasses.replace(
                     self.settings, model=model, seed=seed, params=own, disabled=list(self.settings.disabled),
                     tags={"overrides": own} if own else {}, checkpoints=str(store.root),
+                    models=str(store.root) if self.save_model else None,
                 )
                 prepared.append(prepare(request, registry, datasets))
         return prepared
 
 
-def resume_request(store, run_id: str, command: str = "", data: str | None = None) -> tuple[RunRequest, dict[str, Any]]:
+def resume_request(store, run_id: str, command: str = "", data: str | None = None,
+                   save_model: bool = True) -> tuple[RunRequest, dict[str, Any]]:
     """The request that continues run ``run_id`` from its last checkpoint, and its record.
 
     ``data`` replaces the stored data location (whose secrets are masked). One-line
@@ -140,6 +144,7 @@ def resume_request(store, run_id: str, command: str = "", data: str | None = Non
                              "pass --data again")
     request.resume_from, request.resumed_from = str(path), run_id
     request.checkpoints = str(store.root)
+    request.models = str(store.root) if save_model else None  # as this command asks, like --timeout
     request.command = command or request.command
     return request, record
 

@@ -48,6 +48,7 @@ class RunRequest:
     checkpoints: str | None = None  # results folder whose checkpoints/RUN_ID/ gets each epoch (Keras models)
     resume_from: str | None = None  # checkpoint folder to continue from (``run --resume``)
     resumed_from: str | None = None  # the run id it belongs to
+    models: str | None = None  # results folder whose runs/ gets the trained model (saved_model.py); None: --no-save-model
 
 
 @dataclass
@@ -120,13 +121,15 @@ def base_record(prepared: Prepared) -> dict[str, Any]:
     }
 
 
-def execute(request: RunRequest, on_epoch: Callable | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Prepare and run in this process; returns (record fields, scores)."""
+def execute(request: RunRequest, on_epoch: Callable | None = None,
+            model_to: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Prepare and run in this process; returns (record fields, scores). ``model_to``: where the
+    trained model is staged (``saved_model.staged_stem``)."""
     from xraybench import environment, harness
 
     prepared = prepare(request)
     fields, scores = harness.run(prepared.spec, prepared.dataset, prepared.params, request.seed, request.precision,
-                                 on_epoch, request.target_sensitivity)
+                                 on_epoch, request.target_sensitivity, model_to)
     fields["environment"] = environment.capture(_backend(prepared))
     return fields, scores
 
@@ -155,13 +158,22 @@ def _epoch_printer(model: str, quiet: bool) -> Callable:
     return show
 
 
-def _run_request(request_dict: dict[str, Any], save_to: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What the child process runs: one model, with its epochs printed as they end and saved to ``save_to``."""
+def _run_request(request_dict: dict[str, Any], save_to: str | None = None,
+                 model_to: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the child process runs: one model, with its epochs printed as they end and saved to
+    ``save_to``, and the trained model staged at ``model_to`` (it exists only here)."""
     from xraybench import checkpoints
 
     request = RunRequest(**request_dict)
     with checkpoints.active(save_to, request.resume_from):
-        return execute(request, _epoch_printer(request.model, request.quiet))
+        return execute(request, _epoch_printer(request.model, request.quiet), model_to)
+
+
+def _model_to(request: RunRequest, run_id: str) -> str | None:
+    """Where the run's child stages its model, when the run keeps one."""
+    from xraybench.saved_model import staged_stem
+
+    return str(staged_stem(request.models, run_id)) if request.models else None
 
 
 def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> Path | None:
@@ -177,7 +189,7 @@ def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> Path | Non
     if not trains_in_epochs(prepared.spec.kind) or not request.checkpoints:
         return None
     path = checkpoints.folder(request.checkpoints, record["run_id"])
-    kept = {k: v for k, v in asdict(request).items() if k not in ("resume_from", "resumed_from", "checkpoints")}
+    kept = {k: v for k, v in asdict(request).items() if k not in ("resume_from", "resumed_from", "checkpoints", "models")}
     kept["command"] = mask_command(request.command)  # never a secret on disk: a resume asks for --data again
     kept["data"] = mask_url(request.data) if isinstance(request.data, str) else request.data
     checkpoints.create(path, record["run_id"], kept)
@@ -218,6 +230,7 @@ def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[dict[str, Any]
     Dask worker's task is interrupted when its client is (xraybench.distributed)."""
     from xraybench import isolation
     from xraybench.harness import PluginFailure
+    from xraybench.saved_model import discard_staged
 
     record = base_record(prepared)
     request = prepared.request
@@ -225,18 +238,22 @@ def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[dict[str, Any]
     cpu_before = _children_cpu_seconds()
     start = time.perf_counter()
     try:
-        outcome = isolation.run_once(_run_request, (asdict(request), str(save_to) if save_to else None),
+        outcome = isolation.run_once(_run_request, (asdict(request), str(save_to) if save_to else None,
+                                                    _model_to(request, record["run_id"])),
                                      request.timeout, expected=(PluginFailure, XRayBenchError),
                                      on_tick=_cancel_check(cancel))
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (isolation.Terminated); the child is already stopped
         record.update(status=RunStatus.INTERRUPTED.label, reason=isolation.stop_reason(exc),
                       wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
+        discard_staged(request.models, record["run_id"])
         raise Interrupted(record, isolation.stop_exit_code(exc)) from None
     try:
         return _outcome_record(prepared, record, outcome, start, cpu_before)
     finally:
         _finish_checkpoints(prepared, record, save_to)
+        if record["status"] != RunStatus.DONE.label:  # a run that did not finish keeps no model
+            discard_staged(request.models, record["run_id"])
 
 
 def _outcome_record(prepared: Prepared, record: dict[str, Any], outcome, start: float,
@@ -246,9 +263,12 @@ def _outcome_record(prepared: Prepared, record: dict[str, Any], outcome, start: 
     cpu_after = _children_cpu_seconds()
     record["cpu_seconds"] = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     if outcome.status == "done":
+        from xraybench.saved_model import finish_fields
+
         fields, scores = outcome.value
         record.update(fields)
         record["status"], record["reason"] = RunStatus.DONE.label, ""
+        finish_fields(record, request.models)
         return record, scores
     if outcome.status == "timeout":
         record["status"] = RunStatus.TIMEOUT.label
@@ -297,8 +317,10 @@ class Interrupted(Exception):
 def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Same contract as run_isolated, without a child process (debugging, `--no-isolation`)."""
     from xraybench import checkpoints, environment, harness
+    from xraybench.saved_model import discard_staged, finish_fields
 
     record = base_record(prepared)
+    models = prepared.request.models
     save_to = _start_checkpoints(prepared, record)
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
@@ -306,22 +328,25 @@ def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] |
             fields, scores = harness.run(
                 prepared.spec, prepared.dataset, prepared.params, prepared.request.seed,
                 prepared.request.precision, _epoch_printer(prepared.spec.name, prepared.request.quiet),
-                prepared.request.target_sensitivity,
+                prepared.request.target_sensitivity, _model_to(prepared.request, record["run_id"]),
             )
     except KeyboardInterrupt as exc:
         from xraybench.isolation import stop_exit_code, stop_reason
 
         record.update(status=RunStatus.INTERRUPTED.label, reason=stop_reason(exc), wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
+        discard_staged(models, record["run_id"])
         raise Interrupted(record, stop_exit_code(exc)) from None
     except (harness.PluginFailure, XRayBenchError) as exc:
         text = str(exc).strip()
         record.update(status=RunStatus.ERROR.label, reason=text.splitlines()[0] if text else type(exc).__name__,
                       traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start)
         _finish_checkpoints(prepared, record, save_to)
+        discard_staged(models, record["run_id"])
         return record, None
     record.update(fields)
     record.update(status=RunStatus.DONE.label, environment=environment.capture(_backend(prepared)),
                   wall_seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu_start)
+    finish_fields(record, models)
     _finish_checkpoints(prepared, record, save_to)
     return record, scores

@@ -79,7 +79,7 @@ def trained_with(record: dict[str, Any]) -> str:
 def _seed_rows(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(label, cells) for this run at 0.5, at its validation threshold, and the seed's published run."""
     from xraybench.records import FIXED_THRESHOLD
-    from xraybench.references import seed_reference
+    from xraybench.published import seed_figures
 
     def cells(m: dict[str, Any]) -> list[str]:
         pc = m["per_class"]
@@ -90,7 +90,7 @@ def _seed_rows(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
     v = record.get("metrics_at_val_threshold")
     if v:
         rows.append((f"this run at {v['threshold']:.3f} (val)", cells(v)))
-    seed = seed_reference()
+    seed = seed_figures()
     pc = seed.get("per_class") or {}
 
     def shown(value: float | None) -> str:
@@ -106,11 +106,11 @@ def print_against_seed(record: dict[str, Any], console, explain: bool = True) ->
     """The first question after a run, answered under it: how does it compare with the seed's
     published 0.86? This run at 0.5 and at its validation-chosen threshold beside the seed's
     figures, how the second threshold was chosen, and (``explain``) why the numbers differ, with
-    the doc that says more (``references.WHY_DOC``)."""
+    the doc that says more (``published.WHY_DOC``)."""
     from rich.table import Table
 
     from xraybench.records import describe_method
-    from xraybench.references import WHY_DOC, WHY_SEED_DIFFERS
+    from xraybench.published import WHY_DOC, WHY_SEED_DIFFERS
 
     table = Table(title="this run beside the seed's published CNN (test set)", header_style="bold",
                   title_justify="left")

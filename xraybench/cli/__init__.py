@@ -14,14 +14,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from xraybench.cli import data, ensemble, options, plugins, results, run, tune
+from xraybench.cli import data, ensemble, explain, export, options, plugins, predict, results, run, tune
 from xraybench.cli.common import err
 from xraybench.errors import XRayBenchError
 
 # The commands, in the order ``--help`` lists them.
 COMMANDS = (
     plugins.add_models, plugins.add_plugins, run.add_run, results.add_leaderboard, data.add_data, tune.add_tune,
-    tune.add_studies, results.add_report, results.add_runs, results.add_compare, ensemble.add_ensemble, plugins.add_check,
+    tune.add_studies, results.add_report, results.add_runs, results.add_compare, ensemble.add_ensemble, predict.add_predict,
+    explain.add_explain,
+    export.add_export,
+    plugins.add_check,
     plugins.add_new_plugin,
 )
 

@@ -16,8 +16,6 @@ from xraybench.records import RunStatus, Threshold
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from xraybench import leaderboard as lb
     from xraybench.generated import check_target
     from xraybench.results import ResultStore
@@ -35,39 +33,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     rows = lb.build_rows(loaded.records, threshold=args.threshold, all_runs=args.all_runs, model=args.model,
                          sort=args.sort, scores_loader=store.scores_loader(damaged), baseline=args.baseline)
     report_damaged_scores(damaged)
-    refs = [] if args.no_references else lb.reference_rows()
+    published = [] if args.no_published else lb.published_rows()
     statuses = lb.count_statuses(loaded.records, len(loaded.skipped), args.model)
     _say_lacking(lb.lacking((r for r in loaded.records if not args.model or r.model == args.model), args.threshold),
                  args.threshold)
-    if args.format == "table":
-        from xraybench.richtext import esc  # the title is rich markup; the folder's name is not
-
-        threshold = rows[0]["threshold"] if rows else lb.threshold_label(Threshold.parse(args.threshold))
-        title = f"xraybench leaderboard ({esc(store.runs)}; threshold {threshold})"
-        if output is None:
-            from xraybench.richtext import PIPED_WIDTH, console as make_console
-
-            console = make_console()
-            whole = console.width >= PIPED_WIDTH  # a pipe without COLUMNS has no width to fit: every column, every word
-            lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs), console=console,
-                            columns=columns if args.columns or whole else lb.DEFAULT_COLUMNS,
-                            explain=args.explain or whole)
-            return 0
-        import io
-
-        from rich.console import Console
-
-        buffer = io.StringIO()  # plain text, every column (or those --columns names), the whole legend: a file has no width
-        lb.render_table(rows, refs, title, statuses=statuses, where=str(store.runs), columns=columns, explain=True,
-                        console=Console(file=buffer, width=lb.full_width(rows, refs, columns), color_system=None,
-                                        force_terminal=False, soft_wrap=False))
-        text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
-    else:
-        text = {
-            "markdown": lambda: lb.render_markdown(rows, refs, _markdown_title(args.threshold), statuses),
-            "csv": lambda: lb.render_csv(rows),
-            "json": lambda: lb.render_json(rows, refs, statuses),
-        }[args.format]()
+    text = _leaderboard_text(args, rows, published, statuses, str(store.runs), columns, to_file=output is not None)
+    if text is None:  # the table went to the terminal itself
+        return 0
     if output is None:
         sys.stdout.write(text)
         return 0
@@ -78,6 +50,31 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise XRayBenchError(f"cannot write --output {output} ({exc.strerror or type(exc).__name__})") from None
     print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+def _leaderboard_text(args: argparse.Namespace, rows: list, published: list, statuses: dict[str, int], where: str,
+                      columns: list[str] | None, to_file: bool) -> str | None:
+    """The leaderboard in ``--format``; a table not written ``to_file`` is printed to fit the
+    terminal instead (None)."""
+    from xraybench import leaderboard as lb
+
+    if args.format != "table":
+        return {
+            "markdown": lambda: lb.render_markdown(rows, published, _markdown_title(args.threshold), statuses),
+            "csv": lambda: lb.render_csv(rows),
+            "json": lambda: lb.render_json(rows, published, statuses),
+        }[args.format]()
+    from xraybench.richtext import PIPED_WIDTH, console as make_console, esc  # the title is rich markup; the folder's name is not
+
+    threshold = rows[0].threshold if rows else lb.threshold_label(Threshold.parse(args.threshold))
+    title = f"xraybench leaderboard ({esc(where)}; threshold {threshold})"
+    if to_file:
+        return lb.table_text(rows, published, title, statuses, where, columns)
+    console = make_console()
+    whole = console.width >= PIPED_WIDTH  # a pipe without COLUMNS has no width to fit: every column, every word
+    lb.render_table(rows, published, title, statuses=statuses, where=where, console=console,
+                    columns=columns if args.columns or whole else lb.DEFAULT_COLUMNS, explain=args.explain or whole)
+    return None
 
 
 def _markdown_title(threshold: str) -> str:
@@ -105,7 +102,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from xraybench.results import ResultStore
 
     html_path, md_path, skipped = report.write(ResultStore(args.results), Path(args.output), args.threshold,
-                                               args.force, args.baseline)
+                                               args.force, args.baseline, args.explain_runs)
     report_skipped(skipped)
     print(f"wrote {html_path} and {md_path}")
     return 0
@@ -192,7 +189,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def add_leaderboard(sub) -> None:
-    p = sub.add_parser("leaderboard", help="show recorded runs ranked, with the published references",
+    p = sub.add_parser("leaderboard", help="show recorded runs ranked, beside published figures",
                        formatter_class=options.Formatter)
     p.add_argument("--sort", default="accuracy", metavar="METRIC",
                    help="metric to rank by, e.g. accuracy, roc_auc, macro_f1, normal_f1")
@@ -219,9 +216,24 @@ def add_leaderboard(sub) -> None:
                          "scores (runs recorded before it are left out until `xraybench runs --backfill`)",
                       transductive=True)
     options.baseline(p, "compare every row with this model (ΔAcc, p) instead of the one a plugin declares as reference")
-    p.add_argument("--no-references", action="store_true", help="hide the published reference rows")
+    p.add_argument("--no-published", action="store_true", help="hide the rows of published figures")
+    p.add_argument("--no-references", dest="no_published", action="store_true", help=argparse.SUPPRESS)  # its older name
     options.results(p)
     p.set_defaults(func=cmd_leaderboard)
+
+
+EXPLAIN_RUNS = 4  # explain/report.py's DEFAULT_RUNS, named here so that --help imports no numpy (a test keeps both equal)
+
+
+def _whole(text: str) -> int:
+    """argparse type of a count that may be 0, else a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
 
 
 def add_report(sub) -> None:
@@ -232,6 +244,10 @@ def add_report(sub) -> None:
     options.force(p, "overwrite the output files even if xraybench did not write them")
     options.baseline(p, "the reference for ΔAcc and p (default: the one a plugin declares)")
     options.threshold(p, "metrics at 0.5, or at the threshold chosen on validation")
+    p.add_argument("--explain-runs", type=_whole, default=EXPLAIN_RUNS, metavar="N",
+                   help="in the section on where the models look, occlusion maps of the most confident errors and "
+                        "correct calls of the N best-ranked runs whose model file is here (the models run in a child "
+                        "process: 8 to 11 s for one Keras and one scikit-learn run at 32 px on 2 busy cores); 0: none")
     options.results(p)
     p.set_defaults(func=cmd_report)
 

@@ -37,8 +37,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         command=command_line(), target_sensitivity=args.target_sensitivity,
     )
     plan = RunPlan(settings, models=args.model or [], seeds=args.seeds or [args.seed], overrides=overrides, flags=flags,
-                   resume=args.resume)
+                   resume=args.resume, save_model=not args.no_save_model)
     plan.check()
+    from xraybench import distributed
+
+    if distributed.wanted(args):  # the cluster flags and the scheduler's address, before any data is loaded
+        distributed.check(args.workers, args.scheduler, args.gpu)
     registry = load_registry(args.disable_plugin)
     console = make_console()
     store = ResultStore(args.results)
@@ -49,8 +53,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         prepared = plan.prepare(registry, store, console)  # every model, parameter and data set checked before anything trains
     for p in {id(p.dataset): p.dataset for p in prepared}.values():
         print_data_brief(p, console)
-    from xraybench import distributed
-
     if distributed.wanted(args):  # each run a Dask task; see docs/distributed.md (always trained: no --force needed)
         if args.no_isolation:
             raise XRayBenchError("--no-isolation runs in this process; it cannot be combined with --workers/--scheduler")
@@ -119,6 +121,9 @@ def add_run(sub) -> None:
     p.add_argument("--target-sensitivity", type=float, metavar="X",
                    help="choose the second operating point on validation for this sensitivity instead of Youden's J")
     options.results(p)
+    p.add_argument("--no-save-model", action="store_true",
+                   help="keep no model file: by default each done run's trained model is saved beside its record "
+                        "(runs/RUN_ID.keras or .skops, its SHA-256 and size in the record), for `xraybench predict`")
     p.add_argument("--no-isolation", action="store_true", help="train in this process instead of a child process (debugging)")
     options.verbose(p)
     p.add_argument("--traceback", action="store_true",

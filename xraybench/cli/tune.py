@@ -41,6 +41,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return _show_study(console, storage, args.show)
     if not args.model:
         raise XRayBenchError("tune needs --model NAME (or --show STUDY)")
+    from xraybench import distributed
+
+    if distributed.wanted(args):  # the cluster flags and the scheduler's address, before any data is loaded
+        distributed.check(args.workers, args.scheduler, args.gpu)
     store = ResultStore(args.results)
     with no_empty_folders_on_failure(store.runs):  # failing before the first trial leaves no empty results folder
         if not args.storage or not args.no_final:
@@ -66,8 +70,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   f"train {len(data.splits.train)}, val {len(data.splits.val)} images; test is never used while tuning")
     console.print(esc(f"study {study_name!r} in {tuning.masked(storage)}; metric {args.metric}; sampler {args.sampler}; "
                       f"pruner {args.pruner}"))
-    from xraybench import distributed
-
     optimise = tuning.run_study
     if distributed.wanted(args):  # the trials as Dask tasks; see docs/distributed.md
         optimise = functools.partial(distributed.run_study, workers=args.workers, scheduler=args.scheduler, gpu=args.gpu)
@@ -106,6 +108,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
               "complete_trials": done, "metric": args.metric, "best_value": best.value, "best_trial": best.number},
         command=command_line(),
         checkpoints=str(store.root),  # as `run` does: an interrupted final run keeps its epochs
+        models=str(store.root),  # and its trained model beside its record
     )
     console.rule(f"[bold]{esc(spec.name)}[/] with the best parameters, evaluated once on test")
     try:

@@ -15,7 +15,7 @@ from xraybench.data.limits import check_image_size
 from xraybench.data.splits import DEFAULT_VAL_FRACTION, carve_validation
 from xraybench.errors import DataError
 from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED
-from xraybench.specs import ImageSet
+from xraybench.specs import DatasetSpec, ImageSet
 
 DATA_ENV = "XRAYBENCH_DATA"
 CATCH_ALL_READERS = ("kaggle_folders",)  # readers whose detect() accepts any folder: tried after all others
@@ -185,7 +185,15 @@ def _load_raw(
     state = cache.source_state(path)  # before listing (again): what the new entry records
     listed.clear()
     files_key()
-    files = listed["files"]
+    sets, meta = _decode(spec, path, image_size, channels, skip_bad, listed["files"])
+    entry = cache.write_entry(key, sets, meta, {"state": cache.with_outside(state, path, listed["files"]),
+                                                "files_key": listed["key"]})
+    return sets, meta, entry, False, lambda: True
+
+
+def _decode(spec: DatasetSpec, path: Path, image_size: int, channels: int, skip_bad: bool,
+            files: list) -> tuple[dict[str, ImageSet], dict[str, Any]]:
+    """A cache miss: the reader decodes every image; the fingerprint covers the files and the counts."""
     raw = spec.read(path, image_size, channels, skip_bad)
     sets = {"train": raw.train, "test": raw.test}
     if raw.val is not None:
@@ -197,8 +205,7 @@ def _load_raw(
         "stats": raw.stats,
         "source": str(path),
     }
-    entry = cache.write_entry(key, sets, meta, {"state": cache.with_outside(state, path, files), "files_key": listed["key"]})
-    return sets, meta, entry, False, lambda: True
+    return sets, meta
 
 
 def _read_val_index(marker: Path, n_train: int):
@@ -308,10 +315,7 @@ def load_dataset(
         raise _undiscarded(entry)
     if rescan:  # the other sizes' entries of this source look again at their next load
         cache.forget_source_state(root, keep=entry)
-    skipped = meta["stats"].get("skipped_reasons") or meta["stats"].get("skipped_bad") or []
-    if skipped:  # on every load, warm ones too: a run on fewer images than the folder holds says so
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        cache.warn(f"--skip-bad skipped {len(skipped)} unreadable image(s) in {root}: {'; '.join(skipped[:3])}{more}")
+    _warn_skipped(meta["stats"], root)
     return Dataset(
         source=root,
         reader=meta["reader"],
@@ -327,3 +331,11 @@ def load_dataset(
         load_seconds=time.perf_counter() - start,
         val_strategy=strategy,
     )
+
+
+def _warn_skipped(stats: dict[str, Any], root: Path) -> None:
+    """On every load, warm ones too: a run on fewer images than the folder holds says so."""
+    skipped = stats.get("skipped_reasons") or stats.get("skipped_bad") or []
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        cache.warn(f"--skip-bad skipped {len(skipped)} unreadable image(s) in {root}: {'; '.join(skipped[:3])}{more}")

@@ -11,6 +11,7 @@ import os
 import re
 import stat
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -173,44 +174,21 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
     every = [f for classes in layout.values() for label in LABELS for f in classes.get(label, [])]
     decoded_all = iter(_decode_many(every, size, channels))  # one pool for all splits, in this order
     for split, classes in layout.items():
-        images, labels, ids, groups = [], [], [], []
+        found = _Found()
         split_stats = {}
         for label_index, label in enumerate(LABELS):
-            files = classes.get(label, [])
             for path, why in bad_entries[split].get(label, []):
-                bad.append(f"{path} ({why})")
-                stats["skipped_bad"].append(os.path.relpath(path, root).replace(os.sep, "/"))
-                stats["skipped_reasons"].append(f"{stats['skipped_bad'][-1]} ({why})")
+                _skip(stats, bad, root, path, why)
+            files = classes.get(label, [])
             decoded = [next(decoded_all) for _ in files]
-            seen: dict[str, str] = {}
-            duplicates = 0
-            patients = set()
-            for path, (arr, mode, original, digest, error) in zip(files, decoded):
-                rel = os.path.relpath(path, root).replace(os.sep, "/")
-                if error is not None:
-                    bad.append(f"{path} ({error})")
-                    stats["skipped_bad"].append(rel)
-                    stats["skipped_reasons"].append(f"{rel} ({error})")
-                    continue
-                if digest in seen:
-                    duplicates += 1
-                seen.setdefault(digest, rel)
-                stats["sizes"][f"{original[0]}x{original[1]}"] += 1
-                stats["modes"][mode] += 1
-                pid = patient_id(os.path.basename(path))
-                patients.add(pid)
-                images.append(arr)
-                labels.append(label_index)
-                ids.append(rel)
-                groups.append(f"{split}:{pid}")
-            split_stats[label] = {"images": len(seen) + duplicates, "patients": len(patients), "duplicates": duplicates}
+            split_stats[label] = _add_class(found, stats, bad, root, split, label_index, files, decoded)
         stats["splits"][split] = split_stats
         empty = np.zeros((0, size, size, channels), np.uint8)
         sets[split] = ImageSet(
-            images=np.stack(images) if images else empty,
-            labels=np.asarray(labels, dtype=np.int64),
-            ids=ids,
-            groups=groups,
+            images=np.stack(found.images) if found.images else empty,
+            labels=np.asarray(found.labels, dtype=np.int64),
+            ids=found.ids,
+            groups=found.groups,
         )
     if bad and not skip_bad:
         listed = "; ".join(bad[:BAD_LISTED])
@@ -227,6 +205,48 @@ def _kaggle_read(root: Path, size: int, channels: int, skip_bad: bool) -> RawDat
     # Kaggle's own val/ holds 16 images: reported, never relied on; the core carves its own.
     # (Built as a plain dict: Counters while counting, and "skipped_reasons", which loading.py reads.)
     return RawDataset(train=sets["train"], test=sets["test"], val=None, stats=cast(ReaderStats, stats))
+
+
+@dataclass
+class _Found:
+    """One split's decoded images, as the reader accumulates them class by class."""
+
+    images: list = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+
+
+def _skip(stats: dict, bad: list[str], root: Path, path: str | Path, why: str) -> None:
+    rel = os.path.relpath(path, root).replace(os.sep, "/")
+    bad.append(f"{path} ({why})")
+    stats["skipped_bad"].append(rel)
+    stats["skipped_reasons"].append(f"{rel} ({why})")
+
+
+def _add_class(found: _Found, stats: dict, bad: list[str], root: Path, split: str, label_index: int,
+               files: list[str], decoded: list) -> dict[str, int]:
+    """Add one class folder's decoded files to ``found``; its counts for the reader's stats."""
+    seen: dict[str, str] = {}
+    duplicates = 0
+    patients = set()
+    for path, (arr, mode, original, digest, error) in zip(files, decoded):
+        if error is not None:
+            _skip(stats, bad, root, path, error)
+            continue
+        rel = os.path.relpath(path, root).replace(os.sep, "/")
+        if digest in seen:
+            duplicates += 1
+        seen.setdefault(digest, rel)
+        stats["sizes"][f"{original[0]}x{original[1]}"] += 1
+        stats["modes"][mode] += 1
+        pid = patient_id(os.path.basename(path))
+        patients.add(pid)
+        found.images.append(arr)
+        found.labels.append(label_index)
+        found.ids.append(rel)
+        found.groups.append(f"{split}:{pid}")
+    return {"images": len(seen) + duplicates, "patients": len(patients), "duplicates": duplicates}
 
 
 # --- MedMNIST npz ---------------------------------------------------------------------

@@ -10,8 +10,9 @@ in ``specs.py``; nothing else changes. Importing this package imports no backend
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from xraybench.specs import ImageSet, ModelSpec
@@ -29,6 +30,33 @@ class Fitted:
     predict: Callable[[np.ndarray], np.ndarray]
     info: dict[str, Any]  # history, epochs_run, train_seconds, param_count (None where unknown), ...
     precision: str
+    model: Any = None  # what the trainer's ``save_model`` writes (the Keras trainer's FittedKeras, the estimator)
+
+
+class NotSavable(Exception):
+    """A trained model its family's format cannot hold; the message is the one-line reason the
+    run's record keeps (``model_note``). The run is still done."""
+
+
+@dataclass
+class StoredModel:
+    """A model file a trainer wrote: where, in which ``records.MODEL_FORMATS`` format, and (skops)
+    the types it needs beyond the format's own trusted set."""
+
+    path: Path
+    format: str
+    types: list[str]
+
+
+@dataclass
+class Restored:
+    """A model loaded from its file: ``predict`` takes uint8 images (N, H, W, C) as ``Fitted.predict``
+    does; ``keras_model`` is the ``keras.Model`` where there is one, and ``inputs`` turns those uint8
+    images into what that network itself takes (the family's own scaling, for Grad-CAM)."""
+
+    predict: Callable[[np.ndarray], np.ndarray]
+    keras_model: Any = None
+    inputs: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class Trainer(Protocol):
@@ -53,6 +81,16 @@ class Trainer(Protocol):
     def check_build(self, spec: ModelSpec, shape: tuple[int, int, int], params: dict[str, Any], seed: int) -> str:
         """Build (not train) the plugin's model with ``params``; raise if it is not what the family
         needs; return a short detail for ``xraybench check`` (a parameter count, a type name)."""
+
+    def save_model(self, fitted: Fitted, stem: Path) -> StoredModel:
+        """Write ``fitted.model`` to ``stem`` + the format's suffix in a form that runs no code when
+        loaded; raise ``NotSavable`` (one line) for a model the format cannot hold. Optional: a family
+        without it keeps no models (``xraybench.saved_model``)."""
+
+    def load_model(self, path: Path, spec: ModelSpec | None, params: dict[str, Any], types: Sequence[str],
+                   shape: tuple[int, ...]) -> Restored:
+        """Load a file ``save_model`` wrote, trusting no more than ``types`` (and the plugin of ``spec``,
+        None where it is not installed); ``params`` are the run's, ``shape`` its images' (H, W, C)."""
 
 
 def trainer_for(kind: str) -> Trainer | None:

@@ -5,14 +5,15 @@ No epochs, no backend; the parameter count comes from the estimator's optional `
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xraybench.errors import PluginFailure
 from xraybench.specs import GenericModel, ImageSet
-from xraybench.training import Fitted, OnEpoch, one_line
+from xraybench.training import Fitted, NotSavable, OnEpoch, Restored, StoredModel, one_line
 
 
 class GenericTrainer:
@@ -34,7 +35,7 @@ class GenericTrainer:
             "train_seconds": time.perf_counter() - start,
             "param_count": param_count(estimator),
         }
-        return Fitted(estimator.predict_proba, info, "float64")
+        return Fitted(estimator.predict_proba, info, "float64", model=estimator)
 
     def epoch_callback(self, on_epoch_end: Callable[[int, dict[str, float]], None]) -> Any:
         raise TypeError("a generic model trains in one call; it has no epochs to call back after")
@@ -50,6 +51,45 @@ class GenericTrainer:
             if not callable(getattr(est, attr, None)):
                 raise TypeError(f"create returned an object without {attr}()")
         return type(est).__name__
+
+
+    def save_model(self, fitted: Fitted, stem: Path) -> StoredModel:
+        """The estimator as a skops file (never pickle: loading one runs no code of the file's
+        choosing). skops holds scikit-learn, NumPy and SciPy objects and plain classes whose state is
+        their attributes; anything else (a lambda, an open file, a foreign runtime) is ``NotSavable``."""
+        import skops.io as sio
+
+        path = Path(f"{stem}.skops")
+        try:
+            sio.dump(fitted.model, path)
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            raise NotSavable(f"skops cannot hold a {type(fitted.model).__name__} ({one_line(exc)})") from None
+        return StoredModel(path, "skops", sorted(sio.get_untrusted_types(file=path)))
+
+    def load_model(self, path: Path, spec: GenericModel | None, params: dict[str, Any], types: Sequence[str],
+                   shape: tuple[int, ...]) -> Restored:
+        """The estimator from its skops file, trusting only the types its record lists (``types``), and of
+        those only ones from scikit-learn, NumPy, SciPy or the package of the plugin that registered the
+        model (``spec``): a file and record swapped for others cannot bring in ``os.system``."""
+        import skops.io as sio
+
+        from xraybench.errors import XRayBenchError
+
+        allowed = set(TRUSTED_PACKAGES)
+        if spec is not None and spec.create is not None:
+            allowed.add(str(getattr(spec.create, "__module__", "") or "").split(".")[0])
+        needed = sio.get_untrusted_types(file=path)
+        refused = [t for t in needed if t not in types or t.split(".")[0] not in allowed]
+        if refused:
+            raise XRayBenchError(
+                f"{path} needs types xraybench does not trust: {', '.join(sorted(refused)[:5])} (trusted: those its record "
+                f"lists, from {', '.join(sorted(allowed))}){'' if spec else '; is the plugin of this model installed?'}")
+        estimator = sio.load(path, trusted=list(needed))
+        return Restored(estimator.predict_proba)
+
+
+TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")  # besides the model's own plugin package (load_model)
 
 
 def param_count(estimator: Any) -> int | None:

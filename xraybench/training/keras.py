@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -26,7 +27,7 @@ from xraybench.errors import PluginFailure
 from xraybench.progress import EpochBar, StopState, live, quiet_backend_startup
 from xraybench.records import PRECISIONS
 from xraybench.specs import ImageSet, KerasModel
-from xraybench.training import Fitted, OnEpoch, one_line, recipes
+from xraybench.training import Fitted, NotSavable, OnEpoch, Restored, StoredModel, one_line, recipes
 from xraybench.training.backend import ensure_keras_backend, unusable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -246,15 +247,26 @@ def standardization(keras):
     split's NORMAL images are brighter in their darkest pixels than train's (see
     docs/examples/intensity_by_split.py), a cue a network can learn as "PNEUMONIA".
     """
-    ops = keras.ops
+    return _own_layers(keras)["PerImageStandardization"](name="standardize")
 
-    class PerImageStandardization(keras.layers.Layer):  # type: ignore[name-defined]  # a base made at run time
-        def call(self, x):
-            mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
-            std = ops.std(x, axis=(1, 2, 3), keepdims=True)
-            return (x - mean) / ops.maximum(std, 1.0 / 255.0)
 
-    return PerImageStandardization(name="standardize")
+_OWN_LAYERS: dict[str, Any] = {}
+
+
+def _own_layers(keras) -> dict[str, Any]:
+    """The layer classes of xraybench's own that a saved model may hold, made once per process (where
+    keras is imported), so that a saved model names the very class ``load_model`` passes back."""
+    if not _OWN_LAYERS:
+        ops = keras.ops
+
+        class PerImageStandardization(keras.layers.Layer):  # a base made at run time
+            def call(self, x):
+                mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+                std = ops.std(x, axis=(1, 2, 3), keepdims=True)
+                return (x - mean) / ops.maximum(std, 1.0 / 255.0)
+
+        _OWN_LAYERS["PerImageStandardization"] = PerImageStandardization
+    return _OWN_LAYERS
 
 
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # in steps of 1/16 of the image side (recipes.py: tta)
@@ -271,8 +283,19 @@ def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 class FittedKeras:
-    def __init__(self, model, core, batch_size: int, tta: bool = False, equalize: bool = False) -> None:
+    """A trained Keras model and how its scores are made: batches scaled to [0, 1] (or equalised),
+    optionally averaged over shifts. ``inference`` is the network without its augmentation layers
+    (identity at prediction), the model that is saved (``save_model``)."""
+
+    def __init__(self, model, core, batch_size: int, tta: bool = False, equalize: bool = False, inference=None) -> None:
         self.model, self.core, self.batch_size, self.tta, self.equalize = model, core, batch_size, tta, equalize
+        self.inference = inference
+
+    def inputs(self, images: np.ndarray) -> np.ndarray:
+        """The network's own inputs for uint8 ``images``: the float32 batch ``_predict`` feeds it
+        (scaled to [0, 1], or equalised), before any shift of ``tta``."""
+        images = np.asarray(images)
+        return batch_arrays(images, None, np.arange(len(images)), 0, equalize=self.equalize)
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
         ds = make_dataset(images, None, self.batch_size, shuffle=False, seed=0, equalize=self.equalize)
@@ -419,10 +442,15 @@ def fit_keras(
         x = inputs
         for layer in augmentation(keras, recipes.augment_policy(params.get("augment", "seed"))):
             x = layer(x)
-        if params.get("standardize", False):
-            x = standardization(keras)(x)
+        standardize = standardization(keras) if params.get("standardize", False) else None
+        if standardize is not None:
+            x = standardize(x)
         outputs = core(x)
         model = keras.Model(inputs, outputs, name=f"xraybench_{spec.name}")
+        # the same layers (weights shared) without augmentation, which is identity at prediction: what is saved
+        plain = keras.Input(shape=shape, name="image")
+        inference = keras.Model(plain, core(standardize(plain) if standardize is not None else plain),
+                                name=f"xraybench_{spec.name}")
         epochs = int(params.get("epochs", 20))
         batch_size = int(params.get("batch_size", 32))
         steps = max(1, -(-len(train) // batch_size))
@@ -512,7 +540,8 @@ def fit_keras(
             "param_count": int(core.count_params()),
             "train_images_per_second": len(train) * len(logs.get("loss", [])) / seconds if seconds else None,
         }
-        return FittedKeras(model, core, batch_size, tta=bool(params.get("tta", False)), equalize=equalize), info
+        return FittedKeras(model, core, batch_size, tta=bool(params.get("tta", False)), equalize=equalize,
+                           inference=inference), info
     finally:
         if bar is not None:
             bar.stop()
@@ -630,7 +659,7 @@ class KerasTrainer:
             if type(exc).__name__ == "TrialPruned":
                 raise
             raise PluginFailure(f"training {spec.name} failed: {one_line(exc)}") from exc
-        return Fitted(fitted.predict_proba, info, precision)
+        return Fitted(fitted.predict_proba, info, precision, model=fitted)
 
     def epoch_callback(self, on_epoch_end: Callable[[int, dict[str, float]], None]) -> Any:
         import keras
@@ -646,6 +675,42 @@ class KerasTrainer:
 
         return keras.backend.backend()
 
+    def save_model(self, fitted: Fitted, stem: Path) -> StoredModel:
+        """The network without its augmentation layers as a ``.keras`` file (config and weights, no
+        optimizer). Custom layers of a plugin must rebuild from their ``get_config`` (Keras' rule);
+        ``saved_model.save`` loads the file back and keeps it only if it gives the run's scores."""
+        model = getattr(fitted.model, "inference", None)
+        if model is None:
+            raise NotSavable("the trained Keras model is not at hand to save")
+        path = Path(f"{stem}.keras")
+        try:
+            with quiet_backend_startup():
+                model.save(path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return StoredModel(path, "keras", [])
+
+    def load_model(self, path: Path, spec: KerasModel | None, params: dict[str, Any], types: Sequence[str],
+                   shape: tuple[int, ...]) -> Restored:
+        """The ``.keras`` file with ``safe_mode=True`` (no lambdas or other code from the file), scoring as
+        the run did (batch size, equalisation, shift averaging from its ``params``). The classes of
+        custom layers come from xraybench and from the plugin's own ``build`` (``spec``): the layers of
+        a model it builds name them, so a plugin needs no registration of its own."""
+        from xraybench.errors import XRayBenchError
+
+        why = unusable(ensure_keras_backend())
+        if why:
+            raise XRayBenchError(f"cannot load {path}: {why}")
+        with quiet_backend_startup():
+            import keras
+
+            custom = {**_own_layers(keras), **_plugin_layers(keras, spec, params, shape)}
+            model = keras.saving.load_model(path, custom_objects=custom, compile=False, safe_mode=True)
+        fitted = FittedKeras(model, None, int(params.get("batch_size", 32)), tta=bool(params.get("tta", False)),
+                             equalize=bool(params.get("equalize", False)), inference=model)
+        return Restored(fitted.predict_proba, model, fitted.inputs)
+
     def check_build(self, spec: KerasModel, shape: tuple[int, int, int], params: dict[str, Any], seed: int) -> str:
         import keras
 
@@ -655,6 +720,27 @@ class KerasTrainer:
         if not isinstance(model, keras.Model):
             raise TypeError(f"build returned {type(model).__name__}, expected keras.Model")
         return f"{model.count_params():,} parameters"
+
+
+def _plugin_layers(keras, spec: KerasModel | None, params: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
+    """{registered name: class} of every layer in the plugin's model that is not Keras' own, from one
+    ``build`` (no training); {} when the plugin is not installed or its build fails (a model of
+    Keras layers alone loads without it)."""
+    if spec is None or spec.build is None or len(shape) != 3:
+        return {}
+    try:
+        built = spec.build(cast(tuple[int, int, int], tuple(shape)), dict(params))
+    except Exception:
+        return {}
+    found: dict[str, Any] = {}
+    todo = [built]
+    while todo:
+        layer = todo.pop()
+        cls = type(layer)
+        if cls.__module__.split(".")[0] != "keras":
+            found[keras.saving.get_registered_name(cls)] = cls
+        todo.extend(getattr(layer, "layers", []) or [])
+    return found
 
 
 TRAINER = KerasTrainer()

@@ -1,11 +1,13 @@
-"""Published figures shown beside our runs, always marked as published, never as runs.
+"""Published figures (the seed, Kermany 2018, MedMNIST v2) shown beside our runs, always marked
+as published, never as runs, and never the reference model rows are compared with (that is a
+plugin's ``ModelSpec.reference``: ``xraybench.leaderboard.reference``).
 
 Only numbers stated in the cited sources; missing ones stay None.
 """
 
 from __future__ import annotations
 
-REFERENCES: list[dict] = [
+FIGURES: list[dict] = [
     {
         "model": "seed CNN (published)",
         "source": "the seed's Keras CNN, 624-image test set",
@@ -47,6 +49,6 @@ WHY_SEED_DIFFERS = (
     "images are called PNEUMONIA far more often than validation's).")
 
 
-def seed_reference() -> dict:
+def seed_figures() -> dict:
     """The seed's published figures (its accuracy, per-class precision, recall and F1)."""
-    return next(ref for ref in REFERENCES if ref["model"] == SEED_MODEL)
+    return next(fig for fig in FIGURES if fig["model"] == SEED_MODEL)

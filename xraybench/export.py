@@ -1,0 +1,702 @@
+"""A done run's model taken out of xraybench: an ONNX file that scores raw pixels, or an MLflow run.
+
+Why: a team that picks a winner wants it in the tools it already uses, an ONNX runtime or an
+MLflow tracking server, without xraybench, its plugins or a Keras backend at the other end.
+
+ONNX (``to_onnx``, extra ``xraybench[onnx]``). One graph from the pixels ``read_images`` gives to
+P(PNEUMONIA): input ``images``, uint8 (N, H, W, C) at the run's image size and channels (0-255,
+decoded and resized as the run's images were); output ``pneumonia_score``, float32 (N,). Every
+step the run's ``scores`` takes is inside it: the /255 scaling (or the run's per-image
+equalisation), the shift test-time averaging, the plugin's own preprocessing. A Keras model is
+converted by Keras' own exporter on the TensorFlow backend (tf2onnx), whatever backend the run
+trained on: the ``.keras`` file is backend-independent, and Keras' JAX route needs jax2onnx
+(flax, orbax and more). A scikit-learn model is converted by its estimator's ``onnx_model(shape)``
+(``GenericModel`` contract, docs/plugins.md; the first-party ones use skl2onnx). The file is
+written under a temporary name and kept only if onnxruntime reproduces the run's stored test
+scores within ``TOLERANCE`` on the run's own test images; its metadata names the run
+(``OWNER_KEY``), which is also how a later export knows the file is xraybench's to replace.
+
+MLflow (``to_mlflow``, extra ``xraybench[mlflow]``, the skinny client). One MLflow run per
+xraybench run: parameters (flattened, secrets masked), metrics (test at the validation
+threshold and at 0.5, validation at 0.5, every ``metric_registry`` entry; the training
+history per epoch), tags, and the record, scores and model files as artifacts. The tracking
+URI is masked in every line shown.
+
+The conversion runs in a child process (``isolation.py``), as every prediction does: this
+module and the command's own process import no Keras backend, plugin or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xraybench.errors import XRayBenchError
+from xraybench.records import RunRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from xraybench.results import ResultStore
+
+FORMATS = ("onnx", "mlflow")
+TOLERANCE = 1e-4  # largest |ONNX score - stored score| over the run's test images that is kept
+ONNX_INPUT = "images"
+ONNX_OUTPUT = "pneumonia_score"
+ONNX_OPSET = 17  # every converter here (tf2onnx, skl2onnx) and onnxruntime since 1.14 take it
+OWNER_KEY = "xraybench.run_id"  # in the ONNX metadata: the run it came from, and the mark of an xraybench export
+TTA_COPIES = 5  # training/keras.py's TTA_SHIFTS: the image and four shifts
+MLFLOW_EXPERIMENT = "xraybench"
+PREFIX = "xraybench/"  # the names of the nodes and tensors this module adds to a converted graph
+
+# What each export needs installed: (module, pip name) per format and model file format.
+NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "onnx": (("onnx", "onnx"), ("onnxruntime", "onnxruntime")),
+    "onnx:keras": (("tensorflow", "tensorflow"), ("tf2onnx", "tf2onnx")),
+    "onnx:skops": (("skl2onnx", "skl2onnx"),),
+    "mlflow": (("mlflow", "mlflow-skinny"),),
+}
+
+
+def require(what: str) -> None:
+    """A one-line error naming the extra to install when ``what`` (a ``NEEDS`` key) is missing;
+    looks modules up without importing them."""
+    missing = [pip for module, pip in NEEDS.get(what, ()) if find_spec(module) is None]
+    if missing:
+        extra = what.split(":")[0]
+        raise XRayBenchError(f"exporting to {extra} needs {', '.join(missing)}, which is not installed: "
+                             f'pip install "xraybench[{extra}]"')
+
+
+# --- ONNX -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """What ``to_onnx`` wrote and how well it reproduces the run."""
+
+    path: Path
+    bytes: int
+    max_diff: float
+    images: int
+    replaced: bool
+    converter: str
+
+
+def default_onnx_path(store: ResultStore, run_id: str) -> Path:
+    """``RESULTS/exports/RUN_ID.onnx``: beside the runs, never inside ``runs/`` (which holds records)."""
+    return store.root / "exports" / f"{run_id}.onnx"
+
+
+def onnx_owner(path: Path) -> str | None:
+    """The run id an existing ONNX file at ``path`` was exported from by xraybench, else None
+    (not a regular file, not ONNX, or ONNX that xraybench did not write)."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # anything that does not parse as ONNX is not ours
+        return None
+    return {p.key: p.value for p in model.metadata_props}.get(OWNER_KEY) or None
+
+
+def check_target(path: Path) -> bool:
+    """Whether ``path`` holds an earlier xraybench export (to be replaced); a one-line error when
+    something else is there, which is never overwritten."""
+    if not (path.exists() or path.is_symlink()):
+        return False
+    if onnx_owner(path) is None:
+        raise XRayBenchError(f"{path} exists and is not an ONNX file xraybench exported; it is not overwritten: "
+                             "choose another --out, or move it away")
+    return True
+
+
+def to_onnx(store: ResultStore, record: RunRecord, out: Path | None = None, data: str | None = None,
+            timeout: float | None = None) -> OnnxExport:
+    """Export ``record``'s model to ONNX at ``out`` (default ``RESULTS/exports/RUN_ID.onnx``), checked
+    against the run's stored test scores on its test images (read from ``data``, default the
+    record's source). One-line ``XRayBenchError`` for every refusal; nothing but the temporary
+    file this call wrote is ever removed."""
+    from xraybench import saved_model
+    from xraybench.isolation import run_once
+
+    _, info = saved_model.verified_path(store, record)  # no model, a missing or changed file: before anything else
+    require("onnx")
+    require(f"onnx:{info.format}")
+    target = Path(out) if out is not None else default_onnx_path(store, record.run_id)
+    check_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    try:
+        outcome = run_once(_onnx_in_child, (str(store.root), record.run_id, tmp, data), timeout,
+                           expected=(XRayBenchError,))
+        if outcome.status != "done":
+            raise XRayBenchError(f"exporting run {record.run_id} to ONNX failed: {outcome.reason}")
+        replaced = check_target(target)  # again: the target may have appeared while the child worked
+        os.chmod(tmp, _shared_mode())  # a file to hand on: mkstemp's owner-only mode is for the file while it is partial
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # the temporary file this call made, and nothing else
+    value = outcome.value
+    return OnnxExport(target, target.stat().st_size, float(value["max_diff"]), int(value["images"]), replaced,
+                      value["converter"])
+
+
+def _shared_mode() -> int:
+    """0o666 less the process's umask: the mode a plainly created file gets."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def test_images(store: ResultStore, record: RunRecord, data: str | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The run's test images (uint8, as it was scored on them) and its stored test scores, in the
+    stored order: (ids, images, scores). The data set is loaded as the run loaded it (source,
+    reader, size, channels, split seed) and must have the run's fingerprint. Loading data loads
+    the plugins (a reader may be theirs): called in the export's child process."""
+    import numpy as np
+
+    from xraybench.data import builtin
+    from xraybench.data.loading import load_dataset
+
+    scores = store.scores(record.run_id)
+    if not scores or not scores.get("test_ids"):
+        raise XRayBenchError(f"run {record.run_id} has no stored test scores to check an export against")
+    d = record.data or {}
+    source = data or d.get("source")
+    if not data and d.get("reader") == builtin.READER and not (source and Path(source).exists()):
+        source = str(builtin.NPZ)  # the built-in copy, where this install keeps it
+    if not source or not Path(source).exists():
+        raise XRayBenchError(f"run {record.run_id}'s data {source} is not here, and an export is checked against the "
+                             "run's stored scores on its own test images: pass --data PATH (the same images)")
+    dataset = load_dataset(source, image_size=int(record.image_size or 0), channels=int(record.channels or 1),
+                           seed=int(d.get("split_seed", record.seed or 0)), val_fraction=float(d.get("val_fraction", 0.15)),
+                           skip_bad=bool(d.get("skipped_bad")), reader=d.get("reader"))
+    if dataset.fingerprint != d.get("fingerprint"):
+        raise XRayBenchError(f"the data at {source} is not the data run {record.run_id} was scored on (fingerprint "
+                             f"{dataset.fingerprint[:12]}..., the record says {str(d.get('fingerprint'))[:12]}...); "
+                             "pass --data PATH to the run's images")
+    test = dataset.splits.test
+    where = {image_id: i for i, image_id in enumerate(test.ids)}
+    missing = [i for i in scores["test_ids"] if i not in where]
+    if missing:
+        raise XRayBenchError(f"{len(missing)} of run {record.run_id}'s test images (e.g. {missing[0]}) are not in "
+                             f"{source}'s test split; pass --data PATH to the run's images")
+    order = np.array([where[i] for i in scores["test_ids"]], dtype=np.int64)
+    return list(scores["test_ids"]), np.asarray(test.images)[order], np.asarray(scores["test_scores"], dtype=np.float64)
+
+
+def _onnx_in_child(root: str, run_id: str, out: str, data: str | None) -> dict[str, Any]:
+    """In the child: read the run's test images (first: a data problem costs no conversion), convert,
+    write to ``out`` (the parent's temporary file), check against the stored test scores."""
+    import numpy as np
+    import onnx
+
+    from xraybench.records import coerce
+    from xraybench.results import ResultStore
+
+    store = ResultStore(root)
+    record = coerce(store.get(run_id))
+    info = record.saved_model
+    if info is not None and info.format == "keras" and "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"  # before the data layer loads plugins that may import Keras
+    _, images, stored = test_images(store, record, data)
+    if info is None:  # checked by the parent; the record may have changed since
+        raise XRayBenchError(f"run {run_id} has no model file")
+    if info.format == "keras":
+        model, converter = _keras_graph(store, record)
+    elif info.format == "skops":
+        model, converter = _estimator_graph(store, record)
+    else:
+        raise XRayBenchError(f"run {run_id}'s model is a {info.format} file, which xraybench cannot export to ONNX")
+    _describe(model, record)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise XRayBenchError(f"the ONNX graph made from run {run_id}'s model is not valid ({_one_line(exc)})") from None
+    onnx.save(model, out)
+    got = onnx_scores(Path(out), images)
+    if got.shape != stored.shape:
+        raise XRayBenchError(f"the ONNX model gave {got.shape} scores for {len(images)} images; expected one per image")
+    gap = float(np.max(np.abs(got - stored))) if len(stored) else 0.0
+    if not gap <= TOLERANCE:
+        raise XRayBenchError(f"the ONNX model's scores differ from run {run_id}'s stored test scores by up to {gap:.3g} "
+                             f"(more than {TOLERANCE:g}), so it is not written")
+    return {"max_diff": gap, "converter": converter, "images": len(images)}
+
+
+def onnx_scores(path: Path, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """P(PNEUMONIA) from an exported file, as an ONNX user gets them (onnxruntime, CPU), float64 (N,)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initializers are not for users
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    parts = [session.run([ONNX_OUTPUT], {ONNX_INPUT: np.ascontiguousarray(images[i:i + batch], dtype=np.uint8)})[0]
+             for i in range(0, len(images), batch)]
+    return np.concatenate(parts).astype(np.float64).reshape(-1) if parts else np.zeros(0, np.float64)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """The exception's first line, cut at ``limit`` characters (converters put whole node
+    attribute dumps in theirs)."""
+    from xraybench.plugins import one_line
+
+    text = one_line(exc)
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Converters' own chatter (tf2onnx's INFO lines, TensorFlow's start-up) held back."""
+    import logging
+    import warnings
+
+    from xraybench.progress import quiet_backend_startup
+
+    loggers = [logging.getLogger(n) for n in ("tf2onnx", "skl2onnx", "tensorflow", "absl")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with quiet_backend_startup(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _keras_graph(store: ResultStore, record: RunRecord) -> tuple[Any, str]:
+    """The run's network converted by Keras' exporter on TensorFlow, wrapped in the run's preprocessing."""
+    if "keras" not in sys.modules:  # the .keras file loads on any backend; tf2onnx needs TensorFlow's graph
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+    with _quiet():
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            raise XRayBenchError(f"Keras runs on {keras.backend.backend()} in this process; ONNX export needs TensorFlow "
+                                 "(run without --no-isolation, or set KERAS_BACKEND=tensorflow)")
+        import onnx
+        import tf2onnx
+
+        from xraybench import saved_model
+
+        net = saved_model.load_model(store, record).keras_model
+        size, channels = int(record.image_size or 0), int(record.channels or 1)
+        with tempfile.TemporaryDirectory(prefix="xraybench-onnx-") as scratch:
+            path = Path(scratch) / "net.onnx"
+            try:
+                net.export(str(path), format="onnx", verbose=False, opset_version=ONNX_OPSET,
+                           input_signature=[keras.InputSpec(shape=(None, size, size, channels), dtype="float32")])
+                converted = onnx.load(str(path))
+            except XRayBenchError:
+                raise
+            except Exception as exc:
+                raise XRayBenchError(f"run {record.run_id}'s Keras model cannot be converted to ONNX ({_one_line(exc)})") \
+                    from None
+    params = record.params or {}
+    prepare = "equalize" if params.get("equalize") else "scale"
+    model = wrap(converted, (size, size, channels), prepare=prepare, tta=bool(params.get("tta")))
+    return model, f"keras {keras.__version__} (TensorFlow, tf2onnx {tf2onnx.__version__})"
+
+
+def _estimator_graph(store: ResultStore, record: RunRecord) -> tuple[Any, str]:
+    """The estimator's own ``onnx_model(shape)`` (GenericModel contract), with xraybench's names."""
+    import onnx
+
+    from xraybench import saved_model
+
+    loaded = saved_model.load_model(store, record)
+    estimator = getattr(loaded.predict, "__self__", None)
+    make = getattr(estimator, "onnx_model", None)
+    if not callable(make):
+        raise XRayBenchError(f"run {record.run_id}'s estimator ({type(estimator).__name__}) defines no onnx_model(shape), "
+                             "so it cannot be exported to ONNX (docs/plugins.md)")
+    shape = (int(record.image_size or 0), int(record.image_size or 0), int(record.channels or 1))
+    try:
+        with _quiet():
+            converted = make(shape)
+    except Exception as exc:
+        raise XRayBenchError(f"run {record.run_id}'s estimator cannot be converted to ONNX ({_one_line(exc)})") from None
+    if not isinstance(converted, onnx.ModelProto):
+        raise XRayBenchError(f"run {record.run_id}'s estimator's onnx_model returned {type(converted).__name__}, "
+                             "not an onnx.ModelProto")
+    import skl2onnx
+
+    return wrap(converted, shape, prepare="none", tta=False), f"{type(estimator).__name__}.onnx_model (skl2onnx " \
+                                                               f"{skl2onnx.__version__})"
+
+
+def wrap(model: Any, shape: tuple[int, int, int], *, prepare: str, tta: bool) -> Any:
+    """``model`` (one input, first output P(PNEUMONIA) per image) as xraybench's ONNX interface:
+    input ``images`` uint8 (N, H, W, C), output ``pneumonia_score`` float32 (N,).
+
+    ``prepare``: what turns the pixels into the model's input, as ``training/keras.py`` does it:
+    ``"scale"`` (float32 x 1/255), ``"equalize"`` (each image's histogram CDF, ``equalized``) or
+    ``"none"`` (the model takes the uint8 pixels itself). ``tta``: the mean score over the image
+    and its four shifts by 1/16 of its side, edges repeated (``TTA_SHIFTS``, ``shifted``)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    constants = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in constants]
+    if len(inputs) != 1 or not graph.output:
+        raise XRayBenchError(f"the converted model has {len(inputs)} inputs and {len(graph.output)} outputs; "
+                             "xraybench exports models with one image input")
+    net_in, net_out = inputs[0].name, graph.output[0].name
+    if net_out == ONNX_OUTPUT:  # the name the final node takes: the network's own output renamed
+        net_out = PREFIX + "network_output"
+        for n in graph.node:
+            n.output[:] = [net_out if o == ONNX_OUTPUT else o for o in n.output]
+            n.input[:] = [net_out if i == ONNX_OUTPUT else i for i in n.input]
+    h, w, c = shape
+    nodes: list[Any] = []
+    consts: list[Any] = []
+
+    def const(name: str, value: Any) -> str:
+        consts.append(numpy_helper.from_array(np.asarray(value), PREFIX + name))
+        return PREFIX + name
+
+    def node(op: str, ins: list[str], out: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, ins, [PREFIX + out], name=PREFIX + out, **attrs))
+        return PREFIX + out
+
+    if prepare == "none":
+        if tta:
+            raise XRayBenchError("shift averaging needs xraybench's own preprocessing (prepare='scale' or 'equalize')")
+        first = ONNX_INPUT
+    else:
+        x = node("Cast", [ONNX_INPUT], "pixels", to=TensorProto.FLOAT)
+        if tta:
+            x = _shifts(node, const, x, h, w)
+        if prepare == "scale":
+            first = node("Mul", [x, const("inv255", np.float32(1.0 / 255.0))], "scaled")
+        elif prepare == "equalize":
+            first = _equalize(node, const, x, h * w * c)
+        else:
+            raise ValueError(f"unknown preparation {prepare!r}")
+    for n in graph.node:  # the network now reads the prepared pixels
+        for k, name in enumerate(n.input):
+            if name == net_in:
+                n.input[k] = first
+    post_nodes_start = len(nodes)
+    y = node("Reshape", [net_out, const("flat", np.array([-1], np.int64))], "scores")
+    if tta:
+        y = node("Reshape", [y, const("copies", np.array([TTA_COPIES, -1], np.int64))], "by_copy")
+        y = node("ReduceMean", [y], "tta_mean", axes=[0], keepdims=0)
+    nodes.append(helper.make_node("Cast", [y], [ONNX_OUTPUT], name=PREFIX + "score", to=TensorProto.FLOAT))
+    pre, post = nodes[:post_nodes_start], nodes[post_nodes_start:]
+    body = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*pre, *body, *post])
+    graph.initializer.extend(consts)
+    kept = [i for i in graph.input if i.name in constants]
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(ONNX_INPUT, TensorProto.UINT8, ["N", h, w, c]))
+    graph.input.extend(kept)
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(ONNX_OUTPUT, TensorProto.FLOAT, ["N"]))
+    return model
+
+
+def _shifts(node: Any, const: Any, x: str, h: int, w: int) -> str:
+    """The batch and its four shifted copies, stacked along the batch axis (``training/keras.shifted``)."""
+    import numpy as np
+
+    from xraybench.training.keras import TTA_SHIFTS
+
+    step = max(1, h // 16)
+    copies = []
+    for k, (dy, dx) in enumerate(TTA_SHIFTS):
+        dy, dx = dy * step, dx * step
+        if dy == 0 and dx == 0:
+            copies.append(x)
+            continue
+        py, px = abs(dy), abs(dx)
+        padded = node("Pad", [x, const(f"pads{k}", np.array([0, py, px, 0, 0, py, px, 0], np.int64))], f"padded{k}",
+                      mode="edge")
+        copies.append(node("Slice", [padded, const(f"starts{k}", np.array([py - dy, px - dx], np.int64)),
+                                     const(f"ends{k}", np.array([py - dy + h, px - dx + w], np.int64)),
+                                     const(f"axes{k}", np.array([1, 2], np.int64))], f"shifted{k}"))
+    if len(copies) != TTA_COPIES:
+        raise ValueError("TTA_SHIFTS changed: update export.TTA_COPIES")
+    return node("Concat", copies, "copies_stacked", axis=0)
+
+
+def _equalize(node: Any, const: Any, x: str, pixels: int) -> str:
+    """Each image's pixels replaced by its histogram's CDF at their value (``training/keras.equalized``)."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    values = node("Cast", [x], "levels", to=TensorProto.INT64)
+    flat = node("Reshape", [values, const("rows", np.array([0, -1], np.int64))], "levels_flat")
+    shape = node("Shape", [flat], "levels_shape")
+    batch = node("Slice", [shape, const("zero", np.array([0], np.int64)), const("one", np.array([1], np.int64))], "batch")
+    hist_shape = node("Concat", [batch, const("bins", np.array([256], np.int64))], "hist_shape", axis=0)
+    zero = helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])
+    one = helper.make_tensor("o", TensorProto.FLOAT, [1], [1.0])
+    zeros = node("ConstantOfShape", [hist_shape], "hist_zeros", value=zero)
+    ones = node("ConstantOfShape", [shape], "ones", value=one)
+    hist = node("ScatterElements", [zeros, flat, ones], "hist", axis=1, reduction="add")
+    cdf = node("CumSum", [hist, const("axis1", np.array(1, np.int64))], "cdf_counts")
+    cdf = node("Div", [cdf, const("pixel_count", np.float32(pixels))], "cdf")
+    got = node("GatherElements", [cdf, flat], "equalized_flat", axis=1)
+    return node("Reshape", [got, node("Shape", [x], "pixel_shape")], "equalized")
+
+
+def _describe(model: Any, record: RunRecord) -> None:
+    """The interface and provenance in the file's own metadata (what Netron and onnx.load show)."""
+    from xraybench import __version__
+
+    size, channels = record.image_size, record.channels
+    threshold = (record.val_threshold or {}).get("value")
+    facts = {
+        OWNER_KEY: record.run_id,
+        "xraybench.model": record.model,
+        "xraybench.plugin": f"{record.distribution} {record.version}",
+        "xraybench.version": __version__,
+        "xraybench.model_sha256": record.saved_model.sha256 if record.saved_model else "",
+        "xraybench.input": f"{ONNX_INPUT}: uint8 (N, {size}, {size}, {channels}), raw pixels 0-255 decoded and resized as "
+                           "xraybench reads images (xraybench.saved_model.read_images)",
+        "xraybench.output": f"{ONNX_OUTPUT}: float32 (N,), P(PNEUMONIA); NORMAL = 0, PNEUMONIA = 1",
+        "xraybench.val_threshold": "" if threshold is None else repr(float(threshold)),
+    }
+    del model.metadata_props[:]
+    for key, value in facts.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    model.doc_string = (f"xraybench run {record.run_id} ({record.model}): {ONNX_INPUT} uint8 (N, {size}, {size}, "
+                        f"{channels}) -> {ONNX_OUTPUT} float32 (N,) = P(PNEUMONIA)")
+    model.producer_name, model.producer_version = "xraybench", __version__
+
+
+# --- MLflow ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MlflowExport:
+    """Where ``to_mlflow`` logged the run (the URI masked) and what."""
+
+    uri: str
+    experiment: str
+    experiment_id: str
+    mlflow_run_id: str
+    params: int
+    metrics: int
+    artifacts: tuple[str, ...]
+    already: bool = False
+
+
+def default_tracking_uri(store: ResultStore) -> str:
+    """A SQLite store in ``RESULTS/mlflow/`` (MLflow 3 keeps its file store in maintenance mode and
+    refuses it unless asked; SQLite needs only SQLAlchemy, which Optuna already brings); a new
+    experiment's artifacts go to ``RESULTS/mlflow/artifacts/``."""
+    return f"sqlite:///{(store.root / 'mlflow' / 'mlflow.db').resolve()}"
+
+
+def run_params(record: RunRecord) -> dict[str, str]:
+    """The run's parameters as MLflow takes them: flat ``a.b`` names, text values, secrets masked;
+    the run-level facts a parameter of the model could clash with under ``run.``."""
+    from xraybench.redaction import MASK, is_secret_name, mask_text
+
+    flat: dict[str, Any] = {}
+
+    def put(name: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                put(f"{name}.{k}" if name else str(k), v)
+        else:
+            flat[name] = value
+
+    put("", dict(record.params or {}))
+    d = record.data or {}
+    for key, value in (("seed", record.seed), ("image_size", record.image_size), ("channels", record.channels),
+                       ("precision", record.precision), ("split_seed", d.get("split_seed")),
+                       ("val_fraction", d.get("val_fraction")), ("data_reader", d.get("reader"))):
+        if value is not None:
+            flat[f"run.{key}"] = value
+    out: dict[str, str] = {}
+    for name, value in flat.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        shown = MASK if is_secret_name(name.rsplit(".", 1)[-1]) else mask_text(text)
+        out[_mlflow_name(name)] = shown[:6000]  # MLflow's limit on a parameter value
+    return out
+
+
+def _mlflow_name(name: str) -> str:
+    """A parameter or metric name MLflow accepts (letters, digits, ``_ - . / `` and space)."""
+    import re
+
+    return re.sub(r"[^\w\-./ ]", "_", name)[:250] or "_"
+
+
+def run_metrics(record: RunRecord) -> list[tuple[str, float, int]]:
+    """(name, value, step) for every registry metric at each of the run's operating points, the
+    validation-chosen threshold, and the training history per epoch (step = epoch index)."""
+    from xraybench.metric_registry import REGISTRY
+
+    out: list[tuple[str, float, int]] = []
+    for prefix, metrics in (("test_at_val_threshold", record.metrics_at_val_threshold), ("test_at_0.5", record.metrics),
+                            ("val_at_0.5", record.val_metrics)):
+        for metric in REGISTRY:
+            value = metric.value(metrics or {})
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                out.append((f"{prefix}/{metric.key}", float(value), 0))
+    threshold = (record.val_threshold or {}).get("value")
+    if isinstance(threshold, (int, float)) and math.isfinite(threshold):
+        out.append(("val_threshold", float(threshold), 0))
+    for name, values in (record.history or {}).items():
+        if isinstance(values, list):
+            out += [(_mlflow_name(f"history/{name}"), float(v), step) for step, v in enumerate(values)
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    return out
+
+
+def run_tags(record: RunRecord) -> dict[str, str]:
+    """What identifies the run: model, plugin and its version, seed, data, xraybench."""
+    from xraybench import __version__
+
+    env = record.environment or {}
+    tags = {
+        OWNER_KEY: record.run_id,
+        "xraybench.model": record.model,
+        "xraybench.plugin": record.distribution,
+        "xraybench.plugin_version": record.version,
+        "xraybench.kind": record.kind,
+        "xraybench.seed": "" if record.seed is None else str(record.seed),
+        "xraybench.data_fingerprint": str((record.data or {}).get("fingerprint", "")),
+        "xraybench.version": str(env.get("xraybench") or __version__),
+        "xraybench.backend": str(env.get("backend") or "") if record.kind == "keras" else "",  # a Keras run's only
+        "xraybench.model_sha256": record.saved_model.sha256 if record.saved_model else "",
+        "mlflow.note.content": record.description,
+    }
+    return {k: v for k, v in tags.items() if v}
+
+
+@contextlib.contextmanager
+def _mlflow_quiet() -> Iterator[None]:
+    """MLflow's and Alembic's INFO lines (creating tables...) and deprecation warnings held back;
+    MLflow's retries of an unreachable server kept short unless the user set them."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mlflow.tracking  # noqa: F401 (MLflow sets its loggers' levels when imported: first, so ours hold)
+    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def to_mlflow(store: ResultStore, record: RunRecord, uri: str | None = None,
+              experiment: str = MLFLOW_EXPERIMENT) -> MlflowExport:
+    """Log ``record`` as one MLflow run in ``experiment`` at ``uri`` (default ``default_tracking_uri``).
+    A run already logged there (finished, tagged with its id) is not logged again. One-line errors,
+    with the URI's secrets masked."""
+    from xraybench import saved_model
+    from xraybench.redaction import mask_text, mask_url, url_secrets
+
+    model_path, _ = saved_model.verified_path(store, record)
+    require("mlflow")
+    local_default = uri is None
+    uri = uri or default_tracking_uri(store)
+    shown, secrets = mask_url(uri), url_secrets(uri)
+    if not experiment.strip():
+        raise XRayBenchError("--experiment is empty; name an MLflow experiment")
+    runs = store.root / "runs"
+    files = [(runs / f"{record.run_id}.json", "record"), (model_path, "model")]
+    scores = runs / f"{record.run_id}.scores.json"
+    if scores.is_file():
+        files.append((scores, "scores"))
+    if _is_file_store(uri):  # the user asked for a folder store: MLflow 3 refuses it unless told it is wanted
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    if local_default:
+        (store.root / "mlflow").mkdir(parents=True, exist_ok=True)
+    try:
+        with _mlflow_quiet():
+            return _log(uri, shown, experiment, record, files, _artifact_root(uri))
+    except XRayBenchError:
+        raise
+    except Exception as exc:
+        raise XRayBenchError(f"logging run {record.run_id} to MLflow at {shown} failed: "
+                             f"{mask_text(_one_line(exc), secrets)}") from None
+
+
+def _artifact_root(uri: str) -> Path | None:
+    """Where a new experiment in a local SQLite store keeps its artifacts: ``artifacts/`` beside the
+    database (MLflow's own default is ``./mlruns`` under the current folder). None elsewhere: a
+    server or a file store decides."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent / "artifacts"
+    return None
+
+
+def _is_file_store(uri: str) -> bool:
+    return uri.startswith("file:") or "://" not in uri and not uri.startswith(("sqlite:", "databricks"))
+
+
+def _log(uri: str, shown: str, experiment: str, record: RunRecord, files: list[tuple[Path, str]],
+         artifacts: Path | None) -> MlflowExport:
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        experiment_id = client.create_experiment(experiment, artifact_location=artifacts.resolve().as_uri()
+                                                 if artifacts is not None else None)
+    elif found.lifecycle_stage != "active":
+        raise XRayBenchError(f"MLflow experiment {experiment!r} at {shown} is deleted; restore it or pass another "
+                             "--experiment")
+    else:
+        experiment_id = found.experiment_id
+    earlier = client.search_runs([experiment_id], filter_string=f"tags.`{OWNER_KEY}` = '{record.run_id}' "
+                                 "and attributes.status = 'FINISHED'", max_results=1)
+    params, metrics, tags = run_params(record), run_metrics(record), run_tags(record)
+    names = tuple(f"{folder}/{path.name}" for path, folder in files)
+    if earlier:
+        return MlflowExport(shown, experiment, experiment_id, earlier[0].info.run_id, len(params), len(metrics), names,
+                            already=True)
+    run = client.create_run(experiment_id, run_name=record.run_id, tags=tags)
+    mlflow_id = run.info.run_id
+    try:
+        stamp = int(time.time() * 1000)
+        param_items = [Param(k, v) for k, v in params.items()]
+        metric_items = [Metric(k, v, stamp, step) for k, v, step in metrics]
+        for start in range(0, max(len(param_items), len(metric_items)), 100):  # MLflow's batch limit is 100 params
+            client.log_batch(mlflow_id, params=param_items[start:start + 100], metrics=metric_items[start:start + 100],
+                             tags=[RunTag(k, v) for k, v in tags.items()] if start == 0 else [])
+        for path, folder in files:
+            client.log_artifact(mlflow_id, str(path), folder)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.set_terminated(mlflow_id, status="FAILED")
+        raise
+    client.set_terminated(mlflow_id, status="FINISHED")
+    return MlflowExport(shown, experiment, experiment_id, mlflow_id, len(params), len(metrics), names)

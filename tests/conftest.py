@@ -1,5 +1,7 @@
 import os
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ sys.path.insert(0, str(HERE / "helper_plugins"))
 
 from xraybench.training.backend import ensure_keras_backend, installed  # noqa: E402
 from proctools import spawn  # noqa: E402, F401 (the fixture of every test that starts xraybench processes)
+from recordfactory import TrainedRuns, train_runs  # noqa: E402
 
 # The suite trains on TensorFlow where it is installed (".[test]" brings it), as the published rows
 # did: named here, explicitly, since the default backend is JAX whatever is installed
@@ -26,11 +29,45 @@ ensure_keras_backend()
 def _no_user_folders(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test writes into the user's cache, data, results or Keras folders; fixtures such as
     ``real_cache`` and ``xraybench_env`` still choose their own."""
-    home = tmp_path_factory.mktemp("user")
+    _private_user_folders(monkeypatch, tmp_path_factory.mktemp("user"))
+
+
+def _private_user_folders(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     for var, sub in (("XDG_CACHE_HOME", "cache"), ("XDG_DATA_HOME", "data"), ("KERAS_HOME", "keras")):
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("XRAYBENCH_CACHE", str(home / "xraybench-cache"))
     monkeypatch.setenv("XRAYBENCH_RESULTS", str(home / "xraybench-results"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Iterator[TrainedRuns]:
+    """(data folder, results folder, {model: run id}): ``recordfactory.TRAINED_MODELS`` trained once
+    per session, their models kept (``recordfactory.train_runs``). Shared by every test that asks:
+    read it only; a test that writes into the results folder takes ``trained_copy``. At the end of
+    the session, a file written or changed in it fails the session's last test, naming the file."""
+    root = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:  # before any test's own _no_user_folders: this fixture outlives them
+        _private_user_folders(mp, root / "user")
+        runs = train_runs(root)
+    before = _state(runs)
+    yield runs
+    after = _state(runs)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"a test wrote into the shared trained runs (take trained_copy instead): {changed[:5]}"
+
+
+def _state(runs: TrainedRuns) -> dict[str, tuple[int, int]]:
+    """Each file's (size, mtime) under the data and results folders, less the summary index: a
+    cache any reader of the results folder may rewrite (``ResultStore.summaries``)."""
+    files = [p for folder in (runs.data, runs.results) for p in folder.rglob("*") if p.is_file()]
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.name != ".index.json"}
+
+
+@pytest.fixture
+def trained_copy(trained: TrainedRuns, tmp_path: Path) -> TrainedRuns:
+    """``trained`` with a results folder of the test's own (``tmp_path / "results"``), for a test
+    that writes into it (records, exports, explanations, a changed model file)."""
+    return trained._replace(results=Path(shutil.copytree(trained.results, tmp_path / "results")))
 
 
 def real_data_path() -> Path | None:

@@ -1,4 +1,5 @@
-"""Start ``xraybench`` processes from tests and never leave one behind.
+"""Run ``xraybench`` commands from tests: in this process (``run_cli``, ``one_line_error``), or
+as processes, never leaving one behind.
 
 Every process gets its own session (process group), so its children share a group
 that can be killed as a whole: on a timeout, a failed assertion or any other exit
@@ -16,6 +17,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``xraybench ARGS`` in this process: (exit code, stdout, stderr)."""
+    from xraybench.cli import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line_error(code: int, out: str, err: str) -> str:
+    """``err``, once the command failed as bad input does: exit code 2 and one ``error:`` line, no traceback."""
+    assert code == 2, (out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
 
 
 def kill_group(proc: subprocess.Popen) -> None:

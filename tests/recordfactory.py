@@ -1,4 +1,9 @@
-"""Fake but well-formed run records for store and leaderboard tests."""
+"""Run records for tests: fake but well-formed ones for store and leaderboard tests
+(``make_record``), and real done runs with saved models, trained on tiny generated data
+(``train_runs``, behind conftest's session fixture ``trained``)."""
+
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,3 +32,32 @@ def make_record(model="m", seed=1, accuracy_shift=0.0, fingerprint="f" * 64, sta
         iv = bootstrap_intervals(y, p, 0.5, resamples=200, seed=seed)
         record.update(metrics=m, metrics_at_val_threshold=m, intervals=iv, intervals_at_val_threshold=iv)
     return record, {"test_ids": [str(i) for i in range(n)], "test_labels": y.tolist(), "test_scores": p.tolist()}
+
+
+TRAINED_MODELS = ("baseline_cnn", "logreg_pixels")  # one Keras CNN, one scikit-learn estimator: both model formats
+TRAINED_SIZE = 32  # pixels a side
+
+
+class TrainedRuns(NamedTuple):
+    """Done runs with their models kept: the generated data folder, the results folder, {model: run id}."""
+
+    data: Path
+    results: Path
+    ids: dict[str, str]
+
+
+def train_runs(root: Path) -> TrainedRuns:
+    """Every ``TRAINED_MODELS`` model trained for one epoch at ``TRAINED_SIZE`` px on
+    ``make_kaggle_tree`` data under ``root``, through the CLI as a user runs it."""
+    from xraybench.cli import main
+    from xraybench.results import ResultStore
+    from xraybench.synthetic import make_kaggle_tree
+
+    data = make_kaggle_tree(root / "chest_xray")
+    results = root / "results"
+    code = main(["run", *(a for m in TRAINED_MODELS for a in ("--model", m)), "--data", str(data), "--image-size",
+                 str(TRAINED_SIZE), "--epochs", "1", "--results", str(results)])
+    assert code == 0
+    ids = {r["model"]: r["run_id"] for r in ResultStore(results).records()}
+    assert set(ids) == set(TRAINED_MODELS)
+    return TrainedRuns(data, results, ids)

@@ -11,7 +11,8 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from recordfactory import make_record
+from proctools import one_line_error, run_cli
+from recordfactory import TRAINED_MODELS as MODELS, TRAINED_SIZE, make_record
 
 from xraybench import records, saved_model
 from xraybench.cli import main
@@ -25,40 +26,7 @@ from xraybench.records import InvalidRecord, coerce, parse
 from xraybench.results import ResultStore
 from xraybench.synthetic import make_kaggle_tree
 
-MODELS = ("baseline_cnn", "logreg_pixels")
 HEAVY = ("keras", "tensorflow", "jax", "torch")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(data folder, results folder, {model: run id}): both models trained once at 32 px, models kept."""
-    root = tmp_path_factory.mktemp("explained")
-    data = make_kaggle_tree(root / "chest_xray")
-    results = root / "results"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XRAYBENCH_CACHE", str(root / "cache"))
-        code = main(["run", *(a for m in MODELS for a in ("--model", m)), "--data", str(data), "--image-size", "32",
-                     "--epochs", "1", "--results", str(results)])
-    assert code == 0
-    ids = {r["model"]: r["run_id"] for r in ResultStore(results).records()}
-    assert set(ids) == set(MODELS)
-    return data, results, ids
-
-
-def _copy(results: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(results, tmp_path / "results"))
-
-
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def _one_line_error(code: int, out: str, err: str) -> str:
-    assert code == 2, (out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 # --- LoadedModel.keras_inputs -------------------------------------------------------------------------
@@ -96,7 +64,7 @@ def test_gradcam_through_a_loaded_keras_run_and_auto_picks_by_model(trained):
         loaded = saved_model.load_model(store, record)
         _, images = saved_model.read_images([data / "test"], record)
         result = explain(loaded, images[:6])
-        assert result.maps.shape == (6, 32, 32) and np.isfinite(result.maps).all()
+        assert result.maps.shape == (6, TRAINED_SIZE, TRAINED_SIZE) and np.isfinite(result.maps).all()
         if model == "baseline_cnn":
             assert result.method == "gradcam" and result.maps.min() >= 0 and result.maps.max() <= 1
             direct = np.asarray(loaded.keras_model(loaded.keras_inputs(images[:6]), training=False)).reshape(-1)
@@ -110,12 +78,12 @@ def test_gradcam_through_a_loaded_keras_run_and_auto_picks_by_model(trained):
 
 
 @pytest.mark.slow
-def test_explain_writes_overlays_and_records_the_shortcut_check(trained, tmp_path, capsys):
-    _, results, ids = _copy_trained(trained, tmp_path)
+def test_explain_writes_overlays_and_records_the_shortcut_check(trained_copy, tmp_path, capsys):
+    _, results, ids = trained_copy
     store = ResultStore(results)
     run_id = ids["logreg_pixels"]
     before = store.get(run_id)
-    code, out, err = _run(capsys, "explain", run_id, "--results", str(results))  # occlusion, the default
+    code, out, err = run_cli(capsys, "explain", run_id, "--results", str(results))  # occlusion, the default
     assert code == 0, err
     folder = results / "explanations" / run_id
     pngs = sorted(folder.glob("*.png"))
@@ -131,7 +99,7 @@ def test_explain_writes_overlays_and_records_the_shortcut_check(trained, tmp_pat
     jsonschema.validate(json.loads((results / "runs" / f"{run_id}.json").read_text()), records.json_schema())
 
     # a limited run: a fixed, seeded sample, kept as such; the same command again replaces its own PNGs
-    code, out, err = _run(capsys, "explain", run_id, "--method", "occlusion", "--limit", "5", "--results", str(results))
+    code, out, err = run_cli(capsys, "explain", run_id, "--method", "occlusion", "--limit", "5", "--results", str(results))
     assert code == 0, err
     assert "5 of the 24 test images (a fixed sample, seed 0)" in out
     entry = store.get(run_id)["shortcut_check"]["occlusion"]
@@ -139,25 +107,20 @@ def test_explain_writes_overlays_and_records_the_shortcut_check(trained, tmp_pat
 
     # Grad-CAM for the Keras run joins, never replaces, another method's entry
     keras_id = ids["baseline_cnn"]
-    assert _run(capsys, "explain", keras_id, "--method", "occlusion", "--limit", "4", "--results", str(results))[0] == 0
-    code, out, err = _run(capsys, "explain", keras_id, "--method", "auto", "--results", str(results),
+    assert run_cli(capsys, "explain", keras_id, "--method", "occlusion", "--limit", "4", "--results", str(results))[0] == 0
+    code, out, err = run_cli(capsys, "explain", keras_id, "--method", "auto", "--results", str(results),
                           "--out", str(tmp_path / "cams"))
     assert code == 0, err
     assert "gradcam overlays" in out and len(list((tmp_path / "cams").glob("*.png"))) == 24
     assert set(store.get(keras_id)["shortcut_check"]) == {"occlusion", "gradcam"}
 
 
-def _copy_trained(trained, tmp_path):
-    data, results, ids = trained
-    return data, _copy(results, tmp_path), ids
-
-
 @pytest.mark.slow
-def test_explain_given_paths_writes_overlays_and_leaves_the_record(trained, tmp_path, capsys):
-    data, results, ids = _copy_trained(trained, tmp_path)
+def test_explain_given_paths_writes_overlays_and_leaves_the_record(trained_copy, tmp_path, capsys):
+    data, results, ids = trained_copy
     run_id = ids["logreg_pixels"]
     before = (results / "runs" / f"{run_id}.json").read_bytes()
-    code, out, err = _run(capsys, "explain", run_id, str(data / "test" / "NORMAL"), "--limit", "3",
+    code, out, err = run_cli(capsys, "explain", run_id, str(data / "test" / "NORMAL"), "--limit", "3",
                           "--out", str(tmp_path / "o"), "--results", str(results))
     assert code == 0, err
     assert len(list((tmp_path / "o").glob("*.png"))) == 3 and "3 image(s)" in out and "recorded" not in out
@@ -165,46 +128,46 @@ def test_explain_given_paths_writes_overlays_and_leaves_the_record(trained, tmp_
 
 
 @pytest.mark.slow
-def test_explain_one_line_errors(trained, tmp_path, capsys):
-    data, results, ids = _copy_trained(trained, tmp_path)
+def test_explain_one_line_errors(trained_copy, tmp_path, capsys):
+    data, results, ids = trained_copy
     run_id = ids["logreg_pixels"]
     r = ("--results", str(results))
-    assert "no single run matches 'nope'" in _one_line_error(*_run(capsys, "explain", "nope", *r))
+    assert "no single run matches 'nope'" in one_line_error(*run_cli(capsys, "explain", "nope", *r))
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    assert str(bad) in _one_line_error(*_run(capsys, "explain", run_id, str(bad), *r))
+    assert str(bad) in one_line_error(*run_cli(capsys, "explain", run_id, str(bad), *r))
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    assert "holds files xraybench did not write" in _one_line_error(
-        *_run(capsys, "explain", run_id, "--out", str(foreign), *r))
+    assert "holds files xraybench did not write" in one_line_error(
+        *run_cli(capsys, "explain", run_id, "--out", str(foreign), *r))
     assert (foreign / "notes.txt").read_text() == "mine" and not (foreign / MARKER).exists()
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    assert "is not a folder" in _one_line_error(*_run(capsys, "explain", run_id, "--out", str(a_file / "sub"), *r))
+    assert "is not a folder" in one_line_error(*run_cli(capsys, "explain", run_id, "--out", str(a_file / "sub"), *r))
 
     other = make_kaggle_tree(tmp_path / "other", seed=5)
-    err = _one_line_error(*_run(capsys, "explain", run_id, "--data", str(other), *r))
+    err = one_line_error(*run_cli(capsys, "explain", run_id, "--data", str(other), *r))
     assert "is not the data run" in err and "fingerprint" in err
-    assert "does not exist" in _one_line_error(*_run(capsys, "explain", run_id, "--data", str(tmp_path / "gone"), *r))
+    assert "does not exist" in one_line_error(*run_cli(capsys, "explain", run_id, "--data", str(tmp_path / "gone"), *r))
 
     model = results / "runs" / f"{run_id}.skops"
     model.write_bytes(model.read_bytes() + b"\0")
-    assert "is not the one recorded" in _one_line_error(*_run(capsys, "explain", run_id, *r))
+    assert "is not the one recorded" in one_line_error(*run_cli(capsys, "explain", run_id, *r))
 
     record, scores = make_record("no_model_here")
     ResultStore(results).save(record, scores)
-    assert "has no model file" in _one_line_error(*_run(capsys, "explain", record["run_id"], *r))
+    assert "has no model file" in one_line_error(*run_cli(capsys, "explain", record["run_id"], *r))
     assert not (results / "explanations").exists(), "no failed command wrote anything"
 
 
 @pytest.mark.slow
-def test_a_record_xraybench_may_not_rewrite_is_one_line_before_any_work(trained, tmp_path, capsys):
+def test_a_record_xraybench_may_not_rewrite_is_one_line_before_any_work(trained_copy, tmp_path, capsys):
     """A record that is a link (to a file somewhere else) is not xraybench's to rewrite: the command
     says so before it explains anything; --no-record writes the overlays and leaves it alone."""
-    _, results, ids = _copy_trained(trained, tmp_path)
+    _, results, ids = trained_copy
     run_id = ids["logreg_pixels"]
     path = results / "runs" / f"{run_id}.json"
     elsewhere = tmp_path / "elsewhere.json"
@@ -212,19 +175,19 @@ def test_a_record_xraybench_may_not_rewrite_is_one_line_before_any_work(trained,
     path.symlink_to(elsewhere)
     before = elsewhere.read_bytes()
     r = ("--results", str(results))
-    assert "was not written by xraybench (or is a link)" in _one_line_error(*_run(capsys, "explain", run_id, *r))
+    assert "was not written by xraybench (or is a link)" in one_line_error(*run_cli(capsys, "explain", run_id, *r))
     assert not (results / "explanations").exists()
-    code, out, err = _run(capsys, "explain", run_id, "--no-record", "--limit", "2", *r)
+    code, out, err = run_cli(capsys, "explain", run_id, "--no-record", "--limit", "2", *r)
     assert code == 0, err
     assert "recorded" not in out
     assert elsewhere.read_bytes() == before and path.is_symlink()
 
 
 @pytest.mark.slow
-def test_explain_and_report_import_no_backend_in_their_own_process(trained, tmp_path):
+def test_explain_and_report_import_no_backend_in_their_own_process(trained_copy, tmp_path):
     """The models run in a child process: the command's and the report's own processes import no
     Keras or backend, even while drawing Grad-CAM maps of a Keras run."""
-    _, results, ids = _copy_trained(trained, tmp_path)
+    _, results, ids = trained_copy
     script = ("import sys; from xraybench.cli import main; code = main(sys.argv[1:]); "
               f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules)); sys.exit(code)")
     for args in (["explain", ids["baseline_cnn"], "--limit", "3"],
@@ -266,12 +229,12 @@ class _Sections(HTMLParser):
 
 
 @pytest.mark.slow
-def test_run_explain_report_end_to_end(trained, tmp_path, capsys):
+def test_run_explain_report_end_to_end(trained_copy, tmp_path, capsys):
     """run -> explain -> report: the report shows each run with a model, its confident cases with
     their maps, the shortcut shares explain stored, and the hard cases with thumbnails."""
-    _, results, ids = _copy_trained(trained, tmp_path)
-    assert _run(capsys, "explain", ids["logreg_pixels"], "--results", str(results))[0] == 0
-    code, out, err = _run(capsys, "report", "--results", str(results), "--output", str(tmp_path / "r.html"))
+    _, results, ids = trained_copy
+    assert run_cli(capsys, "explain", ids["logreg_pixels"], "--results", str(results))[0] == 0
+    code, out, err = run_cli(capsys, "report", "--results", str(results), "--output", str(tmp_path / "r.html"))
     assert code == 0, err
     html = (tmp_path / "r.html").read_text()
     assert "Where the models look" in html and "text markers" in html
@@ -285,7 +248,7 @@ def test_run_explain_report_end_to_end(trained, tmp_path, capsys):
     md = (tmp_path / "r.md").read_text()
     assert "## Where the models look" in md
 
-    code, out, err = _run(capsys, "report", "--results", str(results), "--output", str(tmp_path / "r2.html"),
+    code, out, err = run_cli(capsys, "report", "--results", str(results), "--output", str(tmp_path / "r2.html"),
                           "--explain-runs", "0")
     assert code == 0, err
     assert "Maps are off" in (tmp_path / "r2.html").read_text()
@@ -363,6 +326,23 @@ def test_the_section_escapes_what_records_and_scores_hold_and_starts_no_child(tm
     assert thumbs["inside.png"] is not None and all(thumbs[i] is None for i in (*out_ids, nasty))
     md = report.render_markdown(section)
     assert md.count(nasty) == md.count(f"`{nasty}`") >= 1  # in Markdown only inside code spans (md_code): inert
+
+
+def test_a_model_that_hangs_costs_the_report_one_panel_not_the_report(xray_data, xraybench_env, test_plugins,
+                                                                     monkeypatch):
+    """A saved model whose predictions hang (it trained and saved well) is given up after
+    ``MAP_SECONDS``: its panel says why, and the section is built."""
+    results = xraybench_env / "results"
+    assert main(["run", "--model", "xb_good", "--data", str(xray_data), "--image-size", "16", "--results",
+                 str(results)]) == 0
+    store = ResultStore(results)
+    loaded = store.load(full=True).records
+    assert loaded[0].model_file is not None
+    monkeypatch.setenv("XB_PREDICT_HANGS", "1")  # inherited by the report's map child
+    monkeypatch.setattr(report, "MAP_SECONDS", 3.0)
+    section = report.build(store, loaded, loaded, store.scores)
+    assert len(section.runs) == 1
+    assert section.runs[0].method is None and "no result within 3s" in section.runs[0].note, section.runs[0].note
 
 
 def test_a_damaged_shortcut_check_is_named_and_the_schema_has_it():

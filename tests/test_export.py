@@ -1,7 +1,7 @@
 """``xraybench export``: a run's saved model as ONNX (checked against its stored scores) or an MLflow run.
 
-The end-to-end tests train one Keras and one scikit-learn model once, on tiny generated data,
-export them, run the ONNX files with onnxruntime and read the MLflow runs back with MlflowClient.
+The end-to-end tests take the session's Keras and scikit-learn runs trained on tiny generated data
+(conftest's ``trained``), export them, run the ONNX files with onnxruntime and read the MLflow runs back with MlflowClient.
 Each kind of test skips, saying which extra is missing, where ``xraybench[onnx]`` or
 ``xraybench[mlflow]`` is not installed (``.ci/run`` installs both through the test extra).
 """
@@ -15,17 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from recordfactory import make_record
+from proctools import one_line_error, run_cli
+from recordfactory import TRAINED_MODELS as MODELS, TRAINED_SIZE, make_record
 
 from xraybench import export
 from xraybench.cli import main
 from xraybench.records import coerce
 from xraybench.results import ResultStore
 from xraybench.synthetic import make_kaggle_tree
-
-MODELS = ("baseline_cnn", "logreg_pixels")
-SIZE = "32"
-
 
 def _need_onnx(model: str = "") -> None:
     for module in ("onnx", "onnxruntime", *(("tf2onnx", "tensorflow") if model != "logreg_pixels" else ()),
@@ -37,39 +34,6 @@ def _need_mlflow() -> None:
     pytest.importorskip("mlflow", reason='mlflow-skinny is not installed: pip install "xraybench[mlflow]"')
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(data folder, results folder, {model: run id}): both models trained once, their models kept."""
-    root = tmp_path_factory.mktemp("export")
-    data = make_kaggle_tree(root / "chest_xray")
-    results = root / "results"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XRAYBENCH_CACHE", str(root / "cache"))
-        code = main(["run", *(a for m in MODELS for a in ("--model", m)), "--data", str(data), "--image-size", SIZE,
-                     "--epochs", "1", "--results", str(results)])
-    assert code == 0
-    ids = {r["model"]: r["run_id"] for r in ResultStore(results).records()}
-    assert set(ids) == set(MODELS)
-    return data, results, ids
-
-
-def _copy(results: Path, tmp_path: Path) -> Path:
-    """A results folder of the test's own, for tests that write into it."""
-    return Path(shutil.copytree(results, tmp_path / "results"))
-
-
-def _export(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(["export", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def _one_line_error(code: int, err: str) -> str:
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
@@ -79,13 +43,12 @@ def _files(folder: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
-def test_onnx_export_reproduces_the_stored_scores_from_raw_pixels(trained, model, tmp_path, capsys):
+def test_onnx_export_reproduces_the_stored_scores_from_raw_pixels(trained_copy, model, capsys):
     _need_onnx(model)
     import onnx
 
-    data, results, ids = trained
-    results = _copy(results, tmp_path)
-    code, out, err = _export(capsys, ids[model], "--to", "onnx", "--results", str(results))
+    data, results, ids = trained_copy
+    code, out, err = run_cli(capsys, "export", ids[model], "--to", "onnx", "--results", str(results))
     assert code == 0, err
     path = results / "exports" / f"{ids[model]}.onnx"
     assert f"wrote {path}" in out and "test images: largest difference from the stored scores" in out
@@ -97,7 +60,7 @@ def test_onnx_export_reproduces_the_stored_scores_from_raw_pixels(trained, model
     assert meta[export.OWNER_KEY] == ids[model]
     (inp,), (outp,) = graph.graph.input, graph.graph.output
     assert inp.name == "images" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
-    assert [d.dim_value for d in inp.type.tensor_type.shape.dim][1:] == [int(SIZE), int(SIZE), 1]
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim][1:] == [TRAINED_SIZE, TRAINED_SIZE, 1]
     assert outp.name == "pneumonia_score" and outp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
     # As a user would: the test images read from their files, scored by onnxruntime, beside the stored scores.
@@ -114,81 +77,78 @@ def test_onnx_export_reproduces_the_stored_scores_from_raw_pixels(trained, model
 
 
 @pytest.mark.slow
-def test_onnx_export_replaces_only_its_own_files(trained, tmp_path, capsys):
+def test_onnx_export_replaces_only_its_own_files(trained_copy, tmp_path, capsys):
     _need_onnx("logreg_pixels")
-    _, results, ids = trained
-    results = _copy(results, tmp_path)
+    _, results, ids = trained_copy
     run_id = ids["logreg_pixels"]
     out = tmp_path / "mine.onnx"
-    assert _export(capsys, run_id, "--to", "onnx", "--out", str(out), "--results", str(results))[0] == 0
-    code, shown, err = _export(capsys, run_id, "--to", "onnx", "--out", str(out), "--results", str(results))
+    assert run_cli(capsys, "export", run_id, "--to", "onnx", "--out", str(out), "--results", str(results))[0] == 0
+    code, shown, err = run_cli(capsys, "export", run_id, "--to", "onnx", "--out", str(out), "--results", str(results))
     assert code == 0 and f"replaced {out}" in shown, err
 
     theirs = tmp_path / "theirs.onnx"
     theirs.write_bytes(b"a file xraybench did not write")
-    err = _one_line_error(*_export(capsys, run_id, "--to", "onnx", "--out", str(theirs), "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "export", run_id, "--to", "onnx", "--out", str(theirs), "--results", str(results)))
     assert "is not an ONNX file xraybench exported" in err
     assert theirs.read_bytes() == b"a file xraybench did not write"
     link = tmp_path / "link.onnx"
     link.symlink_to(out)  # even a link to an export of ours is not followed or replaced
-    assert "is not an ONNX file" in _one_line_error(*_export(capsys, run_id, "--to", "onnx", "--out", str(link),
-                                                             "--results", str(results))[::2])
+    assert "is not an ONNX file" in one_line_error(*run_cli(capsys, "export", run_id, "--to", "onnx", "--out", str(link),
+                                                             "--results", str(results)))
     assert link.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".onnx") == ["link.onnx", "mine.onnx", "theirs.onnx"]
 
 
 @pytest.mark.slow
-def test_an_export_that_does_not_reproduce_the_scores_is_not_kept(trained, tmp_path, capsys):
+def test_an_export_that_does_not_reproduce_the_scores_is_not_kept(trained_copy, capsys):
     """The stored scores the child compares with, moved by 0.01: it refuses, and the only file
     removed is the temporary one it wrote; an earlier export at the target stays as it was."""
     _need_onnx("logreg_pixels")
-    _, results, ids = trained
-    results = _copy(results, tmp_path)
+    _, results, ids = trained_copy
     run_id = ids["logreg_pixels"]
     target = results / "exports" / f"{run_id}.onnx"
-    assert _export(capsys, run_id, "--to", "onnx", "--results", str(results))[0] == 0
+    assert run_cli(capsys, "export", run_id, "--to", "onnx", "--results", str(results))[0] == 0
     before = target.read_bytes()
     scores_file = results / "runs" / f"{run_id}.scores.json"
     scores = json.loads(scores_file.read_text())
     scores["test_scores"] = [min(1.0, s + 0.01) if s < 0.5 else s - 0.01 for s in scores["test_scores"]]
     scores_file.write_text(json.dumps(scores))
-    err = _one_line_error(*_export(capsys, run_id, "--to", "onnx", "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "export", run_id, "--to", "onnx", "--results", str(results)))
     assert "differ from run" in err and "stored test scores by up to" in err and "not written" in err
     assert target.read_bytes() == before
     assert _files(results / "exports") == [target.name]
 
 
 @pytest.mark.slow
-def test_onnx_one_line_errors(trained, tmp_path, capsys, monkeypatch):
+def test_onnx_one_line_errors(trained_copy, tmp_path, capsys, monkeypatch):
     _need_onnx()
-    data, results, ids = trained
-    results = _copy(results, tmp_path)
+    data, results, ids = trained_copy
     run_id = ids["baseline_cnn"]
-    assert "no single run matches 'nope'" in _one_line_error(*_export(capsys, "nope", "--to", "onnx", "--results",
-                                                                        str(results))[::2])
+    assert "no single run matches 'nope'" in one_line_error(*run_cli(capsys, "export", "nope", "--to", "onnx", "--results",
+                                                                        str(results)))
     record = coerce(ResultStore(results).get(run_id))
     model = results / record.saved_model.path
     original = model.read_bytes()
     model.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
-    err = _one_line_error(*_export(capsys, run_id, "--to", "onnx", "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "export", run_id, "--to", "onnx", "--results", str(results)))
     assert "is not the one recorded" in err
     model.write_bytes(original)
 
     elsewhere = make_kaggle_tree(tmp_path / "other", seed=7)  # other images: another fingerprint
-    err = _one_line_error(*_export(capsys, run_id, "--to", "onnx", "--data", str(elsewhere), "--results",
-                                   str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "export", run_id, "--to", "onnx", "--data", str(elsewhere), "--results",
+                                   str(results)))
     assert "is not the data run" in err
     moved = tmp_path / "moved"
     shutil.copytree(data, moved)
-    code, out, err = _export(capsys, run_id, "--to", "onnx", "--data", str(moved), "--results", str(results))
+    code, out, err = run_cli(capsys, "export", run_id, "--to", "onnx", "--data", str(moved), "--results", str(results))
     assert code == 0, err
 
     real = export.find_spec
     monkeypatch.setattr(export, "find_spec", lambda name: None if name == "onnxruntime" else real(name))
-    err = _one_line_error(*_export(capsys, run_id, "--to", "onnx", "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "export", run_id, "--to", "onnx", "--results", str(results)))
     assert 'needs onnxruntime, which is not installed: pip install "xraybench[onnx]"' in err
-    assert "--out and --data are for --to onnx" in _one_line_error(*_export(
-        capsys, run_id, "--to", "mlflow", "--out", "x.onnx", "--results", str(results))[::2])
+    assert "--out and --data are for --to onnx" in one_line_error(*run_cli(
+        capsys, "export", run_id, "--to", "mlflow", "--out", "x.onnx", "--results", str(results)))
 
 
 def test_a_run_without_a_model_file_or_an_onnx_form_is_refused(xray_data, xraybench_env, test_plugins, capsys):
@@ -200,18 +160,17 @@ def test_a_run_without_a_model_file_or_an_onnx_form_is_refused(xray_data, xraybe
                  "--force", "--results", str(results)]) == 0
     saved, unsaved = sorted(ResultStore(results).load(full=True).records, key=lambda r: r.model_file is None)
     capsys.readouterr()
-    err = _one_line_error(*_export(capsys, unsaved.run_id, "--to", "onnx", "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "export", unsaved.run_id, "--to", "onnx", "--results", str(results)))
     assert "has no model file (not saved: the run was started with --no-save-model)" in err
-    err = _one_line_error(*_export(capsys, saved.run_id, "--to", "onnx", "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "export", saved.run_id, "--to", "onnx", "--results", str(results)))
     assert "defines no onnx_model(shape), so it cannot be exported to ONNX" in err
     assert not (results / "exports").exists() or not any((results / "exports").iterdir())
 
 
 @pytest.mark.slow
-def test_export_loads_no_backend_or_plugin_in_its_own_process(trained, tmp_path):
+def test_export_loads_no_backend_or_plugin_in_its_own_process(trained_copy):
     _need_onnx()
-    _, results, ids = trained
-    results = _copy(results, tmp_path)
+    _, results, ids = trained_copy
     heavy = ("keras", "tensorflow", "jax", "torch", "sklearn", "skops", "xraybench_plugins", "tf2onnx", "skl2onnx",
              "onnxruntime")
     script = ("import sys; from xraybench.cli import main; code = main(sys.argv[1:]); "
@@ -290,12 +249,11 @@ def test_a_converter_failure_is_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store_kind", ["default", "file"])
-def test_mlflow_run_reads_back_with_its_client(trained, tmp_path, capsys, monkeypatch, store_kind):
+def test_mlflow_run_reads_back_with_its_client(trained_copy, tmp_path, capsys, monkeypatch, store_kind):
     _need_mlflow()
     from mlflow.tracking import MlflowClient
 
-    _, results, ids = trained
-    results = _copy(results, tmp_path)
+    _, results, ids = trained_copy
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # restored after the test: export may set it
     run_id = ids["baseline_cnn"]
     if store_kind == "default":
@@ -303,7 +261,7 @@ def test_mlflow_run_reads_back_with_its_client(trained, tmp_path, capsys, monkey
     else:
         uri = (tmp_path / "mlruns").resolve().as_uri()
         args = ["--tracking-uri", uri, "--experiment", "chest"]
-    code, out, err = _export(capsys, run_id, "--to", "mlflow", *args, "--results", str(results))
+    code, out, err = run_cli(capsys, "export", run_id, "--to", "mlflow", *args, "--results", str(results))
     assert code == 0, err
     experiment = "chest" if args else "xraybench"
     assert f"logged run {run_id} to MLflow at {uri}: experiment {experiment!r}" in out
@@ -342,7 +300,7 @@ def test_mlflow_run_reads_back_with_its_client(trained, tmp_path, capsys, monkey
         assert hashlib.sha256(got[name].read_bytes()).digest() == hashlib.sha256(path.read_bytes()).digest(), name
     assert json.loads(got[f"record/{run_id}.json"].read_text())["run_id"] == run_id
 
-    code, out, _ = _export(capsys, run_id, "--to", "mlflow", *args, "--results", str(results))
+    code, out, _ = run_cli(capsys, "export", run_id, "--to", "mlflow", *args, "--results", str(results))
     assert code == 0 and "is already in MLflow experiment" in out and "nothing logged" in out
     assert len(client.search_runs([run.info.experiment_id])) == 1
 
@@ -359,7 +317,7 @@ def test_mlflow_parameters_are_flat_and_masked():
 
 
 @pytest.mark.slow
-def test_mlflow_errors_never_show_the_uris_secrets(trained, tmp_path, capsys, monkeypatch):
+def test_mlflow_errors_never_show_the_uris_secrets(trained, capsys, monkeypatch):
     _need_mlflow()
     _, results, ids = trained
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -369,13 +327,13 @@ def test_mlflow_errors_never_show_the_uris_secrets(trained, tmp_path, capsys, mo
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     uri = f"http://alice:s3cr3tpw@127.0.0.1:{port}/?token=t0ps3cret"
-    code, out, err = _export(capsys, ids["logreg_pixels"], "--to", "mlflow", "--tracking-uri", uri, "--results",
+    code, out, err = run_cli(capsys, "export", ids["logreg_pixels"], "--to", "mlflow", "--tracking-uri", uri, "--results",
                              str(results))
-    err = _one_line_error(code, err)
+    err = one_line_error(code, out, err)
     assert "to MLflow at http://alice:***@127.0.0.1" in err
     assert "s3cr3tpw" not in out + err and "t0ps3cret" not in out + err
 
     real = export.find_spec
     monkeypatch.setattr(export, "find_spec", lambda name: None if name == "mlflow" else real(name))
-    err = _one_line_error(*_export(capsys, ids["logreg_pixels"], "--to", "mlflow", "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "export", ids["logreg_pixels"], "--to", "mlflow", "--results", str(results)))
     assert 'needs mlflow-skinny, which is not installed: pip install "xraybench[mlflow]"' in err

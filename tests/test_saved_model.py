@@ -1,7 +1,7 @@
 """Every done run keeps its model (``saved_model.py``), and ``xraybench predict`` applies it to images.
 
-The end-to-end tests train one Keras and one scikit-learn model once, on tiny generated data,
-then check that ``predict`` gives every test image the score the run stored for it.
+The end-to-end tests take the session's Keras and scikit-learn runs trained on tiny generated data
+(conftest's ``trained``), and check that ``predict`` gives every test image the score the run stored for it.
 """
 
 import hashlib
@@ -16,51 +16,14 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from proctools import wait_for
-from recordfactory import make_record
+from proctools import one_line_error, run_cli, wait_for
+from recordfactory import TRAINED_MODELS as MODELS, make_record
 
 from xraybench import records, saved_model
 from xraybench.cli import main
 from xraybench.records import InvalidRecord, coerce, parse
 from xraybench.results import ResultStore
 from xraybench.synthetic import make_kaggle_tree
-
-MODELS = ("baseline_cnn", "logreg_pixels")
-SIZE = "32"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(data folder, results folder, {model: run id}): both models trained once, their models kept."""
-    root = tmp_path_factory.mktemp("saved")
-    data = make_kaggle_tree(root / "chest_xray")
-    results = root / "results"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XRAYBENCH_CACHE", str(root / "cache"))
-        code = main(["run", *(a for m in MODELS for a in ("--model", m)), "--data", str(data), "--image-size", SIZE,
-                     "--epochs", "1", "--results", str(results)])
-    assert code == 0
-    ids = {r["model"]: r["run_id"] for r in ResultStore(results).records()}
-    assert set(ids) == set(MODELS)
-    return data, results, ids
-
-
-def _copy(results: Path, tmp_path: Path) -> Path:
-    """A results folder of the test's own, for tests that change files."""
-    return Path(shutil.copytree(results, tmp_path / "results"))
-
-
-def _predict(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(["predict", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def _one_line_error(code: int, err: str) -> str:
-    assert code == 2
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
@@ -85,7 +48,7 @@ def test_predict_reproduces_the_runs_stored_test_scores(trained, model, capsys):
     store = ResultStore(results)
     stored = store.scores(ids[model])
     expected = dict(zip(stored["test_ids"], stored["test_scores"]))
-    code, out, err = _predict(capsys, ids[model], str(data / "test"), "--format", "json", "--results", str(results))
+    code, out, err = run_cli(capsys, "predict", ids[model], str(data / "test"), "--format", "json", "--results", str(results))
     assert code == 0, err
     shown = json.loads(out)
     threshold = coerce(store.get(ids[model])).val_threshold["value"]
@@ -101,46 +64,46 @@ def test_predict_reproduces_the_runs_stored_test_scores(trained, model, capsys):
 def test_predict_table_and_csv(trained, capsys):
     data, results, ids = trained
     image = data / "test" / "PNEUMONIA" / "person0_virus_0.jpeg"
-    code, out, _ = _predict(capsys, ids["logreg_pixels"], str(image), "--format", "csv", "--results", str(results))
+    code, out, _ = run_cli(capsys, "predict", ids["logreg_pixels"], str(image), "--format", "csv", "--results", str(results))
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "image,score,label" and len(lines) == 2 and lines[1].startswith(str(image) + ",")
-    code, out, _ = _predict(capsys, ids["logreg_pixels"], str(image), "--results", str(results))
+    code, out, _ = run_cli(capsys, "predict", ids["logreg_pixels"], str(image), "--results", str(results))
     assert code == 0 and "person0_virus_0.jpeg" in out and "Youden's J on validation" in out
 
 
 @pytest.mark.slow
-def test_a_changed_model_file_is_not_loaded(trained, tmp_path, capsys):
-    data, results, ids = trained
-    results = _copy(results, tmp_path)
+def test_a_changed_model_file_is_not_loaded(trained_copy, capsys):
+    data, results, ids = trained_copy
     record = coerce(ResultStore(results).get(ids["baseline_cnn"]))
     path = results / record.saved_model.path
     tampered = bytearray(path.read_bytes())
     tampered[len(tampered) // 2] ^= 0xFF
     path.write_bytes(bytes(tampered))
     before = {p.name: p.read_bytes() for p in (results / "runs").iterdir()}
-    err = _one_line_error(*_predict(capsys, record.run_id, str(data / "test"), "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "predict", record.run_id, str(data / "test"), "--results", str(results)))
     assert "is not the one recorded" in err
     assert {p.name: p.read_bytes() for p in (results / "runs").iterdir()} == before, "nothing touched"
 
     path.unlink()
-    assert "is missing" in _one_line_error(*_predict(capsys, record.run_id, str(data), "--results", str(results))[::2])
+    assert "is missing" in one_line_error(*run_cli(capsys, "predict", record.run_id, str(data), "--results", str(results)))
 
 
 @pytest.mark.slow
 def test_predict_one_line_errors(trained, tmp_path, capsys):
     data, results, ids = trained
     run_id = ids["logreg_pixels"]
-    assert "no single run matches 'nope'" in _one_line_error(*_predict(capsys, "nope", str(data), "--results", str(results))[::2])
+    r = ("--results", str(results))
+    assert "no single run matches 'nope'" in one_line_error(*run_cli(capsys, "predict", "nope", str(data), *r))
     missing = tmp_path / "no-such.png"
-    assert "does not exist" in _one_line_error(*_predict(capsys, run_id, str(missing), "--results", str(results))[::2])
+    assert "does not exist" in one_line_error(*run_cli(capsys, "predict", run_id, str(missing), "--results", str(results)))
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     good = data / "test" / "NORMAL" / "IM-0000-0000.jpeg"
-    err = _one_line_error(*_predict(capsys, run_id, str(good), str(bad), "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "predict", run_id, str(good), str(bad), "--results", str(results)))
     assert str(bad) in err and "--skip-bad" in err
 
-    code, out, err = _predict(capsys, run_id, str(good), str(bad), "--skip-bad", "--format", "csv", "--results", str(results))
+    code, out, err = run_cli(capsys, "predict", run_id, str(good), str(bad), "--skip-bad", "--format", "csv", *r)
     assert code == 0 and err.startswith("warning: skipped 1 unreadable image(s): ") and err.count("\n") == 1
     assert len(out.splitlines()) == 2 and "IM-0000-0000.jpeg" in out
 
@@ -167,7 +130,7 @@ def test_no_save_model_records_why_and_predict_says_so(xray_data, xraybench_env,
     assert record.model_file is None and record.model_note == saved_model.NOT_ASKED
     assert not [p for p in (results / "runs").iterdir() if p.suffix in (".skops", ".keras") or "staged" in p.name]
     capsys.readouterr()
-    err = _one_line_error(*_predict(capsys, record.run_id, str(xray_data), "--results", str(results))[::2])
+    err = one_line_error(*run_cli(capsys, "predict", record.run_id, str(xray_data), "--results", str(results)))
     assert "has no model file (not saved: the run was started with --no-save-model)" in err
 
 
@@ -247,7 +210,32 @@ def test_a_saved_estimator_loads_only_with_trusted_types(tmp_path):
     with pytest.raises(XRayBenchError, match="needs types xraybench does not trust"):
         TRAINER.load_model(path, spec, {}, [], (16, 16, 1))  # a record that does not list it
     with pytest.raises(XRayBenchError, match="is the plugin of this model installed"):
-        TRAINER.load_model(path, None, {}, info["types"], (16, 16, 1))  # no plugin: only sklearn, numpy, scipy
+        TRAINER.load_model(path, None, {}, info["types"], (16, 16, 1))  # no plugin: only scikit-learn's classes
+
+
+def _module_function() -> None:  # a function of the plugin's own package: never a type a file may call
+    pass
+
+
+@pytest.mark.parametrize("name", ["numpy.testing._private.utils.runstring", "numpy.memmap", "scipy.io.savemat",
+                                  f"{__name__}._module_function", "sklearn.utils.estimator_checks.check_estimator"])
+def test_a_file_that_needs_a_callable_of_its_choosing_is_refused_before_loading(tmp_path, monkeypatch, name):
+    """skops calls a trusted name with arguments from the file: a record and file swapped together
+    must not get NumPy's code-running or file-writing helpers, nor any function, trusted."""
+    import skops.io as sio
+
+    from xraybench.errors import XRayBenchError
+    from xraybench.training.generic import TRAINER
+
+    spec = _generic_spec(lambda p, s: Holder(np.arange(3)))
+    path = tmp_path / "m.skops"
+    sio.dump(Holder(np.arange(3)), path)
+    monkeypatch.setattr(sio, "get_untrusted_types", lambda file: [name, f"{__name__}.Holder"])
+    loaded: list[object] = []
+    monkeypatch.setattr(sio, "load", lambda *a, **k: loaded.append(a))
+    with pytest.raises(XRayBenchError, match="needs types xraybench does not trust: " + name.replace(".", r"\.")):
+        TRAINER.load_model(path, spec, {}, [name, f"{__name__}.Holder"], (16, 16, 1))
+    assert not loaded, "refused before skops read the file"
 
 
 def _done_with_model(tmp_path: Path, fmt: str = "skops", payload: bytes = b"model bytes") -> tuple[ResultStore, dict]:
@@ -311,6 +299,57 @@ def test_read_images_gives_the_arrays_the_run_trained_on(tmp_path):
     assert [os.path.relpath(i, data) for i in ids] == test.ids
     assert images.dtype == np.uint8 and np.array_equal(images, test.images)
 
+
+
+def _tested_on(data: dict, size: int) -> records.RunRecord:
+    return parse({**make_record()[0], "image_size": size, "channels": 1, "data": data})
+
+
+def test_the_test_split_is_read_from_the_runs_data_and_checked_against_its_fingerprint(tmp_path):
+    """``read_test_split`` (explain, the report and export): ``--data``, else the record's source,
+    each refused in one line unless its fingerprint is the record's; a missing one says --data."""
+    from xraybench.data import load_dataset
+    from xraybench.errors import XRayBenchError
+
+    data = make_kaggle_tree(tmp_path / "d", n_train=(8, 8), n_test=(4, 4))
+    loaded = load_dataset(str(data), image_size=16, channels=1)
+    described = loaded.describe()
+    split = saved_model.read_test_split(_tested_on(described, 16))
+    assert split.ids == loaded.splits.test.ids and np.array_equal(split.images, loaded.splits.test.images)
+    assert split.source == data and np.array_equal(split.labels, loaded.splits.test.labels)
+    moved = Path(shutil.copytree(data, tmp_path / "moved"))
+    gone = {**described, "source": str(tmp_path / "gone")}
+    assert saved_model.read_test_split(_tested_on(gone, 16), moved).source == moved
+    with pytest.raises(XRayBenchError, match=r"data .*gone \(from its record\) is not here; pass --data PATH") as e:
+        saved_model.read_test_split(_tested_on(gone, 16))
+    assert "\n" not in str(e.value)
+    with pytest.raises(XRayBenchError, match="data path .*nowhere does not exist; check --data"):
+        saved_model.read_test_split(_tested_on(described, 16), tmp_path / "nowhere")
+    with pytest.raises(XRayBenchError, match="records no data source; pass --data PATH"):
+        saved_model.read_test_split(_tested_on({"fingerprint": loaded.fingerprint}, 16))
+    other = make_kaggle_tree(tmp_path / "other", n_train=(8, 8), n_test=(4, 4), seed=3)
+    with pytest.raises(XRayBenchError, match=r"the data at .*other is not the data run .* was tested on \(fingerprint"):
+        saved_model.read_test_split(_tested_on(described, 16), other)
+
+
+def test_a_run_on_the_builtin_copy_reads_this_installs_copy_when_its_own_path_is_gone(tmp_path):
+    """A run recorded on the built-in 28 px copy elsewhere (another install, another machine): its
+    test split comes from this install's copy, once that copy's fingerprint is the record's."""
+    from xraybench.data import builtin, load_dataset
+    from xraybench.errors import XRayBenchError
+
+    if not builtin.available():
+        pytest.skip("this install has no built-in copy")
+    described = load_dataset(str(builtin.NPZ), image_size=28, channels=1).describe()
+    elsewhere = {**described, "source": str(tmp_path / "other-install" / builtin.NPZ.name)}
+    split = saved_model.read_test_split(_tested_on(elsewhere, 28))
+    assert split.source == builtin.NPZ and len(split.ids) == sum(described["split_counts"]["test"].values())
+    with pytest.raises(XRayBenchError, match=r"\(this install's built-in copy: the record's .*other-install.* is not "
+                                             r"here\) is not the data run .* was tested on"):
+        saved_model.read_test_split(_tested_on({**elsewhere, "fingerprint": "e" * 64}, 28))
+    a_folder = {**elsewhere, "reader": "kaggle_folders", "dataset": "a folder of mine"}  # not the built-in copy
+    with pytest.raises(XRayBenchError, match="is not here; pass --data PATH"):
+        saved_model.read_test_split(_tested_on(a_folder, 28))
 
 def _keras_spec(build):
     from xraybench import KerasModel

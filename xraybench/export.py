@@ -55,7 +55,6 @@ ONNX_INPUT = "images"
 ONNX_OUTPUT = "pneumonia_score"
 ONNX_OPSET = 17  # every converter here (tf2onnx, skl2onnx) and onnxruntime since 1.14 take it
 OWNER_KEY = "xraybench.run_id"  # in the ONNX metadata: the run it came from, and the mark of an xraybench export
-TTA_COPIES = 5  # training/keras.py's TTA_SHIFTS: the image and four shifts
 MLFLOW_EXPERIMENT = "xraybench"
 PREFIX = "xraybench/"  # the names of the nodes and tensors this module adds to a converted graph
 
@@ -164,39 +163,24 @@ def _shared_mode() -> int:
 
 def test_images(store: ResultStore, record: RunRecord, data: str | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The run's test images (uint8, as it was scored on them) and its stored test scores, in the
-    stored order: (ids, images, scores). The data set is loaded as the run loaded it (source,
-    reader, size, channels, split seed) and must have the run's fingerprint. Loading data loads
-    the plugins (a reader may be theirs): called in the export's child process."""
+    stored order: (ids, images, scores). The images are ``saved_model.read_test_split``'s: the data
+    set the run was tested on, checked against its fingerprint. Loading data loads the plugins (a
+    reader may be theirs): called in the export's child process."""
     import numpy as np
 
-    from xraybench.data import builtin
-    from xraybench.data.loading import load_dataset
+    from xraybench.saved_model import read_test_split
 
     scores = store.scores(record.run_id)
     if not scores or not scores.get("test_ids"):
         raise XRayBenchError(f"run {record.run_id} has no stored test scores to check an export against")
-    d = record.data or {}
-    source = data or d.get("source")
-    if not data and d.get("reader") == builtin.READER and not (source and Path(source).exists()):
-        source = str(builtin.NPZ)  # the built-in copy, where this install keeps it
-    if not source or not Path(source).exists():
-        raise XRayBenchError(f"run {record.run_id}'s data {source} is not here, and an export is checked against the "
-                             "run's stored scores on its own test images: pass --data PATH (the same images)")
-    dataset = load_dataset(source, image_size=int(record.image_size or 0), channels=int(record.channels or 1),
-                           seed=int(d.get("split_seed", record.seed or 0)), val_fraction=float(d.get("val_fraction", 0.15)),
-                           skip_bad=bool(d.get("skipped_bad")), reader=d.get("reader"))
-    if dataset.fingerprint != d.get("fingerprint"):
-        raise XRayBenchError(f"the data at {source} is not the data run {record.run_id} was scored on (fingerprint "
-                             f"{dataset.fingerprint[:12]}..., the record says {str(d.get('fingerprint'))[:12]}...); "
-                             "pass --data PATH to the run's images")
-    test = dataset.splits.test
+    test = read_test_split(record, data)
     where = {image_id: i for i, image_id in enumerate(test.ids)}
     missing = [i for i in scores["test_ids"] if i not in where]
     if missing:
         raise XRayBenchError(f"{len(missing)} of run {record.run_id}'s test images (e.g. {missing[0]}) are not in "
-                             f"{source}'s test split; pass --data PATH to the run's images")
+                             f"{test.source}'s test split; pass --data PATH to the run's images")
     order = np.array([where[i] for i in scores["test_ids"]], dtype=np.int64)
-    return list(scores["test_ids"]), np.asarray(test.images)[order], np.asarray(scores["test_scores"], dtype=np.float64)
+    return list(scores["test_ids"]), test.images[order], np.asarray(scores["test_scores"], dtype=np.float64)
 
 
 def _onnx_in_child(root: str, run_id: str, out: str, data: str | None) -> dict[str, Any]:
@@ -398,7 +382,9 @@ def wrap(model: Any, shape: tuple[int, int, int], *, prepare: str, tta: bool) ->
     post_nodes_start = len(nodes)
     y = node("Reshape", [net_out, const("flat", np.array([-1], np.int64))], "scores")
     if tta:
-        y = node("Reshape", [y, const("copies", np.array([TTA_COPIES, -1], np.int64))], "by_copy")
+        from xraybench.training.keras import TTA_SHIFTS
+
+        y = node("Reshape", [y, const("copies", np.array([len(TTA_SHIFTS), -1], np.int64))], "by_copy")
         y = node("ReduceMean", [y], "tta_mean", axes=[0], keepdims=0)
     nodes.append(helper.make_node("Cast", [y], [ONNX_OUTPUT], name=PREFIX + "score", to=TensorProto.FLOAT))
     pre, post = nodes[:post_nodes_start], nodes[post_nodes_start:]
@@ -434,8 +420,6 @@ def _shifts(node: Any, const: Any, x: str, h: int, w: int) -> str:
         copies.append(node("Slice", [padded, const(f"starts{k}", np.array([py - dy, px - dx], np.int64)),
                                      const(f"ends{k}", np.array([py - dy + h, px - dx + w], np.int64)),
                                      const(f"axes{k}", np.array([1, 2], np.int64))], f"shifted{k}"))
-    if len(copies) != TTA_COPIES:
-        raise ValueError("TTA_SHIFTS changed: update export.TTA_COPIES")
     return node("Concat", copies, "copies_stacked", axis=0)
 
 

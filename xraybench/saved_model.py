@@ -14,8 +14,10 @@ estimators (loaded with an explicit list of trusted types, never pickle). Each m
 trainer (``xraybench.training``) owns its format. A model that cannot be saved or does not load
 back leaves the run ``done`` with a one-line ``model_note`` saying why there is no file.
 
-Loading (``load_model``) and reading images as the run was trained on them (``read_images``) are
-the API ``predict`` and the explanations build on. Importing this module imports no backend.
+Loading (``load_model``), reading images as the run was trained on them (``read_images``) and
+reading the run's own test split, checked against its data fingerprint (``read_test_split``), are
+the API ``predict``, ``explain``, the report and ``export`` build on. Importing this module imports
+no backend.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ STAGED = ".staged"  # .RUN_ID.staged.keras: hidden, so no reader of runs/ ever t
 CHECK_IMAGES = 64  # test images the child predicts again with the saved model before keeping it
 TOLERANCE = 1e-5  # largest |score difference| between the trained and the reloaded model that is kept
 NOT_ASKED = "not saved: the run was started with --no-save-model"
-NO_RESULTS = "not saved: this process could not write to the results folder's runs/ (a Dask worker on another machine?)"
+NO_RESULTS = "not saved: this process could not write to the results folder's runs/"
 
 
 # --- names -----------------------------------------------------------------------------------
@@ -157,7 +159,7 @@ def take_staged(record: dict[str, Any], runs: Path) -> Path | None:
     elif placed.is_file() and placed.stat().st_size == info["bytes"] and sha256_of(placed) == info["sha256"]:
         return None
     else:
-        why = f"not saved: the model file the run wrote ({staged}) is not there (a Dask worker on another machine?)"
+        why = f"not saved: the model file the run wrote ({staged}) is not there (removed, or it never reached this machine)"
     record["model_file"] = None
     record["model_note"] = why
     return None
@@ -389,3 +391,77 @@ def read_images(paths: list[Path], record: RunRecord, *,
         skipped.extend(bad)
     images = np.stack(arrays) if arrays else np.zeros((0, size, size, channels), np.uint8)
     return ids, images
+
+
+@dataclass(frozen=True)
+class SplitImages:
+    """A run's test split as its model saw it: ids, uint8 images (N, H, W, C), labels, and the data
+    set they were read from."""
+
+    ids: list[str]
+    images: np.ndarray
+    labels: np.ndarray
+    source: Path
+
+    def take(self, index: np.ndarray) -> SplitImages:
+        return SplitImages([self.ids[i] for i in index], self.images[index], self.labels[index], self.source)
+
+
+def run_data_path(record: RunRecord, data: str | os.PathLike[str] | None = None) -> Path:
+    """Where the run's test images are read from: ``data`` when given; else the source its record
+    names; else, for a run on the built-in 28 px copy whose recorded path is not here (another
+    install, another machine), this install's copy: ``read_test_split`` checks its fingerprint
+    against the record's all the same, so a copy that differs is refused, never used. One-line
+    errors otherwise, each saying to pass ``--data``."""
+    from xraybench.data import builtin
+
+    if data is not None:
+        path = Path(data).expanduser()
+        if not path.exists():
+            raise XRayBenchError(f"data path {path} does not exist; check --data")
+        return path
+    d = record.data or {}
+    source = d.get("source")
+    if not isinstance(source, str) or not source:
+        raise XRayBenchError(f"run {record.run_id} records no data source; pass --data PATH to the data set it was "
+                             "tested on")
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    on_builtin = d.get("reader") == builtin.READER and (d.get("dataset") == builtin.NAME or path.name == builtin.NPZ.name)
+    if on_builtin and builtin.available():
+        return builtin.NPZ
+    raise XRayBenchError(f"run {record.run_id}'s data {path} (from its record) is not here; pass --data PATH to the "
+                         "same data set")
+
+
+def read_test_split(record: RunRecord, data: str | os.PathLike[str] | None = None, registry: Any = None) -> SplitImages:
+    """The run's test split, decoded (or read from the decode cache) at its image size and channels
+    by its reader, from ``run_data_path``. Why the fingerprint check: maps, scores or an export
+    checked on other images would be filed under this run. One-line errors: no such data, a run
+    without an image size or fingerprint, and data whose fingerprint is not the record's."""
+    import numpy as np
+
+    from xraybench.data.loading import load_raw
+
+    if not record.image_size or not record.channels:
+        raise XRayBenchError(f"run {record.run_id} records no image size or channels; its test images cannot be read")
+    if not record.fingerprint:
+        raise XRayBenchError(f"run {record.run_id} records no data fingerprint; its test images cannot be checked")
+    path = run_data_path(record, data)
+    d = record.data or {}
+    reader = d.get("reader")
+    sets, meta, _entry, _hit = load_raw(path, int(record.image_size), int(record.channels),
+                                        skip_bad=bool(d.get("skipped_bad")), registry=registry,
+                                        reader=reader if isinstance(reader, str) else None)
+    found = str(meta.get("fingerprint") or "")
+    if found != record.fingerprint:
+        from xraybench.data import builtin
+
+        stand_in = data is None and builtin.is_builtin(path) and not builtin.is_builtin(d.get("source"))
+        instead = f" (this install's built-in copy: the record's {d.get('source')} is not here)" if stand_in else ""
+        raise XRayBenchError(f"the data at {path}{instead} is not the data run {record.run_id} was tested on "
+                             f"(fingerprint {found[:12]}..., the record's {record.fingerprint[:12]}...); pass --data "
+                             "PATH to that data set")
+    test = sets["test"]
+    return SplitImages(list(map(str, test.ids)), np.asarray(test.images), np.asarray(test.labels), path)

@@ -37,7 +37,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         from xraybench.plugins import load_registry
 
-        split = jobs.read_test_split(record, args.data, registry=load_registry())
+        split = saved_model.read_test_split(record, args.data, registry=load_registry())
         index = jobs.sample(len(split.ids), args.limit)
         sample_seed = None if len(index) == len(split.ids) else jobs.SAMPLE_SEED
         ids, images = [split.ids[i] for i in index], split.images[index]
@@ -109,7 +109,8 @@ def add_explain(sub) -> None:
                    help="explain at most N images: the first N PATHs, or a fixed sample of N test images (seed "
                         f"{SAMPLE_SEED}); the record keeps the sample's size and seed (default: all)")
     p.add_argument("--data", metavar="PATH",
-                   help="the data set of the run's test images, when it is no longer where the record says (its "
+                   help="the data set of the run's test images, when it is no longer where the record says (default: "
+                        "the record's data source, or this install's built-in 28 px copy for a run on it; its "
                         "fingerprint must be the record's)")
     p.add_argument("--no-record", action="store_true",
                    help="write the overlays and print the shortcut check, but leave the run's record as it is")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from xraybench.cli import options
-from xraybench.export import MLFLOW_EXPERIMENT
+from xraybench.export import MLFLOW_EXPERIMENT, TOLERANCE
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -50,10 +50,10 @@ def add_export(sub) -> None:
                                    "raw pixels to P(PNEUMONIA), the run's preprocessing inside (input `images`: uint8 "
                                    "(N, H, W, C) at the run's image size and channels; output `pneumonia_score`: float32 "
                                    "(N,)), and keeps it only if onnxruntime reproduces the run's stored test scores "
-                                   "within 1e-4 on its test images (needs `pip install \"xraybench[onnx]\"`). --to mlflow "
-                                   "logs the run's parameters, metrics, tags, record, scores and model file as one MLflow "
-                                   "run (needs `pip install \"xraybench[mlflow]\"`). The model file's SHA-256 is checked "
-                                   "against the record first.")
+                                   f"within {TOLERANCE:g} on its test images (needs `pip install \"xraybench[onnx]\"`). "
+                                   "--to mlflow logs the run's parameters, metrics, tags, record, scores and model file "
+                                   "as one MLflow run (needs `pip install \"xraybench[mlflow]\"`). The model file's "
+                                   "SHA-256 is checked against the record first.")
     p.add_argument("run_id", metavar="RUN_ID",
                    help="a done run with a model file (or a unique prefix of its id; `xraybench runs` lists them)")
     p.add_argument("--to", choices=("onnx", "mlflow"), required=True, help="what to export to")
@@ -62,7 +62,8 @@ def add_export(sub) -> None:
                         "only if xraybench exported it")
     p.add_argument("--data", metavar="PATH",
                    help="ONNX: where the run's images are, for the check against its stored test scores (default: the "
-                        "record's data source; its fingerprint must match)")
+                        "record's data source, or this install's built-in 28 px copy for a run on it; its fingerprint "
+                        "must be the record's)")
     p.add_argument("--tracking-uri", metavar="URI",
                    help="MLflow: a tracking server URL, sqlite:///PATH or file:PATH (default: a SQLite store in "
                         "RESULTS/mlflow/); shown with its secrets masked")

@@ -1,9 +1,9 @@
 """What ``xraybench explain`` and the report do with a recorded run: its test images, maps made in a
 child process, the shortcut check written into its record.
 
-- :func:`read_test_split`: the run's test split, read from the data set its record names (or the one
-  given), refused in one line unless the data's fingerprint is the record's: maps of other images
-  would be filed under this run's test ids.
+- The run's test split itself is ``saved_model.read_test_split`` (shared with ``export``): read from
+  the data set its record names (or the one given), refused in one line unless the data's
+  fingerprint is the record's, since maps of other images would be filed under this run's test ids.
 - :func:`sample`: which test images a limited explanation takes, a fixed, seeded choice
   (``SAMPLE_SEED``), so that the same command explains the same images every time.
 - :class:`MapMaker`: saliency maps (:func:`xraybench.explain.run.explain`) for runs' saved models,
@@ -20,7 +20,6 @@ Imports numpy and the data layer only; nothing here imports Keras or a backend.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,67 +37,11 @@ if TYPE_CHECKING:  # pragma: no cover
 SAMPLE_SEED = 0  # the seed of the fixed sample `explain --limit N` takes from the test images
 
 
-@dataclass(frozen=True)
-class SplitImages:
-    """A run's test split as its model saw it: ids, uint8 images (N, H, W, C), labels, and the data
-    folder they were read from."""
-
-    ids: list[str]
-    images: np.ndarray
-    labels: np.ndarray
-    source: Path
-
-    def take(self, index: np.ndarray) -> SplitImages:
-        return SplitImages([self.ids[i] for i in index], self.images[index], self.labels[index], self.source)
-
-
 def threshold_of(record: RunRecord) -> float:
     """The run's validation-chosen threshold (the class each map explains is the one called there),
     or 0.5 for a run recorded without one."""
     value = (record.val_threshold or {}).get("value")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else FIXED_THRESHOLD
-
-
-def data_path(record: RunRecord, data: str | os.PathLike[str] | None = None) -> Path:
-    """``data`` when given, else the source the record names; a one-line error when it is not there."""
-    if data is not None:
-        path = Path(data).expanduser()
-        if not path.exists():
-            raise XRayBenchError(f"data path {path} does not exist; check --data")
-        return path
-    source = (record.data or {}).get("source")
-    if not isinstance(source, str) or not source:
-        raise XRayBenchError(f"run {record.run_id} records no data source; pass --data PATH to the data set it was "
-                             "tested on")
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise XRayBenchError(f"run {record.run_id}'s data {path} (from its record) is not there; pass --data PATH to "
-                             "the same data set")
-    return path
-
-
-def read_test_split(record: RunRecord, data: str | os.PathLike[str] | None = None, registry: Any = None) -> SplitImages:
-    """The run's test split, decoded (or read from the decode cache) at its image size and channels
-    by its reader, from ``data`` or the record's source. One-line errors: no such folder, a run
-    without an image size, and data whose fingerprint is not the record's."""
-    from xraybench.data.loading import load_raw
-
-    if not record.image_size or not record.channels:
-        raise XRayBenchError(f"run {record.run_id} records no image size or channels; its test images cannot be read")
-    if not record.fingerprint:
-        raise XRayBenchError(f"run {record.run_id} records no data fingerprint; its test images cannot be checked")
-    path = data_path(record, data)
-    reader = (record.data or {}).get("reader")
-    sets, meta, _entry, _hit = load_raw(path, int(record.image_size), int(record.channels),
-                                        skip_bad=bool((record.data or {}).get("skipped_bad")), registry=registry,
-                                        reader=reader if isinstance(reader, str) else None)
-    found = str(meta.get("fingerprint") or "")
-    if found != record.fingerprint:
-        raise XRayBenchError(f"the data at {path} is not the data run {record.run_id} was tested on (fingerprint "
-                             f"{found[:12]}..., the record's {record.fingerprint[:12]}...); pass --data PATH to that "
-                             "data set")
-    test = sets["test"]
-    return SplitImages(list(map(str, test.ids)), np.asarray(test.images), np.asarray(test.labels), path)
 
 
 def sample(n: int, limit: int | None, seed: int = SAMPLE_SEED) -> np.ndarray:
@@ -144,14 +87,17 @@ def _maps_in_child(root: str, run_id: str, images: np.ndarray, method: Method, t
 
 class MapMaker:
     """Saliency maps for runs' saved models, made in one child process started on the first call
-    and kept for the next ones (the report explains several runs: Keras is imported there once)."""
+    and kept for the next ones (the report explains several runs: Keras is imported there once).
+    ``timeout``: the report's bound per run, so that one hanging model costs one panel's maps,
+    not the whole report; ``explain`` has none (its user is there to press Ctrl-C)."""
 
-    def __init__(self, store: ResultStore) -> None:
+    def __init__(self, store: ResultStore, timeout: float | None = None) -> None:
         self.store = store
+        self.timeout = timeout  # seconds one call may take before its child is killed (None: no limit)
         self._child: Child | None = None
 
     def maps(self, record: RunRecord, images: np.ndarray, method: Method = "auto") -> SaliencyMaps:
-        """Maps (N, H, W) of ``images`` (uint8, as ``read_test_split`` or ``saved_model.read_images``
+        """Maps (N, H, W) of ``images`` (uint8, as ``saved_model.read_test_split`` or ``read_images``
         give them) for the class ``record``'s model calls at its validation threshold. The model
         file is checked against the record here, before the child starts; one-line errors."""
         from xraybench import saved_model
@@ -161,7 +107,7 @@ class MapMaker:
         if self._child is None:
             self._child = Child((XRayBenchError,))
         args = (str(self.store.root), record.run_id, np.asarray(images), method, threshold_of(record))
-        outcome = self._child.call(_maps_in_child, args)
+        outcome = self._child.call(_maps_in_child, args, self.timeout)  # a timed-out child is replaced next call
         if outcome.status != "done":
             raise XRayBenchError(f"explaining run {record.run_id} failed: {outcome.reason}")
         maps, used = outcome.value

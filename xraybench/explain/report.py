@@ -46,6 +46,7 @@ HARD_SHOWN = 12  # hard cases shown per data set
 MIN_RUNS = 2  # runs on one data set before "most runs get it wrong" means anything
 DEFAULT_RUNS = 4  # runs explained unless `report --explain-runs N` says otherwise
 THUMB_SIDE = 96  # pixels a side of a hard case's thumbnail
+MAP_SECONDS = 600.0  # the most one run's maps may take (its model loaded and run): a hanging model is a note
 
 WHY = ("Pediatric chest X-rays carry text markers (L/R, hospital and technician labels) and hospital-specific "
        "borders, mostly in the outer band and corners of the film, and a model can score well by reading them "
@@ -236,7 +237,7 @@ def build(store: Any, ranked: Sequence[RunRecord], records: Sequence[RunRecord],
     section = Section(with_model=len(candidates), max_runs=max_runs)
     splits: dict[tuple[Any, ...], Any] = {}
     registry: list[Any] = []
-    with MapMaker(store) as maker:
+    with MapMaker(store, timeout=MAP_SECONDS) as maker:
         for record in candidates[:max(0, max_runs)]:
             section.runs.append(_panel(record, scores_of, maker, splits, registry))
     by_fingerprint: dict[str, list[RunRecord]] = {}
@@ -253,8 +254,8 @@ def build(store: Any, ranked: Sequence[RunRecord], records: Sequence[RunRecord],
 
 def _panel(record: RunRecord, scores_of: Callable[[str], dict | None], maker: Any, splits: dict[tuple[Any, ...], Any],
            registry: list[Any]) -> RunPanel:
-    from xraybench.explain.jobs import read_test_split
     from xraybench.explain.overlay import overlay_rgb
+    from xraybench.saved_model import read_test_split
 
     threshold = _threshold(record)
     scores = scores_of(record.run_id)

@@ -70,8 +70,9 @@ class GenericTrainer:
     def load_model(self, path: Path, spec: GenericModel | None, params: dict[str, Any], types: Sequence[str],
                    shape: tuple[int, ...]) -> Restored:
         """The estimator from its skops file, trusting only the types its record lists (``types``), and of
-        those only ones from scikit-learn, NumPy, SciPy or the package of the plugin that registered the
-        model (``spec``): a file and record swapped for others cannot bring in ``os.system``."""
+        those only classes of scikit-learn or of the package of the plugin that registered the model
+        (``spec``): a file and record swapped for others cannot bring in ``os.system`` or NumPy's
+        code-running helpers (see ``TRUSTED_PACKAGES``)."""
         import skops.io as sio
 
         from xraybench.errors import XRayBenchError
@@ -80,16 +81,39 @@ class GenericTrainer:
         if spec is not None and spec.create is not None:
             allowed.add(str(getattr(spec.create, "__module__", "") or "").split(".")[0])
         needed = sio.get_untrusted_types(file=path)
-        refused = [t for t in needed if t not in types or t.split(".")[0] not in allowed]
+        refused = [t for t in needed if t not in types or t.split(".")[0] not in allowed or not _is_class(t)]
         if refused:
             raise XRayBenchError(
-                f"{path} needs types xraybench does not trust: {', '.join(sorted(refused)[:5])} (trusted: those its record "
+                f"{path} needs types xraybench does not trust: {', '.join(sorted(refused)[:5])} (trusted: classes its record "
                 f"lists, from {', '.join(sorted(allowed))}){'' if spec else '; is the plugin of this model installed?'}")
         estimator = sio.load(path, trusted=list(needed))
         return Restored(estimator.predict_proba)
 
 
-TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")  # besides the model's own plugin package (load_model)
+# Beyond skops' own trusted set, a file may need classes (never functions) of scikit-learn or of the
+# model's own plugin package (load_model). Not NumPy or SciPy: skops calls a trusted name with
+# arguments the file chooses, and those hold callables that run code or write files
+# (numpy.testing's runstring, numpy.memmap); scikit-learn's own trees and predictors need only this.
+TRUSTED_PACKAGES = ("sklearn",)
+
+
+def _is_class(name: str) -> bool:
+    """Whether ``name`` (``package.module.Class``, of a package already allowed) names a class."""
+    import importlib
+    import inspect
+
+    module, _, attr = name.rpartition(".")
+    while module:
+        try:
+            found: Any = importlib.import_module(module)
+        except ImportError:
+            module, _, head = module.rpartition(".")
+            attr = f"{head}.{attr}"
+            continue
+        for part in attr.split("."):
+            found = getattr(found, part, None)
+        return inspect.isclass(found)
+    return False
 
 
 def param_count(estimator: Any) -> int | None:

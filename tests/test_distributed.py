@@ -283,7 +283,8 @@ def test_each_task_recorded_once_with_its_worker_and_isolated(cluster, shared, r
         assert set(code) == {"xraybench", "xb_test_models"} and code["xb_test_models"] == ours["xb_test_models"]
         assert code == records[0]["environment"]["code"] and len(code["xraybench"]) == 64
     assert f"on {status['xb_good']['executor']['worker']}" in out  # the live view names the workers
-    # the done run's model came back from its worker as bytes and sits beside its record, as hashed
+    # the done run's model sits beside its record, as hashed, and nothing staged is left (the bytes path itself:
+    # test_saved_model.py::test_a_model_staged_on_a_worker_travels_as_bytes_and_is_kept_only_as_hashed)
     import hashlib
 
     model = status["xb_good"]["model_file"]

@@ -6,6 +6,7 @@ The end-to-end tests take the session's Keras and scikit-learn runs trained on t
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import signal
@@ -233,7 +234,7 @@ def test_a_file_that_needs_a_callable_of_its_choosing_is_refused_before_loading(
     monkeypatch.setattr(sio, "get_untrusted_types", lambda file: [name, f"{__name__}.Holder"])
     loaded: list[object] = []
     monkeypatch.setattr(sio, "load", lambda *a, **k: loaded.append(a))
-    with pytest.raises(XRayBenchError, match="needs types xraybench does not trust: " + name.replace(".", r"\.")):
+    with pytest.raises(XRayBenchError, match="needs types xraybench does not trust: " + re.escape(name)):
         TRAINER.load_model(path, spec, {}, [name, f"{__name__}.Holder"], (16, 16, 1))
     assert not loaded, "refused before skops read the file"
 
@@ -401,3 +402,24 @@ def test_a_keras_model_is_kept_only_if_it_loads_back_in_safe_mode(tmp_path, buil
     else:
         assert "model_file" not in fields and not list(stem.parent.iterdir())
         assert fields["model_note"].startswith("not saved: the saved keras model did not load back"), fields["model_note"]
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_a_model_staged_on_a_worker_travels_as_bytes_and_is_kept_only_as_hashed(tmp_path, tampered):
+    """Dask: the worker's child stages the model in the worker's own folder; its bytes return with
+    the record and the client's store keeps them only if they hash to what the record says."""
+    from xraybench.distributed import _staged_bytes, stage_returned_model
+
+    worker, made = _done_with_model(tmp_path / "worker")  # staged under the worker's folder only
+    record = made["record"]
+    sent = _staged_bytes(record, str(worker.root))
+    assert sent == b"model bytes"
+    client = ResultStore(tmp_path / "client")
+    stage_returned_model(client.runs, record, sent + b"!" if tampered else sent)
+    client.save(record, made["scores"])
+    kept = json.loads((client.runs / f"{record['run_id']}.json").read_text())
+    if tampered:
+        assert kept["model_file"] is None and "changed before it was recorded" in kept["model_note"]
+    else:
+        assert (client.root / kept["model_file"]["path"]).read_bytes() == b"model bytes"
+    assert not [p for p in client.runs.iterdir() if ".staged" in p.name]

@@ -463,7 +463,6 @@ def _files_of(package: str) -> tuple[tuple[str, str], ...]:
     module, as installed in this process's environment; read once per process."""
     import hashlib
     import importlib.util
-    from pathlib import Path
 
     found = importlib.util.find_spec(package)
     if found is None or not found.origin or not os.path.isfile(found.origin):

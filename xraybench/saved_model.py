@@ -77,11 +77,8 @@ def _drop(stem: Path) -> None:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # --- in the run's child process ------------------------------------------------------------------
@@ -156,6 +153,7 @@ def take_staged(record: dict[str, Any], runs: Path) -> Path | None:
         if staged.stat().st_size == info["bytes"] and sha256_of(staged) == info["sha256"]:
             return staged
         why = f"not saved: the staged model {staged} changed before it was recorded"
+        staged.unlink(missing_ok=True)  # ours (this run's unique id), and never to be kept: no file without a record
     elif placed.is_file() and placed.stat().st_size == info["bytes"] and sha256_of(placed) == info["sha256"]:
         return None
     else:

@@ -201,11 +201,8 @@ def _decode(path: str, size: int):
 
 
 def _sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def source_files(src: Path) -> list[tuple[str, str, int]]:

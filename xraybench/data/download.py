@@ -27,11 +27,8 @@ PNEUMONIAMNIST = {
 
 
 def md5sum(path: Path) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def fetch(url: str, dest: Path, md5: str | None) -> Path:

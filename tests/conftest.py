@@ -12,7 +12,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "helper_plug
 sys.path.insert(0, str(HERE / "helper_plugins"))
 
 from xraybench.training.backend import ensure_keras_backend, installed  # noqa: E402
-from proctools import spawn  # noqa: E402, F401 (the fixture of every test that starts xraybench processes)
+from proctools import XB, spawn  # noqa: E402, F401 (spawn: a running xraybench process, to signal or watch)
 from recordfactory import TrainedRuns, train_runs  # noqa: E402
 
 # The suite trains on TensorFlow where it is installed (".[test]" brings it), as the published rows
@@ -23,6 +23,19 @@ CALLERS_BACKEND = os.environ.get("KERAS_BACKEND") or None  # test_backend checks
 if installed("tensorflow"):
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 ensure_keras_backend()
+
+
+# The suite's three layers, one folder each, each a marker (`pytest -m unit` runs the quick ones):
+# unit: functions on tiny generated data, in this process; cli: commands through the `xb` fixture;
+# integration: child processes, clusters, installs, signals and the shared data.
+LAYERS = ("unit", "cli", "integration")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = item.path.parent.name
+        if layer in LAYERS:
+            item.add_marker(layer)
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +50,15 @@ def _private_user_folders(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("XRAYBENCH_CACHE", str(home / "xraybench-cache"))
     monkeypatch.setenv("XRAYBENCH_RESULTS", str(home / "xraybench-results"))
+
+
+@pytest.fixture
+def xb(capfd: pytest.CaptureFixture[str]) -> XB:
+    """The one way a test runs ``xraybench``: ``xb(*args, env=...)`` in this process, ``xb.process(...)``
+    where the process is what is tested (proctools.XB); both return ``Result(code, out, err)``. It
+    captures at the file descriptors, so what the command's children print is in the result too
+    (and a test that takes ``xb`` cannot take ``capsys``: read the result instead)."""
+    return XB(capfd)
 
 
 @pytest.fixture(scope="session")

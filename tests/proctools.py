@@ -1,5 +1,5 @@
-"""Run ``xraybench`` commands from tests: in this process (``run_cli``, ``one_line_error``), or
-as processes, never leaving one behind.
+"""Run ``xraybench`` commands from tests (the ``xb`` fixture in conftest.py): in this process
+(``run_cli``, ``one_line_error``), or as processes, never leaving one behind.
 
 Every process gets its own session (process group), so its children share a group
 that can be killed as a whole: on a timeout, a failed assertion or any other exit
@@ -13,19 +13,63 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+Env = Mapping[str, str | None]  # None removes the variable
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``xraybench ARGS`` in this process: (exit code, stdout, stderr)."""
+
+class Result(NamedTuple):
+    """What one ``xraybench`` command gave: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capture: pytest.CaptureFixture[str], *args: str, env: Env | None = None) -> Result:
+    """``xraybench ARGS`` in this process, as typed at a prompt: ``sys.argv`` (recorded with a run)
+    and ``env`` hold for this call only, and a ``SystemExit`` (argparse's usage errors, ``--help``)
+    becomes the exit code a process would have had. What the test printed before is dropped."""
     from xraybench.cli import main
 
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    capture.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["xraybench", *args])
+        for name, value in (env or {}).items():
+            if value is None:
+                mp.delenv(name, raising=False)
+            else:
+                mp.setenv(name, value)
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            if not isinstance(exc.code, int | None):  # sys.exit("message"): printed, exit code 1
+                print(exc.code, file=sys.stderr)
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    out = capture.readouterr()
+    return Result(code, out.out, out.err)
+
+
+class XB:
+    """``xb(*args, env=...)`` runs ``xraybench ARGS`` in this process (``run_cli``): quick, and an
+    unexpected exception fails the test with its traceback. ``xb.process(*args, env=..., timeout=...)``
+    runs it as a process of its own, for the tests where the process is what is tested: signals
+    and exit codes, pipes, what a fresh interpreter imports (``python_args=("-X", "importtime")``)."""
+
+    def __init__(self, capture: pytest.CaptureFixture[str]) -> None:
+        self._capture = capture
+
+    def __call__(self, *args: str, env: Env | None = None) -> Result:
+        return run_cli(self._capture, *args, env=env)
+
+    def process(self, *args: str, env: Env | None = None, timeout: float = 600,
+                python_args: Sequence[str] = ()) -> Result:
+        done = run_xb(*args, env=env, timeout=timeout, python_args=python_args)
+        return Result(done.returncode, done.stdout, done.stderr)
 
 
 def one_line_error(code: int, out: str, err: str) -> str:
@@ -46,17 +90,20 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def start_xb(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+def start_xb(*args: str, env: Env | None = None, python_args: Sequence[str] = (), **kwargs) -> subprocess.Popen:
+    """``python [PYTHON_ARGS] -m xraybench ARGS``, 250 columns wide unless ``env`` says otherwise."""
+    merged = {**os.environ, "COLUMNS": "250", **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "xraybench", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        [sys.executable, *python_args, "-m", "xraybench", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=kwargs.pop("stderr", subprocess.PIPE), text=True, start_new_session=True,
-        env={**os.environ, "COLUMNS": "250", **(env or {})}, **kwargs,
+        env={k: v for k, v in merged.items() if v is not None}, **kwargs,
     )
 
 
-def run_xb(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_xb(*args: str, env: Env | None = None, timeout: float = 600,
+           python_args: Sequence[str] = ()) -> subprocess.CompletedProcess:
     """Like subprocess.run, but a timeout or any error kills the whole process group."""
-    proc = start_xb(*args, env=env)
+    proc = start_xb(*args, env=env, python_args=python_args)
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -69,7 +116,7 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
     """``spawn(*xraybench_args, env=...)`` -> Popen; every group started is killed at teardown."""
     started: list[subprocess.Popen] = []
 
-    def start(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    def start(*args: str, env: Env | None = None, **kwargs) -> subprocess.Popen:
         proc = start_xb(*args, env=env, **kwargs)
         started.append(proc)
         return proc

@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "ImageSet": "xraybench.specs",
     "LABELS": "xraybench.specs",
     "load_registry": "xraybench.plugins",
+    "register_trainer": "xraybench.training",
     "Registry": "xraybench.plugins",
     "PluginInfo": "xraybench.plugins",
     "XRayBenchError": "xraybench.errors",
@@ -40,7 +41,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 # Spelled out (not built from _EXPORTS) so that linters and type checkers see the re-exports;
-# tests/test_api.py keeps the two equal.
+# tests/unit/test_api.py keeps the two equal.
 __all__ = [
     "hookimpl",
     "KerasModel",
@@ -55,6 +56,7 @@ __all__ = [
     "ImageSet",
     "LABELS",
     "load_registry",
+    "register_trainer",
     "Registry",
     "PluginInfo",
     "XRayBenchError",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from xraybench.errors import DataError, PluginError, XRayBenchError
     from xraybench.hookspecs import hookimpl
     from xraybench.plugins import PluginInfo, Registry, load_registry
+    from xraybench.training import register_trainer
     from xraybench.specs import (
         LABELS,
         ClassStats,

@@ -29,7 +29,7 @@ and name is internal and may change in any release. The guide is [plugins.md](pl
 # one; render() fails on a name missing here, so a new export cannot go undocumented.
 GROUPS: dict[str, tuple[str, ...]] = {
     "Hooks marker": ("hookimpl",),
-    "Model specs": ("KerasModel", "GenericModel", "ModelSpec", "Estimator", "ParamCounted"),
+    "Model specs": ("KerasModel", "GenericModel", "ModelSpec", "Estimator", "ParamCounted", "register_trainer"),
     "Data": ("ImageSet", "LABELS", "DatasetSpec", "RawDataset", "ReaderStats", "ClassStats"),
     "Registry": ("load_registry", "Registry", "PluginInfo"),
     "Errors": ("XRayBenchError", "DataError", "PluginError"),

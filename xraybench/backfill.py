@@ -89,14 +89,13 @@ def backfill(store, registry=None) -> list[tuple[str, str]]:
             for t, keys in missing.items():
                 stored = dict(record.intervals_at(t))
                 meta = stored.get("_meta") or {}
+                how = {"resamples": meta.get("resamples", 1000), "seed": meta.get("seed", record.seed or 0),
+                       "level": meta.get("level", 0.95)}  # what the stored intervals were bootstrapped with
                 threshold = meta.get("threshold", record.metrics_at(t).get("threshold", FIXED_THRESHOLD))
-                new = bootstrap_intervals(scores["test_labels"], scores["test_scores"], threshold,
-                                          resamples=meta.get("resamples", 1000), seed=meta.get("seed", record.seed or 0),
-                                          level=meta.get("level", 0.95), keys=keys)
+                new = bootstrap_intervals(scores["test_labels"], scores["test_scores"], threshold, keys=keys, **how)
                 new.pop("_meta")
                 stored.update(new)
-                stored.setdefault("_meta", {"resamples": meta.get("resamples", 1000), "seed": meta.get("seed", record.seed or 0),
-                                            "level": meta.get("level", 0.95), "threshold": threshold})
+                stored.setdefault("_meta", {**how, "threshold": threshold})
                 setattr(record, t.intervals_key, stored)
                 added.append(f"{t.value}: {', '.join(keys)} intervals")
         if added:

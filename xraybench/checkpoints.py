@@ -66,14 +66,21 @@ def is_ours(path: Path) -> bool:
     return (path / MANIFEST).is_file()
 
 
+def _read(path: Path, name: str) -> Any:
+    """The JSON of the folder's file ``name``; None when it is not there; a CheckpointError when damaged."""
+    try:
+        return json.loads((path / name).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is damaged ({name}: {exc})") from None
+
+
 def manifest(path: Path) -> dict[str, Any]:
     """The manifest, or a one-line CheckpointError naming the folder."""
-    try:
-        data = json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint in {path} (no {MANIFEST})") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} is damaged ({MANIFEST}: {exc})") from None
+    data = _read(path, MANIFEST)
+    if data is None:
+        raise CheckpointError(f"no checkpoint in {path} (no {MANIFEST})")
     if not isinstance(data, dict) or not isinstance(data.get("request"), dict):
         raise CheckpointError(f"checkpoint {path} is damaged ({MANIFEST} has no request)")
     return data
@@ -81,12 +88,9 @@ def manifest(path: Path) -> dict[str, Any]:
 
 def state(path: Path) -> dict[str, Any] | None:
     """The last saved epoch's state (epoch, history, ...), None when no epoch finished yet."""
-    try:
-        data = json.loads((path / STATE).read_text())
-    except FileNotFoundError:
+    data = _read(path, STATE)
+    if data is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} is damaged ({STATE}: {exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("epoch"), int) or not isinstance(data.get("history"), dict):
         raise CheckpointError(f"checkpoint {path} is damaged ({STATE} lacks epoch or history)")
     return data
@@ -152,12 +156,8 @@ def save(path: Path, epoch: int, history: dict[str, list[float]], model_vars: li
     """Save epoch ``epoch`` (1-based count of epochs done): arrays first, then the state naming them.
     ``average``: the weight average of a run that averages its weights (training/keras.py)."""
     name = f"epoch-{epoch}.npz"
-    arrays = {f"model_{i}": np.asarray(v) for i, v in enumerate(model_vars)}
-    arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer_vars)})
-    for i, v in enumerate(best_weights or []):
-        arrays[f"best_{i}"] = np.asarray(v)
-    for i, v in enumerate(average or []):
-        arrays[f"average_{i}"] = np.asarray(v)
+    groups = {"model": model_vars, "optimizer": optimizer_vars, "best": best_weights, "average": average}
+    arrays = {f"{group}_{i}": np.asarray(v) for group, values in groups.items() for i, v in enumerate(values or [])}
     tmp = path / f".{name}.tmp"
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]  # mypy matches **arrays against allow_pickle: bool
@@ -167,9 +167,7 @@ def save(path: Path, epoch: int, history: dict[str, list[float]], model_vars: li
     previous = state(path)
     _atomic_write(path / STATE, {
         "format": FORMAT, "epoch": epoch, "history": history, "arrays": name,
-        "counts": {"model": len(model_vars), "optimizer": len(optimizer_vars),
-                   "best": None if best_weights is None else len(best_weights),
-                   "average": None if average is None else len(average)},
+        "counts": {group: None if values is None else len(values) for group, values in groups.items()},
         "stopper": stopper,
     })
     old = previous.get("arrays") if previous else None
@@ -187,12 +185,9 @@ def load(path: Path) -> dict[str, Any]:
     arrays = _arrays_name(path, saved)
     try:
         with np.load(path / arrays, allow_pickle=False) as npz:
-            saved["model"] = [npz[f"model_{i}"] for i in range(int(counts["model"]))]
-            saved["optimizer"] = [npz[f"optimizer_{i}"] for i in range(int(counts["optimizer"]))]
-            best = counts.get("best")
-            saved["best"] = None if best is None else [npz[f"best_{i}"] for i in range(int(best))]
-            average = counts.get("average")
-            saved["average"] = None if average is None else [npz[f"average_{i}"] for i in range(int(average))]
+            for group in ("model", "optimizer", "best", "average"):  # the first two always saved
+                n = counts[group] if group in ("model", "optimizer") else counts.get(group)
+                saved[group] = None if n is None else [npz[f"{group}_{i}"] for i in range(int(n))]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} is damaged ({arrays}: {exc})") from None
     return saved

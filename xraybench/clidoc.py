@@ -42,18 +42,13 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
     return rows
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+def _subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser, str]]:
+    """(name, parser, one-line help) of each subcommand of ``parser``."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
-def _helps(parser: argparse.ArgumentParser) -> dict[str, str]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return {a.dest: a.help or "" for a in action._choices_actions}
-    return {}
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            return [(name, sub, helps.get(name, "")) for name, sub in action.choices.items()]
+    return []
 
 
 def render() -> str:
@@ -71,13 +66,11 @@ def render() -> str:
         rows = _option_rows(sub)
         if rows:
             out.extend(["| option | meaning |", "|---|---|", *rows, ""])
-        helps = _helps(sub)
-        for name, child in _subparsers(sub).items():
-            section(f"{prefix} {name}", child, helps.get(name, ""))
+        for name, child, child_help in _subparsers(sub):
+            section(f"{prefix} {name}", child, child_help)
 
-    helps = _helps(parser)
-    for name, sub in _subparsers(parser).items():
-        section(name, sub, helps.get(name, ""))
+    for name, sub, help_text in _subparsers(parser):
+        section(name, sub, help_text)
     return "\n".join(out).rstrip() + "\n"
 
 

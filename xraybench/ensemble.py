@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import RunRecord, RunStatus, for_saving
+from xraybench.records import RunRecord, RunStatus, coerce, validated
 
 ENSEMBLE = "ensemble"  # an ensemble record's model name and kind
 SPLITS = ("val", "test")
@@ -41,8 +41,6 @@ class Member:
 def load_members(store: Any, run_ids: Sequence[str]) -> list[Member]:
     """The runs ``run_ids`` name (ids or unique prefixes, each once), each a finished run with
     validation and test scores; a one-line XRayBenchError for the first that is not."""
-    from xraybench.records import coerce
-
     records: dict[str, RunRecord] = {}
     for run_id in run_ids:
         record = coerce(store.get(run_id))  # unknown, ambiguous or damaged: store.get says so in one line
@@ -148,8 +146,8 @@ def member_entry(record: RunRecord) -> dict[str, Any]:
 
 
 def build(store: Any, run_ids: Sequence[str], command: str = "",
-          target_sensitivity: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ensemble of ``run_ids`` as (validated record dict, scores), ready for ``store.save``;
+          target_sensitivity: float | None = None) -> tuple[RunRecord, dict[str, Any]]:
+    """The ensemble of ``run_ids`` as (validated record, scores), ready for ``store.save``;
     nothing is written here. The bootstrap resamples with the members' common seed (0 without one),
     as a run's do with its seed."""
     import xraybench
@@ -173,7 +171,6 @@ def build(store: Any, run_ids: Sequence[str], command: str = "",
         image_size=_common([r.image_size for r in records]), channels=_common([r.channels for r in records]),
         data=_shared_data(members), command=command, environment=environment.capture(),
         param_count=_total([r.param_count for r in records]), train_seconds=_total([r.train_seconds for r in records]),
-        predict_seconds=_total([r.predict_seconds for r in records]), members=entries,
-    ).to_dict()
-    record.update(fields)
-    return for_saving(record), scores  # validated through records.parse before anything is written
+        predict_seconds=_total([r.predict_seconds for r in records]), members=entries, **fields,
+    )
+    return validated(record), scores  # validated through records.parse before anything is written

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 # ASCII punctuation that starts Markdown inline syntax (code, emphasis, links, images, raw HTML,
@@ -80,6 +81,29 @@ def html_text(value: Any) -> str:
     """``str(value)`` as HTML text or a quoted attribute value: ``& < > " '`` escaped, control
     characters (not allowed in HTML) shown as ``\\x1b``-style escapes."""
     return html.escape(terminal_text(value), quote=True)
+
+
+def html_img(b64: str, alt: str) -> str:
+    """A base64 PNG embedded in the page (the report is one self-contained file), its alt text escaped."""
+    return f'<img alt="{html_text(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def html_table(head: Sequence[Any], rows: Iterable[Sequence[Any]], attrs: str = "") -> str:
+    """A table of literal text: every header and cell through :func:`html_text`."""
+    th = "".join(f"<th>{html_text(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table{attrs}><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def md_img(b64: str, alt: str) -> str:
+    """A base64 PNG as a Markdown image, its alt text escaped."""
+    return f"![{md_text(alt)}](data:image/png;base64,{b64})"
+
+
+def md_table(head: Sequence[Any], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table of literal text (cells through :func:`md_cell`)."""
+    line = lambda cells: "| " + " | ".join(md_cell(c) for c in cells) + " |"  # noqa: E731
+    return [line(head), "|" + "---|" * len(head), *(line(row) for row in rows)]
 
 
 def terminal_text(value: Any) -> str:

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,7 +142,7 @@ def to_onnx(store: ResultStore, record: RunRecord, out: Path | None = None, data
     try:
         outcome = run_once(_onnx_in_child, (str(store.root), record.run_id, tmp, data), timeout,
                            expected=(XRayBenchError,))
-        if outcome.status != "done":
+        if not outcome.ok:
             raise XRayBenchError(f"exporting run {record.run_id} to ONNX failed: {outcome.reason}")
         replaced = check_target(target)  # again: the target may have appeared while the child worked
         os.chmod(tmp, _shared_mode())  # a file to hand on: mkstemp's owner-only mode is for the file while it is partial
@@ -245,24 +245,30 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Converters' own chatter (tf2onnx's INFO lines, TensorFlow's start-up) held back."""
+def _held_back(*names: str) -> Iterator[None]:
+    """Warnings ignored and the named loggers at ERROR inside; their levels restored after."""
     import logging
     import warnings
 
-    from xraybench.progress import quiet_backend_startup
-
-    loggers = [logging.getLogger(n) for n in ("tf2onnx", "skl2onnx", "tensorflow", "absl")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
+    saved = [(lg, lg.level) for lg in map(logging.getLogger, names)]
+    for lg, _ in saved:
         lg.setLevel(logging.ERROR)
     try:
-        with quiet_backend_startup(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in saved:
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Converters' own chatter (tf2onnx's INFO lines, TensorFlow's start-up) held back."""
+    from xraybench.progress import quiet_backend_startup
+
+    with quiet_backend_startup(), _held_back("tf2onnx", "skl2onnx", "tensorflow", "absl"):
+        yield
 
 
 def _keras_graph(store: ResultStore, record: RunRecord) -> tuple[Any, str]:
@@ -335,7 +341,7 @@ def wrap(model: Any, shape: tuple[int, int, int], *, prepare: str, tta: bool) ->
     ``"none"`` (the model takes the uint8 pixels itself). ``tta``: the mean score over the image
     and its four shifts by 1/16 of its side, edges repeated (``TTA_SHIFTS``, ``shifted``)."""
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     graph = model.graph
     constants = {t.name for t in graph.initializer}
@@ -345,60 +351,74 @@ def wrap(model: Any, shape: tuple[int, int, int], *, prepare: str, tta: bool) ->
                              "xraybench exports models with one image input")
     net_in, net_out = inputs[0].name, graph.output[0].name
     if net_out == ONNX_OUTPUT:  # the name the final node takes: the network's own output renamed
-        net_out = PREFIX + "network_output"
-        for n in graph.node:
-            n.output[:] = [net_out if o == ONNX_OUTPUT else o for o in n.output]
-            n.input[:] = [net_out if i == ONNX_OUTPUT else i for i in n.input]
-    h, w, c = shape
-    nodes: list[Any] = []
-    consts: list[Any] = []
+        net_out = _rename(graph, ONNX_OUTPUT, PREFIX + "network_output")
+    pre, post = _Added(), _Added()
+    _rename(graph, net_in, _prepared(pre, shape, prepare, tta), outputs=False)  # the network reads the prepared pixels
+    y = post.node("Reshape", [net_out, post.const("flat", np.array([-1], np.int64))], "scores")
+    if tta:  # one score per copy, copy by copy (``_shifts``): their mean per image
+        from xraybench.training.keras import TTA_SHIFTS
 
-    def const(name: str, value: Any) -> str:
-        consts.append(numpy_helper.from_array(np.asarray(value), PREFIX + name))
+        y = post.node("Reshape", [y, post.const("copies", np.array([len(TTA_SHIFTS), -1], np.int64))], "by_copy")
+        y = post.node("ReduceMean", [y], "tta_mean", axes=[0], keepdims=0)
+    post.nodes.append(helper.make_node("Cast", [y], [ONNX_OUTPUT], name=PREFIX + "score", to=TensorProto.FLOAT))
+    body, kept = list(graph.node), [i for i in graph.input if i.name in constants]
+    del graph.node[:], graph.input[:], graph.output[:]
+    graph.node.extend([*pre.nodes, *body, *post.nodes])
+    graph.initializer.extend(pre.consts + post.consts)
+    graph.input.append(helper.make_tensor_value_info(ONNX_INPUT, TensorProto.UINT8, ["N", *shape]))
+    graph.input.extend(kept)
+    graph.output.append(helper.make_tensor_value_info(ONNX_OUTPUT, TensorProto.FLOAT, ["N"]))
+    return model
+
+
+@dataclass
+class _Added:
+    """The nodes and constants xraybench adds to a converted graph, each named under ``PREFIX``."""
+
+    nodes: list[Any] = field(default_factory=list)
+    consts: list[Any] = field(default_factory=list)
+
+    def const(self, name: str, value: Any) -> str:
+        import numpy as np
+        from onnx import numpy_helper
+
+        self.consts.append(numpy_helper.from_array(np.asarray(value), PREFIX + name))
         return PREFIX + name
 
-    def node(op: str, ins: list[str], out: str, **attrs: Any) -> str:
-        nodes.append(helper.make_node(op, ins, [PREFIX + out], name=PREFIX + out, **attrs))
+    def node(self, op: str, ins: list[str], out: str, **attrs: Any) -> str:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, ins, [PREFIX + out], name=PREFIX + out, **attrs))
         return PREFIX + out
+
+
+def _rename(graph: Any, old: str, new: str, outputs: bool = True) -> str:
+    """Every node's use of tensor ``old`` (as an input and, with ``outputs``, as an output) renamed ``new``."""
+    for n in graph.node:
+        n.input[:] = [new if name == old else name for name in n.input]
+        if outputs:
+            n.output[:] = [new if name == old else name for name in n.output]
+    return new
+
+
+def _prepared(add: _Added, shape: tuple[int, int, int], prepare: str, tta: bool) -> str:
+    """The nodes from ``images`` (uint8) to the network's input; the name of that input."""
+    import numpy as np
+    from onnx import TensorProto
 
     if prepare == "none":
         if tta:
             raise XRayBenchError("shift averaging needs xraybench's own preprocessing (prepare='scale' or 'equalize')")
-        first = ONNX_INPUT
-    else:
-        x = node("Cast", [ONNX_INPUT], "pixels", to=TensorProto.FLOAT)
-        if tta:
-            x = _shifts(node, const, x, h, w)
-        if prepare == "scale":
-            first = node("Mul", [x, const("inv255", np.float32(1.0 / 255.0))], "scaled")
-        elif prepare == "equalize":
-            first = _equalize(node, const, x, h * w * c)
-        else:
-            raise ValueError(f"unknown preparation {prepare!r}")
-    for n in graph.node:  # the network now reads the prepared pixels
-        for k, name in enumerate(n.input):
-            if name == net_in:
-                n.input[k] = first
-    post_nodes_start = len(nodes)
-    y = node("Reshape", [net_out, const("flat", np.array([-1], np.int64))], "scores")
+        return ONNX_INPUT
+    if prepare not in ("scale", "equalize"):
+        raise ValueError(f"unknown preparation {prepare!r}")
+    h, w, c = shape
+    x = add.node("Cast", [ONNX_INPUT], "pixels", to=TensorProto.FLOAT)
     if tta:
-        from xraybench.training.keras import TTA_SHIFTS
-
-        y = node("Reshape", [y, const("copies", np.array([len(TTA_SHIFTS), -1], np.int64))], "by_copy")
-        y = node("ReduceMean", [y], "tta_mean", axes=[0], keepdims=0)
-    nodes.append(helper.make_node("Cast", [y], [ONNX_OUTPUT], name=PREFIX + "score", to=TensorProto.FLOAT))
-    pre, post = nodes[:post_nodes_start], nodes[post_nodes_start:]
-    body = list(graph.node)
-    del graph.node[:]
-    graph.node.extend([*pre, *body, *post])
-    graph.initializer.extend(consts)
-    kept = [i for i in graph.input if i.name in constants]
-    del graph.input[:]
-    graph.input.append(helper.make_tensor_value_info(ONNX_INPUT, TensorProto.UINT8, ["N", h, w, c]))
-    graph.input.extend(kept)
-    del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info(ONNX_OUTPUT, TensorProto.FLOAT, ["N"]))
-    return model
+        x = _shifts(add.node, add.const, x, h, w)
+    if prepare == "scale":
+        return add.node("Mul", [x, add.const("inv255", np.float32(1.0 / 255.0))], "scaled")
+    return _equalize(add.node, add.const, x, h * w * c)
 
 
 def _shifts(node: Any, const: Any, x: str, h: int, w: int) -> str:
@@ -535,26 +555,23 @@ def run_metrics(record: RunRecord) -> list[tuple[str, float, int]]:
     validation-chosen threshold, and the training history per epoch (step = epoch index)."""
     from xraybench.metric_registry import REGISTRY
 
-    out: list[tuple[str, float, int]] = []
+    out: list[tuple[str, Any, int]] = []
     for prefix, metrics in (("test_at_val_threshold", record.metrics_at_val_threshold), ("test_at_0.5", record.metrics),
                             ("val_at_0.5", record.val_metrics)):
         for metric in REGISTRY:
-            value = metric.value(metrics or {})
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                out.append((f"{prefix}/{metric.key}", float(value), 0))
-    threshold = (record.val_threshold or {}).get("value")
-    if isinstance(threshold, (int, float)) and math.isfinite(threshold):
-        out.append(("val_threshold", float(threshold), 0))
+            out.append((f"{prefix}/{metric.key}", metric.value(metrics or {}), 0))
+    out.append(("val_threshold", (record.val_threshold or {}).get("value"), 0))
     for name, values in (record.history or {}).items():
         if isinstance(values, list):
-            out += [(_mlflow_name(f"history/{name}"), float(v), step) for step, v in enumerate(values)
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-    return out
+            out += [(_mlflow_name(f"history/{name}"), v, step) for step, v in enumerate(values)]
+    return [(name, float(v), step) for name, v, step in out  # numbers only: no None, NaN or bool
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
 
 
 def run_tags(record: RunRecord) -> dict[str, str]:
     """What identifies the run: model, plugin and its version, seed, data, xraybench."""
     from xraybench import __version__
+    from xraybench.specs import spec_type
 
     env = record.environment or {}
     tags = {
@@ -566,7 +583,7 @@ def run_tags(record: RunRecord) -> dict[str, str]:
         "xraybench.seed": "" if record.seed is None else str(record.seed),
         "xraybench.data_fingerprint": str((record.data or {}).get("fingerprint", "")),
         "xraybench.version": str(env.get("xraybench") or __version__),
-        "xraybench.backend": str(env.get("backend") or "") if record.kind == "keras" else "",  # a Keras run's only
+        "xraybench.backend": str(env.get("backend") or "") if spec_type(record.kind).on_keras_backend else "",  # Keras only
         "xraybench.model_sha256": record.saved_model.sha256 if record.saved_model else "",
         "mlflow.note.content": record.description,
     }
@@ -577,25 +594,12 @@ def run_tags(record: RunRecord) -> dict[str, str]:
 def _mlflow_quiet() -> Iterator[None]:
     """MLflow's and Alembic's INFO lines (creating tables...) and deprecation warnings held back;
     MLflow's retries of an unreachable server kept short unless the user set them."""
-    import logging
-    import warnings
-
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _held_back():
         import mlflow.tracking  # noqa: F401 (MLflow sets its loggers' levels when imported: first, so ours hold)
-    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+    with _held_back("mlflow", "alembic"):
+        yield
 
 
 def to_mlflow(store: ResultStore, record: RunRecord, uri: str | None = None,

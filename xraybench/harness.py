@@ -44,7 +44,7 @@ def fit(
     """Fit on train (early-stopping on val where the family does), with the trainer of the
     spec's type (``xraybench.training``). Never sees test data."""
     _seed_everything(seed)
-    trainer = trainer_for(spec.kind)
+    trainer = trainer_for(spec)
     if trainer is None:
         raise PluginFailure(f"{spec.name} is a {type(spec).__name__}, which the harness cannot train")
     return trainer.fit(spec, train, val, params, seed, precision, on_epoch, callbacks)
@@ -88,9 +88,10 @@ def run(
     target_sensitivity: float | None = None,
     save_model: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit, predict val and test, evaluate. Returns (record fields, per-image scores): the
-    fields are those of ``records.RunRecord`` this stage owns (metrics hold every registry
-    entry, intervals every bootstrapped one); the results store validates the whole record.
+    """Fit, predict val and test, evaluate. Returns (results, per-image scores): the results are
+    the ``records.RunRecord`` fields this stage owns, by name, for ``RunRecord.finish`` (metrics
+    hold every registry entry, intervals every bootstrapped one); the results store validates the
+    whole record.
 
     ``save_model``: where to stage the trained model (``saved_model.staged_stem``), here where it
     lives; the fields then hold ``model_file`` or, when it cannot be kept, ``model_note``."""
@@ -100,7 +101,7 @@ def run(
     val_scores = predict(fitted, splits.val.images, "validation", spec.name)
     test_scores = predict(fitted, splits.test.images, "test", spec.name)
     predict_seconds = time.perf_counter() - start
-    record = {
+    results = {
         "precision": fitted.precision,
         "epochs_run": fitted.info.get("epochs_run"),
         "param_count": fitted.info.get("param_count"),
@@ -117,7 +118,7 @@ def run(
 
         batch = int(params.get("batch_size", 0) or 0)  # whole batches, as predicted: same sums on every device
         n = min(len(test_scores), -(-saved_model.CHECK_IMAGES // batch) * batch if batch > 0 else saved_model.CHECK_IMAGES)
-        record.update(saved_model.save(fitted, spec, params, Path(save_model), splits.test.images[:n], test_scores[:n]))
+        results.update(saved_model.save(fitted, spec, params, Path(save_model), splits.test.images[:n], test_scores[:n]))
     scores = {
         "test_ids": list(splits.test.ids),
         "test_labels": [int(v) for v in splits.test.labels],
@@ -126,7 +127,7 @@ def run(
         "val_labels": [int(v) for v in splits.val.labels],
         "val_scores": [float(v) for v in val_scores],
     }
-    return record, scores
+    return results, scores
 
 
 def score_fields(

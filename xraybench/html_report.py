@@ -20,7 +20,8 @@ import numpy as np
 
 from xraybench import generated, leaderboard as lb
 from xraybench.errors import XRayBenchError
-from xraybench.escaping import html_text, md_code, md_text, mpl_text  # text from plugins, paths and records
+# text from plugins, paths and records
+from xraybench.escaping import html_img, html_table, html_text, md_code, md_img, md_table, md_text, mpl_text
 from xraybench.explain import report as explain_report  # the "Where the models look" section (numpy only)
 from xraybench.records import FIXED_THRESHOLD, LABELS, RunRecord, RunStatus
 from xraybench.results import ResultStore, Skipped
@@ -165,6 +166,22 @@ def _history(record: RunRecord) -> str | None:
     return _png(fig)
 
 
+def _plotted(store: ResultStore, representatives: list[RunRecord], scores_of: Any,
+             skipped: list[Skipped]) -> list[tuple[RunRecord, dict]]:
+    """(record, scores) of each row's representative run that has its scores; a scores file the
+    record promises but that is gone is noted in ``skipped``. None at all is a one-line error."""
+    runs = []
+    for record in representatives:
+        scores = scores_of(record.run_id)
+        if scores:
+            runs.append((record, scores))
+        elif record.has_scores and not (store.runs / f"{record.run_id}.scores.json").is_file():
+            skipped.append(Skipped(store.runs / f"{record.run_id}.scores.json", "missing: run left out of the plots"))
+    if not runs:
+        raise XRayBenchError(f"no finished runs with per-image scores in {store.runs}; run `xraybench run` first")
+    return runs
+
+
 def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = None,
           explain_runs: int = explain_report.DEFAULT_RUNS) -> dict[str, Any]:
     import functools
@@ -184,23 +201,10 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
     at_val = rows if threshold == "val" else lb.build_rows(loaded.records, threshold="val", scores_loader=scores_of,
                                                            baseline=baseline)
     by_id = {r.run_id: r for r in loaded.records}
-    runs = []
-    for row in rows:
-        record = by_id[str(row.representative_run)]
-        scores = scores_of(record.run_id)
-        if scores:
-            runs.append((record, scores))
-        elif record.has_scores and not (store.runs / f"{record.run_id}.scores.json").is_file():
-            skipped.append(Skipped(store.runs / f"{record.run_id}.scores.json", "missing: run left out of the plots"))
-    if not runs:
-        raise XRayBenchError(f"no finished runs with per-image scores in {store.runs}; run `xraybench run` first")
+    runs = _plotted(store, [by_id[str(row.representative_run)] for row in rows], scores_of, skipped)
     roc, pr = _curves(runs)
-    histories = []
-    for row in rows:
-        for run_id in row.run_ids:
-            image = _history(by_id[run_id])
-            if image:
-                histories.append((by_id[run_id], image))
+    histories = [(by_id[run_id], image) for row in rows for run_id in row.run_ids
+                 if (image := _history(by_id[run_id]))]
     return {
         "rows": rows,
         "glance": at_val[:GLANCE_ROWS] if at_val else rows[:GLANCE_ROWS],  # runs recorded before val metrics: as ranked
@@ -238,34 +242,43 @@ def _table_html(rows: list[lb.Row], published: list[lb.PublishedRow]) -> str:
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
+STYLE = """body { font-family: system-ui, sans-serif; margin: 2rem; color: #111; background: #fff; }
+table { border-collapse: collapse; font-size: 11px; margin: 1rem 0; }
+/* The leaderboard fits the page: headers wrap at their spaces, numbers never do, wide tables
+   get smaller type, and what is still too wide scrolls inside its box, not the page. */
+#board { overflow-x: auto; max-width: 100%; }
+#leaderboard { table-layout: auto; width: max-content; max-width: none; }
+#leaderboard.wide { font-size: 9.5px; }
+#leaderboard th { white-space: normal; vertical-align: bottom; }
+#leaderboard td { white-space: nowrap; }
+#leaderboard td.id { white-space: normal; word-break: break-all; min-width: 12em; font-family: monospace; }
+td, th { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+tr.ref td { color: #666; font-style: italic; }
+img { max-width: 100%; } figure { display: inline-block; margin: 0.5rem; }
+""" + explain_report.STYLE
+
+def _data_html(data: dict[str, Any], fingerprints: int) -> str:
+    return f"""<h2>Data</h2>
+<p>Source {html_text(str(data.get('source')))} ({html_text(str(data.get('reader')))}); fingerprint
+<code>{html_text(str(data.get('fingerprint')))}</code>; split counts {html_text(str(data.get('split_counts')))};
+validation: {html_text(str(data.get('val_strategy')))}, fraction {data.get('val_fraction')}.
+Fingerprints among the runs: {fingerprints}.</p>
+<p>Data: Kermany et al., Cell 2018 (CC BY 4.0).</p>"""
+
+
 def render_html(ctx: dict[str, Any]) -> str:
-    img = lambda b64, alt: f'<img alt="{html_text(alt)}" src="data:image/png;base64,{b64}">'  # noqa: E731
-    data = ctx["data"]
-    histories = "".join(f"<figure>{img(b64, 'training curves ' + r.run_id)}</figure>" for r, b64 in ctx["histories"])
-    env_rows = "".join(f"<tr><td>{html_text(m)}</td><td>{html_text(e)}</td></tr>" for m, e in ctx["environments"].items())
+    histories = "".join(f"<figure>{html_img(b64, 'training curves ' + r.run_id)}</figure>" for r, b64 in ctx["histories"])
+    fixed, images = ctx["threshold"] == "0.5", ctx["images"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{generated.html_meta(COMMAND)}<title>xraybench report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; background: #fff; }}
-table {{ border-collapse: collapse; font-size: 11px; margin: 1rem 0; }}
-/* The leaderboard fits the page: headers wrap at their spaces, numbers never do, wide tables
-   get smaller type, and what is still too wide scrolls inside its box, not the page. */
-#board {{ overflow-x: auto; max-width: 100%; }}
-#leaderboard {{ table-layout: auto; width: max-content; max-width: none; }}
-#leaderboard.wide {{ font-size: 9.5px; }}
-#leaderboard th {{ white-space: normal; vertical-align: bottom; }}
-#leaderboard td {{ white-space: nowrap; }}
-#leaderboard td.id {{ white-space: normal; word-break: break-all; min-width: 12em; font-family: monospace; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-tr.ref td {{ color: #666; font-style: italic; }}
-img {{ max-width: 100%; }} figure {{ display: inline-block; margin: 0.5rem; }}
-{explain_report.STYLE}
+{STYLE}
 </style></head><body>
 <h1>xraybench report</h1>
 {_glance_html(ctx)}
-<p>Generated {ctx['generated']}. Metrics at threshold {'0.5' if ctx['threshold'] == '0.5' else 'val'}
-({'a fixed 0.5' if ctx['threshold'] == '0.5' else "chosen on validation, never on test: " + html_text(_methods(ctx))}).
+<p>Generated {ctx['generated']}. Metrics at threshold {'0.5' if fixed else 'val'}
+({'a fixed 0.5' if fixed else "chosen on validation, never on test: " + html_text(_methods(ctx))}).
 Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done runs are ranked.</p>
 {_skipped_html(ctx)}
 <h2>Leaderboard</h2>
@@ -273,22 +286,17 @@ Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done run
 <p>{html_text(lb.footnote(ctx["rows"]))} Italic rows are published figures, not runs.</p>
 {"".join(f"<p>{html_text(gap)}</p>" for gap in lb.reference_gaps(ctx["rows"]))}
 <h2>ROC and precision-recall curves</h2>
-<figure>{img(ctx['images']['roc'], 'ROC curves')}</figure><figure>{img(ctx['images']['pr'], 'precision-recall curves')}</figure>
+<figure>{html_img(images['roc'], 'ROC curves')}</figure><figure>{html_img(images['pr'], 'precision-recall curves')}</figure>
 <h2>Confusion matrices</h2>
-<figure>{img(ctx['images']['confusion'], 'confusion matrices')}</figure>
+<figure>{html_img(images['confusion'], 'confusion matrices')}</figure>
 <h2>Calibration</h2>
-<figure>{img(ctx['images']['reliability'], 'reliability diagram')}</figure>
+<figure>{html_img(images['reliability'], 'reliability diagram')}</figure>
 <h2>Training curves</h2>
 {histories or '<p>No Keras runs with per-epoch history.</p>'}
 {explain_report.render_html(ctx['explain'])}
-<h2>Data</h2>
-<p>Source {html_text(str(data.get('source')))} ({html_text(str(data.get('reader')))}); fingerprint
-<code>{html_text(str(data.get('fingerprint')))}</code>; split counts {html_text(str(data.get('split_counts')))};
-validation: {html_text(str(data.get('val_strategy')))}, fraction {data.get('val_fraction')}.
-Fingerprints among the runs: {len(ctx['fingerprints'])}.</p>
-<p>Data: Kermany et al., Cell 2018 (CC BY 4.0).</p>
+{_data_html(ctx['data'], len(ctx['fingerprints']))}
 <h2>Environment</h2>
-<table><thead><tr><th>Model</th><th>Software and hardware</th></tr></thead><tbody>{env_rows}</tbody></table>
+{html_table(("Model", "Software and hardware"), ctx["environments"].items())}
 </body></html>
 """
 
@@ -316,19 +324,13 @@ def glance(ctx: dict[str, Any]) -> tuple[str, list[list[str]]]:
 
 def _glance_html(ctx: dict[str, Any]) -> str:
     text, cells = glance(ctx)
-    head = "".join(f"<th>{html_text(h)}</th>" for h in GLANCE_HEADERS)
-    body = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in cells)
-    return (f'<h2>Results at a glance</h2>\n<table id="glance"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-            f"\n<p>{html_text(text)}</p>")
+    table = html_table(GLANCE_HEADERS, cells, ' id="glance"')
+    return f"<h2>Results at a glance</h2>\n{table}\n<p>{html_text(text)}</p>"
 
 
 def _glance_markdown(ctx: dict[str, Any]) -> str:
-    from xraybench.escaping import md_cell
-
     text, cells = glance(ctx)
-    lines = ["## Results at a glance\n", "| " + " | ".join(GLANCE_HEADERS) + " |", "|" + "---|" * len(GLANCE_HEADERS)]
-    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in cells]
-    return "\n".join(lines) + f"\n\n{md_text(text)}\n"
+    return "\n".join(["## Results at a glance\n", *md_table(GLANCE_HEADERS, cells)]) + f"\n\n{md_text(text)}\n"
 
 
 def _methods(ctx: dict[str, Any]) -> str:
@@ -344,7 +346,6 @@ def _skipped_html(ctx: dict[str, Any]) -> str:
 
 def render_markdown(ctx: dict[str, Any]) -> str:
     """The report's Markdown twin; paths, reasons, run ids and environments escaped (md_code, md_text)."""
-    img = lambda b64, alt: f"![{md_text(alt)}](data:image/png;base64,{b64})"  # noqa: E731
     threshold = ctx["threshold"] if ctx["threshold"] == "0.5" else _methods(ctx)
     parts = [
         generated.comment_line(COMMAND),
@@ -353,10 +354,10 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
         *[f"- left out: {md_code(s.path)} ({md_text(s.reason)})" for s in ctx["skipped"]],
         lb.render_markdown(ctx["rows"], ctx["published"], "Leaderboard"),
-        "## ROC and precision-recall curves\n", img(ctx["images"]["roc"], "ROC"), img(ctx["images"]["pr"], "PR"),
-        "\n## Confusion matrices\n", img(ctx["images"]["confusion"], "confusion matrices"),
-        "\n## Calibration\n", img(ctx["images"]["reliability"], "reliability"),
-        "\n## Training curves\n", *[img(b64, r.run_id) for r, b64 in ctx["histories"]],
+        "## ROC and precision-recall curves\n", md_img(ctx["images"]["roc"], "ROC"), md_img(ctx["images"]["pr"], "PR"),
+        "\n## Confusion matrices\n", md_img(ctx["images"]["confusion"], "confusion matrices"),
+        "\n## Calibration\n", md_img(ctx["images"]["reliability"], "reliability"),
+        "\n## Training curves\n", *[md_img(b64, r.run_id) for r, b64 in ctx["histories"]],
         "\n" + explain_report.render_markdown(ctx["explain"]),
         f"\n## Data\n\nfingerprint {md_code(ctx['data'].get('fingerprint'))}; split counts "
         f"{md_text(ctx['data'].get('split_counts'))}\n",

@@ -2,12 +2,13 @@
 
 One mechanism for every command that calls plugin code (``run``, ``tune``'s trials,
 ``check``'s contract checks): a :class:`Child` runs calls one at a time in a
-``spawn``-ed process and turns whatever happens into an :class:`Outcome`:
+``spawn``-ed process and turns whatever happens into an :class:`Outcome`, whose status is the
+run's (``records.RunStatus``):
 
-- ``done``: the call returned; ``value`` is what it returned.
-- ``error``: it raised (``reason`` is one line, ``traceback`` the full text) or the
+- ``DONE``: the call returned; ``value`` is what it returned.
+- ``ERROR``: it raised (``reason`` is one line, ``traceback`` the full text) or the
   process died (``reason`` names the exit code or signal).
-- ``timeout``: no answer within the timeout; the process was killed.
+- ``TIMEOUT``: no answer within the timeout; the process was killed.
 
 Ctrl-C in the parent stops the child and re-raises ``KeyboardInterrupt``; SIGTERM (a
 service manager, a batch scheduler, ``kill``) does the same through :class:`Terminated`, so
@@ -21,6 +22,7 @@ land between the fork and the moment its pid is known; it is delivered right aft
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -32,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from xraybench.records import RunStatus
+
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.context import SpawnProcess
@@ -42,23 +46,23 @@ PAUSE_ENV = "XRAYBENCH_TEST_PAUSE"  # fault injection for tests: "phase[,phase..
 
 @dataclass
 class Outcome:
-    status: str  # "done", "error" or "timeout"
+    status: RunStatus  # DONE, ERROR or TIMEOUT (INTERRUPTED where a worker was stopped)
     value: Any = None
     reason: str = ""
     traceback: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.DONE
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # blocked while a child starts; both stop a run cleanly
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt.
-
-    A subclass, so every ``except KeyboardInterrupt`` that stops a child and records the run
-    as ``interrupted`` handles SIGTERM the same way; Python's default for SIGTERM is to die
-    at once, which would record nothing. Its own type lets the record and the exit status
-    (143) say which signal it was.
-    """
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt: a subclass, so every ``except
+    KeyboardInterrupt`` handles it (Python's default, dying at once, would record nothing); its
+    own type lets the record and the exit status (143) say which signal it was."""
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -77,32 +81,20 @@ def stop_exit_code(exc: BaseException | None) -> int:
 
 def interruptible() -> None:
     """Make SIGINT raise KeyboardInterrupt, and SIGTERM :class:`Terminated`, in this process,
-    whatever we inherited.
-
-    A process started with SIGINT ignored (a background job of a non-interactive
-    shell, ``trap '' INT``, some CI runners) keeps it ignored, and Python then does
-    not install its KeyboardInterrupt handler: ``kill -INT`` would do nothing. SIGTERM's
-    default ends the process at once, recording nothing and leaving the child to the
-    parent-death signal. Commands that run plugin code call this first, so either signal
-    stops a run cleanly and records it as ``interrupted``.
-    """
+    whatever we inherited: a process started with SIGINT ignored (a background job of a
+    non-interactive shell, ``trap '' INT``, some CI runners) keeps it ignored, and Python then
+    installs no KeyboardInterrupt handler. Commands that run plugin code call this first."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def checkpoint(phase: str) -> None:
-    """Fault-injection hook for tests: pause at a named phase of a process's life.
-
-    When ``$XRAYBENCH_TEST_PAUSE`` is ``phase[,phase...]=DIR`` and names ``phase``, write
-    ``DIR/PHASE.ready`` (holding this pid) and wait until ``DIR/PHASE.go`` exists, so a
-    test can signal a process at a known point instead of sleeping. Inert otherwise.
-    """
-    spec = os.environ.get(PAUSE_ENV)
-    if not spec or "=" not in spec:
-        return
-    phases, folder = spec.split("=", 1)
-    if phase not in phases.split(","):
+    """Fault-injection hook for tests: where ``$XRAYBENCH_TEST_PAUSE`` is ``phase[,phase...]=DIR``
+    and names ``phase``, write ``DIR/PHASE.ready`` (holding this pid) and wait until ``DIR/PHASE.go``
+    exists, so a test can signal a process at a known point instead of sleeping. Inert otherwise."""
+    phases, _, folder = os.environ.get(PAUSE_ENV, "").partition("=")
+    if not folder or phase not in phases.split(","):
         return
     ready = os.path.join(folder, f"{phase}.ready")
     with open(ready + ".tmp", "w") as fh:
@@ -165,18 +157,16 @@ def _child_main(conn, parent_pid: int, expected: tuple[type, ...]) -> None:
         if call is None:
             return
         target, args = call
-        message: tuple[str, Any, str | None]
         try:
-            value = target(*args)
+            message = Outcome(RunStatus.DONE, target(*args))
         except BaseException as exc:  # anything plugin code throws, even SystemExit
-            message = ("error", _reason(exc, expected), traceback.format_exc())
-        else:
-            message = ("done", value, None)
+            message = Outcome(RunStatus.ERROR, reason=_reason(exc, expected), traceback=traceback.format_exc())
         checkpoint("saving")
         try:
             conn.send(message)
         except Exception as exc:  # an unpicklable result is the call's failure, not ours
-            conn.send(("error", f"cannot send the result back: {type(exc).__name__}: {exc}", traceback.format_exc()))
+            conn.send(Outcome(RunStatus.ERROR, reason=f"cannot send the result back: {type(exc).__name__}: {exc}",
+                              traceback=traceback.format_exc()))
 
 
 # --- the parent side --------------------------------------------------------------------
@@ -198,7 +188,7 @@ def describe_exit(code: int | None) -> str:
     return f"the model's process exited with code {code} without a result"
 
 
-class Child:
+class Child(contextlib.AbstractContextManager["Child"]):
     """A child process that runs calls one at a time; replaced after a timeout or a death.
 
     Reusing one child across calls keeps its imports and loaded data warm (a study's
@@ -244,12 +234,9 @@ class Child:
             while True:
                 if conn.poll(POLL_SECONDS):
                     try:
-                        status, payload, text = conn.recv()
+                        return conn.recv()
                     except (EOFError, OSError):  # the child closed the pipe by dying
                         return self._died()
-                    if status == "done":
-                        return Outcome("done", value=payload)
-                    return Outcome("error", reason=payload, traceback=text)
                 if not proc.is_alive():
                     if conn.poll(0.5):
                         continue
@@ -258,7 +245,7 @@ class Child:
                     on_tick()
                 if deadline is not None and time.monotonic() > deadline:
                     self.stop()
-                    return Outcome("timeout", reason=f"no result within {timeout:g}s; the process was killed")
+                    return Outcome(RunStatus.TIMEOUT, reason=f"no result within {timeout:g}s; the process was killed")
         except BaseException:  # Ctrl-C or SIGTERM above all: the child is stopped before it propagates
             self.stop()
             raise
@@ -269,7 +256,7 @@ class Child:
         proc.join(timeout=DIED_GRACE_SECONDS)
         code = proc.exitcode
         self.stop()  # a child that closed its pipe but lives on is killed, not left behind
-        return Outcome("error", reason=describe_exit(code))
+        return Outcome(RunStatus.ERROR, reason=describe_exit(code))
 
     def _discard(self) -> None:
         if self._conn is not None:
@@ -299,10 +286,7 @@ class Child:
                 pass
         self.stop()
 
-    def __enter__(self) -> Child:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: Any) -> None:  # (AbstractContextManager's __enter__ gives self)
         self.close()
 
 

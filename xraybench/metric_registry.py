@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from xraybench.records import LABELS
-
+LABELS = ("NORMAL", "PNEUMONIA")  # index = label: NORMAL = 0, PNEUMONIA = 1, always (re-exported by records.py)
 NORMAL, PNEUMONIA = LABELS
+FIXED_THRESHOLD = 0.5  # the fixed operating point (records.Threshold.FIXED)
 
 
 def _div(a: Any, b: Any) -> Any:
@@ -83,16 +83,38 @@ def _brier(labels: Any, scores: Any) -> float:
     return float(brier_score_loss(labels, scores))
 
 
-def _ece(labels: Any, scores: Any) -> float:
-    from xraybench.metrics import expected_calibration_error
+def expected_calibration_error(labels: Any, scores: Any, bins: int = 10) -> float:
+    """ECE over equal-width bins of P(PNEUMONIA)."""
+    import numpy as np
 
-    return expected_calibration_error(labels, scores)
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.asarray(scores, dtype=np.float64)
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            total += mask.mean() * abs(p[mask].mean() - y[mask].mean())
+    return float(total)
 
 
-def _weighted_auc(w: Any, labels: Any, scores: Any) -> Any:
-    from xraybench.stats import weighted_auc
+def _pair_kernel(labels: Any, scores: Any) -> tuple[Any, Any, Any]:
+    import numpy as np
 
-    return weighted_auc(w, labels, scores)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    sp, sn = scores[pos][:, None], scores[neg][None, :]
+    kernel = (sp > sn).astype(np.float64) + 0.5 * (sp == sn)
+    return pos, neg, kernel
+
+
+def weighted_auc(w: Any, labels: Any, scores: Any) -> Any:
+    """ROC AUC for each row of the count matrix ``w``: Mann-Whitney on the weighted pairs (exact with ties)."""
+    import numpy as np
+
+    pos, neg, kernel = _pair_kernel(labels, scores)
+    wp, wn = w[:, pos], w[:, neg]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ((wp @ kernel) * wn).sum(axis=1) / (wp.sum(axis=1) * wn.sum(axis=1))
 
 
 @dataclass(frozen=True)
@@ -162,7 +184,7 @@ REGISTRY: tuple[Metric, ...] = (
            column=0),
     Metric("macro_f1", "Macro F1", "macro-averaged F1",
            counts=lambda tp, tn, fp, fn: (_f1(tp, fp, fn) + _f1(tn, fn, fp)) / 2, column=6),
-    Metric("roc_auc", "AUC", "ROC AUC", scores=_roc_auc, weighted=_weighted_auc, needs_both_classes=True,
+    Metric("roc_auc", "AUC", "ROC AUC", scores=_roc_auc, weighted=weighted_auc, needs_both_classes=True,
            column=0, interval_column=5),
     Metric("sensitivity", "Sens", "sensitivity (PNEUMONIA recall)", counts=lambda tp, tn, fp, fn: _div(tp, tp + fn)),
     Metric("specificity", "Spec", "specificity (NORMAL recall)", counts=lambda tp, tn, fp, fn: _div(tn, tn + fp)),
@@ -171,7 +193,7 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("average_precision", "AP", "average precision (PNEUMONIA)", scores=_average_precision, needs_both_classes=True),
     Metric("log_loss", "Log loss", "log loss", higher_is_better=False, scores=_log_loss, digits=4),
     Metric("brier", "Brier", "Brier score", higher_is_better=False, scores=_brier, digits=4),
-    Metric("ece", "ECE", "expected calibration error (10 bins)", higher_is_better=False, scores=_ece),
+    Metric("ece", "ECE", "expected calibration error (10 bins)", higher_is_better=False, scores=expected_calibration_error),
     Metric("mcc", "MCC", "Matthews correlation coefficient", counts=_mcc, column=11, interval_column=12),
     Metric("npv", "NPV", "negative predictive value (= NORMAL precision)",
            counts=lambda tp, tn, fp, fn: _div(tn, tn + fn), column=13, interval_column=15),

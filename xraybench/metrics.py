@@ -11,14 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from xraybench.records import FIXED_THRESHOLD, LABELS
+from xraybench.metric_registry import FIXED_THRESHOLD, LABELS, REGISTRY
 
 
 def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = FIXED_THRESHOLD) -> dict[str, Any]:
     """Every metric of ``metric_registry.REGISTRY`` at ``threshold``, as plain floats (JSON-ready),
     with the confusion matrix [[TN, FP], [FN, TP]] and per-class support."""
-    from xraybench.metric_registry import REGISTRY
-
     y = np.asarray(labels).astype(int).reshape(-1)
     p = np.asarray(scores, dtype=np.float64).reshape(-1)
     if y.shape != p.shape:
@@ -43,19 +41,6 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = FIXED_TH
             value = float(metric.scores(y, p))
         metric.put(out, value)
     return out
-
-
-def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
-    """ECE over equal-width bins of P(PNEUMONIA)."""
-    y = np.asarray(labels, dtype=np.float64)
-    p = np.asarray(scores, dtype=np.float64)
-    index = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            total += mask.mean() * abs(p[mask].mean() - y[mask].mean())
-    return float(total)
 
 
 def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -77,8 +77,7 @@ def resolve(defaults: Mapping[str, Any], overrides: Mapping[str, Any], model: st
             known = ", ".join(sorted(params)) or "none"
             raise ParamError(f"unknown parameter {key!r} for {model}; known: {known}")
         params[key] = coerce(key, value, params[key])
-    if "epochs" in params and (not isinstance(params["epochs"], int) or params["epochs"] < 1):
-        raise ParamError(f"epochs must be a positive integer, got {params['epochs']!r}")
-    if "batch_size" in params and (not isinstance(params["batch_size"], int) or params["batch_size"] < 1):
-        raise ParamError(f"batch_size must be a positive integer, got {params['batch_size']!r}")
+    for key in ("epochs", "batch_size"):
+        if key in params and (not isinstance(params[key], int) or params[key] < 1):
+            raise ParamError(f"{key} must be a positive integer, got {params[key]!r}")
     return params

@@ -14,10 +14,14 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
-from xraybench.specs import KerasModel, ModelSpec
+from xraybench.errors import PluginError
+from xraybench.records import RunStatus
+from xraybench.specs import ModelSpec
+from xraybench.training import Trainer, trainer_for
 
 Row = tuple[str, bool, str]
 
@@ -66,10 +70,8 @@ class _Context:
     def __init__(self, spec: ModelSpec, size: int, seed: int, root: Path, cache: Path) -> None:
         self.spec, self.size, self.seed, self.root, self.cache = spec, size, seed, root, cache
         self.shape = (size, size, spec.channels)
-        if isinstance(spec, KerasModel):  # the backend's start-up noise held back, as `run` does
-            from xraybench.training.backend import import_quietly
-
-            import_quietly()
+        self.trainer = _trainer(spec)
+        self.trainer.prepare()  # the backend's start-up noise held back, as `run` does
         self.defaults = _short(spec.all_defaults())
         self._splits = None
         self._fitted: dict[str, Any] = {}
@@ -78,16 +80,9 @@ class _Context:
         from xraybench.data import load_dataset
 
         if self._splits is None:
-            old_cache = os.environ.get("XRAYBENCH_CACHE")
-            os.environ["XRAYBENCH_CACHE"] = str(self.cache)
-            try:
+            with mock.patch.dict(os.environ, {"XRAYBENCH_CACHE": str(self.cache)}):
                 data = load_dataset(self.root, image_size=self.size, channels=self.spec.channels, seed=self.seed,
                                     val_fraction=0.25)
-            finally:
-                if old_cache is None:
-                    os.environ.pop("XRAYBENCH_CACHE", None)
-                else:
-                    os.environ["XRAYBENCH_CACHE"] = old_cache
             self._splits = data.splits
         return self._splits
 
@@ -99,29 +94,20 @@ class _Context:
             splits = self.splits()
             _install_hook()
             # The data folder is advertised as usual; a plugin that goes looking for test/ is caught.
-            old_data = os.environ.get("XRAYBENCH_DATA")
-            os.environ["XRAYBENCH_DATA"] = str(self.root)
             _watch["prefix"], _watch["hits"] = os.path.abspath(self.root / "test"), []
             try:
-                self._fitted["a"] = harness.fit(self.spec, splits.train, splits.val, self.defaults, self.seed, "float32")
+                with mock.patch.dict(os.environ, {"XRAYBENCH_DATA": str(self.root)}):
+                    self._fitted["a"] = harness.fit(self.spec, splits.train, splits.val, self.defaults, self.seed,
+                                                    "float32")
             finally:
                 _watch["prefix"] = None
-                if old_data is None:
-                    os.environ.pop("XRAYBENCH_DATA", None)
-                else:
-                    os.environ["XRAYBENCH_DATA"] = old_data
             self._fitted["opened_test"] = list(_watch["hits"])
         return self._fitted["a"]
 
     # --- the checks, in order; each returns its detail or raises -----------------------
 
     def build_with(self, params: dict[str, Any]) -> str:
-        from xraybench.training import trainer_for
-
-        trainer = trainer_for(self.spec.kind)
-        if trainer is None:
-            raise TypeError(f"{type(self.spec).__name__} is neither KerasModel nor GenericModel")
-        return trainer.check_build(self.spec, self.shape, params, self.seed)
+        return self.trainer.check_build(self.spec, self.shape, params, self.seed)
 
     def builds_with_defaults(self) -> str:
         return self.build_with(self.defaults)
@@ -130,37 +116,26 @@ class _Context:
         return self.build_with(_short({**self.defaults, **_sample_params(self.spec, self.seed)}))
 
     def output_range(self) -> str:
-        spec = self.spec
-        assert isinstance(spec, KerasModel)  # run for Keras models only (run_checks)
-        if spec.build is None:
-            raise TypeError(f"{spec.name} declares no build function")
-        model = spec.build(self.shape, dict(self.defaults))
-        x = np.random.default_rng(self.seed).random((4, *self.shape), dtype=np.float32)
-        out = np.asarray(model.predict(x, verbose=0))
-        if out.shape != (4, 1):
-            raise ValueError(f"output shape {out.shape}, expected (4, 1)")
-        if not (np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1):
-            raise ValueError(f"outputs are not probabilities: range [{out.min():.3g}, {out.max():.3g}]")
-        return "(N, 1) in [0, 1]"
+        return self.trainer.check_output(self.spec, self.shape, dict(self.defaults), self.seed)
 
     def fits(self) -> str:
         self.fitted()
         splits = self.splits()
         return f"{len(splits.train)} train / {len(splits.val)} val images"
 
-    def predicts(self) -> str:
+    def _test_scores(self, fitted) -> np.ndarray:
         from xraybench import harness
 
-        splits = self.splits()
-        return f"{len(harness.predict(self.fitted(), splits.test.images, 'test', self.spec.name))} scores in [0, 1]"
+        return harness.predict(fitted, self.splits().test.images, "test", self.spec.name)
+
+    def predicts(self) -> str:
+        return f"{len(self._test_scores(self.fitted()))} scores in [0, 1]"
 
     def same_seed(self) -> str:
         from xraybench import harness
 
-        splits = self.splits()
-        a = harness.predict(self.fitted(), splits.test.images, "test", self.spec.name)
-        again = harness.fit(self.spec, splits.train, splits.val, self.defaults, self.seed, "float32")
-        b = harness.predict(again, splits.test.images, "test", self.spec.name)
+        splits, a = self.splits(), self._test_scores(self.fitted())
+        b = self._test_scores(harness.fit(self.spec, splits.train, splits.val, self.defaults, self.seed, "float32"))
         gap = float(np.max(np.abs(a - b)))
         if gap > 1e-5:
             raise AssertionError(f"predictions differ by up to {gap:.2e} for the same seed")
@@ -187,6 +162,14 @@ CHECKS = [
 _AFTER_FIT = {"predicts", "same_seed", "no_test"}
 
 _contexts: dict[Any, _Context] = {}
+
+
+def _trainer(spec: ModelSpec) -> Trainer:
+    trainer = trainer_for(spec)
+    if trainer is None:  # the plugins' loader refuses such a spec; one made by hand may still come here
+        raise PluginError(f"{spec.name} is a {type(spec).__name__}, which has no trainer "
+                          "(xraybench.training.register_trainer)")
+    return trainer
 
 
 def _check_in_child(model: str | ModelSpec, disabled: list[str], size: int, seed: int, folder: str,
@@ -237,6 +220,7 @@ def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0, timeout: float 
     is what a timed-out row calls the limit (the flag, or ``check_model``'s parameter)."""
     from xraybench.synthetic import make_kaggle_tree
 
+    _trainer(spec)  # a one-line error before any data is made
     with tempfile.TemporaryDirectory(prefix="xraybench-check-") as tmp:
         root = make_kaggle_tree(Path(tmp) / "data", n_train=(24, 24), n_test=(8, 8), size=size, seed=seed,
                                 mode="L" if spec.channels == 1 else "RGB")
@@ -252,9 +236,9 @@ def run_contract(spec: ModelSpec, size: int = 32, seed: int = 0, timeout: float 
 
             def check(method: str) -> tuple[bool, str, str]:
                 outcome = child.call(_check_in_child, (model, list(disabled or []), size, seed, tmp, method), timeout)
-                if outcome.status == "done":
+                if outcome.ok:
                     return outcome.value
-                if outcome.status == "timeout":
+                if outcome.status is RunStatus.TIMEOUT:
                     return False, f"timeout: no result within {timeout_name} {timeout:g}s; the check was killed", ""
                 return False, outcome.reason, outcome.traceback or ""
         try:
@@ -273,7 +257,7 @@ def _run_checks(spec: ModelSpec, check: Any, tracebacks: dict[str, str] | None) 
         if method == "builds_with_a_sample" and spec.search_space is None:
             rows.append((name, True, "no search space declared (not tunable)"))
             continue
-        if method == "output_range" and not isinstance(spec, KerasModel):
+        if method == "output_range" and not hasattr(_trainer(spec), "check_output"):
             continue
         if method in _AFTER_FIT and not fit_ok:
             continue

@@ -24,7 +24,8 @@ import pluggy
 
 from xraybench import hookspecs
 from xraybench.errors import PluginError
-from xraybench.specs import DatasetSpec, GenericModel, KerasModel, ModelSpec
+from xraybench.specs import DatasetSpec, ModelSpec
+from xraybench.training import has_trainer, one_line  # noqa: F401  (one_line: part of this module's API)
 
 GROUP = "xraybench"
 DISABLE_ENV = "XRAYBENCH_DISABLE_PLUGINS"
@@ -95,12 +96,6 @@ def _failure(reason: str) -> str:
     return f"failed to import ({reason[len(prefix):]})" if reason.startswith(prefix) else f"failed ({reason})"
 
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    message = text[0] if text else ""
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
 def _disabled_names(extra: Iterable[str] = ()) -> set[str]:
     names = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
     return names | {n for n in extra if n}
@@ -146,10 +141,10 @@ def _candidates() -> list[tuple[str, str, str, str, Any]]:
 _extra_objects: list[tuple[str, Any]] = []  # plugins registered in-process (xraybench.testing)
 
 
-# hook name -> the spec types its ``register`` accepts
-_HOOKS: dict[str, tuple[type[ModelSpec] | type[DatasetSpec], ...]] = {
-    "register_models": (KerasModel, GenericModel),
-    "register_datasets": (DatasetSpec,),
+# hook name -> the spec type its ``register`` accepts (a model's only where its type has a trainer: has_trainer)
+_HOOKS: dict[str, type[ModelSpec] | type[DatasetSpec]] = {
+    "register_models": ModelSpec,
+    "register_datasets": DatasetSpec,
 }
 HOOK_NAMES = tuple(
     name for name, fn in vars(hookspecs).items()
@@ -251,7 +246,7 @@ def _import_and_validate(info: PluginInfo, loader: Any) -> pluggy.PluginManager 
 
 
 def _collect(registry: Registry, info: PluginInfo, pm: pluggy.PluginManager, hook_name: str,
-             kind_ok: tuple[type[ModelSpec] | type[DatasetSpec], ...], owners: dict[str, str]) -> None:
+             kind_ok: type[ModelSpec] | type[DatasetSpec], owners: dict[str, str]) -> None:
     """Call one hook of one plugin and add what it registers, refusing wrong types and name clashes."""
     target: dict[str, Any] = registry.models if hook_name == "register_models" else registry.datasets
     caller = getattr(pm.hook, hook_name)
@@ -269,8 +264,12 @@ def _collect(registry: Registry, info: PluginInfo, pm: pluggy.PluginManager, hoo
     label = f"{info.distribution} {info.version} (plugin {info.name})"
     for spec in staged:
         if not isinstance(spec, kind_ok):
-            info.status = "error"
-            info.reason = f"{hook_name} registered {type(spec).__name__}, expected {kind_ok[0].__name__}"
+            info.status, info.reason = "error", f"{hook_name} registered {type(spec).__name__}, expected {kind_ok.__name__}"
+            continue
+        if isinstance(spec, ModelSpec) and not has_trainer(spec):  # named, so that asking for it says why
+            info.status, info.reason = "error", (f"{spec.name!r} is of type {type(spec).__name__}, which has no trainer: "
+                                                 "register one with xraybench.training.register_trainer")
+            info.models.append(spec.name)
             continue
         spec.distribution, spec.version = info.distribution, info.version
         if spec.name in target or spec.name in registry.conflicts:

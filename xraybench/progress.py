@@ -5,7 +5,7 @@ lives in ``training/keras.py`` and the CLI owns the flags; the wording and the a
 here once. Everything is plain Python until a bar is drawn (rich is imported lazily), so
 importing it costs nothing on commands that do not train.
 
-- The bar (batches, images/s, ETA from the measured step time, running loss) is drawn only
+- The bar (rich's own columns: batches, images/s, ETA from the measured step rate, running loss) is drawn only
   when stdout is a terminal; in pipes, CI and captured test output there is one line per
   epoch and nothing per batch. ``XRAYBENCH_PROGRESS=0`` turns the bar off, ``=1`` forces it.
 - The run-level ETA reads the early-stopping state: how many epochs until patience runs out
@@ -22,7 +22,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -194,7 +193,8 @@ def live() -> bool:
 
 
 class EpochBar:
-    """A rich bar for one epoch's batches: done/total, images/s, ETA from the step time, loss.
+    """A rich bar for one epoch's batches: done/total (``MofNCompleteColumn``), images/s, the time
+    left from rich's measured step rate (``TimeRemainingColumn``), loss.
 
     ``start(epoch)``, ``advance(batches_done, loss)``, ``stop()``; transient, so what stays on
     screen is the epoch line printed after it. The bar graphic is left out below 100 columns.
@@ -205,39 +205,34 @@ class EpochBar:
         self.console = console
         self._progress: Progress | None = None
         self._task: TaskID | None = None
-        self._started = 0.0
 
     def start(self, epoch: int) -> None:
         from rich.console import Console
         from rich.markup import escape
-        from rich.progress import BarColumn, Progress, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.stop()
         console = self.console or Console(force_terminal=os.environ.get(PROGRESS_ENV) == "1" or None)
         # The bar itself only where there is room: at 80 columns the counts say as much.
         bar = [BarColumn(bar_width=16)] if console.width >= 100 else []
         self._progress = progress = Progress(
-            TextColumn("  {task.description}"),
-            *bar,
-            TextColumn("batch {task.completed}/{task.total}  {task.fields[rate]}  {task.fields[eta]}  {task.fields[loss]}"),
-            console=console,
-            transient=True,
-            refresh_per_second=4,
+            TextColumn("  {task.description}"), *bar, TextColumn("batch"), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(compact=True, elapsed_when_finished=True),
+            TextColumn("{task.fields[phase]}  {task.fields[loss]}"),
+            console=console, transient=True, refresh_per_second=4,
         )
         self._task = progress.add_task(f"{escape(self.label)} {epoch}/{self.epochs}", total=self.steps,
-                                       rate="- img/s", eta="starting", loss="loss -")
+                                       rate="- img/s", phase="left", loss="loss -")
         progress.start()
-        self._started = time.perf_counter()
 
     def advance(self, done: int, loss: float | None) -> None:
         if self._progress is None or self._task is None:  # (set together by start)
             return
-        elapsed = time.perf_counter() - self._started
-        step = elapsed / done if done else 0.0
-        rate = done * self.batch_size / elapsed if elapsed > 0 else 0.0
-        eta = f"{format_seconds(step * (self.steps - done))} left" if done < self.steps else "validating"
+        elapsed = self._progress.tasks[0].elapsed or 0.0
         self._progress.update(
-            self._task, completed=min(done, self.steps), rate=f"{rate:.0f} img/s", eta=eta,
+            self._task, completed=min(done, self.steps),
+            rate=f"{done * self.batch_size / elapsed:.0f} img/s" if elapsed > 0 else "- img/s",
+            phase="left" if done < self.steps else "elapsed, validating",
             loss="loss -" if loss is None or not math.isfinite(loss) else f"loss {loss:.4f}",
         )
 

@@ -7,29 +7,34 @@ shape of a run file is stated once. ``docs/run-record.schema.json`` is generated
 for other tools that read run files.
 
 Reading never hides good runs: ``parse`` turns one decoded JSON value into a ``RunRecord``
-or raises ``InvalidRecord`` with a short reason ("no 'model'", "partial metrics (missing
+or raises ``InvalidRecord`` with a short reason ("no 'model'", "partial 'metrics' (missing
 accuracy)", ...) that the commands print beside the file name. Records written by older
-versions are migrated on read (``migrate``). Pure Python: nothing heavy is imported.
+versions are migrated on read (``migrate``). The checks and the schema are pydantic's, from
+one declaration (``_shapes``), imported on the first ``parse``: importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
+import functools
+import json
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from xraybench.errors import XRayBenchError
+from xraybench.metric_registry import FIXED_THRESHOLD, LABELS, REGISTRY, fill_from_counts
 
 SCHEMA_VERSION = 2  # 1: "schema" key, no reference/spec_image_size; 2: "schema_version"
 # A new optional field (``members``) needs no new version: older records simply lack it (None).
 
-LABELS = ("NORMAL", "PNEUMONIA")  # index = label: NORMAL = 0, PNEUMONIA = 1, always.
-
-# The defaults every command and the runner share.
+# The defaults every command and the runner share (LABELS and FIXED_THRESHOLD, imported above, are the
+# metric registry's: what it measures, so that it need not import the records it describes).
 DEFAULT_SEED = 42
 DEFAULT_VAL_FRACTION = 0.15
 DEFAULT_IMAGE_SIZE = 150  # a spec's image size when its plugin names none
-FIXED_THRESHOLD = 0.5
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # --precision: auto picks per machine (training/keras.py)
 
 
@@ -116,8 +121,10 @@ INDUCTIVE_THRESHOLDS = (Threshold.FIXED, Threshold.VAL)  # set without the test 
 PRIOR_SHIFT_DESCRIPTION = "transductive: EM on unlabeled test scores"  # how tables name Threshold.PRIOR
 
 
-class InvalidRecord(ValueError):
-    """A run file that cannot be read as a run record; the message is the short reason."""
+class InvalidRecord(XRayBenchError, ValueError):
+    """A run file that cannot be read as a run record; the message is the short reason (one line,
+    as any ``XRayBenchError``: a record that fails its check before it is written never ends a
+    command in a traceback)."""
 
 
 @dataclass
@@ -209,6 +216,19 @@ class RunRecord:
         """How the validation-chosen threshold was chosen, in words."""
         return describe_method((self.val_threshold or {}).get("method"))
 
+    @property
+    def traceback(self) -> str | None:
+        """A failed plugin's full traceback (kept beside the one-line reason; ``run --traceback``)."""
+        return self.extra.get("traceback")
+
+    def finish(self, status: RunStatus, reason: str = "", results: dict[str, Any] | None = None,
+               traceback: str | None = None, **measured: Any) -> RunRecord:
+        """The record of how the run ended, made once from the one it started as: its status, the
+        reason, the fields its stage produced (``results``: the harness's, keyed by field name) and
+        what the runner measured. An unknown field name is a ``TypeError`` here, not a stray key."""
+        extra = {**self.extra, "traceback": traceback} if traceback else self.extra
+        return dataclasses.replace(self, **{**(results or {}), **measured}, status=status, reason=reason, extra=extra)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
@@ -252,83 +272,16 @@ def model_file_name(run_id: str, fmt: str) -> str:
     return f"runs/{run_id}{MODEL_FORMATS[fmt]}"
 
 
-def _check_model_file(obj: dict | None, run_id: str) -> None:
-    """A record's ``model_file`` is a complete object naming this run's own file, so that every
-    reader (``predict``, explanations) can rely on its shape and never follows it out of the folder."""
-    if obj is None:
-        return
-    for key, kind in (("path", str), ("sha256", str), ("format", str)):
-        if not isinstance(obj.get(key), kind):
-            raise InvalidRecord(f"'model_file' has no {key!r} string")
-    size = obj.get("bytes")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidRecord("'model_file' 'bytes' is not a whole number >= 0")
-    if len(obj["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in obj["sha256"]):
-        raise InvalidRecord("'model_file' 'sha256' is not 64 lowercase hex digits")
-    if obj["format"] not in MODEL_FORMATS:
-        raise InvalidRecord(f"'model_file' format {obj['format']!r} is not one of {', '.join(MODEL_FORMATS)}")
-    if obj["path"] != model_file_name(run_id, obj["format"]):
-        raise InvalidRecord(f"'model_file' path {obj['path']!r} is not {model_file_name(run_id, obj['format'])!r}")
-    types = obj.get("types", [])
-    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-        raise InvalidRecord("'model_file' 'types' is not a list of strings")
-
-
 SHORTCUT_METHODS = ("occlusion", "gradcam")  # the saliency methods (xraybench/explain) a shortcut check is keyed by
+EXPLAIN_METHODS = ("auto", *SHORTCUT_METHODS)  # `explain --method`: auto takes Grad-CAM where it runs, else occlusion
+EXPLAIN_SAMPLE_SEED = 0  # the seed of the fixed sample `explain --limit N` takes from the test images
+EXPLAIN_RUNS = 4  # runs `report` explains unless `--explain-runs N` says otherwise
 SHORTCUT_SHARES = ("border_share", "corner_share", "lung_share", "uniform_border_share", "uniform_corner_share",
                    "uniform_lung_share")
 
 
-def _check_shortcut(obj: dict | None) -> None:
-    """A record's ``shortcut_check``: per method, shares in [0, 1] and whole image counts, so that
-    the report and ``runs`` can print them without a second guess."""
-    for method, shares in (obj or {}).items():
-        where = f"'shortcut_check' {method!r}"
-        if method not in SHORTCUT_METHODS:
-            raise InvalidRecord(f"'shortcut_check' method {method!r} is not one of {', '.join(SHORTCUT_METHODS)}")
-        if not isinstance(shares, dict):
-            raise InvalidRecord(f"{where} is {_type_name(shares)}, expected an object")
-        for key in SHORTCUT_SHARES:
-            value = shares.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise InvalidRecord(f"{where} {key!r} is not a number from 0 to 1")
-        for key in ("n_images", "test_images"):
-            value = shares.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidRecord(f"{where} {key!r} is not a whole number >= 0")
-
-
-_FIELDS = {f.name: f for f in dataclasses.fields(RunRecord) if f.name != "extra"}
-_HINTS = typing.get_type_hints(RunRecord)
-
-
-def _checker(hint: Any) -> tuple[tuple[type, ...], bool]:
-    """(the JSON value types an annotation accepts, whether null is allowed); worked out once
-    per field, because the leaderboard validates a thousand records at start-up."""
-    args = typing.get_args(hint)
-    nullable = type(None) in args
-    if nullable:
-        hint = next(a for a in args if a is not type(None))
-    types = {float: (int, float), RunStatus: (str,)}.get(hint, (hint,))
-    return types, nullable
-
-
-_CHECKS = {name: _checker(_HINTS[name]) for name in _FIELDS}
-
-
-def _accepts(name: str, value: Any) -> bool:
-    """Whether ``value`` (decoded JSON) fits field ``name``'s annotation (a bool is no number)."""
-    types, nullable = _CHECKS[name]
-    if value is None:
-        return nullable
-    if isinstance(value, bool):
-        return bool in types
-    return isinstance(value, types)
-
-
-def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), type(value).__name__)
+_FIELDS = frozenset(f.name for f in dataclasses.fields(RunRecord)) - {"extra"}
+_METRICS_FIELDS = (*(t.metrics_key for t in Threshold), "val_metrics")
 
 
 def migrate(obj: dict[str, Any]) -> dict[str, Any]:
@@ -339,13 +292,6 @@ def migrate(obj: dict[str, Any]) -> dict[str, Any]:
     the count-based metrics added to the registry after it was written, computed exactly
     from its confusion matrix; their intervals need the scores (``xraybench runs --backfill``).
     """
-    return _migrate(obj)[0]
-
-
-def _migrate(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """``migrate``, and the registry metrics each metrics dict still lacks afterwards."""
-    from xraybench import metric_registry
-
     out = dict(obj)
     version = out.pop("schema_version", None)
     if version is None:
@@ -357,56 +303,23 @@ def _migrate(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]
     if version > SCHEMA_VERSION:
         raise InvalidRecord(f"schema version {version} is newer than this xraybench reads ({SCHEMA_VERSION}); "
                             "upgrade xraybench")
-    still_missing = {}
-    for key in ("metrics", "metrics_at_val_threshold", "val_metrics", "metrics_at_prior_shift"):
-        metrics = out.get(key)
-        missing: list[str] = []
-        if isinstance(metrics, dict):
-            missing = missing_metrics(metrics)
-            if missing and not isinstance(metrics.get("per_class", {}) or {}, dict):
-                raise InvalidRecord(f"{key!r} per_class is {_type_name(metrics['per_class'])}, expected an object")
-            if missing:  # copy only what gains a value
-                out[key] = {**metrics, "per_class": {k: dict(v) for k, v in (metrics.get("per_class") or {}).items()
-                                                     if isinstance(v, dict)}}
-                if metric_registry.fill_from_counts(out[key]):
-                    missing = missing_metrics(out[key])
-        still_missing[key] = missing
+    for key in _METRICS_FIELDS:
+        if (filled := _with_counted_metrics(out.get(key))) is not None:
+            out[key] = filled
     out["schema_version"] = SCHEMA_VERSION
-    return out, still_missing
+    return out
 
 
-def missing_metrics(metrics: dict[str, Any]) -> list[str]:
-    """The registry metrics a metrics dict lacks (in registry order)."""
-    flat, per_class_stats = _required()
-    per_class = metrics.get("per_class")
-    per_class = per_class if isinstance(per_class, dict) else {}
-    lacking = flat - metrics.keys()
-    for label, (stats, keys) in per_class_stats.items():
-        inner = per_class.get(label)
-        gone = stats - inner.keys() if isinstance(inner, dict) else stats
-        lacking |= {keys[stat] for stat in gone}
-    if not lacking:
-        return []
-    from xraybench.metric_registry import REGISTRY
-
-    return [m.key for m in REGISTRY if m.key in lacking]
-
-
-_REQUIRED: tuple | None = None
-
-
-def _required() -> tuple[frozenset[str], dict[str, tuple[frozenset[str], dict[str, str]]]]:
-    """(flat metric keys, {class label: (per-class stat names, stat -> metric key)}) that every
-    metrics dict holds; set arithmetic on these keeps validating a thousand records cheap."""
-    global _REQUIRED
-    if _REQUIRED is None:
-        from xraybench.metric_registry import REGISTRY
-
-        flat = frozenset(m.key for m in REGISTRY if not m.per_class)
-        per = {label: (frozenset(m.stat for m in REGISTRY if m.per_class == label),
-                       {m.stat: m.key for m in REGISTRY if m.per_class == label}) for label in LABELS}
-        _REQUIRED = (flat, per)
-    return _REQUIRED
+def _with_counted_metrics(metrics: Any) -> dict[str, Any] | None:
+    """A copy of a metrics dict with the count-based metrics it predates, from its confusion
+    matrix; None when it lacks none or is too damaged to fill (validation then names what)."""
+    try:
+        if all(m.has(metrics) for m in REGISTRY if m.counts):
+            return None
+        filled = copy.deepcopy(metrics)
+        return filled if fill_from_counts(filled) else None
+    except (TypeError, AttributeError, ValueError):
+        return None
 
 
 def parse(obj: Any) -> RunRecord:
@@ -421,186 +334,202 @@ def parse(obj: Any) -> RunRecord:
 
 
 def _parse(obj: Any) -> RunRecord:
+    from pydantic import ValidationError
+
     if not isinstance(obj, dict):
         raise InvalidRecord(f"not a run record ({_type_name(obj)}, not an object)")
-    for key in ("model", "run_id", "status"):
-        if key not in obj:
-            raise InvalidRecord(f"no {key!r}")
-    obj, missing_after = _migrate(obj)
+    obj = migrate(obj)
     try:
-        status = RunStatus.parse(obj["status"])
-    except ValueError as exc:
-        raise InvalidRecord(str(exc)) from None
-    kwargs: dict[str, Any] = {"status": status}
-    extra = {}
-    for key, value in obj.items():
-        if key == "status":
-            continue
-        if key not in _FIELDS:
-            extra[key] = value
-            continue
-        if not _accepts(key, value):
-            expected = str(_HINTS[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-            raise InvalidRecord(f"{key!r} is {_type_name(value)}, expected {expected}")
-        kwargs[key] = value
-    for key in ("model", "run_id"):
-        if not kwargs[key]:
-            raise InvalidRecord(f"empty {key!r}")
-    _check_members(kwargs.get("members"))
-    _check_model_file(kwargs.get("model_file"), kwargs["run_id"])
-    _check_shortcut(kwargs.get("shortcut_check"))
-    if status is RunStatus.DONE:
-        for key in (Threshold.FIXED.metrics_key, Threshold.VAL.metrics_key):
-            metrics = kwargs.get(key)
-            if not metrics:
+        fields = _adapter().validate_python({k: v for k, v in obj.items() if k in _FIELDS})
+    except ValidationError as exc:
+        raise InvalidRecord(_reason(exc.errors(include_url=False))) from None
+    status = RunStatus.parse(fields.pop("status"))
+    if status is RunStatus.DONE:  # the rules across fields, which a JSON Schema states as "if" / "then"
+        for key in _DONE_NEEDS:
+            if not fields.get(key):
                 raise InvalidRecord(f"status done but no {key!r}")
-            missing = missing_after.get(key) or []
-            if missing:
-                raise InvalidRecord(f"partial {key!r} (missing {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
-    return RunRecord(**kwargs, extra=extra)
+    own = model_file_name(fields["run_id"], fields["model_file"]["format"]) if fields.get("model_file") else None
+    if own and fields["model_file"]["path"] != own:  # never a file elsewhere: a record is data
+        raise InvalidRecord(f"'model_file' path {fields['model_file']['path']!r} is not {own!r}")
+    return RunRecord(status=status, **fields, extra={k: v for k, v in obj.items() if k not in _FIELDS})
 
 
-def _check_members(members: list | None) -> None:
-    """An ensemble's members are objects naming a run: the leaderboard and ``runs`` read their
-    ids and configurations, so a damaged entry is named here rather than crashing them."""
-    for i, member in enumerate(members or [], 1):
-        if not isinstance(member, dict):
-            raise InvalidRecord(f"'members' entry {i} is {_type_name(member)}, expected an object")
-        for key in ("run_id", "model"):
-            if not isinstance(member.get(key), str) or not member[key]:
-                raise InvalidRecord(f"'members' entry {i} has no {key!r}")
+_DONE_NEEDS = (Threshold.FIXED.metrics_key, Threshold.VAL.metrics_key)
+
+
+def _reason(errors: list[Any]) -> str:
+    """pydantic's errors as one short line naming the field: the first wrong value ("'seed' is
+    "42", expected a valid integer"), else what is missing; a metrics dict's missing metrics together."""
+    first = min(errors, key=lambda e: e["type"] == "missing")
+    loc, (*parent, last) = first["loc"], first["loc"]
+    if first["type"] == "missing" and loc[0] in _METRICS_FIELDS:
+        keys = [_METRIC_AT.get(tuple(e["loc"][-2:]), e["loc"][-1]) for e in errors if e["loc"][0] == loc[0]]
+        return f"partial {loc[0]!r} (missing {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
+    if first["type"] == "missing":
+        return f"{_where(parent)} has no {last!r}" if parent else f"no {last!r}"
+    if first["type"] in _SAID:
+        return f"{_where(loc)} {_SAID[first['type']].format(shown=_shown(first['input']), **first.get('ctx', {}))}"
+    message = first["msg"].replace("Input should be", "expected").replace("a valid dictionary", "an object")
+    return f"{_where(loc)} is {_shown(first['input'])}, {message[0].lower()}{message[1:]}"
+
+
+# pydantic's error types whose own wording reads badly in one line, said as a person would
+_SAID = {"string_too_short": "is empty", "too_short": "needs at least {min_length} entries",
+         "string_pattern_mismatch": "does not match {pattern}", "list_type": "is {shown}, not a list"}
+
+
+_METRIC_AT = {(m.per_class, m.stat): m.key for m in REGISTRY if m.per_class}  # where in per_class -> metric key
+
+
+def _where(loc: Any) -> str:
+    return " ".join("key" if part == "[key]" else f"entry {part + 1}" if isinstance(part, int) else repr(part)
+                    for part in loc)
+
+
+def _shown(value: Any) -> str:
+    """A wrong value in its JSON spelling ("42" is a string, 42 a number), cut short."""
+    if isinstance(value, (dict, list, tuple)):
+        return _type_name(value)
+    text = json.dumps(value) if isinstance(value, str | int | float | None) else repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", tuple: "a tuple", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+@functools.cache
+def _adapter() -> Any:
+    """pydantic's validator of a run file: ``RunRecord``'s fields, each nested part with its
+    declared shape (``_shapes``), strictly ("42" is no seed, true no number). Built on first
+    use: a command that reads no record never imports pydantic."""
+    from typing import Required
+
+    from pydantic import TypeAdapter
+
+    hints, shapes = typing.get_type_hints(RunRecord), _shapes()
+    fields = {name: shapes.get(name, hints[name]) for name in hints if name in _FIELDS}
+    for name in ("run_id", "model", "status", "schema_version"):
+        fields[name] = Required[fields[name]]
+    return TypeAdapter(_typed_dict("RunRecord", fields, total=False))
+
+
+def _typed_dict(name: str, fields: dict[str, Any], doc: str | None = None, total: bool = True) -> Any:
+    """A ``TypedDict`` pydantic checks strictly and that keeps keys it does not name."""
+    import typing_extensions  # pydantic reads typing.TypedDict only from Python 3.12
+
+    make: Any = typing_extensions.TypedDict  # called, not declared: its fields come from the registry
+    shape = make(name, fields, total=total)
+    shape.__doc__, shape.__pydantic_config__ = doc, {"strict": True, "extra": "allow"}
+    return shape
+
+
+def _described(text: str, hint: Any = float | None) -> Any:
+    from pydantic import Field
+
+    return Annotated[hint, Field(description=text)]
+
+
+def _metric_shapes() -> tuple[Any, Any]:
+    """(a metrics dict, an intervals dict): every registry metric, where the registry puts it."""
+    from typing import NotRequired
+
+    per_class = {label: _typed_dict(label, {**{m.stat: _described(m.name) for m in REGISTRY if m.per_class == label},
+                                            "support": NotRequired[int]}) for label in LABELS}
+    metrics = _typed_dict("Metrics", {
+        "threshold": NotRequired[float], "confusion_matrix": NotRequired[_described("[[TN, FP], [FN, TP]]", list)],
+        **{m.key: _described(m.name) for m in REGISTRY if not m.per_class}, "per_class": _typed_dict("PerClass", per_class)},
+        "metrics on the test set at one threshold; per-class metrics under per_class")
+    interval = _typed_dict("Interval", dict.fromkeys(("estimate", "low", "high"), float | None))
+    intervals = _typed_dict("Intervals", {"_meta": dict, **{m.key: interval for m in REGISTRY if m.bootstrapped}},
+                            "95% percentile-bootstrap intervals of the test metrics", total=False)
+    return metrics, intervals
+
+
+def _shapes() -> dict[str, Any]:
+    """The shape of each part of a run file that is more than its ``RunRecord`` annotation says:
+    what ``parse`` checks and ``docs/run-record.schema.json`` publishes."""
+    from typing import NotRequired
+
+    from pydantic import Field
+
+    share, count, name = (Annotated[float, Field(ge=0, le=1)], Annotated[int, Field(ge=0)],
+                          Annotated[str, Field(min_length=1)])
+    metrics, intervals = _metric_shapes()
+    member = _typed_dict("Member", {"run_id": name, "model": name, "variant": NotRequired[str],
+                                    **dict.fromkeys(("seed", "image_size"), NotRequired[int | None]),
+                                    "backend": NotRequired[str | None]})
+    model_file = _typed_dict("ModelFile", {
+        "path": _described("relative to the results folder: runs/RUN_ID.keras", str),
+        "sha256": Annotated[str, Field(pattern="^[0-9a-f]{64}$")], "bytes": count,
+        "format": Literal[tuple(MODEL_FORMATS)], "types": NotRequired[list[str]]},
+        "the trained model beside the record (not published: leaderboards/ keep the hash only)")
+    shares = _typed_dict("ShortcutShares", {
+        **dict.fromkeys(SHORTCUT_SHARES, share), "n_images": count, "test_images": count,
+        "method": NotRequired[Literal[SHORTCUT_METHODS]], "n_without_saliency": NotRequired[count],
+        "sample_seed": NotRequired[int | None]})
+    prior_shift = _typed_dict("PriorShift", {
+        "estimated_prior": share, "threshold": share, "method": str, "iterations": NotRequired[count],
+        "converged": NotRequired[bool], **dict.fromkeys(("bbse_prior", "validation_prior", "true_prior"),
+                                                        NotRequired[share | None])},
+        "transductive operating point: test prior P(PNEUMONIA) estimated by EM on the unlabeled test scores "
+        "after Platt calibration on validation; true_prior is shown, never used")
+    return {
+        "run_id": name, "model": name, "status": Literal[tuple(s.label for s in STORED_STATUSES)],
+        "schema_version": Annotated[int, Field(ge=1, le=SCHEMA_VERSION)],
+        **dict.fromkeys(_METRICS_FIELDS, metrics | None),
+        **dict.fromkeys((t.intervals_key for t in Threshold), intervals | None),
+        "val_threshold": _typed_dict("ValThreshold", {"value": float, "method": str}) | None,
+        "prior_shift": prior_shift | None, "model_file": model_file | None,
+        "members": _described("an ensemble's member runs, whose per-image scores it averages",
+                              Annotated[list[member], Field(min_length=2)] | None),  # type: ignore[valid-type]
+        "model_note": _described("why a done run has no model file", str | None),
+        "shortcut_check": _described("share of saliency on the image border, its corners and the lung field, per "
+                                     "saliency method, averaged over the test images (xraybench explain RUN_ID)",
+                                     dict[Literal[SHORTCUT_METHODS], shares] | None),  # type: ignore[valid-type]
+    }
 
 
 def coerce(record: RunRecord | dict[str, Any]) -> RunRecord:
-    """A ``RunRecord`` from either form (in-memory producers and tests pass dicts)."""
+    """A ``RunRecord`` from either form (a record read as JSON, or a test's dict)."""
     return record if isinstance(record, RunRecord) else parse(record)
 
 
+def validated(record: RunRecord | dict[str, Any]) -> RunRecord:
+    """``record`` checked as its file will be read back (``parse`` of its ``to_dict``), so that a
+    ``ValueError`` (``InvalidRecord``) says what is wrong before anything is written."""
+    return parse(record.to_dict() if isinstance(record, RunRecord) else record)
+
+
 def for_saving(record: RunRecord | dict[str, Any]) -> dict[str, Any]:
-    """The dict a run file holds: validated through ``parse``, stamped with ``schema_version``.
-    A ``ValueError`` (``InvalidRecord``) says what is wrong before anything is written."""
-    return coerce(record).to_dict()
+    """The dict a run file holds: ``validated``, stamped with ``schema_version``."""
+    return validated(record).to_dict()
 
 
 # --- JSON Schema --------------------------------------------------------------------------
 
-def _schema_of(hint: Any) -> dict[str, Any]:
-    args = typing.get_args(hint)
-    if type(None) in args:
-        inner = _schema_of(next(a for a in args if a is not type(None)))
-        return {"type": [inner["type"], "null"]} if "type" in inner else {"anyOf": [inner, {"type": "null"}]}
-    return {"type": {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object",
-                     list: "array", RunStatus: "string"}[hint]}
-
-
-def _prior_shift_schema() -> dict[str, Any]:
-    """The ``prior_shift`` field: the transductive operating point's estimate (prior_shift.py)."""
-    prior = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
-    estimate = {
-        "type": "object",
-        "description": "transductive operating point: test prior P(PNEUMONIA) estimated by EM on the unlabeled "
-                       "test scores after Platt calibration on validation; true_prior is shown, never used",
-        "required": ["estimated_prior", "threshold", "method"],
-        "properties": {"estimated_prior": {"type": "number", "minimum": 0, "maximum": 1}, "bbse_prior": prior,
-                       "validation_prior": prior, "true_prior": prior,
-                       "threshold": {"type": "number", "minimum": 0, "maximum": 1}, "method": {"type": "string"},
-                       "iterations": {"type": "integer", "minimum": 0}, "converged": {"type": "boolean"}},
-    }
-    return {"anyOf": [estimate, {"type": "null"}]}
-
-
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a run file, written to docs/run-record.schema.json."""
-    from xraybench.metric_registry import REGISTRY
+    """The JSON Schema (draft 2020-12) of a run file, written to docs/run-record.schema.json:
+    ``_adapter``'s, with what a done run must hold."""
+    from pydantic.json_schema import GenerateJsonSchema
 
-    number = {"type": ["number", "null"]}
-    flat = [m for m in REGISTRY if not m.per_class]
-    metrics = {
-        "type": "object",
-        "description": "metrics on the test set at one threshold; per-class metrics under per_class",
-        "required": [m.key for m in flat] + ["per_class"],
-        "properties": {
-            "threshold": {"type": "number"},
-            "confusion_matrix": {"type": "array", "description": "[[TN, FP], [FN, TP]]"},
-            **{m.key: {**number, "description": m.name} for m in flat},
-            "per_class": {
-                "type": "object",
-                "required": sorted({m.per_class for m in REGISTRY if m.per_class}),
-                "properties": {
-                    label: {"type": "object",
-                            "required": [m.stat for m in REGISTRY if m.per_class == label],
-                            "properties": {**{m.stat: {**number, "description": m.name}
-                                              for m in REGISTRY if m.per_class == label},
-                                           "support": {"type": "integer"}}}
-                    for label in LABELS
-                },
-            },
-        },
-    }
-    interval = {"type": "object", "required": ["estimate", "low", "high"],
-                "properties": {k: number for k in ("estimate", "low", "high")}}
-    intervals = {"type": "object", "description": "95% percentile-bootstrap intervals of the test metrics",
-                 "properties": {"_meta": {"type": "object"},
-                                **{m.key: {"$ref": "#/$defs/interval"} for m in REGISTRY if m.bootstrapped}}}
-    properties: dict[str, Any] = {}
-    for name in _FIELDS:
-        properties[name] = _schema_of(_HINTS[name])
-    properties["schema_version"] = {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION}
-    properties["status"] = {"enum": [s.label for s in STORED_STATUSES]}
-    for key in ("metrics", "metrics_at_val_threshold", "val_metrics", "metrics_at_prior_shift"):
-        properties[key] = {"anyOf": [{"$ref": "#/$defs/metrics"}, {"type": "null"}]}
-    for key in ("intervals", "intervals_at_val_threshold", "intervals_at_prior_shift"):
-        properties[key] = {"anyOf": [{"$ref": "#/$defs/intervals"}, {"type": "null"}]}
-    properties["prior_shift"] = _prior_shift_schema()
-    member = {"type": "object", "required": ["run_id", "model"],
-              "properties": {"run_id": {"type": "string"}, "model": {"type": "string"}, "variant": {"type": "string"},
-                             "seed": {"type": ["integer", "null"]}, "image_size": {"type": ["integer", "null"]},
-                             "backend": {"type": ["string", "null"]}}}
-    properties["members"] = {"anyOf": [{"type": "array", "items": member, "minItems": 2}, {"type": "null"}],
-                             "description": "an ensemble's member runs, whose per-image scores it averages"}
-    properties["model_file"] = {
-        "anyOf": [{"type": "object", "required": ["path", "sha256", "bytes", "format"],
-                   "properties": {"path": {"type": "string", "description": "relative to the results folder: runs/RUN_ID.keras"},
-                                  "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                                  "bytes": {"type": "integer", "minimum": 0},
-                                  "format": {"enum": sorted(MODEL_FORMATS)},
-                                  "types": {"type": "array", "items": {"type": "string"}}}},
-                  {"type": "null"}],
-        "description": "the trained model beside the record (not published: leaderboards/ keep the hash only)"}
-    properties["model_note"] = {"type": ["string", "null"], "description": "why a done run has no model file"}
-    share = {"type": "number", "minimum": 0, "maximum": 1}
-    count = {"type": "integer", "minimum": 0}
-    shortcut = {"type": "object", "required": [*SHORTCUT_SHARES, "n_images", "test_images"],
-                "properties": {**{key: share for key in SHORTCUT_SHARES}, "method": {"enum": list(SHORTCUT_METHODS)},
-                               "n_images": count, "n_without_saliency": count, "test_images": count,
-                               "sample_seed": {"type": ["integer", "null"]}}}
-    properties["shortcut_check"] = {
-        "anyOf": [{"type": "object", "propertyNames": {"enum": list(SHORTCUT_METHODS)}, "additionalProperties": shortcut},
-                  {"type": "null"}],
-        "description": "share of saliency on the image border, its corners and the lung field, per saliency method, "
-                       "averaged over the test images (xraybench explain RUN_ID)"}
-    properties["val_threshold"] = {"anyOf": [{"type": "object", "required": ["value", "method"],
-                                              "properties": {"value": {"type": "number"}, "method": {"type": "string"}}},
-                                             {"type": "null"}]}
+    class Untitled(GenerateJsonSchema):  # a field's title would only repeat its name
+        def field_title_should_be_set(self, schema: Any) -> bool:
+            return False
+
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **_adapter().json_schema(schema_generator=Untitled),
         "title": "xraybench run record",
         "description": "One run of one model (RESULTS/runs/RUN_ID.json); per-image scores are in RUN_ID.scores.json. "
                        "Generated from xraybench/records.py; do not edit.",
-        "type": "object",
-        "required": ["schema_version", "run_id", "model", "status"],
-        "properties": properties,
-        "additionalProperties": True,
-        "if": {"properties": {"status": {"const": "done"}}},
-        "then": {"required": ["metrics", "metrics_at_val_threshold"],
-                 "properties": {"metrics": {"$ref": "#/$defs/metrics"}, "metrics_at_val_threshold": {"$ref": "#/$defs/metrics"}}},
-        "$defs": {"metrics": metrics, "intervals": intervals, "interval": interval},
+        "if": {"properties": {"status": {"const": RunStatus.DONE.label}}},
+        "then": {"required": list(_DONE_NEEDS), "properties": dict.fromkeys(_DONE_NEEDS, {"$ref": "#/$defs/Metrics"})},
     }
 
 
 def schema_text() -> str:
-    import json
-
     return json.dumps(json_schema(), indent=1) + "\n"
 
 

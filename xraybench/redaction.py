@@ -55,23 +55,23 @@ def is_secret_name(name: str) -> bool:
     return any(word in key for word in _SECRET_WORDS)
 
 
-def _split_userinfo(rest: str) -> tuple[str, str] | None:
-    """(userinfo, after) for the part of a URL after ``scheme://``, or None when it has no userinfo."""
-    if rest.startswith("/"):  # sqlite:///path: no authority, so no userinfo
-        return None
-    at = rest.rfind("@")
-    if at < 0:
-        return None
-    return rest[:at], rest[at:]
+def _userinfo(url: str) -> tuple[int, tuple[int, int] | None, int]:
+    """(where the part after ``scheme://`` starts, the span of the userinfo password or None, where
+    the part after the userinfo starts). The userinfo ends at the *last* ``@``; ``sqlite:///path``
+    has none."""
+    m = _SCHEME.match(url)
+    start = m.end() if m else 0
+    at = url.rfind("@", start) if m and not url.startswith("/", start) else -1
+    colon = url.find(":", start, at) if at >= 0 else -1
+    return start, (colon + 1, at) if colon >= 0 else None, max(at, start)
 
 
-def _mask_query(query: str) -> str:
-    def one(m: re.Match) -> str:
-        if is_secret_name(unquote(m.group("name"))) and m.group("value") != MASK:
-            return f"{m.group('name')}={MASK}"
-        return m.group(0)
-
-    return _QUERY_PARAM.sub(one, query)
+def _query_spans(url: str, pos: int) -> list[tuple[int, int]]:
+    """The spans of the secret values in the query string that starts at the first ``?`` from ``pos``."""
+    q = url.find("?", pos)
+    if q < 0:
+        return []
+    return [p.span("value") for p in _QUERY_PARAM.finditer(url, q + 1) if is_secret_name(unquote(p.group("name")))]
 
 
 def mask_url(url: str) -> str:
@@ -80,22 +80,12 @@ def mask_url(url: str) -> str:
     >>> mask_url("postgresql://alice:p@ss@db.example/xb?sslpassword=k&sslmode=require")
     'postgresql://alice:***@db.example/xb?sslpassword=***&sslmode=require'
     """
-    m = _SCHEME.match(url)
-    if not m:
-        head, q, query = url.partition("?")
-        return head + q + _mask_query(query) if q else url
-    scheme, rest = m.group(0), url[m.end():]
-    split = _split_userinfo(rest)
-    if split is not None:
-        userinfo, after = split
-        user, colon, password = userinfo.partition(":")
-        if colon and password != MASK:
-            userinfo = f"{user}:{MASK}"
-        rest = userinfo + after
-    head, q, query = rest.partition("?")
-    if q:
-        rest = head + "?" + _mask_query(query)
-    return scheme + rest
+    start, password, _ = _userinfo(url)
+    if password is not None:  # first: its own '?' or '&' then start no query
+        url = url[:password[0]] + MASK + url[password[1]:]
+    for a, b in reversed(_query_spans(url, start)):
+        url = url[:a] + MASK + url[b:]
+    return url
 
 
 def _mask_token(token: str) -> str:
@@ -158,32 +148,14 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Free text (an error message, a log line) with known secrets and URL secrets masked."""
     text = scrub(text, secrets)
     text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
-
-    def assignment(m: re.Match) -> str:
-        if is_secret_name(m.group("name")) and m.group("value") != MASK:
-            return f"{m.group('name')}={MASK}"
-        return m.group(0)
-
-    return _ASSIGNMENT_IN_TEXT.sub(assignment, text)
+    return _ASSIGNMENT_IN_TEXT.sub(lambda m: f"{m['name']}={MASK}" if is_secret_name(m["name"]) else m[0], text)
 
 
 def url_secrets(url: str) -> list[str]:
     """The secret values a URL carries (userinfo password, secret query values), for ``scrub``."""
-    found: list[str] = []
-    m = _SCHEME.match(url)
-    rest = url[m.end():] if m else url
-    split = _split_userinfo(rest) if m else None
-    if split is not None:
-        user, colon, password = split[0].partition(":")
-        if colon and password:
-            found.append(password)
-        rest = split[1]
-    _, q, query = rest.partition("?")
-    if q:
-        for p in _QUERY_PARAM.finditer(query):
-            if is_secret_name(unquote(p.group("name"))) and p.group("value"):
-                found.append(p.group("value"))
-    return [s for s in found if s != MASK]
+    _, password, after = _userinfo(url)
+    spans = [password] if password is not None else []
+    return [url[a:b] for a, b in spans + _query_spans(url, after) if url[a:b] not in ("", MASK)]
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

@@ -51,8 +51,10 @@ def _identity(*, model: str, distribution: str, version: str, params: dict[str, 
 
 def _is_keras(kind: str | None) -> bool:
     """Whether a kind trains on a Keras backend (whose choice and precision then decide the run);
-    a scikit-learn model has neither, whatever its record's environment says."""
-    return kind == "keras"
+    a scikit-learn model has neither, whatever its record's environment says. Its spec type says."""
+    from xraybench.specs import spec_type
+
+    return spec_type(kind).on_keras_backend
 
 
 def identity(record: RunRecord | dict[str, Any], params: bool = True) -> Identity:

@@ -20,15 +20,15 @@ import secrets
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from xraybench import jsonsafe
-from xraybench.records import InvalidRecord, RunRecord, RunStatus, for_saving, parse
+from xraybench.records import InvalidRecord, RunRecord, parse, validated
 
 RESULTS_ENV = "XRAYBENCH_RESULTS"
-STATUSES = tuple(s.label for s in RunStatus if s is not RunStatus.INVALID)
 # of the summary index (runs/.index.json; 2: summaries keep params' recipe); a record's own is records.SCHEMA_VERSION
 SCHEMA = 2
 _BULKY = ("history", "val_metrics", "params", "description")
@@ -152,7 +152,7 @@ class ResultStore:
                 f"pass --results DIR or set ${RESULTS_ENV} to a writable folder"
             ) from None
 
-    def save(self, record: dict[str, Any], scores: dict[str, Any] | None = None) -> Path:
+    def save(self, record: RunRecord | dict[str, Any], scores: dict[str, Any] | None = None) -> Path:
         """Move the run's model into place (``saved_model``: staged by the run's child), write the
         scores sidecar, then the summary (the commit point); returns the summary's path.
 
@@ -162,42 +162,51 @@ class ResultStore:
         """
         from xraybench.saved_model import take_staged
 
-        record = _masked(for_saving(record))  # validated (a ValueError says what is wrong), secrets hidden
-        check_run_id(record["run_id"])  # it names the files: never a path elsewhere
-        model = take_staged(record, self.runs)  # a staged model that is not there: no model_file, a note
         try:
-            return self._write(self.runs, record, scores, model)
+            record = validated(record)
+        except InvalidRecord as exc:  # a producer's bug: one line that says what is wrong, never a traceback
+            run_id = record.run_id if isinstance(record, RunRecord) else record.get("run_id")
+            raise InvalidRecord(f"run {run_id} not recorded: its record is invalid ({exc}); please report this") from None
+        check_run_id(record.run_id)  # it names the files: never a path elsewhere
+        model, record = take_staged(record, self.runs)  # a staged model that is not there: no model_file, a note
+        if scores is not None:
+            record = replace(record, has_scores=True)
+        payload = _masked(record.to_dict())  # secrets hidden
+        name = Path(record.saved_model.path).name if model is not None and record.saved_model else ""
+        try:
+            return self._write(self.runs, payload, scores, model, name)
         except OSError as exc:
             failure = f"{exc.strerror or type(exc).__name__}: {exc.filename or self.runs}"
         if model is not None and not model.exists():  # already moved into runs/ before the failure
-            model = self.runs / Path(record["model_file"]["path"]).name
+            model = self.runs / name
         for target in (fallback_dir(), Path(tempfile.gettempdir()) / "xraybench-unsaved-runs"):
             try:
-                path = self._write(target, record, scores, model)
+                path = self._write(target, payload, scores, model, name)
             except OSError:
                 continue
-            print(f"warning: results folder {self.runs} could not be written ({failure}); run {record['run_id']} "
-                  f"was saved to {path} instead: move {target}/{record['run_id']}.* into a results folder's runs/",
+            print(f"warning: results folder {self.runs} could not be written ({failure}); run {record.run_id} "
+                  f"was saved to {path} instead: move {target}/{record.run_id}.* into a results folder's runs/",
                   file=sys.stderr)
             return path
         from xraybench.errors import XRayBenchError
 
-        raise XRayBenchError(f"run {record['run_id']} could not be written to {self.runs} ({failure}) "
+        raise XRayBenchError(f"run {record.run_id} could not be written to {self.runs} ({failure}) "
                              f"nor to {fallback_dir()} or the temporary folder")
 
     @staticmethod
-    def _write(runs: Path, record: dict[str, Any], scores: dict[str, Any] | None, model: Path | None = None) -> Path:
-        record = dict(record)
-        run_id = record["run_id"]
+    def _write(runs: Path, payload: dict[str, Any], scores: dict[str, Any] | None, model: Path | None = None,
+               model_name: str = "") -> Path:
+        """Write the (serialised) record's files under ``runs``: its model (``model`` moved to
+        ``model_name``), scores, then the record."""
+        run_id = payload["run_id"]
         if model is not None:
             from xraybench.saved_model import place
 
-            place(model, runs / Path(record["model_file"]["path"]).name)
+            place(model, runs / model_name)
         if scores is not None:
             _atomic_write(runs / f"{run_id}.scores.json", scores)
-            record["has_scores"] = True
         path = runs / f"{run_id}.json"
-        _atomic_write(path, record)
+        _atomic_write(path, payload)
         return path
 
     def iter_records(self, failed: list[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
@@ -235,20 +244,7 @@ class ResultStore:
         if not self.runs.is_dir():
             return []
         index_path = self.runs / ".index.json"
-        ours = True  # an index we may rewrite: none yet, or one that carries our schema key
-        try:
-            index = jsonsafe.load(index_path)
-            if not isinstance(index, dict) or "schema" not in index:
-                index, ours = {}, False  # someone else's file: left alone, and nothing cached
-            elif index.get("schema") != SCHEMA:
-                index = {}  # an older version's cache: ours to rewrite
-        except FileNotFoundError:
-            index, ours = {}, not index_path.is_symlink()
-        except (OSError, ValueError):
-            index, ours = {}, False
-        cached = index.get("records", {})
-        if not isinstance(cached, dict):  # a damaged index is only a cache: rebuilt from the files
-            cached = {}
+        cached, ours = _read_index(index_path)
         fresh: dict[str, Any] = {}
         changed = False
         names = []
@@ -319,11 +315,15 @@ class ResultStore:
             except InvalidRecord:
                 continue  # damaged: `load` names it; nothing to rewrite
 
-    def records(self, status: str | None = None) -> list[dict[str, Any]]:
+    def records(self) -> list[dict[str, Any]]:
         """Every valid run record in full, as dicts in the current schema (damaged files skipped)."""
-        return [r.to_dict() for r in self.load(full=True).records if status is None or r.status.label == status]
+        return [r.to_dict() for r in self.load(full=True).records]
 
     def get(self, run_id: str) -> dict[str, Any]:
+        """``find``'s record, serialised (as the file holds it, migrated)."""
+        return self.find(run_id).to_dict()
+
+    def find(self, run_id: str) -> RunRecord:
         """The run whose id is ``run_id`` or, uniquely, starts with it (one-line errors otherwise)."""
         check_run_id(run_id)
         path = self.runs / f"{run_id}.json"
@@ -341,7 +341,7 @@ class ResultStore:
                     raise XRayBenchError(f"ambiguous: {run_id!r} matches {listed} (give more characters)")
                 raise XRayBenchError(f"no single run matches {run_id!r} in {self.runs}; `xraybench runs` lists them")
             path = matches[0]
-        return self.read(path).to_dict()
+        return self.read(path)
 
     def read(self, path: Path) -> RunRecord:
         """One run file as a RunRecord; an XRayBenchError naming the file if it is not one."""
@@ -439,6 +439,21 @@ class Skipped(NamedTuple):
 class Loaded(NamedTuple):
     records: list[RunRecord]
     skipped: list[Skipped]
+
+
+def _read_index(path: Path) -> tuple[dict[str, Any], bool]:
+    """The summary index's cached entries, and whether the index is ours to rewrite: none yet, or
+    one that carries our ``schema`` key (someone else's file is left alone, and nothing is cached)."""
+    try:
+        index = jsonsafe.load(path)
+    except FileNotFoundError:
+        return {}, not path.is_symlink()
+    except (OSError, ValueError):
+        return {}, False
+    if not isinstance(index, dict) or "schema" not in index:
+        return {}, False
+    cached = index.get("records") if index.get("schema") == SCHEMA else {}  # an older version's: ours to rewrite
+    return (cached if isinstance(cached, dict) else {}), True  # a damaged index is only a cache: rebuilt
 
 
 def _unreadable(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import RunStatus
+from xraybench.records import RunRecord, RunStatus
 from xraybench.runner import Prepared, RunRequest, prepare
 from xraybench.training import trains_in_epochs
 
@@ -103,7 +103,7 @@ class RunPlan:
 
 
 def resume_request(store, run_id: str, command: str = "", data: str | None = None,
-                   save_model: bool = True) -> tuple[RunRequest, dict[str, Any]]:
+                   save_model: bool = True) -> tuple[RunRequest, RunRecord]:
     """The request that continues run ``run_id`` from its last checkpoint, and its record.
 
     ``data`` replaces the stored data location (whose secrets are masked). One-line
@@ -114,14 +114,14 @@ def resume_request(store, run_id: str, command: str = "", data: str | None = Non
 
     from xraybench import checkpoints
 
-    record = store.get(run_id)
-    run_id = record["run_id"]
-    if record["status"] == RunStatus.DONE.label:
+    record = store.find(run_id)
+    run_id = record.run_id
+    if record.status is RunStatus.DONE:
         raise XRayBenchError(f"run {run_id} finished (done); only an interrupted, timed-out or failed run can be resumed")
-    if not trains_in_epochs(record.get("kind")):
-        raise XRayBenchError(f"run {run_id} is a {record.get('kind')} model, which has no epochs to resume; run it again")
-    where = record.get("checkpoint")
-    if not isinstance(where, str) or not where:
+    if not trains_in_epochs(record.kind):
+        raise XRayBenchError(f"run {run_id} is a {record.kind} model, which has no epochs to resume; run it again")
+    where = record.checkpoint
+    if not where:
         raise XRayBenchError(f"run {run_id} has no checkpoint (no epoch had finished); run it again")
     path = Path(where)
     if not path.is_absolute():
@@ -167,10 +167,10 @@ def resume_line(request: RunRequest, started_with: float) -> str:
             f"command's --timeout applies, {now:g}s ({format_seconds(now)}); {was}")
 
 
-def check_resumed(prepared: Prepared, record: dict[str, Any]) -> None:
+def check_resumed(prepared: Prepared, record: RunRecord) -> None:
     """The data a resume trains on must be the data the run started on."""
-    was = (record.get("data") or {}).get("fingerprint")
+    was = record.fingerprint
     now = prepared.dataset.fingerprint
     if was and was != now:
-        raise XRayBenchError(f"the data at {prepared.dataset.source} changed since run {record['run_id']} "
+        raise XRayBenchError(f"the data at {prepared.dataset.source} changed since run {record.run_id} "
                              f"(fingerprint {now}, was {was}); a resume needs the same data")

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION, RunStatus
+from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,7 +90,9 @@ def prepare(request: RunRequest, registry=None, dataset_cache: dict | None = Non
     return Prepared(request, spec, resolved, cache[key])
 
 
-def base_record(prepared: Prepared) -> dict[str, Any]:
+def start_record(prepared: Prepared) -> RunRecord:
+    """The run's record as it starts (status ``error`` until ``RunRecord.finish`` says how it
+    ended): what the prepared run is, made once here for every runner (sequential, Dask)."""
     from xraybench import environment
     from xraybench.results import new_run_id, now_iso
 
@@ -98,40 +100,27 @@ def base_record(prepared: Prepared) -> dict[str, Any]:
     tags = dict(request.tags)
     if tags.get("overrides"):  # as resolved (typed), so "true" and "True" name the same row
         tags["overrides"] = {k: prepared.params.get(k, v) for k, v in tags["overrides"].items()}
-    return {
-        "run_id": new_run_id(spec.name),
-        "created_at": now_iso(),
-        "status": RunStatus.ERROR.label,
-        "reason": "",
-        "model": spec.name,
-        "description": spec.description,
-        "distribution": spec.distribution,
-        "version": spec.version,
-        "kind": spec.kind,
-        "params": prepared.params,
-        "seed": request.seed,
-        "image_size": prepared.dataset.image_size,
-        "channels": prepared.dataset.channels,
-        "spec_image_size": spec.image_size,  # records.RunRecord: the size at which it serves as a reference
-        "reference": bool(getattr(spec, "reference", False)),
-        "data": prepared.dataset.describe(),
-        "tags": tags,
-        "command": request.command,
-        "environment": environment.capture(),
-    }
+    return RunRecord(
+        run_id=new_run_id(spec.name), created_at=now_iso(), status=RunStatus.ERROR, model=spec.name,
+        description=spec.description, distribution=spec.distribution, version=spec.version, kind=spec.kind,
+        params=prepared.params, seed=request.seed, image_size=prepared.dataset.image_size,
+        channels=prepared.dataset.channels, spec_image_size=spec.image_size,  # the size it serves as a reference at
+        reference=bool(getattr(spec, "reference", False)), data=prepared.dataset.describe(), tags=tags,
+        command=request.command, environment=environment.capture(), resumed_from=request.resumed_from,
+    )
 
 
-def execute(request: RunRequest, on_epoch: Callable | None = None,
-            model_to: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Prepare and run in this process; returns (record fields, scores). ``model_to``: where the
+def execute(request: RunRequest, on_epoch: Callable | None = None, model_to: str | None = None,
+            prepared: Prepared | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run in this process (preparing it unless ``prepared``); returns (the record fields the
+    harness produced, with the environment the run trained in, scores). ``model_to``: where the
     trained model is staged (``saved_model.staged_stem``)."""
     from xraybench import environment, harness
 
-    prepared = prepare(request)
-    fields, scores = harness.run(prepared.spec, prepared.dataset, prepared.params, request.seed, request.precision,
-                                 on_epoch, request.target_sensitivity, model_to)
-    fields["environment"] = environment.capture(_backend(prepared))
-    return fields, scores
+    prepared = prepared or prepare(request)
+    results, scores = harness.run(prepared.spec, prepared.dataset, prepared.params, request.seed, request.precision,
+                                  on_epoch, request.target_sensitivity, model_to)
+    return {**results, "environment": environment.capture(_backend(prepared))}, scores
 
 
 def _backend(prepared: Prepared) -> str | None:
@@ -158,15 +147,46 @@ def _epoch_printer(model: str, quiet: bool) -> Callable:
     return show
 
 
-def _run_request(request_dict: dict[str, Any], save_to: str | None = None,
-                 model_to: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What the child process runs: one model, with its epochs printed as they end and saved to
-    ``save_to``, and the trained model staged at ``model_to`` (it exists only here)."""
-    from xraybench import checkpoints
+def ship_spec(spec: Any) -> bytes | None:
+    """A spec pickled by reference for a child process, where unpickling it imports its plugin's
+    module alone (not every plugin, as a registry load does); None for one that does not pickle (a
+    lambda): the child then finds it in its own registry (``unship_spec``)."""
+    import pickle
 
-    request = RunRequest(**request_dict)
+    try:
+        return pickle.dumps(spec)
+    except Exception:  # a lambda or a local function: pickle refuses to name it
+        return None
+
+
+def unship_spec(shipped: bytes | None, model: str, disabled: list[str]) -> Any:
+    """The spec ``ship_spec`` sent, in the child (``model`` from its registry where it sent None)."""
+    import pickle
+
+    from xraybench.training.backend import ensure_keras_backend
+
+    ensure_keras_backend()  # before the plugin's module is imported, as load_registry does
+    if shipped is not None:
+        return pickle.loads(shipped)
+    from xraybench.plugins import load_registry
+
+    return load_registry(disabled).model(model)
+
+
+def _run_request(shipped: Prepared, save_to: str | None = None,
+                 model_to: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the child process runs: the run the parent prepared, so nothing is prepared again: its
+    spec (``ship_spec``), resolved parameters and data without images (its cache entry is mapped
+    here: ``loading.reopen``); its epochs printed as they end and saved to ``save_to``, and the
+    trained model staged at ``model_to`` (it exists only here)."""
+    from xraybench import checkpoints
+    from xraybench.data.loading import reopen
+
+    request = shipped.request
+    spec = unship_spec(shipped.spec, request.model, request.disabled)
+    prepared = Prepared(request, spec, shipped.params, reopen(shipped.dataset))
     with checkpoints.active(save_to, request.resume_from):
-        return execute(request, _epoch_printer(request.model, request.quiet), model_to)
+        return execute(request, _epoch_printer(request.model, request.quiet), model_to, prepared)
 
 
 def _model_to(request: RunRequest, run_id: str) -> str | None:
@@ -176,108 +196,100 @@ def _model_to(request: RunRequest, run_id: str) -> str | None:
     return str(staged_stem(request.models, run_id)) if request.models else None
 
 
-def _start_checkpoints(prepared: Prepared, record: dict[str, Any]) -> Path | None:
+def _start_checkpoints(prepared: Prepared, run_id: str) -> Path | None:
     """The run's checkpoint folder with its manifest (Keras models, when the request asks for
-    checkpoints); names the run it resumes in the record."""
+    checkpoints)."""
     from xraybench import checkpoints
     from xraybench.redaction import mask_command, mask_url
     from xraybench.training import trains_in_epochs
 
     request = prepared.request
-    if request.resumed_from:
-        record["resumed_from"] = request.resumed_from
     if not trains_in_epochs(prepared.spec.kind) or not request.checkpoints:
         return None
-    path = checkpoints.folder(request.checkpoints, record["run_id"])
+    path = checkpoints.folder(request.checkpoints, run_id)
     kept = {k: v for k, v in asdict(request).items() if k not in ("resume_from", "resumed_from", "checkpoints", "models")}
     kept["command"] = mask_command(request.command)  # never a secret on disk: a resume asks for --data again
     kept["data"] = mask_url(request.data) if isinstance(request.data, str) else request.data
-    checkpoints.create(path, record["run_id"], kept)
+    checkpoints.create(path, run_id, kept)
     return path
 
 
-def _finish_checkpoints(prepared: Prepared, record: dict[str, Any], save_to: Path | None) -> None:
+def _finish_checkpoints(prepared: Prepared, status: RunStatus, save_to: Path | None) -> dict[str, Any]:
     """A done run's checkpoints have served their purpose (its own, and the one it resumed);
-    any other keeps the epochs it finished: their history in the record, and the checkpoint
-    that ``run --resume`` continues from."""
+    any other keeps the epochs it finished: the record fields of their history, and of the
+    checkpoint that ``run --resume`` continues from."""
     from pathlib import Path
 
     from xraybench import checkpoints
 
     resumed = Path(prepared.request.resume_from) if prepared.request.resume_from else None
     root = prepared.request.checkpoints
-    if record["status"] == RunStatus.DONE.label:
+    if status is RunStatus.DONE:
         checkpoints.remove(save_to, root)
         checkpoints.remove(resumed, root)
-        return
+        return {}
     history, epochs = checkpoints.history_of(save_to)
     where = save_to
     if not epochs:  # nothing saved by this run: the resumed checkpoint is still the last one
         checkpoints.remove(save_to, root)
         history, epochs = checkpoints.history_of(resumed)
         where = resumed
-    if epochs and where is not None:  # (epochs only come from a saved checkpoint: `where` is set)
-        # The checkpoint's path relative to the results folder, when it is inside (records get published).
-        results = Path(prepared.request.checkpoints or ".")
-        where = where.relative_to(results) if where.is_relative_to(results) else where
-        record.update(history=history, epochs_run=epochs, checkpoint=str(where))
+    if not epochs or where is None:  # (epochs only come from a saved checkpoint: `where` is set)
+        return {}
+    # The checkpoint's path relative to the results folder, when it is inside (records get published).
+    results = Path(prepared.request.checkpoints or ".")
+    where = where.relative_to(results) if where.is_relative_to(results) else where
+    return {"history": history, "epochs_run": epochs, "checkpoint": str(where)}
 
 
-def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Run one prepared request in a child process; always returns a record (status set).
+def _finish(prepared: Prepared, record: RunRecord, save_to: Path | None, status: RunStatus, reason: str = "",
+            results: dict[str, Any] | None = None, **measured: Any) -> RunRecord:
+    """The one place a run's record is finished, whichever runner ran it: its checkpoints kept or
+    removed, and its staged model named (done) or removed (a run that did not finish keeps none)."""
+    from xraybench import saved_model
+
+    fields = {**(results or {}), **_finish_checkpoints(prepared, status, save_to)}
+    if status is RunStatus.DONE:
+        fields.update(saved_model.stored_fields(fields, record.run_id, prepared.request.models))
+    else:
+        saved_model.discard_staged(prepared.request.models, record.run_id)
+    return record.finish(status, reason, fields, **measured)
+
+
+def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[RunRecord, dict[str, Any] | None]:
+    """Run one prepared request in a child process; always returns a finished record.
 
     ``cancel`` (a ``threading.Event``) stops the run as Ctrl-C does, from another thread: how a
     Dask worker's task is interrupted when its client is (xraybench.distributed)."""
     from xraybench import isolation
     from xraybench.harness import PluginFailure
-    from xraybench.saved_model import discard_staged
 
-    record = base_record(prepared)
+    record = start_record(prepared)
     request = prepared.request
-    save_to = _start_checkpoints(prepared, record)
+    save_to = _start_checkpoints(prepared, record.run_id)
+    shipped = Prepared(request, ship_spec(prepared.spec), prepared.params, prepared.dataset.without_images())
     cpu_before = _children_cpu_seconds()
     start = time.perf_counter()
     try:
-        outcome = isolation.run_once(_run_request, (asdict(request), str(save_to) if save_to else None,
-                                                    _model_to(request, record["run_id"])),
+        outcome = isolation.run_once(_run_request, (shipped, str(save_to) if save_to else None,
+                                                    _model_to(request, record.run_id)),
                                      request.timeout, expected=(PluginFailure, XRayBenchError),
                                      on_tick=_cancel_check(cancel))
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (isolation.Terminated); the child is already stopped
-        record.update(status=RunStatus.INTERRUPTED.label, reason=isolation.stop_reason(exc),
-                      wall_seconds=time.perf_counter() - start)
-        _finish_checkpoints(prepared, record, save_to)
-        discard_staged(request.models, record["run_id"])
+        record = _finish(prepared, record, save_to, RunStatus.INTERRUPTED, isolation.stop_reason(exc),
+                         wall_seconds=time.perf_counter() - start)
         raise Interrupted(record, isolation.stop_exit_code(exc)) from None
-    try:
-        return _outcome_record(prepared, record, outcome, start, cpu_before)
-    finally:
-        _finish_checkpoints(prepared, record, save_to)
-        if record["status"] != RunStatus.DONE.label:  # a run that did not finish keeps no model
-            discard_staged(request.models, record["run_id"])
-
-
-def _outcome_record(prepared: Prepared, record: dict[str, Any], outcome, start: float,
-                    cpu_before: float | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    request = prepared.request
-    record["wall_seconds"] = time.perf_counter() - start
+    wall = time.perf_counter() - start
     cpu_after = _children_cpu_seconds()
-    record["cpu_seconds"] = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
-    if outcome.status == "done":
-        from xraybench.saved_model import finish_fields
-
-        fields, scores = outcome.value
-        record.update(fields)
-        record["status"], record["reason"] = RunStatus.DONE.label, ""
-        finish_fields(record, request.models)
-        return record, scores
-    if outcome.status == "timeout":
-        record["status"] = RunStatus.TIMEOUT.label
-        record["reason"] = f"no result within --timeout {request.timeout:g}s; the process was killed"
-    else:
-        record["status"], record["reason"] = RunStatus.ERROR.label, outcome.reason
-    if outcome.traceback:
-        record["traceback"] = outcome.traceback
-    return record, None
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    status = outcome.status
+    if status is RunStatus.DONE:
+        results, scores = outcome.value
+        return _finish(prepared, record, save_to, status, "", results, wall_seconds=wall, cpu_seconds=cpu), scores
+    timeout = status is RunStatus.TIMEOUT
+    reason = f"no result within --timeout {request.timeout:g}s; the process was killed" if timeout else outcome.reason
+    return _finish(prepared, record, save_to, status, reason, traceback=outcome.traceback, wall_seconds=wall,
+                   cpu_seconds=cpu), None
 
 
 def _cancel_check(cancel: Any) -> Callable[[], None] | None:
@@ -308,45 +320,33 @@ class Interrupted(Exception):
     """Ctrl-C or SIGTERM during a run; carries the ``interrupted`` record to save and the exit
     status to end with (130 for Ctrl-C, 143 for SIGTERM, as a shell reports them)."""
 
-    def __init__(self, record: dict[str, Any], exit_code: int = 130) -> None:
+    def __init__(self, record: RunRecord, exit_code: int = 130) -> None:
         super().__init__("interrupted")
         self.record = record
         self.exit_code = exit_code
 
 
-def run_in_process(prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def run_in_process(prepared: Prepared) -> tuple[RunRecord, dict[str, Any] | None]:
     """Same contract as run_isolated, without a child process (debugging, `--no-isolation`)."""
-    from xraybench import checkpoints, environment, harness
-    from xraybench.saved_model import discard_staged, finish_fields
+    from xraybench import checkpoints, harness
 
-    record = base_record(prepared)
-    models = prepared.request.models
-    save_to = _start_checkpoints(prepared, record)
+    record = start_record(prepared)
+    request = prepared.request
+    save_to = _start_checkpoints(prepared, record.run_id)
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
-        with checkpoints.active(str(save_to) if save_to else None, prepared.request.resume_from):
-            fields, scores = harness.run(
-                prepared.spec, prepared.dataset, prepared.params, prepared.request.seed,
-                prepared.request.precision, _epoch_printer(prepared.spec.name, prepared.request.quiet),
-                prepared.request.target_sensitivity, _model_to(prepared.request, record["run_id"]),
-            )
+        with checkpoints.active(str(save_to) if save_to else None, request.resume_from):
+            results, scores = execute(request, _epoch_printer(prepared.spec.name, request.quiet),
+                                      _model_to(request, record.run_id), prepared)
     except KeyboardInterrupt as exc:
         from xraybench.isolation import stop_exit_code, stop_reason
 
-        record.update(status=RunStatus.INTERRUPTED.label, reason=stop_reason(exc), wall_seconds=time.perf_counter() - start)
-        _finish_checkpoints(prepared, record, save_to)
-        discard_staged(models, record["run_id"])
+        record = _finish(prepared, record, save_to, RunStatus.INTERRUPTED, stop_reason(exc),
+                         wall_seconds=time.perf_counter() - start)
         raise Interrupted(record, stop_exit_code(exc)) from None
     except (harness.PluginFailure, XRayBenchError) as exc:
         text = str(exc).strip()
-        record.update(status=RunStatus.ERROR.label, reason=text.splitlines()[0] if text else type(exc).__name__,
-                      traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start)
-        _finish_checkpoints(prepared, record, save_to)
-        discard_staged(models, record["run_id"])
-        return record, None
-    record.update(fields)
-    record.update(status=RunStatus.DONE.label, environment=environment.capture(_backend(prepared)),
-                  wall_seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu_start)
-    finish_fields(record, models)
-    _finish_checkpoints(prepared, record, save_to)
-    return record, scores
+        return _finish(prepared, record, save_to, RunStatus.ERROR, text.splitlines()[0] if text else type(exc).__name__,
+                       traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start), None
+    return _finish(prepared, record, save_to, RunStatus.DONE, "", results, wall_seconds=time.perf_counter() - start,
+                   cpu_seconds=time.process_time() - cpu_start), scores

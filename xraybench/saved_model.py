@@ -28,7 +28,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,40 +127,39 @@ def save(fitted: Fitted, spec: ModelSpec, params: dict[str, Any], stem: Path,
 # --- in the parent: the record, then the store -------------------------------------------------------
 
 
-def finish_fields(record: dict[str, Any], results_root: str | None) -> None:
-    """A done run's model fields as stored: the staged path becomes ``runs/RUN_ID.suffix``;
-    a run that was not asked to save one says so (``--no-save-model``)."""
-    staged = record.get("model_file")
+def stored_fields(results: dict[str, Any], run_id: str, results_root: str | None) -> dict[str, Any]:
+    """A done run's model fields as stored, from its ``results``: the staged path becomes
+    ``runs/RUN_ID.suffix``; a run that was not asked to save one says so (``--no-save-model``)."""
+    staged = results.get("model_file")
     if isinstance(staged, dict):
-        record["model_file"] = {**staged, "path": model_file_name(record["run_id"], staged["format"])}
-        record.pop("model_note", None)
-    elif results_root is None and not record.get("model_note"):
-        record["model_note"] = NOT_ASKED
+        return {"model_file": {**staged, "path": model_file_name(run_id, staged["format"])}, "model_note": None}
+    if results_root is None and not results.get("model_note"):
+        return {"model_note": NOT_ASKED}
+    return {}
 
 
-def take_staged(record: dict[str, Any], runs: Path) -> Path | None:
-    """The staged file ``ResultStore.save`` must move into place for ``record``, or None.
+def take_staged(record: RunRecord, runs: Path) -> tuple[Path | None, RunRecord]:
+    """The staged file ``ResultStore.save`` must move into place for ``record`` (or None), and the
+    record to write.
 
     A done record whose staged file is missing or not the bytes the child hashed loses its
-    ``model_file`` and gets a ``model_note`` instead (changing ``record``): the record never
-    names a file that is not there. A record already saved once (its file in place) keeps it."""
-    info = record.get("model_file")
-    if record.get("status") != RunStatus.DONE.label or not isinstance(info, dict):
-        return None
-    staged = staged_path(runs, record["run_id"], info["format"])
-    placed = runs.parent / info["path"]
+    ``model_file`` and gets a ``model_note`` instead: the record never names a file that is not
+    there. A record already saved once (its file in place) keeps it."""
+    info = record.saved_model
+    if record.status is not RunStatus.DONE or info is None:
+        return None, record
+    staged = staged_path(runs, record.run_id, info.format)
+    placed = runs.parent / info.path
     if staged.is_file():
-        if staged.stat().st_size == info["bytes"] and sha256_of(staged) == info["sha256"]:
-            return staged
+        if staged.stat().st_size == info.bytes and sha256_of(staged) == info.sha256:
+            return staged, record
         why = f"not saved: the staged model {staged} changed before it was recorded"
         staged.unlink(missing_ok=True)  # ours (this run's unique id), and never to be kept: no file without a record
-    elif placed.is_file() and placed.stat().st_size == info["bytes"] and sha256_of(placed) == info["sha256"]:
-        return None
+    elif placed.is_file() and placed.stat().st_size == info.bytes and sha256_of(placed) == info.sha256:
+        return None, record
     else:
         why = f"not saved: the model file the run wrote ({staged}) is not there (removed, or it never reached this machine)"
-    record["model_file"] = None
-    record["model_note"] = why
-    return None
+    return None, replace(record, model_file=None, model_note=why)
 
 
 def place(staged: Path, target: Path) -> Path:
@@ -283,11 +282,11 @@ def load_model(store: ResultStore, record: RunRecord) -> LoadedModel:
     path, info = verified_path(store, record)
     if info.format == "keras":
         _pin_backend(record)
-    trainer = trainer_for(record.kind)
+    spec = _spec(record)  # first: importing its plugin registers the trainer of a family defined there
+    trainer = trainer_for(spec if spec is not None else record.kind)
     loader = getattr(trainer, "load_model", None)
     if trainer is None or loader is None:
         raise XRayBenchError(f"run {record.run_id} is a {record.kind} model, which this xraybench cannot load")
-    spec = _spec(record)
     shape = (int(record.image_size or 0), int(record.image_size or 0), int(record.channels or 1))
     try:
         restored = loader(path, spec, dict(record.params), info.types, shape)

@@ -9,22 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 from xraybench.records import DEFAULT_IMAGE_SIZE, LABELS  # noqa: F401  (LABELS: part of this module's API)
-
-# Training settings the harness owns for every Keras model besides its recipe's
-# (xraybench/training/recipes.py: optimizer, schedule, epochs, augmentation, ...). A plugin may
-# change their defaults in its `defaults`; users override them with --param.
-KERAS_TRAINING_DEFAULTS: dict[str, Any] = {
-    "class_weight": False,
-    "standardize": False,
-    "equalize": False,  # per-image histogram equalisation in place of /255 (training/keras.py: equalized)
-}
-
 
 @dataclass
 class ImageSet:
@@ -80,6 +70,13 @@ class ModelSpec:
     ``xraybench leaderboard --baseline MODEL`` chooses another. ``version`` and
     ``distribution`` are filled in by the loader from the package metadata; plugins
     need not set them.
+
+    A subclass is a model family: it is accepted from plugins once a trainer is registered for it
+    (``xraybench.training.register_trainer``). Its class attributes tell the readers of its stored
+    runs what they need without importing the trainer: ``kind``, recorded with each run and unique
+    to the type; ``library``, the package that trains it (a key of the run's environment, for the
+    leaderboard's footer); ``on_keras_backend``, whether it trains on the Keras backend the run
+    records, which with the precision then decides its results.
     """
 
     name: str
@@ -92,8 +89,9 @@ class ModelSpec:
     version: str = "unknown"
     reference: bool = False
 
-    kind = "abstract"
-    trainer = ""  # the module of xraybench.training.Trainer that trains this spec type (see xraybench/training/)
+    kind: ClassVar[str] = "abstract"
+    library: ClassVar[str] = ""
+    on_keras_backend: ClassVar[bool] = False
 
     def all_defaults(self, recipe: str | None = None) -> dict[str, Any]:
         """The parameters a plain run uses: ``defaults`` (a Keras model adds its training recipe's).
@@ -119,8 +117,9 @@ class KerasModel(ModelSpec):
     build: Callable[[tuple[int, int, int], dict[str, Any]], Any] | None = None
     recipe: str = "seed"
 
-    kind = "keras"
-    trainer = "xraybench.training.keras"
+    kind: ClassVar[str] = "keras"
+    library: ClassVar[str] = "keras"
+    on_keras_backend: ClassVar[bool] = True
 
     def all_defaults(self, recipe: str | None = None) -> dict[str, Any]:
         """Harness defaults < the recipe's values < the plugin's ``defaults``; a recipe the user asked
@@ -128,12 +127,19 @@ class KerasModel(ModelSpec):
         training fields it sets, so ``--recipe seed`` is the seed's training on any model."""
         from xraybench.training import recipes
 
-        chosen = recipes.get(recipe or self.recipe)
-        merged = dict(KERAS_TRAINING_DEFAULTS)
-        merged.update(chosen.params())
-        own = chosen.name == self.recipe
-        merged.update({k: v for k, v in self.defaults.items() if own or k not in recipes.TRAINING_FIELDS})
-        return merged
+        return recipes.all_defaults(self.defaults, self.recipe, recipe)
+
+
+def spec_type(kind: str | None) -> type[ModelSpec]:
+    """The loaded spec type that declares ``kind``, the first defined where several do (what the
+    leaderboard asks of a stored run), or ``ModelSpec`` where none does (its attributes claim nothing)."""
+    todo: list[type[ModelSpec]] = [ModelSpec]
+    while todo:
+        cls = todo.pop(0)
+        if cls.__dict__.get("kind") == kind:
+            return cls
+        todo.extend(cls.__subclasses__())
+    return ModelSpec
 
 
 class Estimator(Protocol):
@@ -171,8 +177,8 @@ class GenericModel(ModelSpec):
 
     create: Callable[[dict[str, Any], int], Estimator] | None = None
 
-    kind = "generic"
-    trainer = "xraybench.training.generic"
+    kind: ClassVar[str] = "generic"
+    library: ClassVar[str] = "scikit-learn"
 
 
 class ClassStats(TypedDict):

@@ -16,14 +16,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from xraybench.metric_registry import bootstrapped, weighted_auc
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
-
-def interval_metrics() -> tuple[str, ...]:
-    """The metrics every run stores an interval for: the bootstrapped registry entries."""
-    from xraybench.metric_registry import bootstrapped
-
-    return tuple(m.key for m in bootstrapped())
 
 
 @functools.lru_cache(maxsize=4)  # every leaderboard row of 624 test images draws the same resamples: once
@@ -37,30 +33,9 @@ def _counts(n: int, resamples: int, seed: int) -> np.ndarray:
     return w
 
 
-def _pair_kernel(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    import numpy as np
-
-    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    sp, sn = scores[pos][:, None], scores[neg][None, :]
-    kernel = (sp > sn).astype(np.float64) + 0.5 * (sp == sn)
-    return pos, neg, kernel
-
-
-def weighted_auc(w: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """ROC AUC for each row of the count matrix ``w``: Mann-Whitney on the weighted pairs (exact with ties)."""
-    import numpy as np
-
-    pos, neg, kernel = _pair_kernel(labels, scores)
-    wp, wn = w[:, pos], w[:, neg]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return ((wp @ kernel) * wn).sum(axis=1) / (wp.sum(axis=1) * wn.sum(axis=1))
-
-
 def _metrics_from_counts(w: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float,
                          keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Each bootstrapped registry metric (or those in ``keys``) for each row of the count matrix ``w``."""
-    from xraybench.metric_registry import bootstrapped
-
     import numpy as np
 
     y = labels.astype(bool)

@@ -33,13 +33,11 @@ def print_run_report(record: dict[str, Any], console, explain: bool = True, reco
     seed's published figures (``explain``: with the sentence on why they differ and the doc to
     read; a batch says it once), then a summary line naming backend and precision. ``recorded``:
     the run was not trained now but found recorded (``run`` without ``--force``), and says so."""
-    from rich.markup import escape
-
     from xraybench.records import FIXED_THRESHOLD, RunStatus
 
     status = RunStatus.parse(record["status"])
     if status is not RunStatus.DONE:
-        console.print(f"{status.markup()} {escape(record['model'])} (seed {record['seed']}): {escape(record.get('reason', ''))}")
+        console.print(f"{status.markup()} {esc(record['model'])} (seed {record['seed']}): {esc(record.get('reason', ''))}")
         return
     m = record["metrics"]
     mark = " (recorded result)" if recorded else ""
@@ -66,9 +64,12 @@ def trained_with(record: dict[str, Any]) -> str:
     """What a run trained on, for its summary line: "backend jax 0.4.35" (the Keras backend and its
     version, which change a run's random streams and speed), or scikit-learn's version for a model
     that has no Keras backend."""
+    from xraybench.specs import spec_type
+
     env = record.get("environment") or {}
-    if record.get("kind") == "generic":
-        return f"scikit-learn {env.get('scikit-learn') or '?'} (no Keras backend)"
+    family = spec_type(record.get("kind"))
+    if family.library and not family.on_keras_backend:
+        return f"{family.library} {env.get(family.library) or '?'} (no Keras backend)"
     from xraybench.training.backend import KNOWN  # finds backends, imports none
 
     backend = env.get("backend") or "?"
@@ -81,24 +82,17 @@ def _seed_rows(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
     from xraybench.records import FIXED_THRESHOLD
     from xraybench.published import seed_figures
 
-    def cells(m: dict[str, Any]) -> list[str]:
-        pc = m["per_class"]
-        return [f"{m['accuracy']:.3f}", f"{pc['NORMAL']['recall']:.3f}", f"{pc['NORMAL']['f1']:.3f}",
-                f"{pc['PNEUMONIA']['recall']:.3f}", f"{pc['PNEUMONIA']['f1']:.3f}"]
+    def cells(m: dict[str, Any], digits: int = 3) -> list[str]:
+        pc = m.get("per_class") or {}
+        values = [m.get("accuracy"), *(pc.get(label, {}).get(key) for label in LABELS for key in ("recall", "f1"))]
+        return ["-" if v is None else f"{v:.{digits}f}" for v in values]
 
     rows = [(f"this run at {FIXED_THRESHOLD:g}", cells(record["metrics"]))]
     v = record.get("metrics_at_val_threshold")
     if v:
         rows.append((f"this run at {v['threshold']:.3f} (val)", cells(v)))
     seed = seed_figures()
-    pc = seed.get("per_class") or {}
-
-    def shown(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"  # as published: 0.86, not 0.860
-
-    rows.append((seed["model"], [shown(seed.get("accuracy")), shown(pc.get("NORMAL", {}).get("recall")),
-                                 shown(pc.get("NORMAL", {}).get("f1")), shown(pc.get("PNEUMONIA", {}).get("recall")),
-                                 shown(pc.get("PNEUMONIA", {}).get("f1"))]))
+    rows.append((seed["model"], cells(seed, digits=2)))  # as published: 0.86, not 0.860
     return rows
 
 
@@ -145,7 +139,6 @@ def print_run_summary(records: list[dict[str, Any]], console, recorded: set[str]
     """One row per run. Names are never cut mid-word: at a narrow width the run-id column goes
     (the ids are in the "recorded" lines above) and reasons go under the table. A run found
     recorded (id in ``recorded``) rather than trained says "recorded" in the Status column."""
-    from rich.markup import escape
     from rich.table import Table
 
     from xraybench.records import RunStatus
@@ -172,13 +165,13 @@ def print_run_summary(records: list[dict[str, Any]], console, recorded: set[str]
             plain(r["model"]), plain(r["seed"]),
             "[green]recorded[/]" if r["run_id"] in recorded else RunStatus.parse(r["status"]).markup(),
             f"{m['accuracy']:.4f}" if m else "-", f"{m['roc_auc']:.4f}" if m else "-",
-            f"{r.get('wall_seconds', 0):.0f}",
+            f"{r.get('wall_seconds') or 0:.0f}",
         ]
         table.add_row(*row, *([plain(r.get("reason", ""))] if with_reason else []))
     console.print(table)
     if reasons and not with_reason:
         for r in reasons:
-            console.print(f"  {escape(r['model'])} seed {r['seed']}: {escape(r['reason'])}", highlight=False)
+            console.print(f"  {esc(r['model'])} seed {r['seed']}: {esc(r['reason'])}", highlight=False)
 
 
 def _splits_table(dataset, title: str):
@@ -203,26 +196,23 @@ def _counted(values: dict | None) -> str:
 
 def print_data_brief(dataset, console) -> None:
     """What `run` and `tune` say about their data: one line, then the splits as a small table."""
-    from rich.markup import escape
-
     name = dataset.stats.get("dataset") or dataset.reader
-    console.print(f"[bold]data[/] {escape(str(dataset.source))}", highlight=False)
+    console.print(f"[bold]data[/] {esc(dataset.source)}", highlight=False)
     console.print(
-        f"  {escape(str(name))}: {dataset.image_size}px x{dataset.channels}, "
+        f"  {esc(name)}: {dataset.image_size}px x{dataset.channels}, "
         f"{'cache hit' if dataset.cache_hit else 'decoded and cached'} in {dataset.load_seconds:.1f}s",
         highlight=False,
     )
-    console.print(f"  fingerprint {dataset.fingerprint[:12]}; validation {escape(dataset.val_strategy)}", highlight=False)
+    console.print(f"  fingerprint {dataset.fingerprint[:12]}; validation {esc(dataset.val_strategy)}", highlight=False)
     console.print(_splits_table(dataset, "splits"))
 
 
 def print_data_summary(dataset, console) -> None:
     """`xraybench data`: per source split and class, the splits as used, then the details, all as tables."""
-    from rich.markup import escape
     from rich.table import Table
 
     stats = dataset.stats
-    title = f"data set {escape(str(dataset.source))} ({escape(str(stats.get('dataset') or dataset.reader))})"
+    title = f"data set {esc(dataset.source)} ({esc(stats.get('dataset') or dataset.reader)})"
     table = Table(title=title, header_style="bold", title_justify="left")
     for col in ("Split", "Class", "Images", "Patients", "Duplicates in split+class"):
         table.add_column(col, justify="right" if col not in ("Split", "Class") else "left")
@@ -232,7 +222,7 @@ def print_data_summary(dataset, console) -> None:
             s = classes.get(label)
             if s is None:
                 continue
-            table.add_row(escape(split), label, str(s["images"]), none(s.get("patients")), none(s.get("duplicates")))
+            table.add_row(esc(split), label, str(s["images"]), none(s.get("patients")), none(s.get("duplicates")))
     console.print(table)
     console.print(_splits_table(dataset, "splits used for training and evaluation"))
     details = Table(show_header=False, box=None, padding=(0, 1))
@@ -240,16 +230,16 @@ def print_data_summary(dataset, console) -> None:
     details.add_column(overflow="fold")
     details.add_row("duplicates", "byte-identical copies of an image within the same split and class (the copies "
                     "beyond the first); copies across splits or classes are not counted")
-    details.add_row("validation", f"{escape(dataset.val_strategy)}; fraction {dataset.val_fraction}, seed {dataset.seed}")
+    details.add_row("validation", f"{esc(dataset.val_strategy)}; fraction {dataset.val_fraction}, seed {dataset.seed}")
     if "kaggle_val_images" in stats:
         details.add_row("Kaggle val/", f"{stats['kaggle_val_images']} images, reported but not used")
-    details.add_row("image sizes", escape(_counted(stats.get("sizes"))))
-    details.add_row("modes", escape(_counted(stats.get("modes"))))
+    details.add_row("image sizes", esc(_counted(stats.get("sizes"))))
+    details.add_row("modes", esc(_counted(stats.get("modes"))))
     details.add_row("skipped", f"{stats.get('skipped_bad_count', 0)} unreadable images")
     details.add_row(
         "cache",
         f"{'hit' if dataset.cache_hit else 'written'}, {dataset.image_size}px x{dataset.channels}, "
-        f"loaded in {dataset.load_seconds:.2f}s: {escape(str(dataset.cache_path))}",
+        f"loaded in {dataset.load_seconds:.2f}s: {esc(dataset.cache_path)}",
     )
     details.add_row("fingerprint", dataset.fingerprint)
     console.print(details)

@@ -14,19 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from xraybench.errors import XRayBenchError
 from xraybench.metric_registry import BY_KEY
+from xraybench.records import RunStatus
 from xraybench.redaction import mask_url as masked  # the storage URL with its secrets hidden
 from xraybench.specs import ImageSet, ModelSpec
 
 # Each objective is a metric_registry entry on the validation split; its direction comes from there.
 OBJECTIVES = {"val_auc": "roc_auc", "val_loss": "log_loss", "val_balanced_accuracy": "balanced_accuracy"}
 METRICS = {name: "maximize" if BY_KEY[key].higher_is_better else "minimize" for name, key in OBJECTIVES.items()}
-# The per-epoch key Keras logs for each objective, used for pruning; balanced accuracy is not
-# logged per epoch, so its trials are pruned on validation AUC (same direction).
-EPOCH_KEYS = {"val_auc": "val_auc", "val_loss": "val_loss", "val_balanced_accuracy": "val_auc"}
 
 
 def default_storage(results: Path) -> str:
@@ -154,7 +152,7 @@ def evaluate_params(spec: ModelSpec, train: ImageSet, val: ImageSet, params: dic
                     seed: int, precision: str, trial=None) -> tuple[float, int | None]:
     """Train with ``params`` on train, score on val; returns (value, epochs trained).
 
-    With ``trial``, a model that trains in epochs (Keras) reports ``EPOCH_KEYS[metric]`` each epoch and raises
+    With ``trial``, a model that trains in epochs (Keras) reports its trainer's ``epoch_keys[metric]`` each epoch and raises
     ``optuna.TrialPruned`` when the pruner says so; the epochs are kept as the trial's
     ``epochs`` user attribute even when the fit is pruned or fails.
     """
@@ -162,10 +160,10 @@ def evaluate_params(spec: ModelSpec, train: ImageSet, val: ImageSet, params: dic
     from xraybench.training import trainer_for
 
     callbacks, counter = [], None
-    trainer = trainer_for(spec.kind)
+    trainer = trainer_for(spec)
     if trainer is not None and trainer.epochs:
         counter = _EpochCounter()  # first, so an epoch that gets pruned is still counted
-        callbacks = [counter.callback(trainer)] + ([pruning_callback(trial, EPOCH_KEYS[metric], trainer)]
+        callbacks = [counter.callback(trainer)] + ([pruning_callback(trial, trainer.epoch_keys[metric], trainer)]
                                                    if trial is not None else [])
     try:
         fitted = harness.fit(spec, train, val, params, seed, precision, callbacks=callbacks)
@@ -250,7 +248,9 @@ def require_tunable(spec: ModelSpec) -> None:
 class TrialTask:
     """Everything one trial needs besides its parameters; picklable, so a trial can run in any
     process (a child here, a remote worker elsewhere). It carries train and val only: there is
-    no test split to leak. The model is found by name in the worker's own registry."""
+    no test split to leak. The model is ``spec`` (``runner.ship_spec``), or found by name in the
+    worker's own registry. A process keeps the task it got by ``key``: the trials after the first
+    send the key alone (``run_trial``), so the arrays cross to a child once."""
 
     model: str
     disabled: list[str]
@@ -260,6 +260,8 @@ class TrialTask:
     seed: int
     precision: str
     pruner: str
+    spec: bytes | None = None
+    key: str = ""
 
 
 @dataclass
@@ -276,29 +278,41 @@ _worker_cache: dict[Any, Any] = {}
 
 
 def _cached(key: Any, make: Callable[[], Any]) -> Any:
-    """Storage connections and registries are reused by the trials one worker process runs."""
+    """Storage connections, specs and trial tasks are reused by the trials one worker process runs."""
     if key not in _worker_cache:
         _worker_cache[key] = make()
     return _worker_cache[key]
 
 
-def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str, Any], task: TrialTask) -> dict[str, Any]:
+NEED_TASK = {"state": "need task"}  # run_trial's answer to a task key this process does not hold
+
+
+def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str, Any],
+              task: TrialTask | str) -> dict[str, Any]:
     """Run one asked trial: train with ``params``, report each epoch to the trial in the storage
     (so the pruner sees it across processes), return ``{"state": "complete"|"pruned", "value",
-    "epochs", "reason"}``. A plugin failure raises. The caller tells the study the result."""
+    "epochs", "reason"}``. A plugin failure raises. The caller tells the study the result.
+    ``task``: the task, or the key of the one this process holds (else ``NEED_TASK``)."""
     import optuna
 
-    from xraybench.plugins import load_registry
+    from xraybench.runner import unship_spec
+    from xraybench.training import trainer_for
 
+    if isinstance(task, str):
+        held = _worker_cache.get("task")
+        if held is None or held.key != task:
+            return NEED_TASK
+        task = cast(TrialTask, held)
+    _worker_cache["task"] = task  # the last task only: its arrays are held while its trials come
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _cached(("storage", storage_url), lambda: make_storage(storage_url))
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=make_pruner(task.pruner))
     trial = optuna.trial.Trial(study, trial_id)
-    spec = _cached(("registry", tuple(task.disabled)), lambda: load_registry(task.disabled)).model(task.model)
-    if spec.kind == "keras":  # before the pruning callback imports Keras: its start-up noise held back, as `run` does
-        from xraybench.training.backend import import_quietly
-
-        _cached(("quiet import",), import_quietly)
+    spec = _cached(("spec", task.model, task.spec, tuple(task.disabled)),
+                   lambda: unship_spec(task.spec, task.model, task.disabled))
+    trainer = trainer_for(spec)  # before the pruning callback imports the backend: its start-up noise held back
+    if trainer is not None:
+        _cached(("quiet import", spec.kind), trainer.prepare)
     try:
         value, epochs = evaluate_params(spec, task.train, task.val, params, task.metric, task.seed, task.precision, trial)
     except optuna.TrialPruned as exc:
@@ -439,6 +453,7 @@ def open_study(spec: ModelSpec, train: ImageSet, val: ImageSet, storage_url: str
     import optuna
 
     from xraybench import params as params_mod
+    from xraybench.runner import ship_spec
 
     require_tunable(spec)
     if metric not in METRICS:
@@ -454,7 +469,8 @@ def open_study(spec: ModelSpec, train: ImageSet, val: ImageSet, storage_url: str
     study.set_user_attr("metric", metric)
     typed = params_mod.resolve(spec.all_defaults(fixed.get("recipe")), fixed, spec.name)  # checks keys and types once
     fixed = {key: typed[key] for key in fixed}
-    task = TrialTask(spec.name, list(disabled or []), train, val, metric, seed, precision, pruner)
+    task = TrialTask(spec.name, list(disabled or []), train, val, metric, seed, precision, pruner,
+                     ship_spec(spec), uuid.uuid4().hex)
     return study, storage, session, fixed, task
 
 
@@ -539,13 +555,15 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
     args = (storage_url, study_name, trial._trial_id, params, task)
     try:
         with _Heartbeat(storage, trial._trial_id):
-            if child is not None:
-                outcome = child.call(run_trial, args, trial_timeout)
+            if child is not None:  # the task (its arrays) once per child; then its key
+                outcome = child.call(run_trial, (*args[:4], task.key) if task.key else args, trial_timeout)
+                if outcome.status is RunStatus.DONE and outcome.value == NEED_TASK:
+                    outcome = child.call(run_trial, args, trial_timeout)
             else:
                 try:
-                    outcome = isolation.Outcome("done", value=run_trial(*args))
+                    outcome = isolation.Outcome(RunStatus.DONE, value=run_trial(*args))
                 except PluginFailure as exc:
-                    outcome = isolation.Outcome("error", reason=str(exc).splitlines()[0] if str(exc) else "PluginFailure",
+                    outcome = isolation.Outcome(RunStatus.ERROR, reason=str(exc).splitlines()[0] if str(exc) else "PluginFailure",
                                                 traceback=traceback.format_exc())
     except BaseException as exc:  # Ctrl-C, or an unexpected error in this process: never leave it RUNNING
         reason = (("interrupted by SIGTERM" if isinstance(exc, isolation.Terminated) else "interrupted by Ctrl-C")
@@ -553,18 +571,30 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
         trial.set_user_attr("fail_reason", mask_text(reason.splitlines()[0], url_secrets(storage_url)))
         study.tell(trial, state=fail, skip_if_finished=True)
         raise
+    return tell_outcome(study, storage, storage_url, trial, outcome, session, trial_timeout, limit_text)
+
+
+def tell_outcome(study, storage, storage_url: str, trial, outcome, session: Session, trial_timeout: float | None,
+                 limit_text: str = ""):
+    """Tell the study how a trial ended (an ``isolation.Outcome`` of ``run_trial``), wherever it
+    ran (here, a child, a Dask worker); returns the told FrozenTrial. A failed trial keeps its
+    one-line reason and its traceback, masked: the study may be shared."""
+    import optuna
+
+    from xraybench.redaction import mask_text, url_secrets
+
     epochs = storage.get_trial(trial._trial_id).user_attrs.get("epochs")
     if epochs is not None:
         session.epochs_trained.append(int(epochs))
-    if outcome.status == "done":
+    if outcome.ok:
         result = outcome.value
         if result["state"] == "pruned":
             return study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return study.tell(trial, result["value"])
     reason = outcome.reason
-    if outcome.status == "timeout":
+    if outcome.status is RunStatus.TIMEOUT:
         reason = f"no result within {limit_text or f'{trial_timeout:g}s'}; the process was killed"
-    trial.set_user_attr("fail_reason", mask_text(reason, url_secrets(storage_url)))  # the study may be shared
+    trial.set_user_attr("fail_reason", mask_text(reason, url_secrets(storage_url)))
     if outcome.traceback:  # for `tune --traceback`; the plugin's author needs more than the line
         trial.set_user_attr("fail_traceback", mask_text(outcome.traceback, url_secrets(storage_url)))
-    return study.tell(trial, state=fail)
+    return study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)

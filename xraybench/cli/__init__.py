@@ -22,10 +22,7 @@ from xraybench.errors import XRayBenchError
 COMMANDS = (
     plugins.add_models, plugins.add_plugins, run.add_run, results.add_leaderboard, data.add_data, tune.add_tune,
     tune.add_studies, results.add_report, results.add_runs, results.add_compare, ensemble.add_ensemble, predict.add_predict,
-    explain.add_explain,
-    export.add_export,
-    plugins.add_check,
-    plugins.add_new_plugin,
+    explain.add_explain, export.add_export, plugins.add_check, plugins.add_new_plugin,
 )
 
 
@@ -72,7 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         err("interrupted")
         return stop_exit_code(exc)
-
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,11 +3,39 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+SAVED_RUN = "a done run with a model file (or a unique prefix of its id; `xraybench runs` lists them)"
+
+
+def command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], help: str,
+            description: str | None = None) -> argparse.ArgumentParser:
+    """A command's parser, with the help formatter every command uses and ``func`` to run it."""
+    from xraybench.cli.options import Formatter
+
+    p = sub.add_parser(name, help=help, description=description, formatter_class=Formatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def count_arg(minimum: int, what: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum``, else a one-line usage error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {what}>= {minimum}")
+        return value
+
+    return parse
 
 
 def console():
@@ -40,22 +68,14 @@ def announce_builtin(data: str | None, out=None) -> bool:
     return notice is not None
 
 
-def report_skipped(skipped) -> None:
-    """The one line naming every run file a command skipped, on stderr (stdout may be data)."""
-    from xraybench.results import skipped_line
+def report_skipped(skipped: list | None = None, damaged: list | None = None) -> None:
+    """The one line naming every run file a command skipped, and the one naming every scores file
+    it treated as missing, on stderr (stdout may be data)."""
+    from xraybench.results import damaged_scores_line, skipped_line
 
-    line = skipped_line(skipped)
-    if line:
-        print(line, file=sys.stderr)
-
-
-def report_damaged_scores(damaged) -> None:
-    """The one line naming every scores file a command treated as missing, on stderr."""
-    from xraybench.results import damaged_scores_line
-
-    line = damaged_scores_line(damaged)
-    if line:
-        print(line, file=sys.stderr)
+    for line in (skipped_line(skipped or []), damaged_scores_line(damaged or [])):
+        if line:
+            print(line, file=sys.stderr)
 
 
 @contextlib.contextmanager

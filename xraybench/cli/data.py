@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from xraybench.cli import options
-from xraybench.cli.common import announce_builtin, console
+from xraybench.cli.common import announce_builtin, command, console
 from xraybench.errors import XRayBenchError
 from xraybench.records import DEFAULT_IMAGE_SIZE
 
@@ -57,8 +57,7 @@ def _cleared_text(done) -> str:
 
 
 def add_data(sub) -> None:
-    p = sub.add_parser("data", help="summarise the data set (counts, patients, duplicates, cache, fingerprint)",
-                       formatter_class=options.Formatter)
+    p = command(sub, "data", cmd_data, "summarise the data set (counts, patients, duplicates, cache, fingerprint)")
     options.data(p, DEFAULT_IMAGE_SIZE)
     options.seed(p, "seed of the validation split")
     p.add_argument("--clear-cache", action="store_true",
@@ -68,8 +67,7 @@ def add_data(sub) -> None:
     p.add_argument("--rescan", action="store_true",
                    help="stat every source image and checksum every cached byte (sees images rewritten in place)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
-    d = data_sub.add_parser("download", help="download a public data set", formatter_class=options.Formatter)
+    d = command(data_sub, "download", cmd_data, "download a public data set")
     d.add_argument("dataset", choices=("pneumoniamnist",))
     d.add_argument("--size", type=int, default=28, choices=(28, 64, 128, 224))
     d.add_argument("--dest", metavar="DIR", help="folder to save into (default: the user data folder)")
-    p.set_defaults(func=cmd_data)

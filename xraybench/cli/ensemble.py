@@ -9,6 +9,7 @@ import argparse
 from xraybench.cli import options
 from xraybench.cli.common import command_line
 from xraybench.cli.common import console as make_console
+from xraybench.records import RunRecord
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
@@ -21,26 +22,24 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     store.check_writable()
     path = store.save(record, scores)
     console = make_console()
-    console.print(f"[bold]ensemble[/]: {esc(record['description'])}", highlight=False)
+    console.print(f"[bold]ensemble[/]: {esc(record.description)}", highlight=False)
     for line in report_lines(record):
         console.print(line, highlight=False)
     console.print(f"[dim]recorded {esc(path)}; `xraybench leaderboard` ranks it, "
-                  f"`xraybench compare {esc(record['run_id'])} RUN_ID` compares it[/]")
+                  f"`xraybench compare {esc(record.run_id)} RUN_ID` compares it[/]")
     return 0
 
 
-def report_lines(record: dict) -> list[str]:
+def report_lines(record: RunRecord) -> list[str]:
     """The ensemble's test metrics at 0.5 and at its own validation-chosen threshold, one line each."""
-    from xraybench.records import describe_method
 
     def line(m: dict) -> str:
         return (f"accuracy {m['accuracy']:.4f}  ROC AUC {m['roc_auc']:.4f}  sensitivity {m['sensitivity']:.4f}  "
                 f"specificity {m['specificity']:.4f}")
 
-    method = describe_method((record.get("val_threshold") or {}).get("method"))
-    at_val = record["metrics_at_val_threshold"]
-    return [f"test, threshold 0.5: {line(record['metrics'])}",
-            f"test, threshold {at_val['threshold']:.3f} ({method}, never test): {line(at_val)}"]
+    at_val = record.metrics_at_val_threshold or {}
+    return [f"test, threshold 0.5: {line(record.metrics or {})}",
+            f"test, threshold {at_val['threshold']:.3f} ({record.threshold_method()}, never test): {line(at_val)}"]
 
 
 def _sensitivity(text: str) -> float:

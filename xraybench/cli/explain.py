@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 from xraybench.cli import options
+from xraybench.cli.common import SAVED_RUN, command, count_arg
 from xraybench.errors import XRayBenchError
+from xraybench.records import EXPLAIN_METHODS, EXPLAIN_SAMPLE_SEED
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -65,49 +67,33 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(text: str) -> int:
-    """argparse type of --limit: a whole number >= 1, else a one-line usage error."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of images >= 1")
-    return value
-
-
-METHODS = ("auto", "occlusion", "gradcam")  # explain.run.METHODS, named here so that --help imports no numpy
-SAMPLE_SEED = 0  # explain.jobs.SAMPLE_SEED, likewise (a test keeps both equal)
-
-
 def add_explain(sub) -> None:
-    p = sub.add_parser("explain", help="overlay PNGs of where a recorded run's saved model looks, and its shortcut check",
-                       formatter_class=options.Formatter,
-                       description="Saliency maps of a done run's saved model (its SHA-256 checked against the record "
-                                   "first; the model runs in a child process), drawn over each image as a PNG. Without "
-                                   "PATHs, the run's test images, read from the data set its record names (refused "
-                                   "unless the data's fingerprint is the record's); then the shortcut check, the share "
-                                   "of the saliency on the image border and corners (where pediatric X-rays carry text "
-                                   "markers and hospital borders) against the lung field, is printed and stored in the "
-                                   "run's record (`shortcut_check`, one entry per method). Cost: occlusion makes about "
-                                   "226 predictions per image (all 624 Kermany test images at 32 px: 9 s for "
-                                   "a logistic regression, 41 s for the seed's CNN on 2 busy cores), Grad-CAM one forward and "
-                                   "one backward pass; --limit N takes a fixed sample.")
-    p.add_argument("run_id", metavar="RUN_ID",
-                   help="a done run with a model file (or a unique prefix of its id; `xraybench runs` lists them)")
+    p = command(sub, "explain", cmd_explain,
+                "overlay PNGs of where a recorded run's saved model looks, and its shortcut check",
+                "Saliency maps of a done run's saved model (its SHA-256 checked against the record "
+                "first; the model runs in a child process), drawn over each image as a PNG. Without "
+                "PATHs, the run's test images, read from the data set its record names (refused "
+                "unless the data's fingerprint is the record's); then the shortcut check, the share "
+                "of the saliency on the image border and corners (where pediatric X-rays carry text "
+                "markers and hospital borders) against the lung field, is printed and stored in the "
+                "run's record (`shortcut_check`, one entry per method). Cost: occlusion makes about "
+                "226 predictions per image (all 624 Kermany test images at 32 px: 9 s for "
+                "a logistic regression, 41 s for the seed's CNN on 2 busy cores), Grad-CAM one forward and "
+                "one backward pass; --limit N takes a fixed sample.")
+    p.add_argument("run_id", metavar="RUN_ID", help=SAVED_RUN)
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="image files, or folders searched for .jpeg/.jpg/.png/.bmp/.tif files, decoded as the run's "
                         "training images were (default: the run's test images)")
-    p.add_argument("--method", choices=METHODS, default="occlusion",
+    p.add_argument("--method", choices=EXPLAIN_METHODS, default="occlusion",
                    help="occlusion: every model alike, so maps and shortcut figures compare across models (forward "
                         "passes only); gradcam: Keras CNNs on TensorFlow or JAX, faster, at the resolution of the "
                         "last convolution (4x4 for the seed's CNN at 32 px, too coarse to see a border band); auto: "
                         "Grad-CAM where it runs, else occlusion")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the PNGs, new or one xraybench explain wrote (default: RESULTS/explanations/RUN_ID)")
-    p.add_argument("--limit", type=_count, metavar="N",
+    p.add_argument("--limit", type=count_arg(1, "of images "), metavar="N",
                    help="explain at most N images: the first N PATHs, or a fixed sample of N test images (seed "
-                        f"{SAMPLE_SEED}); the record keeps the sample's size and seed (default: all)")
+                        f"{EXPLAIN_SAMPLE_SEED}); the record keeps the sample's size and seed (default: all)")
     p.add_argument("--data", metavar="PATH",
                    help="the data set of the run's test images, when it is no longer where the record says (default: "
                         "the record's data source, or this install's built-in 28 px copy for a run on it; its "
@@ -115,4 +101,3 @@ def add_explain(sub) -> None:
     p.add_argument("--no-record", action="store_true",
                    help="write the overlays and print the shortcut check, but leave the run's record as it is")
     options.results(p)
-    p.set_defaults(func=cmd_explain)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from xraybench.cli import options
+from xraybench.cli.common import SAVED_RUN, command
 from xraybench.export import MLFLOW_EXPERIMENT, TOLERANCE
 
 
@@ -44,18 +45,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_export(sub) -> None:
-    p = sub.add_parser("export", help="a recorded run's saved model as an ONNX file or an MLflow run",
-                       formatter_class=options.Formatter,
-                       description="Take a done run's saved model out of xraybench. --to onnx writes one ONNX graph from "
-                                   "raw pixels to P(PNEUMONIA), the run's preprocessing inside (input `images`: uint8 "
-                                   "(N, H, W, C) at the run's image size and channels; output `pneumonia_score`: float32 "
-                                   "(N,)), and keeps it only if onnxruntime reproduces the run's stored test scores "
-                                   f"within {TOLERANCE:g} on its test images (needs `pip install \"xraybench[onnx]\"`). "
-                                   "--to mlflow logs the run's parameters, metrics, tags, record, scores and model file "
-                                   "as one MLflow run (needs `pip install \"xraybench[mlflow]\"`). The model file's "
-                                   "SHA-256 is checked against the record first.")
-    p.add_argument("run_id", metavar="RUN_ID",
-                   help="a done run with a model file (or a unique prefix of its id; `xraybench runs` lists them)")
+    p = command(sub, "export", cmd_export, "a recorded run's saved model as an ONNX file or an MLflow run",
+                "Take a done run's saved model out of xraybench. --to onnx writes one ONNX graph from "
+                "raw pixels to P(PNEUMONIA), the run's preprocessing inside (input `images`: uint8 "
+                "(N, H, W, C) at the run's image size and channels; output `pneumonia_score`: float32 "
+                "(N,)), and keeps it only if onnxruntime reproduces the run's stored test scores "
+                f"within {TOLERANCE:g} on its test images (needs `pip install \"xraybench[onnx]\"`). "
+                "--to mlflow logs the run's parameters, metrics, tags, record, scores and model file "
+                "as one MLflow run (needs `pip install \"xraybench[mlflow]\"`). The model file's "
+                "SHA-256 is checked against the record first.")
+    p.add_argument("run_id", metavar="RUN_ID", help=SAVED_RUN)
     p.add_argument("--to", choices=("onnx", "mlflow"), required=True, help="what to export to")
     p.add_argument("--out", metavar="PATH",
                    help="ONNX: the file to write (default: RESULTS/exports/RUN_ID.onnx); an existing file is replaced "
@@ -70,4 +69,3 @@ def add_export(sub) -> None:
     p.add_argument("--experiment", default=MLFLOW_EXPERIMENT, metavar="NAME",
                    help="MLflow: the experiment, created if missing")
     options.results(p)
-    p.set_defaults(func=cmd_export)

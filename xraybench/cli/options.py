@@ -154,3 +154,20 @@ def traceback(p: argparse.ArgumentParser, what: str) -> None:
     """``--traceback``: print the stored tracebacks of ``what`` to stderr (they are never shown
     otherwise: a failure is one line; its author needs the rest)."""
     p.add_argument("--traceback", action="store_true", help=f"print the full traceback of {what} to stderr")
+
+
+def cluster(p: argparse.ArgumentParser) -> None:
+    """The Dask flags of ``run`` and ``tune`` (xraybench/distributed.py checks and uses them)."""
+    group = p.add_argument_group("cluster (Dask; pip install \"xraybench[dask]\"; see docs/distributed.md)")
+    group.add_argument("--workers", type=int, metavar="N",
+                       help="run the tasks on a local Dask cluster of N worker processes")
+    group.add_argument("--scheduler", nargs="?", const="dask-config", metavar="ADDR",
+                       help="run the tasks on an existing Dask scheduler: tcp://host:8786, a scheduler file, "
+                            "or no value for Dask's own config ($DASK_SCHEDULER_ADDRESS)")
+    group.add_argument("--gpu", action="store_true",
+                       help="each task asks Dask for one GPU: only workers started with `--resources GPU=N` run it")
+
+
+def on_cluster(args: argparse.Namespace) -> bool:
+    """True when the command line asks for a Dask cluster (``--workers`` or ``--scheduler``)."""
+    return args.workers is not None or bool(args.scheduler)

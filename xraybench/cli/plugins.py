@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from xraybench.cli import options
-from xraybench.cli.common import console
+from xraybench.cli.common import command, console
 from xraybench.errors import XRayBenchError
 
 
@@ -60,7 +61,6 @@ def _default_native_size() -> int | None:
     folder is there); None where each model uses its own size. Why: `models` said 32px while
     `run --model M` trained at 28."""
     from xraybench.data.builtin import native_size
-    from xraybench.errors import XRayBenchError
 
     try:
         return native_size(None)
@@ -70,8 +70,6 @@ def _default_native_size() -> int | None:
 
 def _print_plugin_tracebacks(registry, wanted: bool) -> None:
     """``--traceback``: each broken plugin's stored traceback (its import, its hook), on stderr."""
-    import sys
-
     for info in registry.plugins if wanted else ():
         if info.traceback:
             sys.stderr.write(f"--- plugin {info.name} ({info.distribution} {info.version}) ---\n{info.traceback}")
@@ -128,11 +126,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     out.print(table)
     failed = sum(not ok for _, ok, _ in rows)
     out.print(f"{len(rows) - failed} passed, {failed} failed")
-    if args.traceback:
-        import sys
-
-        for name, text in tracebacks.items():
-            sys.stderr.write(f"--- {name} ---\n{text}")
+    for name, text in tracebacks.items() if args.traceback else ():
+        sys.stderr.write(f"--- {name} ---\n{text}")
     return 1 if failed else 0
 
 
@@ -277,7 +272,6 @@ def test_{name}_passes_the_contract():
 '''
 
 
-
 def cmd_new_plugin(args: argparse.Namespace) -> int:
     name = args.name
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
@@ -303,36 +297,33 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+PLUGIN_FAILURES = "each plugin that failed to import or whose hook raised"
+
+
 def add_models(sub) -> None:
-    p = sub.add_parser("models", help="list every registered model", formatter_class=options.Formatter)
-    options.traceback(p, "each plugin that failed to import or whose hook raised")
-    p.set_defaults(func=cmd_models)
+    options.traceback(command(sub, "models", cmd_models, "list every registered model"), PLUGIN_FAILURES)
 
 
 def add_plugins(sub) -> None:
-    p = sub.add_parser("plugins", help="list installed plugins, their versions and status", formatter_class=options.Formatter)
+    p = command(sub, "plugins", cmd_plugins, "list installed plugins, their versions and status")
     p.add_argument("--requirements", action="store_true", help="print pip requirement lines that reinstall them")
-    options.traceback(p, "each plugin that failed to import or whose hook raised")
-    p.set_defaults(func=cmd_plugins)
+    options.traceback(p, PLUGIN_FAILURES)
 
 
 def add_check(sub) -> None:
-    p = sub.add_parser("check", help="check a model plugin against the contract on tiny generated data",
-                       formatter_class=options.Formatter)
+    p = command(sub, "check", cmd_check, "check a model plugin against the contract on tiny generated data")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--image-size", type=options.image_size_arg, default=32, help="size of the generated images")
     options.seed(p, None, default=0)
     p.add_argument("--timeout", type=options.positive_seconds, default=600.0, metavar="SECONDS",
                    help="kill a check after this long and report it as failed; the other checks go on")
     options.traceback(p, "each failed check, and of the plugin's import when it failed")
-    p.set_defaults(func=cmd_check)
 
 
 def add_new_plugin(sub) -> None:
-    p = sub.add_parser("new-plugin", help="write a ready-to-install model plugin package", formatter_class=options.Formatter)
+    p = command(sub, "new-plugin", cmd_new_plugin, "write a ready-to-install model plugin package")
     p.add_argument("name", metavar="NAME", help="model name (a Python identifier)")
     p.add_argument("--directory", metavar="DIR", help="where to write it (default: ./xraybench-NAME)")
     p.add_argument("--kind", choices=("keras", "sklearn"), default="keras",
                    help="keras: a KerasModel (a small CNN); sklearn: a GenericModel whose create(params, seed) returns "
                         "an estimator with fit(train, val) and predict_proba(images)")
-    p.set_defaults(func=cmd_new_plugin)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xraybench.cli import options
+from xraybench.cli.common import SAVED_RUN, command
 from xraybench.errors import XRayBenchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +47,7 @@ def _scores(root: Path, run_id: str, images: np.ndarray) -> np.ndarray:
     from xraybench.isolation import run_once
 
     outcome = run_once(_score_in_child, (str(root), run_id, images), None, expected=(XRayBenchError,))
-    if outcome.status != "done":
+    if not outcome.ok:
         raise XRayBenchError(f"predicting with run {run_id} failed: {outcome.reason}")
     return outcome.value
 
@@ -97,16 +98,14 @@ def _show(fmt: str, record: Any, threshold: float, rows: list[dict[str, Any]]) -
 
 
 def add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="score new images with a recorded run's saved model",
-                       formatter_class=options.Formatter,
-                       description="Score JPEG or PNG images (files, or folders searched for them) with the model a done run "
-                                   "saved beside its record, preprocessed as the run's training images (size, channels and "
-                                   "scaling from the record), and label each at the run's validation-chosen threshold. The "
-                                   "model file's SHA-256 is checked against the record before it is loaded. DICOM is not "
-                                   "read: export to PNG with your viewer's windowing.")
+    p = command(sub, "predict", cmd_predict, "score new images with a recorded run's saved model",
+                "Score JPEG or PNG images (files, or folders searched for them) with the model a done run "
+                "saved beside its record, preprocessed as the run's training images (size, channels and "
+                "scaling from the record), and label each at the run's validation-chosen threshold. The "
+                "model file's SHA-256 is checked against the record before it is loaded. DICOM is not "
+                "read: export to PNG with your viewer's windowing.")
     p.add_argument("run_id", metavar="RUN_ID",
-                   help="a done run with a model file (or a unique prefix of its id; `xraybench runs` lists them); the "
-                        "file's SHA-256 and size are checked against the record before it is loaded")
+                   help=SAVED_RUN + "; the file's SHA-256 and size are checked against the record before it is loaded")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files, or folders searched for .jpeg/.jpg/.png/.bmp/.tif files; each is decoded and "
                         "resized as the run's training images were (the record's image size and channels). DICOM is "
@@ -116,4 +115,3 @@ def add_predict(sub) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out images that cannot be read (one warning line names them) instead of failing")
     options.results(p)
-    p.set_defaults(func=cmd_predict)

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from xraybench.cli import options
-from xraybench.cli.common import report_damaged_scores, report_skipped
+from xraybench.cli.common import command, count_arg, report_skipped
 from xraybench.errors import XRayBenchError
-from xraybench.records import RunStatus, Threshold
+from xraybench.records import EXPLAIN_RUNS, RunStatus, Threshold
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -32,7 +32,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     damaged: list = []  # scores files treated as missing, named in one line on stderr
     rows = lb.build_rows(loaded.records, threshold=args.threshold, all_runs=args.all_runs, model=args.model,
                          sort=args.sort, scores_loader=store.scores_loader(damaged), baseline=args.baseline)
-    report_damaged_scores(damaged)
+    report_skipped(damaged=damaged)
     published = [] if args.no_published else lb.published_rows()
     statuses = lb.count_statuses(loaded.records, len(loaded.skipped), args.model)
     _say_lacking(lb.lacking((r for r in loaded.records if not args.model or r.model == args.model), args.threshold),
@@ -161,7 +161,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         # this instance (what backfill calls), by design.
         store.scores = store.scores_loader(damaged)  # type: ignore[method-assign, assignment]
         changed = backfill(store, load_registry(args.disable_plugin))
-        report_damaged_scores(damaged)
+        report_skipped(damaged=damaged)
         for name, what in changed:
             console.print(escape(f"{store.runs / name}: added {what}"), highlight=False)
         console.print(f"backfilled {len(changed)} record{'s' if len(changed) != 1 else ''} in {escape(str(store.runs))}")
@@ -189,8 +189,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def add_leaderboard(sub) -> None:
-    p = sub.add_parser("leaderboard", help="show recorded runs ranked, beside published figures",
-                       formatter_class=options.Formatter)
+    p = command(sub, "leaderboard", cmd_leaderboard, "show recorded runs ranked, beside published figures")
     p.add_argument("--sort", default="accuracy", metavar="METRIC",
                    help="metric to rank by, e.g. accuracy, roc_auc, macro_f1, normal_f1")
     p.add_argument("--model", metavar="NAME", help="only this model")
@@ -219,56 +218,35 @@ def add_leaderboard(sub) -> None:
     p.add_argument("--no-published", action="store_true", help="hide the rows of published figures")
     p.add_argument("--no-references", dest="no_published", action="store_true", help=argparse.SUPPRESS)  # its older name
     options.results(p)
-    p.set_defaults(func=cmd_leaderboard)
-
-
-EXPLAIN_RUNS = 4  # explain/report.py's DEFAULT_RUNS, named here so that --help imports no numpy (a test keeps both equal)
-
-
-def _whole(text: str) -> int:
-    """argparse type of a count that may be 0, else a one-line usage error."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return value
 
 
 def add_report(sub) -> None:
-    p = sub.add_parser("report", help="write a self-contained HTML report (and a Markdown twin) of recorded runs",
-                       formatter_class=options.Formatter)
+    p = command(sub, "report", cmd_report, "write a self-contained HTML report (and a Markdown twin) of recorded runs")
     p.add_argument("--output", default="report.html", metavar="FILE",
                    help="HTML file to write; the .md twin goes beside it (naming X.md writes X.html and X.md)")
     options.force(p, "overwrite the output files even if xraybench did not write them")
     options.baseline(p, "the reference for ΔAcc and p (default: the one a plugin declares)")
     options.threshold(p, "metrics at 0.5, or at the threshold chosen on validation")
-    p.add_argument("--explain-runs", type=_whole, default=EXPLAIN_RUNS, metavar="N",
+    p.add_argument("--explain-runs", type=count_arg(0), default=EXPLAIN_RUNS, metavar="N",
                    help="in the section on where the models look, occlusion maps of the most confident errors and "
                         "correct calls of the N best-ranked runs whose model file is here (the models run in a child "
                         "process: 8 to 11 s for one Keras and one scikit-learn run at 32 px on 2 busy cores); 0: none")
     options.results(p)
-    p.set_defaults(func=cmd_report)
 
 
 def add_runs(sub) -> None:
-    p = sub.add_parser("runs", help="list every recorded run with its status and reason (failed and invalid ones too)",
-                       formatter_class=options.Formatter)
+    p = command(sub, "runs", cmd_runs, "list every recorded run with its status and reason (failed and invalid ones too)")
     p.add_argument("--status", choices=tuple(s.label for s in RunStatus), help="only runs with this status")
     p.add_argument("--backfill", action="store_true",
                    help="once, after an upgrade: store intervals of newly registered metrics and the prior-shift "
                         "operating point (from the per-image scores) and the installed specs' reference and image size "
                         "in older records")
     options.results(p)
-    p.set_defaults(func=cmd_runs)
 
 
 def add_compare(sub) -> None:
-    p = sub.add_parser("compare", help="two runs side by side, with intervals and paired tests",
-                       formatter_class=options.Formatter)
+    p = command(sub, "compare", cmd_compare, "two runs side by side, with intervals and paired tests")
     p.add_argument("run_a", metavar="RUN_A", help="run id (or a unique prefix)")
     p.add_argument("run_b", metavar="RUN_B", help="run id (or a unique prefix)")
     options.threshold(p, "compare at 0.5, or at each run's validation-chosen threshold")
     options.results(p)
-    p.set_defaults(func=cmd_compare)

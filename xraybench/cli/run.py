@@ -5,27 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from xraybench.cli import options
 from xraybench.cli.common import announce_builtin, command_line, console as make_console, no_empty_folders_on_failure
 from xraybench.errors import XRayBenchError
-from xraybench.records import RunStatus
+from xraybench.records import RunRecord, RunStatus
 from xraybench.runner import DEFAULT_TIMEOUT  # runner imports nothing heavy at module level
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from xraybench.results import ResultStore
+    from xraybench.runner import Prepared
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from xraybench import repeats
     from xraybench.isolation import interruptible
     from xraybench.params import parse_assignments
     from xraybench.plugins import load_registry
-    from xraybench.progress import about, set_verbose
-    from xraybench.records import coerce
+    from xraybench.progress import set_verbose
     from xraybench.results import ResultStore
-    from xraybench.richtext import esc
     from xraybench.run_plan import RunPlan, training_flags
-    from xraybench.runner import Interrupted, RunRequest, run_in_process, run_isolated
-    from xraybench.terminal_report import print_data_brief, print_run_report, print_run_summary
+    from xraybench.runner import RunRequest
+    from xraybench.terminal_report import print_data_brief
 
     interruptible()  # kill -INT stops a run cleanly even where SIGINT was inherited ignored
     set_verbose(args.verbose)
@@ -41,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan.check()
     from xraybench import distributed
 
-    if distributed.wanted(args):  # the cluster flags and the scheduler's address, before any data is loaded
+    if options.on_cluster(args):  # the cluster flags and the scheduler's address, before any data is loaded
         distributed.check(args.workers, args.scheduler, args.gpu)
     registry = load_registry(args.disable_plugin)
     console = make_console()
@@ -53,11 +56,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         prepared = plan.prepare(registry, store, console)  # every model, parameter and data set checked before anything trains
     for p in {id(p.dataset): p.dataset for p in prepared}.values():
         print_data_brief(p, console)
-    if distributed.wanted(args):  # each run a Dask task; see docs/distributed.md (always trained: no --force needed)
+    if options.on_cluster(args):  # each run a Dask task; see docs/distributed.md (always trained: no --force needed)
         if args.no_isolation:
             raise XRayBenchError("--no-isolation runs in this process; it cannot be combined with --workers/--scheduler")
         return distributed.run_batch(prepared, store, console, args.workers, args.scheduler, args.gpu)
-    records: list[dict[str, Any]] = []
+    return _run_each(prepared, store, console, args)
+
+
+def _run_each(prepared: list[Prepared], store: ResultStore, console: Console, args: argparse.Namespace) -> int:
+    """Run and record each prepared run in turn (or show the done run it repeats), then the summary."""
+    from xraybench import repeats
+    from xraybench.progress import about
+    from xraybench.richtext import esc
+    from xraybench.runner import Interrupted, run_in_process, run_isolated
+    from xraybench.terminal_report import print_run_report, print_run_summary
+
+    records: list[RunRecord] = []
     runner = run_in_process if args.no_isolation else run_isolated
     # Same command, same run (xraybench/repeats.py): the done runs a new one may repeat; a resume never does.
     check_repeats = not (args.force or args.resume)
@@ -70,35 +84,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             mean = (time.perf_counter() - batch_start) / (i - 1)
             count = f" (run {i}/{len(prepared)}, {about(mean * (len(prepared) - i + 1))} left)"
         console.rule(f"[bold]{esc(p.spec.name)}[/] seed {p.request.seed}{count}")
-        first_result = not any(r["status"] == RunStatus.DONE.label for r in records)  # says why it differs from the seed
+        first_result = not any(r.status is RunStatus.DONE for r in records)  # says why it differs from the seed
         found = repeats.find_recorded(p, known, store.get) if check_repeats else None
         if found is not None:
             console.print(esc(repeats.recorded_line(found)), highlight=False)
-            record = found.to_dict()
-            print_run_report(record, console, explain=first_result, recorded=True)
-            records.append(record)
+            print_run_report(found.to_dict(), console, explain=first_result, recorded=True)
+            records.append(found)
             shown.add(found.run_id)
             continue
         try:
             record, scores = runner(p)
         except Interrupted as stop:
             store.save(stop.record)
-            run_id = esc(stop.record["run_id"])
-            resumable = " (resume it with `xraybench run --resume " + run_id + "`)" if stop.record.get("checkpoint") else ""
+            run_id = esc(stop.record.run_id)
+            resumable = " (resume it with `xraybench run --resume " + run_id + "`)" if stop.record.checkpoint else ""
             console.print(f"[yellow]interrupted[/]: recorded run {run_id} as interrupted{resumable}")
             records.append(stop.record)
-            print_run_summary(records, console, recorded=shown)
+            print_run_summary([r.to_dict() for r in records], console, recorded=shown)
             return stop.exit_code
         path = store.save(record, scores)
-        print_run_report(record, console, explain=first_result)
+        print_run_report(record.to_dict(), console, explain=first_result)
         records.append(record)
-        if check_repeats and record["status"] == RunStatus.DONE.label:
-            known.append(coerce(record))  # `--seeds 1 1` trains seed 1 once
-        if args.traceback and record.get("traceback"):
-            sys.stderr.write(record["traceback"])
+        if check_repeats and record.status is RunStatus.DONE:
+            known.append(record)  # `--seeds 1 1` trains seed 1 once
+        if args.traceback and record.traceback:
+            sys.stderr.write(record.traceback)
         console.print(f"[dim]recorded {esc(path)}[/]")
-    print_run_summary(records, console, recorded=shown)
-    return 0 if all(r["status"] == RunStatus.DONE.label for r in records) else 1
+    print_run_summary([r.to_dict() for r in records], console, recorded=shown)
+    return 0 if all(r.status is RunStatus.DONE for r in records) else 1
 
 
 def add_run(sub) -> None:
@@ -131,7 +144,5 @@ def add_run(sub) -> None:
     options.force(p, "train even where a done run of the same model, parameters (recipe included), seed, data, backend, "
                      "precision and xraybench version is recorded in the results folder (without it, that run's result "
                      "is shown; --workers/--scheduler always train)")
-    from xraybench import distributed
-
-    distributed.add_options(p)
+    options.cluster(p)
     p.set_defaults(func=cmd_run)

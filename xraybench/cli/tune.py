@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import shlex
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 from xraybench.cli import options
 from xraybench.cli.common import announce_builtin, command_line, no_empty_folders_on_failure
@@ -17,21 +17,13 @@ from xraybench.records import RunStatus
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    import optuna
-
     from xraybench import tuning
-    from xraybench.params import parse_assignments
-    from xraybench.plugins import load_registry
     from xraybench.isolation import interruptible
-    from xraybench.results import ResultStore
+    from xraybench.progress import set_verbose
     from xraybench.richtext import console as make_console, esc
-    from xraybench.runner import DEFAULT_TIMEOUT, Interrupted, RunRequest, prepare, run_isolated
-    from xraybench.terminal_report import print_run_report
 
     interruptible()  # kill -INT stops tuning cleanly even where SIGINT was inherited ignored
     console = make_console()
-    from xraybench.progress import set_verbose
-
     set_verbose(args.verbose)
     if args.show:
         storage = _storage(args, create=False)
@@ -41,22 +33,63 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return _show_study(console, storage, args.show)
     if not args.model:
         raise XRayBenchError("tune needs --model NAME (or --show STUDY)")
-    from xraybench import distributed
+    plan = _plan(args, console)
+    try:
+        study, session, seconds = _optimise(args, plan, console)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
+        from xraybench.isolation import stop_exit_code
 
-    if distributed.wanted(args):  # the cluster flags and the scheduler's address, before any data is loaded
+        console.print(f"[yellow]interrupted[/]: finished trials are kept in {esc(tuning.masked(plan.storage))}; "
+                      f"run the same command to resume study {esc(repr(plan.study_name))}")
+        return stop_exit_code(exc)
+    done = _report_trials(study, session, seconds, console)
+    if not done:
+        if not study.trials:  # nothing ran (a --timeout spent before the first trial): a matter of the command line
+            raise XRayBenchError(f"study {plan.study_name!r} has no trial; nothing to evaluate")
+        return _all_trials_failed(study, plan.study_name, args.traceback)
+    best = study.best_trial
+    console.print(esc(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}"))
+    return 0 if args.no_final else _final_run(args, plan, study, done, console)
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What ``tune`` settled before its first trial: where results and the study go, the model, the
+    fixed parameters, the run request and its prepared data (which the final run reuses)."""
+
+    store: Any
+    storage: str
+    registry: Any
+    spec: Any
+    fixed: dict[str, Any]
+    request: Any
+    datasets: dict
+    prepared: Any
+    study_name: str
+
+
+def _plan(args: argparse.Namespace, console: Any) -> _Plan:
+    """Check the cluster flags, the results folder, the model and its parameters, then load the data;
+    a failure before the first trial leaves no empty results folder."""
+    from xraybench import distributed, tuning
+    from xraybench.params import parse_assignments
+    from xraybench.plugins import load_registry
+    from xraybench.results import ResultStore
+    from xraybench.richtext import esc
+    from xraybench.run_plan import flag_overrides, training_flags
+    from xraybench.runner import RunRequest, prepare
+
+    if options.on_cluster(args):  # the cluster flags and the scheduler's address, before any data is loaded
         distributed.check(args.workers, args.scheduler, args.gpu)
     store = ResultStore(args.results)
-    with no_empty_folders_on_failure(store.runs):  # failing before the first trial leaves no empty results folder
+    with no_empty_folders_on_failure(store.runs):
         if not args.storage or not args.no_final:
             store.check_writable()  # the study file or the final run goes there
         storage = _storage(args)
         registry = load_registry(args.disable_plugin)
         spec = registry.model(args.model)
         tuning.require_tunable(spec)  # before any data is loaded
-        from xraybench.run_plan import flag_overrides, training_flags
-
-        flags = training_flags(args.epochs, recipe=args.recipe)
-        fixed = flag_overrides(spec, parse_assignments(args.param), flags, console)
+        fixed = flag_overrides(spec, parse_assignments(args.param), training_flags(args.epochs, recipe=args.recipe), console)
         announce_builtin(args.data, console)
         request = RunRequest(model=spec.name, seed=args.seed, data=args.data, image_size=args.image_size,
                              channels=args.channels, params=fixed, precision=args.precision,
@@ -70,60 +103,71 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   f"train {len(data.splits.train)}, val {len(data.splits.val)} images; test is never used while tuning")
     console.print(esc(f"study {study_name!r} in {tuning.masked(storage)}; metric {args.metric}; sampler {args.sampler}; "
                       f"pruner {args.pruner}"))
-    optimise = tuning.run_study
-    if distributed.wanted(args):  # the trials as Dask tasks; see docs/distributed.md
-        optimise = functools.partial(distributed.run_study, workers=args.workers, scheduler=args.scheduler, gpu=args.gpu)
-    try:
-        study, session, seconds = optimise(
-            spec, data.splits.train, data.splits.val, storage, study_name, args.trials, args.timeout, args.metric,
-            args.sampler, args.pruner, fixed, args.seed, args.precision, console,
-            trial_timeout=args.trial_timeout or DEFAULT_TIMEOUT, disabled=list(args.disable_plugin),
-        )
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
-        from xraybench.isolation import stop_exit_code
+    return _Plan(store, storage, registry, spec, fixed, request, datasets, prepared, study_name)
 
-        console.print(f"[yellow]interrupted[/]: finished trials are kept in {esc(tuning.masked(storage))}; "
-                      f"run the same command to resume study {esc(repr(study_name))}")
-        return stop_exit_code(exc)
-    states = [t.state for t in study.trials]
-    done = states.count(optuna.trial.TrialState.COMPLETE)
+
+def _optimise(args: argparse.Namespace, plan: _Plan, console: Any) -> Any:
+    """The study's trials, here (one child process) or as Dask tasks (docs/distributed.md)."""
+    from xraybench import distributed, tuning
+    from xraybench.runner import DEFAULT_TIMEOUT
+
+    optimise = tuning.run_study
+    if options.on_cluster(args):
+        optimise = functools.partial(distributed.run_study, workers=args.workers, scheduler=args.scheduler, gpu=args.gpu)
+    splits = plan.prepared.dataset.splits
+    return optimise(
+        plan.spec, splits.train, splits.val, plan.storage, plan.study_name, args.trials, args.timeout, args.metric,
+        args.sampler, args.pruner, plan.fixed, args.seed, args.precision, console,
+        trial_timeout=args.trial_timeout or DEFAULT_TIMEOUT, disabled=list(args.disable_plugin),
+    )
+
+
+def _report_trials(study: Any, session: Any, seconds: float, console: Any) -> int:
+    """One line on the study's trials and this session; returns how many completed."""
+    import optuna
+
     from xraybench.progress import plural
 
+    states = [t.state for t in study.trials]
+    done = states.count(optuna.trial.TrialState.COMPLETE)
     console.print(f"{plural(len(states), 'trial')} in the study ({done} complete, "
                   f"{states.count(optuna.trial.TrialState.PRUNED)} pruned, {states.count(optuna.trial.TrialState.FAIL)} failed); "
                   f"this session {seconds:.0f}s, {plural(sum(session.epochs_trained), 'epoch')} trained"
                   + (f", {session.duplicates} repeated parameter sets not retrained" if session.duplicates else ""))
-    if not done:
-        if not states:  # nothing ran (a --timeout spent before the first trial): a matter of the command line
-            raise XRayBenchError(f"study {study_name!r} has no trial; nothing to evaluate")
-        return _all_trials_failed(study, study_name, args.traceback)
-    best = study.best_trial
-    console.print(esc(f"best trial {best.number}: {args.metric} {best.value:.4f} with {best.params}"))
-    if args.no_final:
-        return 0
+    return done
+
+
+def _final_run(args: argparse.Namespace, plan: _Plan, study: Any, done: int, console: Any) -> int:
+    """The best parameters through the runner once, evaluated on test and recorded as ``tuned``."""
+    from xraybench import tuning
+    from xraybench.richtext import esc
+    from xraybench.runner import Interrupted, prepare, run_isolated
+    from xraybench.terminal_report import print_run_report
+
+    best, store = study.best_trial, plan.store
     final = dataclasses.replace(
-        request,
-        params={**best.params, **fixed},
-        tags={"tuned": True, "study": study_name, "storage": tuning.masked(storage), "trials": len(states),
+        plan.request,
+        params={**best.params, **plan.fixed},
+        tags={"tuned": True, "study": plan.study_name, "storage": tuning.masked(plan.storage), "trials": len(study.trials),
               "complete_trials": done, "metric": args.metric, "best_value": best.value, "best_trial": best.number},
         command=command_line(),
         checkpoints=str(store.root),  # as `run` does: an interrupted final run keeps its epochs
         models=str(store.root),  # and its trained model beside its record
     )
-    console.rule(f"[bold]{esc(spec.name)}[/] with the best parameters, evaluated once on test")
+    console.rule(f"[bold]{esc(plan.spec.name)}[/] with the best parameters, evaluated once on test")
     try:
-        record, scores = run_isolated(prepare(final, registry, datasets))
+        record, scores = run_isolated(prepare(final, plan.registry, plan.datasets))
     except Interrupted as stop:
         console.print(f"[dim]recorded {esc(store.save(stop.record))}[/]")
         return stop.exit_code
     path = store.save(record, scores)
-    print_run_report(record, console)
-    if args.traceback and record.get("traceback"):
+    print_run_report(record.to_dict(), console)
+    if args.traceback and record.traceback:
         import sys
 
-        sys.stderr.write(record["traceback"])
-    console.print(f"[dim]recorded {esc(path)}[/]")  # where the tuned run is, as `run` says
-    return 0 if record["status"] == RunStatus.DONE.label else 1
+        sys.stderr.write(record.traceback)
+    console.print(f"[dim]recorded {esc(path)}[/]")  # where the tuned run is, as `run` does
+    return 0 if record.status is RunStatus.DONE else 1
 
 
 def _all_trials_failed(study, study_name: str, show_traceback: bool) -> int:
@@ -291,9 +335,7 @@ def add_tune(sub) -> None:
     p.add_argument("--show", metavar="STUDY", help="print a study's best trial, importances and the dashboard command")
     options.verbose(p)
     options.traceback(p, "each failed trial and of a final run that failed (always stored: in the study, in the run record)")
-    from xraybench import distributed
-
-    distributed.add_options(p)
+    options.cluster(p)
     p.set_defaults(func=cmd_tune)
 
 

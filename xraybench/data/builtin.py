@@ -19,7 +19,7 @@ same Pillow/libjpeg)::
     python -m xraybench.data.builtin verify
 
 This module imports nothing heavy at import time: the CLI asks it whether the built-in
-copy is in use before anything is decoded.
+copy is in use (``locate_data``, the fallback when no data is given) before anything is decoded.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from xraybench.data.layout import kaggle_layout, patient_id
 from xraybench.errors import DataError
 from xraybench.specs import LABELS, DatasetSpec, ImageSet, RawDataset, ReaderStats
 
@@ -46,10 +47,12 @@ SIZE = 28
 NAME = "Kermany 2018 chest X-ray, built-in 28 px copy"
 READER = "xraybench_npz"
 NOTICE = "using the built-in 28 px copy; pass --data for full resolution"
+DATA_ENV = "XRAYBENCH_DATA"
 SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
 MEMBERS = ("images", "labels", "split", "names")  # fixed order: part of the byte-for-byte promise
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # no timestamps in the archive
 RESIZE = "decode (Pillow), convert to 8-bit grayscale (L), resize to 28x28 with Image.Resampling.BOX (area average)"
+REINSTALL = "pip install --force-reinstall --no-deps xraybench"  # what a damaged package file needs
 SOURCE = {
     "title": "Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images for Classification",
     "authors": "Daniel Kermany, Kang Zhang, Michael Goldbaum",
@@ -63,12 +66,37 @@ SOURCE = {
 }
 
 
+def default_data_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("xraybench")) / "chest_xray"
+
+
+def locate_data(explicit: str | os.PathLike | None = None) -> Path:
+    """``--data PATH``, else ``$XRAYBENCH_DATA``, else the default folder, else the built-in
+    28 px copy; a one-line error if none."""
+    for given, what in ((explicit, "data path {} does not exist; check --data"),
+                        (os.environ.get(DATA_ENV), DATA_ENV + "={} does not exist; fix the variable or pass --data PATH")):
+        if given:
+            path = Path(given).expanduser()
+            if not path.exists():
+                raise DataError(what.format(path))
+            return path
+    path = default_data_path()
+    if path.exists():
+        return path
+    if available():  # a fresh install with no download still runs on the real images, at 28 px
+        return NPZ
+    raise DataError(
+        f"no data found: no --data given, {DATA_ENV} unset, {path} missing; download Kaggle's "
+        f"'Chest X-Ray Images (Pneumonia)' and pass --data PATH, or run `xraybench data download pneumoniamnist`"
+    )
+
+
 def is_builtin(path: str | os.PathLike | None) -> bool:
     """Whether ``path`` is the copy shipped in this package."""
-    if path is None:
-        return False
     try:
-        return Path(path).resolve() == NPZ
+        return path is not None and Path(path).resolve() == NPZ
     except OSError:
         return False
 
@@ -82,18 +110,12 @@ def fallback_notice(explicit: str | os.PathLike | None) -> str | None:
 
     Raises the same one-line DataError as ``locate_data`` for a bad ``--data``.
     """
-    from xraybench.data.loading import locate_data
-
-    if explicit:
-        return None
-    return NOTICE if is_builtin(locate_data(None)) else None
+    return None if explicit or not is_builtin(locate_data(None)) else NOTICE
 
 
 def native_size(explicit: str | os.PathLike | None) -> int | None:
     """28 when the data resolved from ``explicit`` is the built-in copy (train at its own size,
     never upsampled to a model's 150 px default), else None."""
-    from xraybench.data.loading import locate_data
-
     try:
         return SIZE if is_builtin(locate_data(explicit)) else None
     except DataError:
@@ -135,39 +157,37 @@ def load_arrays(path: Path = NPZ) -> dict[str, np.ndarray]:
 def _read(path: Path, size: int, channels: int, skip_bad: bool) -> RawDataset:
     import numpy as np
 
-    from xraybench.data.readers import _resize_array, patient_id
+    from xraybench.data.images import resize_array
 
     arrays = load_arrays(path)
     native = arrays["images"].shape[1]
+    names = [str(n) for n in arrays["names"]]
+    patients = [patient_id(os.path.basename(n)) for n in names]
     stats: dict[str, Any] = {"reader": READER, "dataset": NAME if is_builtin(path) else f"xraybench .npz {path.name}",
                              "splits": {}, "skipped_bad": [], "skipped_bad_count": 0}
     sets: dict[str, ImageSet] = {}
     for split in ("train", "test"):
         index = np.flatnonzero(arrays["split"] == SPLIT_CODES[split])
-        images = arrays["images"][index]
+        images = arrays["images"][index][:, :, :, None]
         if native != size or channels != 1:
-            images = np.stack([_resize_array(a[:, :, None], size, channels) for a in images]) if len(images) else \
+            images = np.stack([resize_array(a, size, channels) for a in images]) if len(index) else \
                 np.zeros((0, size, size, channels), np.uint8)
-        else:
-            images = images[:, :, :, None]
-        names = [str(n) for n in arrays["names"][index]]
-        labels = arrays["labels"][index].astype(np.int64)
-        sets[split] = ImageSet(images=images, labels=labels, ids=names,
-                               groups=[f"{split}:{patient_id(os.path.basename(n))}" for n in names])
-        split_stats = {}
-        for c, label in enumerate(LABELS):
-            rows = index[arrays["labels"][index] == c]
-            digests = {hashlib.sha256(arrays["images"][i].tobytes()).hexdigest() for i in rows}
-            patients = {patient_id(os.path.basename(str(arrays["names"][i]))) for i in rows}
-            split_stats[label] = {"images": len(rows), "patients": len(patients), "duplicates": len(rows) - len(digests)}
-        stats["splits"][split] = split_stats
+        sets[split] = ImageSet(images=images, labels=arrays["labels"][index].astype(np.int64), ids=[names[i] for i in index],
+                               groups=[f"{split}:{patients[i]}" for i in index])
+        stats["splits"][split] = {label: _class_stats(arrays["images"], patients, index[arrays["labels"][index] == c])
+                                  for c, label in enumerate(LABELS)}
     n_val = int((arrays["split"] == SPLIT_CODES["val"]).sum())
     if n_val:
         stats["kaggle_val_images"] = n_val
     total = len(sets["train"]) + len(sets["test"])
-    stats["sizes"] = {f"{native}x{native}": total}
-    stats["modes"] = {"L": total}
-    return RawDataset(train=sets["train"], test=sets["test"], val=None, stats=cast(ReaderStats, stats))  # filled in above
+    stats.update(sizes={f"{native}x{native}": total}, modes={"L": total})
+    return RawDataset(train=sets["train"], test=sets["test"], val=None, stats=cast(ReaderStats, stats))
+
+
+def _class_stats(images: np.ndarray, patients: list[str], rows: np.ndarray) -> dict[str, int]:
+    """Images, patients and exact duplicates among ``rows``, as the Kaggle reader counts them."""
+    digests = {hashlib.sha256(images[i].tobytes()).hexdigest() for i in rows}
+    return {"images": len(rows), "patients": len({patients[i] for i in rows}), "duplicates": len(rows) - len(digests)}
 
 
 SPEC = DatasetSpec(
@@ -184,20 +204,16 @@ SPEC = DatasetSpec(
 # --- building -----------------------------------------------------------------------
 
 
-def _decode(path: str, size: int):
+def _decode(path: str, size: int) -> np.ndarray:
+    """One source image as the copy holds it: full decode (no JPEG draft), grayscale, area-averaged."""
     import numpy as np
     from PIL import Image
 
-    from xraybench.data.images import _to_8bit
+    from xraybench.data.images import to_mode
 
-    img: Image.Image  # opened as an ImageFile, then converted
     with Image.open(path) as img:
         img.load()
-        img = _to_8bit(img)
-        if img.mode != "L":
-            img = img.convert("RGB").convert("L") if img.mode in ("P", "PA", "LA", "RGBA", "CMYK", "1") else img.convert("L")
-        img = img.resize((size, size), Image.Resampling.BOX)
-        return np.asarray(img, dtype=np.uint8)
+        return np.asarray(to_mode(img, 1).resize((size, size), Image.Resampling.BOX), dtype=np.uint8)
 
 
 def _sha256_file(path: str | Path) -> str:
@@ -207,31 +223,21 @@ def _sha256_file(path: str | Path) -> str:
 
 def source_files(src: Path) -> list[tuple[str, str, int]]:
     """(relative path, split, label) for every image in a Kaggle-layout folder, sorted."""
-    from xraybench.data.readers import _kaggle_layout
-
-    layout, bad = _kaggle_layout(src)
-    unusable = [(path, why) for classes in bad.values() for entries in classes.values() for path, why in entries]
+    layout, bad = kaggle_layout(src)
+    unusable = [entry for classes in bad.values() for entries in classes.values() for entry in entries]
     if unusable:  # the shipped copy is all of the source or nothing
-        from xraybench.errors import DataError
-
         path, why = unusable[0]
         raise DataError(f"{len(unusable)} unusable file(s) in {src}, first {path} ({why}); the built-in copy needs every image")
-    rows = []
-    for split, classes in layout.items():
-        for label, files in classes.items():
-            rows += [(os.path.relpath(f, src).replace(os.sep, "/"), split, LABELS.index(label)) for f in files]
-    return sorted(rows)
+    return sorted((os.path.relpath(f, src).replace(os.sep, "/"), split, LABELS.index(label))
+                  for split, classes in layout.items() for label, files in classes.items() for f in files)
 
 
-def build_arrays(src: Path, size: int = SIZE, names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """The arrays of the copy, from the Kaggle-layout folder ``src`` (only ``names`` when given)."""
-    import numpy as np
+def build_arrays(src: Path, rows: list[tuple[str, str, int]], size: int = SIZE) -> dict[str, np.ndarray]:
+    """The arrays of the copy: the images ``rows`` (from :func:`source_files`) name under ``src``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    rows = source_files(src)
-    if names is not None:
-        wanted = set(names)
-        rows = [r for r in rows if r[0] in wanted]
+    import numpy as np
+
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         images = list(pool.map(lambda r: _decode(str(src / r[0]), size), rows))
     return {
@@ -261,10 +267,7 @@ def write_npz(arrays: dict[str, np.ndarray], out: Path) -> None:
 
 def manifest_sha256(src: Path, rows: list[tuple[str, str, int]]) -> str:
     """sha256 over 'relative path<TAB>sha256 of the file' lines, sorted: which source files went in."""
-    h = hashlib.sha256()
-    for rel, _, _ in rows:
-        h.update(f"{rel}\t{_sha256_file(src / rel)}\n".encode())
-    return h.hexdigest()
+    return hashlib.sha256("".join(f"{rel}\t{_sha256_file(src / rel)}\n" for rel, _, _ in rows).encode()).hexdigest()
 
 
 def build(src: Path, out: Path = NPZ, provenance: Path | None = PROVENANCE) -> dict[str, Any]:
@@ -274,7 +277,7 @@ def build(src: Path, out: Path = NPZ, provenance: Path | None = PROVENANCE) -> d
 
     src = Path(src)
     rows = source_files(src)
-    arrays = build_arrays(src)
+    arrays = build_arrays(src, rows)
     write_npz(arrays, out)
     counts = {
         split: {label: int(((arrays["split"] == code) & (arrays["labels"] == c)).sum()) for c, label in enumerate(LABELS)}
@@ -300,24 +303,15 @@ def build(src: Path, out: Path = NPZ, provenance: Path | None = PROVENANCE) -> d
     return record
 
 
-REINSTALL = "pip install --force-reinstall --no-deps xraybench"  # what a damaged package file needs
+# --- checking -----------------------------------------------------------------------
 
 
 def recorded() -> dict[str, Any]:
     return json.loads(PROVENANCE.read_text())
 
 
-def _recorded_sha256() -> str:
-    """The sha256 the package records for its copy; a one-line DataError when that record is unreadable."""
-    try:
-        expected = recorded()["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"the built-in copy's record {PROVENANCE} is unreadable ({type(exc).__name__}); "
-                        f"reinstall xraybench ({REINSTALL}) or pass --data PATH") from None
-    if not isinstance(expected, str):
-        raise DataError(f"the built-in copy's record {PROVENANCE} has no sha256; reinstall xraybench ({REINSTALL}) "
-                        f"or pass --data PATH")
-    return expected
+def _refused(what: str) -> DataError:
+    return DataError(f"the built-in copy{what}; reinstall xraybench ({REINSTALL}) or pass --data PATH")
 
 
 _verified: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> sha256: once per process for an unchanged file
@@ -334,21 +328,18 @@ def verify(path: Path = NPZ) -> str:
     path = Path(path)
     try:
         st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        try:
+            expected = recorded()["sha256"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _refused(f"'s record {PROVENANCE} is unreadable ({type(exc).__name__})") from None
+        if not isinstance(expected, str):
+            raise _refused(f"'s record {PROVENANCE} has no sha256")
+        actual = expected if _verified.get(key) == expected else _sha256_file(path)
     except OSError as exc:
-        raise DataError(f"the built-in copy {path} is unreadable ({exc.strerror or type(exc).__name__}); "
-                        f"reinstall xraybench ({REINSTALL}) or pass --data PATH") from None
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    expected = _recorded_sha256()
-    if _verified.get(key) == expected:
-        return expected
-    try:
-        actual = _sha256_file(path)
-    except OSError as exc:
-        raise DataError(f"the built-in copy {path} is unreadable ({exc.strerror or type(exc).__name__}); "
-                        f"reinstall xraybench ({REINSTALL}) or pass --data PATH") from None
+        raise _refused(f" {path} is unreadable ({exc.strerror or type(exc).__name__})") from None
     if actual != expected:
-        raise DataError(f"the built-in copy {path} was changed after install (sha256 {actual[:16]}..., its record "
-                        f"says {expected[:16]}...); reinstall xraybench ({REINSTALL}) or pass --data PATH")
+        raise _refused(f" {path} was changed after install (sha256 {actual[:16]}..., its record says {expected[:16]}...)")
     _verified[key] = actual
     return actual
 

@@ -54,8 +54,9 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,41 @@ def cache_root() -> Path:
     return Path(user_cache_dir("xraybench"))
 
 
+def entry_path(key: str) -> Path:
+    return cache_root() / key[:24]
+
+
 def warn(message: str) -> None:
     """One line on stderr: the cache repaired something the user should know about."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def replace_atomically(path: Path, write: Callable[[Path], Any]) -> bool:
+    """``write`` a temporary file beside ``path`` (named like the files clearing removes), then rename it
+    into place; False, leaving nothing, on an OSError: a read-only cache still works, it just checks
+    or computes again next time. Other errors propagate, leaving nothing either."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        return False
+    finally:  # whatever ``write`` raised
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, record: Any) -> bool:
+    """:func:`replace_atomically` for a JSON file."""
+    return replace_atomically(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+
+
+# --- keys, freshness and the fingerprint ------------------------------------------------
+
+
+def _params(reader: str, reader_version: str, **params: Any) -> bytes:
+    return json.dumps({"format": FORMAT, "reader": reader, "v": reader_version, **params}, sort_keys=True).encode()
 
 
 def _stat_line(name: str) -> str:
@@ -113,10 +146,8 @@ def source_key(reader: str, reader_version: str, root: Path, files: list, **para
 
     O(files): computed on a cold load, with ``rescan``, and when the source's folders changed.
     """
-    h = hashlib.sha256()
-    h.update(json.dumps({"format": FORMAT, "reader": reader, "v": reader_version, **params}, sort_keys=True).encode())
-    base = str(root if root.is_dir() else root.parent)
-    cut = len(base) + 1
+    h = hashlib.sha256(_params(reader, reader_version, **params))
+    cut = len(str(root if root.is_dir() else root.parent)) + 1
     for name in sorted(map(str, files)):
         h.update(f"{name[cut:]}\t{_stat_line(name)}\n".encode())
     return h.hexdigest()
@@ -128,9 +159,7 @@ def entry_key(reader: str, reader_version: str, root: Path, **params: Any) -> st
     Freshness is not in it (that is the manifest's ``source`` and ``files_key``): one entry
     per source and preprocessing, replaced when the source changes.
     """
-    source = os.path.realpath(root)
-    return hashlib.sha256(json.dumps({"format": FORMAT, "reader": reader, "v": reader_version, "source": source,
-                                      **params}, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(_params(reader, reader_version, source=os.path.realpath(root), **params)).hexdigest()
 
 
 def _identity(st: os.stat_result) -> list[int]:
@@ -138,18 +167,20 @@ def _identity(st: os.stat_result) -> list[int]:
     return [st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def stamp(path) -> tuple[os.stat_result, dict[str, Any]]:
-    """(stat, {"stat": identity, "at": when it was taken}): what a checksum is recorded with."""
-    at = time.time_ns()
-    st = os.stat(path)
-    return st, {"stat": _identity(st), "at": at}
-
-
 def unchanged(st: os.stat_result, recorded: Any) -> bool:
     """True when ``st`` has the recorded identity and was not modified within ``RACY_NS`` of its recording
     (a write in the same timestamp tick as the recording would leave the identity as it was)."""
     return (isinstance(recorded, dict) and recorded.get("stat") == _identity(st) and isinstance(recorded.get("at"), int)
             and max(st.st_mtime_ns, st.st_ctime_ns) < recorded["at"] - RACY_NS)
+
+
+def _state_of(path: str | Path, with_size: bool = False) -> list[int] | None:
+    """The identity of ``path`` (with its size first for a file); None when it cannot be stat()ed."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return [st.st_size, *_identity(st)] if with_size else _identity(st)
 
 
 def source_state(root: Path, outside: Sequence[str] = ()) -> dict[str, Any]:
@@ -162,56 +193,37 @@ def source_state(root: Path, outside: Sequence[str] = ()) -> dict[str, Any]:
     Taken *before* the files are listed, so a change during a cold load shows as a
     difference later.
     """
-    taken = time.time_ns()
+    state: dict[str, Any] = {"taken_ns": time.time_ns()}
     root = Path(root)
-    state: dict[str, Any] = {"taken_ns": taken}
     folders: dict[str, list[int]] = {}
     if not root.is_dir():
+        state["file"] = _state_of(root, with_size=True)
+    seen: set[tuple[int, int]] = set()
+    for current, dirs, _ in os.walk(root, followlinks=True) if root.is_dir() else ():
         try:
-            st = os.stat(root)
-            state["file"] = [st.st_size, *_identity(st)]
+            st = os.stat(current)
         except OSError:
-            state["file"] = None
-    else:
-        seen: set[tuple[int, int]] = set()
-        for current, dirs, _ in os.walk(root, followlinks=True):
-            try:
-                st = os.stat(current)
-            except OSError:
-                dirs[:] = []
-                continue
-            if (st.st_dev, st.st_ino) in seen:
-                dirs[:] = []  # a second way into a folder already recorded (a link loop, or two links)
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            folders[os.path.relpath(current, root)] = _identity(st)
-    for folder in outside:
-        folders[folder] = _folder_identity(folder)
+            st = None
+        if st is None or (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []  # unreadable, or a second way into a folder already recorded (a link loop, or two links)
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        folders[os.path.relpath(current, root)] = _identity(st)
+    folders.update({folder: _state_of(folder) or [] for folder in outside})
     if folders or root.is_dir():
         state["folders"] = folders
     return state
 
 
-def _folder_identity(path: str) -> list[int]:
-    try:
-        return _identity(os.stat(path))
-    except OSError:
-        return []
-
-
-def outside_folders(root: Path, files: list) -> list[str]:
-    """The folders of listed files that lie outside ``root`` (a plugin's reader may list such files), absolute."""
+def with_outside(state: dict[str, Any], root: Path, files: list) -> dict[str, Any]:
+    """``state`` plus the folders of listed files outside ``root`` (a plugin's reader may list such files),
+    absolute, stat()ed now (after the listing: a change in between leaves them modified after
+    ``taken_ns``, which the racy rule then checks file by file)."""
     base = os.path.abspath(root if Path(root).is_dir() else Path(root).parent)
     found = {os.path.dirname(os.path.abspath(f)) for f in files}
-    return sorted(d for d in found if d != base and not d.startswith(base.rstrip(os.sep) + os.sep))
-
-
-def with_outside(state: dict[str, Any], root: Path, files: list) -> dict[str, Any]:
-    """``state`` plus the folders of listed files outside ``root``, stat()ed now (after the listing: a change
-    in between leaves them modified after ``taken_ns``, which the racy rule then checks file by file)."""
-    outside = outside_folders(root, files)
+    outside = sorted(d for d in found if d != base and not d.startswith(base.rstrip(os.sep) + os.sep))
     if outside:
-        state.setdefault("folders", {}).update({d: _folder_identity(d) for d in outside})
+        state.setdefault("folders", {}).update({d: _state_of(d) or [] for d in outside})
     return state
 
 
@@ -222,30 +234,21 @@ def source_unchanged(root: Path, state: Any) -> bool:
     """
     if not isinstance(state, dict) or not isinstance(state.get("taken_ns"), int):
         return False
-    limit = state["taken_ns"] - RACY_NS
-    root = Path(root)
+    root, limit, folders = Path(root), state["taken_ns"] - RACY_NS, state.get("folders", {})
     if "file" in state:
-        if root.is_dir() or not isinstance(state["file"], list):
+        if root.is_dir() or not _settled(root, state["file"], limit, with_size=True):
             return False
-        try:
-            st = os.stat(root)
-        except OSError:
-            return False
-        if [st.st_size, *_identity(st)] != state["file"] or max(st.st_mtime_ns, st.st_ctime_ns) >= limit:
-            return False
-    elif not root.is_dir() or not state.get("folders"):
+    elif not root.is_dir() or not folders:
         return False
-    folders = state.get("folders", {})
-    if not isinstance(folders, dict):
-        return False
-    for rel, recorded in folders.items():
-        try:
-            st = os.stat(os.path.join(root, rel))  # an absolute (outside) folder joins to itself
-        except (OSError, TypeError, ValueError):
-            return False
-        if _identity(st) != recorded or max(st.st_mtime_ns, st.st_ctime_ns) >= limit:
-            return False
-    return True
+    # an absolute (outside) folder joins to itself
+    return isinstance(folders, dict) and all(_settled(os.path.join(root, rel), recorded, limit)
+                                             for rel, recorded in folders.items())
+
+
+def _settled(path: str | Path, recorded: Any, limit: int, with_size: bool = False) -> bool:
+    """``path`` has the recorded identity and was last changed before ``limit``."""
+    now = _state_of(path, with_size)
+    return now is not None and now == recorded and max(now[-3:-1]) < limit
 
 
 def content_fingerprint(root: Path, files: list, split_counts: dict[str, Any], skipped: Sequence[str] = ()) -> str:
@@ -258,23 +261,17 @@ def content_fingerprint(root: Path, files: list, split_counts: dict[str, Any], s
     base = root if root.is_dir() else root.parent
     skip = set(skipped)
     h = hashlib.sha256()
-    relative = sorted((os.path.relpath(p, base).replace(os.sep, "/"), p) for p in files)
-    for rel, path in relative:
-        if rel in skip:
-            digest = "skipped"
-        else:
+    for rel, path in sorted((os.path.relpath(p, base).replace(os.sep, "/"), p) for p in files):
+        digest = "skipped"
+        if rel not in skip:
             try:
                 with open(path, "rb") as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
+                    digest = hashlib.file_digest(fh, "sha256").hexdigest()
             except OSError as exc:
                 raise DataError(f"cannot read {path} ({exc.strerror or exc}); fix it or pass --skip-bad") from None
         h.update(f"{rel}\t{digest}\n".encode())
     h.update(json.dumps(split_counts, sort_keys=True).encode())
     return h.hexdigest()
-
-
-def entry_path(key: str) -> Path:
-    return cache_root() / key[:24]
 
 
 # --- checksums -------------------------------------------------------------------------
@@ -296,56 +293,39 @@ def _map(path: Path, populate: bool = True):
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _start_checksums(buffers: dict[str, Any]) -> tuple[list[str], list]:
+def _start_checksums(buffers: dict[str, Any]) -> dict[str, list[Future]]:
     """CRC-32 of each 16 MiB block of each buffer, running on worker threads; collect them with ``_collect``."""
-    names: list[str] = []
-    futures: list = []
     if not buffers:
-        return names, futures
+        return {}
     pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
-    for name, buf in buffers.items():
-        view = memoryview(buf)
-        for start in range(0, max(len(view), 1), BLOCK):
-            names.append(name)
-            futures.append(pool.submit(zlib.crc32, view[start:start + BLOCK]))  # zlib drops the GIL
+    views = {name: memoryview(buf) for name, buf in buffers.items()}
+    # zlib drops the GIL
+    futures = {name: [pool.submit(zlib.crc32, view[start:start + BLOCK]) for start in range(0, max(len(view), 1), BLOCK)]
+               for name, view in views.items()}
     pool.shutdown(wait=False)  # the futures still run; nothing waits here
-    return names, futures
+    return futures
 
 
-def _collect(names: list[str], futures: list) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for name, future in zip(names, futures):
-        out.setdefault(name, []).append(future.result())
-    return out
+def _collect(futures: dict[str, list[Future]]) -> dict[str, list[int]]:
+    return {name: [future.result() for future in blocks] for name, blocks in futures.items()}
 
 
 def checksums(paths: list[Path]) -> dict[str, dict[str, Any]]:
     """{file name: {"size": bytes, "crc32": [one per 16 MiB block], "stat": identity, "at": ns}} for files in one folder.
 
-    The identity is taken before the bytes are read: a write during the checksum changes it again.
+    The identity is taken before the bytes are read: a write during the checksum changes it again;
+    ``at`` before the identity, for the racy rule (:func:`unchanged`).
     """
-    stamps = {p.name: stamp(p) for p in paths}
-    crcs = _collect(*_start_checksums({p.name: _map(p) for p in paths}))
-    return {p.name: {"size": stamps[p.name][0].st_size, "crc32": crcs[p.name], **stamps[p.name][1]} for p in paths}
+    stats = {p.name: (time.time_ns(), os.stat(p)) for p in paths}
+    crcs = _collect(_start_checksums({p.name: _map(p) for p in paths}))
+    return {name: {"size": st.st_size, "crc32": crcs[name], "stat": _identity(st), "at": at}
+            for name, (at, st) in stats.items()}
 
 
-def _mismatch(recorded: dict[str, dict[str, Any]], actual: dict[str, list[int]]) -> str | None:
-    for name in actual:
-        if actual[name] != recorded[name].get("crc32"):
-            return f"{name} does not match its checksum"
-    return None
-
-
-def verify(folder: Path, recorded: dict[str, dict[str, Any]]) -> str | None:
-    """None when every recorded file is there with its recorded size and checksums, else what is wrong.
-
-    The full check: every byte, whatever the identities say.
-    """
-    try:
-        _stats(folder, recorded)
-    except Damaged as problem:
-        return str(problem)
-    return _mismatch(recorded, _collect(*_start_checksums({n: _map(folder / n) for n in recorded})))
+def _mismatch(recorded: dict[str, dict[str, Any]], futures: dict[str, list[Future]]) -> str | None:
+    """The first file whose checksums (still running in ``futures``) are not the recorded ones, as a reason."""
+    return next((f"{name} does not match its checksum" for name, crcs in _collect(futures).items()
+                 if crcs != recorded[name].get("crc32")), None)
 
 
 def _stats(folder: Path, recorded: dict[str, dict[str, Any]]) -> dict[str, os.stat_result]:
@@ -401,9 +381,8 @@ def forget_source_state(root: Path, keep: Path | None = None) -> int:
     look too (their ``files_key`` then decides), rather than serve the old pixels.
     """
     real = os.path.realpath(root)
-    base = cache_root()
     forgotten = 0
-    for folder in (sorted(base.iterdir()) if base.is_dir() else []):
+    for folder in sorted(cache_root().iterdir()) if cache_root().is_dir() else []:
         if folder == keep or not (folder / MARKER).is_file():
             continue
         try:
@@ -411,30 +390,30 @@ def forget_source_state(root: Path, keep: Path | None = None) -> int:
             manifest = json.loads((folder / MANIFEST).read_text())
         except (OSError, ValueError):
             continue  # a damaged entry is discarded, with a warning, when it is next opened
-        if not (isinstance(meta, dict) and isinstance(manifest, dict) and isinstance(meta.get("source"), str)
-                and isinstance(manifest.get("source"), dict)):
-            continue
-        if os.path.realpath(meta["source"]) == real and manifest["source"].get("state") is not None:
+        if (isinstance(meta, dict) and isinstance(manifest, dict) and isinstance(meta.get("source"), str)
+                and isinstance(manifest.get("source"), dict) and os.path.realpath(meta["source"]) == real
+                and manifest["source"].get("state") is not None):
             manifest["source"] = {**manifest["source"], "state": None}
-            _rewrite_manifest(folder, manifest)
+            write_json(folder / MANIFEST, manifest)
             forgotten += 1
     return forgotten
 
 
-def _rewrite_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Replace the manifest atomically; a read-only cache just checks again next time."""
-    tmp = folder / f"manifest.{os.getpid()}.tmp.json"
-    try:
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, folder / MANIFEST)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+def _fresh_state(root: Path, source: dict[str, Any], files_key: Callable[[], str], rescan: bool) -> dict | None:
+    """None when the source's folders say nothing changed; else its state, taken now, once ``files_key()``
+    (O(files)) says the files are those the entry was made from (else Stale)."""
+    state = source.get("state")
+    if not rescan and source_unchanged(root, state):
+        return None
+    folders = state.get("folders") if isinstance(state, dict) else None
+    outside = [f for f in folders or {} if isinstance(f, str) and os.path.isabs(f)]
+    fresh_state = source_state(root, outside)  # before listing: a change while listing shows next time
+    if files_key() != source.get("files_key"):
+        raise Stale()
+    return fresh_state
 
 
-def _open(folder: Path, key: str, root: Path, files_key, rescan: bool):
+def _open(folder: Path, key: str, root: Path, files_key: Callable[[], str] | None, rescan: bool):
     """(sets, meta, pending check). Raises Stale (the source changed) or Damaged.
 
     The source: O(folders) unless a folder changed (or ``rescan``), then ``files_key()``
@@ -446,13 +425,8 @@ def _open(folder: Path, key: str, root: Path, files_key, rescan: bool):
     """
     manifest = _read_manifest(folder, key)
     files, source = manifest["files"], manifest["source"]
-    fresh_state = None
-    if rescan or not source_unchanged(root, source.get("state")):
-        recorded = source.get("state") if isinstance(source.get("state"), dict) else {}
-        outside = [f for f in recorded.get("folders") or {} if isinstance(f, str) and os.path.isabs(f)]
-        fresh_state = source_state(root, outside)  # before listing: a change while listing shows next time
-        if files_key() != source.get("files_key"):
-            raise Stale()
+    # no files_key: the caller's own load checked the source a moment ago (a run's child: ``loading.reopen``)
+    fresh_state = None if files_key is None else _fresh_state(root, source, files_key, rescan)
     checked_at = time.time_ns()
     stats = _stats(folder, files)
     changed = {name for name, st in stats.items() if rescan or not unchanged(st, files[name])}
@@ -461,10 +435,26 @@ def _open(folder: Path, key: str, root: Path, files_key, rescan: bool):
     except (OSError, ValueError) as exc:
         raise Damaged(f"its image arrays do not map ({exc})") from None
     pending = _start_checksums({name: buf for name, buf in big.items() if name in changed})
-    small = [name for name in files if name not in big and name in changed]
-    problem = _mismatch(files, _collect(*_start_checksums({n: _map(folder / n) for n in small})))
+    problem = _mismatch(files, _start_checksums({n: _map(folder / n) for n in files if n in changed and n not in big}))
     if problem:
         raise Damaged(problem)
+    meta, sets = _load_sets(folder, big)
+
+    def check() -> str | None:
+        problem = _mismatch(files, pending)
+        if problem is None and (changed or fresh_state is not None):
+            for name in changed:
+                files[name].update(stat=_identity(stats[name]), at=checked_at)  # what the checksum was taken under
+            if fresh_state is not None:
+                source["state"] = fresh_state
+            write_json(folder / MANIFEST, manifest)
+        return problem
+
+    return sets, meta, check
+
+
+def _load_sets(folder: Path, big: dict[str, Any]) -> tuple[dict[str, Any], dict[str, ImageSet]]:
+    """(meta, {split: ImageSet}) of an entry whose small files are verified; images are views of ``big``."""
     try:
         meta = json.loads((folder / META).read_text())
         sets = {}
@@ -476,18 +466,7 @@ def _open(folder: Path, key: str, root: Path, files_key, rescan: bool):
             sets[split] = ImageSet(images=images, labels=labels, ids=info["ids"], groups=info["groups"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise Damaged(f"its files do not load ({exc})") from None
-
-    def check() -> str | None:
-        problem = _mismatch(files, _collect(*pending))
-        if problem is None and (changed or fresh_state is not None):
-            for name in changed:
-                files[name].update(stat=_identity(stats[name]), at=checked_at)  # what the checksum was taken under
-            if fresh_state is not None:
-                source["state"] = fresh_state
-            _rewrite_manifest(folder, manifest)
-        return problem
-
-    return sets, meta, check
+    return meta, sets
 
 
 def _array(path: Path, buf) -> np.ndarray:
@@ -508,7 +487,7 @@ def _discard(folder: Path, why: object) -> None:
     warn(f"cache entry {folder} is damaged ({why}); {'discarded it, ' if removed else ''}decoding the data again")
 
 
-def open_entry(key: str, root: Path, files_key, rescan: bool = False):
+def open_entry(key: str, root: Path, files_key: Callable[[], str] | None, rescan: bool = False):
     """(sets, meta, confirm) or None (a miss). ``confirm()`` waits for the image checksums: True when they
     match; False when they do not, after discarding the entry with a warning (the sets must not be used).
     Anything else that is damaged is discarded, with the warning, before this returns (None); an entry of
@@ -537,14 +516,6 @@ def open_entry(key: str, root: Path, files_key, rescan: bool = False):
     return sets, meta, confirm
 
 
-def read_entry(key: str, root: Path, files_key, rescan: bool = False) -> tuple[dict[str, ImageSet], dict[str, Any]] | None:
-    """The cached sets and meta, verified, or None (a miss or a damaged entry, discarded with a warning)."""
-    opened = open_entry(key, root, files_key, rescan)
-    if opened is None or not opened[2]():
-        return None
-    return opened[0], opened[1]
-
-
 def write_entry(key: str, sets: dict[str, ImageSet], meta: dict[str, Any], source: dict[str, Any]) -> Path:
     """Write an entry atomically; ``source`` is ``{"state": source_state(root), "files_key": ...}``, both
     taken before the source was read."""
@@ -553,26 +524,21 @@ def write_entry(key: str, sets: dict[str, ImageSet], meta: dict[str, Any], sourc
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
         (tmp / MARKER).write_text(_MARKER_TEXT)  # first, so that even a half-written entry is known to be ours
-        info = {}
         for split, data in sets.items():
             np.save(tmp / f"{split}_images.npy", np.ascontiguousarray(data.images))
             np.save(tmp / f"{split}_labels.npy", np.asarray(data.labels))
-            info[split] = {"ids": list(data.ids), "groups": list(data.groups)}
+        info = {split: {"ids": list(data.ids), "groups": list(data.groups)} for split, data in sets.items()}
         (tmp / META).write_text(json.dumps({**meta, "key": key, "sets": info}))
         written = sorted(p for p in tmp.iterdir() if p.name not in (MARKER, MANIFEST))
         manifest = {"made_by": MADE_BY, "format": FORMAT, "key": key, "source": source, "files": checksums(written)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if final.exists() and not remove_entry(final, force=True):  # ours, or a pre-marker entry of ours
-            raise DataError(
-                f"cache folder {final} is in the way and was not made by xraybench (or holds files it did not "
-                f"write); move it, or set "
-                f"{CACHE_ENV} to another folder"
-            )
+            raise DataError(f"cache folder {final} is in the way and was not made by xraybench (or holds files it did "
+                            f"not write); move it, or set {CACHE_ENV} to another folder")
         try:
             os.rename(tmp, final)
         except OSError:
-            # Another process renamed its own complete copy first: keep theirs.
-            remove_entry(tmp)
+            remove_entry(tmp)  # another process renamed its own complete copy first: keep theirs
     except BaseException:
         remove_entry(tmp)
         raise
@@ -604,21 +570,13 @@ def remove_entry(folder: Path, force: bool = False) -> bool:
     touched, and only the file names in ``OWN_FILES``: whatever else a user put there
     stays, and so does the folder.
     """
-    if folder.is_symlink() or not folder.is_dir():
-        return False
-    if not (folder / MARKER).is_file() and not (force and _old_entry(folder)):
+    if folder.is_symlink() or not folder.is_dir() or not ((folder / MARKER).is_file() or force and _old_entry(folder)):
         return False
     try:
-        children = list(folder.iterdir())
-    except OSError:
-        return False
-    for child in children:
-        if child.name != MARKER and _own(child.name) and (child.is_symlink() or child.is_file()):
-            try:
-                child.unlink()
-            except OSError:
-                pass
-    try:
+        for child in list(folder.iterdir()):
+            if child.name != MARKER and _own(child.name) and (child.is_symlink() or child.is_file()):
+                with suppress(OSError):
+                    child.unlink()
         if any(p.name != MARKER for p in folder.iterdir()):
             return False  # files we did not write: the folder and its marker stay
         (folder / MARKER).unlink(missing_ok=True)
@@ -641,18 +599,14 @@ class Cleared:
 
 def clear(force: bool = False) -> Cleared:
     """Remove every cache entry xraybench made, and nothing else."""
-    root = cache_root()
-    result = Cleared(root)
-    if not root.is_dir():
-        return result
-    for child in sorted(root.iterdir()):
-        if child.is_dir() and not child.is_symlink() and (child / MARKER).is_file():
+    result = Cleared(cache_root())
+    for child in sorted(result.root.iterdir()) if result.root.is_dir() else []:
+        if not child.is_dir() or child.is_symlink():
+            result.foreign.append(child.name)
+        elif (child / MARKER).is_file():
             (result.removed if remove_entry(child) else result.partly).append(child.name)
-        elif child.is_dir() and not child.is_symlink() and _old_entry(child):
-            if force and remove_entry(child, force=True):
-                result.removed.append(child.name)
-            else:
-                result.old_entries.append(child.name)
+        elif _old_entry(child):
+            (result.removed if force and remove_entry(child, force=True) else result.old_entries).append(child.name)
         else:
             result.foreign.append(child.name)
     return result

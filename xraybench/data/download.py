@@ -8,9 +8,7 @@ no internet, so the tests drive this code with ``file://`` URLs.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -33,21 +31,20 @@ def md5sum(path: Path) -> str:
 
 def fetch(url: str, dest: Path, md5: str | None) -> Path:
     """Download ``url`` to ``dest`` atomically; refuse a file whose MD5 differs."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest.parent)
-    os.close(fd)
-    try:
+    from xraybench.data.cache import replace_atomically
+
+    def download(tmp: Path) -> None:
         try:
             with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
                 shutil.copyfileobj(response, out)
         except OSError as exc:
             raise DataError(f"download of {url} failed ({exc}); check the network or download it by hand") from None
-        if md5 and md5sum(Path(tmp)) != md5:
+        if md5 and md5sum(tmp) != md5:
             raise DataError(f"{url} downloaded with a wrong MD5 (expected {md5}); try again, or report it")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not replace_atomically(dest, download):
+        raise DataError(f"cannot write {dest}; check that its folder is writable")
     return dest
 
 

@@ -32,23 +32,35 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
+def to_mode(img: Image.Image, channels: int) -> Image.Image:
+    """``img`` at 8 bits as L (one channel) or RGB (three); palette, alpha and CMYK images reach L through RGB."""
+    img = _to_8bit(img)
+    target = "L" if channels == 1 else "RGB"
+    if img.mode != target and img.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1") and target == "L":
+        img = img.convert("RGB")
+    return img if img.mode == target else img.convert(target)
+
+
+def resize_array(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """A uint8 (H, W), (H, W, 1) or (H, W, 3) array as (size, size, channels), resized bilinearly."""
+    img = Image.fromarray(np.ascontiguousarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr))
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    out = np.asarray(img, dtype=np.uint8)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
 def decode_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str, tuple[int, int]]:
     """Return (uint8 array (size, size, channels), original mode, original (w, h))."""
-    img: Image.Image  # opened as an ImageFile, then converted
     try:
-        with Image.open(path) as img:
-            mode, original_size = img.mode, img.size
-            if img.format == "JPEG":
+        with Image.open(path) as opened:
+            mode, original_size = opened.mode, opened.size
+            if opened.format == "JPEG":
                 # Let libjpeg decode at a reduced scale when the original is much larger.
-                img.draft("L" if channels == 1 else "RGB", (size, size))
-            img.load()
-            img = _to_8bit(img)
-            target = "L" if channels == 1 else "RGB"
-            if img.mode != target:
-                if img.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1") and target == "L":
-                    img = img.convert("RGB").convert("L")
-                else:
-                    img = img.convert(target)
+                opened.draft("L" if channels == 1 else "RGB", (size, size))
+            opened.load()
+            img = to_mode(opened, channels)
             if img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
@@ -60,6 +72,4 @@ def decode_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str,
         raise BadImage(_first_line(exc)) from None
     except Exception as exc:  # a malformed file can trip any error inside a Pillow plugin: still one bad file
         raise BadImage(f"cannot decode it ({type(exc).__name__}: {_first_line(exc)})") from None
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return arr, mode, original_size
+    return (arr[:, :, None] if arr.ndim == 2 else arr), mode, original_size

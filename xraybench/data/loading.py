@@ -5,53 +5,28 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from xraybench.data import cache
+import numpy as np
+
+import xraybench.data.cache as cache  # the submodule itself: loading is what the package's lazy names resolve to
+from xraybench.data.builtin import is_builtin, locate_data
+from xraybench.data.builtin import verify as verify_builtin
 from xraybench.data.limits import check_image_size
+from xraybench.data.parallel import drop_other_carved, rows_on_disk
 from xraybench.data.splits import DEFAULT_VAL_FRACTION, carve_validation
 from xraybench.errors import DataError
 from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED
 from xraybench.specs import DatasetSpec, ImageSet
 
-DATA_ENV = "XRAYBENCH_DATA"
+__all__ = ["Dataset", "Splits", "load_dataset", "load_raw", "locate_data", "pick_reader", "reopen"]  # locate_data: builtin.py's
 CATCH_ALL_READERS = ("kaggle_folders",)  # readers whose detect() accepts any folder: tried after all others
-
-
-def default_data_path() -> Path:
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("xraybench")) / "chest_xray"
-
-
-def locate_data(explicit: str | os.PathLike | None = None) -> Path:
-    """``--data PATH``, else ``$XRAYBENCH_DATA``, else the default folder, else the built-in
-    28 px copy; a one-line error if none."""
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.exists():
-            raise DataError(f"data path {path} does not exist; check --data")
-        return path
-    env = os.environ.get(DATA_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.exists():
-            raise DataError(f"{DATA_ENV}={path} does not exist; fix the variable or pass --data PATH")
-        return path
-    path = default_data_path()
-    if path.exists():
-        return path
-    from xraybench.data import builtin
-
-    if builtin.available():  # a fresh install with no download still runs on the real images, at 28 px
-        return builtin.NPZ
-    raise DataError(
-        f"no data found: no --data given, {DATA_ENV} unset, {path} missing; download Kaggle's "
-        f"'Chest X-Ray Images (Pneumonia)' and pass --data PATH, or run `xraybench data download pneumoniamnist`"
-    )
+CARVED = "patient-grouped, stratified, carved from train"
 
 
 @dataclass
@@ -80,7 +55,13 @@ class Dataset:
     cache_path: Path | None = None
     cache_hit: bool = False
     load_seconds: float = 0.0
-    val_strategy: str = "patient-grouped, stratified, carved from train"
+    val_strategy: str = CARVED
+    cache_key: str = ""  # the entry's full key: how another process maps it again (``reopen``)
+
+    def without_images(self) -> Dataset:
+        """This data set to pickle for a run's child on this machine: without the images of its cache entry,
+        which ``reopen`` maps there (a pipe would copy every image); as it is when it has no entry."""
+        return replace(self, splits=None) if self.cache_key else self  # type: ignore[arg-type]  # reopen's to fill
 
     def describe(self) -> dict[str, Any]:
         """The part of a run record that identifies the data."""
@@ -110,8 +91,7 @@ def pick_reader(path: Path, registry=None, name: str | None = None):
         return registry.datasets[name]
     # The Kaggle reader claims every folder (so that one in no known layout gets an error naming the
     # layout it expected): it is asked last, or a plugin's folder reader would never be chosen.
-    ordered = sorted(registry.datasets.values(), key=lambda spec: spec.name in CATCH_ALL_READERS)
-    for spec in ordered:
+    for spec in sorted(registry.datasets.values(), key=lambda spec: spec.name in CATCH_ALL_READERS):
         try:
             if spec.detect(path):
                 return spec
@@ -135,37 +115,33 @@ def load_raw(
     """Decoded sets + meta, from the cache when it is fresh and intact. Returns (sets, meta, entry, hit).
 
     ``rescan``: list and stat every source file and checksum every cached byte (see ``load_dataset``)."""
-    for _ in range(2):  # a damaged entry is discarded with a warning; the second pass decodes
-        sets, meta, entry, hit, confirm = _load_raw(path, image_size, channels, skip_bad, registry, reader, rescan)
+    sets, meta, entry, hit, _ = _load(path, image_size, channels, skip_bad, registry, reader, rescan)
+    return sets, meta, entry, hit
+
+
+def _load(path: Path, image_size: int, channels: int, skip_bad: bool, registry, reader: str | None, rescan: bool,
+          then: Callable[[dict[str, ImageSet], dict[str, Any], Path], Any] = lambda sets, meta, entry: None):
+    """``load_raw`` and what ``then(sets, meta, entry)`` returns: it runs while the checksums of image
+    arrays whose identity changed still run, and counts only once they match. When they do not, the
+    entry was discarded with a warning and the second pass decodes."""
+    for _ in range(2):
+        sets, meta, entry, hit, confirm = _open_or_decode(path, image_size, channels, skip_bad, registry, reader, rescan)
+        result = then(sets, meta, entry)
         if confirm():
-            return sets, meta, entry, hit
-    raise _undiscarded(entry)
+            return sets, meta, entry, hit, result
+    raise DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
+                    f"{cache.CACHE_ENV} to another folder")
 
 
-def _undiscarded(entry: Path) -> DataError:
-    """The error when a damaged entry is still there after it was discarded (a second pass found it again)."""
-    return DataError(f"cache entry {entry} is damaged and could not be removed; delete it, or set "
-                     f"{cache.CACHE_ENV} to another folder")
-
-
-def _load_raw(
-    path: Path,
-    image_size: int,
-    channels: int,
-    skip_bad: bool = False,
-    registry=None,
-    reader: str | None = None,
-    rescan: bool = False,
-) -> tuple[dict[str, ImageSet], dict[str, Any], Path, bool, Callable[[], bool]]:
-    """``load_raw`` plus ``confirm``: on a hit, the checksums of image arrays whose identity changed are
-    still running; ``confirm()`` waits for them."""
+def _open_or_decode(path: Path, image_size: int, channels: int, skip_bad: bool, registry, reader: str | None,
+                    rescan: bool) -> tuple[dict[str, ImageSet], dict[str, Any], Path, bool, Callable[[], bool]]:
+    """(sets, meta, entry, hit, confirm): on a hit, the checksums of image arrays whose identity changed
+    are still running; ``confirm()`` waits for them."""
     image_size = check_image_size(image_size)
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
-    from xraybench.data import builtin
-
-    if builtin.is_builtin(path):  # checked on every load, warm ones too: the cache must not serve a changed copy's images
-        builtin.verify(path)
+    if is_builtin(path):  # checked on every load, warm ones too: the cache must not serve a changed copy's images
+        verify_builtin(path)
     spec = pick_reader(path, registry, reader)
     params = dict(size=image_size, channels=channels, skip_bad=skip_bad)
     key = cache.entry_key(spec.name, spec.version, path, **params)
@@ -188,32 +164,21 @@ def _load_raw(
     sets, meta = _decode(spec, path, image_size, channels, skip_bad, listed["files"])
     entry = cache.write_entry(key, sets, meta, {"state": cache.with_outside(state, path, listed["files"]),
                                                 "files_key": listed["key"]})
-    return sets, meta, entry, False, lambda: True
+    return sets, {**meta, "key": key}, entry, False, lambda: True
 
 
 def _decode(spec: DatasetSpec, path: Path, image_size: int, channels: int, skip_bad: bool,
             files: list) -> tuple[dict[str, ImageSet], dict[str, Any]]:
     """A cache miss: the reader decodes every image; the fingerprint covers the files and the counts."""
     raw = spec.read(path, image_size, channels, skip_bad)
-    sets = {"train": raw.train, "test": raw.test}
-    if raw.val is not None:
-        sets["val"] = raw.val
+    sets = {"train": raw.train, "test": raw.test, **({"val": raw.val} if raw.val is not None else {})}
     counts = {k: v.class_counts() for k, v in sets.items()}
-    meta = {
-        "reader": spec.name,
-        "fingerprint": cache.content_fingerprint(path, files, counts, raw.stats.get("skipped_bad", [])),
-        "stats": raw.stats,
-        "source": str(path),
-    }
-    return sets, meta
+    fingerprint = cache.content_fingerprint(path, files, counts, raw.stats.get("skipped_bad", []))
+    return sets, {"reader": spec.name, "fingerprint": fingerprint, "stats": raw.stats, "source": str(path)}
 
 
-def _read_val_index(marker: Path, n_train: int):
+def _read_val_index(marker: Path, n_train: int) -> np.ndarray | None:
     """The stored val indices if they are intact (checksum, range, no repeats), else None."""
-    import zlib
-
-    import numpy as np
-
     try:
         check = json.loads(marker.with_suffix(".json").read_text())
         index = np.load(marker, allow_pickle=False)
@@ -235,10 +200,6 @@ def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root
     its source changes, and a process still reading the old entry must not leave a split of the old
     train set where a load of the new one would take it for its own.
     """
-    import zlib
-
-    import numpy as np
-
     marker = entry / f"val-index-seed{seed}-frac{fraction:.4f}-{fingerprint[:16]}.npy"
     val_index = _read_val_index(marker, len(train)) if marker.is_file() else None
     if val_index is None:
@@ -248,19 +209,11 @@ def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root
             raise DataError(f"{root}: {exc}") from None
         position = {image_id: i for i, image_id in enumerate(train.ids)}
         val_index = np.asarray([position[i] for i in val.ids], dtype=np.int64)
-        tmp = marker.with_suffix(f".{os.getpid()}.tmp.npy")
-        tmp_check = marker.with_suffix(f".{os.getpid()}.tmp.json")
-        try:
-            np.save(tmp, val_index)
-            tmp_check.write_text(json.dumps({"n_train": len(train), "crc32": zlib.crc32(val_index.tobytes())}))
-            os.replace(tmp, marker)
-            os.replace(tmp_check, marker.with_suffix(".json"))
-        except OSError:
-            pass  # a read-only cache still works, it just splits again next time
+        # a read-only cache still works, it just splits again next time
+        if cache.replace_atomically(marker, lambda tmp: np.save(tmp, val_index)):
+            cache.write_json(marker.with_suffix(".json"), {"n_train": len(train), "crc32": zlib.crc32(val_index.tobytes())})
     mask = np.zeros(len(train), dtype=bool)
     mask[val_index] = True
-    from xraybench.data.parallel import drop_other_carved, rows_on_disk
-
     drop_other_carved(entry, marker.stem)
     parts = []
     for name, index in (("train", np.flatnonzero(~mask)), ("val", np.flatnonzero(mask))):
@@ -269,14 +222,10 @@ def _cached_split(entry: Path, train: ImageSet, fraction: float, seed: int, root
     return parts[0], parts[1]
 
 
-def _pick(items: list, index) -> list:
+def _pick(items: list, index: np.ndarray) -> list:
     """``[items[i] for i in index]`` in C (operator.itemgetter): the part of a warm load that grows with the images."""
-    from operator import itemgetter
-
-    index = index.tolist()
-    if len(index) < 2:
-        return [items[i] for i in index]
-    return list(itemgetter(*index)(items))
+    rows = index.tolist()
+    return [items[i] for i in rows] if len(rows) < 2 else list(itemgetter(*rows)(items))
 
 
 def load_dataset(
@@ -300,42 +249,43 @@ def load_dataset(
     """
     start = time.perf_counter()
     root = locate_data(path)
-    for _ in range(2):
-        sets, meta, entry, hit, confirm = _load_raw(root, image_size, channels, skip_bad, registry, reader, rescan)
-        if "val" in sets:
-            train, val = sets["train"], sets["val"]
-            strategy = "the data set's own validation split"
-        else:  # split while the image checksums run: the split reads only labels and ids, verified already
-            train, val = _cached_split(entry, sets["train"], val_fraction, seed, root, rescan, meta["fingerprint"])
-            strategy = "patient-grouped, stratified, carved from train"
-        if confirm():
-            break
-        # damaged images: the entry was discarded with a warning; the second pass decodes (confirm is then True)
-    else:
-        raise _undiscarded(entry)
+
+    sets, meta, entry, hit, (train, val, strategy) = _load(
+        root, image_size, channels, skip_bad, registry, reader, rescan,
+        lambda sets, meta, entry: _split(sets, meta, entry, root, val_fraction, seed, rescan))
     if rescan:  # the other sizes' entries of this source look again at their next load
         cache.forget_source_state(root, keep=entry)
-    _warn_skipped(meta["stats"], root)
-    return Dataset(
-        source=root,
-        reader=meta["reader"],
-        image_size=image_size,
-        channels=channels,
-        seed=seed,
-        val_fraction=val_fraction,
-        fingerprint=meta["fingerprint"],
-        splits=Splits(train=train, val=val, test=sets["test"]),
-        stats=meta["stats"],
-        cache_path=entry,
-        cache_hit=hit,
-        load_seconds=time.perf_counter() - start,
-        val_strategy=strategy,
-    )
-
-
-def _warn_skipped(stats: dict[str, Any], root: Path) -> None:
-    """On every load, warm ones too: a run on fewer images than the folder holds says so."""
-    skipped = stats.get("skipped_reasons") or stats.get("skipped_bad") or []
-    if skipped:
+    skipped = meta["stats"].get("skipped_reasons") or meta["stats"].get("skipped_bad") or []
+    if skipped:  # on every load, warm ones too: a run on fewer images than the folder holds says so
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         cache.warn(f"--skip-bad skipped {len(skipped)} unreadable image(s) in {root}: {'; '.join(skipped[:3])}{more}")
+    return Dataset(source=root, reader=meta["reader"], image_size=image_size, channels=channels, seed=seed,
+                   val_fraction=val_fraction, fingerprint=meta["fingerprint"],
+                   splits=Splits(train=train, val=val, test=sets["test"]), stats=meta["stats"], cache_path=entry,
+                   cache_hit=hit, load_seconds=time.perf_counter() - start, val_strategy=strategy,
+                   cache_key=meta["key"])
+
+
+def _split(sets: dict[str, ImageSet], meta: dict[str, Any], entry: Path, root: Path, val_fraction: float, seed: int,
+           rescan: bool) -> tuple[ImageSet, ImageSet, str]:
+    """(train, val, how val was made): the data set's own, or carved from train (``_cached_split``)."""
+    if "val" in sets:
+        return sets["train"], sets["val"], "the data set's own validation split"
+    # split while the image checksums run: the split reads only labels and ids, verified already
+    return (*_cached_split(entry, sets["train"], val_fraction, seed, root, rescan, meta["fingerprint"]), CARVED)
+
+
+def reopen(dataset: Dataset) -> Dataset:
+    """``dataset`` (``without_images``) with its splits, in a run's child: its cache entry memory-mapped and
+    checked as a warm load checks it, and its data those of ``dataset.fingerprint``. No reader, no registry
+    and no look at the source: the load that found the entry, a moment ago, did that."""
+    if not dataset.cache_key:
+        return dataset
+    opened = cache.open_entry(dataset.cache_key, dataset.source, None)
+    if opened is not None and opened[1].get("fingerprint") == dataset.fingerprint:
+        sets, meta, confirm = opened
+        train, val, _ = _split(sets, meta, cache.entry_path(dataset.cache_key), dataset.source, dataset.val_fraction,
+                               dataset.seed, False)
+        if confirm():
+            return replace(dataset, splits=Splits(train=train, val=val, test=sets["test"]))
+    raise DataError(f"cache entry {dataset.cache_path} changed since this run loaded {dataset.source}; run it again")

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import io
-import multiprocessing
 import json
+import mmap
+import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING
+from contextlib import suppress
+from pathlib import Path
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
+
+from xraybench.data.cache import checksums, replace_atomically, unchanged, warn, write_json
+from xraybench.errors import DataError
 
 WORKERS_ENV = "XRAYBENCH_DECODE_WORKERS"
 # Files per task. Each task costs a pickle round-trip and the decoded pixels come back through
@@ -40,8 +45,6 @@ def default_workers() -> int:
         except ValueError:
             value = 0
         if value < 1:
-            from xraybench.errors import DataError
-
             raise DataError(f"{WORKERS_ENV}={env!r} is not a positive whole number; set it to 1 or more, or unset it")
         return value
     try:
@@ -60,11 +63,12 @@ def decode_one(path: str, size: int, channels: int) -> Decoded:
         arr, mode, original = decode_image(io.BytesIO(data), size, channels)  # type: ignore[arg-type]
         return arr, mode, original, hashlib.sha256(data).hexdigest(), None
     except BadImage as exc:
-        return None, None, None, None, str(exc)
+        error = str(exc)
     except OSError as exc:
-        return None, None, None, None, exc.strerror or str(exc)
+        error = exc.strerror or str(exc)
     except MemoryError:
-        return None, None, None, None, "too large to read into memory"
+        error = "too large to read into memory"
+    return None, None, None, None, error
 
 
 def _decode_chunk(paths: Sequence[str], size: int, channels: int) -> list[Decoded]:
@@ -77,11 +81,8 @@ def _context():
     Forking a process that already runs a backend's thread pools can deadlock the child, so
     once TensorFlow, torch or JAX is imported the workers start from a clean server process.
     """
-    import sys
-
     methods = multiprocessing.get_all_start_methods()
-    backend_loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))
-    if "fork" in methods and not backend_loaded:
+    if "fork" in methods and not any(name in sys.modules for name in ("tensorflow", "torch", "jax")):
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
@@ -98,11 +99,8 @@ def decode_files(paths: Sequence[str], size: int, channels: int, workers: int | 
     if workers == 1 or len(paths) <= CHUNK:
         return _decode_chunk(paths, size, channels)
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
-    out: list[Decoded] = []
     with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_context()) as pool:
-        for part in pool.map(_decode_chunk, chunks, [size] * len(chunks), [channels] * len(chunks)):
-            out.extend(part)
-    return out
+        return [d for part in pool.map(_decode_chunk, chunks, [size] * len(chunks), [channels] * len(chunks)) for d in part]
 
 
 def rows_on_disk(images, index, path, verify: bool = False) -> np.ndarray:
@@ -115,94 +113,59 @@ def rows_on_disk(images, index, path, verify: bool = False) -> np.ndarray:
     the CRC is computed again only when the identity differs, or with ``verify``. Where the
     source is not memory-mapped, or the cache cannot be written, the plain in-memory copy.
     """
-    import numpy as np
-    from pathlib import Path
-
-    from xraybench.data.cache import stamp, unchanged, warn
-
     index = np.asarray(index, dtype=np.int64)
-    shape = (len(index), *images.shape[1:])
     if not _file_backed(images):
         return images[index]
-    path = Path(path)
-    check = path.with_suffix(".json")  # its CRC-32 and identity, written with it: verified like the entry
-    if path.is_file():
-        try:
-            arr = np.load(path, mmap_mode="r")
-            recorded = json.loads(check.read_text())
-            if arr.shape == shape and arr.dtype == images.dtype:
-                st, now = stamp(path)
-                if not verify and unchanged(st, recorded):
-                    return arr
-                if recorded["crc32"] == _crc32(arr):
-                    _write_check(check, {"crc32": recorded["crc32"], **now})
-                    return arr
-            warn(f"carved split {path} does not match its checksum; written again")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # missing, unreadable or damaged: write it again
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    try:
+    path, shape = Path(path), (len(index), *images.shape[1:])
+    kept = _kept(path, shape, images.dtype, verify)
+    if kept is not None:
+        return kept
+
+    def write(tmp: Path) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=images.dtype, shape=shape)
         for start in range(0, len(index), 1024):
             out[start : start + 1024] = images[index[start : start + 1024]]
         out.flush()
-        del out
-        st = os.stat(tmp)  # before the checksum: a write during it changes the identity again
-        crc = _crc32(np.load(tmp, mmap_mode="r"))
-        os.replace(tmp, path)  # some file systems (ext4) move the ctime on rename: the identity is taken after it
-        after, now = stamp(path)
-        _write_check(check, {"crc32": crc, **(now if _same_file(st, after) else {})})
-        return np.load(path, mmap_mode="r")
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        return images[index]
 
-
-def _same_file(before, after) -> bool:
-    """True when ``after`` describes the file ``before`` did, unwritten since (a rename may move its ctime)."""
-    return (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
-
-
-def _write_check(check, record: dict) -> None:
-    tmp = check.with_name(f".{check.stem}.{os.getpid()}.tmp.json")
     try:
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, check)
+        if replace_atomically(path, write):
+            # checksummed under the identity it has after the rename (some file systems, ext4, move the ctime)
+            write_json(path.with_suffix(".json"), {"file": checksums([path])[path.name]})
+            return np.load(path, mmap_mode="r")
     except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        pass
+    return images[index]
+
+
+def _kept(path: Path, shape: tuple, dtype, verify: bool) -> np.ndarray | None:
+    """The rows already at ``path`` when they are those written there (by their identity, else their
+    CRC-32, recorded beside them), else None: missing, unreadable or damaged (then with a warning)."""
+    if not path.is_file():
+        return None
+    check = path.with_suffix(".json")
+    try:
+        arr = np.load(path, mmap_mode="r")
+        recorded = json.loads(check.read_text())["file"]
+        if arr.shape == shape and arr.dtype == dtype:
+            if not verify and unchanged(os.stat(path), recorded):
+                return arr
+            now = checksums([path])[path.name]
+            if now["crc32"] == recorded["crc32"]:
+                write_json(check, {"file": now})
+                return arr
+        warn(f"carved split {path} does not match its checksum; written again")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # missing, unreadable, damaged or of an older format: written again
+    return None
 
 
 def _file_backed(arr) -> bool:
     """True for an np.memmap or a view of a file mapping (the cache hands out views of its mmaps)."""
-    import mmap
-
-    import numpy as np
-
     while arr is not None:
         if isinstance(arr, (np.memmap, mmap.mmap)):
             return True
         arr = getattr(arr, "base", None)
     return False
-
-
-def _crc32(arr) -> int:
-    """CRC-32 of an array's bytes, in 16 MiB blocks (a memory map is never read whole into RAM)."""
-    import zlib
-
-    import numpy as np
-
-    flat = np.asarray(arr).reshape(-1).view(np.uint8)
-    crc = 0
-    for start in range(0, len(flat), 1 << 24):
-        # An ndarray is a buffer; numpy declares __buffer__ only for Python >= 3.12, so mypy at 3.11 cannot see it.
-        crc = zlib.crc32(flat[start : start + (1 << 24)], crc)  # type: ignore[arg-type]
-    return crc
 
 
 def drop_other_carved(entry, keep_prefix: str) -> None:
@@ -213,11 +176,7 @@ def drop_other_carved(entry, keep_prefix: str) -> None:
     disk. A file another process still maps stays readable to it (POSIX); where it cannot be
     deleted it is left.
     """
-    from pathlib import Path
-
     for path in [*Path(entry).glob("val-index-*_images.npy"), *Path(entry).glob("val-index-*_images.json")]:
         if not path.name.startswith(keep_prefix + "-"):
-            try:
+            with suppress(OSError):
                 path.unlink()
-            except OSError:
-                pass

@@ -19,6 +19,7 @@ Imports numpy and the data layer only; nothing here imports Keras or a backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,13 +29,11 @@ import numpy as np
 from xraybench.errors import XRayBenchError
 from xraybench.explain.run import Method, SaliencyMaps
 from xraybench.explain.shortcut import ShortcutShares
-from xraybench.records import FIXED_THRESHOLD, RunRecord
+from xraybench.records import EXPLAIN_SAMPLE_SEED as SAMPLE_SEED, FIXED_THRESHOLD, RunRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from xraybench.isolation import Child
     from xraybench.results import ResultStore
-
-SAMPLE_SEED = 0  # the seed of the fixed sample `explain --limit N` takes from the test images
 
 
 def threshold_of(record: RunRecord) -> float:
@@ -85,7 +84,7 @@ def _maps_in_child(root: str, run_id: str, images: np.ndarray, method: Method, t
     return result.maps, result.method
 
 
-class MapMaker:
+class MapMaker(contextlib.AbstractContextManager["MapMaker"]):
     """Saliency maps for runs' saved models, made in one child process started on the first call
     and kept for the next ones (the report explains several runs: Keras is imported there once).
     ``timeout``: the report's bound per run, so that one hanging model costs one panel's maps,
@@ -108,7 +107,7 @@ class MapMaker:
             self._child = Child((XRayBenchError,))
         args = (str(self.store.root), record.run_id, np.asarray(images), method, threshold_of(record))
         outcome = self._child.call(_maps_in_child, args, self.timeout)  # a timed-out child is replaced next call
-        if outcome.status != "done":
+        if not outcome.ok:
             raise XRayBenchError(f"explaining run {record.run_id} failed: {outcome.reason}")
         maps, used = outcome.value
         return SaliencyMaps(np.asarray(maps), str(used))
@@ -118,10 +117,7 @@ class MapMaker:
             self._child.close()
             self._child = None
 
-    def __enter__(self) -> MapMaker:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: Any) -> None:  # (AbstractContextManager's __enter__ gives self)
         self.close()
 
 

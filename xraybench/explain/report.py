@@ -38,13 +38,12 @@ from typing import Any
 import numpy as np
 
 from xraybench.errors import XRayBenchError
-from xraybench.escaping import html_text, md_cell, md_code, md_text
-from xraybench.records import LABELS, RunRecord, RunStatus
+from xraybench.escaping import html_img, html_table, html_text, md_code, md_img, md_table, md_text
+from xraybench.records import EXPLAIN_RUNS as DEFAULT_RUNS, LABELS, RunRecord, RunStatus
 
 CASES = 3  # confident errors and confident correct calls shown per run
 HARD_SHOWN = 12  # hard cases shown per data set
 MIN_RUNS = 2  # runs on one data set before "most runs get it wrong" means anything
-DEFAULT_RUNS = 4  # runs explained unless `report --explain-runs N` says otherwise
 THUMB_SIDE = 96  # pixels a side of a hard case's thumbnail
 MAP_SECONDS = 600.0  # the most one run's maps may take (its model loaded and run): a hanging model is a note
 
@@ -147,10 +146,7 @@ def hard_cases(records: Iterable[RunRecord], scores_of: Callable[[str], dict | N
             groups.setdefault(record.fingerprint, []).append(record)
     panels = []
     for fingerprint, members in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
-        wrong: dict[str, int] = {}
-        seen: dict[str, int] = {}
-        label: dict[str, int] = {}
-        total: dict[str, float] = {}
+        tally: dict[str, list[Any]] = {}  # image id: [label, runs that scored it, runs wrong, sum of scores]
         runs = 0
         for record in members:
             scores = scores_of(record.run_id)
@@ -159,16 +155,13 @@ def hard_cases(records: Iterable[RunRecord], scores_of: Callable[[str], dict | N
             runs += 1
             t = _threshold(record)
             for i, y, s in zip(scores["test_ids"], scores["test_labels"], scores["test_scores"]):
-                key = str(i)
-                label.setdefault(key, int(y))
-                seen[key] = seen.get(key, 0) + 1
-                wrong[key] = wrong.get(key, 0) + int((s >= t) != bool(y))
-                total[key] = total.get(key, 0.0) + float(s)
+                counts = tally.setdefault(str(i), [int(y), 0, 0, 0.0])
+                counts[1:] = [counts[1] + 1, counts[2] + int((s >= t) != bool(y)), counts[3] + float(s)]
         if runs < min_runs:
             panels.append(HardPanel(fingerprint, runs, 0, [], note=f"{runs} run(s) with scores on this data set: "
                                     f"hard cases need at least {min_runs}"))
             continue
-        hard = [HardCase(k, label[k], wrong[k], seen[k], total[k] / seen[k]) for k in seen if wrong[k] * 2 > seen[k]]
+        hard = [HardCase(k, y, wrong, n, total / n) for k, (y, n, wrong, total) in tally.items() if wrong * 2 > n]
         # most often wrong first; then the mean score farthest on the wrong side (high for NORMAL, low for PNEUMONIA)
         hard.sort(key=lambda c: (-c.wrong / c.runs, -(c.mean_score if c.label == 0 else 1 - c.mean_score), c.image_id))
         panels.append(HardPanel(fingerprint, runs, len(hard), hard[:shown]))
@@ -327,9 +320,49 @@ def _not_measured(record: RunRecord) -> str:
     return f"Shortcut check not measured yet: `xraybench explain {record.run_id}` measures it and stores it in the record."
 
 
+SHARES_HEAD = ("Shortcut check: share of saliency (share of area)", *(name for name, _, _ in REGIONS))
+CASE_LISTS = (("Most confident errors", "errors"), ("Most confident correct calls", "correct"))
+
+
+def _panel_html(panel: RunPanel) -> list[str]:
+    """One run: its shortcut-check table (or how to measure it), notes, and its cases with their maps."""
+    rows = _shares_rows(panel.record)
+    parts = [f'<h3 class="explained">{html_text(_run_title(panel.record))}</h3>',
+             html_table(SHARES_HEAD, [(m, *cells) for m, cells in rows], ' class="shortcut"') if rows
+             else f"<p>{html_text(_not_measured(panel.record))}</p>"]
+    notes = [GRADCAM_NOTE] if "gradcam" in (panel.record.shortcut_check or {}) else []
+    parts += [f"<p>{html_text(note)}</p>" for note in [*notes, panel.note] if note]
+    for title, attr in CASE_LISTS:
+        cases: list[Case] = getattr(panel, attr)
+        if not cases:
+            parts.append(f"<p>{html_text(title)}: none.</p>")
+            continue
+        figures = "".join(
+            f'<figure class="case">{html_img(c.overlay, "saliency map " + c.image_id) if c.overlay else ""}'
+            f"<figcaption>{html_text(_caption(c, panel.threshold))}</figcaption></figure>" for c in cases)
+        method = f" ({panel.method} maps over the image)" if panel.method else ""
+        parts.append(f"<h4>{html_text(title + method)}</h4><div class=\"cases\">{figures}</div>")
+    return parts
+
+
+def _hard_html(hard: HardPanel) -> list[str]:
+    """One data set's hard cases: what they are, then a table of thumbnails, ids and how often wrong."""
+    intro = (f"Data set {hard.fingerprint[:12]}...: {hard.hard} test image(s) are called wrongly by more than "
+             f"half of its {hard.runs} runs, each at its validation threshold; the {len(hard.cases)} most "
+             "often wrong are shown (thumbnails read from the data folder the records name, where it is here).")
+    parts = [f"<p>{html_text(hard.note or intro)}</p>"]
+    if hard.cases:
+        rows_html = "".join(
+            f"<tr><td>{html_img(c.thumbnail, 'thumbnail ' + c.image_id) if c.thumbnail else ''}</td>"
+            f'<td class="id">{html_text(c.image_id)}</td><td>{html_text(LABELS[c.label])}</td>'
+            f"<td>{c.wrong} of {c.runs}</td><td>{c.mean_score:.3f}</td></tr>" for c in hard.cases)
+        parts.append('<table class="hard"><thead><tr><th>Image</th><th>Id</th><th>True</th><th>Runs wrong</th>'
+                     f"<th>Mean P(PNEUMONIA)</th></tr></thead><tbody>{rows_html}</tbody></table>")
+    return parts
+
+
 def render_html(section: Section) -> str:
     """The section as an HTML fragment (``<h2>`` and what follows), every text escaped."""
-    img = lambda b64, alt: f'<img alt="{html_text(alt)}" src="data:image/png;base64,{b64}">'  # noqa: E731
     parts = ['<h2 id="explanations">Where the models look</h2>', f"<p>{html_text(WHY)}</p>"]
     if not section.runs:
         parts.append("<p>" + html_text(
@@ -337,29 +370,7 @@ def render_html(section: Section) -> str:
             "beside the record (published results folders keep only its hash)." if not section.with_model else
             "Maps are off (report --explain-runs 0).") + "</p>")
     for panel in section.runs:
-        parts.append(f'<h3 class="explained">{html_text(_run_title(panel.record))}</h3>')
-        rows = _shares_rows(panel.record)
-        if rows:
-            head = "".join(f"<th>{html_text(name)}</th>" for name, _, _ in REGIONS)
-            body = "".join(f"<tr><td>{html_text(m)}</td>{''.join(f'<td>{html_text(c)}</td>' for c in cells)}</tr>"
-                           for m, cells in rows)
-            parts.append(f'<table class="shortcut"><thead><tr><th>Shortcut check: share of saliency (share of '
-                         f'area)</th>{head}</tr></thead><tbody>{body}</tbody></table>')
-        else:
-            parts.append(f"<p>{html_text(_not_measured(panel.record))}</p>")
-        if "gradcam" in (panel.record.shortcut_check or {}):
-            parts.append(f"<p>{html_text(GRADCAM_NOTE)}</p>")
-        if panel.note:
-            parts.append(f"<p>{html_text(panel.note)}</p>")
-        for title, cases in (("Most confident errors", panel.errors), ("Most confident correct calls", panel.correct)):
-            if not cases:
-                parts.append(f"<p>{html_text(title)}: none.</p>")
-                continue
-            figures = "".join(
-                f'<figure class="case">{img(c.overlay, "saliency map " + c.image_id) if c.overlay else ""}'
-                f"<figcaption>{html_text(_caption(c, panel.threshold))}</figcaption></figure>" for c in cases)
-            method = f" ({panel.method} maps over the image)" if panel.method else ""
-            parts.append(f"<h4>{html_text(title + method)}</h4><div class=\"cases\">{figures}</div>")
+        parts += _panel_html(panel)
     if section.with_model > len(section.runs) and section.runs:
         parts.append("<p>" + html_text(f"{section.with_model - len(section.runs)} more run(s) with a model file are not "
                                        f"drawn (report --explain-runs N draws up to N).") + "</p>")
@@ -367,17 +378,7 @@ def render_html(section: Section) -> str:
     if not section.hard:
         parts.append("<p>No done runs with per-image scores.</p>")
     for hard in section.hard:
-        intro = (f"Data set {hard.fingerprint[:12]}...: {hard.hard} test image(s) are called wrongly by more than "
-                 f"half of its {hard.runs} runs, each at its validation threshold; the {len(hard.cases)} most "
-                 "often wrong are shown (thumbnails read from the data folder the records name, where it is here).")
-        parts.append(f"<p>{html_text(hard.note or intro)}</p>")
-        if hard.cases:
-            rows_html = "".join(
-                f"<tr><td>{img(c.thumbnail, 'thumbnail ' + c.image_id) if c.thumbnail else ''}</td>"
-                f'<td class="id">{html_text(c.image_id)}</td><td>{html_text(LABELS[c.label])}</td>'
-                f"<td>{c.wrong} of {c.runs}</td><td>{c.mean_score:.3f}</td></tr>" for c in hard.cases)
-            parts.append('<table class="hard"><thead><tr><th>Image</th><th>Id</th><th>True</th><th>Runs wrong</th>'
-                         f"<th>Mean P(PNEUMONIA)</th></tr></thead><tbody>{rows_html}</tbody></table>")
+        parts += _hard_html(hard)
     parts.append(f"<p>{html_text(f'This section took {section.seconds:.1f}s to build.')}</p>")
     return "\n".join(parts) + "\n"
 
@@ -392,7 +393,6 @@ STYLE = ("div.cases { display: flex; flex-wrap: wrap; gap: 0.5rem; } "
 
 def render_markdown(section: Section) -> str:
     """The section in Markdown, for the report's twin; every text escaped."""
-    img = lambda b64, alt: f"![{md_text(alt)}](data:image/png;base64,{b64})"  # noqa: E731
     lines = ["## Where the models look\n", md_text(WHY) + "\n"]
     if not section.runs:
         lines.append(md_text("No run here has its model file, so no maps are drawn." if not section.with_model
@@ -401,21 +401,16 @@ def render_markdown(section: Section) -> str:
         lines.append(f"### {md_text(_run_title(panel.record))}\n")
         rows = _shares_rows(panel.record)
         if rows:
-            lines.append("| Shortcut check: share of saliency (share of area) | "
-                         + " | ".join(name for name, _, _ in REGIONS) + " |")
-            lines.append("|---" * (1 + len(REGIONS)) + "|")
-            lines += ["| " + " | ".join(md_cell(c) for c in (m, *cells)) + " |" for m, cells in rows]
-            lines.append("")
+            lines += [*md_table(SHARES_HEAD, [(m, *cells) for m, cells in rows]), ""]
         else:
             lines.append(f"{md_text(_not_measured(panel.record))}\n")
-        if "gradcam" in (panel.record.shortcut_check or {}):
-            lines.append(f"{md_text(GRADCAM_NOTE)}\n")
-        if panel.note:
-            lines.append(f"{md_text(panel.note)}\n")
-        for title, cases in (("Most confident errors", panel.errors), ("Most confident correct calls", panel.correct)):
+        notes = [GRADCAM_NOTE] if "gradcam" in (panel.record.shortcut_check or {}) else []
+        lines += [f"{md_text(note)}\n" for note in [*notes, panel.note] if note]
+        for title, attr in CASE_LISTS:
+            cases = getattr(panel, attr)
             lines.append(f"#### {md_text(title)}\n")
             for c in cases:
-                lines.append(f"- {md_text(_caption(c, panel.threshold))}" + (f"\n\n  {img(c.overlay, c.image_id)}"
+                lines.append(f"- {md_text(_caption(c, panel.threshold))}" + (f"\n\n  {md_img(c.overlay, c.image_id)}"
                                                                               if c.overlay else ""))
             lines.append("" if cases else "none\n")
     lines.append("### Hard cases: test images most runs get wrong\n")

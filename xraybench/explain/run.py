@@ -31,9 +31,9 @@ from xraybench.errors import XRayBenchError
 from xraybench.explain.gradcam import GradCamUnavailable, gradcam_maps
 from xraybench.explain.occlusion import Target, check_images, class_sign, occlusion_maps
 from xraybench.explain.overlay import render_overlays
+from xraybench.records import EXPLAIN_METHODS as METHODS
 
 Method = Literal["auto", "occlusion", "gradcam"]
-METHODS = ("auto", "occlusion", "gradcam")
 
 
 class Explainable(Protocol):

@@ -9,6 +9,7 @@ that of the mean it shows. Only ``done`` runs are ranked.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -131,6 +132,7 @@ def _over_seeds(runs: list[RunRecord], values: list[float | None]) -> tuple[floa
 
 
 def _hardware(record: RunRecord) -> str:
+    from xraybench.specs import spec_type
     from xraybench.training.backend import KNOWN
 
     env = record.environment or {}
@@ -138,8 +140,9 @@ def _hardware(record: RunRecord) -> str:
     device = env.get("accelerator") or f"CPU ({cpu.get('model', '?')}, {cpu.get('cores', '?')} cores)"
     if record.members is not None:  # where its members trained is in their own records
         return f"mean of {len(record.members)} runs' scores (trained with {trained_on(record) or 'no Keras backend'})"
-    if record.kind == "generic":
-        return f"scikit-learn {env.get('scikit-learn') or '?'} on {device}"
+    family = spec_type(record.kind)
+    if not family.on_keras_backend:
+        return f"{family.library or record.kind} {env.get(family.library) or '?'} on {device}"
     backend = trained_on(record) or "?"
     version = env.get(backend) if backend in KNOWN else None
     return f"keras {env.get('keras') or '?'} / {backend} {version or ''} on {device}".replace("  ", " ")
@@ -154,15 +157,12 @@ def _data_name(record: RunRecord) -> str:
 def _read_once(loader: ScoresLoader) -> ScoresLoader:
     """``loader`` remembering what it returned for the length of one ``build_rows`` (nothing on
     disk); a file it cannot read is None, as the paired tests treat it."""
-    seen: dict[str, dict | None] = {}
-
+    @functools.cache
     def read(run_id: str) -> dict | None:
-        if run_id not in seen:
-            try:
-                seen[run_id] = loader(run_id)
-            except (OSError, ValueError):
-                seen[run_id] = None
-        return seen[run_id]
+        try:
+            return loader(run_id)
+        except (OSError, ValueError):
+            return None
 
     return read
 
@@ -236,9 +236,8 @@ def _pool_ensembles(groups: dict[tuple, list[RunRecord]]) -> dict[tuple, list[Ru
             out[key] = singles
         ensembles = [r for r in runs if r.members is not None]
         pooled = _disjoint_by_seed(ensembles)
-        if len(pooled) < MIN_POOLED_ENSEMBLES:
-            pooled = []
-        else:
+        pooled = pooled if len(pooled) >= MIN_POOLED_ENSEMBLES else []
+        if pooled:
             out[key + ("ensemble",)] = pooled
         chosen = {id(r) for r in pooled}
         for r in ensembles:

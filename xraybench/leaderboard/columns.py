@@ -25,6 +25,7 @@ class Column:
     header: str
     cell: Callable[[Row], str]
     drop: float = 0  # 0: always shown; else the higher, the sooner a narrow terminal drops it
+    name: str = ""  # what --columns calls it
 
 
 def fmt(value: float | None, sd: float | None = None, digits: int = 3) -> str:
@@ -74,32 +75,32 @@ def _number(value: float | None, spec: str) -> str:
 
 
 def _value_column(key: str, label: str, digits: int, drop: float = 0) -> Column:
-    return Column(label, lambda r: fmt(r.estimates.get(key), r.sds.get(key), digits), drop)
+    return Column(label, lambda r: fmt(r.estimates.get(key), r.sds.get(key), digits), drop, key)
 
 
 def _ci_column(key: str, label: str, digits: int, drop: float = 0) -> Column:
-    return Column(f"{label} 95% CI", lambda r: ci(r, key, digits), drop)
+    return Column(f"{label} 95% CI", lambda r: ci(r, key, digits), drop, f"{key}_ci")
 
 
 # Every table column, in order: identity, then each registry metric shown in tables (and its CI),
 # then the comparison with the reference model and how the row was produced.
-COLUMNS = [Column("Model", lambda r: r.model),
-           Column("Variant", lambda r: r.variant + (f" ({r.backend})" if r.backend_shown else "")),
-           Column("Runs", lambda r: r.runs_text or str(r.runs))]
+COLUMNS = [Column("Model", lambda r: r.model, name="model"),
+           Column("Variant", lambda r: r.variant + (f" ({r.backend})" if r.backend_shown else ""), name="variant"),
+           Column("Runs", lambda r: r.runs_text or str(r.runs), name="runs")]
 for _m in REGISTRY:
     if _m.column is not None:
         COLUMNS.append(_value_column(_m.key, _m.label, _m.digits, _m.column))
         if _m.interval_column is not None:
             COLUMNS.append(_ci_column(_m.key, _m.label, _m.digits, _m.interval_column))
 COLUMNS += [
-    Column("ΔAcc", lambda r: _number(r.delta_accuracy, "+.3f"), 2),
-    Column("p", p_cell, 3),
-    Column("Train s", lambda r: _number(r.train_seconds, ".0f"), 7),
-    Column("px", lambda r: str(r.image_size or "-")),
-    Column("Epochs", lambda r: _number(r.epochs, ".1f"), 8),
-    Column("Seeds", lambda r: _seeds(r.seeds), 9),
-    Column("Date", lambda r: (r.created_at or "-")[:10], 10),
-    Column("Run id", _run_id, 5.5),
+    Column("ΔAcc", lambda r: _number(r.delta_accuracy, "+.3f"), 2, "delta_accuracy"),
+    Column("p", p_cell, 3, "p"),
+    Column("Train s", lambda r: _number(r.train_seconds, ".0f"), 7, "train_seconds"),
+    Column("px", lambda r: str(r.image_size or "-"), name="image_size"),
+    Column("Epochs", lambda r: _number(r.epochs, ".1f"), 8, "epochs"),
+    Column("Seeds", lambda r: _seeds(r.seeds), 9, "seeds"),
+    Column("Date", lambda r: (r.created_at or "-")[:10], 10, "date"),
+    Column("Run id", _run_id, 5.5, "run_id"),
 ]
 HEADERS = [c.header for c in COLUMNS]
 # Columns the terminal table drops, first to last, when the terminal is too narrow for all of
@@ -115,17 +116,12 @@ def cells(row: Row, columns: Sequence[Column] | None = None) -> list[str]:
 def _named_columns() -> dict[str, Column]:
     """Every column ``--columns`` can name: the table's own (a registry metric by its key, its CI
     as KEY_ci, the others by a word) and each registry metric the full table leaves out."""
-    words = {"Model": "model", "Variant": "variant", "Runs": "runs", "ΔAcc": "delta_accuracy", "p": "p",
-             "Train s": "train_seconds", "px": "image_size", "Epochs": "epochs", "Seeds": "seeds", "Date": "date",
-             "Run id": "run_id"}
-    for m in REGISTRY:
-        words[m.label], words[f"{m.label} 95% CI"] = m.key, f"{m.key}_ci"
-    table = {words[c.header]: c for c in COLUMNS}
+    table = {c.name: c for c in COLUMNS}
     named: dict[str, Column] = {name: table.pop(name) for name in ("model", "variant", "image_size", "runs")}
     for m in REGISTRY:  # in the registry's order, each metric then its CI
         named[m.key] = table.pop(m.key) if m.key in table else _value_column(m.key, m.label, m.digits)
-        ci_key = f"{m.key}_ci"
         if m.bootstrapped:
+            ci_key = f"{m.key}_ci"
             named[ci_key] = table.pop(ci_key) if ci_key in table else _ci_column(m.key, m.label, m.digits)
     return named | table  # then ΔAcc, p and how the row was produced
 

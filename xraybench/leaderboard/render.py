@@ -335,8 +335,6 @@ def with_marker(text: str, fmt: str) -> str:
     (``xraybench.generated``), so that a later run may overwrite it without ``--force``."""
     from xraybench.generated import comment_line
 
-    if fmt == "markdown":
-        return f"{comment_line(COMMAND)}\n{text}"
-    if fmt == "table":
-        return f"{comment_line(COMMAND, 'text')}\n{text}"
+    if fmt in ("markdown", "table"):
+        return f"{comment_line(COMMAND, 'markdown' if fmt == 'markdown' else 'text')}\n{text}"
     return text  # json carries its key; csv is recognised by CSV_HEADER

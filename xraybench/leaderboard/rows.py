@@ -15,6 +15,7 @@ from typing import Any
 
 from xraybench.metric_registry import REGISTRY
 from xraybench.records import FIXED_THRESHOLD, PRIOR_SHIFT_DESCRIPTION, RunRecord, Threshold, coerce
+from xraybench.specs import spec_type
 
 METRICS = {m.key: m.label for m in REGISTRY}
 SORTABLE = tuple(METRICS) + ("train_seconds", "created_at")
@@ -137,7 +138,7 @@ def trained_on(record: RunRecord) -> str | None:
     speeds, so runs of different backends are rows of their own, never one mean."""
     if record.members is not None:  # an ensemble trained nothing: its members' backends
         return "+".join(sorted({str(m["backend"]) for m in record.members if m.get("backend")})) or None
-    if record.kind == "generic":
+    if not spec_type(record.kind).on_keras_backend:
         return None
     return (record.environment or {}).get("backend")
 

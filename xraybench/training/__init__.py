@@ -1,24 +1,24 @@
 """What a model family needs to be trained, behind one small interface chosen by the spec type.
 
-The harness, the runner, tuning and the plugin checks never import a backend: they ask
-``trainer_for(kind)`` for the :class:`Trainer` of a spec's ``kind`` and call it. Each spec type
-names its trainer module (``KerasModel.trainer = "xraybench.training.keras"``); that module
-defines ``TRAINER``. A new family (PyTorch modules, say) is one module here and one spec type
-in ``specs.py``; nothing else changes. Importing this package imports no backend.
+The harness, the runner, tuning, the plugin checks and the plugins' loader never import a backend:
+they ask ``trainer_for(spec)`` (or a stored run's ``kind``) for the :class:`Trainer` of its spec
+type and call it. The registry below maps each spec type to its trainer module, imported on first
+use. A new family (PyTorch modules, say) is one ``ModelSpec`` subclass and one trainer, joined by
+``register_trainer``; nothing else changes. Importing this package imports no backend.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from xraybench.specs import ImageSet, ModelSpec
-
-if TYPE_CHECKING:  # importing this package (recipes.py for `--help`) imports no numpy
+if TYPE_CHECKING:  # importing this package (recipes.py for `--help`, specs.py) imports no numpy and not specs.py
     import numpy as np
+
+    from xraybench.specs import ImageSet, ModelSpec
 
 OnEpoch = Callable[[int, int, dict[str, float]], None]  # (epoch, epochs, logs), after each epoch
 
@@ -65,6 +65,7 @@ class Trainer(Protocol):
     passes through."""
 
     epochs: bool  # trains epoch by epoch: per-epoch callbacks, checkpoints and ``run --resume``
+    epoch_keys: Mapping[str, str]  # (with ``epochs``) tuning objective -> the epoch log key its trials are pruned on
 
     def fit(self, spec: ModelSpec, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int,
             precision: str = "auto", on_epoch: OnEpoch | None = None, callbacks: list | None = None) -> Fitted:
@@ -78,9 +79,17 @@ class Trainer(Protocol):
     def backend(self) -> str | None:
         """The compute backend to record with a run (``"tensorflow"``), None where there is none."""
 
+    def prepare(self) -> None:
+        """Import the family's backend with its start-up noise held back, before ``check`` or a tuning
+        trial first reaches it through a plugin's code; a no-op where there is none."""
+
     def check_build(self, spec: ModelSpec, shape: tuple[int, int, int], params: dict[str, Any], seed: int) -> str:
         """Build (not train) the plugin's model with ``params``; raise if it is not what the family
         needs; return a short detail for ``xraybench check`` (a parameter count, a type name)."""
+
+    def check_output(self, spec: ModelSpec, shape: tuple[int, int, int], params: dict[str, Any], seed: int) -> str:
+        """Optional: check the built model's raw output (shape, probability range) before any
+        training, for ``xraybench check``; a family without it has no such row."""
 
     def save_model(self, fitted: Fitted, stem: Path) -> StoredModel:
         """Write ``fitted.model`` to ``stem`` + the format's suffix in a form that runs no code when
@@ -93,31 +102,60 @@ class Trainer(Protocol):
         None where it is not installed); ``params`` are the run's, ``shape`` its images' (H, W, C)."""
 
 
-def trainer_for(kind: str) -> Trainer | None:
-    """The trainer of the spec type whose ``kind`` this is (a spec's, or a stored record's), or None
-    when no loaded spec type has that kind."""
-    for cls in _spec_types():
-        if cls.kind == kind and cls.trainer:
-            return importlib.import_module(cls.trainer).TRAINER
-    return None
+# Each registered spec type's ``kind`` -> its trainer: the ``Trainer`` itself, or the module that defines it as
+# ``TRAINER``, imported on first use (so listing models, reading records and ``--help`` import no trainer and no
+# backend); and -> the spec type (module.qualname) that owns that kind. Kept by name, not by class, so that this
+# package never imports specs.py, which imports its recipes.
+_TRAINERS: dict[str, Trainer | str] = {"keras": "xraybench.training.keras", "generic": "xraybench.training.generic"}
+_OWNERS: dict[str, str] = {"keras": "xraybench.specs.KerasModel", "generic": "xraybench.specs.GenericModel",
+                           "abstract": "xraybench.specs.ModelSpec"}
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_trainer(spec_type: type[ModelSpec], trainer: Trainer | str) -> None:
+    """Make ``spec_type`` (and its subclasses) trainable: the plugins' loader accepts its specs and the
+    harness trains them with ``trainer`` (a ``Trainer``, or the path of a module defining ``TRAINER``).
+    Call it where the spec type is defined, so that any process that unpickles one of its specs has it.
+    Its ``kind``, recorded with each run, must be its own: it names the trainer of a stored run."""
+    kind, name = spec_type.kind, _name(spec_type)
+    owner = _OWNERS.get(kind, name)
+    if "kind" not in vars(spec_type) or owner != name or kind == "abstract":
+        raise ValueError(f"{spec_type.__name__}.kind {kind!r} is {owner.rpartition('.')[2]}'s; "
+                         "give the spec type a kind of its own")
+    _OWNERS[kind], _TRAINERS[kind] = owner, trainer
+
+
+def _kind(cls: type) -> str | None:
+    """``cls.kind`` (what its runs record) where the type that declares it registered it, else None."""
+    owner = next((base for base in cls.__mro__ if "kind" in vars(base)), None)
+    kind = vars(owner)["kind"] if owner is not None else None
+    return kind if kind in _TRAINERS and owner is not None and _OWNERS.get(kind) == _name(owner) else None
+
+
+def has_trainer(spec: ModelSpec | type[ModelSpec]) -> bool:
+    """Whether a spec's type (or a base of it) has a registered trainer; imports none."""
+    return _kind(spec if isinstance(spec, type) else type(spec)) is not None
+
+
+def trainer_for(spec: ModelSpec | str | None) -> Trainer | None:
+    """The trainer of a spec (by its type, bases included) or of a recorded ``kind``; None when there is none."""
+    kind = spec if spec is None or isinstance(spec, str) else _kind(type(spec))
+    entry = _TRAINERS.get(kind) if kind is not None else None
+    if isinstance(entry, str):
+        entry = importlib.import_module(entry).TRAINER
+    return entry
 
 
 def trains_in_epochs(kind: str | None) -> bool:
     """Whether a spec kind trains epoch by epoch, and so keeps checkpoints and can be resumed."""
-    trainer = trainer_for(kind or "")
+    trainer = trainer_for(kind)
     return bool(trainer is not None and trainer.epochs)
 
 
-def _spec_types() -> list[type[ModelSpec]]:
-    found, todo = [], [ModelSpec]
-    while todo:
-        cls = todo.pop(0)
-        found.append(cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
-
 def one_line(exc: BaseException) -> str:
-    from xraybench.plugins import one_line as line
-
-    return line(exc)
+    """An exception as one line, ``Type: first line of its message``, for records and tables."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__

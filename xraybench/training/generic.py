@@ -18,6 +18,10 @@ from xraybench.training import Fitted, NotSavable, OnEpoch, Restored, StoredMode
 
 class GenericTrainer:
     epochs = False
+    epoch_keys: dict[str, str] = {}
+
+    def prepare(self) -> None:
+        """No backend to start."""
 
     def fit(self, spec: GenericModel, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int,
             precision: str = "auto", on_epoch: OnEpoch | None = None, callbacks: list | None = None) -> Fitted:
@@ -51,7 +55,6 @@ class GenericTrainer:
             if not callable(getattr(est, attr, None)):
                 raise TypeError(f"create returned an object without {attr}()")
         return type(est).__name__
-
 
     def save_model(self, fitted: Fitted, stem: Path) -> StoredModel:
         """The estimator as a skops file (never pickle: loading one runs no code of the file's
@@ -99,21 +102,10 @@ TRUSTED_PACKAGES = ("sklearn",)
 
 def _is_class(name: str) -> bool:
     """Whether ``name`` (``package.module.Class``, of a package already allowed) names a class."""
-    import importlib
     import inspect
+    import pydoc
 
-    module, _, attr = name.rpartition(".")
-    while module:
-        try:
-            found: Any = importlib.import_module(module)
-        except ImportError:
-            module, _, head = module.rpartition(".")
-            attr = f"{head}.{attr}"
-            continue
-        for part in attr.split("."):
-            found = getattr(found, part, None)
-        return inspect.isclass(found)
-    return False
+    return inspect.isclass(pydoc.locate(name))
 
 
 def param_count(estimator: Any) -> int | None:

@@ -1,13 +1,10 @@
 """The trainer of ``KerasModel``: the one training loop every Keras plugin gets.
 
-Batches come from the cached uint8 arrays (converted to float per batch) through
-``tf.data`` under TensorFlow (prefetched, so both cores stay busy), ``keras.utils.PyDataset``
-under JAX and PyTorch; augmentation runs in front of the plugin's network (Keras'
-preprocessing layers under TensorFlow, ``augment.py``'s fused warp otherwise); the run's recipe
-(``recipes.py``) sets the optimizer, schedule, loss, augmentation policy and the validation metric
-that picks the epoch (early stopping watches it and the best epoch's weights are kept; patience 0
-trains every epoch). The core imports keras only here
-(plugins import it in their own ``build``); the rest of xraybench reaches it through
+Batches come from the cached uint8 arrays, made float per batch: ``tf.data`` under TensorFlow
+(prefetched, so both cores stay busy), ``keras.utils.PyDataset`` under JAX and PyTorch. Augmentation
+runs in front of the plugin's network; the run's recipe (``recipes.py``) sets the optimizer,
+schedule, loss, augmentation policy and the validation metric that picks the epoch. The core
+imports keras only here (plugins in their own ``build``); the rest of xraybench reaches it through
 ``TRAINER`` (``xraybench.training.Trainer``).
 """
 
@@ -15,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,12 +21,12 @@ from typing import Any, cast
 import numpy as np
 
 from xraybench import checkpoints
-from xraybench.errors import PluginFailure
+from xraybench.errors import PluginFailure, XRayBenchError
 from xraybench.progress import EpochBar, StopState, live, quiet_backend_startup
 from xraybench.records import PRECISIONS
 from xraybench.specs import ImageSet, KerasModel
 from xraybench.training import Fitted, NotSavable, OnEpoch, Restored, StoredModel, one_line, recipes
-from xraybench.training.backend import ensure_keras_backend, unusable
+from xraybench.training.backend import ensure_keras_backend, import_quietly, unusable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ensure_keras_backend()  # before the first ``import keras`` of this process (training/backend.py)
@@ -46,8 +44,6 @@ def resolve_precision(requested: str = "auto") -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
     if requested != "auto":
         return requested
-    import sys
-
     # The backend Keras runs on, where something imported Keras before xraybench pinned one.
     backend = sys.modules["keras"].backend.backend() if "keras" in sys.modules else ensure_keras_backend()
     return "mixed_bfloat16" if _has_gpu(backend or "") else "float32"
@@ -188,32 +184,30 @@ def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int,
     if shuffle:
         index = index.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     index = index.batch(batch_size)
-    y = None if labels is None else tf.constant(np.asarray(labels, dtype=np.float32))
+    label_array = None if labels is None else np.asarray(labels, dtype=np.float32)
+    in_numpy = (mixup > 0 and labels is not None) or equalize  # the whole batch made by batch_arrays
 
-    def gather_rows(idx: np.ndarray) -> np.ndarray:
+    def gather(idx: np.ndarray):
+        if in_numpy:
+            return batch_arrays(images, label_array, idx, seed, mixup, equalize)
         return np.asarray(images[idx], dtype=np.uint8)  # a fancy index reads just these rows
 
+    y = None if label_array is None else tf.constant(label_array)
+
     def load(idx):
-        rows = tf.numpy_function(gather_rows, [idx], tf.uint8, stateful=False)
-        rows.set_shape((None, *shape))
-        image = tf.cast(rows, tf.float32) * (1.0 / 255.0)
-        return image if y is None else (image, tf.gather(y, idx))
-
-    if (mixup > 0 and labels is not None) or equalize:  # the batch made in NumPy (batch_arrays)
-        label_array = None if labels is None else np.asarray(labels, dtype=np.float32)
-
-        def gather_float(idx: np.ndarray):
-            return batch_arrays(images, label_array, idx, seed, mixup, equalize)
-
-        def load(idx):  # the NumPy form of the loader above
-            if label_array is None:
-                image = tf.numpy_function(gather_float, [idx], tf.float32, stateful=False)
-                image.set_shape((None, *shape))
-                return image
-            image, target = tf.numpy_function(gather_float, [idx], (tf.float32, tf.float32), stateful=False)
-            image.set_shape((None, *shape))
-            target.set_shape((None,))
-            return image, target
+        if in_numpy:
+            out = tf.numpy_function(gather, [idx], tf.float32 if y is None else (tf.float32, tf.float32), stateful=False)
+            image, target = (out, None) if y is None else out
+        else:
+            image = tf.numpy_function(gather, [idx], tf.uint8, stateful=False)
+            target = None if y is None else tf.gather(y, idx)
+        image.set_shape((None, *shape))
+        if not in_numpy:
+            image = tf.cast(image, tf.float32) * (1.0 / 255.0)
+        if target is None:
+            return image
+        target.set_shape((None,))
+        return image, target
 
     return index.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
@@ -291,6 +285,12 @@ class FittedKeras:
         self.model, self.core, self.batch_size, self.tta, self.equalize = model, core, batch_size, tta, equalize
         self.inference = inference
 
+    @classmethod
+    def for_run(cls, model, params: dict[str, Any], core=None, inference=None) -> FittedKeras:
+        """``model`` scoring as a run with ``params`` does (batch size, equalisation, shift averaging)."""
+        return cls(model, core, int(params.get("batch_size", 32)), tta=bool(params.get("tta", False)),
+                   equalize=bool(params.get("equalize", False)), inference=inference)
+
     def inputs(self, images: np.ndarray) -> np.ndarray:
         """The network's own inputs for uint8 ``images``: the float32 batch ``_predict`` feeds it
         (scaled to [0, 1], or equalised), before any shift of ``tta``."""
@@ -347,6 +347,11 @@ def optimizer(keras, params: dict[str, Any], steps_per_epoch: int):
     return keras.optimizers.Adam(learning_rate=rate, weight_decay=decay)
 
 
+def _assign(variables, values) -> None:
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
 def weight_averager(keras, momentum: float, initial: list[np.ndarray] | None = None):
     """Epoch-end exponential moving average of the float weights (recipes.py: weight_average).
 
@@ -370,14 +375,11 @@ def weight_averager(keras, momentum: float, initial: list[np.ndarray] | None = N
             if self.raw is None or self.average is None:
                 yield
                 return
-            variables = self._weights()
-            for v, w in zip(variables, self.raw):
-                v.assign(w)
+            _assign(self._weights(), self.raw)
             try:
                 yield
             finally:
-                for v, a in zip(variables, self.average):
-                    v.assign(a)
+                _assign(self._weights(), self.average)
 
         def _weights(self):
             return [v for v in self.model.weights if "float" in str(v.dtype)]
@@ -385,167 +387,165 @@ def weight_averager(keras, momentum: float, initial: list[np.ndarray] | None = N
         def on_test_begin(self, logs=None):
             if self.raw is not None:  # already averaged this epoch
                 return
-            variables = self._weights()
-            self.raw = [np.array(v.numpy()) for v in variables]
-            if self.average is None:
-                self.average = [w.copy() for w in self.raw]
-            else:
-                self.average = [momentum * a + (1.0 - momentum) * w for a, w in zip(self.average, self.raw)]
-            for v, a in zip(variables, self.average):
-                v.assign(a)
+            raw = self.raw = [np.array(v.numpy()) for v in self._weights()]
+            old = self.average
+            self.average = [w.copy() for w in raw] if old is None else [
+                momentum * a + (1.0 - momentum) * w for a, w in zip(old, raw)]
+            _assign(self._weights(), self.average)
 
         def on_epoch_begin(self, epoch, logs=None):
             if self.raw is not None:
-                for v, w in zip(self._weights(), self.raw):
-                    v.assign(w)
+                _assign(self._weights(), self.raw)
                 self.raw = None
 
     return WeightAverage()
 
 
-def fit_keras(
-    spec: KerasModel,
-    train: ImageSet,
-    val: ImageSet,
-    params: dict[str, Any],
-    seed: int,
-    precision: str,
-    on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
-    callbacks: list | None = None,
-) -> tuple[FittedKeras, dict[str, Any]]:
+def _start_keras(seed: int):
+    """Keras, imported with the backend's start-up noise held back, its random streams seeded."""
+    import_quietly()
+    with quiet_backend_startup():
+        import keras
+
+        # Seeds TensorFlow too wherever it is installed, importing it under JAX and PyTorch as well
+        # (its start-up lines would then reach the screen): inside the quiet block.
+        keras.utils.set_random_seed(seed)
+    return keras
+
+
+def _build(keras, spec: KerasModel, shape: tuple[int, int, int], params: dict[str, Any]):
+    """The plugin's own network, checked to be a ``keras.Model``."""
+    if spec.build is None:
+        raise TypeError(f"{spec.name} declares no build function")
+    core = spec.build(shape, dict(params))
+    if not isinstance(core, keras.Model):
+        raise TypeError(f"build returned {type(core).__name__}, expected a keras.Model")
+    return core
+
+
+def _networks(keras, spec: KerasModel, shape: tuple[int, int, int], params: dict[str, Any]):
+    """(trained model, plugin's network, inference model): the network behind the recipe's
+    augmentation and optional standardisation, and the same layers (weights shared) without the
+    augmentation, which is identity at prediction: what is saved."""
+    core = _build(keras, spec, shape, params)
+    standardize = standardization(keras) if params.get("standardize", False) else None
+    inputs = x = keras.Input(shape=shape, name="image")
+    for layer in augmentation(keras, recipes.augment_policy(params.get("augment", "seed"))):
+        x = layer(x)
+    model = keras.Model(inputs, core(standardize(x) if standardize else x), name=f"xraybench_{spec.name}")
+    plain = keras.Input(shape=shape, name="image")
+    inference = keras.Model(plain, core(standardize(plain) if standardize else plain), name=f"xraybench_{spec.name}")
+    return model, core, inference
+
+
+def _progress(keras, bar: EpochBar | None, stopper, on_epoch: OnEpoch | None, epochs: int, initial_epoch: int):
+    """The callback that drives the live bar and ``on_epoch``; after EarlyStopping in the list, so
+    its state for this epoch is already updated."""
+
+    class Progress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if bar is not None:
+                bar.start(epoch + 1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if bar is not None:
+                bar.stop()
+            if on_epoch is not None:
+                state = StopState(
+                    patience=stopper.patience, wait=stopper.wait, best_epoch=stopper.best_epoch + 1,
+                    stopping=bool(getattr(self.model, "stop_training", False)),
+                    epoch_seconds=(time.perf_counter() - self.began) / (epoch + 1 - initial_epoch),
+                )
+                on_epoch(epoch + 1, epochs, {**{k: float(v) for k, v in (logs or {}).items()}, **state.as_logs()})
+
+        def on_train_end(self, logs=None):
+            if bar is not None:
+                bar.stop()
+
+    class LiveProgress(Progress):
+        """The in-epoch bar. Only on a terminal: Keras reads every batch's loss back from the
+        device for a batch hook, a sync per step that costs accelerators much of their speed;
+        ``async_safe`` lets Keras call it from its callback thread instead of the step loop."""
+
+        async_safe = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if bar is not None:  # (always: LiveProgress is used only with a bar)
+                bar.advance(batch + 1, None if loss is None else float(loss))
+
+    return LiveProgress() if bar is not None else Progress()
+
+
+def fit_keras(spec: KerasModel, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int, precision: str,
+              on_epoch: OnEpoch | None = None, callbacks: list | None = None) -> tuple[FittedKeras, dict[str, Any]]:
     """Train ``spec`` on ``train``, early-stopping on ``val``; returns the fitted model and what happened.
 
     ``on_epoch(epoch, epochs, logs)`` gets Keras' epoch logs plus the early-stopping state
     (``StopState.as_logs``); on a terminal a live bar runs inside each epoch (see progress.py).
     """
-    with quiet_backend_startup():
-        import keras
-
-        if keras.backend.backend() == "tensorflow":  # device probing (CUDA) logs here, not at import
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-        # Seeds TensorFlow too wherever it is installed, importing it under JAX and PyTorch as well
-        # (its start-up lines would then reach the screen): inside the quiet block.
-        keras.utils.set_random_seed(seed)
-
+    keras = _start_keras(seed)
     keras.mixed_precision.set_global_policy(precision)
     bar: EpochBar | None = None
     try:
         shape = cast(tuple[int, int, int], tuple(int(d) for d in train.images.shape[1:]))  # images are (N, H, W, C)
-        if spec.build is None:
-            raise ValueError(f"{spec.name} declares no build function")
-        core = spec.build(shape, dict(params))
-        if not isinstance(core, keras.Model):
-            raise ValueError(f"build returned {type(core).__name__}, expected a keras.Model")
-        inputs = keras.Input(shape=shape, name="image")
-        x = inputs
-        for layer in augmentation(keras, recipes.augment_policy(params.get("augment", "seed"))):
-            x = layer(x)
-        standardize = standardization(keras) if params.get("standardize", False) else None
-        if standardize is not None:
-            x = standardize(x)
-        outputs = core(x)
-        model = keras.Model(inputs, outputs, name=f"xraybench_{spec.name}")
-        # the same layers (weights shared) without augmentation, which is identity at prediction: what is saved
-        plain = keras.Input(shape=shape, name="image")
-        inference = keras.Model(plain, core(standardize(plain) if standardize is not None else plain),
-                                name=f"xraybench_{spec.name}")
-        epochs = int(params.get("epochs", 20))
-        batch_size = int(params.get("batch_size", 32))
+        model, core, inference = _networks(keras, spec, shape, params)
+        epochs, batch_size = int(params.get("epochs", 20)), int(params.get("batch_size", 32))
         steps = max(1, -(-len(train) // batch_size))
         model.compile(
             optimizer=optimizer(keras, params, steps),
             loss=keras.losses.BinaryCrossentropy(label_smoothing=float(params.get("label_smoothing", 0.0))),
             metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
         )
-
         bar = EpochBar(spec.name, epochs, steps, batch_size) if live() else None
-        select = str(params.get("select", "val_loss"))
-        patience = int(params.get("patience", 3))
-        stopper = keras.callbacks.EarlyStopping(  # patience 0: every epoch trains, the best is kept
-            monitor=select, mode="min" if select == "val_loss" else "max",
-            patience=patience if patience > 0 else epochs + 1, restore_best_weights=True,
-        )
-
-        class Progress(keras.callbacks.Callback):
-            """After EarlyStopping in the list, so its state for this epoch is already updated."""
-
-            def on_train_begin(self, logs=None):
-                self.began = time.perf_counter()
-
-            def on_epoch_begin(self, epoch, logs=None):
-                if bar is not None:
-                    bar.start(epoch + 1)
-
-            def on_epoch_end(self, epoch, logs=None):
-                if bar is not None:
-                    bar.stop()
-                if on_epoch is not None:
-                    state = StopState(
-                        patience=stopper.patience, wait=stopper.wait, best_epoch=stopper.best_epoch + 1,
-                        stopping=bool(getattr(self.model, "stop_training", False)),
-                        epoch_seconds=(time.perf_counter() - self.began) / (epoch + 1 - initial_epoch),
-                    )
-                    on_epoch(epoch + 1, epochs, {**{k: float(v) for k, v in (logs or {}).items()}, **state.as_logs()})
-
-            def on_train_end(self, logs=None):
-                if bar is not None:
-                    bar.stop()
-
-        class LiveProgress(Progress):
-            """The in-epoch bar. Only on a terminal: Keras reads every batch's loss back from the
-            device for a batch hook, a sync per step that costs accelerators much of their speed;
-            ``async_safe`` lets Keras call it from its callback thread instead of the step loop."""
-
-            async_safe = True
-
-            def on_train_batch_end(self, batch, logs=None):
-                loss = (logs or {}).get("loss")
-                if bar is not None:  # (always: LiveProgress is used only with a bar)
-                    bar.advance(batch + 1, None if loss is None else float(loss))
-
-        save_to, resume_from = checkpoints.current()
-        saved = checkpoints.load(resume_from) if resume_from is not None else None
-        initial_epoch = _restore(model, saved) if saved else 0
-        momentum = float(params.get("weight_average", 0.0))
-        averager = [weight_averager(keras, momentum, (saved or {}).get("average"))] if momentum > 0 else []
-        keeper = _checkpointer(keras, stopper, save_to, saved, averager[0] if averager else None)
-        all_callbacks = [*averager, stopper, *([keeper] if keeper else []), LiveProgress() if bar is not None else Progress(),
-                         *(callbacks or [])]
-        equalize = bool(params.get("equalize", False))
-        train_ds = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed,
-                                mixup=float(params.get("mixup", 0.0)), equalize=equalize)
-        val_ds = make_dataset(val.images, val.labels, batch_size, shuffle=False, seed=seed, equalize=equalize)
-        _skip_epochs(train_ds, initial_epoch)
-        start = time.perf_counter()
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            callbacks=all_callbacks,
-            class_weight=class_weights(train.labels) if params.get("class_weight") else None,
-            shuffle=False,  # the input pipeline already reshuffles every epoch, seeded
-            verbose=0,
-        )
-        seconds = time.perf_counter() - start
+        history, saved, seconds = _train(keras, model, train, val, params, seed, bar, on_epoch, callbacks or [])
         logs = {k: [float(v) for v in values] for k, values in history.history.items()}
         if saved:  # the epochs before the resume first
             logs = {k: [*saved["history"].get(k, []), *v] for k, v in logs.items()}
-        info = {
-            "history": logs,
-            "epochs_run": len(logs.get("loss", [])),
-            "train_seconds": seconds,
-            "param_count": int(core.count_params()),
-            "train_images_per_second": len(train) * len(logs.get("loss", [])) / seconds if seconds else None,
-        }
-        return FittedKeras(model, core, batch_size, tta=bool(params.get("tta", False)), equalize=equalize,
-                           inference=inference), info
+        epochs_run = len(logs.get("loss", []))
+        info = {"history": logs, "epochs_run": epochs_run, "train_seconds": seconds,
+                "param_count": int(core.count_params()),
+                "train_images_per_second": len(train) * epochs_run / seconds if seconds else None}
+        return FittedKeras.for_run(model, params, core=core, inference=inference), info
     finally:
         if bar is not None:
             bar.stop()
         keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(keras, model, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int, bar: EpochBar | None,
+           on_epoch: OnEpoch | None, callbacks: list):
+    """``model.fit`` with the run's callbacks, from a checkpoint where there is one; returns
+    (Keras' history, the checkpoint resumed from or None, seconds)."""
+    epochs, batch_size = int(params.get("epochs", 20)), int(params.get("batch_size", 32))
+    select, patience = str(params.get("select", "val_loss")), int(params.get("patience", 3))
+    stopper = keras.callbacks.EarlyStopping(  # patience 0: every epoch trains, the best is kept
+        monitor=select, mode="min" if select == "val_loss" else "max",
+        patience=patience if patience > 0 else epochs + 1, restore_best_weights=True)
+    save_to, resume_from = checkpoints.current()
+    saved = checkpoints.load(resume_from) if resume_from is not None else None
+    initial_epoch = _restore(model, saved) if saved else 0
+    momentum = float(params.get("weight_average", 0.0))
+    averager = weight_averager(keras, momentum, (saved or {}).get("average")) if momentum > 0 else None
+    keeper = _checkpointer(keras, stopper, save_to, saved, averager)
+    ordered = [averager, stopper, keeper, _progress(keras, bar, stopper, on_epoch, epochs, initial_epoch), *callbacks]
+    equalize = bool(params.get("equalize", False))
+    train_ds = make_dataset(train.images, train.labels, batch_size, shuffle=True, seed=seed,
+                            mixup=float(params.get("mixup", 0.0)), equalize=equalize)
+    val_ds = make_dataset(val.images, val.labels, batch_size, shuffle=False, seed=seed, equalize=equalize)
+    _skip_epochs(train_ds, initial_epoch)
+    start = time.perf_counter()
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+        callbacks=[c for c in ordered if c is not None],
+        class_weight=class_weights(train.labels) if params.get("class_weight") else None,
+        shuffle=False,  # the input pipeline already reshuffles every epoch, seeded
+        verbose=0,
+    )
+    return history, saved, time.perf_counter() - start
 
 
 # --- checkpoints: resume where an interrupted run stopped (xraybench/checkpoints.py) ---------------
@@ -594,8 +594,7 @@ def _skip_epochs(train_ds, epochs_done: int) -> None:
             train_ds.on_epoch_end()
         return
     for _ in range(_ITERATORS_PER_EPOCH * epochs_done):
-        iterator = iter(train_ds)
-        del iterator
+        iter(train_ds)  # made and dropped
 
 
 def _checkpointer(keras, stopper, save_to, saved: dict[str, Any] | None, averager=None):
@@ -644,6 +643,8 @@ class KerasTrainer:
     """``xraybench.training.Trainer`` for ``KerasModel``."""
 
     epochs = True
+    epoch_keys = recipes.EPOCH_KEYS
+    prepare = staticmethod(import_quietly)
 
     def fit(self, spec: KerasModel, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int,
             precision: str = "auto", on_epoch: OnEpoch | None = None, callbacks: list | None = None) -> Fitted:
@@ -653,10 +654,8 @@ class KerasTrainer:
         try:
             precision = resolve_precision(precision)
             fitted, info = fit_keras(spec, train, val, params, seed, precision, on_epoch, callbacks)
-        except PluginFailure:
-            raise
         except Exception as exc:
-            if type(exc).__name__ == "TrialPruned":
+            if isinstance(exc, PluginFailure) or type(exc).__name__ == "TrialPruned":
                 raise
             raise PluginFailure(f"training {spec.name} failed: {one_line(exc)}") from exc
         return Fitted(fitted.predict_proba, info, precision, model=fitted)
@@ -664,11 +663,7 @@ class KerasTrainer:
     def epoch_callback(self, on_epoch_end: Callable[[int, dict[str, float]], None]) -> Any:
         import keras
 
-        class OnEpochEnd(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                on_epoch_end(epoch, logs or {})
-
-        return OnEpochEnd()
+        return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs=None: on_epoch_end(epoch, logs or {}))
 
     def backend(self) -> str | None:
         import keras
@@ -697,8 +692,6 @@ class KerasTrainer:
         the run did (batch size, equalisation, shift averaging from its ``params``). The classes of
         custom layers come from xraybench and from the plugin's own ``build`` (``spec``): the layers of
         a model it builds name them, so a plugin needs no registration of its own."""
-        from xraybench.errors import XRayBenchError
-
         why = unusable(ensure_keras_backend())
         if why:
             raise XRayBenchError(f"cannot load {path}: {why}")
@@ -707,19 +700,25 @@ class KerasTrainer:
 
             custom = {**_own_layers(keras), **_plugin_layers(keras, spec, params, shape)}
             model = keras.saving.load_model(path, custom_objects=custom, compile=False, safe_mode=True)
-        fitted = FittedKeras(model, None, int(params.get("batch_size", 32)), tta=bool(params.get("tta", False)),
-                             equalize=bool(params.get("equalize", False)), inference=model)
+        fitted = FittedKeras.for_run(model, params, inference=model)
         return Restored(fitted.predict_proba, model, fitted.inputs)
 
     def check_build(self, spec: KerasModel, shape: tuple[int, int, int], params: dict[str, Any], seed: int) -> str:
         import keras
 
-        if spec.build is None:
-            raise TypeError(f"{spec.name} declares no build function")
-        model = spec.build(shape, dict(params))
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"build returned {type(model).__name__}, expected keras.Model")
-        return f"{model.count_params():,} parameters"
+        return f"{_build(keras, spec, shape, params).count_params():,} parameters"
+
+    def check_output(self, spec: KerasModel, shape: tuple[int, int, int], params: dict[str, Any], seed: int) -> str:
+        """The untrained network's output on random inputs: shape (N, 1), finite, in [0, 1]."""
+        import keras
+
+        x = np.random.default_rng(seed).random((4, *shape), dtype=np.float32)
+        out = np.asarray(_build(keras, spec, shape, params).predict(x, verbose=0))
+        if out.shape != (4, 1):
+            raise ValueError(f"output shape {out.shape}, expected (4, 1)")
+        if not (np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1):
+            raise ValueError(f"outputs are not probabilities: range [{out.min():.3g}, {out.max():.3g}]")
+        return "(N, 1) in [0, 1]"
 
 
 def _plugin_layers(keras, spec: KerasModel | None, params: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ run parameter, so it lands in the run record, ``--param`` overrides any one of t
 is ``--recipe modern --param label_smoothing=0``), and the leaderboard's variant names the recipe,
 so rows of different recipes are never pooled.
 
-Layering, weakest first: the harness's :data:`~xraybench.specs.KERAS_TRAINING_DEFAULTS`, the
+Layering, weakest first: the harness's :data:`HARNESS_DEFAULTS`, the
 recipe's values, the plugin's own ``defaults`` (architecture knobs, a model's epochs) and then
 ``--param``. A recipe asked for with ``--recipe`` (``--param recipe=NAME``) ranks above the
 plugin's defaults for the fields it sets, so that ``--recipe seed`` means the seed's training
@@ -19,6 +19,7 @@ Nothing here imports Keras: this is data, read by ``training/keras.py``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,25 @@ MEDMNIST = Recipe(
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (SEED, MODERN, MEDMNIST)}
 DEFAULT_RECIPE = SEED.name
+
+# Training settings the harness owns for every Keras model besides its recipe's. A plugin may
+# change their defaults in its `defaults`; users override them with --param.
+HARNESS_DEFAULTS: dict[str, Any] = {
+    "class_weight": False,
+    "standardize": False,
+    "equalize": False,  # per-image histogram equalisation in place of /255 (training/keras.py: equalized)
+}
+# The per-epoch key Keras logs for each tuning objective, which its trials are pruned on (the Keras
+# trainer's ``epoch_keys``); balanced accuracy is not logged per epoch, so it is pruned on validation AUC.
+EPOCH_KEYS = {"val_auc": "val_auc", "val_loss": "val_loss", "val_balanced_accuracy": "val_auc"}
+
+
+def all_defaults(plugin: Mapping[str, Any], own: str, asked: str | None = None) -> dict[str, Any]:
+    """``KerasModel.all_defaults``: a model's ``plugin`` defaults over its ``own`` recipe, or the one ``asked``."""
+    chosen = get(asked or own)
+    merged = {**HARNESS_DEFAULTS, **chosen.params()}
+    merged.update({k: v for k, v in plugin.items() if chosen.name == own or k not in TRAINING_FIELDS})
+    return merged
 
 
 def get(name: str) -> Recipe:

@@ -1,0 +1,244 @@
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from recordfactory import make_record
+from xraybench.results import ResultStore
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.images, self._in_board, self._depth = [], [], False, 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and attrs.get("id") == "leaderboard":
+            self._in_board = True
+        if tag == "tr" and self._in_board:
+            self.rows.append(attrs.get("class", ""))
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._in_board = False
+
+
+@pytest.fixture
+def recorded(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "results")
+    for seed in (1, 2):
+        for model, shift in (("baseline_cnn", 0.0), ("other", 0.05)):
+            record, scores = make_record(model, seed, accuracy_shift=shift)
+            record["history"] = {"loss": [0.6, 0.4, 0.3], "val_loss": [0.5, 0.45, 0.44], "val_auc": [0.8, 0.85, 0.86]}
+            store.save(record, scores)
+    monkeypatch.setenv("XRAYBENCH_RESULTS", str(tmp_path / "results"))
+    return tmp_path
+
+
+def test_report_html_has_rows_and_images(recorded, xb):
+    out = xb("report", "--output", str(recorded / "r.html"))
+    assert out.code == 0, out.err
+    parser = _Collect()
+    parser.feed((recorded / "r.html").read_text())
+    assert parser.rows.count("") == 1 + 2  # header + one row per model
+    assert parser.rows.count("ref") == 6  # published references
+    assert len(parser.images) >= 5
+    for src in parser.images:
+        assert src.startswith("data:image/png;base64,") and len(src) > 2000
+    md = (recorded / "r.md").read_text()
+    assert md.splitlines()[:2] == ["<!-- generator: xraybench report -->", "# xraybench report"]
+
+
+def test_report_renders_in_headless_chromium(recorded, xb):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail(".ci/run must install Debian's chromium")
+        pytest.skip("needs Chromium to render the HTML report (Debian: apt-get install chromium)")
+    out = xb("report", "--output", str(recorded / "r.html"))
+    assert out.code == 0, out.err
+    shot = recorded / "shot.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={recorded / 'profile'}", "--window-size=1400,2000", f"--screenshot={shot}",
+         (recorded / "r.html").as_uri()],
+        capture_output=True, timeout=120,
+    )
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.std() > 10  # not blank
+    assert (pixels < 128).mean() > 0.01  # text, tables and plots drew dark pixels
+
+
+def test_compare_command(recorded, xb):
+    runs = sorted(p.name[:-5] for p in (recorded / "results" / "runs").glob("*.json") if not p.name.endswith(".scores.json"))
+    a = next(r for r in runs if "baseline_cnn" in r)
+    b = next(r for r in runs if "other" in r)
+    out = xb("compare", a, b, env={"COLUMNS": "200"})
+    assert out.code == 0, out.err
+    assert "exact McNemar" in out.out and "AUC(B) - AUC(A)" in out.out and "[" in out.out
+
+
+def test_compare_refuses_different_data(tmp_path, monkeypatch, xb):
+    store = ResultStore(tmp_path / "results")
+    a, sa = make_record("baseline_cnn", 1)
+    b, sb = make_record("other", 1, fingerprint="e" * 64)
+    store.save(a, sa)
+    store.save(b, sb)
+    monkeypatch.setenv("XRAYBENCH_RESULTS", str(tmp_path / "results"))
+    out = xb("compare", a["run_id"], b["run_id"])
+    assert out.code == 2 and "not compared: the runs used different data" in out.err
+
+
+def test_leaderboard_shows_p_value_against_baseline(recorded, xb):
+    import json
+
+    out = xb("leaderboard", "--format", "json")
+    rows = {r["model"]: r for r in json.loads(out.out)["rows"]}
+    assert 0.0 <= rows["other"]["p_vs_baseline"] <= 1.0
+    iv = rows["other"]["intervals"]["roc_auc"]
+    assert iv["low"] <= iv["estimate"] <= iv["high"]
+
+
+def test_report_never_overwrites_a_file_it_did_not_write(recorded, xb):
+    notes = recorded / "notes.md"
+    notes.write_text("my notes\n")
+    # --output X.html would write X.md beside it: refused, naming the file, nothing written
+    out = xb("report", "--output", str(recorded / "notes.html"))
+    assert out.code == 2 and out.err.count("\n") == 1
+    assert f"{notes} exists and was not written by xraybench report" in out.err and "--force" in out.err
+    assert notes.read_text() == "my notes\n" and not (recorded / "notes.html").exists()
+    # --output X.md writes X.html and X.md, never the HTML into X.md
+    out = xb("report", "--output", str(notes))
+    assert out.code == 2 and notes.read_text() == "my notes\n"
+    out = xb("report", "--output", str(notes), "--force")
+    assert out.code == 0, out.err
+    assert notes.read_text().startswith("<!-- generator: xraybench report -->")
+    assert (recorded / "notes.html").read_text().startswith("<!doctype html>")
+    # its own files are overwritten without --force
+    again = xb("report", "--output", str(recorded / "notes.html"))
+    assert again.code == 0, again.err
+
+
+def test_report_output_folder_is_a_one_line_error(recorded, xb):
+    out = xb("report", "--output", str(recorded))
+    assert out.code == 2 and out.err.count("\n") == 1 and "is a folder" in out.err
+
+
+def test_report_names_damaged_records_and_scores(recorded, xb):
+    runs = recorded / "results" / "runs"
+    (runs / "junk.json").write_text("[1, 2]")
+    for victim in runs.glob("*other*.scores.json"):
+        victim.write_text("{torn")
+    out = xb("report", "--output", str(recorded / "r.html"))
+    assert out.code == 0, out.err
+    line = next(ln for ln in out.err.splitlines() if "skipped" in ln)
+    assert "junk.json (not a run record (a list, not an object))" in line and "other" in line and "not JSON" in line
+
+
+@pytest.mark.parametrize("damage", ["record", "scores"])
+def test_compare_names_a_corrupt_file(recorded, damage, xb):
+    runs = recorded / "results" / "runs"
+    ids = sorted(p.name[:-5] for p in runs.glob("*.json") if not p.name.endswith(".scores.json"))
+    path = runs / (ids[0] + (".json" if damage == "record" else ".scores.json"))
+    path.write_text("{not json")
+    out = xb("compare", ids[0], ids[1])
+    assert out.code == 2 and out.err.count("\n") == 1, out.err
+    assert str(path) in out.err and "Traceback" not in out.err
+
+
+def test_twenty_series_get_twenty_distinct_styles():
+    from xraybench.html_report import series_styles
+
+    styles = series_styles(20)
+    assert len(set(styles)) == 20 and len({c for c, _ in styles}) == 20
+    assert all(a[1] != b[1] for a, b in zip(styles, styles[1:]))  # neighbours differ in line style too
+    assert len(set(series_styles(80))) == 80
+
+
+def test_report_curves_use_the_styles(recorded, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xraybench import html_report as report
+
+    drawn = []
+    real = plt.Axes.plot
+
+    def spy(ax, *args, **kw):
+        if "label" in kw:
+            drawn.append((ax.get_title(), kw.get("color"), kw.get("linestyle")))
+        return real(ax, *args, **kw)
+
+    monkeypatch.setattr(plt.Axes, "plot", spy)
+    store = ResultStore(recorded / "results")
+    runs = [(r, store.scores(r.run_id)) for r in store.load().records][:3]
+    report._curves(runs)
+    report._reliability(runs)
+    assert len(drawn) == 9 and all(c is not None and s is not None for _, c, s in drawn)
+    assert len({(c, s) for _, c, s in drawn}) == 3  # one (colour, style) per run, the same on every plot
+
+
+def test_report_table_fits_its_page(recorded, xb):
+    out = xb("report", "--output", str(recorded / "r.html"))
+    assert out.code == 0, out.err
+    page = (recorded / "r.html").read_text()
+    assert '<div id="board"><table id="leaderboard" class="wide">' in page  # smaller type for a wide table
+    style = page[page.index("<style>"):page.index("</style>")]
+    assert "#board { overflow-x: auto; max-width: 100%; }" in style  # scrolls in its box, not the page
+    assert "#leaderboard th { white-space: normal;" in style and "#leaderboard.wide { font-size:" in style
+    assert '<td class="id">' in page and "#leaderboard td.id {" in style  # long run ids may break, numbers not
+
+
+def _runs(recorded):
+    runs = recorded / "results" / "runs"
+    return sorted(p.name[:-5] for p in runs.glob("*.json") if not p.name.endswith(".scores.json"))
+
+
+def test_compare_names_an_interrupted_run(recorded, xb):
+    record, _ = make_record("other", 7, status="interrupted")
+    record["reason"] = "stopped by Ctrl-C"
+    ResultStore(recorded / "results").save(record)  # no scores: an interrupted run has none
+    out = xb("compare", _runs(recorded)[0], record["run_id"])
+    assert out.code == 2 and out.err.count("\n") == 1, out.err
+    assert f"run {record['run_id']} was interrupted (stopped by Ctrl-C)" in out.err
+    assert "per-image scores" not in out.err
+
+
+def test_compare_reports_an_ambiguous_prefix(recorded, xb):
+    ids = _runs(recorded)
+    prefix = ids[0][:4]  # the year: every run matches
+    out = xb("compare", prefix, ids[1])
+    assert out.code == 2 and out.err.count("\n") == 1, out.err
+    assert f"ambiguous: '{prefix}' matches {', '.join(ids)} (give more characters)" in out.err
+    assert xb("compare", ids[0][:-2], ids[1]).code == 0  # a unique prefix is enough
+
+
+def test_a_report_that_cannot_be_written_is_a_one_line_error(recorded, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from xraybench import html_report as report
+    from xraybench.errors import XRayBenchError
+
+    real = Path.write_text
+
+    def full_disk(self, *args, **kw):
+        if self.suffix == ".md":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(XRayBenchError, match=r"cannot write report .*r\.md \(No space left on device\)") as exc:
+        report.write(ResultStore(recorded / "results"), recorded / "r.html")
+    assert "\n" not in str(exc.value)

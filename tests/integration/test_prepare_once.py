@@ -1,0 +1,112 @@
+"""A run is prepared once, in the parent: its child gets the spec, the resolved parameters and the
+cache entry, and loads no registry and resolves nothing again; a sequential study sends its
+train and validation arrays to its child once, not once per trial (issue 22, item 2)."""
+
+import os
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from xraybench import isolation, tuning
+from xraybench.data import load_dataset
+from xraybench.data.loading import reopen
+from xraybench.errors import DataError
+from xraybench.plugins import load_registry
+
+# A plugin whose model pickles by reference, and that notes, with the process id, each registry
+# load (its hook runs once per load) and each parameter resolution once it is imported.
+COUNTING = '''
+import os
+
+import numpy as np
+
+from xraybench import GenericModel, hookimpl, params
+
+
+def note(what):
+    with open(os.environ["XB_COUNT_LOG"], "a") as fh:
+        fh.write(f"{what} {os.getpid()}\\n")
+
+
+_resolve = params.resolve
+
+
+def counted_resolve(*args, **kwargs):
+    note("resolve")
+    return _resolve(*args, **kwargs)
+
+
+params.resolve = counted_resolve
+
+
+class Brightness:
+    def fit(self, train, val):
+        note("fit")
+        self.cut = float(np.mean(train.images))
+        return self
+
+    def predict_proba(self, images):
+        means = np.asarray(images, dtype=np.float64).reshape(len(images), -1).mean(axis=1)
+        return 1.0 / (1.0 + np.exp(-(means - self.cut) / 10.0))
+
+
+def create(params, seed):
+    return Brightness()
+
+
+@hookimpl
+def register_models(register):
+    note("registry")
+    register(GenericModel(name="xb_counted", description="counts", create=create, defaults={"c": 1.0}))
+'''
+
+
+def test_the_child_loads_no_registry_and_resolves_no_parameters(tmp_path, xray_data, xb):
+    (tmp_path / "xb_counted.py").write_text(COUNTING)
+    log = tmp_path / "count.log"
+    env = {"XRAYBENCH_PLUGINS": "xb_counted", "XB_COUNT_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = xb.process("run", "--model", "xb_counted", "--data", str(xray_data), "--image-size", "16", env=env)
+    assert done.code == 0, done.err
+    notes = Counter(tuple(line.split()) for line in log.read_text().splitlines())
+    child = {pid for what, pid in notes if what == "fit"}
+    parent = {pid for what, pid in notes} - child
+    assert len(child) == 1 and len(parent) == 1, notes
+    (child_pid,), (parent_pid,) = child, parent
+    assert notes[("registry", parent_pid)] == 1 and notes[("resolve", parent_pid)] == 1, notes
+    assert notes[("registry", child_pid)] == 0 and notes[("resolve", child_pid)] == 0, notes
+
+
+def test_a_sequential_study_sends_its_arrays_to_its_child_once(xray_data, test_plugins, monkeypatch):
+    data = load_dataset(xray_data, image_size=16)
+    spec = load_registry().model("xb_tunable_wide")
+    sent: list[tuple] = []
+    call = isolation.Child.call
+
+    def recorded(self, target, args=(), *rest, **kwargs):
+        sent.append(args)
+        return call(self, target, args, *rest, **kwargs)
+
+    monkeypatch.setattr(isolation.Child, "call", recorded)
+    study, session, _ = tuning.run_study(spec, data.splits.train, data.splits.val,
+                                         f"sqlite:///{xray_data.parent / 'once.db'}", "once", 4, None, "val_auc",
+                                         "random", "none", {}, 0, trial_timeout=300)
+    assert session.trials_run == 4
+    assert [t.state.name for t in study.trials if "duplicate_of" not in t.user_attrs] == ["COMPLETE"] * 4
+    tasks = [args[-1] for args in sent if isinstance(args[-1], tuning.TrialTask)]
+    assert len(tasks) == 1 and tasks[0].train.images.shape == data.splits.train.images.shape
+    assert len(sent) == 4 + 1  # each trial by its task's key; the first one again with the task
+
+
+def test_the_child_maps_the_cache_entry_the_parent_loaded_and_refuses_other_data(xray_data):
+    data = load_dataset(xray_data, image_size=16)
+    shipped = data.without_images()
+    assert shipped.splits is None  # nothing of the images crosses the pipe
+    again = reopen(shipped)
+    for name in ("train", "val", "test"):
+        mine, theirs = getattr(again.splits, name), getattr(data.splits, name)
+        assert np.array_equal(mine.images, theirs.images) and mine.ids == theirs.ids
+    with pytest.raises(DataError, match="changed since this run loaded"):
+        reopen(replace(shipped, fingerprint="0" * 64))

@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "register_trainer": "xraybench.training",
     "Registry": "xraybench.plugins",
     "PluginInfo": "xraybench.plugins",
+    "PluginStatus": "xraybench.plugins",
     "XRayBenchError": "xraybench.errors",
     "DataError": "xraybench.errors",
     "PluginError": "xraybench.errors",
@@ -59,6 +60,7 @@ __all__ = [
     "register_trainer",
     "Registry",
     "PluginInfo",
+    "PluginStatus",
     "XRayBenchError",
     "DataError",
     "PluginError",
@@ -68,7 +70,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from xraybench.errors import DataError, PluginError, XRayBenchError
     from xraybench.hookspecs import hookimpl
-    from xraybench.plugins import PluginInfo, Registry, load_registry
+    from xraybench.plugins import PluginInfo, PluginStatus, Registry, load_registry
     from xraybench.training import register_trainer
     from xraybench.specs import (
         LABELS,

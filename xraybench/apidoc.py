@@ -11,6 +11,7 @@ The docstrings are the reference, as in pluggy and pytest; this module only lays
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 import re
 from collections.abc import Callable
@@ -31,7 +32,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "Hooks marker": ("hookimpl",),
     "Model specs": ("KerasModel", "GenericModel", "ModelSpec", "Estimator", "ParamCounted", "register_trainer"),
     "Data": ("ImageSet", "LABELS", "DatasetSpec", "RawDataset", "ReaderStats", "ClassStats"),
-    "Registry": ("load_registry", "Registry", "PluginInfo"),
+    "Registry": ("load_registry", "Registry", "PluginInfo", "PluginStatus"),
     "Errors": ("XRayBenchError", "DataError", "PluginError"),
     "Version": ("__version__",),
 }
@@ -86,8 +87,9 @@ def _signature(fn: Callable[..., Any], drop_self: bool = False) -> str:
 
 
 def _default(f: dataclasses.Field) -> str:
-    if f.default is not dataclasses.MISSING:
-        return f"`{f.default!r}`"
+    if f.default is not dataclasses.MISSING:  # an enum member as its class and name: PluginStatus.OK
+        shown = f"{type(f.default).__name__}.{f.default.name}" if isinstance(f.default, enum.Enum) else repr(f.default)
+        return f"`{shown}`"
     if f.default_factory is not dataclasses.MISSING:
         return f"`{f.default_factory.__name__}()`"  # type: ignore[attr-defined]  # the factories are classes and functions
     return "required"

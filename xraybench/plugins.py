@@ -10,6 +10,7 @@ undecorated one, an import or a hook that raises), and everything else keeps wor
 
 from __future__ import annotations
 
+import enum
 import importlib
 import inspect
 import os
@@ -32,6 +33,19 @@ DISABLE_ENV = "XRAYBENCH_DISABLE_PLUGINS"
 EXTRA_ENV = "XRAYBENCH_PLUGINS"  # comma-separated module paths, loaded as if installed
 
 
+class PluginStatus(enum.StrEnum):
+    """What became of a plugin, with the colour every table shows it in. A ``str``, so code that
+    compares ``info.status == "error"`` (third-party tools reading ``PluginInfo``) still works."""
+
+    OK = "ok"
+    ERROR = "error"
+    DISABLED = "disabled"
+
+    @property
+    def colour(self) -> str:
+        return {"ok": "green", "error": "red", "disabled": "yellow"}[self.value]
+
+
 @dataclass
 class PluginInfo:
     """One advertised plugin and what became of it (a row of ``xraybench plugins``).
@@ -47,7 +61,7 @@ class PluginInfo:
     distribution: str
     version: str
     module: str
-    status: str = "ok"  # ok | error | disabled
+    status: PluginStatus = PluginStatus.OK
     reason: str = ""
     models: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
@@ -76,11 +90,11 @@ class Registry:
         if name in self.conflicts:
             raise PluginError(self.conflicts[name])
         for info in self.plugins:
-            if info.status == "error" and name in info.models:
+            if info.status is PluginStatus.ERROR and name in info.models:
                 raise PluginError(f"model {name!r} is unavailable: plugin {info.name} failed: {info.reason}",
                                   traceback=info.traceback)
         known = ", ".join(sorted(self.models)) or "none"
-        broken = [info for info in self.plugins if info.status == "error" and not info.models and not info.datasets]
+        broken = [info for info in self.plugins if info.status is PluginStatus.ERROR and not info.models and not info.datasets]
         if broken:  # it registered nothing, so nothing says which models it has: "unknown" would mislead
             which = "; ".join(f"plugin {info.name} ({info.distribution} {info.version}) {_failure(info.reason)}"
                               for info in broken)
@@ -215,7 +229,7 @@ def load_registry(disabled: Iterable[str] = ()) -> Registry:
         info = PluginInfo(name=name, distribution=dist, version=version, module=module)
         registry.plugins.append(info)
         if name in blocked or dist in blocked:
-            info.status, info.reason = "disabled", f"disabled by {DISABLE_ENV} or --disable-plugin"
+            info.status, info.reason = PluginStatus.DISABLED, f"disabled by {DISABLE_ENV} or --disable-plugin"
             continue
         pm = _import_and_validate(info, loader)
         if pm is not None:
@@ -231,17 +245,17 @@ def _import_and_validate(info: PluginInfo, loader: Any) -> pluggy.PluginManager 
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a plugin's import may raise anything, sys.exit() included
-        info.status, info.reason = "error", f"import failed: {one_line(exc)}"
+        info.status, info.reason = PluginStatus.ERROR, f"import failed: {one_line(exc)}"
         info.traceback = traceback.format_exc()
         return None
     try:
         return _validated_manager(plugin, f"{info.distribution}:{info.name}")
     except PluginError as exc:
-        info.status, info.reason = "error", str(exc)
+        info.status, info.reason = PluginStatus.ERROR, str(exc)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # attribute access on a hostile plugin object
-        info.status, info.reason = "error", f"cannot inspect hooks: {one_line(exc)}"
+        info.status, info.reason = PluginStatus.ERROR, f"cannot inspect hooks: {one_line(exc)}"
     return None
 
 
@@ -258,17 +272,18 @@ def _collect(registry: Registry, info: PluginInfo, pm: pluggy.PluginManager, hoo
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # sys.exit() in a hook takes down no command
-        info.status, info.reason = "error", f"{hook_name} raised {one_line(exc)}"
+        info.status, info.reason = PluginStatus.ERROR, f"{hook_name} raised {one_line(exc)}"
         info.traceback = traceback.format_exc()
         return
     label = f"{info.distribution} {info.version} (plugin {info.name})"
     for spec in staged:
         if not isinstance(spec, kind_ok):
-            info.status, info.reason = "error", f"{hook_name} registered {type(spec).__name__}, expected {kind_ok.__name__}"
+            info.status, info.reason = PluginStatus.ERROR, (f"{hook_name} registered {type(spec).__name__}, "
+                                                              f"expected {kind_ok.__name__}")
             continue
         if isinstance(spec, ModelSpec) and not has_trainer(spec):  # named, so that asking for it says why
-            info.status, info.reason = "error", (f"{spec.name!r} is of type {type(spec).__name__}, which has no trainer: "
-                                                 "register one with xraybench.training.register_trainer")
+            info.status, info.reason = PluginStatus.ERROR, (f"{spec.name!r} is of type {type(spec).__name__}, "
+                                                          "which has no trainer: register one with xraybench.register_trainer")
             info.models.append(spec.name)
             continue
         spec.distribution, spec.version = info.distribution, info.version
@@ -280,7 +295,7 @@ def _collect(registry: Registry, info: PluginInfo, pm: pluggy.PluginManager, hoo
             )
             registry.conflicts[spec.name] = message
             target.pop(spec.name, None)
-            info.status, info.reason = "error", message
+            info.status, info.reason = PluginStatus.ERROR, message
             continue
         owners[f"{hook_name}:{spec.name}"] = label
         target[spec.name] = spec

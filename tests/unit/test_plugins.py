@@ -98,7 +98,7 @@ def test_a_spec_type_without_a_trainer_is_refused_in_one_line():
     status, reason = _status(registry, "orphans")
     assert status == "error" and "\n" not in reason
     assert reason == ("'orphan_model' is of type Orphan, which has no trainer: register one with "
-                      "xraybench.training.register_trainer")
+                      "xraybench.register_trainer")
     assert "orphan_model" not in registry.models and "adopted" in registry.models
     with pytest.raises(PluginError) as err:
         registry.model("orphan_model")

@@ -16,7 +16,7 @@ from xraybench.errors import XRayBenchError
 def cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from xraybench.plugins import load_registry
+    from xraybench.plugins import PluginStatus, load_registry
     from xraybench.richtext import plain
 
     registry = load_registry(args.disable_plugin)
@@ -31,14 +31,14 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"{native}px (own {spec.image_size})"
         table.add_row(*map(plain, (
             name, f"{spec.distribution} {spec.version}", _kind(spec), f"{size} x{spec.channels}",
-            "yes" if spec.search_space else "no")), plain("ok", "green"), plain(spec.description))
+            "yes" if spec.search_space else "no")), plain(PluginStatus.OK, PluginStatus.OK.colour), plain(spec.description))
     for name, message in sorted(registry.conflicts.items()):
-        table.add_row(*map(plain, (name, "-", "-", "-", "-")), plain("error", "red"), plain(message))
+        error = PluginStatus.ERROR
+        table.add_row(*map(plain, (name, "-", "-", "-", "-")), plain(error, error.colour), plain(message))
     for info in registry.plugins:
-        if info.status != "ok" and not info.models:
-            colour = "red" if info.status == "error" else "yellow"
+        if info.status is not PluginStatus.OK and not info.models:
             table.add_row(*map(plain, (f"({info.name})", f"{info.distribution} {info.version}", "-", "-", "-")),
-                          plain(info.status, colour), plain(info.reason))
+                          plain(info.status, info.status.colour), plain(info.reason))
     out = console()
     out.print(table)
     if native is not None:
@@ -94,9 +94,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for col in ("Plugin", "Distribution", "Version", "Module", "Status", "Registers"):
         table.add_column(col)
     for info in registry.plugins:
-        colour = {"ok": "green", "error": "red", "disabled": "yellow"}[info.status]
         registers = ", ".join(info.models + info.datasets) or "-"
-        status = plain(info.status, colour) + (plain(f": {info.reason}") if info.reason else "")
+        status = plain(info.status, info.status.colour) + (plain(f": {info.reason}") if info.reason else "")
         table.add_row(*map(plain, (info.name, info.distribution, info.version, info.module)), status, plain(registers))
     console().print(table)
     _print_plugin_tracebacks(registry, args.traceback)

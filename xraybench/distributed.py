@@ -1,8 +1,9 @@
 """Many runs on a Dask cluster: each (model, seed, size, params) is a Dask task, and so is each tuning trial.
 
 The client reaches the scheduler before any data is loaded (``check``), submits the tasks, and alone
-records and tells the study. A task refuses code other than the client's (``code_files``) and data of
-another fingerprint, then runs the model in the sequential runner's isolation with the worker's share
+records and tells the study. A task carries the run as the client prepared it (``_ship_run``: no registry
+load or parameter resolution on the worker), refuses code other than the client's (``code_files``) and data
+of another fingerprint (``_data_here``), then runs the model in the sequential runner's isolation with the worker's share
 of threads (``thread_limit``). Dask does the rest: ``as_completed`` returns finished futures (a lost
 scheduler cancels them, so they come back too); on Ctrl-C the batch's ``distributed.Event`` stops the
 running runs, which send their own records, and ``Client.cancel`` the queued tasks; a task whose key
@@ -25,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -440,34 +441,35 @@ def client_env() -> dict[str, str | None]:
     return {name: os.environ.get(name) for name in RUN_ENV}
 
 
-def run_task(request: dict[str, Any], expected: dict[str, Any], env: dict[str, str | None],
+def run_task(shipped: Any, expected: dict[str, Any], env: dict[str, str | None],
              stop_event: str | None = None) -> tuple[Any, ...]:
     """Runs ON A WORKER: check the code and the data are the client's, run the model isolated.
+    ``shipped`` is the run the client prepared (``runner.Prepared``: its spec as ``runner.ship_spec``
+    pickled it, its resolved parameters, its data set without images), so nothing is prepared again
+    here: no registry load, no parameter resolution (``_data_here`` finds the images).
     Returns (record, scores, the staged model's bytes, where it ran); the record is a one-line
     refusal (a str) when the run could not start here. Writes only in a temporary folder of its own
     (the run's staged model, removed): the client records, and its store keeps the model.
     ``stop_event``: the batch's ``distributed.Event``, set on its client's Ctrl-C (``_Stop``)."""
-    from xraybench.plugins import load_registry
-    from xraybench.runner import Interrupted, RunRequest, prepare, run_isolated
+    from xraybench.runner import Interrupted, Prepared, run_isolated, unship_spec
     from xraybench.training import one_line
 
     worker, stop, threads, where = _begin(env, stop_event)
-    staging = tempfile.mkdtemp(prefix="xraybench-model-") if request.get("models") else None
+    staging = tempfile.mkdtemp(prefix="xraybench-model-") if shipped.request.models else None
     try:
         if staging:
             os.mkdir(os.path.join(staging, "runs"))
-        run = RunRequest(**{**request, "models": staging})
-        registry = load_registry(run.disabled)
-        spec = registry.model(run.model)
+        run = replace(shipped.request, models=staging)
+        spec = unship_spec(shipped.spec, run.model, run.disabled)
         if refusal := _refusal(worker, spec, expected):
             return refusal, None, None, where
-        data = (prepared := prepare(run, registry)).dataset
-        if data.fingerprint != expected["fingerprint"]:
+        theirs = shipped.dataset
+        if (data := _data_here(theirs, run)).fingerprint != theirs.fingerprint:
             return (f"data fingerprint {data.fingerprint[:12]} on worker {worker.address} ({data.source}) differs "
-                    f"from the client's {expected['fingerprint'][:12]} ({expected['source']}); stage the same data "
+                    f"from the client's {theirs.fingerprint[:12]} ({theirs.source}); stage the same data "
                     "set on every worker (docs/distributed.md)"), None, None, where
         try:
-            record, scores = run_isolated(prepared, cancel=stop)
+            record, scores = run_isolated(Prepared(run, spec, shipped.params, data), cancel=stop)
         except Interrupted as stopped:  # its client's Ctrl-C (the client saves this), or the client gone
             return stopped.record, None, None, where
         code = code_digests(code_files(spec))
@@ -478,6 +480,30 @@ def run_task(request: dict[str, Any], expected: dict[str, Any], env: dict[str, s
     finally:
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ship_run(prepared: Any) -> Any:
+    """What a task carries of a prepared run (``run_task``): its spec pickled (``runner.ship_spec``),
+    its resolved parameters, and its data set described, without images: a worker may be another
+    machine, with its own data folder and cache, so it finds the images itself (``_data_here``)."""
+    from xraybench.runner import Prepared, ship_spec
+
+    return Prepared(prepared.request, ship_spec(prepared.spec), prepared.params, replace(prepared.dataset, splits=None))
+
+
+def _data_here(theirs: Any, request: Any) -> Any:
+    """The client's data set (``theirs``, without images) on this worker: the cache entry the client
+    loaded when the request's data path names the same folder here and this machine's cache holds that
+    entry with the client's fingerprint (``loading.open_cached``: no reader, no registry); otherwise
+    this worker's own copy, loaded from the request's data path with the client's size, channels and
+    split, whose fingerprint ``run_task`` compares."""
+    from xraybench.data import load_dataset
+    from xraybench.data.loading import locate_data, open_cached
+
+    if locate_data(request.data) == theirs.source and (opened := open_cached(theirs)) is not None:
+        return opened
+    return load_dataset(request.data, image_size=theirs.image_size, channels=theirs.channels, seed=theirs.seed,
+                        val_fraction=theirs.val_fraction, skip_bad=request.skip_bad)
 
 
 def _staged_bytes(record: RunRecord | dict[str, Any], staging: str | None) -> bytes | None:
@@ -642,10 +668,9 @@ def run_batch(prepared: list, store: Any, console: Any, workers: int | None, sch
     with CtrlC() as ctrl_c, connect(workers, scheduler, gpu, console, connected) as (client, what):
         runs.scheduler, runs.watch = client.scheduler.address, Watch(client, runs.labels, console, gpu, runs.started)
         code: dict[int, dict[str, Any]] = {}  # hashed once per spec
-        futures = {client.submit(run_task, asdict(p.request), {
-            "fingerprint": p.dataset.fingerprint, "source": str(p.dataset.source),
-            **code.setdefault(id(p.spec), _expected(p.spec))}, env, runs.stop_event, key=key,
-            resources={GPU_RESOURCE: 1} if gpu else None): key for key, p in runs.runs.items()}
+        futures = {client.submit(run_task, _ship_run(p), code.setdefault(id(p.spec), _expected(p.spec)), env,
+                                 runs.stop_event, key=key, resources={GPU_RESOURCE: 1} if gpu else None): key
+                   for key, p in runs.runs.items()}
         ac = as_completed(futures, loop=client.loop)
         runs.view.update(runs.overall, description=escape(f"{len(futures)} runs on {what}"))
         with runs.view:

@@ -5,6 +5,7 @@ train and validation arrays to its child once, not once per trial (issue 22, ite
 import os
 from collections import Counter
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from xraybench.data import load_dataset
 from xraybench.data.loading import reopen
 from xraybench.errors import DataError
 from xraybench.plugins import load_registry
+from xraybench.testing import make_kaggle_tree
 
 # A plugin whose model pickles by reference, and that notes, with the process id, each registry
 # load (its hook runs once per load) and each parameter resolution once it is imported.
@@ -25,9 +27,9 @@ import numpy as np
 from xraybench import GenericModel, hookimpl, params
 
 
-def note(what):
+def note(what, pid=None):
     with open(os.environ["XB_COUNT_LOG"], "a") as fh:
-        fh.write(f"{what} {os.getpid()}\\n")
+        fh.write(f"{what} {pid or os.getpid()}\\n")
 
 
 _resolve = params.resolve
@@ -44,6 +46,7 @@ params.resolve = counted_resolve
 class Brightness:
     def fit(self, train, val):
         note("fit")
+        note("spawner", os.getppid())  # the process that started the run's child (a Dask worker's)
         self.cut = float(np.mean(train.images))
         return self
 
@@ -79,6 +82,29 @@ def test_the_child_loads_no_registry_and_resolves_no_parameters(tmp_path, xray_d
     assert notes[("registry", child_pid)] == 0 and notes[("resolve", child_pid)] == 0, notes
 
 
+def test_a_dask_worker_loads_no_registry_and_resolves_no_parameters(tmp_path, xray_data, xb):
+    """A Dask task carries the run its client prepared (spec, resolved parameters, data set without
+    images): its worker maps the client's cache entry and prepares nothing again (issue 22, item 2)."""
+    pytest.importorskip("distributed")
+    (tmp_path / "xb_counted.py").write_text(COUNTING)
+    log = tmp_path / "count.log"
+    env = {"XRAYBENCH_PLUGINS": "xb_counted", "XB_COUNT_LOG": str(log), "XRAYBENCH_RESULTS": str(tmp_path / "results"),
+           "COLUMNS": "200",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = xb.process("run", "--model", "xb_counted", "--data", str(xray_data), "--image-size", "16",
+                      "--workers", "1", env=env)
+    assert done.code == 0, done.out[-3000:] + done.err[-3000:]
+    assert "engine: local Dask cluster of 1 worker process" in done.out
+    notes = Counter(tuple(line.split()) for line in log.read_text().splitlines())
+    (child,) = {pid for what, pid in notes if what == "fit"}
+    (worker,) = {pid for what, pid in notes if what == "spawner"}
+    assert child != worker, notes
+    (client,) = {pid for what, pid in notes} - {child, worker}  # no other process (the nanny) noted anything
+    assert notes[("registry", client)] == 1 and notes[("resolve", client)] == 1, notes
+    for pid in (worker, child):
+        assert notes[("registry", pid)] == 0 and notes[("resolve", pid)] == 0, notes
+
+
 def test_a_sequential_study_sends_its_arrays_to_its_child_once(xray_data, test_plugins, monkeypatch):
     data = load_dataset(xray_data, image_size=16)
     spec = load_registry().model("xb_tunable_wide")
@@ -110,3 +136,32 @@ def test_the_child_maps_the_cache_entry_the_parent_loaded_and_refuses_other_data
         assert np.array_equal(mine.images, theirs.images) and mine.ids == theirs.ids
     with pytest.raises(DataError, match="changed since this run loaded"):
         reopen(replace(shipped, fingerprint="0" * 64))
+
+
+def test_a_dask_worker_maps_the_clients_entry_else_loads_its_own_copy(xray_data, tmp_path, monkeypatch):
+    """``distributed._data_here``: the client's cache entry when this machine holds it (no load);
+    else, a worker with a cache of its own (another machine) loads the same folder, and gets the
+    client's images; a worker whose data path names another folder loads that one."""
+    import xraybench.data
+    from xraybench.distributed import _data_here
+
+    data = load_dataset(xray_data, image_size=16)
+    theirs, request = replace(data, splits=None), SimpleNamespace(data=str(xray_data), skip_bad=False)
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("loaded the data although the client's cache entry is here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(xraybench.data, "load_dataset", no_load)
+        mapped = _data_here(theirs, request)
+    monkeypatch.setenv("XRAYBENCH_CACHE", str(tmp_path / "another-machine"))
+    loaded = _data_here(theirs, request)
+    assert loaded.cache_path is not None and loaded.cache_path.is_relative_to(tmp_path / "another-machine")
+    for got in (mapped, loaded):
+        assert got.fingerprint == data.fingerprint
+        for name in ("train", "val", "test"):
+            mine, client = getattr(got.splits, name), getattr(data.splits, name)
+            assert np.array_equal(mine.images, client.images) and mine.ids == client.ids
+    other = make_kaggle_tree(tmp_path / "other" / "chest_xray", seed=1, n_train=(20, 30))
+    elsewhere = _data_here(theirs, SimpleNamespace(data=str(other), skip_bad=False))
+    assert elsewhere.source == other and elsewhere.fingerprint != data.fingerprint  # run_task refuses it

@@ -24,7 +24,8 @@ from xraybench.errors import DataError
 from xraybench.records import DEFAULT_IMAGE_SIZE, DEFAULT_SEED
 from xraybench.specs import DatasetSpec, ImageSet
 
-__all__ = ["Dataset", "Splits", "load_dataset", "load_raw", "locate_data", "pick_reader", "reopen"]  # locate_data: builtin.py's
+__all__ = ["Dataset", "Splits", "load_dataset", "load_raw", "locate_data",  # locate_data: builtin.py's
+           "open_cached", "pick_reader", "reopen"]
 CATCH_ALL_READERS = ("kaggle_folders",)  # readers whose detect() accepts any folder: tried after all others
 CARVED = "patient-grouped, stratified, carved from train"
 
@@ -281,11 +282,20 @@ def reopen(dataset: Dataset) -> Dataset:
     and no look at the source: the load that found the entry, a moment ago, did that."""
     if not dataset.cache_key:
         return dataset
-    opened = cache.open_entry(dataset.cache_key, dataset.source, None)
+    if (opened := open_cached(dataset)) is not None:
+        return opened
+    raise DataError(f"cache entry {dataset.cache_path} changed since this run loaded {dataset.source}; run it again")
+
+
+def open_cached(dataset: Dataset) -> Dataset | None:
+    """``reopen``'s look, as a question: ``dataset`` with the splits of its cache entry (``cache_key``) when this
+    machine's cache holds that entry, intact, with the data of ``dataset.fingerprint``; None otherwise (a Dask
+    worker with a cache of its own then loads its own copy, ``distributed.run_task``)."""
+    opened = cache.open_entry(dataset.cache_key, dataset.source, None) if dataset.cache_key else None
     if opened is not None and opened[1].get("fingerprint") == dataset.fingerprint:
         sets, meta, confirm = opened
         train, val, _ = _split(sets, meta, cache.entry_path(dataset.cache_key), dataset.source, dataset.val_fraction,
                                dataset.seed, False)
         if confirm():
             return replace(dataset, splits=Splits(train=train, val=val, test=sets["test"]))
-    raise DataError(f"cache entry {dataset.cache_path} changed since this run loaded {dataset.source}; run it again")
+    return None

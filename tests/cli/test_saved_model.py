@@ -277,7 +277,7 @@ def test_a_staged_model_that_is_gone_or_changed_is_not_recorded(tmp_path):
 @pytest.mark.parametrize("change, reason", [
     (lambda r: {**r["model_file"], "path": "runs/other-run.skops"}, "is not 'runs/"),
     (lambda r: {**r["model_file"], "path": "../../etc/passwd"}, "is not 'runs/"),
-    (lambda r: {**r["model_file"], "sha256": "x" * 64}, "'sha256' is .*, string should match pattern"),
+    (lambda r: {**r["model_file"], "sha256": "x" * 64}, "'sha256' does not match"),
     (lambda r: {**r["model_file"], "bytes": -1}, "'bytes' is -1, expected greater than or equal to 0"),
     (lambda r: {**r["model_file"], "format": "pickle"}, "'format' is \"pickle\", expected 'keras' or 'skops'"),
     (lambda r: {k: v for k, v in r["model_file"].items() if k != "sha256"}, "has no 'sha256'"),

@@ -592,7 +592,7 @@ class _Runs:
         with contextlib.suppress(KeyError):
             self.view.remove_task(self.rows.pop(key))
         m = record.metrics or {}
-        result = (f"accuracy {m.get('accuracy', 0):.4f}  AUC {m.get('roc_auc', 0):.4f}; {trained_with(record.to_dict())}, "
+        result = (f"accuracy {m.get('accuracy', 0):.4f}  AUC {m.get('roc_auc', 0):.4f}; {trained_with(record)}, "
                   f"precision {record.precision}") if record.status is RunStatus.DONE else record.reason
         self.console.print(escape(f"{record.status.label:<11} {self.labels[key]} on {where.get('worker') or '-'}: "
                                   f"{result}  ({record.wall_seconds or 0:.1f}s; recorded {path.name})"))
@@ -679,7 +679,7 @@ def run_batch(prepared: list, store: Any, console: Any, workers: int | None, sch
                     runs.collect(future, futures[future])
             if ctrl_c.is_set():  # the running runs stop and send their records (_Stop); the queued are cancelled
                 runs.interrupt(client, futures, ac)
-    print_run_summary([r.to_dict() for r in runs.saved.values()], console)
+    print_run_summary(list(runs.saved.values()), console)
     return 130 if ctrl_c.is_set() else 0 if all(r.status is RunStatus.DONE for r in runs.saved.values()) else 1
 
 

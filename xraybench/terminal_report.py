@@ -10,6 +10,7 @@ from typing import Any
 
 from xraybench.richtext import esc, plain
 from xraybench.progress import plural
+from xraybench.records import FIXED_THRESHOLD, RunRecord, RunStatus, coerce, describe_method
 from xraybench.specs import LABELS
 
 
@@ -28,20 +29,18 @@ def _report_table(metrics: dict[str, Any], title: str):
     return table
 
 
-def print_run_report(record: dict[str, Any], console, explain: bool = True, recorded: bool = False) -> None:
+def print_run_report(record: RunRecord | dict[str, Any], console, explain: bool = True, recorded: bool = False) -> None:
     """One run in the seed's form, then this run at 0.5 and at its validation threshold beside the
     seed's published figures (``explain``: with the sentence on why they differ and the doc to
     read; a batch says it once), then a summary line naming backend and precision. ``recorded``:
     the run was not trained now but found recorded (``run`` without ``--force``), and says so."""
-    from xraybench.records import FIXED_THRESHOLD, RunStatus
-
-    status = RunStatus.parse(record["status"])
-    if status is not RunStatus.DONE:
-        console.print(f"{status.markup()} {esc(record['model'])} (seed {record['seed']}): {esc(record.get('reason', ''))}")
+    record = coerce(record)
+    if record.status is not RunStatus.DONE:
+        console.print(f"{record.status.markup()} {esc(record.model)} (seed {record.seed}): {esc(record.reason)}")
         return
-    m = record["metrics"]
+    m = record.metrics or {}
     mark = " (recorded result)" if recorded else ""
-    console.print(_report_table(m, f"{record['model']} on test, threshold {FIXED_THRESHOLD:g}{mark}"))
+    console.print(_report_table(m, f"{record.model} on test, threshold {FIXED_THRESHOLD:g}{mark}"))
     cm = m["confusion_matrix"]
     console.print(
         f"ROC AUC {m['roc_auc']:.4f}  sensitivity {m['sensitivity']:.4f}  specificity {m['specificity']:.4f}  "
@@ -52,22 +51,22 @@ def print_run_report(record: dict[str, Any], console, explain: bool = True, reco
     line = prior_shift_line(record)
     if line:  # dim: a diagnostic beside the result, never a result to compare (it reads the test scores)
         console.print(f"[dim]{esc(line)}[/]", highlight=False)
-    epochs = record.get("epochs_run")
+    epochs = record.epochs_run
     console.print(
-        f"[dim]validation AUC {record['val_metrics']['roc_auc']:.4f}; trained {record['train_seconds']:.1f}s"
+        f"[dim]validation AUC {(record.val_metrics or {})['roc_auc']:.4f}; trained {record.train_seconds or 0:.1f}s"
         f"{', ' + plural(epochs, 'epoch') if epochs else ''}; {esc(trained_with(record))}, precision "
-        f"{esc(record.get('precision'))}; {esc(record.get('param_count') or '?')} parameters[/]"
+        f"{esc(record.precision)}; {esc(record.param_count or '?')} parameters[/]"
     )
 
 
-def trained_with(record: dict[str, Any]) -> str:
+def trained_with(record: RunRecord) -> str:
     """What a run trained on, for its summary line: "backend jax 0.4.35" (the Keras backend and its
     version, which change a run's random streams and speed), or scikit-learn's version for a model
     that has no Keras backend."""
     from xraybench.specs import spec_type
 
-    env = record.get("environment") or {}
-    family = spec_type(record.get("kind"))
+    env = record.environment or {}
+    family = spec_type(record.kind)
     if family.library and not family.on_keras_backend:
         return f"{family.library} {env.get(family.library) or '?'} (no Keras backend)"
     from xraybench.training.backend import KNOWN  # finds backends, imports none
@@ -77,9 +76,8 @@ def trained_with(record: dict[str, Any]) -> str:
     return f"backend {backend}{' ' + str(version) if version else ''}"
 
 
-def _seed_rows(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
+def _seed_rows(record: RunRecord) -> list[tuple[str, list[str]]]:
     """(label, cells) for this run at 0.5, at its validation threshold, and the seed's published run."""
-    from xraybench.records import FIXED_THRESHOLD
     from xraybench.published import seed_figures
 
     def cells(m: dict[str, Any], digits: int = 3) -> list[str]:
@@ -87,8 +85,8 @@ def _seed_rows(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
         values = [m.get("accuracy"), *(pc.get(label, {}).get(key) for label in LABELS for key in ("recall", "f1"))]
         return ["-" if v is None else f"{v:.{digits}f}" for v in values]
 
-    rows = [(f"this run at {FIXED_THRESHOLD:g}", cells(record["metrics"]))]
-    v = record.get("metrics_at_val_threshold")
+    rows = [(f"this run at {FIXED_THRESHOLD:g}", cells(record.metrics or {}))]
+    v = record.metrics_at_val_threshold
     if v:
         rows.append((f"this run at {v['threshold']:.3f} (val)", cells(v)))
     seed = seed_figures()
@@ -96,14 +94,13 @@ def _seed_rows(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def print_against_seed(record: dict[str, Any], console, explain: bool = True) -> None:
+def print_against_seed(record: RunRecord, console, explain: bool = True) -> None:
     """The first question after a run, answered under it: how does it compare with the seed's
     published 0.86? This run at 0.5 and at its validation-chosen threshold beside the seed's
     figures, how the second threshold was chosen, and (``explain``) why the numbers differ, with
     the doc that says more (``published.WHY_DOC``)."""
     from rich.table import Table
 
-    from xraybench.records import describe_method
     from xraybench.published import WHY_DOC, WHY_SEED_DIFFERS
 
     table = Table(title="this run beside the seed's published CNN (test set)", header_style="bold",
@@ -114,18 +111,17 @@ def print_against_seed(record: dict[str, Any], console, explain: bool = True) ->
     for label, cells in _seed_rows(record):
         table.add_row(plain(label), *cells)
     console.print(table)
-    v = record.get("metrics_at_val_threshold")
-    if v:
-        method = describe_method((record.get("val_threshold") or {}).get("method"))
+    if record.metrics_at_val_threshold:
+        method = describe_method((record.val_threshold or {}).get("method"))
         console.print(esc(f"(val): threshold chosen by {method}, never on test."), highlight=False)
     if explain:
         console.print(esc(f"{WHY_SEED_DIFFERS} Read {WHY_DOC}."), highlight=False)
 
 
-def prior_shift_line(record: dict[str, Any]) -> str:
+def prior_shift_line(record: RunRecord) -> str:
     """The transductive operating point in one line, the true test prior beside the estimate (shown,
     never used); "" for a record without it."""
-    shift, m = record.get("prior_shift"), record.get("metrics_at_prior_shift")
+    shift, m = record.prior_shift, record.metrics_at_prior_shift
     if not shift or not m:
         return ""
     true = shift.get("true_prior")
@@ -135,20 +131,18 @@ def prior_shift_line(record: dict[str, Any]) -> str:
             f"{shift['threshold']:.3f}: accuracy {m['accuracy']:.4f} NORMAL recall {m['specificity']:.4f}")
 
 
-def print_run_summary(records: list[dict[str, Any]], console, recorded: set[str] | frozenset[str] = frozenset()) -> None:
+def print_run_summary(records: list[RunRecord], console, recorded: set[str] | frozenset[str] = frozenset()) -> None:
     """One row per run. Names are never cut mid-word: at a narrow width the run-id column goes
     (the ids are in the "recorded" lines above) and reasons go under the table. A run found
     recorded (id in ``recorded``) rather than trained says "recorded" in the Status column."""
     from rich.table import Table
 
-    from xraybench.records import RunStatus
-
-    reasons = [r for r in records if r.get("reason")]
+    reasons = [r for r in records if r.reason]
 
     def needed(with_ids: bool, with_reason: bool) -> int:
         """Columns that never wrap: their widest cell (or header), padding and rules."""
-        widths = [max(len("Model"), *(len(r["model"]) for r in records)), 4, 11, 8, 6, 6]
-        widths += [max(len(r["run_id"]) for r in records)] if with_ids else []
+        widths = [max(len("Model"), *(len(r.model) for r in records)), 4, 11, 8, 6, 6]
+        widths += [max(len(r.run_id) for r in records)] if with_ids else []
         widths += [24] if with_reason else []
         return sum(w + 3 for w in widths) + 1
 
@@ -160,18 +154,18 @@ def print_run_summary(records: list[dict[str, Any]], console, recorded: set[str]
     if with_reason:
         table.add_column("Reason")
     for r in records:
-        m = r.get("metrics") or {}
-        row = ([plain(r["run_id"])] if with_ids else []) + [
-            plain(r["model"]), plain(r["seed"]),
-            "[green]recorded[/]" if r["run_id"] in recorded else RunStatus.parse(r["status"]).markup(),
+        m = r.metrics or {}
+        row = ([plain(r.run_id)] if with_ids else []) + [
+            plain(r.model), plain(r.seed),
+            "[green]recorded[/]" if r.run_id in recorded else r.status.markup(),
             f"{m['accuracy']:.4f}" if m else "-", f"{m['roc_auc']:.4f}" if m else "-",
-            f"{r.get('wall_seconds') or 0:.0f}",
+            f"{r.wall_seconds or 0:.0f}",
         ]
-        table.add_row(*row, *([plain(r.get("reason", ""))] if with_reason else []))
+        table.add_row(*row, *([plain(r.reason)] if with_reason else []))
     console.print(table)
     if reasons and not with_reason:
         for r in reasons:
-            console.print(f"  {esc(r['model'])} seed {r['seed']}: {esc(r['reason'])}", highlight=False)
+            console.print(f"  {esc(r.model)} seed {r.seed}: {esc(r.reason)}", highlight=False)
 
 
 def _splits_table(dataset, title: str):

@@ -120,11 +120,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     c = compare(ResultStore(args.results), args.run_a, args.run_b, args.threshold)
     a, b = c.a, c.b
     console = make_console()
-    table = Table(title=plain(f"{a['run_id']} vs {b['run_id']} (95% bootstrap CIs, threshold {args.threshold})"),
+    table = Table(title=plain(f"{a.run_id} vs {b.run_id} (95% bootstrap CIs, threshold {args.threshold})"),
                   header_style="bold", title_justify="left")
     table.add_column("Metric")
-    table.add_column(plain(f"A: {a['model']} seed {a.get('seed')}"))
-    table.add_column(plain(f"B: {b['model']} seed {b.get('seed')}"))
+    table.add_column(plain(f"A: {a.model} seed {a.seed}"))
+    table.add_column(plain(f"B: {b.model} seed {b.seed}"))
     for metric in bootstrapped():
         table.add_row(metric.name, format_interval(c.intervals_a.get(metric.key), metric.digits),
                       format_interval(c.intervals_b.get(metric.key), metric.digits))

@@ -88,7 +88,7 @@ def _run_each(prepared: list[Prepared], store: ResultStore, console: Console, ar
         found = repeats.find_recorded(p, known, store.get) if check_repeats else None
         if found is not None:
             console.print(esc(repeats.recorded_line(found)), highlight=False)
-            print_run_report(found.to_dict(), console, explain=first_result, recorded=True)
+            print_run_report(found, console, explain=first_result, recorded=True)
             records.append(found)
             shown.add(found.run_id)
             continue
@@ -100,17 +100,17 @@ def _run_each(prepared: list[Prepared], store: ResultStore, console: Console, ar
             resumable = " (resume it with `xraybench run --resume " + run_id + "`)" if stop.record.checkpoint else ""
             console.print(f"[yellow]interrupted[/]: recorded run {run_id} as interrupted{resumable}")
             records.append(stop.record)
-            print_run_summary([r.to_dict() for r in records], console, recorded=shown)
+            print_run_summary(records, console, recorded=shown)
             return stop.exit_code
         path = store.save(record, scores)
-        print_run_report(record.to_dict(), console, explain=first_result)
+        print_run_report(record, console, explain=first_result)
         records.append(record)
         if check_repeats and record.status is RunStatus.DONE:
             known.append(record)  # `--seeds 1 1` trains seed 1 once
         if args.traceback and record.traceback:
             sys.stderr.write(record.traceback)
         console.print(f"[dim]recorded {esc(path)}[/]")
-    print_run_summary([r.to_dict() for r in records], console, recorded=shown)
+    print_run_summary(records, console, recorded=shown)
     return 0 if all(r.status is RunStatus.DONE for r in records) else 1
 
 

@@ -161,7 +161,7 @@ def _final_run(args: argparse.Namespace, plan: _Plan, study: Any, done: int, con
         console.print(f"[dim]recorded {esc(store.save(stop.record))}[/]")
         return stop.exit_code
     path = store.save(record, scores)
-    print_run_report(record.to_dict(), console)
+    print_run_report(record, console)
     if args.traceback and record.traceback:
         import sys
 

@@ -26,16 +26,18 @@ ensure_keras_backend()
 
 
 # The suite's three layers, one folder each, each a marker (`pytest -m unit` runs the quick ones):
-# unit: functions on tiny generated data, in this process; cli: commands through the `xb` fixture;
-# integration: child processes, clusters, installs, signals and the shared data.
+# unit: functions on tiny generated data (a few start an interpreter to check what it imports);
+# cli: commands through the `xb` fixture; integration: child processes, clusters, installs, signals,
+# the shared data. A test file outside the three folders is refused, so no test escapes every layer.
 LAYERS = ("unit", "cli", "integration")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         layer = item.path.parent.name
-        if layer in LAYERS:
-            item.add_marker(layer)
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.nodeid}: put the test file in tests/unit, tests/cli or tests/integration")
+        item.add_marker(layer)
 
 
 @pytest.fixture(autouse=True)

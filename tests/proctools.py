@@ -33,10 +33,13 @@ class Result(NamedTuple):
 def run_cli(capture: pytest.CaptureFixture[str], *args: str, env: Env | None = None) -> Result:
     """``xraybench ARGS`` in this process, as typed at a prompt: ``sys.argv`` (recorded with a run)
     and ``env`` hold for this call only, and a ``SystemExit`` (argparse's usage errors, ``--help``)
-    becomes the exit code a process would have had. What the test printed before is dropped."""
+    becomes the exit code a process would have had. What the test printed before is dropped, and
+    what the command set in ``os.environ`` itself (``TF_CPP_MIN_LOG_LEVEL``, ``KERAS_BACKEND``) is
+    undone, as a process's would be: it never reaches a later test or its child processes."""
     from xraybench.cli import main
 
     capture.readouterr()
+    before = dict(os.environ)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "argv", ["xraybench", *args])
         for name, value in (env or {}).items():
@@ -50,6 +53,8 @@ def run_cli(capture: pytest.CaptureFixture[str], *args: str, env: Env | None = N
             if not isinstance(exc.code, int | None):  # sys.exit("message"): printed, exit code 1
                 print(exc.code, file=sys.stderr)
             code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    os.environ.clear()
+    os.environ.update(before)
     out = capture.readouterr()
     return Result(code, out.out, out.err)
 

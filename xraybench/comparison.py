@@ -47,11 +47,14 @@ def compare(store, run_a: str, run_b: str, threshold: str) -> Comparison:
     if fa != fb:
         raise XRayBenchError(f"not compared: the runs used different data (fingerprints {str(fa)[:12]} and {str(fb)[:12]})")
     t = Threshold.parse(threshold)
+    thresholds = []
     for record in (a, b):  # an optional operating point (prior) that a record predates
-        if not record.metrics_at(t):
+        metrics = record.metrics_at(t)
+        if not metrics:
             raise XRayBenchError(f"run {record.run_id} has no metrics at threshold {threshold} (recorded before it; "
                                  "`xraybench runs --backfill` adds them)")
-    ta, tb = (a.metrics_at(t) or {})["threshold"], (b.metrics_at(t) or {})["threshold"]
+        thresholds.append(metrics["threshold"])
+    ta, tb = thresholds
     try:
         paired = compare_runs(sa, sb, ta, tb)
     except ValueError as exc:  # same fingerprint, other images: a scores file edited by hand

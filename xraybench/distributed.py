@@ -472,7 +472,7 @@ def run_task(shipped: Any, expected: dict[str, Any], env: dict[str, str | None],
             record, scores = run_isolated(Prepared(run, spec, shipped.params, data), cancel=stop)
         except Interrupted as stopped:  # its client's Ctrl-C (the client saves this), or the client gone
             return stopped.record, None, None, where
-        code = code_digests(code_files(spec))
+        code = code_digests(expected["code"])  # the worker's own files: _refusal found them equal
         record = replace(record, environment={**record.environment, "thread_limit": threads, "code": code})
         return record, scores, _staged_bytes(record, staging), where
     except Exception as exc:  # anything else: one line back to the client, the worker goes on

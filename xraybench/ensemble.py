@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import RunRecord, RunStatus, coerce, validated
+from xraybench.records import RunRecord, RunStatus, validated
 
 ENSEMBLE = "ensemble"  # an ensemble record's model name and kind
 SPLITS = ("val", "test")
@@ -43,7 +43,7 @@ def load_members(store: Any, run_ids: Sequence[str]) -> list[Member]:
     validation and test scores; a one-line XRayBenchError for the first that is not."""
     records: dict[str, RunRecord] = {}
     for run_id in run_ids:
-        record = coerce(store.get(run_id))  # unknown, ambiguous or damaged: store.get says so in one line
+        record = store.find(run_id)  # unknown, ambiguous or damaged: store.find says so in one line
         records.setdefault(record.run_id, record)
     if len(records) < 2:
         named = ", ".join(records) or "none"

@@ -189,11 +189,10 @@ def _onnx_in_child(root: str, run_id: str, out: str, data: str | None) -> dict[s
     import numpy as np
     import onnx
 
-    from xraybench.records import coerce
     from xraybench.results import ResultStore
 
     store = ResultStore(root)
-    record = coerce(store.get(run_id))
+    record = store.find(run_id)
     info = record.saved_model
     if info is not None and info.format == "keras" and "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"  # before the data layer loads plugins that may import Keras
@@ -238,7 +237,7 @@ def onnx_scores(path: Path, images: np.ndarray, batch: int = 256) -> np.ndarray:
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     """The exception's first line, cut at ``limit`` characters (converters put whole node
     attribute dumps in theirs)."""
-    from xraybench.plugins import one_line
+    from xraybench.training import one_line
 
     text = one_line(exc)
     return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."

@@ -21,7 +21,7 @@ from xraybench.errors import PluginFailure  # noqa: F401 (harness.PluginFailure:
 from xraybench.metrics import check_scores, evaluate, youden_threshold
 from xraybench.records import FIXED_THRESHOLD
 from xraybench.specs import ImageSet, ModelSpec
-from xraybench.training import Fitted, trainer_for
+from xraybench.training import Fitted, one_line, trainer_for
 
 
 def _seed_everything(seed: int) -> None:
@@ -54,7 +54,7 @@ def predict(fitted: Fitted, images: np.ndarray, what: str, name: str) -> np.ndar
     try:
         raw = fitted.predict(images)
     except Exception as exc:
-        raise PluginFailure(f"predicting {what} with {name} failed: {_one_line(exc)}") from exc
+        raise PluginFailure(f"predicting {what} with {name} failed: {one_line(exc)}") from exc
     try:
         return check_scores(raw, len(images))
     except ValueError as exc:
@@ -154,9 +154,3 @@ def score_fields(
         # estimates from the unlabeled test scores (prior_shift.py); never mixed with the two above
         **prior_shift.record_fields(val_labels, val_scores, test_labels, test_scores, seed=seed),
     }
-
-
-def _one_line(exc: BaseException) -> str:
-    from xraybench.plugins import one_line
-
-    return one_line(exc)

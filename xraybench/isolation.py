@@ -133,7 +133,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _reason(exc: BaseException, expected: tuple[type, ...]) -> str:
-    from xraybench.plugins import one_line
+    from xraybench.training import one_line
 
     if isinstance(exc, expected):
         text = str(exc).strip()
@@ -165,7 +165,9 @@ def _child_main(conn, parent_pid: int, expected: tuple[type, ...]) -> None:
         try:
             conn.send(message)
         except Exception as exc:  # an unpicklable result is the call's failure, not ours
-            conn.send(Outcome(RunStatus.ERROR, reason=f"cannot send the result back: {type(exc).__name__}: {exc}",
+            from xraybench.training import one_line
+
+            conn.send(Outcome(RunStatus.ERROR, reason=f"cannot send the result back: {one_line(exc)}",
                               traceback=traceback.format_exc()))
 
 

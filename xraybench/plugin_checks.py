@@ -202,7 +202,7 @@ def _one_check(ctx: _Context, method: str) -> tuple[bool, str, str]:
     """(passed, detail, traceback): the traceback of a failed check for ``check --traceback``."""
     import traceback
 
-    from xraybench.plugins import one_line
+    from xraybench.training import one_line
 
     try:
         return True, getattr(ctx, method)(), ""

@@ -26,7 +26,7 @@ import pluggy
 from xraybench import hookspecs
 from xraybench.errors import PluginError
 from xraybench.specs import DatasetSpec, ModelSpec
-from xraybench.training import has_trainer, one_line  # noqa: F401  (one_line: part of this module's API)
+from xraybench.training import has_trainer, one_line
 
 GROUP = "xraybench"
 DISABLE_ENV = "XRAYBENCH_DISABLE_PLUGINS"

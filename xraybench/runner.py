@@ -110,14 +110,14 @@ def start_record(prepared: Prepared) -> RunRecord:
     )
 
 
-def execute(request: RunRequest, on_epoch: Callable | None = None, model_to: str | None = None,
-            prepared: Prepared | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run in this process (preparing it unless ``prepared``); returns (the record fields the
-    harness produced, with the environment the run trained in, scores). ``model_to``: where the
-    trained model is staged (``saved_model.staged_stem``)."""
+def execute(prepared: Prepared, on_epoch: Callable | None = None,
+            model_to: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the prepared run in this process; returns (the record fields the harness produced, with
+    the environment the run trained in, scores). ``model_to``: where the trained model is staged
+    (``saved_model.staged_stem``)."""
     from xraybench import environment, harness
 
-    prepared = prepared or prepare(request)
+    request = prepared.request
     results, scores = harness.run(prepared.spec, prepared.dataset, prepared.params, request.seed, request.precision,
                                   on_epoch, request.target_sensitivity, model_to)
     return {**results, "environment": environment.capture(_backend(prepared))}, scores
@@ -186,7 +186,7 @@ def _run_request(shipped: Prepared, save_to: str | None = None,
     spec = unship_spec(shipped.spec, request.model, request.disabled)
     prepared = Prepared(request, spec, shipped.params, reopen(shipped.dataset))
     with checkpoints.active(save_to, request.resume_from):
-        return execute(request, _epoch_printer(request.model, request.quiet), model_to, prepared)
+        return execute(prepared, _epoch_printer(request.model, request.quiet), model_to)
 
 
 def _model_to(request: RunRequest, run_id: str) -> str | None:
@@ -336,8 +336,8 @@ def run_in_process(prepared: Prepared) -> tuple[RunRecord, dict[str, Any] | None
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
         with checkpoints.active(str(save_to) if save_to else None, request.resume_from):
-            results, scores = execute(request, _epoch_printer(prepared.spec.name, request.quiet),
-                                      _model_to(request, record.run_id), prepared)
+            results, scores = execute(prepared, _epoch_printer(prepared.spec.name, request.quiet),
+                                      _model_to(request, record.run_id))
     except KeyboardInterrupt as exc:
         from xraybench.isolation import stop_exit_code, stop_reason
 

@@ -92,7 +92,7 @@ def save(fitted: Fitted, spec: ModelSpec, params: dict[str, Any], stem: Path,
     model that cannot be saved: the run stays done."""
     import numpy as np
 
-    from xraybench.plugins import one_line
+    from xraybench.training import one_line
     from xraybench.training import NotSavable, trainer_for
 
     trainer = trainer_for(spec.kind)
@@ -276,7 +276,7 @@ def load_model(store: ResultStore, record: RunRecord) -> LoadedModel:
     from scikit-learn, NumPy, SciPy or the package of the plugin that registered the model. The
     plugin is looked up (``load_registry``) for its classes; a model whose plugin is gone still
     loads when it needs none of them. One-line ``XRayBenchError`` for everything that goes wrong."""
-    from xraybench.plugins import one_line
+    from xraybench.training import one_line
     from xraybench.training import trainer_for
 
     path, info = verified_path(store, record)

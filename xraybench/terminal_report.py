@@ -10,7 +10,7 @@ from typing import Any
 
 from xraybench.richtext import esc, plain
 from xraybench.progress import plural
-from xraybench.records import FIXED_THRESHOLD, RunRecord, RunStatus, coerce, describe_method
+from xraybench.records import FIXED_THRESHOLD, RunRecord, RunStatus, coerce
 from xraybench.specs import LABELS
 
 
@@ -112,7 +112,7 @@ def print_against_seed(record: RunRecord, console, explain: bool = True) -> None
         table.add_row(plain(label), *cells)
     console.print(table)
     if record.metrics_at_val_threshold:
-        method = describe_method((record.val_threshold or {}).get("method"))
+        method = record.threshold_method()
         console.print(esc(f"(val): threshold chosen by {method}, never on test."), highlight=False)
     if explain:
         console.print(esc(f"{WHY_SEED_DIFFERS} Read {WHY_DOC}."), highlight=False)

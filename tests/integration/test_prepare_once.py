@@ -164,4 +164,5 @@ def test_a_dask_worker_maps_the_clients_entry_else_loads_its_own_copy(xray_data,
             assert np.array_equal(mine.images, client.images) and mine.ids == client.ids
     other = make_kaggle_tree(tmp_path / "other" / "chest_xray", seed=1, n_train=(20, 30))
     elsewhere = _data_here(theirs, SimpleNamespace(data=str(other), skip_bad=False))
-    assert elsewhere.source == other and elsewhere.fingerprint != data.fingerprint  # run_task refuses it
+    # run_task refuses it (test_distributed: test_fingerprint_mismatch_is_a_one_line_error)
+    assert elsewhere.source == other and elsewhere.fingerprint != data.fingerprint

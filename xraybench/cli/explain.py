@@ -19,12 +19,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from xraybench import saved_model
     from xraybench.escaping import terminal_text
     from xraybench.explain import jobs, overlay, shortcut
-    from xraybench.records import coerce
     from xraybench.results import ResultStore
 
     start = time.perf_counter()
     store = ResultStore(args.results)
-    record = coerce(store.get(args.run_id))  # unknown or ambiguous run: one line
+    record = store.find(args.run_id)  # unknown or ambiguous run: one line
     saved_model.verified_path(store, record)  # no model, a missing or changed file: one line, before any image is read
     out = Path(args.out) if args.out else store.root / "explanations" / record.run_id
     sample_seed: int | None = None

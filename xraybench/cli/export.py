@@ -12,12 +12,11 @@ from xraybench.export import MLFLOW_EXPERIMENT, TOLERANCE
 
 def cmd_export(args: argparse.Namespace) -> int:
     from xraybench import export
-    from xraybench.records import coerce
     from xraybench.results import ResultStore
     from xraybench.richtext import console as make_console, plain
 
     store = ResultStore(args.results)
-    record = coerce(store.get(args.run_id))
+    record = store.find(args.run_id)
     console = make_console()
     if args.to == "onnx":
         done = export.to_onnx(store, record, Path(args.out) if args.out else None, args.data)

@@ -17,11 +17,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from xraybench import saved_model
-    from xraybench.records import LABELS, coerce
+    from xraybench.records import LABELS
     from xraybench.results import ResultStore
 
     store = ResultStore(args.results)
-    record = coerce(store.get(args.run_id))
+    record = store.find(args.run_id)
     saved_model.verified_path(store, record)  # no model, a missing or changed file: one line, before any image is read
     if not record.val_threshold or not isinstance(record.val_threshold.get("value"), (int, float)):
         raise XRayBenchError(f"run {record.run_id} records no validation-chosen threshold; it cannot label images")
@@ -54,11 +54,10 @@ def _scores(root: Path, run_id: str, images: np.ndarray) -> np.ndarray:
 
 def _score_in_child(root: str, run_id: str, images: np.ndarray) -> np.ndarray:
     from xraybench import saved_model
-    from xraybench.records import coerce
     from xraybench.results import ResultStore
 
     store = ResultStore(root)
-    record = coerce(store.get(run_id))
+    record = store.find(run_id)
     return saved_model.load_model(store, record).scores(images)
 
 

@@ -75,11 +75,10 @@ def _maps_in_child(root: str, run_id: str, images: np.ndarray, method: Method, t
     """In the child: load the run's model (its hash checked again) and explain ``images``."""
     from xraybench import saved_model
     from xraybench.explain.run import explain
-    from xraybench.records import coerce
     from xraybench.results import ResultStore
 
     store = ResultStore(root)
-    record = coerce(store.get(run_id))
+    record = store.find(run_id)
     result = explain(saved_model.load_model(store, record), images, method, threshold=threshold)
     return result.maps, result.method
 

@@ -43,8 +43,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _no_user_folders(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test writes into the user's cache, data, results or Keras folders; fixtures such as
-    ``real_cache`` and ``xraybench_env`` still choose their own."""
+    ``real_cache`` and ``xraybench_env`` still choose their own. No test inherits a terminal size
+    either: output read in-process is a pipe's, at its natural width, whoever exported ``COLUMNS``
+    (pytest-xdist sets 80 in its workers, a user's shell may set anything)."""
     _private_user_folders(monkeypatch, tmp_path_factory.mktemp("user"))
+    for var in ("COLUMNS", "LINES"):
+        monkeypatch.delenv(var, raising=False)
 
 
 def _private_user_folders(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:

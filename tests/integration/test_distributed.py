@@ -426,11 +426,19 @@ def test_ctrl_c_keeps_a_keras_runs_epochs_and_checkpoint_and_it_resumes(shared, 
     assert record["checkpoint"] == f"checkpoints/{record['run_id']}", record
     assert (results / record["checkpoint"]).is_dir()
     assert record["wall_seconds"] > 0 and record["executor"]["engine"] == "dask"
-    resumed = _client(["--resume", record["run_id"]], shared, results)
+    # The resume marks each epoch it trains (the marks are open: nothing waits): epoch 2 only, so it
+    # continued from the checkpoint rather than training again from epoch 0 (epochs_run is 2 either way).
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    for phase in ("epoch1", "epoch2"):
+        (marks / f"{phase}.go").touch()
+    resumed = _client(["--resume", record["run_id"]], shared, results, XRAYBENCH_TEST_PAUSE=f"epoch1,epoch2={marks}")
     out = _finish(resumed)
     assert resumed.returncode == 0, out[-4000:]
+    assert sorted(p.name for p in marks.glob("*.ready")) == ["epoch2.ready"], out[-4000:]
     done = [r for r in _records(results) if r["status"] == "done"]
     assert len(done) == 1 and done[0]["resumed_from"] == record["run_id"] and done[0]["epochs_run"] == 2, done
+    assert done[0]["history"]["loss"][0] == record["history"]["loss"][0]  # the interrupted epoch's, carried over
 
 
 def test_a_client_that_dies_leaves_no_run_behind(cluster, shared, results):

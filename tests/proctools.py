@@ -8,14 +8,17 @@ from the test, whatever is still running of that group is SIGKILLed.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TextIO
 
 import pytest
 
@@ -35,12 +38,13 @@ def run_cli(capture: pytest.CaptureFixture[str], *args: str, env: Env | None = N
     and ``env`` hold for this call only, and a ``SystemExit`` (argparse's usage errors, ``--help``)
     becomes the exit code a process would have had. What the test printed before is dropped, and
     what the command set in ``os.environ`` itself (``TF_CPP_MIN_LOG_LEVEL``, ``KERAS_BACKEND``) is
-    undone, as a process's would be: it never reaches a later test or its child processes."""
+    undone, as a process's would be: it never reaches a later test or its child processes. Warnings
+    and log records that a process would print on stderr are in ``err`` too (``stderr_as_a_process``)."""
     from xraybench.cli import main
 
     capture.readouterr()
     before = dict(os.environ)
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, stderr_as_a_process():
         mp.setattr(sys, "argv", ["xraybench", *args])
         for name, value in (env or {}).items():
             if value is None:
@@ -57,6 +61,32 @@ def run_cli(capture: pytest.CaptureFixture[str], *args: str, env: Env | None = N
     os.environ.update(before)
     out = capture.readouterr()
     return Result(code, out.out, out.err)
+
+
+@contextmanager
+def stderr_as_a_process() -> Iterator[None]:
+    """Print on ``sys.stderr`` what a process would print there and pytest takes instead: warnings
+    (pytest records them for its summary and ``recwarn``) and log records that reach no handler but
+    Python's last-resort one (pytest's logging plugin handles them for ``caplog``). So ``err`` shows
+    them, and a test of "one line" or "no secret in the output" sees them."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:  # warnings.showwarning's own
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    last_resort = logging.StreamHandler(sys.stderr)  # as logging.lastResort: WARNING and up, the bare message
+    last_resort.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.resetwarnings()  # then the filters a fresh interpreter starts with, not pytest's
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category, append=True)
+        warnings.showwarning = show
+        logging.root.addHandler(last_resort)
+        try:
+            yield
+        finally:
+            logging.root.removeHandler(last_resort)
 
 
 class XB:

@@ -1,16 +1,13 @@
 """Many runs on a Dask cluster: each (model, seed, size, params) is a Dask task, and so is each tuning trial.
 
-The client reaches the scheduler before any data is loaded (``check``), submits the tasks, and alone
-records and tells the study. A task carries the run as the client prepared it (``_ship_run``: no registry
-load or parameter resolution on the worker), refuses code other than the client's (``code_files``) and data
-of another fingerprint (``_data_here``), then runs the model in the sequential runner's isolation with the worker's share
-of threads (``thread_limit``). Dask does the rest: ``as_completed`` returns finished futures (a lost
-scheduler cancels them, so they come back too); on Ctrl-C the batch's ``distributed.Event`` stops the
-running runs, which send their own records, and ``Client.cancel`` the queued tasks; a task whose key
-Dask cancelled or released stops its run too (``_Stop``); the scheduler retries a dead worker's
-task, which the task's own event (``TOPIC``) and the scheduler's ``remove-worker`` event tell the
-client; a worker plugin (``TrialProcesses``) keeps tune's trial processes. While a batch runs SIGINT
-only sets a flag (``CtrlC``). Dask is an optional extra, imported inside functions (docs/distributed.md).
+The client reaches the scheduler before any data is loaded (``check``), submits the tasks, and alone records
+and tells the study. A task carries the run as the client prepared it (``Prepared.ship``), refuses code or data
+other than the client's (``_refusal``, ``_data_here``), and runs the model in the runner's isolation with the
+worker's share of threads (``thread_limit``). Dask does the rest: ``as_completed`` returns finished (or
+cancelled) futures; on Ctrl-C (a flag while a batch runs: ``CtrlC``) the batch's ``distributed.Event`` stops
+the running runs (``_Stop``), which send their own records, and ``Client.cancel`` the queued ones; the
+scheduler retries a dead worker's task, which its event log tells the client (``Watch``); a worker plugin
+(``TrialProcesses``) keeps tune's trial processes. Dask is an optional extra, imported inside functions.
 """
 
 from __future__ import annotations
@@ -56,8 +53,9 @@ LEASE_SECONDS = 2.0  # how often a worker asks whether its idle trial processes'
 
 def check(workers: int | None, scheduler: str | None, gpu: bool = False) -> str | None:
     """The cluster flags, checked before any data is loaded; returns the scheduler's address (None:
-    a local cluster). A bad or unreachable address is one line within seconds, and no ``Client`` is
-    built for it (a failed one stalls 40 s and prints a traceback at exit)."""
+    a local cluster), which ``run_batch`` and ``run_study`` take as ``scheduler``. A bad or unreachable
+    address is one line within seconds, and no ``Client`` is built for it (a failed one stalls 40 s
+    and prints a traceback at exit)."""
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -124,29 +122,42 @@ def _reach(value: str) -> str:
     return address
 
 
+def _local_cluster(factory: Any, workers: int) -> Any:
+    """A LocalCluster whose workers ignore SIGINT (inherited at spawn): Ctrl-C in a terminal reaches the
+    process group, and it is the client's to handle. Dask's nanny writes its caps into our environment."""
+    main, env = threading.current_thread() is threading.main_thread(), client_env()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        return factory(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                       dashboard_address="127.0.0.1:0", silence_logs=40)  # logging.ERROR
+    finally:
+        _adopt_env(env)
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
 @contextlib.contextmanager
 def connect(workers: int | None, scheduler: str | None, gpu: bool, console: Any,
             slots: Callable[[Any], str]) -> Iterator[tuple[Any, str]]:
     """(client, what it reached) for ``--workers N`` (a LocalCluster of processes, ended with the block)
-    or ``--scheduler ADDR``, announced on ``console`` (``slots``: how much it runs at once). This
-    process's ``RUN_ENV`` comes back at the end (a local nanny rewrites it); closing is bounded."""
-    address = check(workers, scheduler, gpu)
+    or the address ``check`` reached, announced on ``console`` (``slots``: how much it runs at once).
+    This process's ``RUN_ENV`` comes back at the end (a local nanny rewrites it); closing is bounded."""
     from distributed import Client, LocalCluster
     from rich.markup import escape
 
     env, cluster = client_env(), None
-    if address is None:
-        cluster = _local_cluster(LocalCluster, int(workers or 1))
+    if workers is not None:
+        cluster = _local_cluster(LocalCluster, workers)
         client = Client(cluster, set_as_default=False)
         what = f"local Dask cluster of {workers} worker process{'es' if workers != 1 else ''} at {cluster.scheduler_address}"
     else:
         try:
-            client = Client(address, timeout="20s", set_as_default=False)
-        except Exception as exc:  # it answered the probe a moment ago: gone since, or refusing us
+            client = Client(scheduler, timeout="20s", set_as_default=False)
+        except Exception as exc:  # it answered check's probe a moment ago: gone since, or refusing us
             from xraybench.redaction import mask_url
             from xraybench.training import one_line
 
-            raise XRayBenchError(f"cannot connect to the Dask scheduler {mask_url(address)}: {one_line(exc)}") from None
+            raise XRayBenchError(f"cannot connect to the Dask scheduler {mask_url(str(scheduler))}: {one_line(exc)}") from None
         what = f"Dask scheduler at {client.scheduler.address}"
     def scheduler_has_bokeh() -> bool:  # nested, so it travels by value: the scheduler needs no xraybench
         import importlib.util
@@ -165,24 +176,9 @@ def connect(workers: int | None, scheduler: str | None, gpu: bool, console: Any,
         for topic in (TOPIC, "all"):  # else the scheduler logs, as CRITICAL, that it could not tell us we left
             with contextlib.suppress(Exception):
                 client.unsubscribe_topic(topic)
-        for closer in (client.close, getattr(cluster, "close", None)):
-            if closer is not None:  # a cluster already gone (or stuck) is no error when shutting down
-                bounded(lambda close=closer: close(timeout=10))
+        for closer in filter(None, (client.close, getattr(cluster, "close", None))):  # gone or stuck: no error now
+            bounded(lambda close=closer: close(timeout=10))
         _adopt_env(env)
-
-
-def _local_cluster(factory: Any, workers: int) -> Any:
-    """A LocalCluster whose workers ignore SIGINT (inherited at spawn): Ctrl-C in a terminal reaches the
-    process group, and it is the client's to handle. Dask's nanny writes its caps into our environment."""
-    main, env = threading.current_thread() is threading.main_thread(), client_env()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-    try:
-        return factory(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                       dashboard_address="127.0.0.1:0", silence_logs=40)  # logging.ERROR
-    finally:
-        _adopt_env(env)
-        if main:
-            signal.signal(signal.SIGINT, previous)
 
 
 def _able(client: Any, gpu: bool) -> bool | None:
@@ -219,15 +215,13 @@ class CtrlC:
         self.pressed, self._installed = False, False
         self._previous: Any = None
 
-    def _handler(self, signum: int, frame: Any) -> None:
-        self.pressed = True
-
     def is_set(self) -> bool:
         return self.pressed
 
     def __enter__(self) -> CtrlC:
         if threading.current_thread() is threading.main_thread():
-            self._installed, self._previous = True, signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+            self._previous = signal.signal(signal.SIGINT, lambda *_: setattr(self, "pressed", True))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -368,21 +362,16 @@ def thread_limit(worker: Any) -> int:
     from distributed.utils import sync
 
     host = get_address_host(worker.address)
-    try:
-        everyone = sync(worker.loop, worker.scheduler.ncores, callback_timeout=CALL_SECONDS)
-    except Exception:
-        everyone = {}
+    everyone = bounded(lambda: sync(worker.loop, worker.scheduler.ncores, callback_timeout=CALL_SECONDS), default={})
     here = sum(n for address, n in everyone.items() if get_address_host(address) == host)
     return max(1, CPU_COUNT // max(here, worker.state.nthreads, 1))
 
 
 class _Stop:
-    """Stops a task's run (the event ``runner.run_isolated`` polls; an ``on_tick`` for
-    ``isolation.Child.call``) once Dask cancelled or released the task's key: its client died or
-    left. Dask only marks such a task ``cancelled`` and lets its thread run on, which held the
-    worker's only thread until ``--timeout`` (a tune session hung that way). Or once the client's
-    Ctrl-C set the batch's ``distributed.Event`` (``stop_event``, asked every ``STOP_SECONDS``): the
-    task is not cancelled then, so that it returns the run's own record (epochs, checkpoint)."""
+    """Stops a task's run (polled by ``runner.run_isolated``; ``isolation.Child.call``'s ``on_tick``) once
+    Dask cancelled or released its key (its client left: Dask only marks the task, whose thread ran on
+    until ``--timeout``), or the client's Ctrl-C set ``stop_event`` (asked every ``STOP_SECONDS``; the
+    task is not cancelled then, so that it returns the run's own record: epochs, checkpoint)."""
 
     def __init__(self, worker: Any, key: Any, stop_event: str | None = None) -> None:
         self.worker, self.key, self.stop_event, self.asked = worker, key, stop_event, time.monotonic()
@@ -407,10 +396,8 @@ class _Stop:
 
 
 def _begin(env: dict[str, str | None], stop_event: str | None = None) -> tuple[Any, _Stop, int, dict[str, Any]]:
-    """A task's start: tell the client, allow child processes (Dask's worker processes are daemons,
-    which multiprocessing forbids children; the run's child is ours to stop and dies with its
-    parent), give them the client's hash seed and ``thread_limit``. Returns (worker, stop, threads,
-    where it runs)."""
+    """A task's start: tell the client, allow child processes (Dask's workers are daemons, which may have
+    none; the run's child dies with its parent), with the client's hash seed and ``thread_limit``."""
     import multiprocessing as mp
     import socket
 
@@ -443,14 +430,10 @@ def client_env() -> dict[str, str | None]:
 
 def run_task(shipped: Any, expected: dict[str, Any], env: dict[str, str | None],
              stop_event: str | None = None) -> tuple[Any, ...]:
-    """Runs ON A WORKER: check the code and the data are the client's, run the model isolated.
-    ``shipped`` is the run the client prepared (``runner.Prepared``: its spec as ``runner.ship_spec``
-    pickled it, its resolved parameters, its data set without images), so nothing is prepared again
-    here: no registry load, no parameter resolution (``_data_here`` finds the images).
-    Returns (record, scores, the staged model's bytes, where it ran); the record is a one-line
-    refusal (a str) when the run could not start here. Writes only in a temporary folder of its own
-    (the run's staged model, removed): the client records, and its store keeps the model.
-    ``stop_event``: the batch's ``distributed.Event``, set on its client's Ctrl-C (``_Stop``)."""
+    """Runs ON A WORKER: check the code and the data are the client's, run the model isolated as the
+    client prepared it (``runner.Shipped``: no registry load, no parameter resolution here). Returns (record,
+    scores, the staged model's bytes, where it ran); the record is a one-line refusal (a str) when the
+    run could not start here. Writes only in a temporary folder of its own: the client records."""
     from xraybench.runner import Interrupted, Prepared, run_isolated, unship_spec
     from xraybench.training import one_line
 
@@ -480,15 +463,6 @@ def run_task(shipped: Any, expected: dict[str, Any], env: dict[str, str | None],
     finally:
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _ship_run(prepared: Any) -> Any:
-    """What a task carries of a prepared run (``run_task``): its spec pickled (``runner.ship_spec``),
-    its resolved parameters, and its data set described, without images: a worker may be another
-    machine, with its own data folder and cache, so it finds the images itself (``_data_here``)."""
-    from xraybench.runner import Prepared, ship_spec
-
-    return Prepared(prepared.request, ship_spec(prepared.spec), prepared.params, replace(prepared.dataset, splits=None))
 
 
 def _data_here(theirs: Any, request: Any) -> Any:
@@ -668,9 +642,9 @@ def run_batch(prepared: list, store: Any, console: Any, workers: int | None, sch
     with CtrlC() as ctrl_c, connect(workers, scheduler, gpu, console, connected) as (client, what):
         runs.scheduler, runs.watch = client.scheduler.address, Watch(client, runs.labels, console, gpu, runs.started)
         code: dict[int, dict[str, Any]] = {}  # hashed once per spec
-        futures = {client.submit(run_task, _ship_run(p), code.setdefault(id(p.spec), _expected(p.spec)), env,
-                                 runs.stop_event, key=key, resources={GPU_RESOURCE: 1} if gpu else None): key
-                   for key, p in runs.runs.items()}
+        futures = {client.submit(run_task, p.ship(replace(p.dataset, splits=None)),  # the images: found there (_data_here)
+                                 code.setdefault(id(p.spec), _expected(p.spec)), env, runs.stop_event, key=key,
+                                 resources={GPU_RESOURCE: 1} if gpu else None): key for key, p in runs.runs.items()}
         ac = as_completed(futures, loop=client.loop)
         runs.view.update(runs.overall, description=escape(f"{len(futures)} runs on {what}"))
         with runs.view:
@@ -688,12 +662,10 @@ def run_batch(prepared: list, store: Any, console: Any, workers: int | None, sch
 
 class TrialProcesses:
     """A worker plugin (``run_study`` mixes in Dask's ``WorkerPlugin``): each tune session's idle trial
-    processes on this worker, reused from trial to trial (their imports stay warm). Every
-    ``LEASE_SECONDS`` it asks the scheduler who holds each session's lease (its client's scattered
-    training data, forgotten once that client has closed, died or been cut off) and ends the idle
-    processes of sessions whose lease is gone; a busy one is stopped by its task (``_Stop``) and ended
-    when handed back. Dask runs no code on a worker when a client leaves; an idle trial process held
-    its memory for as long as the worker lived."""
+    processes on this worker, reused from trial to trial (their imports stay warm). Dask runs nothing on a
+    worker when a client leaves, so every ``LEASE_SECONDS`` it asks the scheduler who holds each session's
+    lease (its client's scattered training data, forgotten when the client leaves) and ends the idle
+    processes of sessions whose lease is gone (a busy one, stopped by ``_Stop``, when it is handed back)."""
 
     name = "xraybench-trial-processes"
     idempotent = True  # a second client keeps the first one's processes
@@ -756,11 +728,7 @@ def run_trial_task(storage_url: str, study_name: str, trial_id: int, params: dic
             return isolation.Outcome(RunStatus.ERROR, reason=refusal), where
         child = (processes := worker.plugins[TrialProcesses.name]).take(session, lease)
         try:
-            args = (storage_url, study_name, trial_id, params)
-            outcome = child.call(tuning.run_trial, (*args, task.key), trial_timeout, on_tick=stop)
-            if outcome.ok and outcome.value == tuning.NEED_TASK:
-                outcome = child.call(tuning.run_trial, (*args, task), trial_timeout, on_tick=stop)
-            return outcome, where
+            return tuning.call_trial(child, (storage_url, study_name, trial_id, params), task, trial_timeout, stop), where
         finally:
             processes.give_back(session, child)
     except KeyboardInterrupt:  # stopped (_Stop): so is the child, and nobody reads this

@@ -25,6 +25,8 @@ from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION, RunRecord, Run
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from xraybench.specs import ModelSpec
+
 DEFAULT_TIMEOUT = 6 * 3600.0  # generous: a full CPU run of the deepest zoo model stays well inside it
 
 
@@ -56,7 +58,21 @@ class Prepared:
     """Everything the parent checks before any training starts."""
 
     request: RunRequest
-    spec: Any
+    spec: ModelSpec
+    params: dict[str, Any]
+    dataset: Any
+
+    def ship(self, dataset: Any) -> Shipped:
+        """This run as it travels to another process (a run's child, a Dask worker), with ``dataset`` (without images)."""
+        return Shipped(self.request, ship_spec(self.spec), self.params, dataset)
+
+
+@dataclass
+class Shipped:
+    """A prepared run on its way to another process: its spec pickled (``ship_spec``; ``unship_spec`` there)."""
+
+    request: RunRequest
+    spec: bytes | None
     params: dict[str, Any]
     dataset: Any
 
@@ -147,7 +163,7 @@ def _epoch_printer(model: str, quiet: bool) -> Callable:
     return show
 
 
-def ship_spec(spec: Any) -> bytes | None:
+def ship_spec(spec: ModelSpec) -> bytes | None:
     """A spec pickled by reference for a child process, where unpickling it imports its plugin's
     module alone (not every plugin, as a registry load does); None for one that does not pickle (a
     lambda): the child then finds it in its own registry (``unship_spec``)."""
@@ -159,7 +175,7 @@ def ship_spec(spec: Any) -> bytes | None:
         return None
 
 
-def unship_spec(shipped: bytes | None, model: str, disabled: list[str]) -> Any:
+def unship_spec(shipped: bytes | None, model: str, disabled: list[str]) -> ModelSpec:
     """The spec ``ship_spec`` sent, in the child (``model`` from its registry where it sent None)."""
     import pickle
 
@@ -173,7 +189,7 @@ def unship_spec(shipped: bytes | None, model: str, disabled: list[str]) -> Any:
     return load_registry(disabled).model(model)
 
 
-def _run_request(shipped: Prepared, save_to: str | None = None,
+def _run_request(shipped: Shipped, save_to: str | None = None,
                  model_to: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """What the child process runs: the run the parent prepared, so nothing is prepared again: its
     spec (``ship_spec``), resolved parameters and data without images (its cache entry is mapped
@@ -267,7 +283,7 @@ def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[RunRecord, dic
     record = start_record(prepared)
     request = prepared.request
     save_to = _start_checkpoints(prepared, record.run_id)
-    shipped = Prepared(request, ship_spec(prepared.spec), prepared.params, prepared.dataset.without_images())
+    shipped = prepared.ship(prepared.dataset.without_images())
     cpu_before = _children_cpu_seconds()
     start = time.perf_counter()
     try:

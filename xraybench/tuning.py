@@ -250,7 +250,7 @@ class TrialTask:
     process (a child here, a remote worker elsewhere). It carries train and val only: there is
     no test split to leak. The model is ``spec`` (``runner.ship_spec``), or found by name in the
     worker's own registry. A process keeps the task it got by ``key``: the trials after the first
-    send the key alone (``run_trial``), so the arrays cross to a child once."""
+    send the key alone (``call_trial``), so the arrays cross to a child once."""
 
     model: str
     disabled: list[str]
@@ -318,6 +318,16 @@ def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str
     except optuna.TrialPruned as exc:
         return {"state": "pruned", "value": None, "epochs": trial.user_attrs.get("epochs"), "reason": str(exc)}
     return {"state": "complete", "value": value, "epochs": epochs, "reason": ""}
+
+
+def call_trial(child: Any, args: tuple, task: TrialTask, timeout: float | None,
+               on_tick: Callable[[], None] | None = None) -> Any:
+    """``run_trial(*args, task)`` in ``child`` (an ``isolation.Child``, here or on a Dask worker):
+    the task's key alone, and the task itself (its arrays) only when the child answers ``NEED_TASK``."""
+    outcome = child.call(run_trial, (*args, task.key or task), timeout, on_tick=on_tick)
+    if outcome.ok and outcome.value == NEED_TASK:
+        outcome = child.call(run_trial, (*args, task), timeout, on_tick=on_tick)
+    return outcome
 
 
 def sampler_seed(seed: int, trial_number: int) -> int:
@@ -551,17 +561,14 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
     from xraybench.harness import PluginFailure
     from xraybench.redaction import mask_text, url_secrets
 
-    fail = optuna.trial.TrialState.FAIL
-    args = (storage_url, study_name, trial._trial_id, params, task)
+    args = (storage_url, study_name, trial._trial_id, params)
     try:
         with _Heartbeat(storage, trial._trial_id):
-            if child is not None:  # the task (its arrays) once per child; then its key
-                outcome = child.call(run_trial, (*args[:4], task.key) if task.key else args, trial_timeout)
-                if outcome.status is RunStatus.DONE and outcome.value == NEED_TASK:
-                    outcome = child.call(run_trial, args, trial_timeout)
+            if child is not None:
+                outcome = call_trial(child, args, task, trial_timeout)
             else:
                 try:
-                    outcome = isolation.Outcome(RunStatus.DONE, value=run_trial(*args))
+                    outcome = isolation.Outcome(RunStatus.DONE, value=run_trial(*args, task))
                 except PluginFailure as exc:
                     outcome = isolation.Outcome(RunStatus.ERROR, reason=str(exc).splitlines()[0] if str(exc) else "PluginFailure",
                                                 traceback=traceback.format_exc())
@@ -569,7 +576,7 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
         reason = (("interrupted by SIGTERM" if isinstance(exc, isolation.Terminated) else "interrupted by Ctrl-C")
                   if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
         trial.set_user_attr("fail_reason", mask_text(reason.splitlines()[0], url_secrets(storage_url)))
-        study.tell(trial, state=fail, skip_if_finished=True)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         raise
     return tell_outcome(study, storage, storage_url, trial, outcome, session, trial_timeout, limit_text)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from xraybench.cli import options
-from xraybench.cli.common import command_line
+from xraybench.cli.common import command, command_line
 from xraybench.cli.common import console as make_console
 from xraybench.records import RunRecord
 
@@ -54,12 +54,10 @@ def _sensitivity(text: str) -> float:
 
 
 def add_ensemble(sub) -> None:
-    p = sub.add_parser("ensemble", help="record the mean of finished runs' per-image scores as an ensemble run",
-                       formatter_class=options.Formatter)
+    p = command(sub, "ensemble", cmd_ensemble, "record the mean of finished runs' per-image scores as an ensemble run")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID",
                    help="two or more finished runs (ids or unique prefixes) on the same data, with per-image scores")
     p.add_argument("--target-sensitivity", type=_sensitivity, metavar="X",
                    help="choose the second operating point on the ensemble's validation scores for this sensitivity "
                         "instead of Youden's J")
     options.results(p)
-    p.set_defaults(func=cmd_ensemble)

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from xraybench.cli import options
-from xraybench.cli.common import announce_builtin, command_line, console as make_console, no_empty_folders_on_failure
+from xraybench.cli.common import announce_builtin, command, command_line, console as make_console, no_empty_folders_on_failure
 from xraybench.errors import XRayBenchError
 from xraybench.records import RunRecord, RunStatus
 from xraybench.runner import DEFAULT_TIMEOUT  # runner imports nothing heavy at module level
@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xraybench import distributed
 
     if options.on_cluster(args):  # the cluster flags and the scheduler's address, before any data is loaded
-        distributed.check(args.workers, args.scheduler, args.gpu)
+        args.scheduler = distributed.check(args.workers, args.scheduler, args.gpu)  # the address connect takes
     registry = load_registry(args.disable_plugin)
     console = make_console()
     store = ResultStore(args.results)
@@ -115,7 +115,7 @@ def _run_each(prepared: list[Prepared], store: ResultStore, console: Console, ar
 
 
 def add_run(sub) -> None:
-    p = sub.add_parser("run", help="train and evaluate models, record the runs", formatter_class=options.Formatter)
+    p = command(sub, "run", cmd_run, "train and evaluate models, record the runs")
     p.add_argument("--model", action="append", metavar="NAME", help="model to run (repeatable)")
     p.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted or timed-out Keras run from its last epoch's checkpoint, with the run's own "
@@ -145,4 +145,3 @@ def add_run(sub) -> None:
                      "precision and xraybench version is recorded in the results folder (without it, that run's result "
                      "is shown; --workers/--scheduler always train)")
     options.cluster(p)
-    p.set_defaults(func=cmd_run)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from xraybench.cli import options
-from xraybench.cli.common import announce_builtin, command_line, no_empty_folders_on_failure
+from xraybench.cli.common import announce_builtin, command, command_line, no_empty_folders_on_failure
 from xraybench.errors import XRayBenchError
 from xraybench.records import RunStatus
 
@@ -80,7 +80,7 @@ def _plan(args: argparse.Namespace, console: Any) -> _Plan:
     from xraybench.runner import RunRequest, prepare
 
     if options.on_cluster(args):  # the cluster flags and the scheduler's address, before any data is loaded
-        distributed.check(args.workers, args.scheduler, args.gpu)
+        args.scheduler = distributed.check(args.workers, args.scheduler, args.gpu)  # the address connect takes
     store = ResultStore(args.results)
     with no_empty_folders_on_failure(store.runs):
         if not args.storage or not args.no_final:
@@ -308,8 +308,7 @@ def _storage(args: argparse.Namespace, create: bool = True) -> str | None:
 
 
 def add_tune(sub) -> None:
-    p = sub.add_parser("tune", help="tune a model's hyperparameters with Optuna on the validation split",
-                       formatter_class=options.Formatter)
+    p = command(sub, "tune", cmd_tune, "tune a model's hyperparameters with Optuna on the validation split")
     p.add_argument("--model", metavar="NAME", help="a model with a search space")
     p.add_argument("--trials", type=int, default=20, metavar="N",
                    help="trials to run in this process (a sampled repeat of a parameter set the study already has "
@@ -336,12 +335,9 @@ def add_tune(sub) -> None:
     options.verbose(p)
     options.traceback(p, "each failed trial and of a final run that failed (always stored: in the study, in the run record)")
     options.cluster(p)
-    p.set_defaults(func=cmd_tune)
 
 
 def add_studies(sub) -> None:
-    p = sub.add_parser("studies", help="list tuning studies with trial counts and best values",
-                       formatter_class=options.Formatter)
+    p = command(sub, "studies", cmd_studies, "list tuning studies with trial counts and best values")
     options.storage(p, "Optuna storage URL (default: the results folder's SQLite file)")
     options.results(p)
-    p.set_defaults(func=cmd_studies)

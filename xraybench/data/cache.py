@@ -167,11 +167,15 @@ def _identity(st: os.stat_result) -> list[int]:
     return [st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def _trusted(now: list[int] | None, recorded: Any, at: Any) -> bool:
+    """The one freshness rule: identity ``now`` (ending in mtime, ctime, inode) is the one recorded at ``at`` (ns) and
+    was not modified within ``RACY_NS`` of it (a write in the same timestamp tick would leave the identity as it was)."""
+    return now is not None and now == recorded and isinstance(at, int) and max(now[-3:-1]) < at - RACY_NS
+
+
 def unchanged(st: os.stat_result, recorded: Any) -> bool:
-    """True when ``st`` has the recorded identity and was not modified within ``RACY_NS`` of its recording
-    (a write in the same timestamp tick as the recording would leave the identity as it was)."""
-    return (isinstance(recorded, dict) and recorded.get("stat") == _identity(st) and isinstance(recorded.get("at"), int)
-            and max(st.st_mtime_ns, st.st_ctime_ns) < recorded["at"] - RACY_NS)
+    """True when ``st`` has the identity recorded with a cache file (``{"stat": ..., "at": ns}``) and can be trusted."""
+    return isinstance(recorded, dict) and _trusted(_identity(st), recorded.get("stat"), recorded.get("at"))
 
 
 def _state_of(path: str | Path, with_size: bool = False) -> list[int] | None:
@@ -234,21 +238,15 @@ def source_unchanged(root: Path, state: Any) -> bool:
     """
     if not isinstance(state, dict) or not isinstance(state.get("taken_ns"), int):
         return False
-    root, limit, folders = Path(root), state["taken_ns"] - RACY_NS, state.get("folders", {})
+    root, taken, folders = Path(root), state["taken_ns"], state.get("folders", {})
     if "file" in state:
-        if root.is_dir() or not _settled(root, state["file"], limit, with_size=True):
+        if root.is_dir() or not _trusted(_state_of(root, with_size=True), state["file"], taken):
             return False
     elif not root.is_dir() or not folders:
         return False
     # an absolute (outside) folder joins to itself
-    return isinstance(folders, dict) and all(_settled(os.path.join(root, rel), recorded, limit)
+    return isinstance(folders, dict) and all(_trusted(_state_of(os.path.join(root, rel)), recorded, taken)
                                              for rel, recorded in folders.items())
-
-
-def _settled(path: str | Path, recorded: Any, limit: int, with_size: bool = False) -> bool:
-    """``path`` has the recorded identity and was last changed before ``limit``."""
-    now = _state_of(path, with_size)
-    return now is not None and now == recorded and max(now[-3:-1]) < limit
 
 
 def content_fingerprint(root: Path, files: list, split_counts: dict[str, Any], skipped: Sequence[str] = ()) -> str:

@@ -2,7 +2,7 @@
 
 The plugin API is exactly ``__all__`` below, plus the hooks declared in
 ``xraybench.hookspecs`` and the test helpers in ``xraybench.testing``; docs/api.md is
-generated from their docstrings (``python -m xraybench.apidoc``). Every other module
+generated from their docstrings (``python docs/apidoc.py``). Every other module
 and name is internal and may change without notice.
 
 Importing this package is cheap on purpose (no keras, no backend, not even pluggy): the

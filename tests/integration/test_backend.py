@@ -3,6 +3,7 @@ backend (JAX, no TensorFlow) training the main job end to end."""
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def test_the_documented_rule_says_jax_whatever_is_installed():
     assert backend.PREFERENCE[0] == "jax"
     assert "when unset, JAX, whatever extras are installed" in backend.RULE
     assert "TensorFlow if installed" not in backend.RULE
-    from xraybench.clidoc import render
+    render = runpy.run_path(str(Path(__file__).resolve().parents[2] / "docs" / "clidoc.py"))["render"]
 
     assert backend.RULE in render()  # docs/cli.md's "Environment" says it (test_docs keeps the file equal)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()

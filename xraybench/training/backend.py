@@ -28,7 +28,7 @@ PREFERENCE = ("jax", "tensorflow")
 KNOWN = ("tensorflow", "jax", "torch")
 NONE_INSTALLED = ("no Keras backend is installed: python -m pip install jax "
                   '(or "xraybench[tensorflow]"), or set KERAS_BACKEND to an installed one')
-# The rule above in one sentence, for docs/cli.md (xraybench/clidoc.py) and ``--help``.
+# The rule above in one sentence, for docs/cli.md (docs/clidoc.py) and ``--help``.
 RULE = ("`KERAS_BACKEND` (`jax`, `tensorflow` or `torch`; when unset, JAX, whatever extras are installed, "
         "its CUDA plugin included: installing `.[tensorflow]` or `.[test]` does not switch it, only this variable "
         "does; xraybench has no config file for it; every run's summary line and record name the backend used)")

@@ -1,6 +1,6 @@
 """Writes docs/api.md, the plugin API reference, from the docstrings, so it cannot drift from the code.
 
-    python -m xraybench.apidoc > docs/api.md
+    python docs/apidoc.py > docs/api.md
 
 It covers exactly what is promised to plugin authors: every name in ``xraybench.__all__``,
 every hook in ``xraybench.hookspecs``, and the helpers and fixtures of ``xraybench.testing``
@@ -19,7 +19,7 @@ from typing import Any, ForwardRef, is_typeddict
 
 INTRO = """# xraybench plugin API reference
 
-Generated from the docstrings by `python -m xraybench.apidoc > docs/api.md`; a test fails when
+Generated from the docstrings by `python docs/apidoc.py > docs/api.md`; a test fails when
 this file and the code disagree. This is the whole promise to plugin authors: the names
 exported by `xraybench` (import them from there, e.g. `from xraybench import KerasModel`), the
 hooks in `xraybench.hookspecs` and the test helpers in `xraybench.testing`. Every other module

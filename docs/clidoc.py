@@ -1,6 +1,6 @@
 """Writes docs/cli.md from the real argument parser, so the reference cannot drift from the code.
 
-    python -m xraybench.clidoc > docs/cli.md
+    python docs/clidoc.py > docs/cli.md
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 
 INTRO = """# xraybench command reference
 
-Generated from the argument parser by `python -m xraybench.clidoc > docs/cli.md`; a test fails
+Generated from the argument parser by `python docs/clidoc.py > docs/cli.md`; a test fails
 when this file and the code disagree. Every command prints a one-line `error: ...` and exits
 with status 2 on bad input; `run` exits 1 when any run did not finish (`error`, `timeout`),
 `tune` 1 when every trial failed; 130 on Ctrl-C and 143 on SIGTERM, either way with the run in

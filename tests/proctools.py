@@ -74,8 +74,7 @@ def stderr_as_a_process() -> Iterator[None]:
              file: TextIO | None = None, line: str | None = None) -> None:  # warnings.showwarning's own
         (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
 
-    last_resort = logging.StreamHandler(sys.stderr)  # as logging.lastResort: WARNING and up, the bare message
-    last_resort.setLevel(logging.WARNING)
+    last_resort = _LastResort(pytests=list(logging.root.handlers))
     with warnings.catch_warnings():
         warnings.resetwarnings()  # then the filters a fresh interpreter starts with, not pytest's
         warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
@@ -87,6 +86,25 @@ def stderr_as_a_process() -> Iterator[None]:
             yield
         finally:
             logging.root.removeHandler(last_resort)
+
+
+class _LastResort(logging.Handler):
+    """``logging.lastResort`` as a process has it: a record's bare message on stderr, WARNING and up,
+    only where its logger's chain has no handler of its own (one with a ``NullHandler`` stays quiet; one
+    with a stream handler prints once, through it). Put on the root logger; pytest's handlers there
+    (``pytests``) do not count, since a process has none."""
+
+    def __init__(self, pytests: list[logging.Handler]) -> None:
+        super().__init__(logging.WARNING)
+        self.pytests = pytests
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(h is not self and h not in self.pytests for h in logger.handlers):
+                return  # handled, as in a process
+            logger = logger.parent if logger.propagate else None
+        sys.stderr.write(record.getMessage() + "\n")
 
 
 class XB:

@@ -52,10 +52,10 @@ LEASE_SECONDS = 2.0  # how often a worker asks whether its idle trial processes'
 
 
 def check(workers: int | None, scheduler: str | None, gpu: bool = False) -> str | None:
-    """The cluster flags, checked before any data is loaded; returns the scheduler's address (None:
-    a local cluster), which ``run_batch`` and ``run_study`` take as ``scheduler``. A bad or unreachable
-    address is one line within seconds, and no ``Client`` is built for it (a failed one stalls 40 s
-    and prints a traceback at exit)."""
+    """The cluster flags, checked before any data is loaded, and again by ``connect`` (the data may take
+    minutes; a scheduler file is read anew): the scheduler's address, None for a local cluster. A bad
+    or unreachable address is one line within seconds, and no ``Client`` is built for it (a failed
+    one stalls 40 s and prints a traceback at exit)."""
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -140,8 +140,9 @@ def _local_cluster(factory: Any, workers: int) -> Any:
 def connect(workers: int | None, scheduler: str | None, gpu: bool, console: Any,
             slots: Callable[[Any], str]) -> Iterator[tuple[Any, str]]:
     """(client, what it reached) for ``--workers N`` (a LocalCluster of processes, ended with the block)
-    or the address ``check`` reached, announced on ``console`` (``slots``: how much it runs at once).
-    This process's ``RUN_ENV`` comes back at the end (a local nanny rewrites it); closing is bounded."""
+    or ``--scheduler ADDR``, announced on ``console`` (``slots``: how much it runs at once). This
+    process's ``RUN_ENV`` comes back at the end (a local nanny rewrites it); closing is bounded."""
+    address = check(workers, scheduler, gpu)
     from distributed import Client, LocalCluster
     from rich.markup import escape
 
@@ -152,12 +153,12 @@ def connect(workers: int | None, scheduler: str | None, gpu: bool, console: Any,
         what = f"local Dask cluster of {workers} worker process{'es' if workers != 1 else ''} at {cluster.scheduler_address}"
     else:
         try:
-            client = Client(scheduler, timeout="20s", set_as_default=False)
-        except Exception as exc:  # it answered check's probe a moment ago: gone since, or refusing us
+            client = Client(address, timeout="20s", set_as_default=False)
+        except Exception as exc:  # it answered the probe a moment ago: gone since, or refusing us
             from xraybench.redaction import mask_url
             from xraybench.training import one_line
 
-            raise XRayBenchError(f"cannot connect to the Dask scheduler {mask_url(str(scheduler))}: {one_line(exc)}") from None
+            raise XRayBenchError(f"cannot connect to the Dask scheduler {mask_url(str(address))}: {one_line(exc)}") from None
         what = f"Dask scheduler at {client.scheduler.address}"
     def scheduler_has_bokeh() -> bool:  # nested, so it travels by value: the scheduler needs no xraybench
         import importlib.util

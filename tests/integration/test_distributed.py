@@ -21,6 +21,9 @@ pytest.importorskip("distributed")
 
 from xraybench.testing import make_kaggle_tree  # noqa: E402
 
+# One xdist worker runs this module (README: --dist loadgroup), so its loopback clusters start once,
+# never two at a time beside the other worker's timing-bound tests.
+pytestmark = pytest.mark.xdist_group("dask")
 WORKERS = 2
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -117,9 +118,15 @@ def test_used_when_no_data_is_given_and_said_in_one_line(tmp_path, monkeypatch, 
 
 
 def test_wheel_ships_the_data(tmp_path):
-    """A non-editable install carries the copy: it is package data in the wheel."""
+    """A non-editable install carries the copy: it is package data in the wheel. Built from a copy of
+    the sources, since setuptools writes build/ and *.egg-info beside what it builds."""
+    src = tmp_path / "src"
+    for package in ("xraybench", "plugins"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path / "home")},
     )
     assert out.returncode == 0, out.stderr[-2000:]

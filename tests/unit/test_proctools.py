@@ -34,3 +34,23 @@ def test_the_call_leaves_warnings_and_logging_as_it_found_them(xb):
     before = state()
     xb("--version")
     assert state() == before
+
+
+def test_a_logger_with_handlers_of_its_own_prints_as_in_a_process(xb, monkeypatch):
+    """Python's last resort speaks only for a record no handler takes: a library's NullHandler keeps it
+    quiet, and a library's own stream handler prints it once (through that handler, not twice)."""
+    import sys
+
+    quiet, loud = logging.getLogger("xb_test.quiet"), logging.getLogger("xb_test.loud")
+    monkeypatch.setattr(quiet, "handlers", [logging.NullHandler()])
+    own = logging.StreamHandler()  # bound to stderr when the command runs, as a library's would be at import
+
+    def noisy(args) -> int:
+        own.setStream(sys.stderr)
+        quiet.warning("null-handled warning")
+        loud.warning("own-handler warning")
+        return 0
+
+    monkeypatch.setattr(loud, "handlers", [own])
+    monkeypatch.setattr(plugins, "cmd_models", noisy)
+    assert xb("models").err == "own-handler warning\n"

@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from xraybench import distributed
 
     if options.on_cluster(args):  # the cluster flags and the scheduler's address, before any data is loaded
-        args.scheduler = distributed.check(args.workers, args.scheduler, args.gpu)  # the address connect takes
+        distributed.check(args.workers, args.scheduler, args.gpu)
     registry = load_registry(args.disable_plugin)
     console = make_console()
     store = ResultStore(args.results)

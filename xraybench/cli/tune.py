@@ -80,7 +80,7 @@ def _plan(args: argparse.Namespace, console: Any) -> _Plan:
     from xraybench.runner import RunRequest, prepare
 
     if options.on_cluster(args):  # the cluster flags and the scheduler's address, before any data is loaded
-        args.scheduler = distributed.check(args.workers, args.scheduler, args.gpu)  # the address connect takes
+        distributed.check(args.workers, args.scheduler, args.gpu)
     store = ResultStore(args.results)
     with no_empty_folders_on_failure(store.runs):
         if not args.storage or not args.no_final:

@@ -470,15 +470,15 @@ def _data_here(theirs: Any, request: Any) -> Any:
     """The client's data set (``theirs``, without images) on this worker: the cache entry the client
     loaded when the request's data path names the same folder here and this machine's cache holds that
     entry with the client's fingerprint (``loading.open_cached``: no reader, no registry); otherwise
-    this worker's own copy, loaded from the request's data path with the client's size, channels and
-    split, whose fingerprint ``run_task`` compares."""
+    this worker's own copy, loaded from the request's data path with the client's reader, size,
+    channels and split (a built-in reader loads no registry), whose fingerprint ``run_task`` compares."""
     from xraybench.data import load_dataset
     from xraybench.data.loading import locate_data, open_cached
 
     if locate_data(request.data) == theirs.source and (opened := open_cached(theirs)) is not None:
         return opened
     return load_dataset(request.data, image_size=theirs.image_size, channels=theirs.channels, seed=theirs.seed,
-                        val_fraction=theirs.val_fraction, skip_bad=request.skip_bad)
+                        val_fraction=theirs.val_fraction, skip_bad=request.skip_bad, reader=theirs.reader)
 
 
 def _staged_bytes(record: RunRecord | dict[str, Any], staging: str | None) -> bytes | None:

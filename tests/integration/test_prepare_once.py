@@ -105,6 +105,42 @@ def test_a_dask_worker_loads_no_registry_and_resolves_no_parameters(tmp_path, xr
         assert notes[("registry", pid)] == 0 and notes[("resolve", pid)] == 0, notes
 
 
+def test_a_dask_worker_that_loads_its_own_copy_prepares_nothing_again(tmp_path, xray_data, xb):
+    """The other branch of ``distributed._data_here``: the worker's cache lacks the client's entry (a
+    cache of its own, as on another machine), so it loads its own copy of the same folder, which
+    ``run_task`` compares by fingerprint; it still loads no registry and resolves nothing."""
+    pytest.importorskip("distributed")
+    (tmp_path / "xb_counted.py").write_text(COUNTING)
+    log = tmp_path / "count.log"
+    clients, workers = tmp_path / "client-home", tmp_path / "worker-cache"
+    # The worker's cache comes through Dask's nanny environment; the OS's value wins over that
+    # (distributed.nanny._get_env_variables), so the client has none: its cache is under XDG_CACHE_HOME.
+    env = {"XRAYBENCH_PLUGINS": "xb_counted", "XB_COUNT_LOG": str(log), "XRAYBENCH_RESULTS": str(tmp_path / "results"),
+           "XRAYBENCH_CACHE": None, "XDG_CACHE_HOME": str(clients),
+           "DASK_DISTRIBUTED__NANNY__ENVIRON": repr({"XRAYBENCH_CACHE": str(workers)}), "COLUMNS": "200",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = xb.process("run", "--model", "xb_counted", "--data", str(xray_data), "--image-size", "16",
+                      "--workers", "1", env=env)
+    assert done.code == 0, done.out[-3000:] + done.err[-3000:]
+    assert "engine: local Dask cluster of 1 worker process" in done.out
+
+    def entries(root):  # the cache's entry folders (cache.MARKER in each)
+        return sorted(marker.parent.name for marker in root.rglob("XRAYBENCH_CACHE_ENTRY"))
+
+    # the branch taken: the worker decoded the folder into its own cache (open_cached found nothing there)
+    assert entries(clients) and entries(workers), (entries(clients), entries(workers))
+    notes = Counter(tuple(line.split()) for line in log.read_text().splitlines())
+    (child,) = {pid for what, pid in notes if what == "fit"}
+    (worker,) = {pid for what, pid in notes if what == "spawner"}
+    assert child != worker, notes
+    (client,) = {pid for what, pid in notes} - {child, worker}
+    assert notes[("registry", client)] == 1 and notes[("resolve", client)] == 1, notes
+    for pid in (worker, child):
+        assert notes[("registry", pid)] == 0 and notes[("resolve", pid)] == 0, notes
+    # a worker whose own copy has another fingerprint is refused in one line:
+    # test_distributed.py::test_fingerprint_mismatch_is_a_one_line_error
+
+
 def test_a_sequential_study_sends_its_arrays_to_its_child_once(xray_data, test_plugins, monkeypatch):
     data = load_dataset(xray_data, image_size=16)
     spec = load_registry().model("xb_tunable_wide")

@@ -156,9 +156,12 @@ def test_cache_hit_and_invalidation(xray_data):
     assert not first.cache_hit and second.cache_hit
     assert first.fingerprint == second.fingerprint
     np.testing.assert_array_equal(first.splits.test.images, second.splits.test.images)
-    # change one image: new key, new fingerprint
+    # replace one image (a new file moved over it, as a copy or a download does): new key, new fingerprint.
+    # Its folder changes, which a warm load checks; a rewrite in place under the same name is seen by
+    # rescan (test_cache_freshness.py), or here only while the folder is too recent to trust: timing.
     target = xray_data / "test" / "NORMAL" / "IM-0000-0000.jpeg"
-    Image.fromarray(np.zeros((48, 48), np.uint8)).save(target)
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(xray_data.parent / "new.jpeg")
+    os.replace(xray_data.parent / "new.jpeg", target)
     changed = load_dataset(xray_data, image_size=32)
     assert not changed.cache_hit and changed.fingerprint != first.fingerprint
     # remove one image

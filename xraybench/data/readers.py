@@ -204,3 +204,11 @@ def register_datasets(register) -> None:
         read=_npz_read,
         version="1",
     ))
+
+
+def builtin_readers() -> dict[str, DatasetSpec]:
+    """The readers above by name, without a plugin registry: a reader named by the caller (a Dask
+    worker decoding its own copy with the client's reader) is found without loading any plugin."""
+    found: dict[str, DatasetSpec] = {}
+    register_datasets(lambda spec: found.setdefault(spec.name, spec))
+    return found

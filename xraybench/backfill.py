@@ -62,7 +62,7 @@ def backfill(store, registry=None) -> list[tuple[str, str]]:
     """Backfill every record of ``store`` that xraybench made (``ResultStore.rewritable``), each in
     the file it was read from; returns (file name, what was added) per rewritten file."""
     from xraybench.results import _atomic_write
-    from xraybench.stats import bootstrap_intervals
+    from xraybench.stats import with_missing_intervals
 
     specs: dict[str, Any] = dict(getattr(registry, "models", {}) or {})
     changed = []
@@ -88,15 +88,10 @@ def backfill(store, registry=None) -> list[tuple[str, str]]:
         if missing and scores:
             for t, keys in missing.items():
                 stored = dict(record.intervals_at(t))
-                meta = stored.get("_meta") or {}
-                how = {"resamples": meta.get("resamples", 1000), "seed": meta.get("seed", record.seed or 0),
-                       "level": meta.get("level", 0.95)}  # what the stored intervals were bootstrapped with
-                threshold = meta.get("threshold", record.metrics_at(t).get("threshold", FIXED_THRESHOLD))
-                new = bootstrap_intervals(scores["test_labels"], scores["test_scores"], threshold, keys=keys, **how)
-                new.pop("_meta")
-                stored.update(new)
-                stored.setdefault("_meta", {**how, "threshold": threshold})
-                setattr(record, t.intervals_key, stored)
+                threshold = (stored.get("_meta") or {}).get("threshold",
+                                                            record.metrics_at(t).get("threshold", FIXED_THRESHOLD))
+                setattr(record, t.intervals_key, with_missing_intervals(
+                    stored, scores["test_labels"], scores["test_scores"], threshold, record.seed or 0, keys))
                 added.append(f"{t.value}: {', '.join(keys)} intervals")
         if added:
             _atomic_write(path, record.to_dict())

@@ -65,13 +65,10 @@ def compare(store, run_a: str, run_b: str, threshold: str) -> Comparison:
 def _intervals(record: RunRecord, scores: dict[str, Any], threshold: float, at: Threshold) -> dict[str, Any]:
     """The record's stored intervals, plus those of metrics it predates, bootstrapped with its own resamples and seed."""
     from xraybench.metric_registry import bootstrapped
-    from xraybench.stats import bootstrap_intervals
+    from xraybench.stats import with_missing_intervals
 
     stored = dict(record.intervals_at(at) or {})
     missing = [m.key for m in bootstrapped() if m.key not in stored]
-    if missing:
-        meta = stored.get("_meta") or {}
-        stored.update(bootstrap_intervals(scores["test_labels"], scores["test_scores"], threshold,
-                                          resamples=meta.get("resamples", 1000),
-                                          seed=meta.get("seed", record.seed or 0), keys=missing))
-    return stored
+    if not missing:
+        return stored
+    return with_missing_intervals(stored, scores["test_labels"], scores["test_scores"], threshold, record.seed or 0, missing)

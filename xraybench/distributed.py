@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import RunRecord, RunStatus, coerce
+from xraybench.records import RunRecord, RunStatus
 
 TOPIC = "xraybench-tasks"  # worker -> client: a task started (the Dask event log)
 GPU_RESOURCE = "GPU"
@@ -391,10 +391,6 @@ class _Stop:
         except Exception:  # no answer this time: ask again (a lost client cancels the key anyway)
             return False
 
-    def __call__(self) -> None:
-        if self.is_set():
-            raise KeyboardInterrupt
-
 
 def _begin(env: dict[str, str | None], stop_event: str | None = None) -> tuple[Any, _Stop, int, dict[str, Any]]:
     """A task's start: tell the client, allow child processes (Dask's workers are daemons, which may have
@@ -470,8 +466,9 @@ def _data_here(theirs: Any, request: Any) -> Any:
     """The client's data set (``theirs``, without images) on this worker: the cache entry the client
     loaded when the request's data path names the same folder here and this machine's cache holds that
     entry with the client's fingerprint (``loading.open_cached``: no reader, no registry); otherwise
-    this worker's own copy, loaded from the request's data path with the client's reader, size,
-    channels and split (a built-in reader loads no registry), whose fingerprint ``run_task`` compares."""
+    this worker's own copy, decoded from the request's data path with the client's reader (found in the
+    worker's registry: a reader is a plugin), size, channels and split, whose fingerprint ``run_task``
+    compares. No parameter is resolved again on either path."""
     from xraybench.data import load_dataset
     from xraybench.data.loading import locate_data, open_cached
 
@@ -481,23 +478,21 @@ def _data_here(theirs: Any, request: Any) -> Any:
                         val_fraction=theirs.val_fraction, skip_bad=request.skip_bad, reader=theirs.reader)
 
 
-def _staged_bytes(record: RunRecord | dict[str, Any], staging: str | None) -> bytes | None:
+def _staged_bytes(record: RunRecord, staging: str | None) -> bytes | None:
     """The model file a done run staged in the worker's temporary folder, to send to the client."""
     from xraybench.saved_model import staged_path
 
-    record = coerce(record)
     if staging and record.status is RunStatus.DONE and record.saved_model is not None:
         with contextlib.suppress(OSError):  # missing: the client's store records why (saved_model.take_staged)
             return staged_path(Path(staging) / "runs", record.run_id, record.saved_model.format).read_bytes()
     return None
 
 
-def stage_returned_model(runs: Path, record: RunRecord | dict[str, Any], model: bytes | None) -> None:
+def stage_returned_model(runs: Path, record: RunRecord, model: bytes | None) -> None:
     """On the client: the bytes a worker sent, where ``ResultStore.save`` takes a staged model from
     (and checks its hash), so a cluster run keeps its model as a local one does."""
     from xraybench.saved_model import staged_path
 
-    record = coerce(record)
     if model is not None and record.saved_model is not None:
         with contextlib.suppress(OSError):  # unwritable: take_staged notes the missing model in the record
             runs.mkdir(parents=True, exist_ok=True)
@@ -642,9 +637,9 @@ def run_batch(prepared: list, store: Any, console: Any, workers: int | None, sch
 
     with CtrlC() as ctrl_c, connect(workers, scheduler, gpu, console, connected) as (client, what):
         runs.scheduler, runs.watch = client.scheduler.address, Watch(client, runs.labels, console, gpu, runs.started)
-        code: dict[int, dict[str, Any]] = {}  # hashed once per spec
+        code = {id(p.spec): _expected(p.spec) for p in runs.runs.values()}  # hashed once per spec
         futures = {client.submit(run_task, p.ship(replace(p.dataset, splits=None)),  # the images: found there (_data_here)
-                                 code.setdefault(id(p.spec), _expected(p.spec)), env, runs.stop_event, key=key,
+                                 code[id(p.spec)], env, runs.stop_event, key=key,
                                  resources={GPU_RESOURCE: 1} if gpu else None): key for key, p in runs.runs.items()}
         ac = as_completed(futures, loop=client.loop)
         runs.view.update(runs.overall, description=escape(f"{len(futures)} runs on {what}"))
@@ -718,18 +713,18 @@ def run_trial_task(storage_url: str, study_name: str, trial_id: int, params: dic
     ``trial_timeout``; the training images cross into that process once (``tuning.NEED_TASK``).
     Returns (the ``isolation.Outcome``, where it ran); the client tells the study."""
     from xraybench import isolation, tuning
-    from xraybench.runner import unship_spec
+    from xraybench.runner import cancel_check
     from xraybench.training import one_line
 
     worker, stop, _threads, where = _begin(env)
     try:
-        spec = tuning._cached(("spec", task.model, task.spec, tuple(task.disabled)),
-                              lambda: unship_spec(task.spec, task.model, task.disabled))
+        spec = tuning.task_spec(task)
         if refusal := _refusal(worker, spec, expected):
             return isolation.Outcome(RunStatus.ERROR, reason=refusal), where
         child = (processes := worker.plugins[TrialProcesses.name]).take(session, lease)
         try:
-            return tuning.call_trial(child, (storage_url, study_name, trial_id, params), task, trial_timeout, stop), where
+            return tuning.call_trial(child, (storage_url, study_name, trial_id, params), task, trial_timeout,
+                                     cancel_check(stop)), where
         finally:
             processes.give_back(session, child)
     except KeyboardInterrupt:  # stopped (_Stop): so is the child, and nobody reads this

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from xraybench.errors import XRayBenchError
-from xraybench.records import RunRecord, RunStatus, validated
+from xraybench.records import RunRecord, RunStatus
 
 ENSEMBLE = "ensemble"  # an ensemble record's model name and kind
 SPLITS = ("val", "test")
@@ -173,4 +173,4 @@ def build(store: Any, run_ids: Sequence[str], command: str = "",
         param_count=_total([r.param_count for r in records]), train_seconds=_total([r.train_seconds for r in records]),
         predict_seconds=_total([r.predict_seconds for r in records]), members=entries, **fields,
     )
-    return validated(record), scores  # validated through records.parse before anything is written
+    return record, scores  # store.save validates it (records.parse) before anything is written

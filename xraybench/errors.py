@@ -31,3 +31,8 @@ class ParamError(XRayBenchError):
 class PluginFailure(Exception):
     """A plugin raised or returned garbage while fitting or predicting; the message is one line
     naming the stage. Recorded as the run's (or trial's, or check's) error, never shown as a traceback."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message, first line only (its type's name when it has none): for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

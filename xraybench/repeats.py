@@ -109,10 +109,10 @@ def auto_precision() -> str:
 
 
 def find_recorded(prepared: Any, records: Iterable[RunRecord],
-                  full: Callable[[str], dict[str, Any]] | None = None) -> RunRecord | None:
+                  full: Callable[[str], RunRecord] | None = None) -> RunRecord | None:
     """The newest ``done`` run among ``records`` with the identity ``prepared`` will have, or None.
     ``records`` may be summaries whose parameters are cut down to the recipe (``ResultStore.load``):
-    with ``full`` given, a candidate's whole record is read with ``full(run_id)`` (``ResultStore.get``)
+    with ``full`` given, a candidate's whole record is read with ``full(run_id)`` (``ResultStore.find``)
     to compare its parameters, and the whole record is what is returned (the report needs its
     validation metrics)."""
     wanted = planned_identity(prepared)
@@ -122,7 +122,7 @@ def find_recorded(prepared: Any, records: Iterable[RunRecord],
     for r in sorted(candidates, key=lambda r: (r.created_at, r.run_id), reverse=True):
         if full is not None:  # a summary's params are partial: compare the whole record's
             try:
-                r = coerce(full(r.run_id))
+                r = full(r.run_id)
             except (OSError, ValueError, XRayBenchError):  # unreadable since it was listed: not a match
                 continue
         if identity(r) == wanted:

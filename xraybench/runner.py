@@ -143,7 +143,7 @@ def _backend(prepared: Prepared) -> str | None:
     """The backend the run's trainer used (recorded in its environment); None for a family without one."""
     from xraybench.training import trainer_for
 
-    trainer = trainer_for(prepared.spec.kind)
+    trainer = trainer_for(prepared.spec)
     return trainer.backend() if trainer is not None else None
 
 
@@ -220,7 +220,7 @@ def _start_checkpoints(prepared: Prepared, run_id: str) -> Path | None:
     from xraybench.training import trains_in_epochs
 
     request = prepared.request
-    if not trains_in_epochs(prepared.spec.kind) or not request.checkpoints:
+    if not trains_in_epochs(prepared.spec) or not request.checkpoints:
         return None
     path = checkpoints.folder(request.checkpoints, run_id)
     kept = {k: v for k, v in asdict(request).items() if k not in ("resume_from", "resumed_from", "checkpoints", "models")}
@@ -290,7 +290,7 @@ def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[RunRecord, dic
         outcome = isolation.run_once(_run_request, (shipped, str(save_to) if save_to else None,
                                                     _model_to(request, record.run_id)),
                                      request.timeout, expected=(PluginFailure, XRayBenchError),
-                                     on_tick=_cancel_check(cancel))
+                                     on_tick=cancel_check(cancel))
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (isolation.Terminated); the child is already stopped
         record = _finish(prepared, record, save_to, RunStatus.INTERRUPTED, isolation.stop_reason(exc),
                          wall_seconds=time.perf_counter() - start)
@@ -308,7 +308,7 @@ def run_isolated(prepared: Prepared, cancel: Any = None) -> tuple[RunRecord, dic
                    cpu_seconds=cpu), None
 
 
-def _cancel_check(cancel: Any) -> Callable[[], None] | None:
+def cancel_check(cancel: Any) -> Callable[[], None] | None:
     """An ``on_tick`` that turns a set ``cancel`` event into Ctrl-C (the child is stopped, the
     run recorded as interrupted)."""
     if cancel is None:

@@ -72,6 +72,17 @@ def bootstrap_intervals(
     return out
 
 
+def with_missing_intervals(stored: dict[str, Any], labels: Any, scores: Any, threshold: float, seed: int,
+                           keys: Sequence[str]) -> dict[str, Any]:
+    """A record's ``stored`` intervals plus those of ``keys`` it predates, bootstrapped with the stored
+    ``_meta`` (resamples, seed, level; ``seed`` where none is stored), so the new ones join the same
+    resamples. ``compare`` shows them; ``runs --backfill`` writes them. The stored ``_meta`` is kept."""
+    meta = stored.get("_meta") or {}
+    how = {"resamples": meta.get("resamples", 1000), "seed": meta.get("seed", seed), "level": meta.get("level", 0.95)}
+    new = bootstrap_intervals(labels, scores, threshold, keys=keys, **how)
+    return {"_meta": new.pop("_meta"), **stored, **new}
+
+
 def _percentiles(point: dict[str, float], boot: dict[str, np.ndarray], level: float) -> dict[str, Any]:
     """{metric: {"estimate", "low", "high"}}: the percentile interval of each metric's finite
     resampled values (a resample where the metric is undefined says nothing about it)."""

@@ -295,7 +295,6 @@ def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str
     ``task``: the task, or the key of the one this process holds (else ``NEED_TASK``)."""
     import optuna
 
-    from xraybench.runner import unship_spec
     from xraybench.training import trainer_for
 
     if isinstance(task, str):
@@ -308,8 +307,7 @@ def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str
     storage = _cached(("storage", storage_url), lambda: make_storage(storage_url))
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=make_pruner(task.pruner))
     trial = optuna.trial.Trial(study, trial_id)
-    spec = _cached(("spec", task.model, task.spec, tuple(task.disabled)),
-                   lambda: unship_spec(task.spec, task.model, task.disabled))
+    spec = task_spec(task)
     trainer = trainer_for(spec)  # before the pruning callback imports the backend: its start-up noise held back
     if trainer is not None:
         _cached(("quiet import", spec.kind), trainer.prepare)
@@ -318,6 +316,14 @@ def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str
     except optuna.TrialPruned as exc:
         return {"state": "pruned", "value": None, "epochs": trial.user_attrs.get("epochs"), "reason": str(exc)}
     return {"state": "complete", "value": value, "epochs": epochs, "reason": ""}
+
+
+def task_spec(task: TrialTask) -> Any:
+    """The task's model spec, unpickled (or found in this process's registry) once per process."""
+    from xraybench.runner import unship_spec
+
+    return _cached(("spec", task.model, task.spec, tuple(task.disabled)),
+                   lambda: unship_spec(task.spec, task.model, task.disabled))
 
 
 def call_trial(child: Any, args: tuple, task: TrialTask, timeout: float | None,

@@ -206,10 +206,10 @@ def test_a_recorded_done_run_with_the_same_identity_is_found(recorded, monkeypat
     assert repeats.find_recorded(_planned(record), [parsed]).run_id == record["run_id"]
     # Summaries (the results folder's index) have no parameters: the whole record is read to compare them.
     summary = repeats.coerce({k: v for k, v in record.items() if k != "params"})
-    assert repeats.find_recorded(_planned(record), [summary], lambda run_id: record).run_id == record["run_id"]
+    assert repeats.find_recorded(_planned(record), [summary], lambda run_id: parsed).run_id == record["run_id"]
     # Summaries keep the recipe of params (results._summary): still partial, still read in full.
     partial = repeats.coerce({**summary.to_dict(), "params": {"recipe": "seed"}})
-    assert repeats.find_recorded(_planned(record), [partial], lambda run_id: record).run_id == record["run_id"]
+    assert repeats.find_recorded(_planned(record), [partial], lambda run_id: parsed).run_id == record["run_id"]
 
 
 @pytest.mark.parametrize("change", ["recipe", "seed", "backend", "version", "precision", "fingerprint", "status",

@@ -85,7 +85,7 @@ def _run_each(prepared: list[Prepared], store: ResultStore, console: Console, ar
             count = f" (run {i}/{len(prepared)}, {about(mean * (len(prepared) - i + 1))} left)"
         console.rule(f"[bold]{esc(p.spec.name)}[/] seed {p.request.seed}{count}")
         first_result = not any(r.status is RunStatus.DONE for r in records)  # says why it differs from the seed
-        found = repeats.find_recorded(p, known, store.get) if check_repeats else None
+        found = repeats.find_recorded(p, known, store.find) if check_repeats else None
         if found is not None:
             console.print(esc(repeats.recorded_line(found)), highlight=False)
             print_run_report(found, console, explain=first_result, recorded=True)

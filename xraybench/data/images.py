@@ -12,14 +12,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from xraybench.errors import first_line
+
 
 class BadImage(Exception):
     """The file is not a decodable image; the message says why in a few words."""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -67,9 +64,9 @@ def decode_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str,
     except UnidentifiedImageError:
         raise BadImage("not an image file") from None
     except Image.DecompressionBombError as exc:
-        raise BadImage(f"too large to decode safely: {_first_line(exc)}") from None
+        raise BadImage(f"too large to decode safely: {first_line(exc)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImage(_first_line(exc)) from None
+        raise BadImage(first_line(exc)) from None
     except Exception as exc:  # a malformed file can trip any error inside a Pillow plugin: still one bad file
-        raise BadImage(f"cannot decode it ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise BadImage(f"cannot decode it ({type(exc).__name__}: {first_line(exc)})") from None
     return (arr[:, :, None] if arr.ndim == 2 else arr), mode, original_size

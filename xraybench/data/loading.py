@@ -82,11 +82,6 @@ class Dataset:
 
 
 def pick_reader(path: Path, registry=None, name: str | None = None):
-    if registry is None and name:
-        from xraybench.data.readers import builtin_readers
-
-        if (spec := builtin_readers().get(name)) is not None:
-            return spec  # a built-in reader by name: no plugin loaded
     if registry is None:
         from xraybench.plugins import load_registry
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from xraybench.data.builtin import SPEC as XRAYBENCH_NPZ
 from xraybench.data.layout import IMAGE_SUFFIXES, kaggle_layout, patient_id
-from xraybench.errors import DataError
+from xraybench.errors import DataError, first_line
 from xraybench.hookspecs import hookimpl
 from xraybench.specs import LABELS, DatasetSpec, ImageSet, RawDataset, ReaderStats
 
@@ -111,16 +111,12 @@ def _damage_errors() -> tuple[type[BaseException], ...]:
     return (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, KeyError)
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def _npz_array(archive, path: Path, key: str) -> np.ndarray:
     """One member, loaded without pickle; a damaged or object-typed member is a one-line DataError."""
     try:
         return archive[key]
     except _damage_errors() as exc:
-        text = _first_line(exc)
+        text = first_line(exc)
         if "allow_pickle" in text:
             text = "it holds Python objects, which xraybench does not unpickle"
         raise DataError(f"cannot read {key} from {path} ({text}); re-download the file") from None
@@ -156,7 +152,7 @@ def _npz_read(path: Path, size: int, channels: int, skip_bad: bool) -> RawDatase
     try:
         archive = np.load(path, allow_pickle=False)
     except _damage_errors() as exc:
-        reason = "empty file" if isinstance(exc, EOFError) else _first_line(exc)
+        reason = "empty file" if isinstance(exc, EOFError) else first_line(exc)
         raise DataError(f"cannot read {path} as .npz ({reason}); re-download it") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path} holds a single .npy array, not a .npz archive of {', '.join(NPZ_KEYS)}; re-download it")
@@ -204,11 +200,3 @@ def register_datasets(register) -> None:
         read=_npz_read,
         version="1",
     ))
-
-
-def builtin_readers() -> dict[str, DatasetSpec]:
-    """The readers above by name, without a plugin registry: a reader named by the caller (a Dask
-    worker decoding its own copy with the client's reader) is found without loading any plugin."""
-    found: dict[str, DatasetSpec] = {}
-    register_datasets(lambda spec: found.setdefault(spec.name, spec))
-    return found

@@ -149,9 +149,9 @@ def trainer_for(spec: ModelSpec | str | None) -> Trainer | None:
     return entry
 
 
-def trains_in_epochs(kind: str | None) -> bool:
-    """Whether a spec kind trains epoch by epoch, and so keeps checkpoints and can be resumed."""
-    trainer = trainer_for(kind)
+def trains_in_epochs(spec: ModelSpec | str | None) -> bool:
+    """Whether a spec (or a recorded kind) trains epoch by epoch, and so keeps checkpoints and can be resumed."""
+    trainer = trainer_for(spec)
     return bool(trainer is not None and trainer.epochs)
 
 

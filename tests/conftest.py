@@ -1,3 +1,5 @@
+import contextlib
+import fcntl
 import os
 import shutil
 import sys
@@ -73,10 +75,16 @@ def trained(tmp_path_factory) -> Iterator[TrainedRuns]:
     per session, their models kept (``recordfactory.train_runs``). Shared by every test that asks:
     read it only; a test that writes into the results folder takes ``trained_copy``. At the end of
     the session, a file written or changed in it fails the session's last test, naming the file."""
-    root = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:  # before any test's own _no_user_folders: this fixture outlives them
+    root = _session_dir(tmp_path_factory, "trained")
+    with _one_at_a_time(root), pytest.MonkeyPatch.context() as mp:  # before any test's own _no_user_folders
         _private_user_folders(mp, root / "user")
-        runs = train_runs(root)
+        if (root / "results").is_dir():  # the other xdist worker trained them: read, never trained twice
+            from xraybench.results import ResultStore
+
+            found = ResultStore(root / "results").load().records
+            runs = TrainedRuns(root / "chest_xray", root / "results", {r.model: r.run_id for r in found})
+        else:
+            runs = train_runs(root)
     before = _state(runs)
     yield runs
     after = _state(runs)
@@ -84,11 +92,29 @@ def trained(tmp_path_factory) -> Iterator[TrainedRuns]:
     assert not changed, f"a test wrote into the shared trained runs (take trained_copy instead): {changed[:5]}"
 
 
+def _session_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder for this test session: shared by its pytest-xdist workers (their base folders' parent is
+    the session's), so what one builds the other reuses; the session's own folder without xdist."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.mktemp(name)
+    path = tmp_path_factory.getbasetemp().parent / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _one_at_a_time(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s lock (a file beside it): one xdist worker builds, the other waits, then reuses."""
+    with open(f"{folder}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def _state(runs: TrainedRuns) -> dict[str, tuple[int, int]]:
-    """Each file's (size, mtime) under the data and results folders, less the summary index: a
+    """Each file's (size, mtime) under the data and results folders, less the summary index (being written, too): a
     cache any reader of the results folder may rewrite (``ResultStore.summaries``)."""
     files = [p for folder in (runs.data, runs.results) for p in folder.rglob("*") if p.is_file()]
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.name != ".index.json"}
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files if ".index.json" not in p.name}
 
 
 @pytest.fixture
@@ -120,7 +146,7 @@ def test_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def _real_cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("real-cache")
+    return _session_dir(tmp_path_factory, "real-cache")  # one decode for both xdist workers (the cache takes both at once)
 
 
 @pytest.fixture

@@ -570,7 +570,7 @@ def run_metrics(record: RunRecord) -> list[tuple[str, float, int]]:
 def run_tags(record: RunRecord) -> dict[str, str]:
     """What identifies the run: model, plugin and its version, seed, data, xraybench."""
     from xraybench import __version__
-    from xraybench.specs import spec_type
+    from xraybench.leaderboard import trained_on
 
     env = record.environment or {}
     tags = {
@@ -582,7 +582,7 @@ def run_tags(record: RunRecord) -> dict[str, str]:
         "xraybench.seed": "" if record.seed is None else str(record.seed),
         "xraybench.data_fingerprint": str((record.data or {}).get("fingerprint", "")),
         "xraybench.version": str(env.get("xraybench") or __version__),
-        "xraybench.backend": str(env.get("backend") or "") if spec_type(record.kind).on_keras_backend else "",  # Keras only
+        "xraybench.backend": trained_on(record) or "",  # Keras only; an ensemble's: its members'
         "xraybench.model_sha256": record.saved_model.sha256 if record.saved_model else "",
         "mlflow.note.content": record.description,
     }

@@ -31,6 +31,7 @@ from xraybench.records import (
     coerce,
     target_sensitivity_method,
 )
+from xraybench.specs import spec_type
 
 Identity = tuple
 
@@ -49,19 +50,11 @@ def _identity(*, model: str, distribution: str, version: str, params: dict[str, 
             tuned, ensemble)
 
 
-def _is_keras(kind: str | None) -> bool:
-    """Whether a kind trains on a Keras backend (whose choice and precision then decide the run);
-    a scikit-learn model has neither, whatever its record's environment says. Its spec type says."""
-    from xraybench.specs import spec_type
-
-    return spec_type(kind).on_keras_backend
-
-
 def identity(record: RunRecord | dict[str, Any], params: bool = True) -> Identity:
     """A recorded run's identity; ``params=False`` leaves the parameters out (a summary record,
     as the results folder's index holds them, has none: it narrows the candidates cheaply)."""
     r = coerce(record)
-    keras = _is_keras(r.kind)
+    keras = spec_type(r.kind).on_keras_backend
     return _identity(
         model=r.model, distribution=r.distribution, version=r.version, params=r.params if params else None,
         seed=r.seed, fingerprint=r.fingerprint, image_size=r.image_size, channels=r.channels,
@@ -81,7 +74,7 @@ def planned_identity(prepared: Any, params: bool = True) -> Identity:
     from xraybench.training.backend import keras_backend
 
     spec, request, data = prepared.spec, prepared.request, prepared.dataset
-    keras = _is_keras(spec.kind)
+    keras = spec_type(spec.kind).on_keras_backend
     target = request.target_sensitivity
     return _identity(
         model=spec.name, distribution=spec.distribution, version=spec.version, params=prepared.params if params else None,
@@ -132,7 +125,7 @@ def find_recorded(prepared: Any, records: Iterable[RunRecord],
 
 def recorded_line(record: RunRecord) -> str:
     """What ``run`` says instead of training (plain text; the caller escapes it)."""
-    backend = (record.environment or {}).get("backend") if _is_keras(record.kind) else None
+    backend = (record.environment or {}).get("backend") if spec_type(record.kind).on_keras_backend else None
     what = f"backend {backend}, " if backend else ""
     return (f"recorded result: run {record.run_id} ({record.created_at[:16].replace('T', ' ')}) had this model, these "
             f"parameters, seed {record.seed}, this data, {what}xraybench {(record.environment or {}).get('xraybench')}; "

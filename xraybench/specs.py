@@ -6,6 +6,7 @@ arrays only, and import nothing heavy, so listing models stays fast.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-from xraybench.records import DEFAULT_IMAGE_SIZE, LABELS  # noqa: F401  (LABELS: part of this module's API)
+from xraybench.records import DEFAULT_IMAGE_SIZE, LABELS, RunRecord  # noqa: F401  (LABELS: part of this module's API)
 
 @dataclass
 class ImageSet:
@@ -58,6 +59,19 @@ class ImageSet:
         return {name: int((self.labels == i).sum()) for i, name in enumerate(LABELS)}
 
 
+@functools.cache
+def spec_type(kind: str | None) -> type[ModelSpec]:
+    """The loaded spec type that declares ``kind``, the first defined where several do (what the
+    leaderboard asks of a stored run), or ``ModelSpec`` where none does (its attributes claim nothing)."""
+    todo: list[type[ModelSpec]] = [ModelSpec]
+    while todo:
+        cls = todo.pop(0)
+        if cls.__dict__.get("kind") == kind:
+            return cls
+        todo.extend(cls.__subclasses__())
+    return ModelSpec
+
+
 @dataclass
 class ModelSpec:
     """What every model plugin declares.
@@ -92,6 +106,10 @@ class ModelSpec:
     kind: ClassVar[str] = "abstract"
     library: ClassVar[str] = ""
     on_keras_backend: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec_type.cache_clear()  # a family loaded after a run was read: asked again
 
     def all_defaults(self, recipe: str | None = None) -> dict[str, Any]:
         """The parameters a plain run uses: ``defaults`` (a Keras model adds its training recipe's).
@@ -130,16 +148,21 @@ class KerasModel(ModelSpec):
         return recipes.all_defaults(self.defaults, self.recipe, recipe)
 
 
-def spec_type(kind: str | None) -> type[ModelSpec]:
-    """The loaded spec type that declares ``kind``, the first defined where several do (what the
-    leaderboard asks of a stored run), or ``ModelSpec`` where none does (its attributes claim nothing)."""
-    todo: list[type[ModelSpec]] = [ModelSpec]
-    while todo:
-        cls = todo.pop(0)
-        if cls.__dict__.get("kind") == kind:
-            return cls
-        todo.extend(cls.__subclasses__())
-    return ModelSpec
+def trained_with(record: RunRecord) -> tuple[str, str | None]:
+    """("keras 3.5.0", "jax 0.4.35"): a run's library and Keras backend with the versions its environment
+    recorded (the backend changes a run's random streams and speed), for the summary line and the
+    leaderboard's footer; the backend is None for a family without one, and for a kind no loaded family
+    declares ("<kind> ?"), which claims none, as the leaderboard's rows and the repeat check take it."""
+    from xraybench.training.backend import KNOWN  # finds backends, imports none
+
+    env = record.environment or {}
+    family = spec_type(record.kind)
+    library = f"{family.library or record.kind} {env.get(family.library) or '?'}"
+    if not family.on_keras_backend:
+        return library, None
+    backend = env.get("backend") or "?"
+    version = env.get(backend) if backend in KNOWN else None
+    return library, f"{backend}{' ' + str(version) if version else ''}"
 
 
 class Estimator(Protocol):

@@ -10,7 +10,7 @@ from typing import Any
 
 from xraybench.richtext import esc, plain
 from xraybench.progress import plural
-from xraybench.records import FIXED_THRESHOLD, RunRecord, RunStatus, coerce
+from xraybench.records import FIXED_THRESHOLD, RunRecord, RunStatus
 from xraybench.specs import LABELS
 
 
@@ -29,12 +29,11 @@ def _report_table(metrics: dict[str, Any], title: str):
     return table
 
 
-def print_run_report(record: RunRecord | dict[str, Any], console, explain: bool = True, recorded: bool = False) -> None:
+def print_run_report(record: RunRecord, console, explain: bool = True, recorded: bool = False) -> None:
     """One run in the seed's form, then this run at 0.5 and at its validation threshold beside the
     seed's published figures (``explain``: with the sentence on why they differ and the doc to
     read; a batch says it once), then a summary line naming backend and precision. ``recorded``:
     the run was not trained now but found recorded (``run`` without ``--force``), and says so."""
-    record = coerce(record)
     if record.status is not RunStatus.DONE:
         console.print(f"{record.status.markup()} {esc(record.model)} (seed {record.seed}): {esc(record.reason)}")
         return
@@ -60,20 +59,12 @@ def print_run_report(record: RunRecord | dict[str, Any], console, explain: bool 
 
 
 def trained_with(record: RunRecord) -> str:
-    """What a run trained on, for its summary line: "backend jax 0.4.35" (the Keras backend and its
-    version, which change a run's random streams and speed), or scikit-learn's version for a model
-    that has no Keras backend."""
-    from xraybench.specs import spec_type
+    """What a run trained on, for its summary line: "backend jax 0.4.35", or "scikit-learn 1.5.2 (no
+    Keras backend)" for a model that has none (``specs.trained_with``)."""
+    from xraybench.specs import trained_with
 
-    env = record.environment or {}
-    family = spec_type(record.kind)
-    if family.library and not family.on_keras_backend:
-        return f"{family.library} {env.get(family.library) or '?'} (no Keras backend)"
-    from xraybench.training.backend import KNOWN  # finds backends, imports none
-
-    backend = env.get("backend") or "?"
-    version = env.get(backend) if backend in KNOWN else None
-    return f"backend {backend}{' ' + str(version) if version else ''}"
+    library, backend = trained_with(record)
+    return f"backend {backend}" if backend else f"{library} (no Keras backend)"
 
 
 def _seed_rows(record: RunRecord) -> list[tuple[str, list[str]]]:

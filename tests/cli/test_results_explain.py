@@ -16,6 +16,7 @@ from rich.console import Console
 from xraybench import leaderboard as lb
 from xraybench import repeats
 from xraybench.cli import main
+from xraybench.records import coerce
 from xraybench.results import ResultStore
 
 BUILTIN = "b" * 64  # a stand-in fingerprint for the built-in copy
@@ -47,7 +48,7 @@ def test_run_report_shows_this_run_beside_the_seed_and_says_why_they_differ():
 
     record, _ = _done()
     console, out = _out()
-    print_run_report(record, console)
+    print_run_report(coerce(record), console)
     text = out.getvalue()
     m, v = record["metrics"], record["metrics_at_val_threshold"]
     assert "this run at 0.5" in text and f"this run at {v['threshold']:.3f} (val)" in text
@@ -60,7 +61,7 @@ def test_run_report_shows_this_run_beside_the_seed_and_says_why_they_differ():
         "## Why your first result differs from the seed's 0.86") == 1
 
     console, out = _out()
-    print_run_report(record, console, explain=False, recorded=True)  # a batch says why once; a recorded run says so
+    print_run_report(coerce(record), console, explain=False, recorded=True)  # a batch says why once; a recorded run says so
     assert "early-stopped" not in out.getvalue() and "seed CNN (published)" in out.getvalue()
     assert "(recorded result)" in out.getvalue()
 
@@ -170,7 +171,7 @@ def test_the_summary_line_names_backend_and_precision(kind, backend, expected):
 
     record, _ = _done(kind=kind, backend=backend)
     console, out = _out(200)
-    print_run_report(record, console)
+    print_run_report(coerce(record), console)
     assert expected in out.getvalue()
 
 

@@ -412,10 +412,10 @@ def test_a_model_staged_on_a_worker_travels_as_bytes_and_is_kept_only_as_hashed(
 
     worker, made = _done_with_model(tmp_path / "worker")  # staged under the worker's folder only
     record = made["record"]
-    sent = _staged_bytes(record, str(worker.root))
+    sent = _staged_bytes(coerce(record), str(worker.root))
     assert sent == b"model bytes"
     client = ResultStore(tmp_path / "client")
-    stage_returned_model(client.runs, record, sent + b"!" if tampered else sent)
+    stage_returned_model(client.runs, coerce(record), sent + b"!" if tampered else sent)
     client.save(record, made["scores"])
     kept = json.loads((client.runs / f"{record['run_id']}.json").read_text())
     if tampered:

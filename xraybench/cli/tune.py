@@ -54,15 +54,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 @dataclasses.dataclass
 class _Plan:
-    """What ``tune`` settled before its first trial: where results and the study go, the model, the
-    fixed parameters, the run request and its prepared data (which the final run reuses)."""
+    """What ``tune`` settled before its first trial: where results and the study go, the fixed
+    parameters, and the prepared run (its request, model and data, which the final run reuses)."""
 
     store: Any
     storage: str
     registry: Any
-    spec: Any
     fixed: dict[str, Any]
-    request: Any
     datasets: dict
     prepared: Any
     study_name: str
@@ -103,7 +101,7 @@ def _plan(args: argparse.Namespace, console: Any) -> _Plan:
                   f"train {len(data.splits.train)}, val {len(data.splits.val)} images; test is never used while tuning")
     console.print(esc(f"study {study_name!r} in {tuning.masked(storage)}; metric {args.metric}; sampler {args.sampler}; "
                       f"pruner {args.pruner}"))
-    return _Plan(store, storage, registry, spec, fixed, request, datasets, prepared, study_name)
+    return _Plan(store, storage, registry, fixed, datasets, prepared, study_name)
 
 
 def _optimise(args: argparse.Namespace, plan: _Plan, console: Any) -> Any:
@@ -116,7 +114,7 @@ def _optimise(args: argparse.Namespace, plan: _Plan, console: Any) -> Any:
         optimise = functools.partial(distributed.run_study, workers=args.workers, scheduler=args.scheduler, gpu=args.gpu)
     splits = plan.prepared.dataset.splits
     return optimise(
-        plan.spec, splits.train, splits.val, plan.storage, plan.study_name, args.trials, args.timeout, args.metric,
+        plan.prepared.spec, splits.train, splits.val, plan.storage, plan.study_name, args.trials, args.timeout, args.metric,
         args.sampler, args.pruner, plan.fixed, args.seed, args.precision, console,
         trial_timeout=args.trial_timeout or DEFAULT_TIMEOUT, disabled=list(args.disable_plugin),
     )
@@ -146,7 +144,7 @@ def _final_run(args: argparse.Namespace, plan: _Plan, study: Any, done: int, con
 
     best, store = study.best_trial, plan.store
     final = dataclasses.replace(
-        plan.request,
+        plan.prepared.request,
         params={**best.params, **plan.fixed},
         tags={"tuned": True, "study": plan.study_name, "storage": tuning.masked(plan.storage), "trials": len(study.trials),
               "complete_trials": done, "metric": args.metric, "best_value": best.value, "best_trial": best.number},
@@ -154,7 +152,7 @@ def _final_run(args: argparse.Namespace, plan: _Plan, study: Any, done: int, con
         checkpoints=str(store.root),  # as `run` does: an interrupted final run keeps its epochs
         models=str(store.root),  # and its trained model beside its record
     )
-    console.rule(f"[bold]{esc(plan.spec.name)}[/] with the best parameters, evaluated once on test")
+    console.rule(f"[bold]{esc(plan.prepared.spec.name)}[/] with the best parameters, evaluated once on test")
     try:
         record, scores = run_isolated(prepare(final, plan.registry, plan.datasets))
     except Interrupted as stop:

@@ -132,20 +132,15 @@ def _over_seeds(runs: list[RunRecord], values: list[float | None]) -> tuple[floa
 
 
 def _hardware(record: RunRecord) -> str:
-    from xraybench.specs import spec_type
-    from xraybench.training.backend import KNOWN
+    from xraybench.specs import trained_with
 
     env = record.environment or {}
     cpu = env.get("cpu") or {}
     device = env.get("accelerator") or f"CPU ({cpu.get('model', '?')}, {cpu.get('cores', '?')} cores)"
     if record.members is not None:  # where its members trained is in their own records
         return f"mean of {len(record.members)} runs' scores (trained with {trained_on(record) or 'no Keras backend'})"
-    family = spec_type(record.kind)
-    if not family.on_keras_backend:
-        return f"{family.library or record.kind} {env.get(family.library) or '?'} on {device}"
-    backend = trained_on(record) or "?"
-    version = env.get(backend) if backend in KNOWN else None
-    return f"keras {env.get('keras') or '?'} / {backend} {version or ''} on {device}".replace("  ", " ")
+    library, backend = trained_with(record)
+    return f"{library}{' / ' + backend if backend else ''} on {device}"
 
 
 def _data_name(record: RunRecord) -> str:

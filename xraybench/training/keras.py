@@ -501,7 +501,8 @@ def fit_keras(spec: KerasModel, train: ImageSet, val: ImageSet, params: dict[str
             metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
         )
         bar = EpochBar(spec.name, epochs, steps, batch_size) if live() else None
-        history, saved, seconds = _train(keras, model, train, val, params, seed, bar, on_epoch, callbacks or [])
+        history, saved, seconds = _train(keras, model, train, val, params, seed, (epochs, batch_size), bar, on_epoch,
+                                         callbacks or [])
         logs = {k: [float(v) for v in values] for k, values in history.history.items()}
         if saved:  # the epochs before the resume first
             logs = {k: [*saved["history"].get(k, []), *v] for k, v in logs.items()}
@@ -516,11 +517,11 @@ def fit_keras(spec: KerasModel, train: ImageSet, val: ImageSet, params: dict[str
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _train(keras, model, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int, bar: EpochBar | None,
-           on_epoch: OnEpoch | None, callbacks: list):
+def _train(keras, model, train: ImageSet, val: ImageSet, params: dict[str, Any], seed: int, sizes: tuple[int, int],
+           bar: EpochBar | None, on_epoch: OnEpoch | None, callbacks: list):
     """``model.fit`` with the run's callbacks, from a checkpoint where there is one; returns
-    (Keras' history, the checkpoint resumed from or None, seconds)."""
-    epochs, batch_size = int(params.get("epochs", 20)), int(params.get("batch_size", 32))
+    (Keras' history, the checkpoint resumed from or None, seconds). ``sizes``: (epochs, batch size)."""
+    epochs, batch_size = sizes
     select, patience = str(params.get("select", "val_loss")), int(params.get("patience", 3))
     stopper = keras.callbacks.EarlyStopping(  # patience 0: every epoch trains, the best is kept
         monitor=select, mode="min" if select == "val_loss" else "max",

@@ -66,14 +66,31 @@ def register_models(register):
 '''
 
 
-def test_the_child_loads_no_registry_and_resolves_no_parameters(tmp_path, xray_data, xb):
+def _counted_run(tmp_path, xray_data, xb, *args: str, **env) -> tuple[object, Counter]:
+    """``xraybench run`` of the COUNTING plugin's model with ``args`` and ``env``: (the process's result,
+    a Counter of (what, pid) as the plugin noted them)."""
     (tmp_path / "xb_counted.py").write_text(COUNTING)
     log = tmp_path / "count.log"
-    env = {"XRAYBENCH_PLUGINS": "xb_counted", "XB_COUNT_LOG": str(log),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = xb.process("run", "--model", "xb_counted", "--data", str(xray_data), "--image-size", "16", env=env)
-    assert done.code == 0, done.err
-    notes = Counter(tuple(line.split()) for line in log.read_text().splitlines())
+    env = {"XRAYBENCH_PLUGINS": "xb_counted", "XB_COUNT_LOG": str(log), "XRAYBENCH_RESULTS": str(tmp_path / "results"),
+           "COLUMNS": "200", "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]), **env}
+    done = xb.process("run", "--model", "xb_counted", "--data", str(xray_data), "--image-size", "16", *args, env=env)
+    assert done.code == 0, done.out[-3000:] + done.err[-3000:]
+    return done, Counter(tuple(line.split()) for line in log.read_text().splitlines())
+
+
+def _on_one_worker(done, notes: Counter) -> tuple[str, str, str]:
+    """(client, worker, the run's child): the pids of a one-worker local cluster's run, each checked distinct."""
+    assert "engine: local Dask cluster of 1 worker process" in done.out
+    (child,) = {pid for what, pid in notes if what == "fit"}
+    (worker,) = {pid for what, pid in notes if what == "spawner"}
+    assert child != worker, notes
+    (client,) = {pid for what, pid in notes} - {child, worker}  # no other process (the nanny) noted anything
+    assert notes[("registry", client)] == 1 and notes[("resolve", client)] == 1, notes
+    return client, worker, child
+
+
+def test_the_child_loads_no_registry_and_resolves_no_parameters(tmp_path, xray_data, xb):
+    _, notes = _counted_run(tmp_path, xray_data, xb)
     child = {pid for what, pid in notes if what == "fit"}
     parent = {pid for what, pid in notes} - child
     assert len(child) == 1 and len(parent) == 1, notes
@@ -87,21 +104,8 @@ def test_a_dask_worker_loads_no_registry_and_resolves_no_parameters(tmp_path, xr
     """A Dask task carries the run its client prepared (spec, resolved parameters, data set without
     images): its worker maps the client's cache entry and prepares nothing again (issue 22, item 2)."""
     pytest.importorskip("distributed")
-    (tmp_path / "xb_counted.py").write_text(COUNTING)
-    log = tmp_path / "count.log"
-    env = {"XRAYBENCH_PLUGINS": "xb_counted", "XB_COUNT_LOG": str(log), "XRAYBENCH_RESULTS": str(tmp_path / "results"),
-           "COLUMNS": "200",
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = xb.process("run", "--model", "xb_counted", "--data", str(xray_data), "--image-size", "16",
-                      "--workers", "1", env=env)
-    assert done.code == 0, done.out[-3000:] + done.err[-3000:]
-    assert "engine: local Dask cluster of 1 worker process" in done.out
-    notes = Counter(tuple(line.split()) for line in log.read_text().splitlines())
-    (child,) = {pid for what, pid in notes if what == "fit"}
-    (worker,) = {pid for what, pid in notes if what == "spawner"}
-    assert child != worker, notes
-    (client,) = {pid for what, pid in notes} - {child, worker}  # no other process (the nanny) noted anything
-    assert notes[("registry", client)] == 1 and notes[("resolve", client)] == 1, notes
+    done, notes = _counted_run(tmp_path, xray_data, xb, "--workers", "1")
+    _, worker, child = _on_one_worker(done, notes)
     for pid in (worker, child):
         assert notes[("registry", pid)] == 0 and notes[("resolve", pid)] == 0, notes
 
@@ -113,31 +117,19 @@ def test_a_dask_worker_that_decodes_its_own_copy_resolves_nothing_again(tmp_path
     ``run_task`` compares by fingerprint. To decode it needs the client's reader, which its registry
     holds (one load); it resolves no parameter, and the run's child neither loads nor resolves."""
     pytest.importorskip("distributed")
-    (tmp_path / "xb_counted.py").write_text(COUNTING)
-    log = tmp_path / "count.log"
     clients, workers = tmp_path / "client-home", tmp_path / "worker-cache"
     # The worker's cache comes through Dask's nanny environment; the OS's value wins over that
     # (distributed.nanny._get_env_variables), so the client has none: its cache is under XDG_CACHE_HOME.
-    env = {"XRAYBENCH_PLUGINS": "xb_counted", "XB_COUNT_LOG": str(log), "XRAYBENCH_RESULTS": str(tmp_path / "results"),
-           "XRAYBENCH_CACHE": None, "XDG_CACHE_HOME": str(clients),
-           "DASK_DISTRIBUTED__NANNY__ENVIRON": repr({"XRAYBENCH_CACHE": str(workers)}), "COLUMNS": "200",
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = xb.process("run", "--model", "xb_counted", "--data", str(xray_data), "--image-size", "16",
-                      "--workers", "1", env=env)
-    assert done.code == 0, done.out[-3000:] + done.err[-3000:]
-    assert "engine: local Dask cluster of 1 worker process" in done.out
+    done, notes = _counted_run(tmp_path, xray_data, xb, "--workers", "1", XRAYBENCH_CACHE=None,
+                               XDG_CACHE_HOME=str(clients),
+                               DASK_DISTRIBUTED__NANNY__ENVIRON=repr({"XRAYBENCH_CACHE": str(workers)}))
+    _, worker, child = _on_one_worker(done, notes)
 
     def entries(root):  # the cache's entry folders (cache.MARKER in each)
         return sorted(marker.parent.name for marker in root.rglob("XRAYBENCH_CACHE_ENTRY"))
 
     # the branch taken: the worker decoded the folder into its own cache (open_cached found nothing there)
     assert entries(clients) and entries(workers), (entries(clients), entries(workers))
-    notes = Counter(tuple(line.split()) for line in log.read_text().splitlines())
-    (child,) = {pid for what, pid in notes if what == "fit"}
-    (worker,) = {pid for what, pid in notes if what == "spawner"}
-    assert child != worker, notes
-    (client,) = {pid for what, pid in notes} - {child, worker}
-    assert notes[("registry", client)] == 1 and notes[("resolve", client)] == 1, notes
     assert notes[("registry", worker)] == 1 and notes[("resolve", worker)] == 0, notes  # the reader, nothing else
     assert notes[("registry", child)] == 0 and notes[("resolve", child)] == 0, notes
     # a worker whose own copy has another fingerprint is refused in one line:

@@ -161,10 +161,11 @@ def test_saved_state_round_trips_and_replaces_the_previous_epoch(tmp_path):
 def _prepared(results: Path, resume_from: Path | None = None):
     from types import SimpleNamespace
 
+    from xraybench import KerasModel
     from xraybench.runner import RunRequest
 
     request = RunRequest(model="m", checkpoints=str(results), resume_from=str(resume_from) if resume_from else None)
-    return SimpleNamespace(request=request, spec=SimpleNamespace(kind="keras"))
+    return SimpleNamespace(request=request, spec=KerasModel(name="m", description="a Keras model", build=lambda *_: None))
 
 
 @pytest.mark.parametrize("status", [RunStatus.TIMEOUT, RunStatus.ERROR, RunStatus.INTERRUPTED])

@@ -16,13 +16,14 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import NamedTuple, TextIO
+from typing import NamedTuple, TextIO, TypeVar
 
 import pytest
 
 Env = Mapping[str, str | None]  # None removes the variable
+T = TypeVar("T")
 
 
 class Result(NamedTuple):
@@ -132,15 +133,14 @@ def one_line_error(code: int, out: str, err: str) -> str:
     return err
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+def kill_group(proc: subprocess.Popen, graceful: bool = False) -> None:
+    """SIGKILL ``proc``'s process group (its session) and reap ``proc``. ``graceful``: SIGTERM first, with
+    10 s to exit, for processes that stop their own children on it (a Dask nanny its worker process)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL)[0 if graceful else 1:]:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)  # the group outlives its leader while a child still runs
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
 
 
 def start_xb(*args: str, env: Env | None = None, python_args: Sequence[str] = (), **kwargs) -> subprocess.Popen:
@@ -160,7 +160,7 @@ def run_xb(*args: str, env: Env | None = None, timeout: float = 600,
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
-        kill_group(proc)  # the group outlives its leader while a child still runs
+        kill_group(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -181,30 +181,40 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
             kill_group(proc)
 
 
-def wait_for(path: Path, proc: subprocess.Popen | None = None, deadline_s: float = 120) -> None:
-    """Wait for a file to appear (a checkpoint's ``.ready``); fail if ``proc`` ends first or at the deadline."""
+def wait_until(condition: Callable[[], T], what: str, proc: subprocess.Popen | None = None,
+               deadline_s: float = 120) -> T:
+    """Poll until ``condition()`` is truthy and return its value; fail if ``proc`` ends first (with the tail of its
+    output) or at the deadline, which is there only so that a broken run fails instead of hanging."""
     end = time.monotonic() + deadline_s
-    while not path.exists():
+    while not (value := condition()):
         if proc is not None and proc.poll() is not None:
             out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"process ended (code {proc.returncode}) before {path.name}: {out[-2000:]}")
+            pytest.fail(f"process ended (code {proc.returncode}) while waiting for {what}:\n{out[-5000:]}")
         if time.monotonic() > end:
-            pytest.fail(f"{path.name} did not appear within {deadline_s:g}s")
+            pytest.fail(f"gave up waiting for {what} after {deadline_s:g}s")
         time.sleep(0.05)
+    return value
+
+
+def wait_for(path: Path, proc: subprocess.Popen | None = None, deadline_s: float = 120) -> None:
+    """Wait for a file to appear (a checkpoint's ``.ready``); fail if ``proc`` ends first or at the deadline."""
+    wait_until(path.exists, path.name, proc, deadline_s)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs: a zombie (ended, its parent has not reaped it yet) does not."""
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
 
 
 def pid_gone(pid: int, deadline_s: float = 60) -> bool:
-    """Poll until ``pid`` no longer exists (or is a zombie); False if it is still running at the deadline."""
+    """Poll until ``pid`` no longer runs (``alive``); False if it is still running at the deadline."""
     end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-                return True
-        except OSError:
-            pass
+    while alive(pid):
+        if time.monotonic() > end:
+            return False
         time.sleep(0.1)
-    return False
+    return True

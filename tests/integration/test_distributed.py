@@ -19,40 +19,13 @@ import pytest
 
 pytest.importorskip("distributed")
 
+from proctools import alive, kill_group, pid_gone, start_xb, wait_until  # noqa: E402
 from xraybench.testing import make_kaggle_tree  # noqa: E402
 
 # One xdist worker runs this module (README: --dist loadgroup), so its loopback clusters start once,
 # never two at a time beside the other worker's timing-bound tests.
 pytestmark = pytest.mark.xdist_group("dask")
 WORKERS = 2
-
-
-def _wait_for(condition, what: str, limit: float = 120.0, proc: subprocess.Popen | None = None):
-    """Poll until ``condition()`` is truthy; a limit only so that a broken run fails instead of hanging."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = condition()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            output = proc.stdout.read()[-5000:] if proc.stdout else ""
-            raise AssertionError(f"process ended (rc {proc.returncode}) while waiting for {what}\n{output}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class LoopbackCluster:
@@ -77,7 +50,7 @@ class LoopbackCluster:
         self.scheduler = self._spawn("scheduler", [
             "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
             "--scheduler-file", str(self.scheduler_file)])
-        _wait_for(self.scheduler_file.is_file, "the scheduler file", proc=self.scheduler)
+        wait_until(self.scheduler_file.is_file, "the scheduler file", proc=self.scheduler)
         self.ensure_workers()
 
     @property
@@ -89,7 +62,7 @@ class LoopbackCluster:
         self.workers = [w for w in self.workers if w.poll() is None]
         while len(self.workers) < WORKERS:
             self.workers.append(self.start_worker())
-        _wait_for(lambda: len(self.worker_addresses()) == WORKERS, f"{WORKERS} workers", proc=self.scheduler)
+        wait_until(lambda: len(self.worker_addresses()) == WORKERS, f"{WORKERS} workers", proc=self.scheduler)
 
     def start_worker(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         n = len(list(self.root.glob("worker-*.log")))
@@ -115,7 +88,7 @@ class LoopbackCluster:
     def stop(self) -> None:
         for proc in [*self.workers, *self.extra, self.scheduler]:
             if proc is not None:
-                _kill_group(proc)
+                kill_group(proc, graceful=True)
         for log in self._logs:
             log.close()
 
@@ -174,21 +147,17 @@ _CLIENTS: list[subprocess.Popen] = []  # every client a test starts: its process
 def _no_client_left():
     yield
     while _CLIENTS:
-        _kill_group(_CLIENTS.pop())
+        kill_group(_CLIENTS.pop(), graceful=True)
 
 
 def _client(args: list[str], shared: dict, results: Path, sigint=signal.SIG_DFL, command: str = "run",
-            **env) -> subprocess.Popen:
+            stderr: int = subprocess.STDOUT, **env: str | None) -> subprocess.Popen:
     # SIGINT set to a known disposition (its default unless a test asks for it ignored), whatever
     # the one this test process inherited (CI may run with SIGINT ignored). A session of its own,
     # so that its local cluster or trial processes go with it if the test fails.
     size = ["--image-size", "16"] if command in ("run", "tune") else []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xraybench", command, *size, *args],
-        env={**shared, "XRAYBENCH_RESULTS": str(results), **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, text=True, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
-    )
+    proc = start_xb(command, *size, *args, env={**shared, "XRAYBENCH_RESULTS": str(results), **env},
+                    stderr=stderr, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     _CLIENTS.append(proc)
     return proc
 
@@ -197,7 +166,7 @@ def _finish(proc: subprocess.Popen, limit: float = 240) -> str:
     try:
         out, _ = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc, graceful=True)
         out, _ = proc.communicate()
         raise AssertionError(f"client still running after {limit}s:\n{out[-4000:]}") from None
     return out
@@ -216,17 +185,6 @@ def _started(block: Path) -> list[tuple[int, int]]:
         if len(text) == 2:
             found.append((int(text[0]), int(text[1])))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead too
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -325,7 +283,7 @@ def test_a_worker_killed_mid_task_is_retried_elsewhere(cluster, shared, results)
     proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--model", "xb_good", "--seeds", "1"],
                    shared, results)
     try:
-        (pid, worker_pid), = _wait_for(lambda: _started(block), "xb_block to start", proc=proc)
+        (pid, worker_pid), = wait_until(lambda: _started(block), "xb_block to start", proc=proc)
         limits = {name: _environ(pid).get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         assert set(limits.values()) == {str(_share(WORKERS))}, limits  # the run's own process, not only its record
         victim = cluster.worker_owning(worker_pid)
@@ -333,7 +291,7 @@ def test_a_worker_killed_mid_task_is_retried_elsewhere(cluster, shared, results)
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
         # the same task starts again on the surviving worker
-        _wait_for(lambda: [s for s in _started(block) if s[0] != pid], "xb_block to restart elsewhere", proc=proc)
+        wait_until(lambda: [s for s in _started(block) if s[0] != pid], "xb_block to restart elsewhere", proc=proc)
         (block / "release").write_text("")
         out = _finish(proc)
     finally:
@@ -351,7 +309,7 @@ def test_a_worker_killed_mid_task_is_retried_elsewhere(cluster, shared, results)
     lost = [line for line in out.splitlines() if "was lost" in line]
     assert lost == [f"lost worker: worker {victim_address} was lost while running xb_block seed 1 (attempt 1): "
                     f"Dask runs it again on another worker"], out[-3000:]
-    assert not _alive(pid), "the killed worker's run kept going"
+    assert not alive(pid), "the killed worker's run kept going"
 
 
 def test_fingerprint_mismatch_is_a_one_line_error(cluster, shared, results, tmp_path, data_a, monkeypatch):
@@ -384,7 +342,7 @@ def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, share
     proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--seeds", "1", "2", "3"], shared, results,
                    sigint=disposition)
     try:
-        started = _wait_for(lambda: len(_started(block)) == 2 and _started(block), "two runs to start", proc=proc)
+        started = wait_until(lambda: len(_started(block)) == 2 and _started(block), "two runs to start", proc=proc)
         for press in range(presses):
             if press:
                 time.sleep(0.2)  # not a timing assert: the later presses spread over the clean-up
@@ -401,7 +359,7 @@ def test_ctrl_c_cancels_running_and_queued_tasks_and_records_them(cluster, share
     reasons = sorted(r["reason"] for r in records)
     assert reasons == ["cancelled by Ctrl-C before it started", "stopped by Ctrl-C", "stopped by Ctrl-C"], reasons
     for pid, _ in started:
-        _wait_for(lambda pid=pid: not _alive(pid), f"run process {pid} to stop", limit=30)
+        assert pid_gone(pid, 30), f"run process {pid} did not stop"
     assert not [p for p in (results / "runs").iterdir() if p.name.endswith(".tmp")]
     assert len(cluster.worker_addresses()) == WORKERS
 
@@ -417,7 +375,7 @@ def test_ctrl_c_keeps_a_keras_runs_epochs_and_checkpoint_and_it_resumes(shared, 
     proc = _client(["--data", str(data_a), *train, "--workers", "1"], shared, results,
                    XRAYBENCH_TEST_PAUSE=f"epoch1={pause}")
     try:
-        _wait_for((pause / "epoch1.ready").is_file, "the first epoch's checkpoint", limit=300, proc=proc)
+        wait_until((pause / "epoch1.ready").is_file, "the first epoch's checkpoint", deadline_s=300, proc=proc)
         proc.send_signal(signal.SIGINT)  # the training process stays paused: the worker must stop it
         out = _finish(proc, limit=120)
     finally:
@@ -452,12 +410,12 @@ def test_a_client_that_dies_leaves_no_run_behind(cluster, shared, results):
     block = Path(shared["XB_BLOCK_DIR"])
     proc = _client(["--scheduler", cluster.address, "--model", "xb_block", "--seeds", "1", "2", "3"], shared, results)
     try:
-        started = _wait_for(lambda: len(_started(block)) == 2 and _started(block), "two runs to start", proc=proc)
+        started = wait_until(lambda: len(_started(block)) == 2 and _started(block), "two runs to start", proc=proc)
     finally:
         proc.kill()
         proc.communicate()
     for pid, _ in started:
-        _wait_for(lambda pid=pid: not _alive(pid), f"the dead client's run {pid} to stop", limit=60)
+        assert pid_gone(pid, 60), f"the dead client's run {pid} did not stop"
     assert not (block / "release").exists()  # stopped, not released
     nxt = _client(["--scheduler", cluster.address, "--model", "xb_good", "--seeds", "1", "2"], shared,
                   results.parent / "next")
@@ -477,12 +435,9 @@ def test_tune_splits_one_study_over_two_workers_and_resumes_without_repeats(clus
 
     storage = f"sqlite:///{tmp_path / 'study.sqlite3'}"
     for _session in range(2):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "xraybench", "tune", "--model", "xb_tunable_wide", "--image-size", "16",
-             "--trials", "3", "--sampler", "random", "--storage", storage, "--study", "wide", "--no-final",
-             "--scheduler", cluster.address],
-            env={**shared, "XRAYBENCH_RESULTS": str(tmp_path / "results")}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        proc = _client(["--model", "xb_tunable_wide", "--trials", "3", "--sampler", "random", "--storage", storage,
+                        "--study", "wide", "--no-final", "--scheduler", cluster.address], shared, tmp_path / "results",
+                       command="tune")
         out = _finish(proc)
         assert proc.returncode == 0, out[-4000:] + cluster.logs()
     study = optuna.load_study(study_name="wide", storage=storage)
@@ -497,7 +452,7 @@ def test_tune_splits_one_study_over_two_workers_and_resumes_without_repeats(clus
           f"best {study.best_value:.4f} (trial {study.best_trial.number}); trials per worker "
           f"{ {w: sum(t.user_attrs['dask_worker'] == w for t in trained) for w in sorted(workers)} }")
     # their clients have left: the trial processes the workers kept for them end too
-    _wait_for(lambda: not _trial_processes(cluster), "the trial processes to end after their clients", limit=60)
+    wait_until(lambda: not _trial_processes(cluster), "the trial processes to end after their clients", deadline_s=60)
 
 
 def test_trial_processes_end_when_their_tune_client_is_killed(cluster, shared, tmp_path):
@@ -510,13 +465,13 @@ def test_trial_processes_end_when_their_tune_client_is_killed(cluster, shared, t
     proc = _client(["--model", "xb_tunable_wide", "--trials", "2", "--sampler", "random", "--storage", storage,
                     "--study", "killed", "--no-final", "--scheduler", cluster.address], shared, tmp_path / "results",
                    command="tune", XRAYBENCH_TEST_PAUSE=f"dask-told={pause}")
-    _wait_for((pause / "dask-told.ready").is_file, "the client to tell a trial", proc=proc)
+    wait_until((pause / "dask-told.ready").is_file, "the client to tell a trial", proc=proc)
     trial_processes = _trial_processes(cluster)
     assert trial_processes, "no trial process found on the workers"
     os.killpg(proc.pid, signal.SIGKILL)  # no goodbye to the scheduler: it only sees the connection drop
     proc.wait(timeout=30)
     for pid in trial_processes:
-        _wait_for(lambda pid=pid: not _alive(pid), f"trial process {pid} to end", limit=60)
+        assert pid_gone(pid, 60), f"trial process {pid} did not end"
 
 
 def test_gpu_tasks_go_only_to_a_worker_with_gpu_resources(cluster, shared, results):
@@ -525,14 +480,14 @@ def test_gpu_tasks_go_only_to_a_worker_with_gpu_resources(cluster, shared, resul
     gpu = cluster.start_worker("--resources", "GPU=1")
     cluster.extra.append(gpu)
     try:
-        _wait_for(lambda: len(cluster.worker_addresses()) == WORKERS + 1, "the GPU worker", proc=gpu)
+        wait_until(lambda: len(cluster.worker_addresses()) == WORKERS + 1, "the GPU worker", proc=gpu)
         name = cluster.names[gpu.pid]
         proc = _client(["--scheduler", cluster.address, "--gpu", "--model", "xb_good", "--seeds", "1", "2"],
                        shared, results)
         out = _finish(proc)
         assert proc.returncode == 0, out[-3000:] + cluster.logs()
     finally:
-        _kill_group(gpu)
+        kill_group(gpu, graceful=True)
     records = _records(results)
     assert len(records) == 2
     for r in records:
@@ -551,12 +506,12 @@ def test_a_worker_with_other_code_refuses_the_task(cluster, shared, results, tmp
     other = cluster.start_worker("--resources", "GPU=1", env=env)  # --gpu sends the task there and nowhere else
     cluster.extra.append(other)
     try:
-        _wait_for(lambda: len(cluster.worker_addresses()) == WORKERS + 1, "the edited worker", proc=other)
+        wait_until(lambda: len(cluster.worker_addresses()) == WORKERS + 1, "the edited worker", proc=other)
         address = next(a for a, name in cluster.worker_addresses().items() if name == cluster.names[other.pid])
         proc = _client(["--scheduler", cluster.address, "--gpu", "--model", "xb_good"], shared, results)
         out = _finish(proc)
     finally:
-        _kill_group(other)
+        kill_group(other, graceful=True)
     assert proc.returncode == 1, out[-3000:] + cluster.logs()
     (record,) = _records(results)
     assert record["status"] == "error" and not record.get("metrics")
@@ -613,13 +568,10 @@ def test_killed_worker_exception_becomes_an_error_record(xray_data, xraybench_en
 def test_bad_cluster_options_are_one_line_before_any_data(flags, expected, command, data_a, shared, tmp_path):
     """Checked first: one line on stderr (no `Client.__del__` traceback at exit), and no data
     loaded (its brief, with the fingerprint, would be on stdout)."""
-    env = {k: v for k, v in shared.items() if not k.startswith("DASK_")}
+    no_dask_config = {k: None for k in os.environ | shared if k.startswith("DASK_")}
     model = "xb_tunable_wide" if command == "tune" else "xb_good"
-    proc = subprocess.Popen([sys.executable, "-m", "xraybench", command, "--model", model, "--data", str(data_a),
-                             "--image-size", "16", *flags], env={**env, "XRAYBENCH_RESULTS": str(tmp_path)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
-    _CLIENTS.append(proc)
+    proc = _client(["--model", model, "--data", str(data_a), *flags], shared, tmp_path, command=command,
+                   stderr=subprocess.PIPE, **no_dask_config)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and err.startswith("error: ") and expected in err, err
     assert err.count("\n") == 1, err
@@ -638,7 +590,7 @@ def test_ctrl_c_latch_only_sets_an_event_and_restores_the_handler():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         with distributed.CtrlC() as ctrl_c:
             os.kill(os.getpid(), signal.SIGINT)
-            assert _wait_for(ctrl_c.is_set, "the event", limit=10)
+            wait_until(ctrl_c.is_set, "the event", deadline_s=10)
             os.kill(os.getpid(), signal.SIGINT)  # a second press: still no exception
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # stopping: a further press changes nothing
     finally:

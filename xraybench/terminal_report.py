@@ -116,10 +116,9 @@ def prior_shift_line(record: RunRecord) -> str:
     if not shift or not m:
         return ""
     true = shift.get("true_prior")
-    return (f"prior-shift diagnostic (transductive, EM on unlabeled test scores; on this test set it "
-            f"overestimates PNEUMONIA: leaderboards/recipes/RECIPES.md): estimated P(PNEUMONIA) "
-            f"{shift['estimated_prior']:.2f} (true {'?' if true is None else f'{true:.2f}'}), threshold "
-            f"{shift['threshold']:.3f}: accuracy {m['accuracy']:.4f} NORMAL recall {m['specificity']:.4f}")
+    return (f"prior-shift diagnostic (transductive, never used): estimated P(PNEUMONIA) "
+            f"{shift['estimated_prior']:.2f}, true {'?' if true is None else f'{true:.2f}'}; at {shift['threshold']:.3f}: "
+            f"accuracy {m['accuracy']:.4f}, NORMAL recall {m['specificity']:.4f}")
 
 
 def print_run_summary(records: list[RunRecord], console, recorded: set[str] | frozenset[str] = frozenset()) -> None:
@@ -182,14 +181,17 @@ def _counted(values: dict | None) -> str:
 def print_data_brief(dataset, console) -> None:
     """What `run` and `tune` say about their data: one line, then the splits as a small table."""
     name = dataset.stats.get("dataset") or dataset.reader
-    console.print(f"[bold]data[/] {esc(dataset.source)}", highlight=False)
-    console.print(
-        f"  {esc(name)}: {dataset.image_size}px x{dataset.channels}, "
-        f"{'cache hit' if dataset.cache_hit else 'decoded and cached'} in {dataset.load_seconds:.1f}s",
-        highlight=False,
-    )
-    console.print(f"  fingerprint {dataset.fingerprint[:12]}; validation {esc(dataset.val_strategy)}", highlight=False)
+    console.print(f"[bold]data[/] {esc(name)} ({image_shape(dataset)})", highlight=False)
+    console.print(f"  {esc(dataset.source)}", highlight=False, overflow="fold")  # a long path folds, not the line
+    console.print(f"  {'read from the cache' if dataset.cache_hit else 'decoded and cached'} in "
+                  f"{dataset.load_seconds:.1f}s; fingerprint {dataset.fingerprint[:12]}", highlight=False)
+    console.print(f"  validation: {esc(dataset.val_strategy)}", highlight=False)
     console.print(_splits_table(dataset, "splits"))
+
+
+def image_shape(dataset) -> str:
+    """"28 px, 1 channel": the size and channels the images were decoded at, in words."""
+    return f"{dataset.image_size} px, {dataset.channels} channel{'s' if dataset.channels != 1 else ''}"
 
 
 def print_data_summary(dataset, console) -> None:
@@ -223,7 +225,7 @@ def print_data_summary(dataset, console) -> None:
     details.add_row("skipped", f"{stats.get('skipped_bad_count', 0)} unreadable images")
     details.add_row(
         "cache",
-        f"{'hit' if dataset.cache_hit else 'written'}, {dataset.image_size}px x{dataset.channels}, "
+        f"{'hit' if dataset.cache_hit else 'written'}, {image_shape(dataset)}, "
         f"loaded in {dataset.load_seconds:.2f}s: {esc(dataset.cache_path)}",
     )
     details.add_row("fingerprint", dataset.fingerprint)

@@ -111,7 +111,7 @@ def test_used_when_no_data_is_given_and_said_in_one_line(tmp_path, monkeypatch, 
     assert out.code == 0, out.err[-2000:]
     lines = out.out.splitlines()
     assert lines[0] == builtin.NOTICE and sum(builtin.NOTICE in line for line in lines) == 1
-    assert "28px x1" in out.out and "{" not in out.out  # tables, no Python dicts
+    assert "28 px, 1 channel" in out.out and "{" not in out.out  # tables, no Python dicts
     assert all(len(line) <= 80 for line in lines)
     # The decoded copy went to the test's cache, not the user's.
     assert any(Path(os.environ["XRAYBENCH_CACHE"]).iterdir())

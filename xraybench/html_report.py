@@ -23,7 +23,9 @@ from xraybench.errors import XRayBenchError
 # text from plugins, paths and records
 from xraybench.escaping import html_img, html_table, html_text, md_code, md_img, md_table, md_text, mpl_text
 from xraybench.explain import report as explain_report  # the "Where the models look" section (numpy only)
-from xraybench.records import FIXED_THRESHOLD, LABELS, RunRecord, RunStatus
+from xraybench.leaderboard.columns import data_legend
+from xraybench.leaderboard.render import PRODUCED_HEADERS, produced
+from xraybench.records import FIXED_THRESHOLD, LABELS, RunRecord
 from xraybench.results import ResultStore, Skipped
 
 COMMAND = "report"  # its files carry xraybench.generated's marker: <meta name="generator"> and the Markdown's first line
@@ -39,10 +41,13 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _name(model: str, variant: str, size: int | None) -> str:
+    """Model, variant and size: several rows can share a model name (an ensemble has no size)."""
+    return f"{model}{'' if variant == 'default' else ' ' + variant}{f' {size}px' if size else ''}"
+
+
 def _label(record: RunRecord) -> str:
-    """Model, variant and size: several rows can share a model name."""
-    name = lb.variant(record)  # mpl_text: a "$" in a model's name is no mathtext
-    return mpl_text(f"{record.model}{'' if name == 'default' else ' ' + name} {record.image_size}px")
+    return mpl_text(_name(record.model, lb.variant(record), record.image_size))  # a "$" in a name is no mathtext
 
 
 LINE_STYLES = ("-", "--", "-.", ":")
@@ -214,9 +219,8 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
         "images": {"roc": roc, "pr": pr, "confusion": _confusions(runs), "reliability": _reliability(runs)},
         "histories": histories,
         "explain": explain_report.build(store, [record for record, _ in runs], loaded.records, scores_of, explain_runs),
-        "data": runs[0][0].data or {},
-        "fingerprints": sorted({r.fingerprint for r in loaded.records if r.status is RunStatus.DONE}),
-        "environments": {row.model: "; ".join(row.hardware) for row in rows},
+        "data": _data_sets(rows),
+        "environments": _environments(rows),
         "statuses": lb.count_statuses(loaded.records, len(loaded.skipped)),
         "skipped": sorted(set(skipped)),
         "threshold": threshold,
@@ -258,13 +262,41 @@ tr.ref td { color: #666; font-style: italic; }
 img { max-width: 100%; } figure { display: inline-block; margin: 0.5rem; }
 """ + explain_report.STYLE
 
-def _data_html(data: dict[str, Any], fingerprints: int) -> str:
-    return f"""<h2>Data</h2>
-<p>Source {html_text(str(data.get('source')))} ({html_text(str(data.get('reader')))}); fingerprint
-<code>{html_text(str(data.get('fingerprint')))}</code>; split counts {html_text(str(data.get('split_counts')))};
-validation: {html_text(str(data.get('val_strategy')))}, fraction {data.get('val_fraction')}.
-Fingerprints among the runs: {fingerprints}.</p>
-<p>Data: Kermany et al., Cell 2018 (CC BY 4.0).</p>"""
+DATA_HEADERS = ("Data set", "Fingerprint", f"Images ({LABELS[0]} / {LABELS[1]})", "Validation", "Runs")
+ENVIRONMENT_HEADERS = ("Software and hardware", "Rows")
+
+
+def _data_sets(rows: list[lb.Row]) -> list[list[str]]:
+    """One line per data set (fingerprint) the rows were trained on, its split counts in words."""
+    lines = []
+    for fingerprint in dict.fromkeys(str(row.fingerprint) for row in rows):
+        same = [row for row in rows if str(row.fingerprint) == fingerprint]
+        data = (same[0].records[0].data or {}) if same[0].records else {}
+        counts = data.get("split_counts") or {}
+        splits = "; ".join(f"{split} {c.get(LABELS[0], '?')} / {c.get(LABELS[1], '?')}" if isinstance(c, dict)
+                           else f"{split} {c}" for split, c in counts.items()) if isinstance(counts, dict) else str(counts)
+        validation = f"{data['val_strategy']}, fraction {data.get('val_fraction', '?')}" if "val_strategy" in data else "-"
+        lines.append([same[0].data_name, fingerprint[:12], splits or "-", validation,
+                      str(sum(len(row.run_ids) for row in same))])
+    return lines
+
+
+def _environments(rows: list[lb.Row]) -> list[list[str]]:
+    """Each software and hardware the rows' runs were trained on, with the rows it covers."""
+    covered: dict[str, list[str]] = {}
+    for row in rows:
+        for environment in row.hardware:
+            covered.setdefault(str(environment), []).append(_name(row.model, row.variant, row.image_size))
+    return [[environment, ", ".join(names)] for environment, names in covered.items()]
+
+
+def _produced_html(rows: list[lb.Row]) -> str:
+    """The Markdown's "How each row was produced", its commands as code."""
+    body = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in cells) + "<td>"
+                   + ("<br>".join(f"<code>{html_text(c)}</code>" for c in commands) or "-") + "</td></tr>"
+                   for cells, commands in map(produced, rows))
+    head = "".join(f"<th>{html_text(h)}</th>" for h in PRODUCED_HEADERS)
+    return f"<h3>How each row was produced</h3>\n<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def render_html(ctx: dict[str, Any]) -> str:
@@ -281,10 +313,11 @@ def render_html(ctx: dict[str, Any]) -> str:
 ({'a fixed 0.5' if fixed else "chosen on validation, never on test: " + html_text(_methods(ctx))}).
 Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done runs are ranked.</p>
 {_skipped_html(ctx)}
-<h2>Leaderboard</h2>
+<h2>Leaderboard, at {html_text(_at(ctx['threshold']))}</h2>
 {_table_html(ctx['rows'], ctx['published'])}
 <p>{html_text(lb.footnote(ctx["rows"]))} Italic rows are published figures, not runs.</p>
 {"".join(f"<p>{html_text(gap)}</p>" for gap in lb.reference_gaps(ctx["rows"]))}
+{_produced_html(ctx['rows'])}
 <h2>ROC and precision-recall curves</h2>
 <figure>{html_img(images['roc'], 'ROC curves')}</figure><figure>{html_img(images['pr'], 'precision-recall curves')}</figure>
 <h2>Confusion matrices</h2>
@@ -294,9 +327,11 @@ Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done run
 <h2>Training curves</h2>
 {histories or '<p>No Keras runs with per-epoch history.</p>'}
 {explain_report.render_html(ctx['explain'])}
-{_data_html(ctx['data'], len(ctx['fingerprints']))}
+<h2>Data</h2>
+{html_table(DATA_HEADERS, ctx["data"])}
+<p>Data: Kermany et al., Cell 2018 (CC BY 4.0).</p>
 <h2>Environment</h2>
-{html_table(("Model", "Software and hardware"), ctx["environments"].items())}
+{html_table(ENVIRONMENT_HEADERS, ctx["environments"])}
 </body></html>
 """
 
@@ -304,6 +339,26 @@ Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done run
 GLANCE_ROWS = 5  # the report opens with the top rows at the validation threshold
 GLANCE_HEADERS = ("Model", "Variant", "px", "Runs", "Accuracy", "Accuracy 95% CI", "AUC")
 GLANCE_COLUMNS = [lb.NAMED_COLUMNS[name] for name in ("image_size", "runs", "accuracy", "accuracy_ci", "roc_auc")]
+
+
+def _at(threshold: str) -> str:
+    return "the threshold chosen on validation" if threshold == "val" else f"threshold {threshold}"
+
+
+def _moved(ctx: dict[str, Any]) -> str:
+    """Why the leaderboard below ranks otherwise, where it is at another threshold, with the top
+    row that ranks lowest there: a reader sees one row first here and last there."""
+    if ctx["glance_threshold"] == ctx["threshold"] or not ctx["glance"]:
+        return ""
+    key = lambda r: (r.model, r.variant, r.image_size, r.fingerprint, r.backend)  # noqa: E731
+    board = {key(r): i for i, r in enumerate(ctx["rows"], 1)}
+    row = max(ctx["glance"], key=lambda r: board.get(key(r), 0))
+    place = board.get(key(row), 0)
+    example = (f"; {_name(row.model, row.variant, row.image_size)}, #{ctx['glance'].index(row) + 1} here, is "
+               f"#{place} of {len(ctx['rows'])} there") if place else ""
+    return (f" The leaderboard below is at {_at(ctx['threshold'])}, so its order differs: there, a model whose "
+            f"validation-chosen threshold is far from 0.5 loses accuracy{example} (xraybench report --threshold val "
+            "ranks both alike).")
 
 
 def glance(ctx: dict[str, Any]) -> tuple[str, list[list[str]]]:
@@ -317,7 +372,8 @@ def glance(ctx: dict[str, Any]) -> tuple[str, list[list[str]]]:
     text = (f"The top {len(rows)} of {ctx['glance_of']} rows by accuracy, at {at}: mean ± SD over seeds, with the 95% "
             "CI of that mean (a hierarchical bootstrap over seeds and test images; a single seed: its run's test "
             "bootstrap)" + ("; * marks a CI that is the lowest-seed run's only (the footnote below says why)" if marked
-                            else "") + ". The full leaderboard, curves and environment follow.")
+                            else "") + "." + _moved(ctx) + (f" {legend}" if (legend := data_legend(ctx["rows"])) else "")
+            + " The full leaderboard, curves and environment follow.")
     cells = [[r.model, r.variant, *lb.cells(r, GLANCE_COLUMNS)] for r in rows]
     return text, cells
 
@@ -325,12 +381,13 @@ def glance(ctx: dict[str, Any]) -> tuple[str, list[list[str]]]:
 def _glance_html(ctx: dict[str, Any]) -> str:
     text, cells = glance(ctx)
     table = html_table(GLANCE_HEADERS, cells, ' id="glance"')
-    return f"<h2>Results at a glance</h2>\n{table}\n<p>{html_text(text)}</p>"
+    return f"<h2>Results at a glance, at {html_text(_at(ctx['glance_threshold']))}</h2>\n{table}\n<p>{html_text(text)}</p>"
 
 
 def _glance_markdown(ctx: dict[str, Any]) -> str:
     text, cells = glance(ctx)
-    return "\n".join(["## Results at a glance\n", *md_table(GLANCE_HEADERS, cells)]) + f"\n\n{md_text(text)}\n"
+    heading = f"## Results at a glance, at {_at(ctx['glance_threshold'])}\n"
+    return "\n".join([heading, *md_table(GLANCE_HEADERS, cells)]) + f"\n\n{md_text(text)}\n"
 
 
 def _methods(ctx: dict[str, Any]) -> str:
@@ -353,15 +410,14 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         _glance_markdown(ctx),
         f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
         *[f"- left out: {md_code(s.path)} ({md_text(s.reason)})" for s in ctx["skipped"]],
-        lb.render_markdown(ctx["rows"], ctx["published"], "Leaderboard"),
+        lb.render_markdown(ctx["rows"], ctx["published"], f"Leaderboard, at {_at(ctx['threshold'])}"),
         "## ROC and precision-recall curves\n", md_img(ctx["images"]["roc"], "ROC"), md_img(ctx["images"]["pr"], "PR"),
         "\n## Confusion matrices\n", md_img(ctx["images"]["confusion"], "confusion matrices"),
         "\n## Calibration\n", md_img(ctx["images"]["reliability"], "reliability"),
         "\n## Training curves\n", *[md_img(b64, r.run_id) for r, b64 in ctx["histories"]],
         "\n" + explain_report.render_markdown(ctx["explain"]),
-        f"\n## Data\n\nfingerprint {md_code(ctx['data'].get('fingerprint'))}; split counts "
-        f"{md_text(ctx['data'].get('split_counts'))}\n",
-        "\n## Environment\n", *[f"- {md_text(m)}: {md_text(e)}" for m, e in ctx["environments"].items()], "",
+        "\n## Data\n", *md_table(DATA_HEADERS, ctx["data"]),
+        "\n## Environment\n", *md_table(ENVIRONMENT_HEADERS, ctx["environments"]), "",
     ]
     return "\n".join(parts)
 

@@ -27,6 +27,47 @@ def test_models_lists_first_party_and_broken_plugins(monkeypatch, xb):
     assert "xb_import_fails" in out.out and "import failed" in out.out
 
 
+def test_models_at_80_columns_shows_each_model_on_a_line_and_its_description_whole(monkeypatch, xb):
+    """At 80 columns the seven-column table cut cells to `xray…` and put the description one word a line (142
+    lines): each model is now one line, its description whole (and literal: markup stays text) under it."""
+    from xraybench.plugins import load_registry
+
+    monkeypatch.setenv("XRAYBENCH_PLUGINS", "xb_test_models,xb_hostile,xb_import_fails")
+    out = xb("models", env={"COLUMNS": "80"})
+    assert out.code == 0, out.err[-2000:]
+    lines, models = out.out.splitlines(), load_registry().models
+    starts = [i for i, line in enumerate(lines) if line.split(" ", 1)[0] in models] + \
+        [next(i for i, line in enumerate(lines) if line.startswith("(xb_import_fails)"))]
+    assert len(starts) == len(models) + 1 and max(map(len, lines)) <= 80, out.out
+    for start, end in zip(starts, starts[1:]):
+        name, below = lines[start].split()[0], " ".join(" ".join(lines[start + 1:end]).split())
+        assert end - start <= 3 and below == " ".join(models[name].description.split()), lines[start:end]
+    assert "import failed: ModuleNotFoundError" not in out.out  # the helper plugins import
+    wide = xb("models", env={"COLUMNS": "200"}).out  # where there is room, the table as it was
+    assert "┃ Distribution" in wide and "┃ Description" in wide and "a description with markup: [/x]" in wide
+
+
+def test_runs_at_80_columns_never_wraps_a_run_id(tmp_path, xb):
+    """At 80 columns `runs` broke ids over three lines (`20261206T012822` / `-baseline_cnn-8` / `79aab.json`):
+    each id is now whole on its line, as compare, predict and ensemble take it (no `.json`), a reason whole too."""
+    from recordfactory import make_record
+    from xraybench.results import ResultStore
+
+    store = ResultStore(tmp_path)
+    ids = []
+    for model, status in (("baseline_cnn", "done"), ("hist_gradient_boosting_pixels", "done"), ("crashy", "error")):
+        record, scores = make_record(model, 1, status=status)
+        record["reason"] = "training crashy failed: RuntimeError: boom" if status == "error" else ""
+        store.save(record, scores if status == "done" else None)
+        ids.append(record["run_id"])
+    for columns in (80, 250):
+        out = xb("runs", "--results", str(tmp_path), env={"COLUMNS": str(columns)})
+        assert out.code == 0 and max(map(len, out.out.splitlines())) <= columns, out.out
+        for run_id in ids:
+            assert re.search(rf"│ {run_id} +│", out.out) and f"{run_id}.json" not in out.out, out.out
+        assert "training crashy failed: RuntimeError: boom" in out.out
+    assert "Model" in out.out and "hist_gradient_boosting_pixels " in out.out  # at 250: every column
+
 def test_plugins_requirements(xb):
     out = xb("plugins", "--requirements")
     assert out.code == 0 and re.search(r"^xraybench==\S+$", out.out, re.M)

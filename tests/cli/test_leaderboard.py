@@ -226,3 +226,119 @@ def test_leaderboard_model_nosuch_exits_2_with_one_line(tmp_path, xb):
     assert out.code == 2 and out.out == "" and not target.exists()
     assert out.err.count("\n") == 1 and out.err.startswith("error: --model nosuch: no run of model 'nosuch'")
     assert "runs exist of: baseline_cnn" in out.err and "no finished runs" not in out.err
+
+
+# --- newcomer 2026-12-06: data sets, names, --baseline, the legend ---------------------------------
+
+BUILTIN = "Kermany 2018 chest X-ray, built-in 28 px copy"
+
+
+def _two_data_sets():
+    """baseline_cnn and logreg_pixels on a full data set ("chest_xray", 32 px) and on the built-in
+    copy (28 px), where they score otherwise."""
+    records = []
+    for fingerprint, name, size, shift in (("f" * 64, "chest_xray", 32, 0.0), ("e" * 64, BUILTIN, 28, -0.2)):
+        for model, extra in (("baseline_cnn", 0.0), ("logreg_pixels", 0.1)):
+            for seed in ((1, 2) if name == "chest_xray" else (1,)):
+                record = make_record(model, seed, accuracy_shift=shift + extra, fingerprint=fingerprint)[0]
+                record["data"]["dataset"], record["image_size"] = name, size
+                records.append(record)
+    return records
+
+
+def _table(rows, width, columns=lb.DEFAULT_COLUMNS, published=()):
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    lb.render_table(rows, list(published), "t", console=Console(file=out, width=width, color_system=None),
+                    columns=columns)
+    return out.getvalue()
+
+
+def test_rows_on_several_data_sets_are_marked_and_compared_only_on_their_own_data():
+    rows = lb.build_rows(_two_data_sets())
+    on = {(r.model, r.data_name): r for r in rows}
+    assert {r.data_mark for r in rows if r.data_name == BUILTIN} == {"†"}
+    assert {r.data_mark for r in rows if r.data_name == "chest_xray"} == {""}  # the data set with most rows
+    small = on[("logreg_pixels", BUILTIN)]
+    assert small.delta_accuracy == pytest.approx(
+        small.estimates["accuracy"] - on[("baseline_cnn", BUILTIN)].estimates["accuracy"])
+    assert small.reference_size == 28 and on[("logreg_pixels", "chest_xray")].reference_size == 32
+    for width in (80, 200):
+        text = _table(rows, width)
+        flat = " ".join(text.split())
+        assert "28†" in text and "32†" not in text
+        assert f"px† = {BUILTIN} (data eeeeeeeeeeee)" in flat and "px unmarked = chest_xray (data ffffffffffff)" in flat
+        assert "ΔAcc: against the reference row on the same data, baseline_cnn default 32 px on chest_xray, 28 px " \
+               "on † (shown as ref)" in flat
+    md = lb.render_markdown(rows, [], "t")
+    assert "| 28† |" in " ".join(md.split()) and f"px† = {BUILTIN}" in " ".join(md.split())
+    first = next(iter(__import__("csv").DictReader(__import__("io").StringIO(lb.render_csv(rows)))))
+    assert first["data_name"] in ("chest_xray", BUILTIN) and first["fingerprint"]
+    data = json.loads(lb.render_json(rows, []))["rows"]
+    assert {r["data_name"] for r in data} == {"chest_xray", BUILTIN} and "data_mark" not in data[0]
+
+
+def test_rows_on_one_data_set_carry_no_data_mark():
+    rows = lb.build_rows(_records())
+    text = _table(rows, 80)
+    assert all(r.data_mark == "" for r in rows) and "†" not in text and "px unmarked" not in text
+    assert "ΔAcc: against the reference row, baseline_cnn default 32 px (shown as ref)." in " ".join(text.split())
+
+
+def test_names_are_cut_with_an_ellipsis_never_wrapped_and_share_the_width():
+    records = _records()
+    for seed in (1, 2):
+        record = make_record("baseline_cnn", seed)[0]
+        record["tags"] = {"overrides": {"standardize": True, "label_smoothing": 0.1, "learning_rate": 0.0003,
+                                        "mixup_alpha": 0.2, "weight_decay": 0.0001, "augment": "modern"}}
+        records.append(record)
+    rows = lb.build_rows(records)
+    long_variant = next(r.variant for r in rows if "standardize" in r.variant)
+    assert len(long_variant) > 80
+    published = lb.published_rows()
+    for width in (80, 120, 200):
+        text = _table(rows, width, published=published)
+        lines = text.splitlines()
+        head = next(i for i, line in enumerate(lines) if "Model" in line)
+        end = next(i for i, line in enumerate(lines) if line.startswith(("Not shown", "Dim rows")))
+        body = [line.strip("│ ") for line in lines[head + 1:end] if line.strip() and line.lstrip()[0] not in "┃┡├└"]
+        assert all(line.split()[0] in ("baseline_cnn", "better") or "pub." in line for line in body), body
+        cut = next(line for line in body if line.startswith("baseline_cnn") and "…" in line)
+        assert "augment=modern" in cut or width < 200  # the start of the variant, on its own row
+        assert "whole names" in text  # named under the table: Markdown and JSON keep them
+    wide = _table(rows, 200, published=published)
+    assert "Kermany 2018 InceptionV3 (published)" in wide  # published names get their room before a long variant
+    assert long_variant in lb.render_markdown(rows, [], "t")
+
+
+def test_an_unknown_baseline_is_a_one_line_error_naming_the_models_with_runs(tmp_path, xb):
+    records = [make_record("baseline_cnn", 1)[0], make_record("logreg_pixels", 1, status="error")[0]]
+    with pytest.raises(XRayBenchError, match=r"--baseline nosuch: no run of model 'nosuch'; runs exist of: "
+                                             r"baseline_cnn, logreg_pixels"):
+        lb.build_rows(records, baseline="nosuch")
+    failed_only = lb.build_rows(records, baseline="logreg_pixels")  # runs, none finished: the footer says so
+    assert "--baseline logreg_pixels: no finished run" in lb.footnote(failed_only)
+    _store(tmp_path)
+    out = _board(xb, tmp_path, "--baseline", "nosuch")
+    assert out.code == 2 and out.out == "" and out.err.count("\n") == 1
+    assert out.err.startswith("error: --baseline nosuch: no run of model 'nosuch'; runs exist of: baseline_cnn")
+
+
+def test_the_legend_names_p_only_where_it_is_shown_and_the_reference_row_says_ref():
+    rows = lb.build_rows(_records())
+    default = " ".join(_table(rows, 80).split())
+    assert "ΔAcc: against the reference row" in default and "ΔAcc, p:" not in default
+    every = " ".join(_table(rows, 400, columns=None).split())
+    assert "ΔAcc, p: against the reference row" in every
+    base = next(r for r in rows if r.model == "baseline_cnn")
+    assert base.is_reference and lb.cells(base, [lb.NAMED_COLUMNS["delta_accuracy"], lb.NAMED_COLUMNS["p"]]) == [
+        "ref", "ref"]
+    line = next(line for line in _table(rows, 80).splitlines() if line.startswith("baseline_cnn"))
+    assert line.rstrip().endswith("ref") and "+0.00" not in line
+    md_line = next(line for line in lb.render_markdown(rows, [], "t").splitlines() if line.startswith("| baseline_cnn"))
+    assert "+0.000" not in md_line and "| ref | ref |" in md_line
+    row = next(r for r in json.loads(lb.render_json(rows, []))["rows"] if r["model"] == "baseline_cnn")
+    assert row["delta_accuracy_vs_baseline"] == 0.0 and row["p_vs_baseline"] is None and row["is_reference"] is True

@@ -58,4 +58,4 @@ def test_piped_runs_lists_one_line_per_run(store, xb):
     lines = out.out.splitlines()
     for path in store.runs.glob("*.json"):
         if not path.name.endswith(".scores.json") and not path.name.startswith("."):
-            assert any(path.name in line and LONG_MODEL in line for line in lines), (path.name, out.out)
+            assert any(f" {path.stem} " in line and LONG_MODEL in line for line in lines), (path.stem, out.out)  # its id

@@ -242,3 +242,90 @@ def test_a_report_that_cannot_be_written_is_a_one_line_error(recorded, monkeypat
     with pytest.raises(XRayBenchError, match=r"cannot write report .*r\.md \(No space left on device\)") as exc:
         report.write(ResultStore(recorded / "results"), recorded / "r.html")
     assert "\n" not in str(exc.value)
+
+
+def _scored(store, model, seed, shift, val_at=None, **fields):
+    """A done run saved with validation scores (an ensemble needs them); ``val_at``: its metrics at
+    the validation threshold are taken at that threshold (else at 0.5, as make_record does)."""
+    from xraybench.metrics import evaluate
+
+    record, scores = make_record(model, seed, accuracy_shift=shift, n=120)
+    scores.update(val_ids=[f"v{i}" for i in range(30)], val_labels=[i % 2 for i in range(30)],
+                  val_scores=[0.2 + 0.6 * (i % 2) for i in range(30)])
+    if val_at is not None:
+        record["metrics_at_val_threshold"] = evaluate(np.asarray(scores["test_labels"]),
+                                                      np.asarray(scores["test_scores"]), val_at)
+    record.update(fields)
+    store.save(record, scores)
+    return record["run_id"]
+
+
+def test_glance_and_leaderboard_name_their_thresholds_and_why_their_order_differs(tmp_path, monkeypatch, xb):
+    store = ResultStore(tmp_path / "results")
+    _scored(store, "steady", 1, 0.1)
+    # scores 0.25 too low: poor at 0.5, perfect at its validation threshold
+    _scored(store, "shifted", 1, -0.3, val_at=0.2, command="xraybench run --model shifted")
+    monkeypatch.chdir(tmp_path)
+    out = xb("report", "--results", str(tmp_path / "results"), "--output", "r[bold].html", env={"COLUMNS": "40"})
+    assert out.code == 0, out.err
+    # the paths absolute, whole however narrow the terminal, and as named: "[bold]" is no markup
+    assert out.out == f"wrote {tmp_path / 'r[bold].html'} and {tmp_path / 'r[bold].md'}\n"
+    md, page = (tmp_path / "r[bold].md").read_text(), (tmp_path / "r[bold].html").read_text()
+    glance = md[md.index("## Results at a glance, at the threshold chosen on validation\n"):]
+    assert glance.index("| shifted |") < glance.index("| steady |")
+    board = md[md.index("## Leaderboard, at threshold 0.5\n"):]
+    assert board.index("| steady |") < board.index("| shifted |")
+    assert ("The leaderboard below is at threshold 0.5, so its order differs: there, a model whose validation-chosen "
+            "threshold is far from 0.5 loses accuracy; shifted 32px, #1 here, is #2 of 2 there") in md
+    assert "<h2>Results at a glance, at the threshold chosen on validation</h2>" in page
+    assert "<h2>Leaderboard, at threshold 0.5</h2>" in page and "is #2 of 2 there" in page
+    # "How each row was produced" is in both, its commands as code
+    assert "<h3>How each row was produced</h3>" in page and "<code>xraybench run --model shifted</code>" in page
+    assert "### How each row was produced" in md and "| `xraybench run --model shifted` |" in md
+
+
+def test_report_data_and_environment_are_per_data_set_and_per_row(tmp_path, xb):
+    store = ResultStore(tmp_path / "results")
+    machines = {"keras": {"kind": "keras", "environment": {"keras": "3.1", "backend": "jax", "jax": "0.4",
+                                                           "accelerator": "GPU X"}},
+                "sklearn": {"kind": "generic", "environment": {"cpu": {"model": "CPU Y", "cores": 2}}}}
+    for seed, (machine, fingerprint) in enumerate((("keras", "a" * 64), ("sklearn", "a" * 64), ("keras", "b" * 64)), 1):
+        record, scores = make_record("m", seed, fingerprint=fingerprint)
+        counts = {"train": {"NORMAL": 10 if fingerprint[0] == "a" else 30, "PNEUMONIA": 30},
+                  "test": {"NORMAL": 20, "PNEUMONIA": 40}}
+        record.update(machines[machine], epochs_run=11, image_size=30 + seed,
+                      data={"fingerprint": fingerprint, "dataset": f"set {fingerprint[0]}", "split_counts": counts})
+        store.save(record, scores)
+    out = xb("report", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "r.html"))
+    assert out.code == 0, out.err
+    md = (tmp_path / "r.md").read_text()
+    data, environment = md[md.index("## Data"):md.index("## Environment")], md[md.index("## Environment"):]
+    assert "| set a | aaaaaaaaaaaa | train 10 / 30; test 20 / 40 | - | 2 |" in data
+    assert "| set b | bbbbbbbbbbbb | train 30 / 30; test 20 / 40 | - | 1 |" in data and "{" not in data
+    lines = {line.split(" | ")[0]: set(line.split(" | ")[1].rstrip(" |").split(", ")) for line in environment.splitlines()[4:]}
+    assert lines == {"| keras 3.1 / jax 0.4 on GPU X": {"m 31px", "m 33px"},
+                     "| scikit-learn ? on CPU (CPU Y, 2 cores)": {"m 32px"}}
+    assert "| 11 |" in md and "11.0" not in md  # whole epochs as whole numbers
+
+
+def test_an_ensemble_shows_no_none(tmp_path, xb):
+    store = ResultStore(tmp_path / "results")
+    ids = [_scored(store, "a", 1, 0.0, precision="float32"), _scored(store, "b", 1, 0.05, image_size=28)]
+    assert xb("ensemble", *ids, "--results", str(tmp_path / "results")).code == 0
+    from xraybench import html_report
+
+    [ensemble] = [r for r in store.load().records if r.members]
+    assert ensemble.image_size is None and html_report._label(ensemble) == "ensemble a default 32px + b default 28px"
+    out = xb("report", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "r.html"))
+    assert out.code == 0, out.err
+    assert "None" not in (tmp_path / "r.md").read_text() and "None" not in (tmp_path / "r.html").read_text()
+
+
+def test_the_explain_command_of_a_run_without_a_shortcut_check_is_code_in_both_formats():
+    from xraybench.explain import report as explain_report
+    from xraybench.records import coerce
+
+    record = coerce(make_record("m", 1)[0])
+    section = explain_report.Section(runs=[explain_report.RunPanel(record, 0.5, [], [])], with_model=1)
+    assert f"not measured yet: `xraybench explain {record.run_id}` measures" in explain_report.render_markdown(section)
+    assert f"<code>xraybench explain {record.run_id}</code>" in explain_report.render_html(section)

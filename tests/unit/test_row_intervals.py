@@ -270,6 +270,6 @@ def test_the_report_opens_with_the_results_at_a_glance(tmp_path):
     assert cells[0][4] == lb.fmt(top.estimates["accuracy"], top.sds["accuracy"]) and cells[0][5] == lb.ci(top, "accuracy")
     assert "threshold chosen on validation" in text and "hierarchical bootstrap" in text
     html = html_report.render_html(ctx)
-    assert html.index("Results at a glance") < html.index("<h2>Leaderboard</h2>") and 'id="glance"' in html
+    assert html.index("Results at a glance") < html.index("<h2>Leaderboard, at threshold 0.5</h2>") and 'id="glance"' in html
     md = html_report.render_markdown(ctx)
     assert md.index("## Results at a glance") < md.index("## Leaderboard")

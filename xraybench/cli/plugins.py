@@ -14,6 +14,7 @@ from xraybench.errors import XRayBenchError
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from rich.padding import Padding
     from rich.table import Table
 
     from xraybench.plugins import PluginStatus, load_registry
@@ -21,29 +22,43 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     registry = load_registry(args.disable_plugin)
     native = _default_native_size()
-    table = Table(title="xraybench models", header_style="bold")
-    for col in ("Model", "Distribution", "Kind", "Input", "Tunable", "Status", "Description"):
-        table.add_column(col, no_wrap=col == "Model")
-    # Every cell is plain Text: names, versions, descriptions and errors come from plugins.
+    columns = ("Model", "Distribution", "Kind", "Input", "Tunable", "Status", "Description")
+    rows: list[tuple] = []  # Every cell is plain Text: names, versions, descriptions and errors come from plugins.
     for name in sorted(registry.models):
         spec = registry.models[name]
         size = f"{spec.image_size}px" if native is None or native == spec.image_size else \
             f"{native}px (own {spec.image_size})"
-        table.add_row(*map(plain, (
-            name, f"{spec.distribution} {spec.version}", _kind(spec), f"{size} x{spec.channels}",
-            "yes" if spec.search_space else "no")), plain(PluginStatus.OK, PluginStatus.OK.colour), plain(spec.description))
+        rows.append((name, f"{spec.distribution} {spec.version}", _kind(spec), f"{size} x{spec.channels}",
+                     "yes" if spec.search_space else "no", PluginStatus.OK, spec.description))
     for name, message in sorted(registry.conflicts.items()):
-        error = PluginStatus.ERROR
-        table.add_row(*map(plain, (name, "-", "-", "-", "-")), plain(error, error.colour), plain(message))
+        rows.append((name, "-", "-", "-", "-", PluginStatus.ERROR, message))
     for info in registry.plugins:
         if info.status is not PluginStatus.OK and not info.models:
-            table.add_row(*map(plain, (f"({info.name})", f"{info.distribution} {info.version}", "-", "-", "-")),
-                          plain(info.status, info.status.colour), plain(info.reason))
+            rows.append((f"({info.name})", f"{info.distribution} {info.version}", "-", "-", "-", info.status, info.reason))
     out = console()
-    out.print(table)
+    table = Table(title="xraybench models", header_style="bold")
+    for col in columns:
+        table.add_column(col, no_wrap=col == "Model")
+    for row in rows:
+        table.add_row(*map(plain, row[:5]), plain(row[5], row[5].colour), plain(row[6]))
+    widths = [max(plain(r[i]).cell_len for r in (columns, *rows)) for i in range(6)]
+    if sum(widths) + 3 * len(columns) + 1 + 40 <= out.width:  # 40 columns left for the description: a table
+        out.print(table)
+    else:  # narrow: each model on one line of its own, its description whole on the indented lines below
+        for row in (columns, *rows):
+            line = Table.grid(padding=(0, 2))
+            for i in (0, 2, 3, 5):  # each as wide as its widest cell, so the lines line up (… where that is too wide)
+                line.add_column(width=widths[i], no_wrap=True, overflow="ellipsis")
+            head = "bold" if row is columns else ""
+            line.add_row(*(plain(row[i], head) for i in (0, 2, 3)), plain(row[5], head or row[5].colour))
+            out.print(line)
+            out.print(Padding(plain(row[6], head), (0, 0, 0, 4), expand=False))
+        out.print(plain("Distribution and Tunable (by `xraybench tune`): shown in a wider terminal."),
+                  style="dim")
     if native is not None:
         out.print(plain(f"Input: the size a model trains at on the default data here, the built-in {native} px copy "
-                        "(own: its size on other data, which --data PATH gives; --image-size N sets another)."))
+                        "(own: its size on other data, which --data PATH gives; --image-size N sets another); "
+                        "xN: N channels."))
     _print_plugin_tracebacks(registry, args.traceback)
     return 0
 

@@ -100,11 +100,13 @@ def cmd_report(args: argparse.Namespace) -> int:
                              "missing from this environment: pip install matplotlib (or reinstall xraybench)")
     from xraybench import html_report as report
     from xraybench.results import ResultStore
+    from xraybench.richtext import console, esc
 
     html_path, md_path, skipped = report.write(ResultStore(args.results), Path(args.output), args.threshold,
                                                args.force, args.baseline, args.explain_runs)
     report_skipped(skipped)
-    print(f"wrote {html_path} and {md_path}")
+    # absolute, whole (never wrapped), escaped: a path to open or paste as it is
+    console().print(f"wrote {esc(html_path.absolute())} and {esc(md_path.absolute())}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -146,6 +148,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     """Every run file with its status and reason, invalid ones included: failures stay visible."""
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from xraybench.results import ResultStore
     from xraybench.richtext import console as make_console
@@ -172,17 +175,30 @@ def cmd_runs(args: argparse.Namespace) -> int:
         reason = r.reason
         if r.status is RunStatus.DONE and r.has_scores and not (store.runs / f"{r.run_id}.scores.json").is_file():
             reason = "per-image scores file missing (no curves, paired tests or compare)"
-        rows.append((r.created_at, f"{r.run_id}.json", r.model, "-" if r.seed is None else str(r.seed), r.status, reason))
+        rows.append((r.created_at, r.run_id, r.model, "-" if r.seed is None else str(r.seed), r.status, reason))
     rows += [("", s.path.name, "-", "-", RunStatus.INVALID, s.reason) for s in loaded.skipped]
     if args.status:
         rows = [r for r in rows if r[4].label == args.status]
     rows.sort(key=lambda r: (r[0], r[1]))
     table = Table(title=f"runs in {escape(str(store.runs))}", header_style="bold", title_justify="left")
-    for col in ("Created", "File", "Model", "Seed", "Status", "Reason"):
-        table.add_column(col, overflow="fold")
+    # A run id is never wrapped: it is copied into compare, predict, ensemble. Where the table would leave the reason
+    # under 20 columns, Created and Model give way (xraybench's run ids begin with both) and the reason goes under the id.
+    width = max((len(r[1]) for r in rows), default=0)
+    narrow = 19 + width + max((len(r[2]) for r in rows), default=0) + 4 + 7 + 19 + 20 > console.width
+    shown = (1, 3, 4) if narrow else range(6)
+    for i in shown:
+        table.add_column(("Created", "Run", "Model", "Seed", "Status", "Reason")[i], no_wrap=i == 1,
+                         overflow="ellipsis" if i == 1 else "fold", max_width=(width or None) if i == 1 else None)
     for created, name, model, seed, status, reason in rows:
-        table.add_row(escape(created[:19] or "-"), escape(name), escape(model), seed, status.markup(), escape(reason or ""))
+        run: str | Text = escape(name)
+        if narrow and reason:
+            run = Text.from_markup(f"{run}\n[dim]{escape(reason)}")
+            run.no_wrap = False  # the reason wraps, in the id's width
+        cells = (escape(created[:19] or "-"), run, escape(model), seed, status.markup(), escape(reason or ""))
+        table.add_row(*(cells[i] for i in shown))
     console.print(table)
+    if narrow:
+        console.print("Created and Model: in the run ids (TIME-MODEL-HASH); wider terminals show both.", style="dim")
     counts = {s.label: sum(1 for r in rows if r[4] is s) for s in RunStatus}
     console.print(", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no runs")
     return 0

@@ -316,8 +316,10 @@ def _shares_rows(record: RunRecord) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def _not_measured(record: RunRecord) -> str:
-    return f"Shortcut check not measured yet: `xraybench explain {record.run_id}` measures it and stores it in the record."
+def _not_measured(record: RunRecord, text: Callable[[str], str], code: Callable[[str], str]) -> str:
+    """How to measure the check, its command as code in each format (``text`` escapes the words)."""
+    return (f"{text('Shortcut check not measured yet:')} {code(f'xraybench explain {record.run_id}')} "
+            f"{text('measures it and stores it in the record.')}")
 
 
 SHARES_HEAD = ("Shortcut check: share of saliency (share of area)", *(name for name, _, _ in REGIONS))
@@ -329,7 +331,7 @@ def _panel_html(panel: RunPanel) -> list[str]:
     rows = _shares_rows(panel.record)
     parts = [f'<h3 class="explained">{html_text(_run_title(panel.record))}</h3>',
              html_table(SHARES_HEAD, [(m, *cells) for m, cells in rows], ' class="shortcut"') if rows
-             else f"<p>{html_text(_not_measured(panel.record))}</p>"]
+             else f"<p>{_not_measured(panel.record, html_text, lambda c: f'<code>{html_text(c)}</code>')}</p>"]
     notes = [GRADCAM_NOTE] if "gradcam" in (panel.record.shortcut_check or {}) else []
     parts += [f"<p>{html_text(note)}</p>" for note in [*notes, panel.note] if note]
     for title, attr in CASE_LISTS:
@@ -403,7 +405,7 @@ def render_markdown(section: Section) -> str:
         if rows:
             lines += [*md_table(SHARES_HEAD, [(m, *cells) for m, cells in rows]), ""]
         else:
-            lines.append(f"{md_text(_not_measured(panel.record))}\n")
+            lines.append(f"{_not_measured(panel.record, md_text, md_code)}\n")
         notes = [GRADCAM_NOTE] if "gradcam" in (panel.record.shortcut_check or {}) else []
         lines += [f"{md_text(note)}\n" for note in [*notes, panel.note] if note]
         for title, attr in CASE_LISTS:

@@ -50,8 +50,9 @@ def build_rows(records: Iterable[RunRecord | dict[str, Any]], threshold: str = T
         except InvalidRecord:
             continue
     done = [r for r in valid if r.status is RunStatus.DONE and r.metrics_at(t)]
-    if model:
-        check_model_has_runs(model, {r.model for r in valid})
+    for flag, name in (("--model", model), ("--baseline", baseline)):
+        if name:
+            check_model_has_runs(name, {r.model for r in valid}, flag)
     reference, note = choose_reference(done, baseline)
     if model:  # the reference's runs stay until ΔAcc and p are known: `--model` shows them too
         done = [r for r in done if r.model == model or (reference is not None and r.model == reference.model)]
@@ -67,10 +68,27 @@ def build_rows(records: Iterable[RunRecord | dict[str, Any]], threshold: str = T
     loader = None if scores_loader is None else _read_once(scores_loader)  # the paired tests and intervals share it
     compare_with_reference(rows, reference, loader, max_paired_rows)
     rows = [r for r in rows if r.model == model] if model else rows
+    _mark_data_sets(rows)
     row_intervals(rows, t, loader, max_resampled_runs)
     present = sorted((r for r in rows if r.value(sort) is not None), key=lambda r: r.value(sort),
                      reverse=sort not in ASCENDING)
     return present + [r for r in rows if r.value(sort) is None]
+
+
+DATA_MARKS = "†‡§¶"  # after the px of rows not on the data set with most rows (doubled past four data sets)
+
+
+def _mark_data_sets(rows: list[Row]) -> None:
+    """Rows on different data sets (fingerprints) side by side say so: those on the data set with
+    most rows (then runs) stay unmarked, the others carry a mark the legend names (``columns.data_legend``),
+    as a built-in 28 px copy's run is no rival of full-data runs."""
+    counts, runs = Counter(r.fingerprint for r in rows), Counter[str]()
+    for r in rows:
+        runs[r.fingerprint] += r.runs
+    order = sorted(counts, key=lambda f: (-counts[f], -runs[f], f))
+    marks = {f: DATA_MARKS[k % 4] * (k // 4 + 1) for k, f in enumerate(order[1:])}
+    for row in rows:
+        row.data_mark = marks.get(row.fingerprint, "")
 
 
 def _row(runs: list[RunRecord], t: Threshold, reference: Reference | None, note: str) -> Row:
@@ -257,15 +275,15 @@ def _disjoint_by_seed(ensembles: list[RunRecord]) -> list[RunRecord]:
     return chosen
 
 
-def check_model_has_runs(model: str, models: Iterable[str]) -> None:
-    """A one-line XRayBenchError unless some run (of any status) is of ``model``: a name that no run
-    has is a typo or a model never run, which "no finished runs" would misstate; the models that
-    do have runs are named so the user can pick one."""
+def check_model_has_runs(model: str, models: Iterable[str], flag: str = "--model") -> None:
+    """A one-line XRayBenchError unless some run (of any status) is of ``model`` (given as ``flag``):
+    a name that no run has is a typo or a model never run, which "no finished runs" (or every
+    ΔAcc "-") would misstate; the models that do have runs are named so the user can pick one."""
     have = sorted(set(models))
     if model in have:
         return
     listing = f"runs exist of: {', '.join(have)}" if have else "there are no runs yet"
-    raise XRayBenchError(f"--model {model}: no run of model {model!r}; {listing} "
+    raise XRayBenchError(f"{flag} {model}: no run of model {model!r}; {listing} "
                          "(`xraybench run --model MODEL` makes one)")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from xraybench.errors import XRayBenchError
-from xraybench.leaderboard.build import MIN_POOLED_ENSEMBLES, ROW_RESAMPLES
+from xraybench.leaderboard.build import DATA_MARKS, MIN_POOLED_ENSEMBLES, ROW_RESAMPLES
 from xraybench.leaderboard.reference import reference_of
 from xraybench.leaderboard.rows import Row
 from xraybench.metric_registry import REGISTRY
@@ -74,6 +74,11 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def epochs_text(value: float | None) -> str:
+    """Epochs as trained: whole ("11", not "11.0"); a mean over seeds that is not whole, to one decimal."""
+    return "-" if value is None else f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
 def _value_column(key: str, label: str, digits: int, drop: float = 0) -> Column:
     return Column(label, lambda r: fmt(r.estimates.get(key), r.sds.get(key), digits), drop, key)
 
@@ -93,11 +98,11 @@ for _m in REGISTRY:
         if _m.interval_column is not None:
             COLUMNS.append(_ci_column(_m.key, _m.label, _m.digits, _m.interval_column))
 COLUMNS += [
-    Column("ΔAcc", lambda r: _number(r.delta_accuracy, "+.3f"), 2, "delta_accuracy"),
+    Column("ΔAcc", lambda r: "ref" if r.is_reference else _number(r.delta_accuracy, "+.3f"), 2, "delta_accuracy"),
     Column("p", p_cell, 3, "p"),
     Column("Train s", lambda r: _number(r.train_seconds, ".0f"), 7, "train_seconds"),
-    Column("px", lambda r: str(r.image_size or "-"), name="image_size"),
-    Column("Epochs", lambda r: _number(r.epochs, ".1f"), 8, "epochs"),
+    Column("px", lambda r: str(r.image_size or "-") + r.data_mark, name="image_size"),
+    Column("Epochs", lambda r: epochs_text(r.epochs), 8, "epochs"),
     Column("Seeds", lambda r: _seeds(r.seeds), 9, "seeds"),
     Column("Date", lambda r: (r.created_at or "-")[:10], 10, "date"),
     Column("Run id", _run_id, 5.5, "run_id"),
@@ -161,8 +166,9 @@ INTERVAL_NOTE = (f"Each 95% CI is that of the value beside it: for a row of seve
                  "(1,000 resamples).")
 
 
-def footnote(rows: list[Row]) -> str:
-    """What ΔAcc, ±, the CIs and p mean, naming the reference model these rows were compared with."""
+def footnote(rows: list[Row], p: bool = True) -> str:
+    """What ΔAcc, ±, the CIs and (``p``: where its column is shown) p mean, naming the reference
+    model these rows were compared with and, where they come from several, each data set."""
     ref = reference_of(rows)
     note = next((r.reference_note for r in rows if r.reference_note), "")
     if ref is None:
@@ -174,10 +180,11 @@ def footnote(rows: list[Row]) -> str:
         against = (f"ΔAcc = accuracy minus that of the reference, {ref.model} ({how}; default parameters, on the same "
                    f"data fingerprint, at its own {ref.image_size} px"
                    + (f"; where it has no run at that size, at the size it ran at: {', '.join(elsewhere)}" if elsewhere else "")
-                   + "). p is the exact McNemar test of each row's lowest-seed run against the reference row's "
-                   "lowest-seed run on the same test images." + (f" Note: {note}." if note else ""))
+                   + ")." + (" p is the exact McNemar test of each row's lowest-seed run against the reference row's "
+                             "lowest-seed run on the same test images." if p else "") + (f" Note: {note}." if note else ""))
     lead = TRANSDUCTIVE_NOTE + " " if any(r.transductive for r in rows) else ""
-    return (f"{lead}{against} Values are mean±SD over distinct seeds (repeated seeds are averaged first and shown as "
+    data = " " + data_legend(rows) if data_legend(rows) else ""
+    return (f"{lead}{against}{data} Values are mean±SD over distinct seeds (repeated seeds are averaged first and shown as "
             "\"runs (n seeds)\"; identical repeats, same model, parameters, seed, data, backend and version, count "
             f"once). {INTERVAL_NOTE}" + _fallback_note(rows)
             + (ENSEMBLE_NOTE if any(r.members for r in rows) else ""))
@@ -213,13 +220,42 @@ def short_legend(rows: list[Row], headers: Sequence[str], sds: bool = True) -> s
     shown = set(headers)
     words = ["N = NORMAL, P = PNEUMONIA"] if any(m.per_class and m.label in shown for m in REGISTRY) else []
     words += _metric_words(shown, False)
-    ref = reference_of(rows)
-    against = f" ΔAcc, p: against {ref.model}'s default row." if ref and shown & {"ΔAcc", "p"} else ""
+    named, against = [h for h in ("ΔAcc", "p") if h in shown], _against(rows)
+    against = f" {', '.join(named)}: against {against}." if named and against else ""
+    data = " " + data_legend(rows) if data_legend(rows) else ""
     marked = _fallback_note(rows).replace(" CIs marked * (", " * (") if any(h.endswith("95% CI") for h in shown) else ""
     return (("; ".join(words) + ". ") if words else "") + (
         ("± = SD over seeds; " if sds else "") + "CI = 95% interval of the value shown (seeds, then test images, "
         "resampled)."
-        f"{marked}{against} More: --explain, --columns all.")
+        f"{marked}{against}{data} More: --explain, --columns all.")
+
+
+def data_legend(rows: list[Row]) -> str:
+    """Which data set each mark after a px stands for, when the rows come from several (else "")."""
+    first = {r.data_mark: r for r in reversed(rows)}
+    if len(first) < 2:
+        return ""
+    named = [f"px{mark or ' unmarked'} = {r.data_name or '?'} (data {r.fingerprint[:12]})"
+             for mark, r in sorted(first.items(), key=lambda kv: _mark_order(kv[0]))]
+    return f"Rows on {len(named)} data sets: {'; '.join(named)}."
+
+
+def _mark_order(mark: str) -> tuple[int, int]:
+    return len(mark), DATA_MARKS.find(mark[:1])
+
+
+def _against(rows: list[Row]) -> str:
+    """The reference row ΔAcc is taken against, on each data set where the rows come from several:
+    "the reference row, MODEL default 32 px (shown as ref)"; "" without one."""
+    ref = reference_of(rows)
+    sizes = {r.data_mark: (r.reference_size, r.data_name) for r in reversed(rows) if r.reference_size is not None}
+    if ref is None or not sizes:
+        return ""
+    several = len({r.data_mark for r in rows}) > 1
+    where = ", ".join(f"{sizes[mark][0]} px" + (f" on {mark or sizes[mark][1]}" if several else "")
+                      for mark in sorted(sizes, key=_mark_order))
+    shown = " (shown as ref)" if any(r.is_reference for r in rows) else ""
+    return f"the reference row{' on the same data' if several else ''}, {ref.model} default {where}{shown}"
 
 
 def status_line(counts: dict[str, int] | None, where: str = "") -> str:

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xraybench.leaderboard.columns import (COLUMNS, HEADERS, NAMED_COLUMNS, OPTIONAL_COLUMNS, cells, footnote, legend,
-                                           seed_note, short_legend, status_line)
+from xraybench.leaderboard.columns import (COLUMNS, HEADERS, NAMED_COLUMNS, OPTIONAL_COLUMNS, cells, epochs_text,
+                                           footnote, legend, seed_note, short_legend, status_line)
 from xraybench.leaderboard.reference import reference_gaps
 from xraybench.leaderboard.rows import PublishedRow, Row
 from xraybench.metric_registry import REGISTRY
 
 MODEL_WIDTH = 24  # the Model column is at least this wide or as wide as the longest run name; longer published names get "…"
+VARIANT_WIDTH = 28  # a longer variant (an ensemble's members) is cut to this until the names have their room
 NAME_FLOORS = {"Model": 16, "Variant": 9}  # how far names are cut (with "…") before digits are; never wrapped
 LAST_FLOORS = {"Model": 8, "Variant": 7}
 _VALUE_HEADERS = {m.label for m in REGISTRY}
@@ -66,35 +67,36 @@ def _shortened(cell: str, header: str, level: int, first_value: bool) -> str:
 def _widths(heads: list[str], body: list[list[str]], n_runs: int, width: int, shown: list[int], boxed: bool,
             floors: dict[str, int] | None) -> list[int] | None:
     """Column widths for the ``shown`` columns within ``width`` cells, or None. ``floors`` None:
-    every name whole; else run names whole (published names cut to ``MODEL_WIDTH``) and names cut
-    down to ``floors`` where that makes the table fit; what is left goes to run names first, then
-    to the variant, then to published names."""
+    every name whole; {}: run names whole, published names cut to ``MODEL_WIDTH``, variants to
+    ``VARIANT_WIDTH``; else names cut down to ``floors``. What is left goes to run names first,
+    then to variants up to ``VARIANT_WIDTH``, then to published names, then to long variants."""
     from rich.cells import cell_len
 
-    w, runs_width = [], {}
-    for k, i in enumerate(shown):
+    w, runs_width = [], 0  # the longest run name's (published names come after the runs)
+    for i in shown:
         head = cell_len(heads[i]) if boxed else max(map(cell_len, heads[i].split()))
         full = max([head] + [cell_len(r[i]) for r in body])
         if heads[i] == "Model":
-            runs_width[k] = min(full, max([head] + [cell_len(r[i]) for r in body[:n_runs]]))
-            if floors is not None:
-                full = min(full, max(MODEL_WIDTH, runs_width[k]))
+            runs_width = min(full, max([head] + [cell_len(r[i]) for r in body[:n_runs]]))
         w.append(full)
     overhead = 3 * len(w) + 1 if boxed else 2 * (len(w) - 1)
     if sum(w) + overhead <= width:
         return w
-    names = [k for k, i in enumerate(shown) if heads[i] in NAME_FLOORS]
-    if not floors or not names:
+    names = {heads[i]: k for k, i in enumerate(shown) if heads[i] in NAME_FLOORS}
+    if floors is None or not names:
         return None
-    left = width - overhead - sum(x for k, x in enumerate(w) if k not in names)
-    got = {k: min(w[k], floors[heads[shown[k]]]) for k in names}
+    left = width - overhead - sum(x for k, x in enumerate(w) if k not in names.values())
+    first = {"Model": max(MODEL_WIDTH, runs_width), "Variant": VARIANT_WIDTH}
+    got = {k: min(w[k], (floors or first)[h]) for h, k in names.items()}
     left -= sum(got.values())
     if left < 0:
         return None
-    for k, target in ([(k, runs_width[k]) for k in names if k in runs_width] + [(k, w[k]) for k in names]):
-        more = max(0, min(target - got[k], left))
-        got[k], left = got[k] + more, left - more
-    for k in names:
+    for h, target in (("Model", runs_width), ("Variant", VARIANT_WIDTH), ("Model", width), ("Variant", width)):
+        if h in names:
+            k = names[h]
+            more = min(max(0, min(target, w[k]) - got[k]), left)
+            got[k], left = got[k] + more, left - more
+    for k in names.values():
         w[k] = got[k]
     return w
 
@@ -178,9 +180,9 @@ def table_text(rows: list[Row], published: list[PublishedRow], title: str, statu
 def _rich_table(layout: _Layout, title: str, n_runs: int) -> Any:
     """The rich ``Table`` of a layout: cells are plain one-line strings of known widths, so every
     column gets a fixed width and rich skips measuring each cell (most of `leaderboard`'s time
-    with many rows). A model name is cut with "…" (only published names ever are), never broken
-    over lines; a variant wraps instead, since two variants cut to the same prefix would read as
-    one row. Rows after the first ``n_runs`` (published figures) are dim."""
+    with many rows). Model and variant names are cut with "…", never broken over lines (the line
+    under the table says so; Markdown and JSON keep them whole). Rows after the first ``n_runs``
+    (published figures) are dim."""
     from rich.table import Table
     from rich.text import Text
 
@@ -191,11 +193,10 @@ def _rich_table(layout: _Layout, title: str, n_runs: int) -> Any:
     table = Table(title=title, show_lines=False, header_style="bold", **options)
     for k, i in enumerate(layout.shown):
         h = layout.headers[i]
-        name, wraps = h in NAME_FLOORS, h == "Variant"
+        name = h in NAME_FLOORS
         table.add_column(_header_lines(h, widths[k] if widths else None) if layout.compact else h,
-                         justify="left" if name else "right",
-                         no_wrap=not wraps and (name or widths is not None),
-                         overflow="fold" if wraps or not name else "ellipsis",
+                         justify="left" if name else "right", no_wrap=name or widths is not None,
+                         overflow="ellipsis" if name else "fold",
                          width=widths[k] if widths else None, min_width=None if widths or not name else LAST_FLOORS[h])
     for n, row in enumerate(layout.cells):
         if n == n_runs:
@@ -203,6 +204,15 @@ def _rich_table(layout: _Layout, title: str, n_runs: int) -> Any:
         cells_shown = (Text(terminal_text(row[i])) for i in layout.shown)  # a name's ANSI escapes never reach the terminal
         table.add_row(*cells_shown, style="dim italic" if n >= n_runs else None)
     return table
+
+
+def _names_cut(layout: _Layout) -> bool:
+    """Whether a name in the table is cut to its column's width (with "…")."""
+    from rich.cells import cell_len
+
+    return layout.widths is not None and any(
+        cell_len(row[i]) > layout.widths[k] for row in layout.cells for k, i in enumerate(layout.shown)
+        if layout.headers[i] in NAME_FLOORS)
 
 
 def render_table(rows: list[Row], published: list[PublishedRow], title: str, console: Any = None,
@@ -223,6 +233,7 @@ def render_table(rows: list[Row], published: list[PublishedRow], title: str, con
     console.print(_rich_table(layout, title, len(rows)))
     shown = [layout.headers[i] for i in layout.shown]
     hidden = [h for i, h in enumerate(layout.headers) if i not in layout.shown] + ([layout.cut] if layout.cut else [])
+    hidden += ["whole names"] if _names_cut(layout) else []
     if hidden:
         console.print(f"[dim]Not shown at this terminal width: {', '.join(hidden)} (widen it, or use "
                       "--format markdown / json).[/]")
@@ -232,7 +243,7 @@ def render_table(rows: list[Row], published: list[PublishedRow], title: str, con
         console.print(f"[dim]{escape(legend(shown))}[/]")
     if rows:  # without a run there is nothing for it to explain
         sds = not layout.cut.startswith("SDs") or layout.cut.startswith("SDs but")
-        console.print(f"[dim]{escape(footnote(rows) if explain else short_legend(rows, shown, sds))}[/]")
+        console.print(f"[dim]{escape(footnote(rows, 'p' in shown) if explain else short_legend(rows, shown, sds))}[/]")
         for gap in reference_gaps(rows):  # why a ΔAcc or p is "-", and the command that fills it
             console.print(escape(gap), highlight=False)
         if published:
@@ -277,25 +288,35 @@ def render_markdown(rows: list[Row], published: list[PublishedRow], title: str,
     return out.getvalue()
 
 
+PRODUCED_HEADERS = ("Model", "Variant", "px", "Params", "Epochs", "Wall s per run", "CPU s per run", "Precision",
+                    "Hardware", "Command(s)")
+
+
+def produced(row: Row) -> tuple[list[str], list[str]]:
+    """A row's cells under "How each row was produced" but the last, as text each renderer escapes,
+    and its commands (shown as code). An ensemble has no size or precision of its own: "-"."""
+    walls = ", ".join(f"{w:.0f}" for w in row.wall_seconds_per_run if w is not None) or "-"
+    cpu = row.cpu_seconds_per_run
+    cpus = ", ".join("-" if c is None else f"{c:.0f}" for c in cpu) if any(c is not None for c in cpu) else "-"
+    params = f"{row.param_count:,}" if row.param_count else "-"
+    precision = ", ".join(p for p in row.precision if p != "None") or "-"
+    return [row.model, row.variant, str(row.image_size or "-") + row.data_mark, params, epochs_text(row.epochs),
+            walls, cpus, precision, "; ".join(map(str, row.hardware))], [c for c in row.commands if c]
+
+
 def _how_produced(rows: list[Row]) -> str:
     """The Markdown section on how each row was produced (sizes, times, hardware, commands), then
     why a row's p is "-"."""
     from xraybench.escaping import md_cell, md_code, md_text
 
-    lines = ["\n### How each row was produced\n\n| Model | Variant | px | Params | Epochs | Wall s per run | "
-             "CPU s per run | Precision | Hardware | Command(s) |\n|---|---|---|---|---|---|---|---|---|---|\n"]
+    lines = ["\n### How each row was produced\n\n| " + " | ".join(PRODUCED_HEADERS) + " |\n|"
+             + "---|" * len(PRODUCED_HEADERS) + "\n"]
     for row in rows:
-        walls = ", ".join(f"{w:.0f}" for w in row.wall_seconds_per_run if w is not None) or "-"
-        cpu = row.cpu_seconds_per_run
-        cpus = ", ".join("-" if c is None else f"{c:.0f}" for c in cpu) if any(c is not None for c in cpu) else "-"
-        params = f"{row.param_count:,}" if row.param_count else "-"
-        epochs = "-" if row.epochs is None else f"{row.epochs:.1f}"
-        commands = "<br>".join(md_code(c, in_table=True) for c in row.commands if c) or "-"
-        lines.append(f"| {md_cell(row.model)} | {md_cell(row.variant)} | {md_cell(row.image_size)} | {params} | "
-                     f"{epochs} | {walls} | {cpus} | {md_cell(', '.join(map(str, row.precision)))} | "
-                     f"{md_cell('; '.join(map(str, row.hardware)))} | {commands} |\n")
-    lines += [f"\n- {md_text(row.model)} ({md_text(row.variant)}, {md_text(row.image_size)} px): {md_text(row.p_note)}"
-              for row in rows if row.p_note]
+        cells, commands = produced(row)
+        code = "<br>".join(md_code(c, in_table=True) for c in commands) or "-"
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + f" | {code} |\n")
+    lines += [f"\n- {md_text(row.model)} ({md_text(row.variant)}{f', {row.image_size} px' if row.image_size else ''}): "
+              f"{md_text(row.p_note)}" for row in rows if row.p_note]
     return "".join(lines) + "\n"
 
 
@@ -304,7 +325,7 @@ def render_csv(rows: list[Row]) -> str:
 
     out = io.StringIO()
     fields = ["model", "variant", "runs", "image_size", "epochs", "train_seconds", "seeds", "fingerprint",
-              "representative_run", "run_ids"]
+              "data_name", "representative_run", "run_ids"]
     for m in REGISTRY:
         fields += [m.key, f"{m.key}_sd"] + ([f"{m.key}_ci_low", f"{m.key}_ci_high"] if m.bootstrapped else [])
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")

@@ -34,6 +34,7 @@ class Reference:
 # The JSON keys whose field is named otherwise here, and the fields written only when set.
 _JSON_KEYS = {"delta_accuracy": "delta_accuracy_vs_baseline", "p_value": "p_vs_baseline", "p_note": "p_vs_baseline_note"}
 _ONLY_IF_SET = {"reference_note", "p_note"}
+_NOT_IN_JSON = {"sds", "reference_size", "records", "data_mark"}  # written otherwise, or not at all (data_name says it)
 
 
 @dataclass(kw_only=True)
@@ -77,6 +78,7 @@ class Row:
     epochs: float | None = None
     members: list[list[str]] | None = None  # an ensemble row: each ensemble's member run ids
     backend_shown: bool = False  # rows told apart only by their backend name it
+    data_mark: str = ""  # rows of several data sets: "" on the one with most rows, else the mark after px
     delta_accuracy: float | None = None  # accuracy minus the reference row's
     p_value: float | None = None  # exact McNemar against the reference row
     is_reference: bool = False
@@ -101,7 +103,7 @@ class Row:
                 out["reference"] = None if value is None else {
                     "model": value.model, "image_size": self.reference_size, "chosen": value.chosen,
                     "own_image_size": value.image_size}
-            elif f.name not in ("sds", "reference_size", "records") and not (f.name in _ONLY_IF_SET and value is None):
+            elif f.name not in _NOT_IN_JSON and not (f.name in _ONLY_IF_SET and value is None):
                 out[_JSON_KEYS.get(f.name, f.name)] = value
         return out
 

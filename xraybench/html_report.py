@@ -46,8 +46,12 @@ def _name(model: str, variant: str, size: int | None) -> str:
     return f"{model}{'' if variant == 'default' else ' ' + variant}{f' {size}px' if size else ''}"
 
 
+def _row_name(record: RunRecord) -> str:
+    return _name(record.model, lb.variant(record), record.image_size)
+
+
 def _label(record: RunRecord) -> str:
-    return mpl_text(_name(record.model, lb.variant(record), record.image_size))  # a "$" in a name is no mathtext
+    return mpl_text(_row_name(record))  # a "$" in a name is no mathtext
 
 
 LINE_STYLES = ("-", "--", "-.", ":")
@@ -148,25 +152,29 @@ def _reliability(runs: list[tuple[RunRecord, dict]]) -> str:
     return _png(fig)
 
 
-def _history(record: RunRecord) -> str | None:
-    history = record.history or {}
-    if not history.get("loss"):
+def _history(records: list[RunRecord]) -> str | None:
+    """One row's training curves, every seed in one figure (a colour per seed; solid: train loss and
+    validation AUC, dashed: validation loss and accuracy), so a report of many seeded runs stays one
+    figure a row; None for a row with no per-epoch history (a scikit-learn model)."""
+    records = [r for r in records if (r.history or {}).get("loss")]
+    if not records:
         return None
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.8))
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    a.plot(epochs, history["loss"], label="train loss")
-    if "val_loss" in history:
-        a.plot(epochs, history["val_loss"], label="val loss")
-    a.set(xlabel="epoch", title="loss")
-    a.legend(fontsize=7)
-    for key in ("val_auc", "val_accuracy"):
-        if key in history:
-            b.plot(epochs, history[key], label=key)
-    b.set(xlabel="epoch", title="validation metrics")
-    b.legend(fontsize=7)
-    fig.suptitle(f"{_label(record)} seed {record.seed} ({record.run_id})", fontsize=9)
+    for record, colour in zip(records, plt.rcParams["axes.prop_cycle"].by_key()["color"] * len(records)):
+        history = record.history or {}
+        epochs = np.arange(1, len(history["loss"]) + 1)
+        for axes, key, style in ((a, "loss", "-"), (a, "val_loss", "--"), (b, "val_auc", "-"), (b, "val_accuracy", "--")):
+            if key in history:
+                axes.plot(epochs, history[key], color=colour, linestyle=style,
+                          label=f"{key}, seed {record.seed}" if len(records) > 1 else key)
+    a.set(xlabel="epoch", title="loss (dashed: validation)")
+    b.set(xlabel="epoch", title="validation AUC (dashed: accuracy)")
+    for axes in (a, b):
+        axes.legend(fontsize=6, ncol=2 if len(records) > 2 else 1)
+    runs = ", ".join(r.run_id for r in records)
+    fig.suptitle(f"{_label(records[0])}: {len(records)} run{'s' if len(records) > 1 else ''} ({runs})", fontsize=8)
     fig.tight_layout()
     return _png(fig)
 
@@ -208,8 +216,8 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
     by_id = {r.run_id: r for r in loaded.records}
     runs = _plotted(store, [by_id[str(row.representative_run)] for row in rows], scores_of, skipped)
     roc, pr = _curves(runs)
-    histories = [(by_id[run_id], image) for row in rows for run_id in row.run_ids
-                 if (image := _history(by_id[run_id]))]
+    histories = [(by_id[row.run_ids[0]], image) for row in rows if row.run_ids
+                 and (image := _history([by_id[run_id] for run_id in row.run_ids]))]
     return {
         "rows": rows,
         "glance": at_val[:GLANCE_ROWS] if at_val else rows[:GLANCE_ROWS],  # runs recorded before val metrics: as ranked
@@ -300,7 +308,7 @@ def _produced_html(rows: list[lb.Row]) -> str:
 
 
 def render_html(ctx: dict[str, Any]) -> str:
-    histories = "".join(f"<figure>{html_img(b64, 'training curves ' + r.run_id)}</figure>" for r, b64 in ctx["histories"])
+    histories = "".join(f"<figure>{html_img(b64, 'training curves ' + _row_name(r))}</figure>" for r, b64 in ctx["histories"])
     fixed, images = ctx["threshold"] == "0.5", ctx["images"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{generated.html_meta(COMMAND)}<title>xraybench report</title>
@@ -414,7 +422,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         "## ROC and precision-recall curves\n", md_img(ctx["images"]["roc"], "ROC"), md_img(ctx["images"]["pr"], "PR"),
         "\n## Confusion matrices\n", md_img(ctx["images"]["confusion"], "confusion matrices"),
         "\n## Calibration\n", md_img(ctx["images"]["reliability"], "reliability"),
-        "\n## Training curves\n", *[md_img(b64, r.run_id) for r, b64 in ctx["histories"]],
+        "\n## Training curves\n", *[md_img(b64, "training curves " + _row_name(r)) for r, b64 in ctx["histories"]],
         "\n" + explain_report.render_markdown(ctx["explain"]),
         "\n## Data\n", *md_table(DATA_HEADERS, ctx["data"]),
         "\n## Environment\n", *md_table(ENVIRONMENT_HEADERS, ctx["environments"]), "",

@@ -329,3 +329,21 @@ def test_the_explain_command_of_a_run_without_a_shortcut_check_is_code_in_both_f
     section = explain_report.Section(runs=[explain_report.RunPanel(record, 0.5, [], [])], with_model=1)
     assert f"not measured yet: `xraybench explain {record.run_id}` measures" in explain_report.render_markdown(section)
     assert f"<code>xraybench explain {record.run_id}</code>" in explain_report.render_html(section)
+
+
+def test_training_curves_are_one_figure_a_row_with_every_seed(tmp_path, monkeypatch):
+    """A row of three seeded Keras runs draws one training-curves figure with the three runs, not
+    three: a report of many seeded rows stays readable (and was 46 figures for 23 rows)."""
+    from xraybench import html_report as report
+    from xraybench.results import ResultStore
+
+    store = ResultStore(tmp_path / "results")
+    history = {"loss": [0.6, 0.4], "val_loss": [0.5, 0.45], "val_auc": [0.9, 0.93], "val_accuracy": [0.8, 0.85]}
+    ids = [_scored(store, "cnn", seed, 0.1, history=history, kind="keras", epochs_run=2) for seed in (1, 2, 3)]
+    _scored(store, "forest", 1, 0.0)  # no history: no figure
+    drawn = []
+    monkeypatch.setattr(report, "_png", lambda fig: drawn.append(fig._suptitle and fig._suptitle.get_text()) or "png")
+    ctx = report.build(store)
+    titled = [title for title in drawn if title]  # ROC, PR, confusion and reliability have none
+    assert len(ctx["histories"]) == 1 and len(drawn) == 5 and len(titled) == 1
+    assert all(run_id in titled[0] for run_id in ids) and titled[0].startswith("cnn 32px: 3 runs")

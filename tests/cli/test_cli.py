@@ -60,13 +60,17 @@ def test_runs_at_80_columns_never_wraps_a_run_id(tmp_path, xb):
         record["reason"] = "training crashy failed: RuntimeError: boom" if status == "error" else ""
         store.save(record, scores if status == "done" else None)
         ids.append(record["run_id"])
-    for columns in (80, 250):
+    headers = {}
+    for columns in (80, 140, 250):
         out = xb("runs", "--results", str(tmp_path), env={"COLUMNS": str(columns)})
         assert out.code == 0 and max(map(len, out.out.splitlines())) <= columns, out.out
         for run_id in ids:
             assert re.search(rf"│ {run_id} +│", out.out) and f"{run_id}.json" not in out.out, out.out
-        assert "training crashy failed: RuntimeError: boom" in out.out
-    assert "Model" in out.out and "hist_gradient_boosting_pixels " in out.out  # at 250: every column
+        assert columns == 140 or "training crashy failed: RuntimeError: boom" in out.out  # at 140 it folds in its column
+        headers[columns] = [h for h in ("Created", "Model", "Reason") if f"┃ {h} " in out.out]
+    # Created gives way first, then Model (the reason then goes under the id); at 250 every column
+    assert headers == {80: [], 140: ["Model", "Reason"], 250: ["Created", "Model", "Reason"]}
+
 
 def test_plugins_requirements(xb):
     out = xb("plugins", "--requirements")

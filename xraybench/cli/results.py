@@ -8,11 +8,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xraybench.cli import options
 from xraybench.cli.common import command, count_arg, report_skipped
 from xraybench.errors import XRayBenchError
 from xraybench.records import EXPLAIN_RUNS, RunStatus, Threshold
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from xraybench.results import ResultStore
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -156,19 +162,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     store = ResultStore(args.results)
     console = make_console()
     if args.backfill:
-        from xraybench.backfill import backfill
-        from xraybench.plugins import load_registry
-
-        damaged: list = []
-        # A damaged scores file: nothing computed from it, named below. The loader stands in for the method on
-        # this instance (what backfill calls), by design.
-        store.scores = store.scores_loader(damaged)  # type: ignore[method-assign, assignment]
-        changed = backfill(store, load_registry(args.disable_plugin))
-        report_skipped(damaged=damaged)
-        for name, what in changed:
-            console.print(escape(f"{store.runs / name}: added {what}"), highlight=False)
-        console.print(f"backfilled {len(changed)} record{'s' if len(changed) != 1 else ''} in {escape(str(store.runs))}")
-        return 0
+        return _backfill(store, args.disable_plugin, console)
     loaded = store.load()
     rows = []
     for r in loaded.records:
@@ -182,10 +176,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows.sort(key=lambda r: (r[0], r[1]))
     table = Table(title=f"runs in {escape(str(store.runs))}", header_style="bold", title_justify="left")
     # A run id is never wrapped: it is copied into compare, predict, ensemble. Where the table would leave the reason
-    # under 20 columns, Created and Model give way (xraybench's run ids begin with both) and the reason goes under the id.
-    width = max((len(r[1]) for r in rows), default=0)
-    narrow = 19 + width + max((len(r[2]) for r in rows), default=0) + 4 + 7 + 19 + 20 > console.width
-    shown = (1, 3, 4) if narrow else range(6)
+    # under 20 columns, Created, then Model, give way (xraybench's run ids begin with both); without Model, the reason
+    # goes under the id. Widths: Created 19, Seed 4, Status 11 ("interrupted"), 3 cells of rule and padding a column.
+    width, model_width = (max((len(str(r[i])) for r in rows), default=0) for i in (1, 2))
+    layouts = (((0, 1, 2, 3, 4, 5), 19 + width + model_width), ((1, 2, 3, 4, 5), width + model_width), ((1, 3, 4), 0))
+    shown = next(cols for cols, need in layouts if need + 4 + 11 + 20 + 3 * len(cols) + 1 <= console.width or not need)
+    narrow, dropped = 5 not in shown, [("Created", "Model")[i // 2] for i in (0, 2) if i not in shown]
     for i in shown:
         table.add_column(("Created", "Run", "Model", "Seed", "Status", "Reason")[i], no_wrap=i == 1,
                          overflow="ellipsis" if i == 1 else "fold", max_width=(width or None) if i == 1 else None)
@@ -197,10 +193,30 @@ def cmd_runs(args: argparse.Namespace) -> int:
         cells = (escape(created[:19] or "-"), run, escape(model), seed, status.markup(), escape(reason or ""))
         table.add_row(*(cells[i] for i in shown))
     console.print(table)
-    if narrow:
-        console.print("Created and Model: in the run ids (TIME-MODEL-HASH); wider terminals show both.", style="dim")
+    if dropped:
+        console.print(f"{' and '.join(dropped)}: in the run ids (TIME-MODEL-HASH); wider terminals show "
+                      f"{'both' if len(dropped) > 1 else 'it'}.", style="dim")
     counts = {s.label: sum(1 for r in rows if r[4] is s) for s in RunStatus}
     console.print(", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no runs")
+    return 0
+
+
+def _backfill(store: ResultStore, disabled: list[str], console: Console) -> int:
+    """``runs --backfill``: each record brought up to the registry and schema, each change named."""
+    from rich.markup import escape
+
+    from xraybench.backfill import backfill
+    from xraybench.plugins import load_registry
+
+    damaged: list = []
+    # A damaged scores file: nothing computed from it, named below. The loader stands in for the method on
+    # this instance (what backfill calls), by design.
+    store.scores = store.scores_loader(damaged)  # type: ignore[method-assign, assignment]
+    changed = backfill(store, load_registry(disabled))
+    report_skipped(damaged=damaged)
+    for name, what in changed:
+        console.print(escape(f"{store.runs / name}: added {what}"), highlight=False)
+    console.print(f"backfilled {len(changed)} record{'s' if len(changed) != 1 else ''} in {escape(str(store.runs))}")
     return 0
 
 

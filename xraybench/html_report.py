@@ -173,8 +173,9 @@ def _history(records: list[RunRecord]) -> str | None:
     b.set(xlabel="epoch", title="validation AUC (dashed: accuracy)")
     for axes in (a, b):
         axes.legend(fontsize=6, ncol=2 if len(records) > 2 else 1)
-    runs = ", ".join(r.run_id for r in records)
-    fig.suptitle(f"{_label(records[0])}: {len(records)} run{'s' if len(records) > 1 else ''} ({runs})", fontsize=8)
+    seeds = ", ".join(str(r.seed) for r in records)
+    fig.suptitle(f"{_label(records[0])}: {len(records)} run{'s' if len(records) > 1 else ''}, "
+                 f"seed{'s' if len(records) > 1 else ''} {seeds}", fontsize=8)
     fig.tight_layout()
     return _png(fig)
 
@@ -216,7 +217,7 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
     by_id = {r.run_id: r for r in loaded.records}
     runs = _plotted(store, [by_id[str(row.representative_run)] for row in rows], scores_of, skipped)
     roc, pr = _curves(runs)
-    histories = [(by_id[row.run_ids[0]], image) for row in rows if row.run_ids
+    histories = [(by_id[row.run_ids[0]], row.run_ids, image) for row in rows if row.run_ids
                  and (image := _history([by_id[run_id] for run_id in row.run_ids]))]
     return {
         "rows": rows,
@@ -308,7 +309,8 @@ def _produced_html(rows: list[lb.Row]) -> str:
 
 
 def render_html(ctx: dict[str, Any]) -> str:
-    histories = "".join(f"<figure>{html_img(b64, 'training curves ' + _row_name(r))}</figure>" for r, b64 in ctx["histories"])
+    histories = "".join(f"<figure>{html_img(b64, 'training curves ' + _row_name(r) + ': ' + ', '.join(ids))}</figure>"
+                        for r, ids, b64 in ctx["histories"])
     fixed, images = ctx["threshold"] == "0.5", ctx["images"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{generated.html_meta(COMMAND)}<title>xraybench report</title>
@@ -337,7 +339,7 @@ Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done run
 {explain_report.render_html(ctx['explain'])}
 <h2>Data</h2>
 {html_table(DATA_HEADERS, ctx["data"])}
-<p>Data: Kermany et al., Cell 2018 (CC BY 4.0).</p>
+<p>The chest X-ray images: Kermany et al., Cell 2018 (CC BY 4.0); another data set, its own source.</p>
 <h2>Environment</h2>
 {html_table(ENVIRONMENT_HEADERS, ctx["environments"])}
 </body></html>
@@ -360,10 +362,13 @@ def _moved(ctx: dict[str, Any]) -> str:
         return ""
     key = lambda r: (r.model, r.variant, r.image_size, r.fingerprint, r.backend)  # noqa: E731
     board = {key(r): i for i, r in enumerate(ctx["rows"], 1)}
+    places = [board.get(key(r), 0) for r in ctx["glance"]]
+    if places == sorted(places) and places == list(range(1, len(places) + 1)):  # the same top rows, the same order
+        return ""
     row = max(ctx["glance"], key=lambda r: board.get(key(r), 0))
     place = board.get(key(row), 0)
     example = (f"; {_name(row.model, row.variant, row.image_size)}, #{ctx['glance'].index(row) + 1} here, is "
-               f"#{place} of {len(ctx['rows'])} there") if place else ""
+               f"#{place} of {len(ctx['rows'])} there") if place > ctx["glance"].index(row) + 1 else ""
     return (f" The leaderboard below is at {_at(ctx['threshold'])}, so its order differs: there, a model whose "
             f"validation-chosen threshold is far from 0.5 loses accuracy{example} (xraybench report --threshold val "
             "ranks both alike).")
@@ -422,7 +427,8 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         "## ROC and precision-recall curves\n", md_img(ctx["images"]["roc"], "ROC"), md_img(ctx["images"]["pr"], "PR"),
         "\n## Confusion matrices\n", md_img(ctx["images"]["confusion"], "confusion matrices"),
         "\n## Calibration\n", md_img(ctx["images"]["reliability"], "reliability"),
-        "\n## Training curves\n", *[md_img(b64, "training curves " + _row_name(r)) for r, b64 in ctx["histories"]],
+        "\n## Training curves\n", *[md_img(b64, f"training curves {_row_name(r)}: {', '.join(ids)}")
+                                       for r, ids, b64 in ctx["histories"]],
         "\n" + explain_report.render_markdown(ctx["explain"]),
         "\n## Data\n", *md_table(DATA_HEADERS, ctx["data"]),
         "\n## Environment\n", *md_table(ENVIRONMENT_HEADERS, ctx["environments"]), "",

@@ -116,7 +116,7 @@ def prior_shift_line(record: RunRecord) -> str:
     if not shift or not m:
         return ""
     true = shift.get("true_prior")
-    return (f"prior-shift diagnostic (transductive, never used): estimated P(PNEUMONIA) "
+    return (f"prior-shift diagnostic (transductive; ranks only with --threshold prior): estimated P(PNEUMONIA) "
             f"{shift['estimated_prior']:.2f}, true {'?' if true is None else f'{true:.2f}'}; at {shift['threshold']:.3f}: "
             f"accuracy {m['accuracy']:.4f}, NORMAL recall {m['specificity']:.4f}")
 

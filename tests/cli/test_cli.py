@@ -43,6 +43,8 @@ def test_models_at_80_columns_shows_each_model_on_a_line_and_its_description_who
         name, below = lines[start].split()[0], " ".join(" ".join(lines[start + 1:end]).split())
         assert end - start <= 3 and below == " ".join(models[name].description.split()), lines[start:end]
     assert "import failed: ModuleNotFoundError" not in out.out  # the helper plugins import
+    tight = xb("models", env={"COLUMNS": "40"}).out.splitlines()  # names whole, the status beside them
+    assert all(any(line.split()[:2] == [name, "ok"] for line in tight) for name in models), tight
     wide = xb("models", env={"COLUMNS": "200"}).out  # where there is room, the table as it was
     assert "┃ Distribution" in wide and "┃ Description" in wide and "a description with markup: [/x]" in wide
 
@@ -61,6 +63,10 @@ def test_runs_at_80_columns_never_wraps_a_run_id(tmp_path, xb):
         store.save(record, scores if status == "done" else None)
         ids.append(record["run_id"])
     headers = {}
+    narrowest = xb("runs", "--results", str(tmp_path), env={"COLUMNS": "40"}).out  # the ids alone, seed and status under
+    short, long = [i for i in ids if len(i) <= 36], [i for i in ids if len(i) > 36]
+    assert len(short) == 2 and all(re.search(rf"│ {i} +│\n│ seed 1, (done|error)", narrowest) for i in short), narrowest
+    assert long[0] in re.sub(r"[│\s]", "", narrowest)  # too long for 40 columns: folded whole, never cut
     for columns in (80, 140, 250):
         out = xb("runs", "--results", str(tmp_path), env={"COLUMNS": str(columns)})
         assert out.code == 0 and max(map(len, out.out.splitlines())) <= columns, out.out

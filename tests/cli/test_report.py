@@ -282,6 +282,11 @@ def test_glance_and_leaderboard_name_their_thresholds_and_why_their_order_differ
     # "How each row was produced" is in both, its commands as code
     assert "<h3>How each row was produced</h3>" in page and "<code>xraybench run --model shifted</code>" in page
     assert "### How each row was produced" in md and "| `xraybench run --model shifted` |" in md
+    same = ResultStore(tmp_path / "same")  # ranked alike at both thresholds: nothing to explain
+    _scored(same, "steady", 1, 0.1)
+    _scored(same, "weaker", 2, 0.0)
+    assert xb("report", "--results", str(tmp_path / "same"), "--output", "s.html").code == 0
+    assert "order differs" not in (tmp_path / "s.md").read_text()
 
 
 def test_report_data_and_environment_are_per_data_set_and_per_row(tmp_path, xb):
@@ -346,4 +351,4 @@ def test_training_curves_are_one_figure_a_row_with_every_seed(tmp_path, monkeypa
     ctx = report.build(store)
     titled = [title for title in drawn if title]  # ROC, PR, confusion and reliability have none
     assert len(ctx["histories"]) == 1 and len(drawn) == 5 and len(titled) == 1
-    assert all(run_id in titled[0] for run_id in ids) and titled[0].startswith("cnn 32px: 3 runs")
+    assert titled == ["cnn 32px: 3 runs, seeds 1, 2, 3"] and ctx["histories"][0][1] == ids

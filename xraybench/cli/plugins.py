@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from xraybench.cli import options
 from xraybench.cli.common import command, console
@@ -14,7 +16,6 @@ from xraybench.errors import XRayBenchError
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from rich.padding import Padding
     from rich.table import Table
 
     from xraybench.plugins import PluginStatus, load_registry
@@ -44,23 +45,36 @@ def cmd_models(args: argparse.Namespace) -> int:
     widths = [max(plain(r[i]).cell_len for r in (columns, *rows)) for i in range(6)]
     if sum(widths) + 3 * len(columns) + 1 + 40 <= out.width:  # 40 columns left for the description: a table
         out.print(table)
-    else:  # narrow: each model on one line of its own, its description whole on the indented lines below
-        for row in (columns, *rows):
-            line = Table.grid(padding=(0, 2))
-            for i in (0, 2, 3, 5):  # each as wide as its widest cell, so the lines line up (… where that is too wide)
-                line.add_column(width=widths[i], no_wrap=True, overflow="ellipsis")
-            head = "bold" if row is columns else ""
-            line.add_row(*(plain(row[i], head) for i in (0, 2, 3)), plain(row[5], head or row[5].colour))
-            out.print(line)
-            out.print(Padding(plain(row[6], head), (0, 0, 0, 4), expand=False))
-        out.print(plain("Distribution and Tunable (by `xraybench tune`): shown in a wider terminal."),
-                  style="dim")
+    else:  # narrow: a model a line (its name whole, its status), then its description whole, indented below
+        _print_narrow(out, (columns, *rows), widths)
     if native is not None:
         out.print(plain(f"Input: the size a model trains at on the default data here, the built-in {native} px copy "
                         "(own: its size on other data, which --data PATH gives; --image-size N sets another); "
                         "xN: N channels."))
     _print_plugin_tracebacks(registry, args.traceback)
     return 0
+
+
+def _print_narrow(out: Any, rows: Sequence[tuple], widths: list[int]) -> None:
+    """`models` where the table does not fit: Model, Status, Kind, Input on a line (aligned where that
+    fits, never cut: the name is what `--model` takes), the description wrapped under it, no padding."""
+    import textwrap
+
+    from rich.text import Text
+
+    from xraybench.escaping import terminal_text
+    from xraybench.richtext import plain
+
+    for n, row in enumerate(rows):
+        order = [(0, "bold"), (5, "bold" if n == 0 else row[5].colour), (2, ""), (3, "")]
+        cells = [str(row[i]) for i, _ in order]
+        aligned = "  ".join(c.ljust(widths[i]) for c, (i, _) in zip(cells, order)).rstrip()
+        spaced = [c.ljust(widths[i]) if len(aligned) <= out.width and k < 3 else c
+                  for k, (c, (i, _)) in enumerate(zip(cells, order))]
+        out.print(Text("  ").join(plain(c, style) for c, (_, style) in zip(spaced, order)), soft_wrap=True)
+        wrapped = textwrap.fill(terminal_text(row[6]), max(20, out.width - 1), initial_indent="    ", subsequent_indent="    ")
+        out.print(plain(wrapped, "bold" if n == 0 else ""), soft_wrap=True)
+    out.print(plain("Distribution and Tunable (by `xraybench tune`): shown in a wider terminal."), style="dim")
 
 
 def _kind(spec) -> str:

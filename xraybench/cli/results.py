@@ -152,10 +152,6 @@ def p_text(p: float) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Every run file with its status and reason, invalid ones included: failures stay visible."""
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
-
     from xraybench.results import ResultStore
     from xraybench.richtext import console as make_console
 
@@ -174,31 +170,44 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.status:
         rows = [r for r in rows if r[4].label == args.status]
     rows.sort(key=lambda r: (r[0], r[1]))
-    table = Table(title=f"runs in {escape(str(store.runs))}", header_style="bold", title_justify="left")
+    _print_runs_table(rows, f"runs in {store.runs}", console)
+    counts = {s.label: sum(1 for r in rows if r[4] is s) for s in RunStatus}
+    console.print(", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no runs")
+    return 0
+
+
+def _print_runs_table(rows: list[tuple], title: str, console: Console) -> None:
+    """``runs``' table of (created, run id, model, seed, status, reason) rows, at the console's width."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=escape(title), header_style="bold", title_justify="left")
     # A run id is never wrapped: it is copied into compare, predict, ensemble. Where the table would leave the reason
-    # under 20 columns, Created, then Model, give way (xraybench's run ids begin with both); without Model, the reason
-    # goes under the id. Widths: Created 19, Seed 4, Status 11 ("interrupted"), 3 cells of rule and padding a column.
+    # under 20 columns, Created, then Model, give way (xraybench's run ids begin with both) and the reason goes under
+    # the id; then Seed and Status too. Widths: Created 19, Seed 4, Status 11 ("interrupted"), Reason at least 20,
+    # and 3 cells of rule and padding a column.
     width, model_width = (max((len(str(r[i])) for r in rows), default=0) for i in (1, 2))
-    layouts = (((0, 1, 2, 3, 4, 5), 19 + width + model_width), ((1, 2, 3, 4, 5), width + model_width), ((1, 3, 4), 0))
-    shown = next(cols for cols, need in layouts if need + 4 + 11 + 20 + 3 * len(cols) + 1 <= console.width or not need)
+    layouts = (((0, 1, 2, 3, 4, 5), 19 + width + model_width + 35), ((1, 2, 3, 4, 5), width + model_width + 35),
+               ((1, 3, 4), width + 15), ((1,), 0))
+    shown = next(cols for cols, need in layouts if need + 3 * len(cols) + 1 <= console.width or not need)
     narrow, dropped = 5 not in shown, [("Created", "Model")[i // 2] for i in (0, 2) if i not in shown]
     for i in shown:
-        table.add_column(("Created", "Run", "Model", "Seed", "Status", "Reason")[i], no_wrap=i == 1,
-                         overflow="ellipsis" if i == 1 else "fold", max_width=(width or None) if i == 1 else None)
+        table.add_column(("Created", "Run", "Model", "Seed", "Status", "Reason")[i], no_wrap=i == 1 and len(shown) > 1,
+                         overflow="ellipsis" if i == 1 and len(shown) > 1 else "fold",
+                         max_width=(width or None) if i == 1 else None)  # alone, an id too long for the line folds
     for created, name, model, seed, status, reason in rows:
         run: str | Text = escape(name)
-        if narrow and reason:
-            run = Text.from_markup(f"{run}\n[dim]{escape(reason)}")
-            run.no_wrap = False  # the reason wraps, in the id's width
+        under = ([f"seed {seed}, {status.markup()}"] if 3 not in shown else []) + ([escape(reason)] if narrow and reason else [])
+        if under:
+            run = Text.from_markup(f"{run}\n[dim]{'; '.join(under)}")
+            run.no_wrap = False  # what is under the id wraps, in the id's width
         cells = (escape(created[:19] or "-"), run, escape(model), seed, status.markup(), escape(reason or ""))
         table.add_row(*(cells[i] for i in shown))
     console.print(table)
     if dropped:
         console.print(f"{' and '.join(dropped)}: in the run ids (TIME-MODEL-HASH); wider terminals show "
-                      f"{'both' if len(dropped) > 1 else 'it'}.", style="dim")
-    counts = {s.label: sum(1 for r in rows if r[4] is s) for s in RunStatus}
-    console.print(", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no runs")
-    return 0
+                      f"{'both' if len(dropped) > 1 else 'it'}.", style="dim", soft_wrap=True)
 
 
 def _backfill(store: ResultStore, disabled: list[str], console: Console) -> int:

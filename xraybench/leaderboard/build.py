@@ -86,7 +86,7 @@ def _mark_data_sets(rows: list[Row]) -> None:
     for r in rows:
         runs[r.fingerprint] += r.runs
     order = sorted(counts, key=lambda f: (-counts[f], -runs[f], f))
-    marks = {f: DATA_MARKS[k % 4] * (k // 4 + 1) for k, f in enumerate(order[1:])}
+    marks = {f: DATA_MARKS[k % len(DATA_MARKS)] * (k // len(DATA_MARKS) + 1) for k, f in enumerate(order[1:])}
     for row in rows:
         row.data_mark = marks.get(row.fingerprint, "")
 

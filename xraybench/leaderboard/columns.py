@@ -235,7 +235,8 @@ def data_legend(rows: list[Row]) -> str:
     first = {r.data_mark: r for r in reversed(rows)}
     if len(first) < 2:
         return ""
-    named = [f"px{mark or ' unmarked'} = {r.data_name or '?'} (data {r.fingerprint[:12]})"
+    named = [f"px{mark or ' unmarked'} = {r.data_name or '?'} "
+             f"({f'data {r.fingerprint[:12]}' if r.fingerprint else 'no fingerprint'})"
              for mark, r in sorted(first.items(), key=lambda kv: _mark_order(kv[0]))]
     return f"Rows on {len(named)} data sets: {'; '.join(named)}."
 

@@ -51,9 +51,13 @@ def _row_name(record: RunRecord) -> str:
 
 
 def _label(record: RunRecord) -> str:
-    return mpl_text(_row_name(record))  # a "$" in a name is no mathtext
+    """A plotted run: its row's name and its seed (a row's curves are its lowest-seed run's)."""
+    seed = "" if record.seed is None else f" seed {record.seed}"
+    return mpl_text(_row_name(record) + seed)  # a "$" in a name is no mathtext
 
 
+PLOTTED_RUNS = ("The curves, confusion matrices and calibration lines draw one run a row, its lowest-seed run "
+                "(named with its seed): the AUC in a legend is that run's, where the table shows the row's mean.")
 LINE_STYLES = ("-", "--", "-.", ":")
 
 
@@ -174,7 +178,7 @@ def _history(records: list[RunRecord]) -> str | None:
     for axes in (a, b):
         axes.legend(fontsize=6, ncol=2 if len(records) > 2 else 1)
     seeds = ", ".join(str(r.seed) for r in records)
-    fig.suptitle(f"{_label(records[0])}: {len(records)} run{'s' if len(records) > 1 else ''}, "
+    fig.suptitle(f"{mpl_text(_row_name(records[0]))}: {len(records)} run{'s' if len(records) > 1 else ''}, "
                  f"seed{'s' if len(records) > 1 else ''} {seeds}", fontsize=8)
     fig.tight_layout()
     return _png(fig)
@@ -329,6 +333,7 @@ Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done run
 {"".join(f"<p>{html_text(gap)}</p>" for gap in lb.reference_gaps(ctx["rows"]))}
 {_produced_html(ctx['rows'])}
 <h2>ROC and precision-recall curves</h2>
+<p>{html_text(PLOTTED_RUNS)}</p>
 <figure>{html_img(images['roc'], 'ROC curves')}</figure><figure>{html_img(images['pr'], 'precision-recall curves')}</figure>
 <h2>Confusion matrices</h2>
 <figure>{html_img(images['confusion'], 'confusion matrices')}</figure>
@@ -424,7 +429,8 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
         *[f"- left out: {md_code(s.path)} ({md_text(s.reason)})" for s in ctx["skipped"]],
         lb.render_markdown(ctx["rows"], ctx["published"], f"Leaderboard, at {_at(ctx['threshold'])}"),
-        "## ROC and precision-recall curves\n", md_img(ctx["images"]["roc"], "ROC"), md_img(ctx["images"]["pr"], "PR"),
+        "## ROC and precision-recall curves\n", md_text(PLOTTED_RUNS) + "\n",
+        md_img(ctx["images"]["roc"], "ROC"), md_img(ctx["images"]["pr"], "PR"),
         "\n## Confusion matrices\n", md_img(ctx["images"]["confusion"], "confusion matrices"),
         "\n## Calibration\n", md_img(ctx["images"]["reliability"], "reliability"),
         "\n## Training curves\n", *[md_img(b64, f"training curves {_row_name(r)}: {', '.join(ids)}")

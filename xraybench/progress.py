@@ -150,8 +150,9 @@ def run_eta(epoch: int, epochs: int, seconds_per_epoch: float, stop: StopState |
     left = max(0, epochs - epoch)
     if stop is not None and stop.stopping:
         return f"early stopping: best epoch {stop.best_epoch}, restoring its weights"
-    if left == 0:
-        return "last epoch done"
+    if left == 0:  # EarlyStopping restores its best epoch at the end of training, cap or not
+        best = stop.best_epoch if stop is not None else epoch
+        return "last epoch done" if best >= epoch else f"last epoch done: best epoch {best}, restoring its weights"
     cap = f"{plural(left, 'epoch')}, {about(left * seconds_per_epoch)}"
     if stop is None:
         return f"at most {cap} left (early stopping may end sooner)"

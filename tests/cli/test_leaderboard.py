@@ -342,3 +342,22 @@ def test_the_legend_names_p_only_where_it_is_shown_and_the_reference_row_says_re
     assert "+0.000" not in md_line and "| ref | ref |" in md_line
     row = next(r for r in json.loads(lb.render_json(rows, []))["rows"] if r["model"] == "baseline_cnn")
     assert row["delta_accuracy_vs_baseline"] == 0.0 and row["p_vs_baseline"] is None and row["is_reference"] is True
+
+
+@pytest.mark.parametrize("width", [40, 50, 60, 70])
+def test_a_narrow_terminal_keeps_accuracy_and_says_which_columns_gave_way(width):
+    """Under about 70 columns the table showed Model and Variant only: every number squeezed to
+    nothing, the note naming "SDs, third digit" alone. The rightmost columns now give way first,
+    each named under the table, and the names and the accuracy stay."""
+    rows = lb.build_rows(_records())
+    text = _table(rows, width, published=lb.published_rows())
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.lstrip().startswith("Model"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("Not shown"))
+    assert max(len(line) for line in lines[:end]) <= width and "Acc" in lines[head].split()
+    base = next(r for r in rows if r.model == "baseline_cnn")
+    assert any(line.split()[0] == "baseline_cnn" and f"{base.estimates['accuracy']:.2f}" in line
+               for line in lines[head + 1:end]), text
+    said = " ".join(lines[end:end + 3])
+    missing = [h for h in ("AUC", "ΔAcc") if h not in lines[head] and h not in lines[head - 1]]
+    assert missing and all(h in said for h in missing), said

@@ -21,6 +21,7 @@ def test_plurals_and_durations():
     [
         (20, 20, None, "last epoch done"),
         (1, 1, StopState(3, 0, 1), "last epoch done"),
+        (2, 2, StopState(3, 1, 1), "last epoch done: best epoch 1, restoring its weights"),  # what is evaluated
         (5, 20, StopState(3, 3, 2, stopping=True), "early stopping: best epoch 2"),
         (5, 20, None, "at most 15 epochs, ~2m 30s left (early stopping may end sooner)"),
         (18, 20, StopState(3, 0, 18), "2 epochs, ~20s left"),  # patience outlasts the cap

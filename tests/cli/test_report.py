@@ -320,7 +320,7 @@ def test_an_ensemble_shows_no_none(tmp_path, xb):
     from xraybench import html_report
 
     [ensemble] = [r for r in store.load().records if r.members]
-    assert ensemble.image_size is None and html_report._label(ensemble) == "ensemble a default 32px + b default 28px"
+    assert ensemble.image_size is None and html_report._label(ensemble) == "ensemble a default 32px + b default 28px seed 1"
     out = xb("report", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "r.html"))
     assert out.code == 0, out.err
     assert "None" not in (tmp_path / "r.md").read_text() and "None" not in (tmp_path / "r.html").read_text()

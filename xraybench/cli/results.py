@@ -86,8 +86,11 @@ def _leaderboard_text(args: argparse.Namespace, rows: list, published: list, sta
 def _markdown_title(threshold: str) -> str:
     from xraybench.records import PRIOR_SHIFT_DESCRIPTION
 
-    transductive = Threshold.parse(threshold).transductive
-    return "xraybench leaderboard" + (f" (prior-shift threshold, {PRIOR_SHIFT_DESCRIPTION})" if transductive else "")
+    t = Threshold.parse(threshold)
+    if t.transductive:
+        return f"xraybench leaderboard (prior-shift threshold, {PRIOR_SHIFT_DESCRIPTION})"
+    return "xraybench leaderboard, at " + ("the threshold chosen on validation" if t is Threshold.VAL
+                                          else f"threshold {t.value}")
 
 
 def _say_lacking(count: int, threshold: str) -> None:
@@ -206,8 +209,9 @@ def _print_runs_table(rows: list[tuple], title: str, console: Console) -> None:
         table.add_row(*(cells[i] for i in shown))
     console.print(table)
     if dropped:
-        console.print(f"{' and '.join(dropped)}: in the run ids (TIME-MODEL-HASH); wider terminals show "
-                      f"{'both' if len(dropped) > 1 else 'it'}.", style="dim", soft_wrap=True)
+        below = "; seed, status and reason under each id" if 3 not in shown else "; reasons under the ids" if narrow else ""
+        console.print(f"{' and '.join(dropped)}: in the run ids (TIME-MODEL-HASH){below}; wider terminals show "
+                      f"{'them' if len(dropped) > 1 or below else 'it'} in columns.", style="dim")
 
 
 def _backfill(store: ResultStore, disabled: list[str], console: Console) -> int:

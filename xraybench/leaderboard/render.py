@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xraybench.leaderboard.columns import (COLUMNS, HEADERS, NAMED_COLUMNS, OPTIONAL_COLUMNS, cells, epochs_text,
+from xraybench.leaderboard.columns import (COLUMNS, DEFAULT_COLUMNS, HEADERS, NAMED_COLUMNS, OPTIONAL_COLUMNS, cells, epochs_text,
                                            footnote, legend, seed_note, short_legend, status_line)
 from xraybench.leaderboard.reference import reference_gaps
 from xraybench.leaderboard.rows import PublishedRow, Row
@@ -115,14 +115,16 @@ def _narrowed(body: list[list[str]], heads: list[str], shown: list[int]) -> list
     return levels
 
 
-def _layout(body: list[list[str]], n_runs: int, width: int, headers: Sequence[str] | None = None) -> _Layout:
+def _layout(body: list[list[str]], n_runs: int, width: int, headers: Sequence[str] | None = None,
+            chosen: bool = False) -> _Layout:
     """The layout of a table that fits ``width`` cells.
 
     ``headers``: the columns of ``body`` (None: every column, and optional ones may be dropped,
-    ``OPTIONAL_COLUMNS`` first to last). Chosen columns are never dropped. Then, in turn: a
+    ``OPTIONAL_COLUMNS`` first to last). ``chosen`` columns (``--columns``) are never dropped. Then, in turn: a
     boxed table with every name whole, with run names whole (published names cut with "…"); a
     borderless one whose cells lose SDs and digits stage by stage (``_shortened``), first with
-    run names whole, then with names cut down to ``NAME_FLOORS``. Names never wrap."""
+    run names whole, then with names cut down to ``NAME_FLOORS``; last, the rightmost default
+    columns dropped until it fits (never the first value column). Names never wrap."""
     heads = list(HEADERS if headers is None else headers)
     shown = list(range(len(heads)))
     floors: dict[str, int] | None
@@ -140,13 +142,22 @@ def _layout(body: list[list[str]], n_runs: int, width: int, headers: Sequence[st
             if w is not None:
                 return _Layout(shown, heads, narrowed, w, cut, True)
     cut, narrowed = levels[-1]
+    # Still too wide: the rightmost default columns give way (named under the table), down to the first value (Acc),
+    # names cut to NAME_FLOORS; then the same with names at LAST_FLOORS.
+    keep = next((k + 1 for k, i in enumerate(shown) if heads[i] in _VALUE_HEADERS), len(shown))
+    for floors in ((NAME_FLOORS, LAST_FLOORS) if not chosen else ()):
+        for end in range(len(shown), keep - 1, -1):
+            w = _widths(heads, narrowed, n_runs, width, shown[:end], False, floors)
+            if w is not None:
+                return _Layout(shown[:end], heads, narrowed, w, cut, True)
     return _Layout(shown, heads, narrowed, _widths(heads, narrowed, n_runs, width, shown, False, LAST_FLOORS), cut, True)
 
 
 def _fit(rows: list[Row], published: list[PublishedRow], width: int, columns: Sequence[str] | None) -> _Layout:
     cols = COLUMNS if columns is None else [NAMED_COLUMNS[name] for name in columns]
     body = [cells(row, cols) for row in [*rows, *published]]
-    return _layout(body, len(rows), width, None if columns is None else [c.header for c in cols])
+    return _layout(body, len(rows), width, None if columns is None else [c.header for c in cols],
+                   chosen=columns is not None and tuple(columns) != tuple(DEFAULT_COLUMNS))
 
 
 def _header_lines(header: str, width: int | None) -> str:

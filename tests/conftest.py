@@ -121,7 +121,10 @@ def _state(runs: TrainedRuns) -> dict[str, tuple[int, int]]:
 def trained_copy(trained: TrainedRuns, tmp_path: Path) -> TrainedRuns:
     """``trained`` with a results folder of the test's own (``tmp_path / "results"``), for a test
     that writes into it (records, exports, explanations, a changed model file)."""
-    return trained._replace(results=Path(shutil.copytree(trained.results, tmp_path / "results")))
+    # less the summary index and its temporary copies: a reader in the other xdist worker may be rewriting them
+    # (a copy raced one's rename away mid-copy); the copy's store builds its own index
+    skip = shutil.ignore_patterns("*.index.json", "*.index.json.*")
+    return trained._replace(results=Path(shutil.copytree(trained.results, tmp_path / "results", ignore=skip)))
 
 
 def real_data_path() -> Path | None:

@@ -326,6 +326,19 @@ def test_the_section_escapes_what_records_and_scores_hold_and_starts_no_child(tm
     assert md.count(nasty) == md.count(f"`{nasty}`") >= 1  # in Markdown only inside code spans (md_code): inert
 
 
+def test_hard_cases_on_the_built_in_copy_have_thumbnails_from_its_npz(tmp_path, monkeypatch):
+    """The built-in copy is one .npz, not a folder of images: its hard cases showed empty cells."""
+    from xraybench.data import builtin
+
+    names = [str(n) for n in builtin.load_arrays()["names"][:2]]
+    scored = {names[0]: (0, 0.9), names[1]: (1, 0.1), "not/in/the/copy.jpeg": (0, 0.9)}
+    store = _store_with(tmp_path, [("m1", scored), ("m2", scored)], source=builtin.NPZ)
+    monkeypatch.setattr(jobs.MapMaker, "maps", lambda *a, **k: (_ for _ in ()).throw(AssertionError("no child")))
+    loaded = store.load(full=True).records
+    thumbs = {c.image_id: c.thumbnail for c in report.build(store, loaded, loaded, store.scores).hard[0].cases}
+    assert thumbs[names[0]] and thumbs[names[1]] and thumbs["not/in/the/copy.jpeg"] is None
+
+
 def test_a_model_that_hangs_costs_the_report_one_panel_not_the_report(xray_data, xraybench_env, test_plugins,
                                                                      monkeypatch):
     """A saved model whose predictions hang (it trained and saved well) is given up after

@@ -28,6 +28,7 @@ Every text that comes from records, scores files, paths or plugins is escaped he
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -175,6 +176,9 @@ def _thumbnail(source: Path | None, image_id: str) -> str | None:
 
     if source is None:
         return None
+    if source.suffix == ".npz":  # the built-in copy (or another xraybench .npz): its images by name
+        image = _npz_images(source).get(image_id)
+        return None if image is None else _png(np.repeat(_resized(image), 3, axis=-1))
     try:
         root = source.resolve()
         path = (root / image_id).resolve()
@@ -188,11 +192,32 @@ def _thumbnail(source: Path | None, image_id: str) -> str | None:
     return _png(np.repeat(np.asarray(array), 3, axis=-1) if np.asarray(array).shape[-1] == 1 else np.asarray(array))
 
 
+@functools.lru_cache(maxsize=2)
+def _npz_images(path: Path) -> dict[str, np.ndarray]:
+    """An xraybench ``.npz``'s images by name ({} when it cannot be read: no thumbnails, no error)."""
+    from xraybench.data.builtin import load_arrays
+
+    try:
+        arrays = load_arrays(path)
+    except XRayBenchError:  # DataError
+        return {}
+    return {str(name): image for name, image in zip(arrays["names"], arrays["images"])}
+
+
+def _resized(image: np.ndarray) -> np.ndarray:
+    from xraybench.data.images import resize_array
+
+    return np.asarray(resize_array(image, THUMB_SIDE, 1))
+
+
 def _source(members: Sequence[RunRecord]) -> Path | None:
+    """Where the records' images are here: their data folder, or the ``.npz`` they were read from."""
     for record in members:
         source = (record.data or {}).get("source")
-        if isinstance(source, str) and source and Path(source).expanduser().is_dir():
-            return Path(source).expanduser()
+        if isinstance(source, str) and source:
+            path = Path(source).expanduser()
+            if path.is_dir() or (path.suffix == ".npz" and path.is_file()):
+                return path
     return None
 
 
@@ -351,7 +376,8 @@ def _hard_html(hard: HardPanel) -> list[str]:
     """One data set's hard cases: what they are, then a table of thumbnails, ids and how often wrong."""
     intro = (f"Data set {hard.fingerprint[:12]}...: {hard.hard} test image(s) are called wrongly by more than "
              f"half of its {hard.runs} runs, each at its validation threshold; the {len(hard.cases)} most "
-             "often wrong are shown (thumbnails read from the data folder the records name, where it is here).")
+             "often wrong are shown (thumbnails read from the data the records name, where it is here; ensembles "
+             "are not counted as runs).")
     parts = [f"<p>{html_text(hard.note or intro)}</p>"]
     if hard.cases:
         rows_html = "".join(
@@ -421,7 +447,7 @@ def render_markdown(section: Section) -> str:
             lines.append(f"{md_text(hard.note)}\n")
             continue
         lines.append(f"Data set {md_code(hard.fingerprint[:12])}: {hard.hard} test image(s) called wrongly by more "
-                     f"than half of its {hard.runs} runs.\n")
+                     f"than half of its {hard.runs} runs (ensembles not counted).\n")
         lines += [f"- {md_code(c.image_id)}: true {LABELS[c.label]}, wrong in {c.wrong} of {c.runs}, mean "
                   f"P(PNEUMONIA) {c.mean_score:.3f}" for c in hard.cases]
         lines.append("")

@@ -233,7 +233,7 @@ class EpochBar:
         self._progress.update(
             self._task, completed=min(done, self.steps),
             rate=f"{done * self.batch_size / elapsed:.0f} img/s" if elapsed > 0 else "- img/s",
-            phase="left" if done < self.steps else "elapsed, validating",
+            phase="left" if done < self.steps else "validating",  # the time then is the elapsed time
             loss="loss -" if loss is None or not math.isfinite(loss) else f"loss {loss:.4f}",
         )
 

@@ -361,3 +361,11 @@ def test_a_narrow_terminal_keeps_accuracy_and_says_which_columns_gave_way(width)
     said = " ".join(lines[end:end + 3])
     missing = [h for h in ("AUC", "ΔAcc") if h not in lines[head] and h not in lines[head - 1]]
     assert missing and all(h in said for h in missing), said
+
+
+def test_markdown_names_its_threshold(tmp_path, xb):
+    """The published LEADERBOARD-val-threshold.md began "## xraybench leaderboard", its threshold said nowhere."""
+    _store(tmp_path)
+    for threshold, said in (("0.5", "at threshold 0.5"), ("val", "at the threshold chosen on validation")):
+        out = _board(xb, tmp_path, "--format", "markdown", "--threshold", threshold)
+        assert f"## xraybench leaderboard, {said}\n" in out.out, out.out[:300]

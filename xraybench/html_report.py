@@ -25,7 +25,7 @@ from xraybench.escaping import html_img, html_table, html_text, md_code, md_img,
 from xraybench.explain import report as explain_report  # the "Where the models look" section (numpy only)
 from xraybench.leaderboard.columns import data_legend
 from xraybench.leaderboard.render import PRODUCED_HEADERS, produced
-from xraybench.records import FIXED_THRESHOLD, LABELS, RunRecord
+from xraybench.records import FIXED_THRESHOLD, LABELS, RunRecord, Threshold
 from xraybench.results import ResultStore, Skipped
 
 COMMAND = "report"  # its files carry xraybench.generated's marker: <meta name="generator"> and the Markdown's first line
@@ -327,7 +327,7 @@ def render_html(ctx: dict[str, Any]) -> str:
 ({'a fixed 0.5' if fixed else "chosen on validation, never on test: " + html_text(_methods(ctx))}).
 Runs: {', '.join(f'{k} {v}' for k, v in ctx['statuses'].items())}; only done runs are ranked.</p>
 {_skipped_html(ctx)}
-<h2>Leaderboard, at {html_text(_at(ctx['threshold']))}</h2>
+<h2>Leaderboard, at {html_text(Threshold.parse(ctx['threshold']).words)}</h2>
 {_table_html(ctx['rows'], ctx['published'])}
 <p>{html_text(lb.footnote(ctx["rows"]))} Italic rows are published figures, not runs.</p>
 {"".join(f"<p>{html_text(gap)}</p>" for gap in lb.reference_gaps(ctx["rows"]))}
@@ -356,10 +356,6 @@ GLANCE_HEADERS = ("Model", "Variant", "px", "Runs", "Accuracy", "Accuracy 95% CI
 GLANCE_COLUMNS = [lb.NAMED_COLUMNS[name] for name in ("image_size", "runs", "accuracy", "accuracy_ci", "roc_auc")]
 
 
-def _at(threshold: str) -> str:
-    return "the threshold chosen on validation" if threshold == "val" else f"threshold {threshold}"
-
-
 def _moved(ctx: dict[str, Any]) -> str:
     """Why the leaderboard below ranks otherwise, where it is at another threshold, with the top
     row that ranks lowest there: a reader sees one row first here and last there."""
@@ -367,14 +363,13 @@ def _moved(ctx: dict[str, Any]) -> str:
         return ""
     key = lambda r: (r.model, r.variant, r.image_size, r.fingerprint, r.backend)  # noqa: E731
     board = {key(r): i for i, r in enumerate(ctx["rows"], 1)}
-    places = [board.get(key(r), 0) for r in ctx["glance"]]
-    if places == sorted(places) and places == list(range(1, len(places) + 1)):  # the same top rows, the same order
+    if [board.get(key(r), 0) for r in ctx["glance"]] == list(range(1, len(ctx["glance"]) + 1)):  # the same order
         return ""
     row = max(ctx["glance"], key=lambda r: board.get(key(r), 0))
     place = board.get(key(row), 0)
     example = (f"; {_name(row.model, row.variant, row.image_size)}, #{ctx['glance'].index(row) + 1} here, is "
                f"#{place} of {len(ctx['rows'])} there") if place > ctx["glance"].index(row) + 1 else ""
-    return (f" The leaderboard below is at {_at(ctx['threshold'])}, so its order differs: there, a model whose "
+    return (f" The leaderboard below is at {Threshold.parse(ctx['threshold']).words}, so its order differs: there, a model whose "
             f"validation-chosen threshold is far from 0.5 loses accuracy{example} (xraybench report --threshold val "
             "ranks both alike).")
 
@@ -399,12 +394,13 @@ def glance(ctx: dict[str, Any]) -> tuple[str, list[list[str]]]:
 def _glance_html(ctx: dict[str, Any]) -> str:
     text, cells = glance(ctx)
     table = html_table(GLANCE_HEADERS, cells, ' id="glance"')
-    return f"<h2>Results at a glance, at {html_text(_at(ctx['glance_threshold']))}</h2>\n{table}\n<p>{html_text(text)}</p>"
+    at = html_text(Threshold.parse(ctx["glance_threshold"]).words)
+    return f"<h2>Results at a glance, at {at}</h2>\n{table}\n<p>{html_text(text)}</p>"
 
 
 def _glance_markdown(ctx: dict[str, Any]) -> str:
     text, cells = glance(ctx)
-    heading = f"## Results at a glance, at {_at(ctx['glance_threshold'])}\n"
+    heading = f"## Results at a glance, at {Threshold.parse(ctx['glance_threshold']).words}\n"
     return "\n".join([heading, *md_table(GLANCE_HEADERS, cells)]) + f"\n\n{md_text(text)}\n"
 
 
@@ -428,7 +424,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         _glance_markdown(ctx),
         f"Generated {ctx['generated']}; metrics at threshold {threshold}.\n",
         *[f"- left out: {md_code(s.path)} ({md_text(s.reason)})" for s in ctx["skipped"]],
-        lb.render_markdown(ctx["rows"], ctx["published"], f"Leaderboard, at {_at(ctx['threshold'])}"),
+        lb.render_markdown(ctx["rows"], ctx["published"], f"Leaderboard, at {Threshold.parse(ctx['threshold']).words}"),
         "## ROC and precision-recall curves\n", md_text(PLOTTED_RUNS) + "\n",
         md_img(ctx["images"]["roc"], "ROC"), md_img(ctx["images"]["pr"], "PR"),
         "\n## Confusion matrices\n", md_img(ctx["images"]["confusion"], "confusion matrices"),

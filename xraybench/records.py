@@ -109,6 +109,13 @@ class Threshold(enum.Enum):
         return _THRESHOLD_KEYS[self][1]
 
     @property
+    def words(self) -> str:
+        """The operating point in a heading: "threshold 0.5", "the threshold chosen on validation"."""
+        if self is Threshold.PRIOR:
+            return f"the prior-shift threshold ({PRIOR_SHIFT_DESCRIPTION})"
+        return "the threshold chosen on validation" if self is Threshold.VAL else f"threshold {self.value}"
+
+    @property
     def transductive(self) -> bool:
         """Whether the threshold was set with the (unlabeled) test scores: never ranked with the others."""
         return self is Threshold.PRIOR

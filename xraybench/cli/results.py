@@ -84,13 +84,7 @@ def _leaderboard_text(args: argparse.Namespace, rows: list, published: list, sta
 
 
 def _markdown_title(threshold: str) -> str:
-    from xraybench.records import PRIOR_SHIFT_DESCRIPTION
-
-    t = Threshold.parse(threshold)
-    if t.transductive:
-        return f"xraybench leaderboard (prior-shift threshold, {PRIOR_SHIFT_DESCRIPTION})"
-    return "xraybench leaderboard, at " + ("the threshold chosen on validation" if t is Threshold.VAL
-                                          else f"threshold {t.value}")
+    return f"xraybench leaderboard, at {Threshold.parse(threshold).words}"
 
 
 def _say_lacking(count: int, threshold: str) -> None:

@@ -183,7 +183,7 @@ def footnote(rows: list[Row], p: bool = True) -> str:
                    + ")." + (" p is the exact McNemar test of each row's lowest-seed run against the reference row's "
                              "lowest-seed run on the same test images." if p else "") + (f" Note: {note}." if note else ""))
     lead = TRANSDUCTIVE_NOTE + " " if any(r.transductive for r in rows) else ""
-    data = " " + data_legend(rows) if data_legend(rows) else ""
+    data = f" {legend}" if (legend := data_legend(rows)) else ""
     return (f"{lead}{against}{data} Values are mean±SD over distinct seeds (repeated seeds are averaged first and shown as "
             "\"runs (n seeds)\"; identical repeats, same model, parameters, seed, data, backend and version, count "
             f"once). {INTERVAL_NOTE}" + _fallback_note(rows)
@@ -222,7 +222,7 @@ def short_legend(rows: list[Row], headers: Sequence[str], sds: bool = True) -> s
     words += _metric_words(shown, False)
     named, against = [h for h in ("ΔAcc", "p") if h in shown], _against(rows)
     against = f" {', '.join(named)}: against {against}." if named and against else ""
-    data = " " + data_legend(rows) if data_legend(rows) else ""
+    data = f" {legend}" if (legend := data_legend(rows)) else ""
     marked = _fallback_note(rows).replace(" CIs marked * (", " * (") if any(h.endswith("95% CI") for h in shown) else ""
     return (("; ".join(words) + ". ") if words else "") + (
         ("± = SD over seeds; " if sds else "") + "CI = 95% interval of the value shown (seeds, then test images, "

@@ -171,25 +171,26 @@ def hard_cases(records: Iterable[RunRecord], scores_of: Callable[[str], dict | N
 
 def _thumbnail(source: Path | None, image_id: str) -> str | None:
     """A grey thumbnail of ``source/image_id`` as base64 PNG, when that is an image file inside
-    ``source`` (ids come from scores files: one that leads out of the folder is not followed)."""
+    ``source`` (ids come from scores files: one that leads out of the folder is not followed), or
+    the image of that name in an xraybench ``.npz`` (the built-in copy)."""
+    from xraybench.data.images import resize_array
     from xraybench.data.parallel import decode_one
 
     if source is None:
         return None
-    if source.suffix == ".npz":  # the built-in copy (or another xraybench .npz): its images by name
+    if source.suffix == ".npz":
         image = _npz_images(source).get(image_id)
-        return None if image is None else _png(np.repeat(_resized(image), 3, axis=-1))
-    try:
-        root = source.resolve()
-        path = (root / image_id).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        grey = None if image is None else resize_array(image, THUMB_SIDE, 1)
+    else:
+        try:
+            root = source.resolve()
+            path = (root / image_id).resolve()
+            if not path.is_relative_to(root) or not path.is_file():
+                return None
+        except (OSError, ValueError):
             return None
-    except (OSError, ValueError):
-        return None
-    array, _mode, _size, _digest, error = decode_one(str(path), THUMB_SIDE, 1)
-    if error is not None or array is None:
-        return None
-    return _png(np.repeat(np.asarray(array), 3, axis=-1) if np.asarray(array).shape[-1] == 1 else np.asarray(array))
+        grey, _mode, _size, _digest, _error = decode_one(str(path), THUMB_SIDE, 1)  # None on an error
+    return None if grey is None else _png(np.repeat(np.asarray(grey), 3, axis=-1))
 
 
 @functools.lru_cache(maxsize=2)
@@ -202,12 +203,6 @@ def _npz_images(path: Path) -> dict[str, np.ndarray]:
     except XRayBenchError:  # DataError
         return {}
     return {str(name): image for name, image in zip(arrays["names"], arrays["images"])}
-
-
-def _resized(image: np.ndarray) -> np.ndarray:
-    from xraybench.data.images import resize_array
-
-    return np.asarray(resize_array(image, THUMB_SIDE, 1))
 
 
 def _source(members: Sequence[RunRecord]) -> Path | None:

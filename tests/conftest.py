@@ -15,7 +15,7 @@ sys.path.insert(0, str(HERE / "helper_plugins"))
 
 from xraybench.training.backend import ensure_keras_backend, installed  # noqa: E402
 from proctools import XB, spawn  # noqa: E402, F401 (spawn: a running xraybench process, to signal or watch)
-from recordfactory import TrainedRuns, train_runs  # noqa: E402
+from recordfactory import TRAINED_MARK, TrainedRuns, read_runs, train_runs  # noqa: E402
 
 # The suite trains on TensorFlow where it is installed (".[test]" brings it), as the published rows
 # did: named here, explicitly, since the default backend is JAX whatever is installed
@@ -78,13 +78,8 @@ def trained(tmp_path_factory) -> Iterator[TrainedRuns]:
     root = _session_dir(tmp_path_factory, "trained")
     with _one_at_a_time(root), pytest.MonkeyPatch.context() as mp:  # before any test's own _no_user_folders
         _private_user_folders(mp, root / "user")
-        if (root / "results").is_dir():  # the other xdist worker trained them: read, never trained twice
-            from xraybench.results import ResultStore
-
-            found = ResultStore(root / "results").load().records
-            runs = TrainedRuns(root / "chest_xray", root / "results", {r.model: r.run_id for r in found})
-        else:
-            runs = train_runs(root)
+        # the other xdist worker trained them (its last step marks it): read, never trained twice
+        runs = read_runs(root) if (root / TRAINED_MARK).is_file() else train_runs(root)
     before = _state(runs)
     yield runs
     after = _state(runs)

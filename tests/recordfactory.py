@@ -50,7 +50,6 @@ def train_runs(root: Path) -> TrainedRuns:
     """Every ``TRAINED_MODELS`` model trained for one epoch at ``TRAINED_SIZE`` px on
     ``make_kaggle_tree`` data under ``root``, through the CLI as a user runs it."""
     from xraybench.cli import main
-    from xraybench.results import ResultStore
     from xraybench.synthetic import make_kaggle_tree
 
     data = make_kaggle_tree(root / "chest_xray")
@@ -58,6 +57,18 @@ def train_runs(root: Path) -> TrainedRuns:
     code = main(["run", *(a for m in TRAINED_MODELS for a in ("--model", m)), "--data", str(data), "--image-size",
                  str(TRAINED_SIZE), "--epochs", "1", "--results", str(results)])
     assert code == 0
-    ids = {r["model"]: r["run_id"] for r in ResultStore(results).records()}
-    assert set(ids) == set(TRAINED_MODELS)
-    return TrainedRuns(data, results, ids)
+    runs = read_runs(root)
+    assert set(runs.ids) == set(TRAINED_MODELS)
+    (root / TRAINED_MARK).touch()  # last: another xdist worker reuses only a complete set
+    return runs
+
+
+TRAINED_MARK = "trained.ok"
+
+
+def read_runs(root: Path) -> TrainedRuns:
+    """The runs ``train_runs`` made under ``root``."""
+    from xraybench.results import ResultStore
+
+    return TrainedRuns(root / "chest_xray", root / "results",
+                       {r["model"]: r["run_id"] for r in ResultStore(root / "results").records()})

@@ -69,6 +69,4 @@ def _intervals(record: RunRecord, scores: dict[str, Any], threshold: float, at: 
 
     stored = dict(record.intervals_at(at) or {})
     missing = [m.key for m in bootstrapped() if m.key not in stored]
-    if not missing:
-        return stored
     return with_missing_intervals(stored, scores["test_labels"], scores["test_scores"], threshold, record.seed or 0, missing)

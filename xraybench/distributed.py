@@ -637,7 +637,8 @@ def run_batch(prepared: list, store: Any, console: Any, workers: int | None, sch
 
     with CtrlC() as ctrl_c, connect(workers, scheduler, gpu, console, connected) as (client, what):
         runs.scheduler, runs.watch = client.scheduler.address, Watch(client, runs.labels, console, gpu, runs.started)
-        code = {id(p.spec): _expected(p.spec) for p in runs.runs.values()}  # hashed once per spec
+        specs = {id(p.spec): p.spec for p in runs.runs.values()}
+        code = {key: _expected(spec) for key, spec in specs.items()}  # hashed once per spec, not per run
         futures = {client.submit(run_task, p.ship(replace(p.dataset, splits=None)),  # the images: found there (_data_here)
                                  code[id(p.spec)], env, runs.stop_event, key=key,
                                  resources={GPU_RESOURCE: 1} if gpu else None): key for key, p in runs.runs.items()}

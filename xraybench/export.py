@@ -570,7 +570,7 @@ def run_metrics(record: RunRecord) -> list[tuple[str, float, int]]:
 def run_tags(record: RunRecord) -> dict[str, str]:
     """What identifies the run: model, plugin and its version, seed, data, xraybench."""
     from xraybench import __version__
-    from xraybench.leaderboard import trained_on
+    from xraybench.specs import trained_on
 
     env = record.environment or {}
     tags = {

@@ -133,11 +133,11 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _reason(exc: BaseException, expected: tuple[type, ...]) -> str:
+    from xraybench.errors import first_line
     from xraybench.training import one_line
 
     if isinstance(exc, expected):
-        text = str(exc).strip()
-        return text.splitlines()[0] if text else type(exc).__name__
+        return first_line(exc)
     return f"unexpected {one_line(exc)}"
 
 

@@ -31,7 +31,7 @@ from xraybench.records import (
     coerce,
     target_sensitivity_method,
 )
-from xraybench.specs import spec_type
+from xraybench.specs import spec_type, trained_on
 
 Identity = tuple
 
@@ -125,7 +125,7 @@ def find_recorded(prepared: Any, records: Iterable[RunRecord],
 
 def recorded_line(record: RunRecord) -> str:
     """What ``run`` says instead of training (plain text; the caller escapes it)."""
-    backend = (record.environment or {}).get("backend") if spec_type(record.kind).on_keras_backend else None
+    backend = trained_on(record)
     what = f"backend {backend}, " if backend else ""
     return (f"recorded result: run {record.run_id} ({record.created_at[:16].replace('T', ' ')}) had this model, these "
             f"parameters, seed {record.seed}, this data, {what}xraybench {(record.environment or {}).get('xraybench')}; "

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from xraybench.errors import XRayBenchError
+from xraybench.errors import XRayBenchError, first_line
 from xraybench.records import DEFAULT_SEED, DEFAULT_VAL_FRACTION, RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -361,8 +361,7 @@ def run_in_process(prepared: Prepared) -> tuple[RunRecord, dict[str, Any] | None
                          wall_seconds=time.perf_counter() - start)
         raise Interrupted(record, stop_exit_code(exc)) from None
     except (harness.PluginFailure, XRayBenchError) as exc:
-        text = str(exc).strip()
-        return _finish(prepared, record, save_to, RunStatus.ERROR, text.splitlines()[0] if text else type(exc).__name__,
+        return _finish(prepared, record, save_to, RunStatus.ERROR, first_line(exc),
                        traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - start), None
     return _finish(prepared, record, save_to, RunStatus.DONE, "", results, wall_seconds=time.perf_counter() - start,
                    cpu_seconds=time.process_time() - cpu_start), scores

@@ -6,7 +6,6 @@ arrays only, and import nothing heavy, so listing models stays fast.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +58,6 @@ class ImageSet:
         return {name: int((self.labels == i).sum()) for i, name in enumerate(LABELS)}
 
 
-@functools.cache
 def spec_type(kind: str | None) -> type[ModelSpec]:
     """The loaded spec type that declares ``kind``, the first defined where several do (what the
     leaderboard asks of a stored run), or ``ModelSpec`` where none does (its attributes claim nothing)."""
@@ -107,10 +105,6 @@ class ModelSpec:
     library: ClassVar[str] = ""
     on_keras_backend: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        spec_type.cache_clear()  # a family loaded after a run was read: asked again
-
     def all_defaults(self, recipe: str | None = None) -> dict[str, Any]:
         """The parameters a plain run uses: ``defaults`` (a Keras model adds its training recipe's).
 
@@ -146,6 +140,17 @@ class KerasModel(ModelSpec):
         from xraybench.training import recipes
 
         return recipes.all_defaults(self.defaults, self.recipe, recipe)
+
+
+def trained_on(record: RunRecord) -> str | None:
+    """The Keras backend a run trained with (None for families without one): the same command
+    trains on TensorFlow or JAX depending on the install, with other random streams and other
+    speeds, so runs of different backends are rows of their own, never one mean."""
+    if record.members is not None:  # an ensemble trained nothing: its members' backends
+        return "+".join(sorted({str(m["backend"]) for m in record.members if m.get("backend")})) or None
+    if not spec_type(record.kind).on_keras_backend:
+        return None
+    return (record.environment or {}).get("backend")
 
 
 def trained_with(record: RunRecord) -> tuple[str, str | None]:

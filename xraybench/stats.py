@@ -77,6 +77,8 @@ def with_missing_intervals(stored: dict[str, Any], labels: Any, scores: Any, thr
     """A record's ``stored`` intervals plus those of ``keys`` it predates, bootstrapped with the stored
     ``_meta`` (resamples, seed, level; ``seed`` where none is stored), so the new ones join the same
     resamples. ``compare`` shows them; ``runs --backfill`` writes them. The stored ``_meta`` is kept."""
+    if not keys:
+        return stored
     meta = stored.get("_meta") or {}
     how = {"resamples": meta.get("resamples", 1000), "seed": meta.get("seed", seed), "level": meta.get("level", 0.95)}
     new = bootstrap_intervals(labels, scores, threshold, keys=keys, **how)

@@ -12,7 +12,8 @@ from xraybench.leaderboard.reference import reference_command, reference_gaps
 from xraybench.leaderboard.render import (COMMAND, CSV_HEADER, render_csv, render_json, render_markdown, render_table,
                                           table_text, with_marker)
 from xraybench.leaderboard.rows import (PublishedRow, Reference, Row, ensemble_variant, published_rows, threshold_label,
-                                        trained_on, variant)
+                                        variant)
+from xraybench.specs import trained_on
 
 __all__ = [
     "COLUMNS", "COMMAND", "CSV_HEADER", "DEFAULT_COLUMNS", "ENSEMBLE_NOTE", "HEADERS", "NAMED_COLUMNS", "ROW_RESAMPLES",

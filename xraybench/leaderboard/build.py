@@ -18,11 +18,12 @@ from typing import Any
 
 from xraybench.errors import XRayBenchError
 from xraybench.leaderboard.reference import ScoresLoader, choose_reference, compare_with_reference
-from xraybench.leaderboard.rows import METRICS, SORTABLE, Reference, Row, threshold_label, trained_on, variant
+from xraybench.leaderboard.rows import METRICS, SORTABLE, Reference, Row, threshold_label, variant
 from xraybench.metric_registry import REGISTRY
 from xraybench.records import FIXED_THRESHOLD, InvalidRecord, RunRecord, RunStatus, Threshold, coerce
 from xraybench.redaction import mask_command, mask_text
 from xraybench.repeats import distinct_runs
+from xraybench.specs import trained_on
 
 ASCENDING = {m.key for m in REGISTRY if not m.higher_is_better} | {"train_seconds"}
 ROW_RESAMPLES = 1000  # the hierarchical bootstrap of a row of several seeds: resamples and seed (deterministic)

@@ -1,6 +1,6 @@
 """What a leaderboard row is: ``Row`` (one configuration's runs, mean ± SD over distinct seeds),
 ``PublishedRow`` (a published figure shown beside them, never a run) and ``Reference`` (the
-reference model rows are compared with); and which row a run joins (``variant``, ``trained_on``).
+reference model rows are compared with); and which row a run joins (``variant``; its backend: ``specs.trained_on``).
 
 Renderers read rows only through these types; ``Row.to_dict`` is the one place their JSON keys
 are named (older names kept: ``delta_accuracy_vs_baseline``, ``p_vs_baseline``).
@@ -15,7 +15,6 @@ from typing import Any
 
 from xraybench.metric_registry import REGISTRY
 from xraybench.records import FIXED_THRESHOLD, PRIOR_SHIFT_DESCRIPTION, RunRecord, Threshold, coerce
-from xraybench.specs import spec_type
 
 METRICS = {m.key: m.label for m in REGISTRY}
 SORTABLE = tuple(METRICS) + ("train_seconds", "created_at")
@@ -132,17 +131,6 @@ def published_rows() -> list[PublishedRow]:
                          image_size=fig.get("image_size"), estimates={m.key: m.value(fig) for m in REGISTRY},
                          sds=dict.fromkeys(METRICS)) for fig in FIGURES]
 
-
-
-def trained_on(record: RunRecord) -> str | None:
-    """The Keras backend a run trained with (None for families without one): the same command
-    trains on TensorFlow or JAX depending on the install, with other random streams and other
-    speeds, so runs of different backends are rows of their own, never one mean."""
-    if record.members is not None:  # an ensemble trained nothing: its members' backends
-        return "+".join(sorted({str(m["backend"]) for m in record.members if m.get("backend")})) or None
-    if not spec_type(record.kind).on_keras_backend:
-        return None
-    return (record.environment or {}).get("backend")
 
 
 def variant(record: RunRecord | dict[str, Any]) -> str:

@@ -157,5 +157,6 @@ def trains_in_epochs(spec: ModelSpec | str | None) -> bool:
 
 def one_line(exc: BaseException) -> str:
     """An exception as one line, ``Type: first line of its message``, for records and tables."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__
+    from xraybench.errors import first_line
+
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__

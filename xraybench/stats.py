@@ -116,7 +116,20 @@ def hierarchical_intervals(
     import numpy as np
 
     y = np.asarray(labels).astype(int)
-    w = _counts(len(y), resamples, seed)
+    mean_point, mean_boot = _mean_over_seeds(y, seeds, _counts(len(y), resamples, seed), seed + 1, keys)
+    out = _percentiles(mean_point, mean_boot, level)
+    out["_meta"] = {"resamples": resamples, "seed": seed, "level": level, "method": "hierarchical", "seeds": len(seeds),
+                    "thresholds": [[float(t) for _, t in runs] for runs in seeds]}
+    return out
+
+
+def _mean_over_seeds(y: np.ndarray, seeds: Sequence[Sequence[tuple[Any, float]]], w: np.ndarray, seed_draws: int,
+                     keys: Sequence[str] | None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """A row's mean over seeds of each metric: on the whole test set, and on each image resample of
+    ``w`` with the seeds resampled too (drawn with ``seed_draws``). Repeats of a seed are averaged
+    into that seed's value first."""
+    import numpy as np
+
     one = np.ones((1, len(y)))
     boots, points = [], []  # per seed: {metric: values}, averaged over that seed's runs
     for runs in seeds:
@@ -126,17 +139,41 @@ def hierarchical_intervals(
         boots.append({name: np.mean([b[name] for b in boot], axis=0) for name in boot[0]})
         points.append({name: float(np.mean([p[name][0] for p in point])) for name in point[0]})
     k = len(boots)
-    v = _counts(k, resamples, seed + 1)  # how often each seed is drawn in each resample (B x k)
+    v = _counts(k, len(w), seed_draws)  # how often each seed is drawn in each resample (B x k)
     mean_boot, mean_point = {}, {}
     for name in boots[0]:
         per_seed = np.stack([b[name] for b in boots], axis=1)  # B x k, on the same image resamples
         with np.errstate(invalid="ignore"):
             mean_boot[name] = np.where(v > 0, per_seed * v, 0.0).sum(axis=1) / k
         mean_point[name] = float(np.mean([p[name] for p in points]))
-    out = _percentiles(mean_point, mean_boot, level)
-    out["_meta"] = {"resamples": resamples, "seed": seed, "level": level, "method": "hierarchical", "seeds": k,
-                    "thresholds": [[float(t) for _, t in runs] for runs in seeds]}
-    return out
+    return mean_point, mean_boot
+
+
+def paired_mean_difference(labels: Any, seeds_a: Sequence[Sequence[tuple[Any, float]]],
+                           seeds_b: Sequence[Sequence[tuple[Any, float]]], key: str = "accuracy",
+                           resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Row B's mean over seeds minus row A's, of one metric, on the same test images: the
+    difference a leaderboard shows (ΔAcc), its percentile interval and a two-sided bootstrap p.
+
+    Why not McNemar: it pairs two runs, so for rows of several seeds it tested one seed of each
+    while the table showed the difference of their means. Here the test images are resampled
+    once per resample and shared by both rows (the pairing); each row's seeds are resampled on
+    their own (two models' seeds are not paired), as ``hierarchical_intervals`` does for one row.
+    p is the Monte Carlo p of the interval's inversion, 2 (1 + resamples on the far side of 0)
+    / (resamples + 1), capped at 1: never 0 from a finite number of resamples."""
+    import numpy as np
+
+    y = np.asarray(labels).astype(int)
+    w = _counts(len(y), resamples, seed)
+    point_a, boot_a = _mean_over_seeds(y, seeds_a, w, seed + 1, [key])
+    point_b, boot_b = _mean_over_seeds(y, seeds_b, w, seed + 2, [key])
+    diff = boot_b[key] - boot_a[key]
+    diff = diff[np.isfinite(diff)]
+    alpha = (1 - level) / 2
+    low, high = np.quantile(diff, [alpha, 1 - alpha])
+    far = min(int((diff <= 0).sum()), int((diff >= 0).sum()))
+    return {"difference": point_b[key] - point_a[key], "low": float(low), "high": float(high),
+            "p_value": min(1.0, 2 * (1 + far) / (len(diff) + 1))}
 
 
 def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, float]:

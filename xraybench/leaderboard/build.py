@@ -2,14 +2,13 @@
 seeds, ensembles' rows, each row's 95% intervals, and the counts the footer gives.
 
 Nothing here trains or imports keras: rows are built from stored metrics and intervals;
-per-image scores are read by the exact McNemar test (pure Python) and by the hierarchical
-bootstrap of a row of several seeds (``row_intervals``, numpy), so that a row's 95% CI is
-that of the mean it shows. Only ``done`` runs are ranked.
+per-image scores are read by the paired test against the reference row (``reference``) and by
+the hierarchical bootstrap of a row of several seeds (``row_intervals``, numpy), so that a row's
+95% CI and p are those of the values it shows. Only ``done`` runs are ranked.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -17,7 +16,8 @@ from pathlib import PurePath
 from typing import Any
 
 from xraybench.errors import XRayBenchError
-from xraybench.leaderboard.reference import ScoresLoader, choose_reference, compare_with_reference
+from xraybench.leaderboard.reference import choose_reference, compare_with_reference
+from xraybench.leaderboard.scores import ScoresLoader, Unusable, by_seed, read_once
 from xraybench.leaderboard.rows import METRICS, SORTABLE, Reference, Row, threshold_label, variant
 from xraybench.metric_registry import REGISTRY
 from xraybench.records import FIXED_THRESHOLD, InvalidRecord, RunRecord, RunStatus, Threshold, coerce
@@ -66,8 +66,8 @@ def build_rows(records: Iterable[RunRecord | dict[str, Any]], threshold: str = T
     by_config = Counter((r.model, r.variant, r.image_size, r.fingerprint) for r in rows)
     for row in rows:
         row.backend_shown = by_config[(row.model, row.variant, row.image_size, row.fingerprint)] > 1
-    loader = None if scores_loader is None else _read_once(scores_loader)  # the paired tests and intervals share it
-    compare_with_reference(rows, reference, loader, max_paired_rows)
+    loader = None if scores_loader is None else read_once(scores_loader)  # the paired tests and intervals share it
+    compare_with_reference(rows, reference, loader, max_paired_rows, t)
     rows = [r for r in rows if r.model == model] if model else rows
     _mark_data_sets(rows)
     row_intervals(rows, t, loader, max_resampled_runs)
@@ -143,11 +143,11 @@ def _over_seeds(runs: list[RunRecord], values: list[float | None]) -> tuple[floa
     value first, so repeats never pass for a spread (one seed: no SD)."""
     if len({run.seed for run in runs}) == len(runs):  # the usual case: every run its own seed
         return _mean_sd(values)
-    by_seed: dict[Any, list[float]] = {}
+    per_seed: dict[Any, list[float]] = {}
     for run, value in zip(runs, values):
         if value is not None:
-            by_seed.setdefault(run.seed, []).append(value)
-    return _mean_sd([_mean_sd(v)[0] for v in by_seed.values()])
+            per_seed.setdefault(run.seed, []).append(value)
+    return _mean_sd([_mean_sd(v)[0] for v in per_seed.values()])
 
 
 def _hardware(record: RunRecord) -> str:
@@ -166,19 +166,6 @@ def _data_name(record: RunRecord) -> str:
     """A data set in a few words, for the footer: its reader's name for it, else its file or folder name."""
     data = record.data or {}
     return mask_text(str(data.get("dataset") or PurePath(str(data.get("source") or "?")).name))
-
-
-def _read_once(loader: ScoresLoader) -> ScoresLoader:
-    """``loader`` remembering what it returned for the length of one ``build_rows`` (nothing on
-    disk); a file it cannot read is None, as the paired tests treat it."""
-    @functools.cache
-    def read(run_id: str) -> dict | None:
-        try:
-            return loader(run_id)
-        except (OSError, ValueError):
-            return None
-
-    return read
 
 
 def row_intervals(rows: list[Row], t: Threshold, loader: ScoresLoader | None, max_runs: int = 300) -> None:
@@ -216,25 +203,11 @@ def _over_seeds_and_images(runs: list[RunRecord], t: Threshold, loader: ScoresLo
     """The hierarchical bootstrap intervals of a row's runs, or None and why not."""
     from xraybench.stats import hierarchical_intervals
 
-    ids = labels = None
-    by_seed: dict[Any, list[tuple[list, float]]] = {}
-    for run in runs:
-        scores = loader(run.run_id)
-        if not scores:
-            return None, "per-image scores missing or damaged"
-        values, ys = scores["test_scores"], scores["test_labels"]
-        if ids is None:
-            ids, labels = scores["test_ids"], ys
-        elif scores["test_ids"] != ids:  # the same images in another order are put in the first run's
-            where = {image: k for k, image in enumerate(scores["test_ids"])}
-            if len(where) != len(ids) or any(image not in where for image in ids):
-                return None, "its runs were scored on different test images"
-            values, ys = [values[where[i]] for i in ids], [ys[where[i]] for i in ids]
-        if ys != labels:
-            return None, "its runs' test labels differ"
-        threshold = (run.metrics_at(t) or {}).get("threshold", FIXED_THRESHOLD)
-        by_seed.setdefault(run.seed, []).append((values, threshold))
-    return hierarchical_intervals(labels, list(by_seed.values()), resamples=ROW_RESAMPLES, seed=ROW_BOOTSTRAP_SEED), None
+    try:
+        _ids, labels, seeds = by_seed(runs, t, loader)
+    except Unusable as why:
+        return None, str(why)
+    return hierarchical_intervals(labels, seeds, resamples=ROW_RESAMPLES, seed=ROW_BOOTSTRAP_SEED), None
 
 
 def _pool_ensembles(groups: dict[tuple, list[RunRecord]]) -> dict[tuple, list[RunRecord]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from xraybench.errors import XRayBenchError
 from xraybench.leaderboard.build import DATA_MARKS, MIN_POOLED_ENSEMBLES, ROW_RESAMPLES
-from xraybench.leaderboard.reference import reference_of
+from xraybench.leaderboard.reference import PAIRED_TESTS, reference_of
 from xraybench.leaderboard.rows import Row
 from xraybench.metric_registry import REGISTRY
 from xraybench.records import RunStatus
@@ -180,14 +180,19 @@ def footnote(rows: list[Row], p: bool = True) -> str:
         against = (f"ΔAcc = accuracy minus that of the reference, {ref.model} ({how}; default parameters, on the same "
                    f"data fingerprint, at its own {ref.image_size} px"
                    + (f"; where it has no run at that size, at the size it ran at: {', '.join(elsewhere)}" if elsewhere else "")
-                   + ")." + (" p is the exact McNemar test of each row's lowest-seed run against the reference row's "
-                             "lowest-seed run on the same test images." if p else "") + (f" Note: {note}." if note else ""))
+                   + ")." + (_tests_note(rows) if p else "") + (f" Note: {note}." if note else ""))
     lead = TRANSDUCTIVE_NOTE + " " if any(r.transductive for r in rows) else ""
     data = f" {legend}" if (legend := data_legend(rows)) else ""
     return (f"{lead}{against}{data} Values are mean±SD over distinct seeds (repeated seeds are averaged first and shown as "
             "\"runs (n seeds)\"; identical repeats, same model, parameters, seed, data, backend and version, count "
             f"once). {INTERVAL_NOTE}" + _fallback_note(rows)
             + (ENSEMBLE_NOTE if any(r.members for r in rows) else ""))
+
+
+def _tests_note(rows: list[Row]) -> str:
+    """The footer's sentence on the paired tests that gave the rows' p, only those used."""
+    used = [words for test, words in PAIRED_TESTS.items() if any(r.p_test == test for r in rows)]
+    return f" p tests each ΔAcc on the same test images: {'; '.join(used)}." if used else ""
 
 
 def _fallback_note(rows: list[Row]) -> str:

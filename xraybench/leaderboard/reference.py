@@ -1,4 +1,4 @@
-"""The reference model every row is compared with (ΔAcc and the exact McNemar p): which model
+"""The reference model every row is compared with (ΔAcc and the paired test's p): which model
 (declared by its plugin, ``ModelSpec.reference``, or ``--baseline MODEL``), at which size on each
 data set, and the footer's line for every "-" it leaves, with the command that fills it.
 
@@ -8,13 +8,14 @@ Not to be confused with the published figures (``xraybench.published``), which a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from xraybench.leaderboard.rows import Reference, Row, variant
-from xraybench.records import RunRecord
+from xraybench.leaderboard.scores import ScoresLoader, Unusable, by_seed
+from xraybench.records import RunRecord, Threshold
 
-ScoresLoader = Callable[[str], dict | None]
+PAIRED_RESAMPLES = 1000  # the paired bootstrap of ΔAcc between rows of several seeds: resamples and seed
+PAIRED_SEED = 0
 
 
 def choose_reference(records: list[RunRecord], baseline: str | None = None) -> tuple[Reference | None, str]:
@@ -83,9 +84,9 @@ def reference_for(row: Row, base: list[Row]) -> Row | None:
 
 
 def compare_with_reference(rows: list[Row], reference: Reference | None, loader: ScoresLoader | None,
-                           max_paired_rows: int) -> None:
+                           max_paired_rows: int, t: Threshold | None = None) -> None:
     """Give every row its reference row's size on its data, its ΔAcc, and (with per-image scores,
-    up to ``max_paired_rows`` rows) its exact McNemar p against the reference row, or why not."""
+    up to ``max_paired_rows`` rows) the p of a paired test of that ΔAcc (``paired_test``), or why not."""
     base = reference_base(rows, reference)
     pairs = [(row, reference_for(row, base)) for row in rows]
     for row, ref in pairs:
@@ -104,23 +105,47 @@ def compare_with_reference(rows: list[Row], reference: Reference | None, loader:
             row.p_note = (f"no default run of the reference {reference.model} on the same data: not "
                           f"compared ({reference_command(reference.model, row)} makes one)")
         elif ref is not row:
-            row.p_value, row.p_note = _mcnemar(ref, row, loader)
+            row.p_value, row.p_test, row.p_note = paired_test(ref, row, loader, t or Threshold.FIXED)
 
 
-def _mcnemar(ref: Row, row: Row, loader: ScoresLoader) -> tuple[float | None, str | None]:
-    """Exact McNemar test (accuracy at each run's threshold) of a row's representative run against
-    the reference row's, or None and why not. Only McNemar: it is pure Python and cheap enough for
-    every leaderboard; `compare` and the report add the paired-bootstrap AUC difference."""
-    from xraybench.stats import compare_runs
+def paired_test(ref: Row, row: Row, loader: ScoresLoader, t: Threshold) -> tuple[float | None, str | None, str | None]:
+    """(p, its test, why there is none) for a row's ΔAcc against the reference row, each run at its
+    own threshold. The test is of the difference the table shows: two rows of one seed each are two
+    runs, compared by the exact McNemar test (pure Python; exact for one pair of runs); where
+    either row has several seeds, ΔAcc is a difference of means over seeds, and its p is the paired
+    bootstrap of that difference (``stats.paired_mean_difference``: the images resampled together,
+    each row's seeds on their own). An earlier version gave rows of several seeds the McNemar p of
+    their lowest seeds, which tested another difference than the one shown."""
+    if ref.distinct_seeds <= 1 and row.distinct_seeds <= 1:
+        from xraybench.stats import compare_runs
 
-    a, b = loader(str(ref.representative_run)), loader(str(row.representative_run))
-    if not a or not b:
-        return None, "per-image scores missing or damaged"
+        a, b = loader(str(ref.representative_run)), loader(str(row.representative_run))
+        if not a or not b:
+            return None, None, "per-image scores missing or damaged"
+        try:
+            result = compare_runs(a, b, ref.representative_threshold, row.representative_threshold, auc=False)
+        except ValueError as exc:
+            return None, None, str(exc)
+        return result["mcnemar"]["p_value"], MCNEMAR, None
+    from xraybench.stats import paired_mean_difference
+
     try:
-        result = compare_runs(a, b, ref.representative_threshold, row.representative_threshold, auc=False)
-    except ValueError as exc:
-        return None, str(exc)
-    return result["mcnemar"]["p_value"], None
+        ids, labels, seeds_ref = by_seed(ref.records, t, loader, whose="the reference row's runs")
+        _ids, _labels, seeds_row = by_seed(row.records, t, loader, order=(ids, labels),
+                                           whose="the row's and the reference row's runs")
+    except Unusable as why:
+        return None, None, str(why)
+    result = paired_mean_difference(labels, seeds_ref, seeds_row, resamples=PAIRED_RESAMPLES, seed=PAIRED_SEED)
+    return result["p_value"], BOOTSTRAP, None
+
+
+MCNEMAR, BOOTSTRAP = "exact McNemar", "paired bootstrap"  # a row's ``p_test``
+PAIRED_TESTS = {
+    MCNEMAR: "for a row and a reference row of one run each, the exact McNemar test of the two runs",
+    BOOTSTRAP: (f"where the row or the reference row has several seeds, a paired bootstrap of the difference of "
+                f"their means ({PAIRED_RESAMPLES:,} resamples of the test images, shared by both rows, and of each "
+                "row's seeds)"),
+}
 
 
 def reference_command(model: str, row: Row) -> str:

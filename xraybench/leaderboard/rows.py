@@ -31,7 +31,8 @@ class Reference:
 
 
 # The JSON keys whose field is named otherwise here, and the fields written only when set.
-_JSON_KEYS = {"delta_accuracy": "delta_accuracy_vs_baseline", "p_value": "p_vs_baseline", "p_note": "p_vs_baseline_note"}
+_JSON_KEYS = {"delta_accuracy": "delta_accuracy_vs_baseline", "p_value": "p_vs_baseline", "p_test": "p_vs_baseline_test",
+              "p_note": "p_vs_baseline_note"}
 _ONLY_IF_SET = {"reference_note", "p_note"}
 _NOT_IN_JSON = {"sds", "reference_size", "records", "data_mark"}  # written otherwise, or not at all (data_name says it)
 
@@ -79,7 +80,8 @@ class Row:
     backend_shown: bool = False  # rows told apart only by their backend name it
     data_mark: str = ""  # rows of several data sets: "" on the one with most rows, else the mark after px
     delta_accuracy: float | None = None  # accuracy minus the reference row's
-    p_value: float | None = None  # exact McNemar against the reference row
+    p_value: float | None = None  # the paired test of ΔAcc against the reference row (``reference.paired_test``)
+    p_test: str | None = None  # which test gave p (``reference.PAIRED_TESTS``)
     is_reference: bool = False
     reference_note: str | None = None  # no reference, or several declared
     p_note: str | None = None  # why p is "-"

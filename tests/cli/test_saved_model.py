@@ -408,7 +408,8 @@ def test_a_keras_model_is_kept_only_if_it_loads_back_in_safe_mode(tmp_path, buil
 def test_a_model_staged_on_a_worker_travels_as_bytes_and_is_kept_only_as_hashed(tmp_path, tampered):
     """Dask: the worker's child stages the model in the worker's own folder; its bytes return with
     the record and the client's store keeps them only if they hash to what the record says."""
-    from xraybench.distributed import _staged_bytes, stage_returned_model
+    from xraybench.distributed.runs import stage_returned_model
+    from xraybench.distributed.worker import _staged_bytes
 
     worker, made = _done_with_model(tmp_path / "worker")  # staged under the worker's folder only
     record = made["record"]

@@ -231,7 +231,7 @@ def test_each_task_recorded_once_with_its_worker_and_isolated(cluster, shared, r
     assert status["xb_crash"]["status"] == "error" and "exited with code 13" in status["xb_crash"]["reason"]
     assert status["xb_fit_raises"]["status"] == "error" and "boom in fit" in status["xb_fit_raises"]["reason"]
     workers = cluster.worker_addresses()
-    from xraybench import distributed
+    from xraybench.distributed import worker as distributed
     from xraybench.plugins import load_registry
 
     ours = distributed.code_digests(distributed.code_files(load_registry().model("xb_good")))
@@ -522,12 +522,12 @@ def test_a_worker_with_other_code_refuses_the_task(cluster, shared, results, tmp
 
 def test_code_files_name_what_differs(test_plugins):
     """The hashes cover xraybench and the plugin's own package; a difference names its files."""
-    from xraybench import distributed
+    from xraybench.distributed import worker as distributed
     from xraybench.plugins import load_registry
 
     files = distributed.code_files(load_registry().model("xb_good"))
     assert set(files) == {"xraybench", "xb_test_models"} and list(files["xb_test_models"]) == ["xb_test_models.py"]
-    assert "distributed.py" in files["xraybench"] and "cli/run.py" in files["xraybench"]
+    assert "distributed/worker.py" in files["xraybench"] and "cli/run.py" in files["xraybench"]
     assert distributed.code_difference(files, files) is None
     other = {**files, "xraybench": {**files["xraybench"], "runner.py": "0" * 16, "added.py": "1" * 16}}
     assert distributed.code_difference(files, other) == "xraybench (added.py, runner.py)"
@@ -541,14 +541,14 @@ def test_killed_worker_exception_becomes_an_error_record(xray_data, xraybench_en
     """After `allowed-failures` worker deaths Dask raises KilledWorker: recorded, never dropped."""
     from distributed.scheduler import KilledWorker
 
-    from xraybench import distributed
+    from xraybench.distributed import cluster, runs
     from xraybench.records import RunStatus
     from xraybench.runner import RunRequest, prepare, start_record
 
     prepared = prepare(RunRequest(model="logreg_pixels", data=str(xray_data), image_size=16))
     last = type("WorkerState", (), {"address": "tcp://10.0.0.9:4000"})()
-    reason = distributed.failure_reason(KilledWorker("k", last, 3))
-    record = distributed.placed(start_record(prepared).finish(RunStatus.ERROR, reason), {}, "tcp://10.0.0.1:8786", 4)
+    reason = cluster.failure_reason(KilledWorker("k", last, 3))
+    record = runs.placed(start_record(prepared).finish(RunStatus.ERROR, reason), {}, "tcp://10.0.0.1:8786", 4)
     record = record.to_dict()
     assert record["status"] == "error" and record["model"] == "logreg_pixels" and record["attempts"] == 4
     assert record["reason"] == ("the workers running it died 3 times (last tcp://10.0.0.9:4000); Dask gave up "
@@ -581,7 +581,7 @@ def test_bad_cluster_options_are_one_line_before_any_data(flags, expected, comma
 def test_ctrl_c_latch_only_sets_an_event_and_restores_the_handler():
     """In-process: inside CtrlC, SIGINT raises nothing (it sets the event the client's loop
     polls), even where SIGINT was ignored before; the handler before is restored on a normal exit."""
-    from xraybench import distributed
+    from xraybench.distributed import cluster as distributed
 
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a CI job may start us
     try:
@@ -600,7 +600,7 @@ def test_ctrl_c_latch_only_sets_an_event_and_restores_the_handler():
 def test_bounded_cluster_calls_give_up_instead_of_hanging():
     import threading
 
-    from xraybench import distributed
+    from xraybench.distributed import cluster as distributed
 
     never = threading.Event()
     assert distributed.bounded(lambda: never.wait(60) or "late", 0.2, default="gave up") == "gave up"

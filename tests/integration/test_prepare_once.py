@@ -112,7 +112,7 @@ def test_a_dask_worker_loads_no_registry_and_resolves_no_parameters(tmp_path, xr
 
 @pytest.mark.xdist_group("dask")
 def test_a_dask_worker_that_decodes_its_own_copy_resolves_nothing_again(tmp_path, xray_data, xb):
-    """The other branch of ``distributed._data_here``: the worker's cache lacks the client's entry (a
+    """The other branch of ``distributed.worker._data_here``: the worker's cache lacks the client's entry (a
     cache of its own, as on another machine), so it decodes its own copy of the same folder, which
     ``run_task`` compares by fingerprint. To decode it needs the client's reader, which its registry
     holds (one load); it resolves no parameter, and the run's child neither loads nor resolves."""
@@ -170,11 +170,11 @@ def test_the_child_maps_the_cache_entry_the_parent_loaded_and_refuses_other_data
 
 
 def test_a_dask_worker_maps_the_clients_entry_else_loads_its_own_copy(xray_data, tmp_path, monkeypatch):
-    """``distributed._data_here``: the client's cache entry when this machine holds it (no load);
+    """``distributed.worker._data_here``: the client's cache entry when this machine holds it (no load);
     else, a worker with a cache of its own (another machine) loads the same folder, and gets the
     client's images; a worker whose data path names another folder loads that one."""
     import xraybench.data
-    from xraybench.distributed import _data_here
+    from xraybench.distributed.worker import _data_here
 
     data = load_dataset(xray_data, image_size=16)
     theirs, request = replace(data, splits=None), SimpleNamespace(data=str(xray_data), skip_bad=False)

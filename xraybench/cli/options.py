@@ -157,7 +157,7 @@ def traceback(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def cluster(p: argparse.ArgumentParser) -> None:
-    """The Dask flags of ``run`` and ``tune`` (xraybench/distributed.py checks and uses them)."""
+    """The Dask flags of ``run`` and ``tune`` (xraybench/distributed/ checks and uses them)."""
     group = p.add_argument_group("cluster (Dask; pip install \"xraybench[dask]\"; see docs/distributed.md)")
     group.add_argument("--workers", type=int, metavar="N",
                        help="run the tasks on a local Dask cluster of N worker processes")

@@ -290,7 +290,7 @@ def reopen(dataset: Dataset) -> Dataset:
 def open_cached(dataset: Dataset) -> Dataset | None:
     """``reopen``'s look, as a question: ``dataset`` with the splits of its cache entry (``cache_key``) when this
     machine's cache holds that entry, intact, with the data of ``dataset.fingerprint``; None otherwise (a Dask
-    worker with a cache of its own then loads its own copy, ``distributed.run_task``)."""
+    worker with a cache of its own then loads its own copy, ``distributed.worker.run_task``)."""
     opened = cache.open_entry(dataset.cache_key, dataset.source, None) if dataset.cache_key else None
     if opened is not None and opened[1].get("fingerprint") == dataset.fingerprint:
         sets, meta, confirm = opened

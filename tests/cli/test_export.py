@@ -19,6 +19,8 @@ from proctools import one_line_error, run_cli
 from recordfactory import TRAINED_MODELS as MODELS, TRAINED_SIZE, make_record
 
 from xraybench import export
+from xraybench.errors import XRayBenchError
+from xraybench.export import common as export_common, onnx_file
 from xraybench.cli import main
 from xraybench.records import coerce
 from xraybench.results import ResultStore
@@ -53,7 +55,7 @@ def test_onnx_export_reproduces_the_stored_scores_from_raw_pixels(trained_copy, 
     path = results / "exports" / f"{ids[model]}.onnx"
     assert f"wrote {path}" in out and "test images: largest difference from the stored scores" in out
     assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary file is left"
-    assert path.stat().st_mode & 0o777 == export._shared_mode(), "a plain file's mode, not the temporary file's 0600"
+    assert path.stat().st_mode & 0o777 == onnx_file._shared_mode(), "a plain file's mode, not the temporary file's 0600"
 
     graph = onnx.load(str(path))
     meta = {p.key: p.value for p in graph.metadata_props}
@@ -143,8 +145,8 @@ def test_onnx_one_line_errors(trained_copy, tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(capsys, "export", run_id, "--to", "onnx", "--data", str(moved), "--results", str(results))
     assert code == 0, err
 
-    real = export.find_spec
-    monkeypatch.setattr(export, "find_spec", lambda name: None if name == "onnxruntime" else real(name))
+    real = export_common.find_spec
+    monkeypatch.setattr(export_common, "find_spec", lambda name: None if name == "onnxruntime" else real(name))
     err = one_line_error(*run_cli(capsys, "export", run_id, "--to", "onnx", "--results", str(results)))
     assert 'needs onnxruntime, which is not installed: pip install "xraybench[onnx]"' in err
     assert "--out and --data are for --to onnx" in one_line_error(*run_cli(
@@ -237,8 +239,8 @@ def test_a_converter_failure_is_one_line(tmp_path, monkeypatch):
     record = coerce(make_record()[0])
     monkeypatch.setattr(saved_model, "load_model", lambda store, rec: saved_model.LoadedModel(
         rec, tmp_path, Estimator().predict_proba))
-    with pytest.raises(export.XRayBenchError) as info:
-        export._estimator_graph(ResultStore(tmp_path), record)
+    with pytest.raises(XRayBenchError) as info:
+        onnx_file._estimator_graph(ResultStore(tmp_path), record)
     message = str(info.value)
     assert "cannot be converted to ONNX (RuntimeError: Unsupported ops: Counter({'FancyOp': 1}))" in message
     assert "\n" not in message
@@ -333,7 +335,7 @@ def test_mlflow_errors_never_show_the_uris_secrets(trained, capsys, monkeypatch)
     assert "to MLflow at http://alice:***@127.0.0.1" in err
     assert "s3cr3tpw" not in out + err and "t0ps3cret" not in out + err
 
-    real = export.find_spec
-    monkeypatch.setattr(export, "find_spec", lambda name: None if name == "mlflow" else real(name))
+    real = export_common.find_spec
+    monkeypatch.setattr(export_common, "find_spec", lambda name: None if name == "mlflow" else real(name))
     err = one_line_error(*run_cli(capsys, "export", ids["logreg_pixels"], "--to", "mlflow", "--results", str(results)))
     assert 'needs mlflow-skinny, which is not installed: pip install "xraybench[mlflow]"' in err

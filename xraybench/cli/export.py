@@ -1,4 +1,4 @@
-"""``xraybench export``: a recorded run's saved model as an ONNX file or an MLflow run (``export.py``)."""
+"""``xraybench export``: a recorded run's saved model as an ONNX file or an MLflow run (``xraybench/export/``)."""
 
 from __future__ import annotations
 

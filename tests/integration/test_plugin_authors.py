@@ -106,13 +106,13 @@ def test_tune_timeout_bounds_a_hanging_trial(test_plugins, xray_data, xraybench_
 
 
 def test_tuning_trial_limit_takes_the_sooner_of_the_two():
-    from xraybench.tuning import _trial_limit
+    from xraybench.tuning import trial_limit
 
-    assert _trial_limit(None, None, 0) == (None, "")
-    assert _trial_limit(30.0, None, 100) == (30.0, "--trial-timeout 30s")
-    assert _trial_limit(30.0, 100.0, 10) == (30.0, "--trial-timeout 30s")
-    assert _trial_limit(30.0, 100.0, 80) == (20.0, "the 20s left of --timeout 100s")
-    assert _trial_limit(None, 100.0, 150)[0] == 1.0  # a trial that starts gets a moment
+    assert trial_limit(None, None, 0) == (None, "")
+    assert trial_limit(30.0, None, 100) == (30.0, "--trial-timeout 30s")
+    assert trial_limit(30.0, 100.0, 10) == (30.0, "--trial-timeout 30s")
+    assert trial_limit(30.0, 100.0, 80) == (20.0, "the 20s left of --timeout 100s")
+    assert trial_limit(None, 100.0, 150)[0] == 1.0  # a trial that starts gets a moment
 
 
 # --- d, e: check_model's timeout, check --traceback ---------------------------------------------

@@ -198,7 +198,7 @@ def test_run_trial_reports_through_the_storage_and_the_parent_tells_pruned(xray_
     data = load_dataset(xray_data, image_size=16)
     spec = load_registry().model("baseline_cnn_bn")
     url = f"sqlite:///{xray_data.parent / 'p.db'}"
-    monkeypatch.setattr(tuning, "make_pruner", lambda name: optuna.pruners.ThresholdPruner(upper=-1.0))
+    monkeypatch.setattr(tuning.trial, "make_pruner", lambda name: optuna.pruners.ThresholdPruner(upper=-1.0))
     study = optuna.create_study(study_name="p", storage=url, direction="maximize")
     trial = study.ask()
     params = {**spec.all_defaults(), "epochs": 5, "batch_size": 16}
@@ -250,7 +250,7 @@ def test_each_trial_is_sampled_inside_ask_by_the_sampler_seeded_for_its_number(x
             seen.append((trial.number, self.seed))
             super().before_trial(study, trial)
 
-    monkeypatch.setattr(tuning, "make_sampler", lambda name, seed: Recording(seed))
+    monkeypatch.setattr(tuning.study, "make_sampler", lambda name, seed: Recording(seed))
     spec = load_registry().model("logreg_pixels")
     tuning.run_study(spec, data.splits.train, data.splits.val, f"sqlite:///{xray_data.parent / 'q.db'}", "q", 3, None,
                      "val_auc", "random", "none", {"side": "16"}, 5, isolate=False)

@@ -135,11 +135,11 @@ def run_study(spec: Any, train: Any, val: Any, storage_url: str, study_name: str
             return False
         trial, params = asked
         session.trials_run += 1
-        limit, words = tuning._trial_limit(trial_timeout, timeout, elapsed)
+        limit, words = tuning.trial_limit(trial_timeout, timeout, elapsed)
         watch.labels[key := f"xraybench-trial-{study_name}-{trial.number}-{batch[:8]}"] = f"trial {trial.number}"
         future = client.submit(run_trial_task, storage_url, study_name, trial._trial_id, params, shipped, limit, env,
                                expected, batch, shipped.key, key=key, resources={GPU_RESOURCE: 1} if gpu else None)
-        in_flight[future] = (trial, tuning._Heartbeat(storage, trial._trial_id).__enter__(), words)
+        in_flight[future] = (trial, tuning.Heartbeat(storage, trial._trial_id).__enter__(), words)
         ac.add(future)
         return True
 

@@ -1,211 +1,38 @@
-"""Optuna tuning on the patient-grouped validation split; the test split never reaches the objective.
-
-Storage is any Optuna RDB URL: a SQLite file in the results folder by default, or
-a shared PostgreSQL URL so that many ``xraybench tune`` processes on many machines
-work one study (Optuna's own distributed mode). Heartbeats plus
-``RetryFailedTrialCallback`` give a crashed worker's trial back to the study.
-"""
+"""The study loop: ask (sampling here, never training a parameter set twice), run each trial in a
+child killed at its time limit, tell the outcome with its reason; heartbeats give a dead process's
+trial back. Shared with the Dask loop (``distributed.trials``), which asks and tells the same way."""
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from xraybench.errors import XRayBenchError
-from xraybench.metric_registry import BY_KEY
 from xraybench.records import RunStatus
-from xraybench.redaction import mask_url as masked  # the storage URL with its secrets hidden
 from xraybench.specs import ImageSet, ModelSpec
-
-# Each objective is a metric_registry entry on the validation split; its direction comes from there.
-OBJECTIVES = {"val_auc": "roc_auc", "val_loss": "log_loss", "val_balanced_accuracy": "balanced_accuracy"}
-METRICS = {name: "maximize" if BY_KEY[key].higher_is_better else "minimize" for name, key in OBJECTIVES.items()}
+from xraybench.tuning.storage import make_pruner, make_sampler, make_storage, sampler_seed
+from xraybench.tuning.trial import METRICS, FixedParamsTrial, TrialTask, call_trial, run_trial
 
 
-def default_storage(results: Path) -> str:
-    results.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(results / 'tuning.sqlite3').resolve()}"
+MAX_DUPLICATES_IN_A_ROW = 50
 
 
-def _storage_error(url: str, exc: BaseException, with_type: bool) -> XRayBenchError:
-    """A one-line error that names the storage without its secrets, even where the driver's own
-    message echoes part of the URL (a password holding '@' ends up in the host name it reports)."""
-    from xraybench.redaction import mask_text, url_secrets
-
-    secrets = url_secrets(url)
-    pieces = [p for s in secrets for p in re.split(r"[@:/?#&=]", s) if len(p) >= 2]
-    first = (str(exc).splitlines() or [""])[0]
-    detail = mask_text(f"{type(exc).__name__}: {first}" if with_type else first, secrets + pieces)
-    return XRayBenchError(f"cannot open storage {masked(url)}: {detail}")
+def require_tunable(spec: ModelSpec) -> None:
+    if spec.search_space is None:
+        raise XRayBenchError(f"{spec.name} declares no search space, so it cannot be tuned; "
+                             f"`xraybench models` shows which models are tunable")
 
 
-def _engine_kwargs(url: str) -> dict[str, Any] | None:
-    if url.startswith("postgresql"):
-        return {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        # several workers (or a worker and its heartbeat) write one file: wait for the lock, don't fail
-        return {"connect_args": {"timeout": 60}}
-    return None
+@dataclass
+class Session:
+    """What one ``run_study`` call did (the study itself holds the trials)."""
 
-
-def make_storage(url: str):
-    import warnings
-
-    import optuna
-    from optuna.storages import RDBStorage
-
-    # Optuna 4.9 renamed RetryFailedTrialCallback to RetryHeartbeatStaleTrialCallback; use what exists.
-    try:
-        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
-
-        retry = {"heartbeat_stale_trial_callback": None}
-    except ImportError:
-        from optuna.storages import RetryFailedTrialCallback as Retry
-
-        retry = {"failed_trial_callback": None}
-    import random
-
-    key = next(iter(retry))
-    try:
-        for attempt in range(6):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return RDBStorage(
-                        url,
-                        heartbeat_interval=30,
-                        grace_period=90,
-                        engine_kwargs=_engine_kwargs(url),
-                        **{key: Retry(max_retry=2)},
-                    )
-            except Exception as exc:
-                # Workers started together race to create Optuna's tables; the loser retries.
-                racing = any(word in str(exc) for word in ("UniqueViolation", "already exists", "IntegrityError"))
-                if not racing or attempt == 5:
-                    raise
-                time.sleep(0.5 + random.random())
-    except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as exc:
-        raise _storage_error(url, exc, with_type=False) from None
-    except Exception as exc:  # SQLAlchemy connection errors and friends
-        raise _storage_error(url, exc, with_type=True) from None
-
-
-def make_sampler(name: str, seed: int):
-    import optuna
-
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-    }
-    if name not in samplers:
-        raise XRayBenchError(f"unknown sampler {name!r}; choose {', '.join(samplers)}")
-    return samplers[name]()
-
-
-def make_pruner(name: str):
-    import optuna
-
-    pruners = {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
-        "none": lambda: optuna.pruners.NopPruner(),
-    }
-    if name not in pruners:
-        raise XRayBenchError(f"unknown pruner {name!r}; choose {', '.join(pruners)}")
-    return pruners[name]()
-
-
-def pruning_callback(trial, monitor: str, trainer):
-    """A ``trainer`` epoch callback: report ``monitor`` each epoch, raise TrialPruned when the pruner says so.
-
-    Fails loudly when ``monitor`` is not among the logged keys: a silent mismatch
-    would mean pruning never happens.
-    """
-    import optuna
-
-    def prune(epoch: int, logs: dict[str, float]) -> None:
-        if monitor not in logs:
-            raise KeyError(f"pruning monitors {monitor!r} but Keras logged only {sorted(logs)}")
-        value = float(logs[monitor])
-        trial.report(value, step=epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} with {monitor}={value:.4f}")
-
-    return trainer.epoch_callback(prune)
-
-
-def score(metric: str, labels, scores) -> float:
-    from xraybench.metrics import evaluate
-    from xraybench.records import FIXED_THRESHOLD
-
-    m = evaluate(labels, scores, FIXED_THRESHOLD)
-    return BY_KEY[OBJECTIVES[metric]].value(m)
-
-
-def evaluate_params(spec: ModelSpec, train: ImageSet, val: ImageSet, params: dict[str, Any], metric: str,
-                    seed: int, precision: str, trial=None) -> tuple[float, int | None]:
-    """Train with ``params`` on train, score on val; returns (value, epochs trained).
-
-    With ``trial``, a model that trains in epochs (Keras) reports its trainer's ``epoch_keys[metric]`` each epoch and raises
-    ``optuna.TrialPruned`` when the pruner says so; the epochs are kept as the trial's
-    ``epochs`` user attribute even when the fit is pruned or fails.
-    """
-    from xraybench import harness
-    from xraybench.training import trainer_for
-
-    callbacks, counter = [], None
-    trainer = trainer_for(spec)
-    if trainer is not None and trainer.epochs:
-        counter = _EpochCounter()  # first, so an epoch that gets pruned is still counted
-        callbacks = [counter.callback(trainer)] + ([pruning_callback(trial, trainer.epoch_keys[metric], trainer)]
-                                                   if trial is not None else [])
-    try:
-        fitted = harness.fit(spec, train, val, params, seed, precision, callbacks=callbacks)
-    finally:
-        if counter is not None and trial is not None:
-            trial.set_user_attr("epochs", counter.epochs)
-    val_scores = harness.predict(fitted, val.images, "validation", spec.name)
-    value = score(metric, val.labels, val_scores)
-    if not math.isfinite(value):
-        raise harness.PluginFailure(f"{metric} is not finite ({value})")
-    return value, None if counter is None else counter.epochs
-
-
-class FixedParamsTrial:
-    """Hands a search space the user's ``--param`` values for those names instead of sampling them."""
-
-    def __init__(self, trial, fixed: dict[str, Any]) -> None:
-        self._trial, self._fixed = trial, fixed
-
-    def __getattr__(self, name: str):
-        attr = getattr(self._trial, name)
-        if not name.startswith("suggest_"):
-            return attr
-
-        def suggest(param: str, *args, **kwargs):
-            if param in self._fixed:
-                self._trial.set_user_attr(f"fixed:{param}", str(self._fixed[param]))
-                return self._fixed[param]
-            return attr(param, *args, **kwargs)
-
-        return suggest
-
-
-class _EpochCounter:
-    def __init__(self) -> None:
-        self.epochs = 0
-
-    def callback(self, trainer):
-        def count(epoch: int, logs: dict[str, float]) -> None:
-            self.epochs = epoch + 1
-
-        return trainer.epoch_callback(count)
+    epochs_trained: list[int] = field(default_factory=list)
+    trials_run: int = 0
+    duplicates: int = 0
+    worker: str = ""
 
 
 def progress_callback(console, metric: str, trials: int | None = None) -> Callable:
@@ -238,117 +65,6 @@ def progress_callback(console, metric: str, trials: int | None = None) -> Callab
     return show
 
 
-def require_tunable(spec: ModelSpec) -> None:
-    if spec.search_space is None:
-        raise XRayBenchError(f"{spec.name} declares no search space, so it cannot be tuned; "
-                             f"`xraybench models` shows which models are tunable")
-
-
-@dataclass
-class TrialTask:
-    """Everything one trial needs besides its parameters; picklable, so a trial can run in any
-    process (a child here, a remote worker elsewhere). It carries train and val only: there is
-    no test split to leak. The model is ``spec`` (``runner.ship_spec``), or found by name in the
-    worker's own registry. A process keeps the task it got by ``key``: the trials after the first
-    send the key alone (``call_trial``), so the arrays cross to a child once."""
-
-    model: str
-    disabled: list[str]
-    train: ImageSet
-    val: ImageSet
-    metric: str
-    seed: int
-    precision: str
-    pruner: str
-    spec: bytes | None = None
-    key: str = ""
-
-
-@dataclass
-class Session:
-    """What one ``run_study`` call did (the study itself holds the trials)."""
-
-    epochs_trained: list[int] = field(default_factory=list)
-    trials_run: int = 0
-    duplicates: int = 0
-    worker: str = ""
-
-
-_worker_cache: dict[Any, Any] = {}
-
-
-def _cached(key: Any, make: Callable[[], Any]) -> Any:
-    """Storage connections, specs and trial tasks are reused by the trials one worker process runs."""
-    if key not in _worker_cache:
-        _worker_cache[key] = make()
-    return _worker_cache[key]
-
-
-NEED_TASK = {"state": "need task"}  # run_trial's answer to a task key this process does not hold
-
-
-def run_trial(storage_url: str, study_name: str, trial_id: int, params: dict[str, Any],
-              task: TrialTask | str) -> dict[str, Any]:
-    """Run one asked trial: train with ``params``, report each epoch to the trial in the storage
-    (so the pruner sees it across processes), return ``{"state": "complete"|"pruned", "value",
-    "epochs", "reason"}``. A plugin failure raises. The caller tells the study the result.
-    ``task``: the task, or the key of the one this process holds (else ``NEED_TASK``)."""
-    import optuna
-
-    from xraybench.training import trainer_for
-
-    if isinstance(task, str):
-        held = _worker_cache.get("task")
-        if held is None or held.key != task:
-            return NEED_TASK
-        task = cast(TrialTask, held)
-    _worker_cache["task"] = task  # the last task only: its arrays are held while its trials come
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _cached(("storage", storage_url), lambda: make_storage(storage_url))
-    study = optuna.load_study(study_name=study_name, storage=storage, pruner=make_pruner(task.pruner))
-    trial = optuna.trial.Trial(study, trial_id)
-    spec = task_spec(task)
-    trainer = trainer_for(spec)  # before the pruning callback imports the backend: its start-up noise held back
-    if trainer is not None:
-        _cached(("quiet import", spec.kind), trainer.prepare)
-    try:
-        value, epochs = evaluate_params(spec, task.train, task.val, params, task.metric, task.seed, task.precision, trial)
-    except optuna.TrialPruned as exc:
-        return {"state": "pruned", "value": None, "epochs": trial.user_attrs.get("epochs"), "reason": str(exc)}
-    return {"state": "complete", "value": value, "epochs": epochs, "reason": ""}
-
-
-def task_spec(task: TrialTask) -> Any:
-    """The task's model spec, unpickled (or found in this process's registry) once per process."""
-    from xraybench.runner import unship_spec
-
-    return _cached(("spec", task.model, task.spec, tuple(task.disabled)),
-                   lambda: unship_spec(task.spec, task.model, task.disabled))
-
-
-def call_trial(child: Any, args: tuple, task: TrialTask, timeout: float | None,
-               on_tick: Callable[[], None] | None = None) -> Any:
-    """``run_trial(*args, task)`` in ``child`` (an ``isolation.Child``, here or on a Dask worker):
-    the task's key alone, and the task itself (its arrays) only when the child answers ``NEED_TASK``."""
-    outcome = child.call(run_trial, (*args, task.key or task), timeout, on_tick=on_tick)
-    if outcome.ok and outcome.value == NEED_TASK:
-        outcome = child.call(run_trial, (*args, task), timeout, on_tick=on_tick)
-    return outcome
-
-
-def sampler_seed(seed: int, trial_number: int) -> int:
-    """The sampler's seed for one trial: the user's seed and the trial's number in the study.
-
-    Seeding every resume and every worker with the bare seed made them draw the same parameter
-    sets (issue 13.8). The storage hands out each trial number once, so resumes and concurrent
-    workers sample from different streams, while one process on a fresh study stays
-    reproducible from ``--seed``."""
-    import hashlib
-
-    digest = hashlib.sha256(f"{seed}:{trial_number}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
 def _duplicate_of(study, trial):
     """A finished or running trial of the study with exactly these parameters, if any."""
     import optuna
@@ -364,7 +80,7 @@ def _duplicate_of(study, trial):
     return None
 
 
-class _Heartbeat:
+class Heartbeat:
     """Records the trial's heartbeat while it runs, so a dead worker's trial is failed and retried."""
 
     def __init__(self, storage, trial_id: int) -> None:
@@ -387,7 +103,7 @@ class _Heartbeat:
             if self.stop.wait(self.interval):
                 return
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> Heartbeat:
         if self.thread is not None:
             self.thread.start()
         return self
@@ -396,9 +112,6 @@ class _Heartbeat:
         self.stop.set()
         if self.thread is not None:
             self.thread.join(timeout=5)
-
-
-MAX_DUPLICATES_IN_A_ROW = 50
 
 
 def run_study(
@@ -447,7 +160,7 @@ def run_study(
                 break
             trial, params = asked
             session.trials_run += 1
-            limit, limit_text = _trial_limit(trial_timeout, timeout, time.perf_counter() - start)
+            limit, limit_text = trial_limit(trial_timeout, timeout, time.perf_counter() - start)
             frozen = _run_one(study, storage, storage_url, study_name, trial, params, task, child, limit, session,
                               limit_text)
             if show is not None:
@@ -542,7 +255,7 @@ def ask_trial(study, spec: ModelSpec, fixed: dict[str, Any], session: Session, s
             return None
 
 
-def _trial_limit(trial_timeout: float | None, timeout: float | None, elapsed: float) -> tuple[float | None, str]:
+def trial_limit(trial_timeout: float | None, timeout: float | None, elapsed: float) -> tuple[float | None, str]:
     """How long the next trial may run, and how its timeout is worded: ``--trial-timeout``, or
     what is left of the study's ``--timeout`` when that is sooner. Why: ``--timeout`` only stopped
     *starting* trials, so one hanging trial ran on for the 6 h default of ``--trial-timeout``."""
@@ -569,7 +282,7 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
 
     args = (storage_url, study_name, trial._trial_id, params)
     try:
-        with _Heartbeat(storage, trial._trial_id):
+        with Heartbeat(storage, trial._trial_id):
             if child is not None:
                 outcome = call_trial(child, args, task, trial_timeout)
             else:

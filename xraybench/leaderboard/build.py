@@ -93,8 +93,8 @@ def _mark_data_sets(rows: list[Row]) -> None:
 
 
 def _row(runs: list[RunRecord], t: Threshold, reference: Reference | None, note: str) -> Row:
-    """The row of one group of runs; its lowest-seed run represents it (its paired test is shown,
-    its intervals until ``row_intervals``)."""
+    """The row of one group of runs; its lowest-seed run represents it (``compare`` takes its id; its
+    intervals stand until ``row_intervals``)."""
     runs.sort(key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0, r.created_at))
     first = runs[0]
     flats = [{m.key: m.value(r.metrics_at(t) or {}) for m in REGISTRY} for r in runs]

@@ -84,7 +84,7 @@ def reference_for(row: Row, base: list[Row]) -> Row | None:
 
 
 def compare_with_reference(rows: list[Row], reference: Reference | None, loader: ScoresLoader | None,
-                           max_paired_rows: int, t: Threshold | None = None) -> None:
+                           max_paired_rows: int, t: Threshold) -> None:
     """Give every row its reference row's size on its data, its ΔAcc, and (with per-image scores,
     up to ``max_paired_rows`` rows) the p of a paired test of that ΔAcc (``paired_test``), or why not."""
     base = reference_base(rows, reference)
@@ -105,18 +105,24 @@ def compare_with_reference(rows: list[Row], reference: Reference | None, loader:
             row.p_note = (f"no default run of the reference {reference.model} on the same data: not "
                           f"compared ({reference_command(reference.model, row)} makes one)")
         elif ref is not row:
-            row.p_value, row.p_test, row.p_note = paired_test(ref, row, loader, t or Threshold.FIXED)
+            row.p_value, row.p_test, row.p_note = paired_test(ref, row, loader, t)
 
 
 def paired_test(ref: Row, row: Row, loader: ScoresLoader, t: Threshold) -> tuple[float | None, str | None, str | None]:
     """(p, its test, why there is none) for a row's ΔAcc against the reference row, each run at its
-    own threshold. The test is of the difference the table shows: two rows of one seed each are two
+    own threshold. The test is of the difference the table shows: two rows of one run each are two
     runs, compared by the exact McNemar test (pure Python; exact for one pair of runs); where
-    either row has several seeds, ΔAcc is a difference of means over seeds, and its p is the paired
-    bootstrap of that difference (``stats.paired_mean_difference``: the images resampled together,
-    each row's seeds on their own). An earlier version gave rows of several seeds the McNemar p of
-    their lowest seeds, which tested another difference than the one shown."""
-    if ref.distinct_seeds <= 1 and row.distinct_seeds <= 1:
+    either row has several runs (seeds, or repeats of one seed, which its mean averages), ΔAcc is a
+    difference of means, and its p is the paired bootstrap of that difference
+    (``stats.paired_mean_difference``: the images resampled together, each row's seeds on their
+    own). An earlier version gave such rows the McNemar p of their lowest seeds, which tested
+    another difference than the one shown.
+
+    Calibration (simulated in ``tests/unit/test_paired_rows.py``; docs/results.md): resampling
+    seeds and images counts the noise of each run on each image twice, so for rows of several
+    seeds each the test is conservative (rejects less often than its level); for a row of one run
+    against several, that one run's seed-to-seed spread is unknown and left out, so it is liberal."""
+    if len(ref.records) == 1 and len(row.records) == 1:
         from xraybench.stats import compare_runs
 
         a, b = loader(str(ref.representative_run)), loader(str(row.representative_run))
@@ -142,9 +148,10 @@ def paired_test(ref: Row, row: Row, loader: ScoresLoader, t: Threshold) -> tuple
 MCNEMAR, BOOTSTRAP = "exact McNemar", "paired bootstrap"  # a row's ``p_test``
 PAIRED_TESTS = {
     MCNEMAR: "for a row and a reference row of one run each, the exact McNemar test of the two runs",
-    BOOTSTRAP: (f"where the row or the reference row has several seeds, a paired bootstrap of the difference of "
-                f"their means ({PAIRED_RESAMPLES:,} resamples of the test images, shared by both rows, and of each "
-                "row's seeds)"),
+    BOOTSTRAP: (f"where either has several runs, a paired bootstrap of the difference of their means "
+                f"({PAIRED_RESAMPLES:,} resamples of the test images, shared by both rows, and of each row's seeds; "
+                "conservative when both rows have several seeds, too ready to reject when one row is a single run, "
+                "whose seed-to-seed spread it cannot know)"),
 }
 
 

@@ -61,7 +61,7 @@ class Row:
     distribution: str = ""
     created_at: str | None = None  # the newest run's
     study: Any = None
-    representative_run: str | None = None  # the lowest-seed run: its paired test is shown
+    representative_run: str | None = None  # the lowest-seed run (``compare`` takes its id; a one-run row's p is its)
     representative_threshold: float = FIXED_THRESHOLD
     intervals: dict[str, Any] | None = None  # metric key -> {"estimate", "low", "high"}, plus "_meta"
     wall_seconds_per_run: list[float | None] = field(default_factory=list)

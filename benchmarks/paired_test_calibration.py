@@ -1,6 +1,6 @@
 """How often the leaderboard's p falls below 0.05 when both rows come from one process (docs/results.md).
 
-    python benchmarks/paired_test_calibration.py 300     # simulations per cell; about 10 minutes on 2 cores
+    python benchmarks/paired_test_calibration.py 300     # simulations per cell; a few minutes on 2 cores
 
 Each simulated test set has 624 images (62.5% PNEUMONIA, the Kermany test split's share) of
 shared difficulty; each run scores them through that difficulty plus its own seed effect (SD

@@ -42,9 +42,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = RunPlan(settings, models=args.model or [], seeds=args.seeds or [args.seed], overrides=overrides, flags=flags,
                    resume=args.resume, save_model=not args.no_save_model)
     plan.check()
-    from xraybench import distributed
-
     if options.on_cluster(args):  # the cluster flags and the scheduler's address, before any data is loaded
+        from xraybench import distributed  # the Dask layer only for a cluster run
+
         distributed.check(args.workers, args.scheduler, args.gpu)
     registry = load_registry(args.disable_plugin)
     console = make_console()
@@ -59,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if options.on_cluster(args):  # each run a Dask task; see docs/distributed.md (always trained: no --force needed)
         if args.no_isolation:
             raise XRayBenchError("--no-isolation runs in this process; it cannot be combined with --workers/--scheduler")
+        from xraybench import distributed
+
         return distributed.run_batch(prepared, store, console, args.workers, args.scheduler, args.gpu)
     return _run_each(prepared, store, console, args)
 

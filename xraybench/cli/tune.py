@@ -69,7 +69,7 @@ class _Plan:
 def _plan(args: argparse.Namespace, console: Any) -> _Plan:
     """Check the cluster flags, the results folder, the model and its parameters, then load the data;
     a failure before the first trial leaves no empty results folder."""
-    from xraybench import distributed, tuning
+    from xraybench import tuning
     from xraybench.params import parse_assignments
     from xraybench.plugins import load_registry
     from xraybench.results import ResultStore
@@ -78,6 +78,8 @@ def _plan(args: argparse.Namespace, console: Any) -> _Plan:
     from xraybench.runner import RunRequest, prepare
 
     if options.on_cluster(args):  # the cluster flags and the scheduler's address, before any data is loaded
+        from xraybench import distributed  # the Dask layer only for a cluster run
+
         distributed.check(args.workers, args.scheduler, args.gpu)
     store = ResultStore(args.results)
     with no_empty_folders_on_failure(store.runs):

@@ -163,6 +163,9 @@ def paired_mean_difference(labels: Any, seeds_a: Sequence[Sequence[tuple[Any, fl
     / (resamples + 1), capped at 1: never 0 from a finite number of resamples."""
     import numpy as np
 
+    if key not in {m.key for m in bootstrapped()} or resamples < 1:
+        raise ValueError(f"a paired bootstrap needs a bootstrapped registry metric and resamples >= 1, got {key!r}, "
+                         f"{resamples}")
     y = np.asarray(labels).astype(int)
     w = _counts(len(y), resamples, seed)
     point_a, boot_a = _mean_over_seeds(y, seeds_a, w, seed + 1, [key])

@@ -125,6 +125,17 @@ def test_images_are_paired_so_identical_imperfect_rows_differ_by_nothing():
     assert spread["difference"] == pytest.approx(0.01) and spread["p_value"] > 0.3
 
 
+def test_the_interval_follows_its_level_and_a_metric_without_a_bootstrap_is_refused():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    a, b = [[(rng.random(300), 0.5)] for _ in range(3)], [[(rng.random(300), 0.5)] for _ in range(3)]
+    wide, narrow = stats.paired_mean_difference(y, a, b), stats.paired_mean_difference(y, a, b, level=0.5)
+    assert wide["low"] < narrow["low"] <= narrow["high"] < wide["high"]
+    assert wide["p_value"] == narrow["p_value"] and wide["difference"] == narrow["difference"]
+    with pytest.raises(ValueError, match="bootstrapped registry metric"):
+        stats.paired_mean_difference(y, a, b, key="no_such_metric")
+
+
 def _null_rejections(ka, kb, seed_sd, sims=150, n=300, resamples=200):
     """How often p < 0.05 when both rows come from one process: images of shared difficulty, each
     run's seed effect (``seed_sd``) and its noise on each image."""

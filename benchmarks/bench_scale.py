@@ -105,7 +105,7 @@ from xraybench.data import load_dataset
 d = load_dataset(sys.argv[1], image_size=int(sys.argv[2]))
 after_load = dict(peak); sample(); after_load = {k: v for k, v in peak.items()}
 import keras
-from xraybench.training.keras import make_dataset
+from xraybench.training.batches import make_dataset
 keras.utils.set_random_seed(0)
 train = d.splits.train
 if os.environ.get("BENCH_OLD_PIPELINE"):

@@ -31,10 +31,11 @@ HEAVY = ("keras", "tensorflow", "jax", "torch")
 
 
 def test_keras_inputs_are_the_trainers_own_scaling_or_equalisation():
-    """The network's inputs come from the Keras trainer's own batch function (training/keras.py):
+    """The network's inputs come from the Keras trainer's own batch function (training/batches.py):
     pixels / 255, or the per-image equalisation when the run was trained with it."""
     pytest.importorskip("keras")
-    from xraybench.training.keras import FittedKeras, equalized
+    from xraybench.training.batches import equalized
+    from xraybench.training.keras import FittedKeras
 
     record = parse(make_record()[0])
     pixels = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 1), dtype=np.uint8)

@@ -5,7 +5,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from xraybench.training.keras import make_dataset  # noqa: E402
+from xraybench.training.batches import make_dataset  # noqa: E402
 
 
 class GuardedImages:

@@ -132,7 +132,7 @@ def test_the_recipe_survives_into_the_summaries_the_leaderboard_reads(tmp_path):
 def test_equalisation_is_in_range_and_blind_to_any_monotonic_exposure_change(images, table):
     """The point of equalising: an image and any strictly increasing remapping of its grey levels
     (brighter, more contrast, a raised black level) give the network the same input."""
-    from xraybench.training.keras import equalized
+    from xraybench.training.batches import equalized
 
     out = equalized(images)
     assert out.shape == images.shape and out.dtype == np.float32
@@ -146,7 +146,7 @@ def test_equalisation_is_in_range_and_blind_to_any_monotonic_exposure_change(ima
 
 
 def test_tta_shifts_repeat_the_edges_and_keep_the_shape():
-    from xraybench.training.keras import shifted
+    from xraybench.training.batches import shifted
 
     images = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
     down = shifted(images, 1, 0)[0, :, :, 0]
@@ -159,7 +159,7 @@ def test_tta_shifts_repeat_the_edges_and_keep_the_shape():
 
 
 def test_mixup_is_deterministic_per_batch_and_keeps_labels_in_range():
-    from xraybench.training.keras import mix_batch
+    from xraybench.training.batches import mix_batch
 
     rng = np.random.default_rng(0)
     x = rng.random((8, 4, 4, 1), dtype=np.float32)

@@ -22,7 +22,9 @@ ALLOWED = {
     "xraybench/explain/gradcam.py": "Grad-CAM: keras and the backend's gradients (tensorflow or jax), imported inside its "
                                     "functions when a Keras model is explained; never at module import",
     "xraybench/export/onnx_file.py": "ONNX: keras' own exporter (keras.InputSpec, on TensorFlow), imported inside the export "
-                           "child's function; never at module import",
+                                     "child's function; never at module import",
+    "xraybench/training/batches.py": "the Keras trainer's batches: tf.data under TensorFlow, keras.utils.PyDataset "
+                                     "otherwise, imported inside the functions that make them; never at module import",
 }
 
 

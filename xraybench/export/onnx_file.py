@@ -256,7 +256,7 @@ def wrap(model: Any, shape: tuple[int, int, int], *, prepare: str, tta: bool) ->
     """``model`` (one input, first output P(PNEUMONIA) per image) as xraybench's ONNX interface:
     input ``images`` uint8 (N, H, W, C), output ``pneumonia_score`` float32 (N,).
 
-    ``prepare``: what turns the pixels into the model's input, as ``training/keras.py`` does it:
+    ``prepare``: what turns the pixels into the model's input, as ``training/batches.py`` does it:
     ``"scale"`` (float32 x 1/255), ``"equalize"`` (each image's histogram CDF, ``equalized``) or
     ``"none"`` (the model takes the uint8 pixels itself). ``tta``: the mean score over the image
     and its four shifts by 1/16 of its side, edges repeated (``TTA_SHIFTS``, ``shifted``)."""
@@ -276,7 +276,7 @@ def wrap(model: Any, shape: tuple[int, int, int], *, prepare: str, tta: bool) ->
     _rename(graph, net_in, _prepared(pre, shape, prepare, tta), outputs=False)  # the network reads the prepared pixels
     y = post.node("Reshape", [net_out, post.const("flat", np.array([-1], np.int64))], "scores")
     if tta:  # one score per copy, copy by copy (``_shifts``): their mean per image
-        from xraybench.training.keras import TTA_SHIFTS
+        from xraybench.training.batches import TTA_SHIFTS
 
         y = post.node("Reshape", [y, post.const("copies", np.array([len(TTA_SHIFTS), -1], np.int64))], "by_copy")
         y = post.node("ReduceMean", [y], "tta_mean", axes=[0], keepdims=0)
@@ -342,10 +342,10 @@ def _prepared(add: _Added, shape: tuple[int, int, int], prepare: str, tta: bool)
 
 
 def _shifts(node: Any, const: Any, x: str, h: int, w: int) -> str:
-    """The batch and its four shifted copies, stacked along the batch axis (``training/keras.shifted``)."""
+    """The batch and its four shifted copies, stacked along the batch axis (``training/batches.shifted``)."""
     import numpy as np
 
-    from xraybench.training.keras import TTA_SHIFTS
+    from xraybench.training.batches import TTA_SHIFTS
 
     step = max(1, h // 16)
     copies = []
@@ -364,7 +364,7 @@ def _shifts(node: Any, const: Any, x: str, h: int, w: int) -> str:
 
 
 def _equalize(node: Any, const: Any, x: str, pixels: int) -> str:
-    """Each image's pixels replaced by its histogram's CDF at their value (``training/keras.equalized``)."""
+    """Each image's pixels replaced by its histogram's CDF at their value (``training/batches.equalized``)."""
     import numpy as np
     from onnx import TensorProto, helper
 

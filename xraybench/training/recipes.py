@@ -98,7 +98,7 @@ DEFAULT_RECIPE = SEED.name
 HARNESS_DEFAULTS: dict[str, Any] = {
     "class_weight": False,
     "standardize": False,
-    "equalize": False,  # per-image histogram equalisation in place of /255 (training/keras.py: equalized)
+    "equalize": False,  # per-image histogram equalisation in place of /255 (training/batches.py: equalized)
 }
 # The per-epoch key Keras logs for each tuning objective, which its trials are pruned on (the Keras
 # trainer's ``epoch_keys``); balanced accuracy is not logged per epoch, so it is pruned on validation AUC.

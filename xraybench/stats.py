@@ -159,8 +159,7 @@ def paired_mean_difference(labels: Any, seeds_a: Sequence[Sequence[tuple[Any, fl
     while the table showed the difference of their means. Here the test images are resampled
     once per resample and shared by both rows (the pairing); each row's seeds are resampled on
     their own (two models' seeds are not paired), as ``hierarchical_intervals`` does for one row.
-    p is the Monte Carlo p of the interval's inversion, 2 (1 + resamples on the far side of 0)
-    / (resamples + 1), capped at 1: never 0 from a finite number of resamples."""
+    The interval and p are ``_paired_summary``'s."""
     import numpy as np
 
     if key not in {m.key for m in bootstrapped()} or resamples < 1:
@@ -170,12 +169,21 @@ def paired_mean_difference(labels: Any, seeds_a: Sequence[Sequence[tuple[Any, fl
     w = _counts(len(y), resamples, seed)
     point_a, boot_a = _mean_over_seeds(y, seeds_a, w, seed + 1, [key])
     point_b, boot_b = _mean_over_seeds(y, seeds_b, w, seed + 2, [key])
-    diff = boot_b[key] - boot_a[key]
+    return _paired_summary(point_b[key] - point_a[key], boot_b[key] - boot_a[key], level)
+
+
+def _paired_summary(point: float, diff: np.ndarray, level: float) -> dict[str, float]:
+    """A paired difference on the whole test set and its resampled values: the percentile interval
+    and the two-sided Monte Carlo p, 2 (1 + resamples on the far side of 0, ties counted there) /
+    (resamples + 1), at most 1: never 0 from a finite number of resamples. Every paired bootstrap
+    here (``compare``'s AUC, the leaderboard's ΔAcc) reads its p this one way."""
+    import numpy as np
+
     diff = diff[np.isfinite(diff)]
     alpha = (1 - level) / 2
     low, high = np.quantile(diff, [alpha, 1 - alpha])
     far = min(int((diff <= 0).sum()), int((diff >= 0).sum()))
-    return {"difference": point_b[key] - point_a[key], "low": float(low), "high": float(high),
+    return {"difference": float(point), "low": float(low), "high": float(high),
             "p_value": min(1.0, 2 * (1 + far) / (len(diff) + 1))}
 
 
@@ -192,7 +200,8 @@ def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[
 
 
 def paired_auc_bootstrap(labels: Any, scores_a: Any, scores_b: Any, resamples: int = 1000, seed: int = 0) -> dict[str, float]:
-    """AUC(b) - AUC(a) on the same resamples: estimate, 95% interval and two-sided bootstrap p-value."""
+    """AUC(b) - AUC(a) on the same resamples: estimate, 95% interval and two-sided bootstrap p-value
+    (``_paired_summary``)."""
     import numpy as np
 
     y = np.asarray(labels).astype(int)
@@ -201,11 +210,7 @@ def paired_auc_bootstrap(labels: Any, scores_a: Any, scores_b: Any, resamples: i
     a = np.asarray(scores_a, dtype=np.float64)
     b = np.asarray(scores_b, dtype=np.float64)
     diff = weighted_auc(w, y, b) - weighted_auc(w, y, a)
-    point = float(weighted_auc(one, y, b)[0] - weighted_auc(one, y, a)[0])
-    diff = diff[np.isfinite(diff)]
-    p = 2 * min((diff <= 0).mean(), (diff >= 0).mean())
-    low, high = np.quantile(diff, [0.025, 0.975])
-    return {"difference": point, "low": float(low), "high": float(high), "p_value": float(min(1.0, p))}
+    return _paired_summary(float(weighted_auc(one, y, b)[0] - weighted_auc(one, y, a)[0]), diff, 0.95)
 
 
 def compare_runs(scores_a: dict[str, Any], scores_b: dict[str, Any], threshold_a: float = 0.5,

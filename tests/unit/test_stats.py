@@ -58,6 +58,7 @@ def test_paired_auc_detects_a_real_difference_and_not_a_null_one():
     better = np.clip(s + 0.3 * y, 0, 1)
     real = paired_auc_bootstrap(y, s, better)
     assert real["difference"] > 0 and real["low"] > 0 and real["p_value"] < 0.01
+    assert real["p_value"] == 2 / 1001  # every resample on one side: the smallest p 1,000 resamples can give, never 0
     same = paired_auc_bootstrap(y, s, s)
     assert same["difference"] == 0 and same["p_value"] == 1.0
 

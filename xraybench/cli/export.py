@@ -7,7 +7,7 @@ from pathlib import Path
 
 from xraybench.cli import options
 from xraybench.cli.common import SAVED_RUN, command
-from xraybench.export import MLFLOW_EXPERIMENT, TOLERANCE
+from xraybench.export import FORMATS, MLFLOW_EXPERIMENT, TOLERANCE
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -54,7 +54,7 @@ def add_export(sub) -> None:
                 "as one MLflow run (needs `pip install \"xraybench[mlflow]\"`). The model file's "
                 "SHA-256 is checked against the record first.")
     p.add_argument("run_id", metavar="RUN_ID", help=SAVED_RUN)
-    p.add_argument("--to", choices=("onnx", "mlflow"), required=True, help="what to export to")
+    p.add_argument("--to", choices=FORMATS, required=True, help="what to export to")
     p.add_argument("--out", metavar="PATH",
                    help="ONNX: the file to write (default: RESULTS/exports/RUN_ID.onnx); an existing file is replaced "
                         "only if xraybench exported it")

@@ -14,6 +14,7 @@ from xraybench.cli import options
 from xraybench.cli.common import announce_builtin, command, command_line, no_empty_folders_on_failure
 from xraybench.errors import XRayBenchError
 from xraybench.records import RunStatus
+from xraybench.tuning import OBJECTIVES, PRUNERS, SAMPLERS
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -319,10 +320,9 @@ def add_tune(sub) -> None:
     options.storage(p, "Optuna storage URL, e.g. postgresql://user:pw@host/db "
                     "(default: sqlite file tuning.sqlite3 in the results folder)")
     p.add_argument("--study", metavar="NAME", help="study name (default: MODEL-METRIC-SIZEpx-seedSEED); same name resumes")
-    p.add_argument("--metric", choices=("val_auc", "val_loss", "val_balanced_accuracy"), default="val_auc",
-                   help="objective, on the validation split")
-    p.add_argument("--sampler", choices=("tpe", "random", "cmaes"), default="tpe")
-    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    p.add_argument("--metric", choices=tuple(OBJECTIVES), default="val_auc", help="objective, on the validation split")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="tpe")
+    p.add_argument("--pruner", choices=tuple(PRUNERS), default="median")
     options.param(p, "fix a parameter (repeatable)")
     options.epochs(p, "cap on epochs per trial (Keras models)")
     options.recipe(p)

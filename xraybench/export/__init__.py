@@ -26,11 +26,9 @@ The conversion runs in a child process (``isolation.py``), as every prediction d
 module and the command's own process import no Keras backend, plugin or scikit-learn.
 """
 
-from xraybench.export.common import FORMATS, OWNER_KEY, require
-from xraybench.export.mlflow_run import MLFLOW_EXPERIMENT, MlflowExport, run_metrics, run_params, run_tags, to_mlflow
-from xraybench.export.onnx_file import (ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT, TOLERANCE, OnnxExport, onnx_scores, to_onnx,
-                                        wrap)
+from xraybench.export.common import FORMATS, OWNER_KEY
+from xraybench.export.mlflow_run import MLFLOW_EXPERIMENT, run_metrics, run_params, to_mlflow
+from xraybench.export.onnx_file import ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT, TOLERANCE, onnx_scores, to_onnx, wrap
 
-__all__ = ["FORMATS", "MLFLOW_EXPERIMENT", "ONNX_INPUT", "ONNX_OPSET", "ONNX_OUTPUT", "OWNER_KEY", "TOLERANCE",
-           "MlflowExport", "OnnxExport", "onnx_scores", "require", "run_metrics", "run_params", "run_tags", "to_mlflow",
-           "to_onnx", "wrap"]
+__all__ = ["FORMATS", "MLFLOW_EXPERIMENT", "ONNX_INPUT", "ONNX_OPSET", "ONNX_OUTPUT", "OWNER_KEY", "TOLERANCE", "onnx_scores",
+           "run_metrics", "run_params", "to_mlflow", "to_onnx", "wrap"]

@@ -10,15 +10,12 @@ in whatever process runs it), ``study`` (the ask, run, tell loop).
 """
 
 from xraybench.redaction import mask_url as masked  # the storage URL with its secrets hidden
-from xraybench.tuning.storage import default_storage, make_pruner, make_sampler, make_storage, sampler_seed
+from xraybench.tuning.storage import PRUNERS, SAMPLERS, default_storage, make_storage, sampler_seed
 from xraybench.tuning.study import (Heartbeat, Session, ask_trial, open_study, progress_callback, require_tunable,
                                     run_study, tell_outcome, trial_limit)
-from xraybench.tuning.trial import (METRICS, NEED_TASK, OBJECTIVES, TrialTask, call_trial, evaluate_params, run_trial,
+from xraybench.tuning.trial import NEED_TASK, OBJECTIVES, TrialTask, call_trial, evaluate_params, run_trial, task_spec
 
-
-                                    task_spec)
-
-__all__ = ["METRICS", "NEED_TASK", "OBJECTIVES", "Heartbeat", "Session", "TrialTask", "ask_trial", "call_trial",
-           "default_storage", "evaluate_params", "make_pruner", "make_sampler", "make_storage", "masked", "open_study",
+__all__ = ["NEED_TASK", "OBJECTIVES", "PRUNERS", "SAMPLERS", "Heartbeat", "Session", "TrialTask", "ask_trial",
+           "call_trial", "default_storage", "evaluate_params", "make_storage", "masked", "open_study",
            "progress_callback", "require_tunable", "run_study", "run_trial", "sampler_seed", "task_spec", "tell_outcome",
            "trial_limit"]

@@ -81,30 +81,33 @@ def make_storage(url: str):
         raise _storage_error(url, exc, with_type=True) from None
 
 
+# Name -> how Optuna makes it (optuna passed in: imported only when a study opens); `tune`'s choices.
+SAMPLERS = {
+    "tpe": lambda optuna, seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda optuna, seed: optuna.samplers.RandomSampler(seed=seed),
+    "cmaes": lambda optuna, seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+}
+PRUNERS = {
+    "median": lambda optuna: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    "hyperband": lambda optuna: optuna.pruners.HyperbandPruner(min_resource=1),
+    "none": lambda optuna: optuna.pruners.NopPruner(),
+}
+
+
 def make_sampler(name: str, seed: int):
     import optuna
 
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-    }
-    if name not in samplers:
-        raise XRayBenchError(f"unknown sampler {name!r}; choose {', '.join(samplers)}")
-    return samplers[name]()
+    if name not in SAMPLERS:
+        raise XRayBenchError(f"unknown sampler {name!r}; choose {', '.join(SAMPLERS)}")
+    return SAMPLERS[name](optuna, seed)
 
 
 def make_pruner(name: str):
     import optuna
 
-    pruners = {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
-        "none": lambda: optuna.pruners.NopPruner(),
-    }
-    if name not in pruners:
-        raise XRayBenchError(f"unknown pruner {name!r}; choose {', '.join(pruners)}")
-    return pruners[name]()
+    if name not in PRUNERS:
+        raise XRayBenchError(f"unknown pruner {name!r}; choose {', '.join(PRUNERS)}")
+    return PRUNERS[name](optuna)
 
 
 def sampler_seed(seed: int, trial_number: int) -> int:

@@ -19,18 +19,21 @@ from xraybench import stats
 N = 624
 
 
-def rates(seeds_a: int, seeds_b: int, tau: float, sims: int, seed: int) -> tuple[float, float]:
+def rates(seeds_a: int, seeds_b: int, tau: float, sims: int, seed: int, n: int = N,
+          resamples: int = 1000) -> tuple[float, float]:
+    """(bootstrap, lowest-seed McNemar): the share of ``sims`` null pairs of rows each rejects at 0.05.
+    ``tests/unit/test_paired_rows.py`` runs a small one."""
     rng = np.random.default_rng(seed)
     bootstrap = mcnemar = 0
     for _ in range(sims):
-        y = (rng.random(N) < 0.625).astype(int)
+        y = (rng.random(n) < 0.625).astype(int)
         difficulty = rng.normal(1.2 * (2 * y - 1), 1.0)
 
         def run(difficulty: np.ndarray = difficulty) -> list[tuple[np.ndarray, float]]:
-            return [(1 / (1 + np.exp(-(difficulty + rng.normal(0, tau) + rng.normal(0, 0.7, N)))), 0.5)]
+            return [(1 / (1 + np.exp(-(difficulty + rng.normal(0, tau) + rng.normal(0, 0.7, n)))), 0.5)]
 
         a, b = [run() for _ in range(seeds_a)], [run() for _ in range(seeds_b)]
-        bootstrap += stats.paired_mean_difference(y, a, b)["p_value"] < 0.05
+        bootstrap += stats.paired_mean_difference(y, a, b, resamples=resamples)["p_value"] < 0.05
         right_a, right_b = (a[0][0][0] >= 0.5) == y, (b[0][0][0] >= 0.5) == y
         mcnemar += stats.mcnemar_exact(right_a.tolist(), right_b.tolist())["p_value"] < 0.05
     return bootstrap / sims, mcnemar / sims

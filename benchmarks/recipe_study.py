@@ -249,16 +249,16 @@ def _paired_p(runs: list, reference: list) -> str:
     test images resampled together and each cell's seeds on their own (``stats.paired_mean_difference``).
     An earlier version pooled McNemar pairs over seeds, which counted each test image once per seed
     and left the seeds' spread out: its p were too small."""
-    from xraybench.leaderboard.scores import Unusable, by_seed
+    from xraybench.leaderboard.scores import Unusable, by_seed, read_once
     from xraybench.records import Threshold
     from xraybench.stats import paired_mean_difference
 
     if not runs or not reference or runs is reference:
         return "-"
-    t = Threshold.parse("val")
+    t, scores = Threshold.parse("val"), read_once(STORE.scores)  # a damaged scores file is "-", as on the leaderboard
     try:
-        ids, labels, theirs = by_seed(reference, t, STORE.scores)
-        _ids, _labels, mine = by_seed(runs, t, STORE.scores, order=(ids, labels))
+        ids, labels, theirs = by_seed(reference, t, scores)
+        _ids, _labels, mine = by_seed(runs, t, scores, order=(ids, labels))
     except Unusable:
         return "-"
     p = paired_mean_difference(labels, theirs, mine)["p_value"]

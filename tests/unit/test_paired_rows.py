@@ -2,7 +2,9 @@
 a paired bootstrap of the difference of means where a row has several seeds (before, such rows
 showed the McNemar p of their lowest seeds, which tested another difference)."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from recordfactory import make_record
 from xraybench import leaderboard as lb
 from xraybench import stats
 from xraybench.leaderboard.reference import BOOTSTRAP, MCNEMAR
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _rows(pairs):
@@ -136,21 +140,13 @@ def test_the_interval_follows_its_level_and_a_metric_without_a_bootstrap_is_refu
         stats.paired_mean_difference(y, a, b, key="no_such_metric")
 
 
-def _null_rejections(ka, kb, seed_sd, sims=150, n=300, resamples=200):
-    """How often p < 0.05 when both rows come from one process: images of shared difficulty, each
-    run's seed effect (``seed_sd``) and its noise on each image."""
-    rng = np.random.default_rng(7)
-    rejected = 0
-    for _ in range(sims):
-        y = (rng.random(n) < 0.625).astype(int)
-        difficulty = rng.normal(1.2 * (2 * y - 1), 1.0)
-
-        def run(difficulty=difficulty):
-            return [(1 / (1 + np.exp(-(difficulty + rng.normal(0, seed_sd) + rng.normal(0, 0.7, n)))), 0.5)]
-
-        out = stats.paired_mean_difference(y, [run() for _ in range(ka)], [run() for _ in range(kb)], resamples=resamples)
-        rejected += out["p_value"] < 0.05
-    return rejected / sims
+def _null_rejections(ka, kb, seed_sd):
+    """The committed calibration benchmark's simulation, small: how often p < 0.05 when both rows
+    come from one process."""
+    spec = importlib.util.spec_from_file_location("paired_test_calibration", ROOT / "benchmarks" / "paired_test_calibration.py")
+    calibration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibration)
+    return calibration.rates(ka, kb, seed_sd, sims=150, seed=7, n=300, resamples=200)[0]
 
 
 def test_the_bootstrap_is_conservative_for_rows_of_several_seeds():

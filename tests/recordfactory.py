@@ -71,4 +71,4 @@ def read_runs(root: Path) -> TrainedRuns:
     from xraybench.results import ResultStore
 
     return TrainedRuns(root / "chest_xray", root / "results",
-                       {r["model"]: r["run_id"] for r in ResultStore(root / "results").records()})
+                       {r["model"]: r["run_id"] for r in ResultStore(root / "results").records() if r["status"] == "done"})

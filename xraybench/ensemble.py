@@ -139,7 +139,8 @@ def _shared_data(members: list[Member]) -> dict[str, Any]:
 def member_entry(record: RunRecord) -> dict[str, Any]:
     """How a member is listed in the ensemble's record: enough to name its configuration without
     reading its file (the leaderboard builds the ensemble's variant from these)."""
-    from xraybench.leaderboard import trained_on, variant
+    from xraybench.leaderboard import variant
+    from xraybench.specs import trained_on
 
     return {"run_id": record.run_id, "model": record.model, "variant": variant(record), "seed": record.seed,
             "image_size": record.image_size, "backend": trained_on(record)}

@@ -21,6 +21,7 @@ import numpy as np
 from xraybench import generated, leaderboard as lb
 from xraybench.errors import XRayBenchError
 # text from plugins, paths and records
+from xraybench.progress import plural
 from xraybench.escaping import html_img, html_table, html_text, md_code, md_img, md_table, md_text, mpl_text
 from xraybench.explain import report as explain_report  # the "Where the models look" section (numpy only)
 from xraybench.leaderboard.columns import data_legend
@@ -178,7 +179,7 @@ def _history(records: list[RunRecord]) -> str | None:
     for axes in (a, b):
         axes.legend(fontsize=6, ncol=2 if len(records) > 2 else 1)
     seeds = ", ".join(str(r.seed) for r in records)
-    fig.suptitle(f"{mpl_text(_row_name(records[0]))}: {len(records)} run{'s' if len(records) > 1 else ''}, "
+    fig.suptitle(f"{mpl_text(_row_name(records[0]))}: {plural(len(records), 'run')}, "
                  f"seed{'s' if len(records) > 1 else ''} {seeds}", fontsize=8)
     fig.tight_layout()
     return _png(fig)
@@ -221,8 +222,7 @@ def build(store: ResultStore, threshold: str = "0.5", baseline: str | None = Non
     by_id = {r.run_id: r for r in loaded.records}
     runs = _plotted(store, [by_id[str(row.representative_run)] for row in rows], scores_of, skipped)
     roc, pr = _curves(runs)
-    histories = [(by_id[row.run_ids[0]], row.run_ids, image) for row in rows if row.run_ids
-                 and (image := _history([by_id[run_id] for run_id in row.run_ids]))]
+    histories = [(row.records[0], row.run_ids, image) for row in rows if (image := _history(row.records))]
     return {
         "rows": rows,
         "glance": at_val[:GLANCE_ROWS] if at_val else rows[:GLANCE_ROWS],  # runs recorded before val metrics: as ranked

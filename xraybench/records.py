@@ -24,7 +24,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from xraybench.errors import XRayBenchError
+from xraybench.errors import XRayBenchError, first_line
 from xraybench.metric_registry import FIXED_THRESHOLD, LABELS, REGISTRY, fill_from_counts
 
 SCHEMA_VERSION = 2  # 1: "schema" key, no reference/spec_image_size; 2: "schema_version"
@@ -337,7 +337,7 @@ def parse(obj: Any) -> RunRecord:
     except InvalidRecord:
         raise
     except (TypeError, AttributeError, ValueError) as exc:
-        raise InvalidRecord(f"malformed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InvalidRecord(f"malformed ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def _parse(obj: Any) -> RunRecord:

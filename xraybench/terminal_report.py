@@ -191,7 +191,7 @@ def print_data_brief(dataset, console) -> None:
 
 def image_shape(dataset) -> str:
     """"28 px, 1 channel": the size and channels the images were decoded at, in words."""
-    return f"{dataset.image_size} px, {dataset.channels} channel{'s' if dataset.channels != 1 else ''}"
+    return f"{dataset.image_size} px, {plural(dataset.channels, 'channel')}"
 
 
 def print_data_summary(dataset, console) -> None:

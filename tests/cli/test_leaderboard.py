@@ -27,6 +27,7 @@ def test_rows_aggregate_over_seeds_and_skip_failed():
     assert base.sds["accuracy"] is not None and base.delta_accuracy == 0.0
     accs = [make_record("baseline_cnn", s)[0]["metrics"]["accuracy"] for s in (1, 2, 3)]
     assert base.estimates["accuracy"] == pytest.approx(sum(accs) / 3)
+    assert base.param_count == 10 and base.precision == []  # the records' (make_record: 10 parameters, no precision)
 
 
 def test_all_runs_and_sort():

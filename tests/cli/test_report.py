@@ -324,6 +324,8 @@ def test_an_ensemble_shows_no_none(tmp_path, xb):
     out = xb("report", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "r.html"))
     assert out.code == 0, out.err
     assert "None" not in (tmp_path / "r.md").read_text() and "None" not in (tmp_path / "r.html").read_text()
+    board = xb("leaderboard", "--format", "json", "--results", str(tmp_path / "results"))
+    assert board.code == 0 and '"None"' not in board.out  # where an ensemble's missing precision used to read "None"
 
 
 def test_the_explain_command_of_a_run_without_a_shortcut_check_is_code_in_both_formats():
@@ -347,7 +349,14 @@ def test_training_curves_are_one_figure_a_row_with_every_seed(tmp_path, monkeypa
     ids = [_scored(store, "cnn", seed, 0.1, history=history, kind="keras", epochs_run=2) for seed in (1, 2, 3)]
     _scored(store, "forest", 1, 0.0)  # no history: no figure
     drawn = []
-    monkeypatch.setattr(report, "_png", lambda fig: drawn.append(fig._suptitle and fig._suptitle.get_text()) or "png")
+    import matplotlib.pyplot as plt
+
+    def png(fig):  # what the real _png does besides encoding: close the figure
+        drawn.append(fig._suptitle and fig._suptitle.get_text())
+        plt.close(fig)
+        return "png"
+
+    monkeypatch.setattr(report, "_png", png)
     ctx = report.build(store)
     titled = [title for title in drawn if title]  # ROC, PR, confusion and reliability have none
     assert len(ctx["histories"]) == 1 and len(drawn) == 5 and len(titled) == 1

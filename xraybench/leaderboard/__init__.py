@@ -13,12 +13,11 @@ from xraybench.leaderboard.render import (COMMAND, CSV_HEADER, render_csv, rende
                                           table_text, with_marker)
 from xraybench.leaderboard.rows import (PublishedRow, Reference, Row, ensemble_variant, published_rows, threshold_label,
                                         variant)
-from xraybench.specs import trained_on
 
 __all__ = [
     "COLUMNS", "COMMAND", "CSV_HEADER", "DEFAULT_COLUMNS", "ENSEMBLE_NOTE", "HEADERS", "NAMED_COLUMNS", "ROW_RESAMPLES",
     "PublishedRow", "Reference", "Row", "build_rows", "cells", "ci", "count_statuses", "ensemble_variant", "fmt",
     "footnote", "lacking", "p_cell", "published_rows", "reference_command", "reference_gaps", "render_csv",
     "render_json", "render_markdown", "render_table", "short_legend", "table_columns", "table_text", "threshold_label",
-    "trained_on", "variant", "with_marker",
+    "variant", "with_marker",
 ]

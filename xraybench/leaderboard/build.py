@@ -108,7 +108,7 @@ def _row(runs: list[RunRecord], t: Threshold, reference: Reference | None, note:
         runs_text=str(distinct) if len(seeds) == distinct else f"{distinct} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})",
         image_size=first.image_size, data_name=_data_name(first),
         data_source=mask_text(str((first.data or {}).get("source") or "")),
-        precision=sorted({str(r.precision) for r in runs}), param_count=first.param_count,
+        precision=sorted({r.precision for r in runs if r.precision}), param_count=first.param_count,  # ensemble: none
         fingerprint=first.fingerprint, threshold=threshold_label(t, sorted({r.threshold_method() for r in runs})),
         transductive=t.transductive, distribution=f"{first.distribution} {first.version}",
         created_at=max(r.created_at for r in runs), study=(first.tags or {}).get("study"),

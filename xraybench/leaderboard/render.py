@@ -310,7 +310,7 @@ def produced(row: Row) -> tuple[list[str], list[str]]:
     cpu = row.cpu_seconds_per_run
     cpus = ", ".join("-" if c is None else f"{c:.0f}" for c in cpu) if any(c is not None for c in cpu) else "-"
     params = f"{row.param_count:,}" if row.param_count else "-"
-    precision = ", ".join(p for p in row.precision if p != "None") or "-"
+    precision = ", ".join(row.precision) or "-"
     return [row.model, row.variant, str(row.image_size or "-") + row.data_mark, params, epochs_text(row.epochs),
             walls, cpus, precision, "; ".join(map(str, row.hardware))], [c for c in row.commands if c]
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from xraybench.errors import XRayBenchError
+from xraybench.errors import XRayBenchError, first_line
 from xraybench.records import RunStatus
 from xraybench.specs import ImageSet, ModelSpec
 from xraybench.tuning.storage import make_pruner, make_sampler, make_storage, sampler_seed
@@ -289,7 +289,7 @@ def _run_one(study, storage, storage_url, study_name, trial, params, task, child
                 try:
                     outcome = isolation.Outcome(RunStatus.DONE, value=run_trial(*args, task))
                 except PluginFailure as exc:
-                    outcome = isolation.Outcome(RunStatus.ERROR, reason=str(exc).splitlines()[0] if str(exc) else "PluginFailure",
+                    outcome = isolation.Outcome(RunStatus.ERROR, reason=first_line(exc),
                                                 traceback=traceback.format_exc())
     except BaseException as exc:  # Ctrl-C, or an unexpected error in this process: never leave it RUNNING
         reason = (("interrupted by SIGTERM" if isinstance(exc, isolation.Terminated) else "interrupted by Ctrl-C")
